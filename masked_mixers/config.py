@@ -1,0 +1,248 @@
+"""Typed run configuration: dataclasses that round-trip to YAML.
+
+A run config has three sections, `model`, `data` and `train` (see configs/*.yaml). Loading
+checks every key and type and names the offender (`configs/x.yaml: unknown key 'train.lr_rate'`),
+so a typo never silently falls back to a default. `--set section.key=value` overrides use the
+same checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+
+
+@dataclass
+class ModelSpec:
+    """One model, in the size terms both families share.
+
+    family: "mixer" (masked mixer) or "llama" (transformers' LlamaForCausalLM).
+    vocab_size: null takes the tokenizer's size when the run is prepared.
+    num_heads: attention heads for llama; heads of a multihead mixer.
+    intermediate_size: llama MLP width; null means ff_mult * hidden_size.
+    """
+
+    family: str = "mixer"
+    name: str | None = None
+    vocab_size: int | None = None
+    hidden_size: int = 256
+    num_hidden_layers: int = 8
+    seq_len: int = 512
+    num_heads: int = 4
+    mixer_type: str = "flat"
+    expansion: int = 2
+    ff_mult: int = 4
+    intermediate_size: int | None = None
+    dropout: float = 0.0
+    tie_word_embeddings: bool = False
+    use_layer_norm: bool = True
+    use_residual: bool = True
+    use_feed_forward: bool = True
+
+    @property
+    def label(self) -> str:
+        """A short name for tables and plots."""
+        if self.name:
+            return self.name
+        kind = self.family if self.family != "mixer" else f"mixer-{self.mixer_type}"
+        return f"{kind}-d{self.hidden_size}-n{self.num_hidden_layers}-L{self.seq_len}"
+
+
+@dataclass
+class DataConfig:
+    """Where the corpus comes from and how it becomes fixed-length token examples.
+
+    source: a Hugging Face dataset id, or one or more local files (.txt, .jsonl, .json, .parquet).
+    eval_source: held-out corpus; null splits eval_fraction of `source` off instead.
+    tokenizer: null trains a byte-level BPE of `vocab_size` on the training text; otherwise a
+      tokenizer.json, a directory with one, a hub name, or a SentencePiece .model file.
+    packing: true concatenates documents end to end and cuts them into L-token blocks; false
+      truncates each document to L tokens and pads it (pad labels are ignored).
+    """
+
+    source: str | list[str] = "roneneldan/TinyStories"
+    split: str = "train"
+    eval_source: str | list[str] | None = None
+    eval_split: str = "validation"
+    eval_fraction: float = 0.02
+    text_field: str = "text"
+    lowercase: bool = False
+    max_documents: int | None = None
+    max_eval_documents: int | None = None
+    tokenizer: str | None = None
+    vocab_size: int = 4096
+    packing: bool = False
+    padding_side: str = "right"
+    add_bos: bool = False
+    add_eos: bool = True
+    cache_dir: str = "~/.cache/masked_mixers"
+    num_proc: int | None = None
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping. A run stops at max_steps or max_seconds, whichever is first."""
+
+    output_dir: str = "runs/default"
+    max_steps: int = 1000
+    max_seconds: float | None = None
+    batch_size: int = 16
+    eval_batch_size: int | None = None
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 5e-4
+    lr_scheduler: str = "linear"
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    max_grad_norm: float = 1.0
+    precision: str = "auto"
+    eval_steps: int = 100
+    max_eval_batches: int | None = None
+    save_steps: int = 500
+    save_total_limit: int | None = 2
+    logging_steps: int = 10
+    seed: int = 0
+    num_workers: int = 0
+    report_to: list[str] = field(default_factory=lambda: ["jsonl"])
+    torch_compile: bool = False
+
+
+@dataclass
+class RunConfig:
+    """A whole run: one model (or several, for compare), its data and its training."""
+
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# --- loading and checking -------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
+    """Check `value` against the annotation `tp`, converting only the harmless cases (int -> float)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is not type(None):
+                try:
+                    return _coerce(value, option, source, key)
+                except UserError:
+                    pass
+        wanted = " or ".join(_type_name(o) for o in options if o is not type(None))
+        raise UserError(f"{source}: key '{key}' expects {wanted}, got {value!r}")
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise UserError(f"{source}: key '{key}' expects a list, got {value!r}")
+        return [_coerce(v, inner, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, source, key)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, tp) or (tp in (int, float) and isinstance(value, bool)):
+        raise UserError(f"{source}: key '{key}' expects {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _from_dict(cls: type, data: Any, source: str, prefix: str = "") -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: '{prefix or 'top level'}' must be a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise UserError(f"{source}: unknown key '{path}' (known: {', '.join(sorted(names))})")
+        kwargs[key] = _coerce(value, hints[key], source, path)
+    return cls(**kwargs)
+
+
+def from_dict(cls: type, data: Any, source: str = "config") -> Any:
+    """Build dataclass `cls` from plain data; errors name `source` and the key path."""
+    return _from_dict(cls, data, source)
+
+
+def to_dict(obj: Any) -> dict:
+    return dataclasses.asdict(obj)
+
+
+def load_yaml(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'train.max_steps=20' -> (['train', 'max_steps'], 20); the value is read as YAML."""
+    if "=" not in text:
+        raise UserError(f"--set {text!r}: expected section.key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply --set overrides to the raw mapping, before type checking."""
+    data = dict(data or {})
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        node = data
+        for key in keys[:-1]:
+            child = node.get(key)
+            node[key] = child = dict(child) if isinstance(child, dict) else {}
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def load_run_config(path: str | os.PathLike, overrides: list[str] | None = None) -> RunConfig:
+    """Read a run config YAML (with optional --set overrides) into a checked RunConfig."""
+    return from_dict(RunConfig, apply_overrides(load_yaml(path), overrides or []), str(path))
+
+
+def save_yaml(obj: Any, path: str | os.PathLike) -> None:
+    """Write a dataclass config as YAML atomically (temporary file, then rename)."""
+    atomic_write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` so that readers see the old file or the whole new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,62 @@
+"""Configuration of the masked mixer (Badger, arXiv 2409.01482), in Hugging Face form."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+MIXER_TYPES = ("flat", "expanded", "multihead")
+
+
+@strict
+class MaskedMixerConfig(PreTrainedConfig):
+    """Size and switches of a masked mixer language model.
+
+    `seq_len` is L, the longest input: the token-mixing matrices are L x L, so it is fixed when
+    the model is built (an input of t <= L tokens uses the top-left t x t block). `hidden_size`
+    is d_model. `mixer_type` chooses the token mixing of each block:
+
+    - "flat": one masked L x L mixing;
+    - "expanded": L -> expansion*L -> L, GELU between, both masked (position k of the wide
+      layer belongs to sequence position k // expansion);
+    - "multihead": `num_heads` heads, each its own projection d -> d/h and masked L x L mixing,
+      concatenated and projected back to d.
+
+    The ablation switches (`use_layer_norm`, `use_residual`, `use_feed_forward`) remove one part
+    of every block, for the paper's flexibility experiments.
+    """
+
+    model_type = "masked_mixer"
+
+    vocab_size: int = 4096
+    hidden_size: int = 256
+    num_hidden_layers: int = 8
+    seq_len: int = 512
+    mixer_type: str = "flat"
+    num_heads: int = 4
+    expansion: int = 2
+    ff_mult: int = 4
+    dropout: float = 0.0
+    use_layer_norm: bool = True
+    use_residual: bool = True
+    use_feed_forward: bool = True
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    tie_word_embeddings: bool = False
+    use_cache: bool = True
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+
+    def validate_architecture(self):
+        """Called by the `@strict` machinery of `PreTrainedConfig`: reject impossible shapes early."""
+        if self.mixer_type not in MIXER_TYPES:
+            raise ValueError(f"mixer_type must be one of {MIXER_TYPES}, got {self.mixer_type!r}")
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "seq_len", "num_heads", "expansion", "ff_mult"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.mixer_type == "multihead" and self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+__all__ = ["MaskedMixerConfig", "MIXER_TYPES"]

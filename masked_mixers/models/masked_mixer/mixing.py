@@ -1,0 +1,140 @@
+"""Token mixing: the masked L x L layers that replace self-attention in a masked mixer.
+
+Every layer here keeps a full-size weight parameter and applies the causal mask *inside*
+forward (`torch.tril`, or an explicit position mask for the expanded layer). The masked
+entries are initialised to zero and receive exactly zero gradient, so AdamW never moves them
+(zero gradient -> zero moments -> zero update; decoupled weight decay of a zero stays zero) and
+saved checkpoints are causal. The paper's reference code instead overwrote the weights each
+forward pass, which let the optimizer keep updating the upper triangle; we do not.
+
+No mask is stored as a buffer: transformers 5 builds models on the meta device inside
+`from_pretrained`, and a non-persistent buffer made in `__init__` would come back as garbage.
+An input of t <= L tokens uses the top-left t x t block of each matrix.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import initialization as init
+
+
+def causal_mask(rows: int, cols: int, row_group: int = 1, col_group: int = 1, device=None) -> torch.Tensor:
+    """Boolean (rows, cols) mask: True where output row r may read input column c.
+
+    Row r stands for sequence position r // row_group and column c for position c // col_group,
+    so an expanded layer (several units per position) stays causal position by position.
+    """
+    r = torch.arange(rows, device=device) // row_group
+    c = torch.arange(cols, device=device) // col_group
+    return r[:, None] >= c[None, :]
+
+
+def _apply_padding(x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+    """Zero padded positions so they add nothing to any other position's mixture."""
+    if padding_mask is None:
+        return x
+    return x * padding_mask[..., None].to(x.dtype)
+
+
+def _init_uniform_masked(weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor) -> None:
+    """PyTorch's default Conv1d/Linear init (as in the paper's reference code), masked entries zero."""
+    bound = 1.0 / math.sqrt(weight.shape[-1])
+    init.uniform_(weight, -bound, bound)
+    init.copy_(weight, weight * mask.to(weight.dtype))
+    init.uniform_(bias, -bound, bound)
+
+
+class FlatTokenMixing(nn.Module):
+    """One masked L x L mixing: y[:, i] = sum_{j<=i} W[i, j] x[:, j] + b[i], shared across features."""
+
+    def __init__(self, seq_len: int):
+        super().__init__()
+        self.seq_len = seq_len
+        self.weight = nn.Parameter(torch.empty(seq_len, seq_len))
+        self.bias = nn.Parameter(torch.empty(seq_len))
+
+    def reset_parameters(self) -> None:
+        _init_uniform_masked(self.weight, self.bias, causal_mask(self.seq_len, self.seq_len, device=self.weight.device))
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        t = x.shape[1]
+        w = torch.tril(self.weight[:t, :t])  # (t, t), lower-triangular
+        # (t, t) @ (batch, t, d) -> (batch, t, d): mix over positions, same weights for every feature
+        return torch.matmul(w, _apply_padding(x, padding_mask)) + self.bias[:t, None]
+
+
+class ExpandedTokenMixing(nn.Module):
+    """Two masked mixings L -> e*L -> L with a GELU between.
+
+    Unit k of the wide layer belongs to sequence position k // e: it reads positions <= k // e
+    and is read by positions >= k // e, so the composition stays causal and every unit is used.
+    """
+
+    def __init__(self, seq_len: int, expansion: int):
+        super().__init__()
+        self.seq_len, self.expansion = seq_len, expansion
+        wide = seq_len * expansion
+        self.weight_in = nn.Parameter(torch.empty(wide, seq_len))
+        self.bias_in = nn.Parameter(torch.empty(wide))
+        self.weight_out = nn.Parameter(torch.empty(seq_len, wide))
+        self.bias_out = nn.Parameter(torch.empty(seq_len))
+
+    def _masks(self, t: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.expansion
+        return causal_mask(e * t, t, row_group=e, device=device), causal_mask(t, e * t, col_group=e, device=device)
+
+    def reset_parameters(self) -> None:
+        mask_in, mask_out = self._masks(self.seq_len, self.weight_in.device)
+        _init_uniform_masked(self.weight_in, self.bias_in, mask_in)
+        _init_uniform_masked(self.weight_out, self.bias_out, mask_out)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        t, e = x.shape[1], self.expansion
+        mask_in, mask_out = self._masks(t, x.device)
+        w_in = self.weight_in[: e * t, :t] * mask_in  # (e*t, t)
+        w_out = self.weight_out[:t, : e * t] * mask_out  # (t, e*t)
+        # (batch, t, d) -> (batch, e*t, d): widen over positions
+        h = F.gelu(torch.matmul(w_in, _apply_padding(x, padding_mask)) + self.bias_in[: e * t, None])
+        # (batch, e*t, d) -> (batch, t, d)
+        return torch.matmul(w_out, h) + self.bias_out[:t, None]
+
+
+class MultiHeadTokenMixing(nn.Module):
+    """h heads, each with its own projection d -> d/h and its own masked L x L mixing."""
+
+    def __init__(self, seq_len: int, hidden_size: int, num_heads: int):
+        super().__init__()
+        self.seq_len, self.num_heads = seq_len, num_heads
+        self.head_dim = hidden_size // num_heads
+        self.proj_in = nn.Linear(hidden_size, hidden_size)  # the h projections d -> d/h, side by side
+        self.weight = nn.Parameter(torch.empty(num_heads, seq_len, seq_len))
+        self.bias = nn.Parameter(torch.empty(num_heads, seq_len))
+        self.proj_out = nn.Linear(hidden_size, hidden_size)
+
+    def reset_parameters(self) -> None:
+        _init_uniform_masked(self.weight, self.bias, causal_mask(self.seq_len, self.seq_len, device=self.weight.device))
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, t, _ = x.shape
+        v = self.proj_in(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (b, h, t, d/h)
+        if padding_mask is not None:
+            v = v * padding_mask[:, None, :, None].to(v.dtype)
+        w = torch.tril(self.weight[:, :t, :t])  # (h, t, t)
+        y = torch.matmul(w, v) + self.bias[:, :t, None]  # (b, h, t, d/h): mix over positions per head
+        return self.proj_out(y.transpose(1, 2).reshape(b, t, -1))  # concat heads -> (b, t, d)
+
+
+TOKEN_MIXING_TYPES = (FlatTokenMixing, ExpandedTokenMixing, MultiHeadTokenMixing)
+
+
+def build_token_mixing(config) -> nn.Module:
+    """The token-mixing layer that `config.mixer_type` names."""
+    if config.mixer_type == "flat":
+        return FlatTokenMixing(config.seq_len)
+    if config.mixer_type == "expanded":
+        return ExpandedTokenMixing(config.seq_len, config.expansion)
+    if config.mixer_type == "multihead":
+        return MultiHeadTokenMixing(config.seq_len, config.hidden_size, config.num_heads)
+    raise ValueError(f"unknown mixer_type {config.mixer_type!r}")
