@@ -6,6 +6,7 @@ reimplemented here, so the comparison is against the real thing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
@@ -14,9 +15,6 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedConfig, PreTra
 from .config import ModelSpec
 from .errors import UserError
 from .models import MaskedMixerConfig, MaskedMixerForCausalLM
-
-FAMILIES = ("mixer", "llama")
-
 
 @dataclass
 class ParameterCount:
@@ -41,6 +39,52 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     return ParameterCount(total=total, embedding=embedding, non_embedding=total - embedding)
 
 
+def _mixer_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
+    try:
+        return MaskedMixerConfig(
+            seq_len=spec.seq_len,
+            mixer_type=spec.mixer_type,
+            num_heads=spec.num_heads,
+            expansion=spec.expansion,
+            ff_mult=spec.ff_mult,
+            dropout=spec.dropout,
+            use_layer_norm=spec.use_layer_norm,
+            use_residual=spec.use_residual,
+            use_feed_forward=spec.use_feed_forward,
+            **common,
+        )
+    except Exception as err:  # the config's own validators explain what is wrong
+        raise UserError(f"model: {str(err).strip().splitlines()[-1].strip()}") from None
+
+
+def _llama_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
+    if spec.hidden_size % spec.num_heads:
+        raise UserError(f"model.num_heads: hidden_size {spec.hidden_size} is not divisible by {spec.num_heads} heads")
+    if not (spec.use_layer_norm and spec.use_residual and spec.use_feed_forward):
+        raise UserError("model: ablation switches are not available for family 'llama' in a plain language model")
+    return LlamaConfig(
+        intermediate_size=spec.intermediate_size or spec.ff_mult * spec.hidden_size,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_heads,
+        max_position_embeddings=spec.seq_len,
+        attention_dropout=spec.dropout,
+        **common,
+    )
+
+
+# family -> (config builder, model class). New architectures add one line here.
+FAMILIES: dict[str, tuple[Callable[[ModelSpec, dict], PreTrainedConfig], type[PreTrainedModel]]] = {
+    "mixer": (_mixer_config, MaskedMixerForCausalLM),
+    "llama": (_llama_config, LlamaForCausalLM),
+}
+
+
+def _family(spec: ModelSpec):
+    if spec.family not in FAMILIES:
+        raise UserError(f"model.family: unknown family {spec.family!r} (choose from {', '.join(FAMILIES)})")
+    return FAMILIES[spec.family]
+
+
 def model_config(spec: ModelSpec, vocab_size: int | None = None, **token_ids) -> PreTrainedConfig:
     """The Hugging Face config for `spec` (vocab_size from the tokenizer when the spec leaves it null).
 
@@ -61,40 +105,11 @@ def model_config(spec: ModelSpec, vocab_size: int | None = None, **token_ids) ->
         tie_word_embeddings=spec.tie_word_embeddings,
         **{k: v for k, v in token_ids.items() if v is not None},
     )
-    if spec.family == "mixer":
-        try:
-            return MaskedMixerConfig(
-                seq_len=spec.seq_len,
-                mixer_type=spec.mixer_type,
-                num_heads=spec.num_heads,
-                expansion=spec.expansion,
-                ff_mult=spec.ff_mult,
-                dropout=spec.dropout,
-                use_layer_norm=spec.use_layer_norm,
-                use_residual=spec.use_residual,
-                use_feed_forward=spec.use_feed_forward,
-                **common,
-            )
-        except Exception as err:  # the config's own validators explain what is wrong
-            raise UserError(f"model: {str(err).strip().splitlines()[-1].strip()}") from None
-    if spec.family == "llama":
-        if spec.hidden_size % spec.num_heads:
-            raise UserError(f"model.num_heads: hidden_size {spec.hidden_size} is not divisible by {spec.num_heads} heads")
-        if not (spec.use_layer_norm and spec.use_residual and spec.use_feed_forward):
-            raise UserError("model: ablation switches are not available for family 'llama' in a plain language model")
-        return LlamaConfig(
-            intermediate_size=spec.intermediate_size or spec.ff_mult * spec.hidden_size,
-            num_attention_heads=spec.num_heads,
-            num_key_value_heads=spec.num_heads,
-            max_position_embeddings=spec.seq_len,
-            attention_dropout=spec.dropout,
-            **common,
-        )
-    raise UserError(f"model.family: unknown family {spec.family!r} (choose from {', '.join(FAMILIES)})")
+    return _family(spec)[0](spec, common)
 
 
 def build_model(spec: ModelSpec, vocab_size: int | None = None, **token_ids) -> tuple[PreTrainedModel, ParameterCount]:
-    """Build a freshly initialised causal LM of `spec.family` and count its parameters."""
+    """Build a freshly initialised model of `spec.family` and count its parameters."""
     config = model_config(spec, vocab_size, **token_ids)
-    model = MaskedMixerForCausalLM(config) if spec.family == "mixer" else LlamaForCausalLM(config)
+    model = _family(spec)[1](config)
     return model, count_parameters(model)
