@@ -1,0 +1,44 @@
+"""Held-out loss, perplexity and bits per byte of a causal language model.
+
+Bits per byte divides the summed next-token loss (in bits) by the UTF-8 bytes of the text the
+predicted tokens cover, so models with different tokenizers can be compared; the prepared
+datasets carry that byte count per example (`num_bytes`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import default_data_collator
+
+
+@torch.no_grad()
+def evaluate_model(model, dataset, batch_size: int = 16, max_batches: int | None = None, progress: bool = True) -> dict[str, float]:
+    """Mean next-token cross entropy over all labelled tokens of `dataset` (not a mean of batch means)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    columns = [c for c in ("input_ids", "attention_mask", "labels") if c in dataset.column_names]
+    loader = DataLoader(dataset.with_format("torch", columns=columns), batch_size=batch_size, collate_fn=default_data_collator)
+    total_nats, total_tokens = 0.0, 0
+    for i, batch in enumerate(tqdm(loader, desc="eval", disable=not progress, leave=False)):
+        if max_batches is not None and i >= max_batches:
+            break
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
+        labels = batch["labels"][:, 1:]  # position i predicts token i + 1
+        nats = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum")
+        total_nats += nats.item()
+        total_tokens += int((labels != -100).sum())
+    model.train(was_training)
+    n_examples = min(len(dataset), max_batches * batch_size) if max_batches is not None else len(dataset)
+    loss = total_nats / max(total_tokens, 1)
+    metrics = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": total_tokens}
+    if "num_bytes" in dataset.column_names:
+        total_bytes = sum(dataset.select(range(n_examples))["num_bytes"])
+        metrics["bits_per_byte"] = total_nats / math.log(2) / max(total_bytes, 1)
+    return metrics

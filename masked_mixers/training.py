@@ -1,0 +1,226 @@
+"""Training through Hugging Face's Trainer, so one code path serves a laptop, `torchrun` and
+`accelerate launch` (multi-GPU, multi-node), with checkpoints, resume and bf16 autocast.
+
+What we add on top of the Trainer is bookkeeping a comparison needs: a metrics JSONL (one line
+per log/eval event, with wall-clock time and tokens seen), a wall-clock budget, peak memory, and
+a final evaluation that reports bits per byte. The run config is saved beside the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments, default_data_collator, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from .config import RunConfig, atomic_write_text, save_yaml
+from .errors import UserError
+from .evaluation import evaluate_model
+from .factory import ParameterCount, build_model, count_parameters
+from .memory import PeakMemory
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class TrainResult:
+    """What a finished run leaves behind, in memory (the same numbers are in output_dir)."""
+
+    output_dir: Path
+    model: PreTrainedModel
+    parameters: ParameterCount
+    history: list[dict[str, Any]] = field(default_factory=list)
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+    train_loss: float | None = None
+    steps: int = 0
+    tokens_seen: int = 0
+    train_seconds: float = 0.0
+    tokens_per_second: float = 0.0
+    peak_memory_bytes: int | None = None
+    stopped_by: str = "max_steps"
+
+
+class MetricsCallback(TrainerCallback):
+    """Append every log/eval event to metrics.jsonl (rank 0 only) and keep it in `history`.
+
+    The Trainer's own logs lack wall-clock time since the start of *this* run's training and
+    the tokens seen, which the loss-vs-time and loss-vs-tokens plots need.
+    """
+
+    def __init__(self, path: Path, tokens_per_step: int):
+        self.path, self.tokens_per_step = path, tokens_per_step
+        self.history: list[dict[str, Any]] = []
+        self.elapsed_before = 0.0  # training seconds spent before a resume
+        self._start = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+        if state.is_world_process_zero and self.path.exists():  # resuming: keep earlier events up to the checkpoint
+            kept = [r for r in map(json.loads, self.path.read_text().splitlines()) if r["step"] <= state.global_step]
+            self.history = kept
+            self.elapsed_before = max((r.get("elapsed_s", 0.0) for r in kept), default=0.0)
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + (time.perf_counter() - self._start if self._start else 0.0)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        record = {"step": state.global_step, "elapsed_s": round(self.elapsed(), 3), "tokens_seen": state.global_step * self.tokens_per_step}
+        record.update({k: v for k, v in logs.items() if isinstance(v, (int, float))})
+        self.history.append(record)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Stop (after evaluating and saving) once the wall-clock budget of training is spent."""
+
+    def __init__(self, max_seconds: float, metrics: MetricsCallback):
+        self.max_seconds, self.metrics = max_seconds, metrics
+        self.triggered = False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.metrics.elapsed() >= self.max_seconds:
+            self.triggered = True
+            control.should_training_stop = control.should_evaluate = control.should_save = True
+
+
+def _precision(name: str) -> dict[str, bool]:
+    """Trainer precision flags: bf16 autocast where the hardware supports it ("auto": CUDA only)."""
+    cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if name == "auto":
+        return {"bf16": cuda_bf16}
+    if name == "fp32":
+        return {}
+    if name == "bf16":
+        return {"bf16": True}
+    if name == "fp16":
+        if not torch.cuda.is_available():
+            raise UserError("train.precision: fp16 needs a CUDA device; use bf16 or fp32 on this machine")
+        return {"fp16": True}
+    raise UserError(f"train.precision: unknown value {name!r} (auto, fp32, bf16, fp16)")
+
+
+def training_arguments(run: RunConfig, has_eval: bool) -> TrainingArguments:
+    t = run.train
+    report_to = [r for r in t.report_to if r != "jsonl"]
+    return TrainingArguments(
+        output_dir=t.output_dir,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size or t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_steps,
+        weight_decay=t.weight_decay,
+        adam_beta1=t.adam_beta1,
+        adam_beta2=t.adam_beta2,
+        max_grad_norm=t.max_grad_norm,
+        eval_strategy="steps" if has_eval and t.eval_steps else "no",
+        eval_steps=t.eval_steps or None,
+        save_strategy="steps" if t.save_steps else "no",
+        save_steps=t.save_steps or 500,
+        save_total_limit=t.save_total_limit,
+        logging_steps=t.logging_steps,
+        seed=t.seed,
+        dataloader_num_workers=t.num_workers,
+        report_to=report_to or "none",
+        torch_compile=t.torch_compile,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=False,
+        **_precision(t.precision),
+    )
+
+
+def _eval_subset(dataset, run: RunConfig):
+    if dataset is None or not run.train.max_eval_batches:
+        return dataset
+    n = min(len(dataset), run.train.max_eval_batches * (run.train.eval_batch_size or run.train.batch_size))
+    return dataset.select(range(n))
+
+
+def _resume_checkpoint(output_dir: str, resume: bool) -> str | None:
+    if not resume or not os.path.isdir(output_dir):
+        return None
+    return get_last_checkpoint(output_dir)
+
+
+def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, callbacks=(), resume: bool = True) -> TrainResult:
+    """Train `run.model` (or the given `model`) on `prepared` (or on `run.data`, prepared here).
+
+    resume: continue from the newest checkpoint in run.train.output_dir when there is one.
+    callbacks: extra TrainerCallbacks (tests use one to interrupt a run).
+    """
+    if prepared is None:
+        from .data import prepare_data
+
+        prepared = prepare_data(run.data, run.model.seq_len)
+    tokenizer = prepared.tokenizer
+    if model is None:
+        set_seed(run.train.seed)  # the initial weights depend on the run's seed, like everything after
+        model, _ = build_model(
+            run.model, len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
+        )
+    out = Path(run.train.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_yaml(run, out / "run.yaml")
+    args = training_arguments(run, prepared.eval is not None)
+    world = max(args.world_size, 1)
+    tokens_per_step = run.train.batch_size * run.train.gradient_accumulation_steps * world * run.model.seq_len
+    metrics = MetricsCallback(out / METRICS_FILE, tokens_per_step)
+    extra = [metrics, *callbacks]
+    budget = None
+    if run.train.max_seconds:
+        budget = TimeBudgetCallback(run.train.max_seconds, metrics)
+        extra.append(budget)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=prepared.train,
+        eval_dataset=_eval_subset(prepared.eval, run),
+        data_collator=default_data_collator,
+        processing_class=tokenizer,
+        callbacks=extra,
+    )
+    checkpoint = _resume_checkpoint(run.train.output_dir, resume)
+    with PeakMemory() as peak:
+        output = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(out))  # model (safetensors) + tokenizer, for AutoModelForCausalLM/AutoTokenizer
+    return _finish(run, trainer, output, metrics, budget, peak, prepared, out)
+
+
+def _finish(run, trainer, output, metrics, budget, peak, prepared, out) -> TrainResult:
+    model = trainer.model
+    steps = trainer.state.global_step
+    seconds = metrics.elapsed()
+    result = TrainResult(
+        output_dir=out,
+        model=model,
+        parameters=count_parameters(model),
+        history=metrics.history,
+        train_loss=output.training_loss,
+        steps=steps,
+        tokens_seen=steps * metrics.tokens_per_step,
+        train_seconds=seconds,
+        tokens_per_second=steps * metrics.tokens_per_step / seconds if seconds else 0.0,
+        peak_memory_bytes=peak.bytes,
+        stopped_by="max_seconds" if budget is not None and budget.triggered else "max_steps",
+    )
+    if prepared.eval is not None and trainer.is_world_process_zero():
+        result.eval_metrics = evaluate_model(
+            model, _eval_subset(prepared.eval, run), batch_size=run.train.eval_batch_size or run.train.batch_size
+        )
+    if trainer.is_world_process_zero():
+        summary = {k: v for k, v in vars(result).items() if k not in ("model", "history", "output_dir", "parameters")}
+        summary["parameters"] = vars(result.parameters)
+        atomic_write_text(out / "train_summary.json", json.dumps(summary, indent=2) + "\n")
+    return result
