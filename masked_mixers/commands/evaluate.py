@@ -1,0 +1,62 @@
+"""Held-out loss, perplexity and bits per byte of a trained model.
+
+Examples:
+  masked-mixers eval runs/mixer --data roneneldan/TinyStories --split validation
+  masked-mixers eval runs/mixer --data valid-lowercase.jsonl --max-batches 20 --json eval.json
+
+The data is tokenized with the model's own tokenizer, at the model's length, with the padding,
+packing and lowercasing of the run that trained it (read from MODEL_DIR/run.yaml when present).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..config import DataConfig, RunConfig, atomic_write_text, from_dict, load_yaml
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_dir", help="directory written by `masked-mixers train`")
+    parser.add_argument("--data", help="corpus: hub dataset id or local file(s); default: the run's eval data")
+    parser.add_argument("--split", default=None, help="hub split to evaluate (default: the run's eval_split)")
+    parser.add_argument("--text-field", default=None, help="text field of .jsonl/.parquet/hub records")
+    parser.add_argument("--max-documents", type=int, default=None, help="evaluate on the first N documents")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-batches", type=int, default=None)
+    parser.add_argument("--json", dest="json_out", help="also write the metrics to this JSON file")
+
+
+def _data_config(args: argparse.Namespace) -> tuple[DataConfig, int]:
+    """The run's data settings, pointed at the data to evaluate and the model's own tokenizer."""
+    run_yaml = Path(args.model_dir) / "run.yaml"
+    run = from_dict(RunConfig, load_yaml(run_yaml), str(run_yaml)) if run_yaml.is_file() else RunConfig()
+    data = run.data
+    if args.data:
+        data.eval_source = args.data
+    if args.split:
+        data.eval_split = args.split
+    if args.text_field:
+        data.text_field = args.text_field
+    if args.max_documents:
+        data.max_eval_documents = args.max_documents
+    data.tokenizer = str(Path(args.model_dir).resolve())
+    return data, run.model.seq_len
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import prepare_eval_data
+    from ..evaluation import evaluate_model
+    from ..loading import load_pretrained
+
+    model, _ = load_pretrained(args.model_dir)
+    data, run_seq_len = _data_config(args)
+    seq_len = getattr(model.config, "seq_len", None) or getattr(model.config, "max_position_embeddings", run_seq_len)
+    dataset = prepare_eval_data(data, seq_len)
+    metrics = evaluate_model(model, dataset, batch_size=args.batch_size, max_batches=args.max_batches)
+    metrics = {"model_dir": str(args.model_dir), **metrics}
+    print(json.dumps(metrics, indent=2))
+    if args.json_out:
+        atomic_write_text(args.json_out, json.dumps(metrics, indent=2) + "\n")
+    return 0

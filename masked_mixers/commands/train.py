@@ -1,0 +1,39 @@
+"""Train one model from a run config (YAML with model, data and train sections).
+
+Examples:
+  masked-mixers train configs/tinystories-cpu-mixer.yaml
+  masked-mixers train configs/tinystories-cpu-llama.yaml --set train.max_steps=200 --set train.output_dir=runs/llama
+  torchrun --nproc_per_node=2 -m masked_mixers.cli train configs/tinystories-cpu-mixer.yaml
+
+A run resumes from the newest checkpoint in train.output_dir unless --no-resume is given.
+Metrics go to OUTPUT_DIR/metrics.jsonl; the model and its tokenizer to OUTPUT_DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import load_run_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="run config YAML")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.max_steps=100")
+    parser.add_argument("--output-dir", help="shortcut for --set train.output_dir=DIR")
+    parser.add_argument("--no-resume", action="store_true", help="start from scratch even if checkpoints exist")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..training import train
+
+    overrides = list(args.overrides)
+    if args.output_dir:
+        overrides.append(f"train.output_dir={args.output_dir}")
+    config = load_run_config(args.config, overrides)
+    result = train(config, resume=not args.no_resume)
+    ev = result.eval_metrics
+    summary = f"{config.model.label}: {result.steps} steps, train loss {result.train_loss:.4f}"
+    if ev:
+        summary += f", eval loss {ev['loss']:.4f} (ppl {ev['perplexity']:.2f}, {ev.get('bits_per_byte', float('nan')):.3f} bits/byte)"
+    print(f"{summary}, {result.tokens_per_second:,.0f} tokens/s -> {result.output_dir}")
+    return 0
