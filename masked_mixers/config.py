@@ -91,7 +91,11 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation and bookkeeping. A run stops at max_steps or max_seconds, whichever is first."""
+    """Optimisation and bookkeeping. A run stops at max_steps or max_seconds, whichever is first.
+
+    precision: "auto" (bf16 autocast on CUDA devices that support it, else fp32), "fp32", "bf16", "fp16".
+    on_nonfinite: "stop" (one line naming the step and last good checkpoint) or "skip" the step.
+    """
 
     output_dir: str = "runs/default"
     max_steps: int = 1000
@@ -116,6 +120,7 @@ class TrainConfig:
     num_workers: int = 0
     report_to: list[str] = field(default_factory=lambda: ["jsonl"])
     torch_compile: bool = False
+    on_nonfinite: str = "stop"
 
 
 @dataclass

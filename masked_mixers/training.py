@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import json
 import os
-import time
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments, default_data_collator, set_seed
+from transformers import PreTrainedModel, TrainingArguments, default_data_collator, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from .callbacks import MetricsCallback, TimeBudgetCallback
 from .config import RunConfig, atomic_write_text, save_yaml
 from .errors import UserError
 from .evaluation import evaluate_model
 from .factory import ParameterCount, build_model, count_parameters
 from .memory import PeakMemory
+from .trainer import STAGING_DIR, RobustTrainer
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -44,53 +46,6 @@ class TrainResult:
     tokens_per_second: float = 0.0
     peak_memory_bytes: int | None = None
     stopped_by: str = "max_steps"
-
-
-class MetricsCallback(TrainerCallback):
-    """Append every log/eval event to metrics.jsonl (rank 0 only) and keep it in `history`.
-
-    The Trainer's own logs lack wall-clock time since the start of *this* run's training and
-    the tokens seen, which the loss-vs-time and loss-vs-tokens plots need.
-    """
-
-    def __init__(self, path: Path, tokens_per_step: int):
-        self.path, self.tokens_per_step = path, tokens_per_step
-        self.history: list[dict[str, Any]] = []
-        self.elapsed_before = 0.0  # training seconds spent before a resume
-        self._start = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
-        if state.is_world_process_zero and self.path.exists():  # resuming: keep earlier events up to the checkpoint
-            kept = [r for r in map(json.loads, self.path.read_text().splitlines()) if r["step"] <= state.global_step]
-            self.history = kept
-            self.elapsed_before = max((r.get("elapsed_s", 0.0) for r in kept), default=0.0)
-            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
-
-    def elapsed(self) -> float:
-        return self.elapsed_before + (time.perf_counter() - self._start if self._start else 0.0)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs:
-            return
-        record = {"step": state.global_step, "elapsed_s": round(self.elapsed(), 3), "tokens_seen": state.global_step * self.tokens_per_step}
-        record.update({k: v for k, v in logs.items() if isinstance(v, (int, float))})
-        self.history.append(record)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-
-
-class TimeBudgetCallback(TrainerCallback):
-    """Stop (after evaluating and saving) once the wall-clock budget of training is spent."""
-
-    def __init__(self, max_seconds: float, metrics: MetricsCallback):
-        self.max_seconds, self.metrics = max_seconds, metrics
-        self.triggered = False
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.metrics.elapsed() >= self.max_seconds:
-            self.triggered = True
-            control.should_training_stop = control.should_evaluate = control.should_save = True
 
 
 def _precision(name: str) -> dict[str, bool]:
@@ -149,9 +104,10 @@ def _eval_subset(dataset, run: RunConfig):
 
 
 def _resume_checkpoint(output_dir: str, resume: bool) -> str | None:
-    if not resume or not os.path.isdir(output_dir):
+    if not os.path.isdir(output_dir):
         return None
-    return get_last_checkpoint(output_dir)
+    shutil.rmtree(os.path.join(output_dir, STAGING_DIR), ignore_errors=True)  # a save cut short by a kill
+    return get_last_checkpoint(output_dir) if resume else None
 
 
 def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, callbacks=(), resume: bool = True) -> TrainResult:
@@ -182,7 +138,8 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
     if run.train.max_seconds:
         budget = TimeBudgetCallback(run.train.max_seconds, metrics)
         extra.append(budget)
-    trainer = Trainer(
+    trainer = RobustTrainer(
+        on_nonfinite=run.train.on_nonfinite,
         model=model,
         args=args,
         train_dataset=prepared.train,

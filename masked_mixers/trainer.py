@@ -1,0 +1,73 @@
+"""The Hugging Face Trainer with two safety nets a long research run needs.
+
+1. Atomic checkpoints. The stock Trainer writes `checkpoint-N/` in place, so a SIGKILL during a
+   save leaves a half-written folder that `get_last_checkpoint` would then pick for resume. Here
+   every process writes into a staging folder and the main process renames it to
+   `checkpoint-N` only once all files are complete (a rename within one filesystem is atomic).
+2. A non-finite loss guard. A NaN/inf loss either stops training with one line naming the step
+   and the last good checkpoint, or (train.on_nonfinite = "skip") drops that step's gradients so
+   the optimizer does not apply them. All processes agree, so DDP ranks never diverge or hang.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import torch
+import torch.distributed as dist
+from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
+
+from .errors import UserError
+
+STAGING_DIR = ".checkpoint-staging"
+
+
+class NonFiniteLoss(UserError):
+    """Training produced a NaN/inf loss and was configured to stop."""
+
+
+class RobustTrainer(Trainer):
+    def __init__(self, *args, on_nonfinite: str = "stop", **kwargs):
+        if on_nonfinite not in ("stop", "skip"):
+            raise UserError(f"train.on_nonfinite: expected 'stop' or 'skip', got {on_nonfinite!r}")
+        super().__init__(*args, **kwargs)
+        self.on_nonfinite = on_nonfinite
+        self.skipped_steps: list[int] = []
+
+    def _save_checkpoint(self, model, trial) -> None:
+        root = self.args.output_dir
+        staging = os.path.join(root, STAGING_DIR)
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self.args.output_dir = staging
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.output_dir = root
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            target = os.path.join(root, name)
+            shutil.rmtree(target, ignore_errors=True)  # a stale copy of the same step from an earlier run
+            os.replace(os.path.join(staging, name), target)
+            shutil.rmtree(staging, ignore_errors=True)
+            rotate_checkpoints(root, self.args.save_total_limit)
+        self.accelerator.wait_for_everyone()
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        bad = torch.tensor(float(not torch.isfinite(loss).all()), device=loss.device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        if bad.item():
+            step = self.state.global_step + 1
+            if self.on_nonfinite == "stop":
+                last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+                raise NonFiniteLoss(f"step {step}: loss is {loss.item()}; last good checkpoint: {last or 'none'}")
+            self.skipped_steps.append(step)
+            model.zero_grad(set_to_none=True)  # the optimizer skips parameters without gradients
+            return torch.zeros_like(loss)
+        return loss
