@@ -231,7 +231,10 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 def load_run_config(path: str | os.PathLike, overrides: list[str] | None = None) -> RunConfig:
     """Read a run config YAML (with optional --set overrides) into a checked RunConfig."""
-    return from_dict(RunConfig, apply_overrides(load_yaml(path), overrides or []), str(path))
+    raw = load_yaml(path)
+    if raw is not None and not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of sections (model, data, train), got {type(raw).__name__}")
+    return from_dict(RunConfig, apply_overrides(raw, overrides or []), str(path))
 
 
 def save_yaml(obj: Any, path: str | os.PathLike) -> None:
