@@ -10,3 +10,9 @@ class UserError(Exception):
     """Bad input (a file, a config key, a value) described in one line."""
 
     exit_code = 2
+
+
+def reason(err: BaseException) -> str:
+    """The first line of a library's exception, to quote inside a one-line UserError."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

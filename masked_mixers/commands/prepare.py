@@ -1,0 +1,46 @@
+"""Tokenize a run config's corpus into cached fixed-length examples (L = model.seq_len).
+
+Reads the corpus (a Hugging Face dataset id or local .txt/.jsonl/.json/.parquet files), trains
+or loads the tokenizer, lays out examples of model.seq_len tokens (truncate + pad, or packing)
+and caches them under data.cache_dir; an unchanged config reuses the cache. Prints where the
+cache is, example and token counts, the vocabulary size and the unigram baseline loss that a
+trained model must beat.
+
+  masked-mixers prepare configs/tinystories-cpu-mixer.yaml --set data.max_documents=1000
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import load_run_config
+from ..factory import model_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="run config YAML (its data section and model.seq_len are used)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set data.packing=true (repeatable)")
+    parser.add_argument("--source", help="shortcut for --set data.source=PATH_OR_ID")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import prepare_data  # imported here so that `--help` stays fast
+
+    run_config = load_run_config(args.config, args.overrides)
+    if args.source:
+        run_config.data.source = args.source
+    prepared = prepare_data(run_config.data, run_config.model.seq_len, progress=not args.no_progress)
+    vocab = len(prepared.tokenizer)
+    model_config(run_config.model, vocab)  # a tokenizer larger than model.vocab_size fails here, not mid-training
+    stats = prepared.stats
+    print(f"{'reused' if prepared.reused else 'prepared'}: {prepared.cache_path}")
+    for split in ("train", "eval"):
+        print(
+            f"{split}: {stats[f'{split}_documents']:,} documents -> {stats[f'{split}_examples']:,} examples of "
+            f"L={run_config.model.seq_len}, {stats[f'{split}_tokens']:,} tokens, {stats[f'{split}_bytes']:,} bytes"
+        )
+    print(f"vocabulary: {vocab} tokens")
+    print(f"unigram baseline: {stats['unigram_baseline']:.4f} nats per token (eval under train unigram frequencies)")
+    return 0

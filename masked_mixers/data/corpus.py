@@ -1,0 +1,201 @@
+"""Read a corpus into a memory-mapped `datasets.Dataset` with one "text" column.
+
+A source is a Hugging Face dataset id (e.g. roneneldan/TinyStories) or one or more local files:
+.txt (documents separated by `<|endoftext|>` markers, or by blank lines when the file has no
+marker), .jsonl / .json (one record per document, text in `text_field`) and .parquet. Local files
+are streamed into Arrow by datasets' own builders, never read whole into memory, so a corpus
+larger than RAM works. Every problem a user can fix (missing, empty, undecodable or unsupported
+file, absent text field) is a `UserError` naming the file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import datasets
+
+from ..errors import UserError, reason
+
+EOT_MARKER = "<|endoftext|>"
+TEXT_SUFFIXES = (".txt",)
+JSON_SUFFIXES = (".jsonl", ".json")
+PARQUET_SUFFIXES = (".parquet",)
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES
+_CHUNK = 1 << 22  # 4 MiB: file scans read this much at a time
+
+
+def _looks_like_path(text: str) -> bool:
+    return (
+        Path(text).suffix.lower() in SUPPORTED_SUFFIXES
+        or text.startswith(("/", "./", "../", "~"))
+        or os.path.exists(os.path.expanduser(text))
+    )
+
+
+def resolve_source(source: str | Sequence[str]) -> list[Path] | str:
+    """Local files as checked absolute paths, or the hub id unchanged.
+
+    A string is taken as a path when it exists, has a corpus file suffix or starts like a path;
+    anything else is a Hugging Face dataset id.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        if not _looks_like_path(str(source)):
+            return str(source)
+        source = [source]
+    if not source:
+        raise UserError("data.source: no corpus files given")
+    paths = []
+    for item in source:
+        path = Path(item).expanduser().resolve()
+        if not path.is_file():
+            raise UserError(f"{item}: corpus file not found")
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            raise UserError(f"{item}: unsupported corpus file type {path.suffix!r} (use {', '.join(SUPPORTED_SUFFIXES)})")
+        paths.append(path)
+    return paths
+
+
+def file_identity(path: Path) -> dict:
+    """What identifies a file's content cheaply: absolute path, size and modification time."""
+    stat = path.stat()
+    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def corpus_identity(source: str | Sequence[str], split: str) -> dict:
+    """The part of a cache fingerprint that says which corpus was read."""
+    resolved = resolve_source(source)
+    if isinstance(resolved, str):
+        return {"hub": resolved, "split": split}
+    return {"files": [file_identity(p) for p in resolved]}
+
+
+def _scan_text_file(path: Path) -> bool:
+    """Check that `path` is UTF-8 throughout (streamed, not loaded); True if it holds EOT_MARKER."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    marker = EOT_MARKER.encode()
+    found, offset, tail = False, 0, b""
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                raise UserError(f"{path}: not valid UTF-8 text (byte {offset + err.start})") from None
+            found = found or marker in tail + chunk
+            tail, offset = chunk[-len(marker) :], offset + len(chunk)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not valid UTF-8 text (truncated character at the end)") from None
+    return found
+
+
+def _txt_documents(path: str, by_marker: bool, limit: int | None, identity: dict) -> Iterator[dict]:
+    """Yield {"text": document} from a .txt file, streaming line by line.
+
+    `identity` (size, mtime) is unused here but part of the arguments datasets hashes, so an
+    edited file is never served from datasets' generator cache.
+    """
+    count, lines = 0, []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            # pieces of this line, each but the first starting a new document
+            pieces = line.split(EOT_MARKER) if by_marker else ([line] if line.strip() else ["", ""])
+            for i, piece in enumerate(pieces):
+                if i:
+                    text = "".join(lines).strip()
+                    lines.clear()
+                    if text:
+                        yield {"text": text}
+                        count += 1
+                        if limit is not None and count >= limit:
+                            return
+                lines.append(piece)
+    if text := "".join(lines).strip():
+        yield {"text": text}
+
+
+def _load_txt(path: Path, max_documents: int | None) -> datasets.Dataset:
+    kwargs = {"path": str(path), "by_marker": _scan_text_file(path), "limit": max_documents, "identity": file_identity(path)}
+    if next(_txt_documents(**kwargs), None) is None:  # datasets cannot build a table from no rows
+        return datasets.Dataset.from_dict({"text": []})
+    return datasets.Dataset.from_generator(
+        _txt_documents,
+        gen_kwargs=kwargs,
+        features=datasets.Features({"text": datasets.Value("string")}),
+    )
+
+
+def _load_table(path: Path, builder: str, text_field: str) -> datasets.Dataset:
+    """A .jsonl/.json/.parquet file through datasets' builder, reduced to its text column."""
+    if builder == "json":
+        _scan_text_file(path)
+    if path.stat().st_size == 0:
+        return datasets.Dataset.from_dict({"text": []})
+    try:
+        table = datasets.load_dataset(builder, data_files=[str(path)], split="train")
+    except Exception as err:  # the builders raise many types; all mean "this file cannot be read"
+        raise UserError(f"{path}: could not read as {builder} ({reason(err)})") from None
+    return _text_column(table, text_field, str(path))
+
+
+def _text_column(table: datasets.Dataset, text_field: str, where: str) -> datasets.Dataset:
+    if text_field not in table.column_names:
+        raise UserError(f"{where}: no text field {text_field!r} (fields: {', '.join(table.column_names)}); set data.text_field")
+    feature = table.features[text_field]
+    if getattr(feature, "dtype", None) not in ("string", "large_string"):
+        raise UserError(f"{where}: field {text_field!r} holds {feature}, not text")
+    table = table.select_columns([text_field])
+    return table.rename_column(text_field, "text") if text_field != "text" else table
+
+
+def _load_hub(name: str, split: str, text_field: str) -> datasets.Dataset:
+    try:
+        table = datasets.load_dataset(name, split=split)
+    except Exception as err:  # network, unknown id, unknown split: all fixable by the user
+        raise UserError(f"{name}: could not load Hugging Face dataset split {split!r} ({reason(err)})") from None
+    return _text_column(table, text_field, f"{name}[{split}]")
+
+
+def _has_text(batch: dict) -> list[bool]:
+    return [bool(text and text.strip()) for text in batch["text"]]
+
+
+def _lowercase(batch: dict) -> dict:
+    return {"text": [text.lower() for text in batch["text"]]}
+
+
+def load_corpus(
+    source: str | Sequence[str] = "roneneldan/TinyStories",
+    split: str = "train",
+    text_field: str = "text",
+    lowercase: bool = False,
+    max_documents: int | None = None,
+) -> datasets.Dataset:
+    """Documents of `source` as a memory-mapped Dataset with one "text" column.
+
+    `split` applies to hub datasets only (local files are one split). Empty documents are
+    dropped; `max_documents` keeps the first n, in file order.
+    """
+    resolved = resolve_source(source)
+    if isinstance(resolved, str):
+        parts, where = [_load_hub(resolved, split, text_field)], f"{resolved}[{split}]"
+    else:
+        parts, where = [], ", ".join(str(p) for p in resolved)
+        for path in resolved:
+            suffix = path.suffix.lower()
+            if suffix in TEXT_SUFFIXES:
+                parts.append(_load_txt(path, max_documents))
+            else:
+                parts.append(_load_table(path, "json" if suffix in JSON_SUFFIXES else "parquet", text_field))
+    corpus = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    corpus = corpus.filter(_has_text, batched=True, desc="dropping empty documents")
+    if len(corpus) == 0:
+        raise UserError(f"{where}: empty corpus (no documents with text)")
+    if max_documents is not None:
+        corpus = corpus.select(range(min(max_documents, len(corpus))))
+    if lowercase:
+        corpus = corpus.map(_lowercase, batched=True, desc="lowercasing")
+    return corpus
