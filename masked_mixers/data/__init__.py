@@ -7,7 +7,7 @@ result (including the unigram baseline) and prepare.py ties them together.
 
 from .corpus import load_corpus
 from .examples import IGNORE_INDEX
-from .prepare import PreparedData, cache_path, load_prepared, prepare_data
+from .prepare import PreparedData, cache_path, load_prepared, prepare_data, prepare_eval_data
 from .stats import unigram_baseline
 from .tokenizer import load_tokenizer, train_tokenizer
 
@@ -19,6 +19,7 @@ __all__ = [
     "load_prepared",
     "load_tokenizer",
     "prepare_data",
+    "prepare_eval_data",
     "train_tokenizer",
     "unigram_baseline",
 ]

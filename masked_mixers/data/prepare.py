@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,3 +181,20 @@ def prepare_data(data: DataConfig, seq_len: int, progress: bool = True) -> Prepa
         documents = {"train": train_docs, "eval": eval_docs}
         publish(path, lambda tmp: _build(tmp, documents, tokenizer, data, seq_len, inputs))
     return load_prepared(path, reused=False)
+
+
+def prepare_eval_data(data: DataConfig, seq_len: int, progress: bool = True) -> datasets.Dataset:
+    """Only the held-out examples (data.eval_source, else data.source), with data.tokenizer.
+
+    For evaluating a trained model on new text: nothing is cached on disk (the tokenizer is the
+    model's own and an eval slice is small), so the examples are returned in memory.
+    """
+    _check(data, seq_len)
+    if not data.tokenizer:
+        raise UserError("data.tokenizer: evaluating needs the model's tokenizer")
+    source = data.eval_source if data.eval_source is not None else data.source
+    split = data.eval_split if data.eval_source is not None else data.split
+    with _progress_bars(progress), tempfile.TemporaryDirectory() as tmp:
+        docs = load_corpus(source, split=split, text_field=data.text_field, lowercase=data.lowercase, max_documents=data.max_eval_documents)
+        examples = _examples(docs, load_tokenizer(data.tokenizer), data, seq_len, Path(tmp) / "eval.arrow", "eval")
+        return datasets.Dataset.from_dict(examples.to_dict())
