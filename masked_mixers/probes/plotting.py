@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def save_figure(fig, path: str | os.PathLike) -> None:
@@ -45,6 +46,7 @@ def plot_representation(report: dict, path: str | os.PathLike) -> None:
     by_block.set(xlabel="block", ylabel=f"modified Hamming metric (top-{k})", ylim=(-0.03, 1.03), title="input recovery by depth")
     by_position.set(xlabel="position", ylabel="modified Hamming metric", ylim=(-0.03, 1.03), title="by position")
     curves.set(xlabel="step", ylabel=f"{report['settings']['loss']} distance", yscale="log", title="inversion loss")
+    by_block.xaxis.set_major_locator(MaxNLocator(integer=True))
     by_block.legend(fontsize=8)
     by_position.legend(fontsize=8)
     save_figure(fig, path)
