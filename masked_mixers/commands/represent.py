@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from ..config import apply_overrides, atomic_write_text, from_dict, load_run_config, load_yaml, RunConfig
+from ..config import atomic_write_text, load_run_config
 from ..errors import UserError
 from ..factory import build_model, count_parameters
 from ..probes.representation import DECODERS, LOSSES, OPTIMIZERS, SCHEDULES, InversionSettings, representation_accuracy
@@ -139,7 +139,7 @@ def load_inputs(args, seq_len: int) -> tuple[torch.Tensor, torch.Tensor, dict, i
     from ..data import load_corpus, load_tokenizer, prepare_data  # only these two input modes need the data pipeline
 
     if args.data:
-        run = from_dict(RunConfig, apply_overrides(load_yaml(args.data), args.overrides), args.data)
+        run = load_run_config(args.data, args.overrides)
         prepared = prepare_data(run.data, seq_len)
         examples = prepared.eval.select(range(min(args.num_texts, len(prepared.eval)))).with_format("torch")
         return examples["input_ids"], examples["attention_mask"], dict(data=args.data), len(prepared.tokenizer)
