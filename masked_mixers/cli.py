@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train one model from a run config"),
     "eval": ("evaluate", "loss, perplexity and bits per byte of a trained model"),
     "generate": ("generate", "sample text from a trained model"),
+    "represent": ("represent", "how much of its input a model keeps: invert hidden states back to tokens"),
+    "ablate": ("ablate", "train without layer norms, residuals or feed-forward and detect divergence"),
 }
 
 

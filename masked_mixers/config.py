@@ -26,7 +26,8 @@ from .errors import UserError
 class ModelSpec:
     """One model, in the size terms both families share.
 
-    family: "mixer" (masked mixer) or "llama" (transformers' LlamaForCausalLM).
+    family: "mixer" (masked mixer), "llama" (transformers' LlamaForCausalLM) or "llama_ablated"
+      (the same Llama modules, with use_layer_norm/use_residual/use_feed_forward switchable).
     vocab_size: null takes the tokenizer's size when the run is prepared.
     num_heads: attention heads for llama; heads of a multihead mixer.
     intermediate_size: llama MLP width; null means ff_mult * hidden_size.

@@ -14,7 +14,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedConfig, PreTra
 
 from .config import ModelSpec
 from .errors import UserError
-from .models import MaskedMixerConfig, MaskedMixerForCausalLM
+from .models import AblatedLlamaConfig, AblatedLlamaForCausalLM, MaskedMixerConfig, MaskedMixerForCausalLM
 
 @dataclass
 class ParameterCount:
@@ -57,12 +57,10 @@ def _mixer_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
         raise UserError(f"model: {str(err).strip().splitlines()[-1].strip()}") from None
 
 
-def _llama_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
+def _llama_kwargs(spec: ModelSpec, common: dict) -> dict:
     if spec.hidden_size % spec.num_heads:
         raise UserError(f"model.num_heads: hidden_size {spec.hidden_size} is not divisible by {spec.num_heads} heads")
-    if not (spec.use_layer_norm and spec.use_residual and spec.use_feed_forward):
-        raise UserError("model: ablation switches are not available for family 'llama' in a plain language model")
-    return LlamaConfig(
+    return dict(
         intermediate_size=spec.intermediate_size or spec.ff_mult * spec.hidden_size,
         num_attention_heads=spec.num_heads,
         num_key_value_heads=spec.num_heads,
@@ -72,10 +70,22 @@ def _llama_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
     )
 
 
+def _llama_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
+    if not (spec.use_layer_norm and spec.use_residual and spec.use_feed_forward):
+        raise UserError("model: ablation switches need family 'llama_ablated'; family 'llama' is transformers' LlamaForCausalLM as is")
+    return LlamaConfig(**_llama_kwargs(spec, common))
+
+
+def _ablated_llama_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
+    switches = dict(use_layer_norm=spec.use_layer_norm, use_residual=spec.use_residual, use_feed_forward=spec.use_feed_forward)
+    return AblatedLlamaConfig(**switches, **_llama_kwargs(spec, common))
+
+
 # family -> (config builder, model class). New architectures add one line here.
 FAMILIES: dict[str, tuple[Callable[[ModelSpec, dict], PreTrainedConfig], type[PreTrainedModel]]] = {
     "mixer": (_mixer_config, MaskedMixerForCausalLM),
     "llama": (_llama_config, LlamaForCausalLM),
+    "llama_ablated": (_ablated_llama_config, AblatedLlamaForCausalLM),  # Llama modules, switchable parts
 }
 
 

@@ -1,0 +1,121 @@
+"""Architecture flexibility (Badger, arXiv 2409.01482): does a model still train without a part?
+
+Each family is trained unablated and with one part removed at a time (layer norms, residual
+connections, feed-forward), all for the same budget. A run diverged if its loss became NaN/inf
+or rose far above its running minimum and stayed there; otherwise its final loss is reported.
+Llama variants use family "llama_ablated" (transformers' Llama modules with switchable parts;
+identical to LlamaForCausalLM with every switch on), the unablated one included, so all Llama
+runs share one code path.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..config import RunConfig
+from ..errors import UserError
+
+# ablation name -> ModelSpec switches it turns off
+ABLATIONS: dict[str, dict[str, bool]] = {
+    "none": {},
+    "no_layer_norm": {"use_layer_norm": False},
+    "no_residual": {"use_residual": False},
+    "no_feed_forward": {"use_feed_forward": False},
+}
+# family named on the command line -> factory family that has the switches
+ABLATABLE_FAMILIES = {"mixer": "mixer", "llama": "llama_ablated"}
+
+
+def detect_divergence(losses: Sequence[float], rise_factor: float = 1.5, patience: int = 3, steps: Sequence[int] | None = None) -> int | None:
+    """The step at which training diverged, or None if it did not.
+
+    Diverged means a NaN/inf loss, or a loss above `rise_factor` times the lowest loss seen
+    before it for `patience` consecutive points (one noisy point is not divergence); the step
+    reported is where that rise began. `steps[i]` is the step of `losses[i]` (default: i).
+    """
+    if rise_factor <= 1 or patience < 1:
+        raise ValueError("rise_factor must be > 1 and patience >= 1")
+    steps = list(range(len(losses))) if steps is None else list(steps)
+    running_min, rise_start, rise_len = math.inf, None, 0
+    for i, loss in enumerate(losses):
+        if not math.isfinite(loss):
+            return steps[i]
+        if loss > rise_factor * running_min:
+            rise_start = i if rise_start is None else rise_start
+            rise_len += 1
+            if rise_len >= patience:
+                return steps[rise_start]
+        else:
+            rise_start, rise_len = None, 0
+        running_min = min(running_min, loss)
+    return None
+
+
+def ablation_runs(run: RunConfig, families: Sequence[str], ablations: Sequence[str], out_dir: str | Path) -> list[tuple[str, str, RunConfig]]:
+    """(family, ablation, run config) for every variant: `run` with the family and switches replaced.
+
+    Every variant keeps the run's sizes, data and training budget; each trains into its own
+    out_dir/family/ablation directory.
+    """
+    variants = []
+    for family in families:
+        if family not in ABLATABLE_FAMILIES:
+            raise UserError(f"--families: unknown family {family!r} (choose from {', '.join(ABLATABLE_FAMILIES)})")
+        for ablation in ablations:
+            if ablation not in ABLATIONS:
+                raise UserError(f"--ablations: unknown ablation {ablation!r} (choose from {', '.join(ABLATIONS)})")
+            variant = copy.deepcopy(run)
+            variant.model.family = ABLATABLE_FAMILIES[family]
+            variant.model.name = f"{family}-{ablation}"
+            for switch in ("use_layer_norm", "use_residual", "use_feed_forward"):
+                setattr(variant.model, switch, ABLATIONS[ablation].get(switch, True))
+            variant.train.output_dir = str(Path(out_dir) / family / ablation)
+            variants.append((family, ablation, variant))
+    return variants
+
+
+def loss_points(history: Sequence[dict]) -> list[tuple[int, float]]:
+    """(step, training loss) from a training history (entries without a training loss are skipped)."""
+    return [(int(h["step"]), float(h["loss"])) for h in history if h.get("loss") is not None]
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def summarize_run(family: str, ablation: str, history: Sequence[dict], eval_metrics: dict | None, parameters: int, **divergence) -> dict:
+    """One table row: where the run diverged (or None), its final and best training loss, its eval loss."""
+    points = loss_points(history)
+    losses = [v for _, v in points]
+    finite = [v for v in losses if math.isfinite(v)]
+    eval_metrics = eval_metrics or {}
+    return dict(
+        family=family,
+        ablation=ablation,
+        parameters=parameters,
+        diverged_at=detect_divergence(losses, steps=[s for s, _ in points], **divergence),
+        final_loss=_finite_or_none(losses[-1]) if losses else None,
+        min_loss=min(finite) if finite else None,
+        eval_loss=_finite_or_none(eval_metrics.get("eval_loss", eval_metrics.get("loss"))),
+        steps=points[-1][0] if points else 0,
+    )
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(rows: Sequence[dict]) -> str:
+    """The rows as a GitHub markdown table; '-' marks a run that did not diverge or has no value."""
+    columns = ["family", "ablation", "parameters", "diverged_at", "final_loss", "min_loss", "eval_loss", "steps"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["ABLATABLE_FAMILIES", "ABLATIONS", "ablation_runs", "detect_divergence", "loss_points", "markdown_table", "summarize_run"]

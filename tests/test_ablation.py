@@ -1,0 +1,181 @@
+"""Ablations: divergence detection, the switchable Llama (equal to LlamaForCausalLM when whole), causality."""
+
+import json
+import math
+import sys
+import types
+
+import pytest
+import torch
+from transformers import LlamaForCausalLM
+
+from masked_mixers.cli import main
+from masked_mixers.config import ModelSpec, RunConfig
+from masked_mixers.errors import UserError
+from masked_mixers.factory import build_model
+from masked_mixers.probes.ablation import ablation_runs, detect_divergence, markdown_table, summarize_run
+
+VOCAB, L = 40, 12
+SWITCHES = ("use_layer_norm", "use_residual", "use_feed_forward")
+
+# --- divergence detection on synthetic loss sequences -----------------------------------------
+
+
+def _decreasing(n=50):
+    return [8.0 * math.exp(-i / 10) + 2.0 for i in range(n)]
+
+
+def test_normal_decreasing_loss_does_not_diverge():
+    assert detect_divergence(_decreasing()) is None
+
+
+def test_noisy_but_fine_loss_does_not_diverge():
+    torch.manual_seed(0)
+    noisy = [v * (1 + 0.05 * float(torch.randn(()))) for v in _decreasing(200)]  # logged losses are step averages
+    noisy[120] = noisy[150] = noisy[151] = 5.0  # spikes well above 1.5x the minimum, shorter than patience
+    assert detect_divergence(noisy) is None
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_loss_diverges_at_its_step(bad):
+    losses = _decreasing(30)
+    losses[17] = bad
+    assert detect_divergence(losses) == 17
+    assert detect_divergence(losses, steps=[10 * i for i in range(30)]) == 170
+
+
+def test_blow_up_is_reported_where_the_rise_began():
+    losses = _decreasing(30) + [4.0, 6.0, 9.0, 12.0]  # minimum about 2.44: 1.5x is 3.66, passed at index 30
+    assert detect_divergence(losses) == 30
+    assert detect_divergence(losses, rise_factor=4.0) is None
+    assert detect_divergence(losses[:32]) is None  # two points up are not yet sustained (patience 3)
+
+
+def test_divergence_arguments_are_checked():
+    with pytest.raises(ValueError):
+        detect_divergence([1.0], rise_factor=1.0)
+
+
+# --- the ablated Llama ------------------------------------------------------------------------
+
+
+def _spec(family, **switches):
+    return ModelSpec(family=family, hidden_size=32, num_hidden_layers=2, seq_len=L, num_heads=4, **switches)
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_ablated_llama_with_every_part_equals_llama(attn):
+    torch.manual_seed(0)
+    reference, _ = build_model(_spec("llama"), VOCAB)
+    ablated, _ = build_model(_spec("llama_ablated"), VOCAB)
+    assert not isinstance(ablated, LlamaForCausalLM)
+    ablated.load_state_dict(reference.state_dict())  # same parameter names: strict load
+    for model in (reference, ablated):
+        model.set_attn_implementation(attn)
+        model.eval()
+    ids = torch.randint(0, VOCAB, (2, L))
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0  # right padding
+    a = reference(ids, attention_mask=mask, output_hidden_states=True)
+    b = ablated(ids, attention_mask=mask, output_hidden_states=True)
+    torch.testing.assert_close(b.logits, a.logits, rtol=0, atol=1e-5)
+    for x, y in zip(a.hidden_states, b.hidden_states, strict=True):
+        torch.testing.assert_close(y, x, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("switch", SWITCHES)
+def test_ablated_llama_drops_the_part(switch):
+    whole, _ = build_model(_spec("llama_ablated"), VOCAB)
+    ablated, _ = build_model(_spec("llama_ablated", **{switch: False}), VOCAB)
+    names = {n.split(".")[-2] for n, _ in ablated.named_parameters() if "layers" in n} | {n for n, _ in ablated.named_parameters()}
+    if switch == "use_layer_norm":
+        assert not any("layernorm" in n or n.startswith("model.norm") for n in names)
+    if switch == "use_feed_forward":
+        assert not any("mlp" in n for n in names)
+    if switch == "use_residual":  # same parameters, different function
+        assert len(list(ablated.parameters())) == len(list(whole.parameters()))
+        ablated.load_state_dict(whole.state_dict())
+        ids = torch.randint(0, VOCAB, (1, L))
+        assert not torch.allclose(ablated(ids).logits, whole(ids).logits)
+
+
+def test_plain_llama_family_refuses_ablation_switches():
+    with pytest.raises(UserError, match="llama_ablated"):
+        build_model(_spec("llama", use_residual=False), VOCAB)
+
+
+@pytest.mark.parametrize("family", ["mixer", "llama_ablated"])
+@pytest.mark.parametrize("switch", SWITCHES)
+def test_ablated_models_stay_causal(family, switch):
+    """Changing token j leaves logits before j unchanged, and does change logits at j."""
+    torch.manual_seed(0)
+    model, _ = build_model(_spec(family, **{switch: False}), VOCAB)
+    model.eval()
+    ids = torch.randint(0, VOCAB, (1, L))
+    j = 7
+    changed = ids.clone()
+    changed[0, j] = (ids[0, j] + 1) % VOCAB
+    with torch.no_grad():
+        before, after = model(ids).logits, model(changed).logits
+    torch.testing.assert_close(after[:, :j], before[:, :j], rtol=0, atol=1e-6)
+    assert not torch.allclose(after[:, j], before[:, j])
+
+
+def test_ablated_llama_trains_and_generates():
+    model, _ = build_model(_spec("llama_ablated", use_layer_norm=False), VOCAB, pad_token_id=0, eos_token_id=1)
+    ids = torch.randint(2, VOCAB, (2, L))
+    loss = model(ids, labels=ids).loss
+    loss.backward()
+    assert torch.isfinite(loss) and model.lm_head.weight.grad is not None
+    out = model.eval().generate(ids[:1, :4], max_new_tokens=3, do_sample=False)
+    assert out.shape == (1, 7)
+
+
+# --- the ablate command -----------------------------------------------------------------------
+
+
+def test_variants_switch_one_part_each(tmp_path):
+    variants = ablation_runs(RunConfig(model=_spec("mixer")), ["mixer", "llama"], ["none", "no_residual"], tmp_path)
+    assert [(f, a, v.model.family) for f, a, v in variants] == [
+        ("mixer", "none", "mixer"), ("mixer", "no_residual", "mixer"),
+        ("llama", "none", "llama_ablated"), ("llama", "no_residual", "llama_ablated"),
+    ]  # fmt: skip
+    off = {(f, a): [s for s in SWITCHES if not getattr(v.model, s)] for f, a, v in variants}
+    assert off[("mixer", "none")] == [] and off[("llama", "no_residual")] == ["use_residual"]
+    assert len({v.train.output_dir for _, _, v in variants}) == 4
+    with pytest.raises(UserError, match="gpt"):
+        ablation_runs(RunConfig(), ["gpt"], ["none"], tmp_path)
+
+
+def test_summary_row_and_table():
+    history = [{"step": 10 * i, "loss": v} for i, v in enumerate(_decreasing(10))] + [{"step": 100, "eval_loss": 2.5}, {"step": 110, "loss": float("nan")}]
+    row = summarize_run("llama", "no_residual", history, {"eval_loss": 2.5}, 1234)
+    assert row["diverged_at"] == 110 and row["final_loss"] is None and row["steps"] == 110
+    assert row["min_loss"] == pytest.approx(_decreasing(10)[-1])
+    table = markdown_table([row])
+    assert "| llama | no_residual | 1234 | 110 | - |" in table
+
+
+def test_ablate_command_trains_every_variant(tmp_path, monkeypatch, capsys):
+    """The command's wiring, with data preparation and training replaced by stand-ins."""
+    trained = []
+
+    def fake_train(run, prepared):
+        trained.append((run.model.family, run.model.use_layer_norm, run.model.use_residual, run.model.use_feed_forward))
+        model, _ = build_model(run.model, VOCAB)
+        losses = _decreasing(20) + ([float("nan")] if not run.model.use_residual else [])
+        history = [{"step": 5 * i, "loss": v} for i, v in enumerate(losses)]
+        return types.SimpleNamespace(output_dir=run.train.output_dir, model=model, history=history, eval_metrics={"eval_loss": 2.2})
+
+    monkeypatch.setitem(sys.modules, "masked_mixers.data", types.SimpleNamespace(prepare_data=lambda data, seq_len: "prepared"))
+    monkeypatch.setitem(sys.modules, "masked_mixers.training", types.SimpleNamespace(train=fake_train))
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model:\n  hidden_size: 32\n  num_hidden_layers: 1\n  seq_len: {L}\n  num_heads: 4\n")
+    out = tmp_path / "ablate"
+    assert main(["ablate", str(config), "--ablations", "none", "no_residual", "--out", str(out), "--set", "train.max_steps=7"]) == 0
+    assert trained == [("mixer", True, True, True), ("mixer", True, False, True), ("llama_ablated", True, True, True), ("llama_ablated", True, False, True)]
+    report = json.loads((out / "ablation.json").read_text())
+    diverged = {(r["family"], r["ablation"]): r["diverged_at"] for r in report["rows"]}
+    assert diverged[("llama", "no_residual")] == 100 and diverged[("mixer", "none")] is None
+    assert report["loss_histories"]["mixer"]["no_residual"][-1] == [100, None]  # NaN written as null
+    assert (out / "ablation.png").stat().st_size > 0 and "| mixer | no_residual |" in (out / "ablation.md").read_text()

@@ -1,0 +1,150 @@
+"""Representation accuracy: the probe recovers real inputs from an untrained mixer, and the metric counts right."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+from masked_mixers.cli import main
+from masked_mixers.config import ModelSpec
+from masked_mixers.factory import build_model
+from masked_mixers.probes.representation import (
+    InversionSettings,
+    decode_embeddings,
+    frozen,
+    recovery_counts,
+    representation_accuracy,
+)
+
+STORIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinystories" / "valid-lowercase.jsonl"
+VOCAB = 256
+
+
+@pytest.fixture(scope="module")
+def story_ids() -> torch.Tensor:
+    """(4, 16) token ids of real stories, from a byte-level BPE trained on the fly."""
+    texts = [json.loads(line)["text"] for line in STORIES.read_text(encoding="utf-8").splitlines()[:100]]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel()
+    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=["<pad>"], show_progress=False))
+    return torch.tensor([tokenizer.encode(t).ids[:16] for t in texts[:4]])
+
+
+def _mixer(layers: int = 1):
+    torch.manual_seed(0)
+    model, _ = build_model(ModelSpec(family="mixer", hidden_size=32, num_hidden_layers=layers, seq_len=16), VOCAB)
+    return model
+
+
+def test_untrained_one_layer_mixer_gives_back_its_input(story_ids):
+    model = _mixer()
+    result = representation_accuracy(model, story_ids, None, block=1, settings=InversionSettings(steps=150), batch_size=4)
+    assert result.hamming <= 0.05
+    assert result.top1 >= 0.9
+    assert result.num_tokens == story_ids.numel()
+    assert len(result.per_position) == 16 and len(result.loss_curve) == 150
+    assert result.loss_curve[-1] < 0.05 * result.loss_curve[0]
+
+
+def test_without_descent_the_random_start_decodes_to_noise(story_ids):
+    """The control: zero steps leaves random embeddings, which must score near the worst."""
+    result = representation_accuracy(_mixer(), story_ids, None, block=1, settings=InversionSettings(steps=0), batch_size=4)
+    assert result.hamming > 0.8
+
+
+def test_model_is_left_as_it_was(story_ids):
+    model = _mixer().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    representation_accuracy(model, story_ids[:1], None, block=1, settings=InversionSettings(steps=3))
+    assert model.training and all(p.requires_grad and p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with frozen(model):
+        assert not model.training and not any(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("method", ["pinv", "nearest"])
+def test_exact_embeddings_decode_to_their_tokens(method):
+    torch.manual_seed(0)
+    weight = torch.randn(100, 16)
+    ids = torch.randint(0, 100, (2, 5))
+    topk = decode_embeddings(weight[ids], weight, method, k=3)
+    assert topk.shape == (2, 5, 3)
+    assert torch.equal(topk[..., 0], ids)
+
+
+# --- the metric on hand-made cases ------------------------------------------------------------
+
+TRUE = torch.tensor([[1, 2, 3, 4]])
+
+
+def _topk(*rows):
+    return torch.tensor([rows])  # (1, t, k)
+
+
+def test_metric_all_right_and_all_wrong():
+    right = recovery_counts(_topk([1, 9], [2, 9], [3, 9], [4, 9]), TRUE)
+    assert (right.hamming, right.top1, right.per_position) == (0.0, 1.0, [0.0] * 4)
+    wrong = recovery_counts(_topk([5, 6], [5, 6], [5, 6], [5, 6]), TRUE)
+    assert (wrong.hamming, wrong.top1, wrong.per_position) == (1.0, 0.0, [1.0] * 4)
+
+
+def test_metric_top_k_semantics():
+    """A true token anywhere in the top k is a hit for the Hamming metric but a miss for top-1."""
+    counts = recovery_counts(_topk([9, 1], [2, 9], [9, 8], [9, 4]), TRUE)
+    assert counts.hamming == 0.25  # only position 2 misses
+    assert counts.top1 == 0.25  # only position 1 is exact
+    assert counts.per_position == [0.0, 0.0, 1.0, 0.0]
+
+
+def test_metric_excludes_pad_positions():
+    mask = torch.tensor([[1, 1, 0, 0]])
+    counts = recovery_counts(_topk([1], [5], [5], [5]), TRUE, mask)  # the two wrong pads do not count
+    assert counts.hamming == 0.5 and counts.top1 == 0.5
+    assert counts.per_position == [0.0, 1.0, None, None]
+
+
+def test_metric_adds_up_over_batches():
+    a = recovery_counts(_topk([1], [2], [5], [5]), TRUE)
+    b = recovery_counts(_topk([5], [5], [5], [5]), TRUE)
+    assert (a + b).hamming == 6 / 8
+    assert (a + b).per_position == [0.5, 0.5, 1.0, 1.0]
+
+
+def test_settings_reject_unknown_choices():
+    with pytest.raises(ValueError, match="decode"):
+        InversionSettings(decode="cosine")
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def _yaml(tmp_path, family):
+    path = tmp_path / f"{family}.yaml"
+    path.write_text(f"model:\n  family: {family}\n  hidden_size: 32\n  num_hidden_layers: 2\n  seq_len: 12\n  vocab_size: {VOCAB}\n")
+    return str(path)
+
+
+def test_represent_command_writes_json_and_plot(tmp_path, story_ids, capsys):
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps([story_ids[0].tolist(), story_ids[1, :6].tolist()]))  # the second is shorter: padded
+    out = tmp_path / "out"
+    argv = ["represent", _yaml(tmp_path, "mixer"), _yaml(tmp_path, "llama"), "--ids", str(ids), "--blocks", "1", "2", "3", "--steps", "4", "--out", str(out)]
+    assert main(argv) == 0
+    report = json.loads((out / "represent.json").read_text())
+    assert (out / "represent.png").stat().st_size > 0
+    assert report["inputs"]["seq_len"] == 12 and report["inputs"]["num_tokens"] == 12 + 6
+    assert [m["model_type"] for m in report["models"]] == ["masked_mixer", "llama"]
+    for entry in report["models"]:
+        assert [r["block"] for r in entry["results"]] == [1, 2]  # block 3 is beyond the depth: skipped
+        assert all(0.0 <= r["hamming"] <= 1.0 and len(r["loss_curve"]) == 4 for r in entry["results"])
+        assert len(entry["results"][0]["per_position"]) == 12
+    assert "skipping block(s) [3]" in capsys.readouterr().out
+
+
+def test_represent_command_names_a_bad_ids_file(tmp_path, capsys):
+    bad = tmp_path / "ids.json"
+    bad.write_text('{"not": "a list"}')
+    assert main(["represent", _yaml(tmp_path, "mixer"), "--ids", str(bad), "--steps", "1", "--out", str(tmp_path)]) == 2
+    assert str(bad) in capsys.readouterr().err
