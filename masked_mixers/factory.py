@@ -14,7 +14,14 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedConfig, PreTra
 
 from .config import ModelSpec
 from .errors import UserError
-from .models import MaskedMixerConfig, MaskedMixerForCausalLM
+from .models import (
+    AutoencodingMixer,
+    AutoencodingMixerConfig,
+    AutoencodingTransformer,
+    AutoencodingTransformerConfig,
+    MaskedMixerConfig,
+    MaskedMixerForCausalLM,
+)
 
 @dataclass
 class ParameterCount:
@@ -39,9 +46,9 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     return ParameterCount(total=total, embedding=embedding, non_embedding=total - embedding)
 
 
-def _mixer_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
+def _mixer_config(spec: ModelSpec, common: dict, config_class: type = MaskedMixerConfig, **extra) -> PreTrainedConfig:
     try:
-        return MaskedMixerConfig(
+        return config_class(
             seq_len=spec.seq_len,
             mixer_type=spec.mixer_type,
             num_heads=spec.num_heads,
@@ -52,30 +59,50 @@ def _mixer_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
             use_residual=spec.use_residual,
             use_feed_forward=spec.use_feed_forward,
             **common,
+            **extra,
         )
     except Exception as err:  # the config's own validators explain what is wrong
         raise UserError(f"model: {str(err).strip().splitlines()[-1].strip()}") from None
 
 
-def _llama_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
+def _llama_config(spec: ModelSpec, common: dict, config_class: type = LlamaConfig, **extra) -> PreTrainedConfig:
     if spec.hidden_size % spec.num_heads:
         raise UserError(f"model.num_heads: hidden_size {spec.hidden_size} is not divisible by {spec.num_heads} heads")
     if not (spec.use_layer_norm and spec.use_residual and spec.use_feed_forward):
-        raise UserError("model: ablation switches are not available for family 'llama' in a plain language model")
-    return LlamaConfig(
-        intermediate_size=spec.intermediate_size or spec.ff_mult * spec.hidden_size,
-        num_attention_heads=spec.num_heads,
-        num_key_value_heads=spec.num_heads,
-        max_position_embeddings=spec.seq_len,
-        attention_dropout=spec.dropout,
-        **common,
-    )
+        raise UserError(f"model: ablation switches are not available for family {spec.family!r}")
+    try:
+        return config_class(
+            intermediate_size=spec.intermediate_size or spec.ff_mult * spec.hidden_size,
+            num_attention_heads=spec.num_heads,
+            num_key_value_heads=spec.num_heads,
+            max_position_embeddings=spec.seq_len,
+            attention_dropout=spec.dropout,
+            **common,
+            **extra,
+        )
+    except Exception as err:  # the config's own validators explain what is wrong
+        raise UserError(f"model: {str(err).strip().splitlines()[-1].strip()}") from None
+
+
+def _autoencoder_fields(spec: ModelSpec) -> dict:
+    return dict(encoder_layers=spec.encoder_layers, decoder_layers=spec.decoder_layers, compression_dim=spec.compression_dim)
+
+
+def _mixer_autoencoder_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
+    return _mixer_config(spec, common, AutoencodingMixerConfig, **_autoencoder_fields(spec))
+
+
+def _llama_autoencoder_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
+    fields = _autoencoder_fields(spec)
+    return _llama_config(spec, common, AutoencodingTransformerConfig, decoder_position_embedding=spec.decoder_position_embedding, **fields)
 
 
 # family -> (config builder, model class). New architectures add one line here.
 FAMILIES: dict[str, tuple[Callable[[ModelSpec, dict], PreTrainedConfig], type[PreTrainedModel]]] = {
     "mixer": (_mixer_config, MaskedMixerForCausalLM),
     "llama": (_llama_config, LlamaForCausalLM),
+    "mixer_autoencoder": (_mixer_autoencoder_config, AutoencodingMixer),
+    "llama_autoencoder": (_llama_autoencoder_config, AutoencodingTransformer),
 }
 
 
