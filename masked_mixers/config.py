@@ -26,11 +26,16 @@ from .errors import UserError
 class ModelSpec:
     """One model, in the size terms both families share.
 
-    family: "mixer" (masked mixer), "llama" (transformers' LlamaForCausalLM) or "llama_ablated"
-      (the same Llama modules, with use_layer_norm/use_residual/use_feed_forward switchable).
+    family: "mixer" (masked mixer), "llama" (transformers' LlamaForCausalLM), "llama_ablated"
+      (the same Llama modules, with use_layer_norm/use_residual/use_feed_forward switchable),
+      "mixer_autoencoder" or "llama_autoencoder" (one-vector-bottleneck autoencoders).
     vocab_size: null takes the tokenizer's size when the run is prepared.
     num_heads: attention heads for llama; heads of a multihead mixer.
     intermediate_size: llama MLP width; null means ff_mult * hidden_size.
+    encoder_layers, decoder_layers: autoencoder stack depths; null means num_hidden_layers each.
+    compression_dim: autoencoder bottleneck width; null keeps hidden_size.
+    decoder_position_embedding: llama autoencoder only; false reproduces the paper's decoder, which
+      gets no position signal (see AutoencodingTransformerConfig).
     """
 
     family: str = "mixer"
@@ -49,6 +54,10 @@ class ModelSpec:
     use_layer_norm: bool = True
     use_residual: bool = True
     use_feed_forward: bool = True
+    encoder_layers: int | None = None
+    decoder_layers: int | None = None
+    compression_dim: int | None = None
+    decoder_position_embedding: bool = True
 
     @property
     def label(self) -> str:

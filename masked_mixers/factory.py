@@ -14,7 +14,16 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedConfig, PreTra
 
 from .config import ModelSpec
 from .errors import UserError
-from .models import AblatedLlamaConfig, AblatedLlamaForCausalLM, MaskedMixerConfig, MaskedMixerForCausalLM
+from .models import (
+    AblatedLlamaConfig,
+    AblatedLlamaForCausalLM,
+    AutoencodingMixer,
+    AutoencodingMixerConfig,
+    AutoencodingTransformer,
+    AutoencodingTransformerConfig,
+    MaskedMixerConfig,
+    MaskedMixerForCausalLM,
+)
 
 @dataclass
 class ParameterCount:
@@ -39,9 +48,9 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     return ParameterCount(total=total, embedding=embedding, non_embedding=total - embedding)
 
 
-def _mixer_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
+def _mixer_config(spec: ModelSpec, common: dict, config_class: type = MaskedMixerConfig, **extra) -> PreTrainedConfig:
     try:
-        return MaskedMixerConfig(
+        return config_class(
             seq_len=spec.seq_len,
             mixer_type=spec.mixer_type,
             num_heads=spec.num_heads,
@@ -52,6 +61,7 @@ def _mixer_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
             use_residual=spec.use_residual,
             use_feed_forward=spec.use_feed_forward,
             **common,
+            **extra,
         )
     except Exception as err:  # the config's own validators explain what is wrong
         raise UserError(f"model: {str(err).strip().splitlines()[-1].strip()}") from None
@@ -70,10 +80,26 @@ def _llama_kwargs(spec: ModelSpec, common: dict) -> dict:
     )
 
 
-def _llama_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
+def _llama_config(spec: ModelSpec, common: dict, config_class: type = LlamaConfig, **extra) -> PreTrainedConfig:
     if not (spec.use_layer_norm and spec.use_residual and spec.use_feed_forward):
-        raise UserError("model: ablation switches need family 'llama_ablated'; family 'llama' is transformers' LlamaForCausalLM as is")
-    return LlamaConfig(**_llama_kwargs(spec, common))
+        raise UserError(f"model: ablation switches need family 'llama_ablated'; family {spec.family!r} has them all on")
+    try:
+        return config_class(**_llama_kwargs(spec, common), **extra)
+    except Exception as err:  # the config's own validators explain what is wrong
+        raise UserError(f"model: {str(err).strip().splitlines()[-1].strip()}") from None
+
+
+def _autoencoder_fields(spec: ModelSpec) -> dict:
+    return dict(encoder_layers=spec.encoder_layers, decoder_layers=spec.decoder_layers, compression_dim=spec.compression_dim)
+
+
+def _mixer_autoencoder_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
+    return _mixer_config(spec, common, AutoencodingMixerConfig, **_autoencoder_fields(spec))
+
+
+def _llama_autoencoder_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
+    fields = _autoencoder_fields(spec)
+    return _llama_config(spec, common, AutoencodingTransformerConfig, decoder_position_embedding=spec.decoder_position_embedding, **fields)
 
 
 def _ablated_llama_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
@@ -86,6 +112,8 @@ FAMILIES: dict[str, tuple[Callable[[ModelSpec, dict], PreTrainedConfig], type[Pr
     "mixer": (_mixer_config, MaskedMixerForCausalLM),
     "llama": (_llama_config, LlamaForCausalLM),
     "llama_ablated": (_ablated_llama_config, AblatedLlamaForCausalLM),  # Llama modules, switchable parts
+    "mixer_autoencoder": (_mixer_autoencoder_config, AutoencodingMixer),
+    "llama_autoencoder": (_llama_autoencoder_config, AutoencodingTransformer),
 }
 
 

@@ -3,19 +3,38 @@
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from .ablated_llama import AblatedLlamaConfig, AblatedLlamaForCausalLM, AblatedLlamaModel
+from .autoencoder import AutoencodingMixer, AutoencodingMixerConfig, AutoencodingTransformer, AutoencodingTransformerConfig
 from .masked_mixer import MaskedMixerConfig, MaskedMixerForCausalLM, MaskedMixerModel
+
+# config class -> (AutoModel class, AutoModelForCausalLM class or None)
+REGISTRY = {
+    MaskedMixerConfig: (MaskedMixerModel, MaskedMixerForCausalLM),
+    AblatedLlamaConfig: (AblatedLlamaModel, AblatedLlamaForCausalLM),
+    AutoencodingMixerConfig: (AutoencodingMixer, None),
+    AutoencodingTransformerConfig: (AutoencodingTransformer, None),
+}
 
 
 def _register() -> None:
-    """Make AutoConfig / AutoModel / AutoModelForCausalLM know model_types "masked_mixer" and "llama_ablated"."""
-    AutoConfig.register("masked_mixer", MaskedMixerConfig, exist_ok=True)
-    AutoModel.register(MaskedMixerConfig, MaskedMixerModel, exist_ok=True)
-    AutoModelForCausalLM.register(MaskedMixerConfig, MaskedMixerForCausalLM, exist_ok=True)
-    AutoConfig.register("llama_ablated", AblatedLlamaConfig, exist_ok=True)
-    AutoModel.register(AblatedLlamaConfig, AblatedLlamaModel, exist_ok=True)
-    AutoModelForCausalLM.register(AblatedLlamaConfig, AblatedLlamaForCausalLM, exist_ok=True)
+    """Make AutoConfig / AutoModel / AutoModelForCausalLM know every model_type of this package."""
+    for config, (base, causal_lm) in REGISTRY.items():
+        AutoConfig.register(config.model_type, config, exist_ok=True)
+        AutoModel.register(config, base, exist_ok=True)
+        if causal_lm is not None:
+            AutoModelForCausalLM.register(config, causal_lm, exist_ok=True)
 
 
 _register()
 
-__all__ = ["AblatedLlamaConfig", "AblatedLlamaForCausalLM", "AblatedLlamaModel", "MaskedMixerConfig", "MaskedMixerForCausalLM", "MaskedMixerModel"]
+__all__ = [
+    "AblatedLlamaConfig",
+    "AblatedLlamaForCausalLM",
+    "AblatedLlamaModel",
+    "AutoencodingMixer",
+    "AutoencodingMixerConfig",
+    "AutoencodingTransformer",
+    "AutoencodingTransformerConfig",
+    "MaskedMixerConfig",
+    "MaskedMixerForCausalLM",
+    "MaskedMixerModel",
+]
