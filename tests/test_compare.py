@@ -64,7 +64,7 @@ def test_compare_tiny_writes_report_plots_and_results(tmp_path):
     assert results["models"][0]["learning_rate"] == 0.005 and results["models"][1]["learning_rate"] == 0.002
     assert set(results["environment"]) >= {"git_revision", "torch", "transformers", "device", "dtype"}
     report = (tmp_path / "report.md").read_text()
-    assert "| mixer-flat-d32-n2-L32 | 51,840 |" in report and "eval_loss_vs_tokens.png" in report
+    assert "| mixer-flat-d32-n2-L32 | 4 | 51,840 |" in report and "eval_loss_vs_tokens.png" in report
     assert result.report == tmp_path / "report.md"
 
 

@@ -18,6 +18,7 @@ from .plots import PLOTS
 # results.json row key -> report table column, and how to print it
 COLUMNS = {
     "label": ("model", "{}"),
+    "steps": ("steps", "{:,}"),
     "parameters": ("parameters", "{:,}"),
     "train_loss": ("train loss", "{:.4f}"),
     "eval_loss": ("eval loss", "{:.4f}"),
