@@ -92,3 +92,15 @@ def test_memory_matching_fails_loudly_when_out_of_reach():
     mixer = ModelSpec(family="mixer", hidden_size=32, num_hidden_layers=2, seq_len=32)
     with pytest.raises(UserError, match="no hidden_size"):
         match_memory(mixer, 10, measure, MatchingConfig(multiple_of=8, max_hidden_size=64))
+
+
+def test_compare_memory_mode_resizes_and_reports_the_match(tmp_path):
+    overrides = ["size_matching=memory", "matching.multiple_of=8", "train.max_steps=2", "train.eval_steps=0"]
+    config = load_compare_config(TINY, overrides)
+    prepare = lambda data, seq_len: prepare_standin(data, seq_len, n_train=32, n_eval=8)  # noqa: E731
+    run_compare(config, tmp_path, prepare=prepare, progress=False)
+    results = json.loads((tmp_path / "results.json").read_text())
+    (match,) = results["matches"]
+    assert match["reference"] == "llama-d32-n2-L32" and match["relative_gap"] <= 0.15
+    assert results["models"][0]["hidden_size"] == match["hidden_size"] != 32
+    assert "Size matching" in (tmp_path / "report.md").read_text()
