@@ -17,12 +17,14 @@ from .errors import UserError
 
 # command name -> module in masked_mixers.commands, one line of summary
 COMMANDS: dict[str, tuple[str, str]] = {
+    "compare": ("compare", "train masked mixers and transformers side by side on the same tokens; write a report"),
     "prepare": ("prepare", "tokenize a corpus into cached fixed-length examples"),
     "train": ("train", "train one model from a run config"),
     "eval": ("evaluate", "loss, perplexity and bits per byte of a trained model"),
     "generate": ("generate", "sample text from a trained model"),
     "represent": ("represent", "how much of its input a model keeps: invert hidden states back to tokens"),
     "ablate": ("ablate", "train without layer norms, residuals or feed-forward and detect divergence"),
+    "bench": ("bench", "benchmarks: training throughput, MFU and memory (`bench train`)"),
 }
 
 

@@ -142,6 +142,71 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+@dataclass
+class TrainOverrides:
+    """Optimisation settings one model family may change in a comparison (null keeps the shared value).
+
+    Only these: the batch, sequence length and budget stay shared, so every model sees the same
+    tokens for the same budget. The paper tunes the learning rate per family (5e-4 mixer, 2e-4 Llama).
+    """
+
+    learning_rate: float | None = None
+    lr_scheduler: str | None = None
+    warmup_steps: int | None = None
+    weight_decay: float | None = None
+    adam_beta1: float | None = None
+    adam_beta2: float | None = None
+    max_grad_norm: float | None = None
+
+
+@dataclass
+class MatchingConfig:
+    """How `size_matching: memory` searches sizes.
+
+    Each model whose family is not `reference` gets the hidden_size (a multiple of `multiple_of`)
+    whose measured peak training memory (`steps` real optimizer steps at the configured batch and
+    seq_len) is closest to that of the reference-family model of the same seq_len; the match must
+    fall within `tolerance` (relative) or the comparison stops with an error.
+    """
+
+    reference: str = "llama"
+    tolerance: float = 0.15
+    steps: int = 2
+    multiple_of: int = 32
+    max_hidden_size: int = 8192
+
+
+@dataclass
+class ReportConfig:
+    """What the comparison report shows besides the table: samples from every model for `prompts`."""
+
+    prompts: list[str] = field(default_factory=lambda: ["once upon a time", "the little dog"])
+    max_new_tokens: int = 24
+    temperature: float = 0.8
+    top_k: int = 50
+    sample_seed: int = 0
+
+
+@dataclass
+class CompareConfig:
+    """Several models trained on the same tokens for the same budget (train.max_steps / max_seconds).
+
+    size_matching: "identical" trains the specs as written (give both families the same
+      hidden_size and num_hidden_layers); "memory" resizes non-reference models to the reference's
+      measured peak training memory (see MatchingConfig).
+    per_family: optimisation overrides keyed by family ("mixer", "llama") or by a model's label.
+    Data is prepared once per distinct seq_len and shared by the models of that length.
+    """
+
+    models: list[ModelSpec] = field(default_factory=lambda: [ModelSpec(family="mixer"), ModelSpec(family="llama")])
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    per_family: dict[str, TrainOverrides] = field(default_factory=dict)
+    size_matching: str = "identical"
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+
 # --- loading and checking -------------------------------------------------------------------
 
 
@@ -169,6 +234,11 @@ def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
         if not isinstance(value, list):
             raise UserError(f"{source}: key '{key}' expects a list, got {value!r}")
         return [_coerce(v, inner, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{source}: key '{key}' expects a mapping, got {value!r}")
+        key_tp, value_tp = typing.get_args(tp)
+        return {_coerce(k, key_tp, source, key): _coerce(v, value_tp, source, f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return _from_dict(tp, value, source, key)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
@@ -247,6 +317,11 @@ def load_run_config(path: str | os.PathLike, overrides: list[str] | None = None)
     return from_dict(RunConfig, apply_overrides(raw, overrides or []), str(path))
 
 
+def load_compare_config(path: str | os.PathLike, overrides: list[str] | None = None) -> CompareConfig:
+    """Read a compare config YAML (`models` is a list) with the same key checking as run configs."""
+    return from_dict(CompareConfig, apply_overrides(load_yaml(path), overrides or []), str(path))
+
+
 def save_yaml(obj: Any, path: str | os.PathLike) -> None:
     """Write a dataclass config as YAML atomically (temporary file, then rename)."""
     atomic_write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False))
@@ -254,12 +329,24 @@ def save_yaml(obj: Any, path: str | os.PathLike) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` so that readers see the old file or the whole new one, never half."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same directory and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""Benchmarks behind `masked-mixers bench ...`: one module per subcommand, plus analytic FLOPs."""

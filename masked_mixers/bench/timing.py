@@ -1,0 +1,42 @@
+"""Timing helpers for benchmarks: a synchronised clock and the measured matmul peak of a device."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: str) -> float:
+    """Seconds `fn()` takes, with the device's queue drained before and after."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def matmul_peak(device: str, dtype: str, sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5) -> dict:
+    """The best median FLOP/s of square (n, n) @ (n, n) matmuls on `device` in `dtype`.
+
+    This is the denominator of MFU: what this device's GEMM library actually reaches now, under
+    whatever else the machine is running, rather than a datasheet number.
+    """
+    best = {"flops_per_second": 0.0, "n": None}
+    for n in sizes:
+        a = torch.randn(n, n, device=device, dtype=DTYPES[dtype])
+        b = torch.randn(n, n, device=device, dtype=DTYPES[dtype])
+        torch.matmul(a, b)  # warm up
+        median = statistics.median(timed(lambda: torch.matmul(a, b), device) for _ in range(repeats))
+        rate = 2 * n**3 / median
+        if rate > best["flops_per_second"]:
+            best = {"flops_per_second": rate, "n": n}
+    return best

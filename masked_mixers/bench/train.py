@@ -1,0 +1,159 @@
+"""Training throughput, model FLOPs utilization and peak memory of masked mixers and Llama.
+
+Examples:
+  masked-mixers bench train                                   # small grid, feasible on 2 CPU cores
+  masked-mixers bench train --seq-lens 512 --d-models 512 --layers 8 --dtypes fp32,bf16
+  masked-mixers bench train --seq-lens 128,512,2048,4096 --d-models 256,512,1024 --batch-size 32
+
+For every (seq_len, d_model) the models of all families (and dtypes) are timed side by side:
+their steps are interleaved round-robin, so a machine that slows down slows all of them alike;
+tokens/s comes from the median step. MFU divides the analytic training FLOPs
+(masked_mixers/bench/flops.py) by a matmul peak measured on the same device, in the same dtype,
+in the same run. Peak memory is measured over one extra step (building the model included).
+Combinations whose estimated memory exceeds --max-memory-gb, or whose first step is too slow for
+--max-seconds, are listed as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+
+import torch
+from tqdm.auto import tqdm
+
+from ..config import ModelSpec, atomic_write_text
+from ..factory import build_model
+from .flops import forward_flops_per_token, mfu
+from .timing import DTYPES, matmul_peak, timed
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--families", type=_names, default=["mixer", "llama"], help="comma list (default mixer,llama)")
+    parser.add_argument("--seq-lens", type=_ints, default=[128, 512], help="comma list of L (default 128,512)")
+    parser.add_argument("--d-models", type=_ints, default=[256], help="comma list of d_model (default 256)")
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--num-heads", type=int, default=4, help="Llama attention heads")
+    parser.add_argument("--mixer-type", default="flat", choices=["flat", "expanded", "multihead"])
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--vocab-size", type=int, default=4096)
+    parser.add_argument("--dtypes", type=_names, default=["fp32"], help="comma list of fp32, bf16 (autocast)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per model (median is reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    parser.add_argument("--max-memory-gb", type=float, default=8.0, help="skip combinations estimated above this")
+    parser.add_argument("--max-seconds", type=float, default=120.0, help="skip a combination whose steps would take longer")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", dest="json_out", default="runs/bench/train.json", help="where to write the results")
+
+
+def estimate_bytes(spec: ModelSpec, batch: int, vocab: int) -> int:
+    """A rough fp32 upper estimate, only to skip hopeless combinations before building them."""
+    d, L, n = spec.hidden_size, spec.seq_len, spec.num_hidden_layers
+    params = n * (16 * d * d + L * L) + 2 * vocab * d
+    activations = batch * L * (n * d * (2 * spec.ff_mult + 10) + 3 * vocab)
+    return 4 * (4 * params + activations)
+
+
+def _step(model, optimizer, batch, device: str, dtype: str) -> None:
+    with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=dtype == "bf16"):
+        loss = model(input_ids=batch, labels=batch).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _spec(args, family: str, seq_len: int, d_model: int) -> ModelSpec:
+    return ModelSpec(family=family, hidden_size=d_model, num_hidden_layers=args.layers, seq_len=seq_len, num_heads=args.num_heads, mixer_type=args.mixer_type)
+
+
+def _peak_memory(spec: ModelSpec, batch: torch.Tensor, vocab: int, dtype: str) -> int:
+    from ..compare.matching import measure_training_memory
+
+    return measure_training_memory(spec, {"input_ids": batch, "labels": batch}, vocab, steps=1, bf16=dtype == "bf16")
+
+
+def bench_group(args, seq_len: int, d_model: int, peaks: dict, progress) -> list[dict]:
+    """Time every (family, dtype) at one (seq_len, d_model), steps interleaved round-robin."""
+    rows, runners = [], []
+    batch = torch.randint(0, args.vocab_size, (args.batch_size, seq_len), device=args.device)
+    for family, dtype in itertools.product(args.families, args.dtypes):
+        spec = _spec(args, family, seq_len, d_model)
+        row = {"family": family, "seq_len": seq_len, "d_model": d_model, "layers": args.layers, "batch_size": args.batch_size, "dtype": dtype}
+        rows.append(row)
+        estimate = estimate_bytes(spec, args.batch_size, args.vocab_size)
+        if estimate > args.max_memory_gb * 2**30:
+            row["skipped"] = f"estimated {estimate / 2**30:.1f} GB > --max-memory-gb {args.max_memory_gb}"
+            continue
+        model, params = build_model(spec, args.vocab_size)
+        model.to(args.device).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        first = [timed(lambda: _step(model, optimizer, batch, args.device, dtype), args.device) for _ in range(max(1, args.warmup))][-1]
+        if first * args.steps > args.max_seconds:
+            row["skipped"] = f"one step took {first:.1f} s; {args.steps} steps exceed --max-seconds {args.max_seconds:g}"
+            continue
+        row["parameters"] = params.total
+        runners.append((row, spec, model, optimizer, []))
+    for _ in range(args.steps):
+        for row, spec, model, optimizer, times in runners:
+            times.append(timed(lambda: _step(model, optimizer, batch, args.device, dtype=row["dtype"]), args.device))
+            progress.update(1)
+    for row, spec, model, optimizer, times in runners:
+        flops = forward_flops_per_token(spec, args.vocab_size)
+        step = statistics.median(times)
+        row.update(
+            step_seconds=step,
+            tokens_per_second=args.batch_size * seq_len / step,
+            training_flops_per_token=flops.training,
+            mixing_flops_share=(flops.token_mixing + flops.attention) / flops.forward,
+        )
+        row["mfu"] = mfu(flops.training, row["tokens_per_second"], peaks[row["dtype"]]["flops_per_second"])
+        row["peak_memory_mib"] = _peak_memory(spec, batch, args.vocab_size, row["dtype"]) / 2**20
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    head = f"{'family':<7} {'L':>5} {'d':>5} {'dtype':<5} {'tokens/s':>10} {'MFU':>6} {'peak MiB':>9} {'step s':>7}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        prefix = f"{r['family']:<7} {r['seq_len']:>5} {r['d_model']:>5} {r['dtype']:<5}"
+        if "skipped" in r:
+            lines.append(f"{prefix} skipped: {r['skipped']}")
+        else:
+            lines.append(f"{prefix} {r['tokens_per_second']:>10,.0f} {r['mfu']:>6.1%} {r['peak_memory_mib']:>9,.1f} {r['step_seconds']:>7.3f}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..compare.report import environment
+
+    torch.manual_seed(0)
+    unknown = [d for d in args.dtypes if d not in DTYPES]
+    if unknown:
+        from ..errors import UserError
+
+        raise UserError(f"--dtypes: unknown {unknown[0]!r} (choose from {', '.join(DTYPES)})")
+    peaks = {dtype: matmul_peak(args.device, dtype) for dtype in args.dtypes}
+    for dtype, peak in peaks.items():
+        print(f"matmul peak ({args.device}, {dtype}): {peak['flops_per_second'] / 1e9:,.1f} GFLOP/s at n={peak['n']}")
+    groups = list(itertools.product(args.seq_lens, args.d_models))
+    total = len(groups) * len(args.families) * len(args.dtypes) * args.steps
+    rows = []
+    with tqdm(total=total, desc="bench train", unit="step") as progress:
+        for seq_len, d_model in groups:
+            rows += bench_group(args, seq_len, d_model, peaks, progress)
+    table = format_table(rows)
+    print(table)
+    results = {"environment": environment(",".join(args.dtypes)), "settings": {k: v for k, v in vars(args).items() if k not in ("func",)}, "matmul_peak": peaks, "rows": rows}
+    atomic_write_text(args.json_out, json.dumps(results, indent=2) + "\n")
+    print(f"bench train: {sum('skipped' not in r for r in rows)} measured, {sum('skipped' in r for r in rows)} skipped -> {args.json_out}")
+    return 0

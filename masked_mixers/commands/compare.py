@@ -1,0 +1,41 @@
+"""Train masked mixers and transformers on the same tokens for the same budget, and report.
+
+Examples:
+  masked-mixers compare configs/compare-cpu.yaml --data train-lowercase.jsonl --eval-data valid-lowercase.jsonl
+  masked-mixers compare configs/compare-paper-memory.yaml --output-dir runs/paper-memory
+  masked-mixers compare configs/compare-cpu.yaml --set train.max_seconds=120 --set size_matching=memory
+
+The config lists `models` (any number, any mix of families, d_model and seq_len) beside shared
+`data` and `train` sections; see configs/compare-*.yaml. The output directory receives
+report.md, results.json, eval_loss_vs_time.png, eval_loss_vs_tokens.png and models/<label>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="compare config YAML (models: a list)")
+    parser.add_argument("--data", help="training corpus: local file or hub dataset id (replaces data.source)")
+    parser.add_argument("--eval-data", help="held-out corpus: local file or hub dataset id (replaces data.eval_source)")
+    parser.add_argument("--output-dir", help="where the report goes (default: train.output_dir of the config)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.max_steps=50")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars for size matching")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..compare import run_compare
+    from ..config import load_compare_config
+
+    config = load_compare_config(args.config, args.overrides)
+    if args.data:
+        config.data.source = args.data
+    if args.eval_data:
+        config.data.eval_source = args.eval_data
+    output_dir = args.output_dir or config.train.output_dir
+    result = run_compare(config, output_dir, progress=not args.no_progress)
+    best = min((r for r in result.rows if r["eval_loss"] is not None), key=lambda r: r["eval_loss"], default=None)
+    lead = f"; lowest eval loss: {best['label']} ({best['eval_loss']:.4f})" if best else ""
+    print(f"compare: {len(result.rows)} models trained{lead} -> report: {result.report}")
+    return 0

@@ -1,0 +1,49 @@
+"""Eval loss curves of every model on one axis: against wall-clock time and against tokens seen."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..config import atomic_write_bytes  # noqa: E402
+
+PLOTS = {
+    "eval_loss_vs_time.png": ("elapsed_s", "wall-clock training time (s)"),
+    "eval_loss_vs_tokens.png": ("tokens_seen", "training tokens seen"),
+}
+
+
+def eval_curve(history: list[dict], final: dict | None = None) -> list[dict]:
+    """The eval events of a run's metrics history, plus the final evaluation when it is later."""
+    points = [{"step": r["step"], "elapsed_s": r["elapsed_s"], "tokens_seen": r["tokens_seen"], "eval_loss": r["eval_loss"]} for r in history if "eval_loss" in r]
+    if final and (not points or final["step"] > points[-1]["step"]):
+        points.append(final)
+    return points
+
+
+def _save(fig, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_curves(curves: dict[str, list[dict]], output_dir: Path) -> list[Path]:
+    """Write the two PNGs (see PLOTS); curves: model label -> eval_curve points."""
+    paths = []
+    for name, (key, xlabel) in PLOTS.items():
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for label, points in curves.items():
+            ax.plot([p[key] for p in points], [p["eval_loss"] for p in points], marker="o", markersize=3, label=label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("eval loss (nats/token)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        _save(fig, output_dir / name)
+        paths.append(output_dir / name)
+    return paths

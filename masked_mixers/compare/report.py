@@ -1,0 +1,147 @@
+"""report.md (for people) and results.json (for scripts) of a comparison, with the same numbers."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import transformers
+import yaml
+
+from ..config import CompareConfig, atomic_write_text, to_dict
+from .plots import PLOTS
+
+# results.json row key -> report table column, and how to print it
+COLUMNS = {
+    "label": ("model", "{}"),
+    "steps": ("steps", "{:,}"),
+    "parameters": ("parameters", "{:,}"),
+    "train_loss": ("train loss", "{:.4f}"),
+    "eval_loss": ("eval loss", "{:.4f}"),
+    "perplexity": ("perplexity", "{:.2f}"),
+    "bits_per_byte": ("bits/byte", "{:.4f}"),
+    "tokens_per_second": ("train tokens/s", "{:,.0f}"),
+    "peak_memory_mib": ("peak memory (MiB)", "{:,.1f}"),
+    "wall_seconds": ("wall time (s)", "{:.1f}"),
+}
+
+
+def _git_revision() -> str | None:
+    """The commit the package runs from (+ "-dirty" with local changes), when it is a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev + ("-dirty" if dirty else "")
+
+
+def _device_name() -> str:
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name()} x{torch.cuda.device_count()}"
+    model = platform.processor() or platform.machine()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"cpu: {model}, {torch.get_num_threads()} threads"
+
+
+def environment(dtype: str) -> dict[str, str | None]:
+    return {
+        "git_revision": _git_revision(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "device": _device_name(),
+        "dtype": dtype,
+        "platform": platform.platform(),
+    }
+
+
+def _cell(row: dict, key: str) -> str:
+    value = row.get(key)
+    return "n/a" if value is None else COLUMNS[key][1].format(value)
+
+
+def _table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(title for title, _ in COLUMNS.values()) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cell(row, key) for key in COLUMNS) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _matching(matches: list[dict]) -> str:
+    if not matches:
+        return ""
+    lines = ["## Size matching (measured peak training memory)", ""]
+    for m in matches:
+        lines.append(
+            f"- {m['label']}: hidden_size {m['hidden_size']} uses {m['peak_bytes'] / 2**20:.1f} MiB vs "
+            f"{m['reference']} {m['reference_bytes'] / 2**20:.1f} MiB ({m['relative_gap']:.1%} apart; "
+            f"measured sizes: {', '.join(str(d) for d in m['measurements'])})"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _samples(rows: list[dict]) -> str:
+    lines = ["## Samples", "", "Greedy and one seeded sample per prompt, new tokens only.", ""]
+    for row in rows:
+        lines.append(f"### {row['label']}")
+        lines.append("")
+        for s in row["samples"]:
+            lines += [f"- **{s['prompt']}** | greedy: {s['greedy']!r}", f"  | sample: {s['sample']!r}"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_markdown(results: dict) -> str:
+    env = results["environment"]
+    budget = results["budget"]
+    parts = [
+        "# Masked mixer vs transformer comparison",
+        "",
+        f"Every model saw the same training tokens (batch {budget['batch_size']} x its seq_len) for the same budget "
+        f"(max_steps={budget['max_steps']}, max_seconds={budget['max_seconds']}); size matching: {results['size_matching']}.",
+        "Eval loss is the mean next-token cross entropy (nats) over the held-out examples; bits/byte divides it by the "
+        "UTF-8 bytes covered. Peak memory is the training run's peak above its start (CUDA allocator on a GPU; "
+        "sampled resident memory on a CPU). Wall time includes the final evaluation.",
+        "",
+        _table(results["models"]),
+        "",
+        "![eval loss vs time](eval_loss_vs_time.png) ![eval loss vs tokens](eval_loss_vs_tokens.png)",
+        "",
+        _matching(results["matches"]),
+        _samples(results["models"]),
+        "## Environment",
+        "",
+        *[f"- {k}: {v}" for k, v in env.items()],
+        "",
+        "## Config",
+        "",
+        "```yaml",
+        yaml.safe_dump(results["config"], sort_keys=False).rstrip(),
+        "```",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def write_report(output_dir: Path, config: CompareConfig, rows: list[dict], matches: list[dict], env: dict) -> Path:
+    """Write results.json and report.md (each atomically) and return the report's path."""
+    results = {
+        "environment": env,
+        "size_matching": config.size_matching,
+        "budget": {"max_steps": config.train.max_steps, "max_seconds": config.train.max_seconds, "batch_size": config.train.batch_size},
+        "models": rows,
+        "matches": matches,
+        "plots": list(PLOTS),
+        "config": to_dict(config),
+    }
+    atomic_write_text(output_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(output_dir / "report.md", render_markdown(results))
+    return output_dir / "report.md"

@@ -1,0 +1,148 @@
+"""Train every model of a comparison on the same tokens for the same budget, then report.
+
+Data is prepared once per distinct seq_len and shared; each model trains through
+`masked_mixers.training.train` (HF Trainer) into OUTPUT_DIR/models/<label>, is evaluated on the
+same held-out examples, and generates text for the same prompts.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..config import CompareConfig, ModelSpec, RunConfig, TrainConfig
+from ..errors import UserError
+from ..factory import FAMILIES
+from .matching import match_models, measure_training_memory
+from .plots import eval_curve, plot_curves
+from .report import environment, write_report
+from .samples import generate_samples
+
+SIZE_MATCHING = ("identical", "memory")
+
+
+@dataclass
+class CompareResult:
+    output_dir: Path
+    report: Path
+    rows: list[dict]
+
+
+def _check(config: CompareConfig) -> None:
+    if config.size_matching not in SIZE_MATCHING:
+        raise UserError(f"size_matching: unknown value {config.size_matching!r} (choose from {', '.join(SIZE_MATCHING)})")
+    if not config.models:
+        raise UserError("models: the list is empty; give at least one model")
+    labels = [m.label for m in config.models]
+    for key in config.per_family:
+        if key not in FAMILIES and key not in labels:
+            raise UserError(f"per_family: key {key!r} names no family ({', '.join(FAMILIES)}) and no model label")
+    if config.train.max_steps <= 0 and not config.train.max_seconds:
+        raise UserError("train: set a budget, max_steps > 0 or max_seconds")
+
+
+def _unique_labels(models: list[ModelSpec]) -> None:
+    labels = [m.label for m in models]
+    for i, label in enumerate(labels):
+        if label in labels[:i]:
+            raise UserError(f"models[{i}]: label {label!r} repeats an earlier model; give it a distinct `name`")
+
+
+def _train_config(config: CompareConfig, spec: ModelSpec, original_label: str, output_dir: Path) -> TrainConfig:
+    """The shared train settings with this model's family (or label) overrides and its own folder."""
+    overrides = config.per_family.get(original_label) or config.per_family.get(spec.family)
+    changes = {k: v for k, v in vars(overrides).items() if v is not None} if overrides else {}
+    folder = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.label)
+    return replace(config.train, output_dir=str(output_dir / "models" / folder), **changes)
+
+
+def _first_batch(prepared, batch_size: int) -> dict:
+    columns = [c for c in ("input_ids", "attention_mask", "labels") if c in prepared.train.column_names]
+    rows = prepared.train.select(range(min(batch_size, len(prepared.train)))).with_format("torch", columns=columns)
+    return dict(rows[:])  # column -> (batch_size, seq_len) tensor
+
+
+def _resolve_sizes(config: CompareConfig, prepared: dict, progress: bool) -> tuple[list[ModelSpec], list[dict]]:
+    if config.size_matching == "identical":
+        return list(config.models), []
+    bf16 = config.train.precision == "bf16"
+
+    def measure(spec: ModelSpec) -> int:
+        data = prepared[spec.seq_len]
+        batch = _first_batch(data, config.train.batch_size)
+        return measure_training_memory(spec, batch, spec.vocab_size or len(data.tokenizer), config.matching.steps, bf16)
+
+    models, matches = match_models(config.models, config.matching, measure, progress)
+    return models, [
+        {"label": m.spec.label, "hidden_size": m.spec.hidden_size, "peak_bytes": m.peak_bytes, "reference": m.reference,
+         "reference_bytes": m.reference_bytes, "relative_gap": m.relative_gap, "measurements": m.measurements}
+        for m in matches
+    ]
+
+
+def _row(spec: ModelSpec, train_cfg: TrainConfig, result, wall: float, samples: list[dict]) -> dict:
+    ev = result.eval_metrics
+    final = {"step": result.steps, "elapsed_s": result.train_seconds, "tokens_seen": result.tokens_seen, "eval_loss": ev["loss"]} if ev else None
+    return {
+        "label": spec.label,
+        "family": spec.family,
+        "hidden_size": spec.hidden_size,
+        "num_hidden_layers": spec.num_hidden_layers,
+        "seq_len": spec.seq_len,
+        "parameters": result.parameters.total,
+        "non_embedding_parameters": result.parameters.non_embedding,
+        "learning_rate": train_cfg.learning_rate,
+        "steps": result.steps,
+        "tokens_seen": result.tokens_seen,
+        "stopped_by": result.stopped_by,
+        "train_loss": result.train_loss,
+        "eval_loss": ev.get("loss"),
+        "perplexity": ev.get("perplexity"),
+        "bits_per_byte": ev.get("bits_per_byte"),
+        "tokens_per_second": result.tokens_per_second,
+        "peak_memory_mib": result.peak_memory_bytes / 2**20 if result.peak_memory_bytes is not None else None,
+        "train_seconds": result.train_seconds,
+        "wall_seconds": wall,
+        "output_dir": str(result.output_dir),
+        "eval_curve": eval_curve(result.history, final),
+        "samples": samples,
+    }
+
+
+def _default_prepare():
+    from ..data import prepare_data
+
+    return prepare_data
+
+
+def run_compare(config: CompareConfig, output_dir: str | Path, prepare: Callable | None = None, progress: bool = True) -> CompareResult:
+    """Prepare data per seq_len, size, train, evaluate and sample every model, and write the report.
+
+    prepare: `prepare_data(data_config, seq_len)`; tests pass a small stand-in.
+    """
+    from ..training import _precision, train
+
+    _check(config)
+    prepare = prepare or _default_prepare()
+    out = Path(output_dir)
+    seq_lens = sorted({m.seq_len for m in config.models})
+    prepared = {L: prepare(config.data, L) for L in seq_lens}  # once per distinct L, shared
+    models, matches = _resolve_sizes(config, prepared, progress)
+    _unique_labels(models)
+    rows = []
+    for i, (original, spec) in enumerate(zip(config.models, models), 1):
+        train_cfg = _train_config(config, spec, original.label, out)
+        print(f"[compare {i}/{len(models)}] training {spec.label} (lr {train_cfg.learning_rate:g}) -> {train_cfg.output_dir}", flush=True)
+        start = time.perf_counter()
+        result = train(RunConfig(model=spec, data=config.data, train=train_cfg), prepared[spec.seq_len], resume=False)
+        wall = time.perf_counter() - start
+        samples = generate_samples(result.model, prepared[spec.seq_len].tokenizer, spec.seq_len, config.report, config.data.add_bos)
+        rows.append(_row(spec, train_cfg, result, wall, samples))
+    plot_curves({r["label"]: r["eval_curve"] for r in rows}, out)
+    flags = _precision(config.train.precision)
+    dtype = "bf16 autocast" if flags.get("bf16") else "fp16 autocast" if flags.get("fp16") else "fp32"
+    report = write_report(out, config, rows, matches, environment(dtype))
+    return CompareResult(out, report, rows)

@@ -1,0 +1,39 @@
+"""Text from every model of a comparison for the same prompts: greedy and one seeded sample."""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import ReportConfig
+
+
+def _prompt_ids(tokenizer, prompt: str, seq_len: int, add_bos: bool) -> list[int]:
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    if add_bos and tokenizer.bos_token_id is not None:
+        ids = [tokenizer.bos_token_id, *ids]
+    return ids[-(seq_len // 2):]  # leave room to generate within the model's fixed length L
+
+
+@torch.no_grad()
+def generate_samples(model, tokenizer, seq_len: int, settings: ReportConfig, add_bos: bool = False) -> list[dict[str, str]]:
+    """[{prompt, greedy, sample}] for settings.prompts; new tokens stay within seq_len (L)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    samples = []
+    for prompt in settings.prompts:
+        ids = _prompt_ids(tokenizer, prompt, seq_len, add_bos)
+        input_ids = torch.tensor([ids], device=device)  # (1, t)
+        common = dict(
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=max(1, min(settings.max_new_tokens, seq_len - len(ids))),
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        greedy = model.generate(input_ids, do_sample=False, **common)
+        torch.manual_seed(settings.sample_seed)
+        sampled = model.generate(input_ids, do_sample=True, temperature=settings.temperature, top_k=settings.top_k, **common)
+        decode = lambda out: tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)  # noqa: E731
+        samples.append({"prompt": prompt, "greedy": decode(greedy), "sample": decode(sampled)})
+    model.train(was_training)
+    return samples

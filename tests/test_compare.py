@@ -1,0 +1,106 @@
+"""compare: config loading, the end-to-end report on a tiny config, and memory-based size matching."""
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from masked_mixers.compare import match_memory, measure_training_memory, run_compare
+from masked_mixers.compare.report import COLUMNS
+from masked_mixers.compare.runner import _first_batch
+from masked_mixers.config import CompareConfig, MatchingConfig, ModelSpec, from_dict, load_compare_config
+from masked_mixers.errors import UserError
+
+from standin_data import prepare_standin
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "compare-tiny.yaml"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("compare-*.yaml")))
+def test_compare_configs_load(name):
+    config = load_compare_config(ROOT / "configs" / name)
+    assert config.models and config.size_matching in ("identical", "memory")
+
+
+def test_compare_config_names_unknown_keys():
+    with pytest.raises(UserError, match=r"unknown key 'per_family.mixer.lr'"):
+        from_dict(CompareConfig, {"per_family": {"mixer": {"lr": 1e-3}}}, "x.yaml")
+    with pytest.raises(UserError, match=r"unknown key 'models\[1\].d_model'"):
+        from_dict(CompareConfig, {"models": [{"family": "mixer"}, {"d_model": 3}]}, "x.yaml")
+
+
+def test_compare_rejects_unknown_per_family_key(tmp_path):
+    config = load_compare_config(TINY, ["per_family.mixr.learning_rate=0.1"])
+    with pytest.raises(UserError, match="per_family: key 'mixr'"):
+        run_compare(config, tmp_path, prepare=prepare_standin, progress=False)
+
+
+def test_compare_tiny_writes_report_plots_and_results(tmp_path):
+    config = load_compare_config(TINY)
+    # a third model at another seq_len: data is prepared once per distinct L
+    config.models.append(ModelSpec(family="mixer", hidden_size=32, num_hidden_layers=1, seq_len=16, name="mixer-L16"))
+    calls = []
+
+    def prepare(data, seq_len):
+        calls.append(seq_len)
+        return prepare_standin(data, seq_len, n_train=64, n_eval=16)
+
+    result = run_compare(config, tmp_path, prepare=prepare, progress=False)
+    assert sorted(calls) == [16, 32]
+    for name in ("report.md", "results.json", "eval_loss_vs_time.png", "eval_loss_vs_tokens.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert (tmp_path / "eval_loss_vs_time.png").read_bytes()[:4] == b"\x89PNG"
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [r["label"] for r in results["models"]] == ["mixer-flat-d32-n2-L32", "llama-d32-n2-L32", "mixer-L16"]
+    for row in results["models"]:
+        for key in COLUMNS:
+            assert row[key] is not None and (isinstance(row[key], str) or math.isfinite(row[key])), key
+        assert row["steps"] == 4 and row["tokens_seen"] == 4 * 4 * row["seq_len"]
+        assert row["eval_curve"] and row["eval_curve"][-1]["eval_loss"] == pytest.approx(row["eval_loss"], rel=1e-3)
+        assert len(row["samples"]) == 2 and all(s["greedy"] is not None for s in row["samples"])
+    assert results["models"][0]["learning_rate"] == 0.005 and results["models"][1]["learning_rate"] == 0.002
+    assert set(results["environment"]) >= {"git_revision", "torch", "transformers", "device", "dtype"}
+    report = (tmp_path / "report.md").read_text()
+    assert "| mixer-flat-d32-n2-L32 | 4 | 51,840 |" in report and "eval_loss_vs_tokens.png" in report
+    assert result.report == tmp_path / "report.md"
+
+
+def test_memory_matching_within_tolerance():
+    data = prepare_standin(None, 32, n_train=8, n_eval=4)
+    batch = _first_batch(data, 4)
+    vocab = len(data.tokenizer)
+    measure = lambda spec: measure_training_memory(spec, batch, vocab, steps=2)  # noqa: E731
+    reference = ModelSpec(family="llama", hidden_size=64, num_hidden_layers=2, seq_len=32, num_heads=2)
+    mixer = ModelSpec(family="mixer", hidden_size=32, num_hidden_layers=2, seq_len=32)
+    target = measure(reference)
+    assert measure(reference) == target  # repeatable, so a match means something
+    match = match_memory(mixer, target, measure, MatchingConfig(multiple_of=8, tolerance=0.15))
+    assert match.spec.hidden_size != mixer.hidden_size  # it searched
+    # measured again, independently of the search
+    assert abs(measure(match.spec) - target) / target <= 0.15
+    # a bigger model really does use more memory (the search relies on it)
+    assert measure(replace(match.spec, hidden_size=match.spec.hidden_size * 2)) > 1.3 * target
+
+
+def test_memory_matching_fails_loudly_when_out_of_reach():
+    data = prepare_standin(None, 32, n_train=8, n_eval=4)
+    batch = _first_batch(data, 4)
+    measure = lambda spec: measure_training_memory(spec, batch, len(data.tokenizer), steps=1)  # noqa: E731
+    mixer = ModelSpec(family="mixer", hidden_size=32, num_hidden_layers=2, seq_len=32)
+    with pytest.raises(UserError, match="no hidden_size"):
+        match_memory(mixer, 10, measure, MatchingConfig(multiple_of=8, max_hidden_size=64))
+
+
+def test_compare_memory_mode_resizes_and_reports_the_match(tmp_path):
+    overrides = ["size_matching=memory", "matching.multiple_of=8", "train.max_steps=2", "train.eval_steps=0"]
+    config = load_compare_config(TINY, overrides)
+    prepare = lambda data, seq_len: prepare_standin(data, seq_len, n_train=32, n_eval=8)  # noqa: E731
+    run_compare(config, tmp_path, prepare=prepare, progress=False)
+    results = json.loads((tmp_path / "results.json").read_text())
+    (match,) = results["matches"]
+    assert match["reference"] == "llama-d32-n2-L32" and match["relative_gap"] <= 0.15
+    assert results["models"][0]["hidden_size"] == match["hidden_size"] != 32
+    assert "Size matching" in (tmp_path / "report.md").read_text()
