@@ -1,0 +1,36 @@
+"""Shared fixtures: the real data in ../shared/data and one small prepared TinyStories slice."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+TRAIN = SHARED / "tinystories" / "train-lowercase.jsonl"
+VALID = SHARED / "tinystories" / "valid-lowercase.jsonl"
+
+# Keep test runs off the user's caches and quiet.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_data_config(tmp_path_factory):
+    """A DataConfig over a real TinyStories slice: 1,500 stories, vocabulary 1024, L=64."""
+    from masked_mixers.config import DataConfig
+
+    return DataConfig(
+        source=str(TRAIN),
+        eval_source=str(VALID),
+        max_documents=1500,
+        max_eval_documents=120,
+        vocab_size=1024,
+        cache_dir=str(tmp_path_factory.mktemp("mm-cache")),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tiny_data_config):
+    """Prepared once per test session (the cache makes later calls cheap)."""
+    from masked_mixers.data import prepare_data
+
+    return prepare_data(tiny_data_config, seq_len=64, progress=False)
