@@ -26,10 +26,12 @@ from .errors import UserError
 class ModelSpec:
     """One model, in the size terms both families share.
 
-    family: "mixer" (masked mixer) or "llama" (transformers' LlamaForCausalLM).
+    family: "mixer" (masked mixer) or "llama" (transformers' LlamaForCausalLM); see
+      factory.FAMILIES for the others (linear_mixer, transfixer, bidirectional_mixer, bidirectional_llama).
     vocab_size: null takes the tokenizer's size when the run is prepared.
     num_heads: attention heads for llama; heads of a multihead mixer.
     intermediate_size: llama MLP width; null means ff_mult * hidden_size.
+    linear_variant: for family linear_mixer, "linear", "relu" (ReLU before the head) or "near_linear".
     """
 
     family: str = "mixer"
@@ -48,6 +50,7 @@ class ModelSpec:
     use_layer_norm: bool = True
     use_residual: bool = True
     use_feed_forward: bool = True
+    linear_variant: str = "linear"
 
     @property
     def label(self) -> str:

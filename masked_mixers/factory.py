@@ -8,13 +8,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedConfig, PreTrainedModel
 
 from .config import ModelSpec
 from .errors import UserError
-from .models import MaskedMixerConfig, MaskedMixerForCausalLM
+from .models import (
+    BidirectionalLlamaConfig,
+    BidirectionalLlamaLM,
+    BidirectionalMixerConfig,
+    BidirectionalMixerLM,
+    LinearMixerConfig,
+    LinearMixerForCausalLM,
+    MaskedMixerConfig,
+    MaskedMixerForCausalLM,
+    TransfixerConfig,
+    TransfixerForCausalLM,
+)
 
 @dataclass
 class ParameterCount:
@@ -39,9 +51,16 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     return ParameterCount(total=total, embedding=embedding, non_embedding=total - embedding)
 
 
-def _mixer_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
+def _checked(build: Callable[[], PreTrainedConfig]) -> PreTrainedConfig:
     try:
-        return MaskedMixerConfig(
+        return build()
+    except Exception as err:  # the config's own validators explain what is wrong
+        raise UserError(f"model: {str(err).strip().splitlines()[-1].strip()}") from None
+
+
+def _mixer_config(spec: ModelSpec, common: dict, config_class: type = MaskedMixerConfig) -> PreTrainedConfig:
+    return _checked(
+        lambda: config_class(
             seq_len=spec.seq_len,
             mixer_type=spec.mixer_type,
             num_heads=spec.num_heads,
@@ -53,16 +72,21 @@ def _mixer_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
             use_feed_forward=spec.use_feed_forward,
             **common,
         )
-    except Exception as err:  # the config's own validators explain what is wrong
-        raise UserError(f"model: {str(err).strip().splitlines()[-1].strip()}") from None
+    )
 
 
-def _llama_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
+def _linear_mixer_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
+    if not (spec.use_layer_norm and spec.use_residual and spec.use_feed_forward) or spec.dropout:
+        raise UserError("model: ablation switches and dropout are not available for family 'linear_mixer'")
+    return _checked(lambda: LinearMixerConfig(seq_len=spec.seq_len, variant=spec.linear_variant, ff_mult=spec.ff_mult, **common))
+
+
+def _llama_config(spec: ModelSpec, common: dict, config_class: type = LlamaConfig) -> PreTrainedConfig:
     if spec.hidden_size % spec.num_heads:
         raise UserError(f"model.num_heads: hidden_size {spec.hidden_size} is not divisible by {spec.num_heads} heads")
     if not (spec.use_layer_norm and spec.use_residual and spec.use_feed_forward):
-        raise UserError("model: ablation switches are not available for family 'llama' in a plain language model")
-    return LlamaConfig(
+        raise UserError(f"model: ablation switches are not available for family '{spec.family}'")
+    return config_class(
         intermediate_size=spec.intermediate_size or spec.ff_mult * spec.hidden_size,
         num_attention_heads=spec.num_heads,
         num_key_value_heads=spec.num_heads,
@@ -76,6 +100,10 @@ def _llama_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
 FAMILIES: dict[str, tuple[Callable[[ModelSpec, dict], PreTrainedConfig], type[PreTrainedModel]]] = {
     "mixer": (_mixer_config, MaskedMixerForCausalLM),
     "llama": (_llama_config, LlamaForCausalLM),
+    "linear_mixer": (_linear_mixer_config, LinearMixerForCausalLM),
+    "transfixer": (partial(_llama_config, config_class=TransfixerConfig), TransfixerForCausalLM),
+    "bidirectional_mixer": (partial(_mixer_config, config_class=BidirectionalMixerConfig), BidirectionalMixerLM),
+    "bidirectional_llama": (partial(_llama_config, config_class=BidirectionalLlamaConfig), BidirectionalLlamaLM),
 }
 
 
