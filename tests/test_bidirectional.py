@@ -99,7 +99,7 @@ def test_loss_predicts_each_token_in_place():
     out = model(ids, labels=labels)
     expected = F.cross_entropy(out.logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
     torch.testing.assert_close(out.loss, expected)
-    assert model.loss_type is None  # HF Trainer must not count labels as shifted
+    assert model.loss_type is None and model.predicts_in_place  # Trainer and evaluation must not shift labels
 
 
 @pytest.mark.parametrize("kind", ["mixer", "llama"])
