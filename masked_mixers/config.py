@@ -28,7 +28,8 @@ class ModelSpec:
 
     family: "mixer" (masked mixer), "llama" (transformers' LlamaForCausalLM), "llama_ablated"
       (the same Llama modules, with use_layer_norm/use_residual/use_feed_forward switchable),
-      "mixer_autoencoder" or "llama_autoencoder" (one-vector-bottleneck autoencoders).
+      "mixer_autoencoder" or "llama_autoencoder" (one-vector-bottleneck autoencoders), "linear_mixer",
+      "transfixer", "bidirectional_mixer", "bidirectional_llama" (see factory.FAMILIES).
     vocab_size: null takes the tokenizer's size when the run is prepared.
     num_heads: attention heads for llama; heads of a multihead mixer.
     intermediate_size: llama MLP width; null means ff_mult * hidden_size.
@@ -36,6 +37,7 @@ class ModelSpec:
     compression_dim: autoencoder bottleneck width; null keeps hidden_size.
     decoder_position_embedding: llama autoencoder only; false reproduces the paper's decoder, which
       gets no position signal (see AutoencodingTransformerConfig).
+    linear_variant: for family linear_mixer, "linear", "relu" (ReLU before the head) or "near_linear".
     """
 
     family: str = "mixer"
@@ -58,6 +60,7 @@ class ModelSpec:
     decoder_layers: int | None = None
     compression_dim: int | None = None
     decoder_position_embedding: bool = True
+    linear_variant: str = "linear"
 
     @property
     def label(self) -> str:
@@ -228,15 +231,15 @@ def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
                 except UserError:
                     pass
         wanted = " or ".join(_type_name(o) for o in options if o is not type(None))
-        raise UserError(f"{source}: key '{key}' expects {wanted}, got {value!r}")
+        raise UserError(f"{source}: key {key!r} expects {wanted}, got {value!r}")
     if origin is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, list):
-            raise UserError(f"{source}: key '{key}' expects a list, got {value!r}")
+            raise UserError(f"{source}: key {key!r} expects a list, got {value!r}")
         return [_coerce(v, inner, source, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise UserError(f"{source}: key '{key}' expects a mapping, got {value!r}")
+            raise UserError(f"{source}: key {key!r} expects a mapping, got {value!r}")
         key_tp, value_tp = typing.get_args(tp)
         return {_coerce(k, key_tp, source, key): _coerce(v, value_tp, source, f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
@@ -244,7 +247,7 @@ def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, tp) or (tp in (int, float) and isinstance(value, bool)):
-        raise UserError(f"{source}: key '{key}' expects {_type_name(tp)}, got {value!r}")
+        raise UserError(f"{source}: key {key!r} expects {_type_name(tp)}, got {value!r}")
     return value
 
 
@@ -259,7 +262,7 @@ def _from_dict(cls: type, data: Any, source: str, prefix: str = "") -> Any:
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
-            raise UserError(f"{source}: unknown key '{path}' (known: {', '.join(sorted(names))})")
+            raise UserError(f"{source}: unknown key {path!r} (known: {', '.join(sorted(names))})")
         kwargs[key] = _coerce(value, hints[key], source, path)
     return cls(**kwargs)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedConfig, PreTrainedModel
@@ -21,8 +22,16 @@ from .models import (
     AutoencodingMixerConfig,
     AutoencodingTransformer,
     AutoencodingTransformerConfig,
+    BidirectionalLlamaConfig,
+    BidirectionalLlamaLM,
+    BidirectionalMixerConfig,
+    BidirectionalMixerLM,
+    LinearMixerConfig,
+    LinearMixerForCausalLM,
     MaskedMixerConfig,
     MaskedMixerForCausalLM,
+    TransfixerConfig,
+    TransfixerForCausalLM,
 )
 
 @dataclass
@@ -48,9 +57,24 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     return ParameterCount(total=total, embedding=embedding, non_embedding=total - embedding)
 
 
-def _mixer_config(spec: ModelSpec, common: dict, config_class: type = MaskedMixerConfig, **extra) -> PreTrainedConfig:
+def _checked(build: Callable[[], PreTrainedConfig]) -> PreTrainedConfig:
+    """Build a config; its own validators' complaint becomes one UserError line."""
     try:
-        return config_class(
+        return build()
+    except UserError:
+        raise
+    except Exception as err:
+        raise UserError(f"model: {str(err).strip().splitlines()[-1].strip()}") from None
+
+
+def _all_parts_on(spec: ModelSpec) -> None:
+    if not (spec.use_layer_norm and spec.use_residual and spec.use_feed_forward):
+        raise UserError(f"model: ablation switches need family 'mixer' or 'llama_ablated'; family {spec.family!r} has them all on")
+
+
+def _mixer_config(spec: ModelSpec, common: dict, config_class: type = MaskedMixerConfig, **extra) -> PreTrainedConfig:
+    return _checked(
+        lambda: config_class(
             seq_len=spec.seq_len,
             mixer_type=spec.mixer_type,
             num_heads=spec.num_heads,
@@ -63,8 +87,14 @@ def _mixer_config(spec: ModelSpec, common: dict, config_class: type = MaskedMixe
             **common,
             **extra,
         )
-    except Exception as err:  # the config's own validators explain what is wrong
-        raise UserError(f"model: {str(err).strip().splitlines()[-1].strip()}") from None
+    )
+
+
+def _linear_mixer_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
+    _all_parts_on(spec)
+    if spec.dropout:
+        raise UserError("model.dropout: not available for family 'linear_mixer'")
+    return _checked(lambda: LinearMixerConfig(seq_len=spec.seq_len, variant=spec.linear_variant, ff_mult=spec.ff_mult, **common))
 
 
 def _llama_kwargs(spec: ModelSpec, common: dict) -> dict:
@@ -81,12 +111,13 @@ def _llama_kwargs(spec: ModelSpec, common: dict) -> dict:
 
 
 def _llama_config(spec: ModelSpec, common: dict, config_class: type = LlamaConfig, **extra) -> PreTrainedConfig:
-    if not (spec.use_layer_norm and spec.use_residual and spec.use_feed_forward):
-        raise UserError(f"model: ablation switches need family 'llama_ablated'; family {spec.family!r} has them all on")
-    try:
-        return config_class(**_llama_kwargs(spec, common), **extra)
-    except Exception as err:  # the config's own validators explain what is wrong
-        raise UserError(f"model: {str(err).strip().splitlines()[-1].strip()}") from None
+    _all_parts_on(spec)
+    return _checked(lambda: config_class(**_llama_kwargs(spec, common), **extra))
+
+
+def _ablated_llama_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
+    switches = dict(use_layer_norm=spec.use_layer_norm, use_residual=spec.use_residual, use_feed_forward=spec.use_feed_forward)
+    return _checked(lambda: AblatedLlamaConfig(**switches, **_llama_kwargs(spec, common)))
 
 
 def _autoencoder_fields(spec: ModelSpec) -> dict:
@@ -102,11 +133,6 @@ def _llama_autoencoder_config(spec: ModelSpec, common: dict) -> PreTrainedConfig
     return _llama_config(spec, common, AutoencodingTransformerConfig, decoder_position_embedding=spec.decoder_position_embedding, **fields)
 
 
-def _ablated_llama_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
-    switches = dict(use_layer_norm=spec.use_layer_norm, use_residual=spec.use_residual, use_feed_forward=spec.use_feed_forward)
-    return AblatedLlamaConfig(**switches, **_llama_kwargs(spec, common))
-
-
 # family -> (config builder, model class). New architectures add one line here.
 FAMILIES: dict[str, tuple[Callable[[ModelSpec, dict], PreTrainedConfig], type[PreTrainedModel]]] = {
     "mixer": (_mixer_config, MaskedMixerForCausalLM),
@@ -114,6 +140,10 @@ FAMILIES: dict[str, tuple[Callable[[ModelSpec, dict], PreTrainedConfig], type[Pr
     "llama_ablated": (_ablated_llama_config, AblatedLlamaForCausalLM),  # Llama modules, switchable parts
     "mixer_autoencoder": (_mixer_autoencoder_config, AutoencodingMixer),
     "llama_autoencoder": (_llama_autoencoder_config, AutoencodingTransformer),
+    "linear_mixer": (_linear_mixer_config, LinearMixerForCausalLM),
+    "transfixer": (partial(_llama_config, config_class=TransfixerConfig), TransfixerForCausalLM),
+    "bidirectional_mixer": (partial(_mixer_config, config_class=BidirectionalMixerConfig), BidirectionalMixerLM),
+    "bidirectional_llama": (partial(_llama_config, config_class=BidirectionalLlamaConfig), BidirectionalLlamaLM),
 }
 
 

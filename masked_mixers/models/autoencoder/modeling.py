@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 from transformers.loss.loss_utils import fixed_cross_entropy
 from transformers.models.llama.modeling_llama import (
     LlamaDecoderLayer,

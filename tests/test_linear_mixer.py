@@ -1,0 +1,130 @@
+"""Linear mixers: collapse to one layer, cached generation, causality, save/load, factory."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from masked_mixers.config import ModelSpec
+from masked_mixers.errors import UserError
+from masked_mixers.factory import build_model
+from masked_mixers.models import LinearMixerConfig, LinearMixerForCausalLM
+from masked_mixers.models.linear_mixer import TokenMixingCache
+
+VOCAB, L = 40, 20
+
+
+def make(variant: str = "linear", layers: int = 4, seed: int = 0) -> LinearMixerForCausalLM:
+    torch.manual_seed(seed)
+    config = LinearMixerConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=layers, seq_len=L, variant=variant, ff_mult=2)
+    return LinearMixerForCausalLM(config).eval()
+
+
+def greedy_without_cache(model, ids: torch.Tensor, new_tokens: int) -> torch.Tensor:
+    """Reference decoding: the whole prefix through the model for every new token."""
+    for _ in range(new_tokens):
+        logits = model(ids, use_cache=False).logits[:, -1]
+        ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], dim=1)
+    return ids
+
+
+@pytest.mark.parametrize("variant", ["linear", "relu"])
+@pytest.mark.parametrize("length", [L, 7])
+def test_collapse_gives_the_same_logits(variant, length):
+    deep = make(variant, layers=6)
+    collapsed = deep.collapse()
+    assert collapsed.config.num_hidden_layers == 1 and len(collapsed.model.layers) == 1
+    ids = torch.randint(0, VOCAB, (3, length))
+    with torch.no_grad():
+        torch.testing.assert_close(collapsed(ids).logits, deep(ids).logits, atol=1e-4, rtol=0)
+
+
+def test_collapsed_mixing_is_causal():
+    collapsed = make(layers=5).collapse()
+    weight = collapsed.model.layers[0].token_mixing.weight
+    assert torch.count_nonzero(torch.triu(weight, diagonal=1)) == 0
+
+
+def test_collapse_holds_on_real_positions_with_right_padding():
+    deep = make(layers=4)
+    collapsed = deep.collapse()
+    ids = torch.randint(0, VOCAB, (2, 10))
+    mask = torch.ones_like(ids)
+    mask[0, 6:] = 0
+    with torch.no_grad():
+        a, b = deep(ids, attention_mask=mask).logits, collapsed(ids, attention_mask=mask).logits
+    torch.testing.assert_close(a[0, :6], b[0, :6], atol=1e-4, rtol=0)
+    torch.testing.assert_close(a[1], b[1], atol=1e-4, rtol=0)
+
+
+def test_near_linear_cannot_collapse():
+    with pytest.raises(ValueError, match="cannot be collapsed"):
+        make("near_linear").collapse()
+
+
+@pytest.mark.parametrize("variant", ["linear", "relu", "near_linear"])
+def test_cached_generate_equals_recomputing_the_prefix(variant):
+    model = make(variant)
+    ids = torch.randint(0, VOCAB, (2, 5))
+    expected = greedy_without_cache(model, ids, 10)
+    got = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=10, do_sample=False)
+    assert torch.equal(got, expected)
+
+
+def test_collapsed_generation_matches_deep_greedy_and_caches_one_layer():
+    deep = make(layers=8)
+    collapsed = deep.collapse()
+    ids = torch.randint(0, VOCAB, (2, 4))
+    expected = greedy_without_cache(deep, ids, 12)
+    out = collapsed.generate(
+        ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False, return_dict_in_generate=True
+    )
+    assert torch.equal(out.sequences, expected)
+    # one cached tensor, the embeddings: each new token is one weighted sum over them
+    assert isinstance(out.cache, TokenMixingCache) and len(out.cache.layers) == 1
+    assert out.cache.get_seq_length() == expected.shape[1] - 1
+
+
+def test_generation_past_seq_len_is_refused():
+    model = make()
+    with pytest.raises(ValueError, match="seq_len"):
+        model.generate(torch.zeros(1, L - 2, dtype=torch.long), max_new_tokens=5, do_sample=False)
+
+
+@pytest.mark.parametrize("variant", ["linear", "relu", "near_linear"])
+def test_causal(variant):
+    model = make(variant)
+    ids = torch.randint(0, VOCAB, (2, 12))
+    j = 7
+    changed = ids.clone()
+    changed[:, j] = (changed[:, j] + 1) % VOCAB
+    with torch.no_grad():
+        a, b = model(ids).logits, model(changed).logits
+    torch.testing.assert_close(a[:, :j], b[:, :j], atol=0, rtol=0)
+    assert (a[:, j:] - b[:, j:]).abs().amax() > 1e-3
+
+
+@pytest.mark.parametrize("variant", ["linear", "near_linear"])
+def test_save_load_round_trip(tmp_path, variant):
+    model = make(variant)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert type(loaded) is LinearMixerForCausalLM and loaded.config.variant == variant
+    ids = torch.randint(0, VOCAB, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits, atol=0, rtol=0)
+
+
+def test_training_loss_and_gradients():
+    model = make("near_linear").train()
+    ids = torch.randint(0, VOCAB, (2, 10))
+    out = model(ids, labels=ids)
+    assert out.cache is None and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert model.model.layers[0].token_mixing.weight.grad.triu(1).abs().sum() == 0
+
+
+def test_factory_family():
+    model, _ = build_model(ModelSpec(family="linear_mixer", linear_variant="relu", hidden_size=8, num_hidden_layers=2, seq_len=8), 30)
+    assert isinstance(model, LinearMixerForCausalLM) and model.config.variant == "relu"
+    with pytest.raises(UserError, match="variant"):
+        build_model(ModelSpec(family="linear_mixer", linear_variant="cubic"), 30)
