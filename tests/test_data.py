@@ -76,7 +76,8 @@ def test_jsonl_with_custom_field_drops_empty_documents(tmp_path):
 def test_json_array_and_several_files_in_order(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps([{"text": "one"}, {"text": "two"}]), encoding="utf-8")
     b = write_jsonl(tmp_path / "b.jsonl", ["three"])
-    assert load_corpus([str(tmp_path / "a.json"), str(b)])["text"] == ["one", "two", "three"]
+    (tmp_path / "empty.txt").write_bytes(b"")
+    assert load_corpus([str(tmp_path / "a.json"), str(tmp_path / "empty.txt"), str(b)])["text"] == ["one", "two", "three"]
 
 
 def test_parquet(tmp_path):
@@ -408,3 +409,22 @@ def test_cli_missing_corpus_is_one_line_exit_2(tmp_path, capsys):
 def test_cli_tokenizer_too_large_for_model(tmp_path, capsys):
     assert main(["prepare", _run_config(tmp_path), "--no-progress", "--set", "model.vocab_size=300"]) == 2
     assert "model.vocab_size" in capsys.readouterr().err
+
+
+def test_hub_dataset_errors_name_the_dataset(monkeypatch):
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'someone/stories' on the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(UserError, match="someone/stories"):
+        load_corpus("someone/stories", split="train")
+
+
+def test_num_proc_gives_the_same_padded_examples(tmp_path):
+    serial = prepare_data(config(tmp_path, max_documents=200), 64, progress=False)
+    parallel = prepare_data(config(tmp_path, max_documents=200, num_proc=2), 64, progress=False)
+    assert parallel.reused  # the worker count does not change padded examples, so it is not in the key
+    parallel = prepare_data(config(tmp_path / "p", max_documents=200, num_proc=2), 64, progress=False)
+    assert not parallel.reused
+    assert parallel.train["input_ids"] == serial.train["input_ids"]
+    assert parallel.eval["num_bytes"] == serial.eval["num_bytes"]

@@ -25,6 +25,7 @@ JSON_SUFFIXES = (".jsonl", ".json")
 PARQUET_SUFFIXES = (".parquet",)
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES
 _CHUNK = 1 << 22  # 4 MiB: file scans read this much at a time
+TEXT_FEATURES = datasets.Features({"text": datasets.Value("string")})
 
 
 def _looks_like_path(text: str) -> bool:
@@ -117,14 +118,18 @@ def _txt_documents(path: str, by_marker: bool, limit: int | None, identity: dict
         yield {"text": text}
 
 
+def _no_documents() -> datasets.Dataset:
+    return datasets.Dataset.from_dict({"text": []}, features=TEXT_FEATURES)
+
+
 def _load_txt(path: Path, max_documents: int | None) -> datasets.Dataset:
     kwargs = {"path": str(path), "by_marker": _scan_text_file(path), "limit": max_documents, "identity": file_identity(path)}
     if next(_txt_documents(**kwargs), None) is None:  # datasets cannot build a table from no rows
-        return datasets.Dataset.from_dict({"text": []})
+        return _no_documents()
     return datasets.Dataset.from_generator(
         _txt_documents,
         gen_kwargs=kwargs,
-        features=datasets.Features({"text": datasets.Value("string")}),
+        features=TEXT_FEATURES,
     )
 
 
@@ -133,7 +138,7 @@ def _load_table(path: Path, builder: str, text_field: str) -> datasets.Dataset:
     if builder == "json":
         _scan_text_file(path)
     if path.stat().st_size == 0:
-        return datasets.Dataset.from_dict({"text": []})
+        return _no_documents()
     try:
         table = datasets.load_dataset(builder, data_files=[str(path)], split="train")
     except Exception as err:  # the builders raise many types; all mean "this file cannot be read"

@@ -13,6 +13,7 @@ evaluation can report bits per byte, a measure that does not depend on the token
 
 from __future__ import annotations
 
+import datasets
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
@@ -46,23 +47,26 @@ def _encode(texts: list[str], tokenizer: PreTrainedTokenizerBase, add_bos: bool,
         yield ids, nbytes
 
 
+def example_features(seq_len: int) -> datasets.Features:
+    """Arrow schema of prepared examples: fixed-size lists of L token ids (no type guessing)."""
+    row = datasets.List(datasets.Value("int64"), length=seq_len)
+    return datasets.Features({"input_ids": row, "attention_mask": row, "labels": row, "num_bytes": datasets.Value("int64")})
+
+
 def pad_examples(batch: dict, tokenizer: PreTrainedTokenizerBase, seq_len: int, padding_side: str, add_bos: bool, add_eos: bool) -> dict:
     """One example per document: truncated to seq_len tokens, padded to exactly seq_len."""
-    out = {"input_ids": [], "attention_mask": [], "labels": [], "num_bytes": []}
-    for ids, nbytes in _encode(batch["text"], tokenizer, add_bos, add_eos):
-        ids, real = ids[:seq_len], min(len(ids), seq_len)
-        pad = seq_len - real
-        mask = [1] * real
-        labels = list(ids)
-        if padding_side == "left":
-            ids, mask, labels = [tokenizer.pad_token_id] * pad + ids, [0] * pad + mask, [IGNORE_INDEX] * pad + labels
-        else:
-            ids, mask, labels = ids + [tokenizer.pad_token_id] * pad, mask + [0] * pad, labels + [IGNORE_INDEX] * pad
-        out["input_ids"].append(ids)
-        out["attention_mask"].append(mask)
-        out["labels"].append(labels)
-        out["num_bytes"].append(sum(nbytes[:real]))
-    return out
+    rows = len(batch["text"])
+    input_ids = np.full((rows, seq_len), tokenizer.pad_token_id, dtype=np.int64)
+    labels = np.full((rows, seq_len), IGNORE_INDEX, dtype=np.int64)
+    attention_mask = np.zeros((rows, seq_len), dtype=np.int64)
+    num_bytes = np.zeros(rows, dtype=np.int64)
+    for row, (ids, nbytes) in enumerate(_encode(batch["text"], tokenizer, add_bos, add_eos)):
+        real = min(len(ids), seq_len)
+        cols = slice(0, real) if padding_side == "right" else slice(seq_len - real, seq_len)
+        input_ids[row, cols] = labels[row, cols] = ids[:real]
+        attention_mask[row, cols] = 1
+        num_bytes[row] = sum(nbytes[:real])
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "num_bytes": num_bytes}
 
 
 def pack_examples(batch: dict, tokenizer: PreTrainedTokenizerBase, seq_len: int, add_bos: bool) -> dict:
@@ -72,11 +76,6 @@ def pack_examples(batch: dict, tokenizer: PreTrainedTokenizerBase, seq_len: int,
         stream.extend(ids)
         stream_bytes.extend(nbytes)
     blocks = len(stream) // seq_len
-    ids = np.asarray(stream[: blocks * seq_len], dtype=np.int64).reshape(blocks, seq_len)
-    nbytes = np.asarray(stream_bytes[: blocks * seq_len], dtype=np.int64).reshape(blocks, seq_len).sum(axis=1)
-    return {
-        "input_ids": ids.tolist(),
-        "attention_mask": np.ones_like(ids).tolist(),
-        "labels": ids.tolist(),
-        "num_bytes": nbytes.tolist(),
-    }
+    input_ids = np.asarray(stream[: blocks * seq_len], dtype=np.int64).reshape(blocks, seq_len)
+    num_bytes = np.asarray(stream_bytes[: blocks * seq_len], dtype=np.int64).reshape(blocks, seq_len).sum(axis=1)
+    return {"input_ids": input_ids, "attention_mask": np.ones_like(input_ids), "labels": input_ids.copy(), "num_bytes": num_bytes}

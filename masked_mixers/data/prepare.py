@@ -23,7 +23,7 @@ from ..config import DataConfig
 from ..errors import UserError, reason
 from .cache import fingerprint, publish, slug
 from .corpus import corpus_identity, load_corpus, resolve_source
-from .examples import pack_examples, pad_examples
+from .examples import example_features, pack_examples, pad_examples
 from .stats import split_stats, unigram_baseline
 from .tokenizer import load_tokenizer, tokenizer_identity, train_tokenizer
 
@@ -77,6 +77,8 @@ def fingerprint_inputs(data: DataConfig, seq_len: int) -> dict:
         "padding_side": None if data.packing else data.padding_side,
         "add_bos": data.add_bos,
         "add_eos": True if data.packing else data.add_eos,
+        # packing drops each worker's last partial block, so its result depends on the worker count
+        "workers": max(1, data.num_proc or 1) if data.packing else None,
     }
 
 
@@ -129,6 +131,7 @@ def _examples(docs: datasets.Dataset, tokenizer, data: DataConfig, seq_len: int,
         batched=True,
         remove_columns=docs.column_names,
         fn_kwargs=dict(tokenizer=tokenizer, seq_len=seq_len, **kwargs),
+        features=example_features(seq_len),
         num_proc=data.num_proc if data.num_proc and data.num_proc > 1 else None,
         cache_file_name=str(cache_file),
         desc=f"tokenizing {split} ({'packed' if data.packing else 'padded'}, L={seq_len})",
