@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train one model from a run config"),
     "eval": ("evaluate", "loss, perplexity and bits per byte of a trained model"),
     "generate": ("generate", "sample text from a trained model"),
+    "bench": ("bench", "speed benchmarks (bench generate, ...)"),
 }
 
 

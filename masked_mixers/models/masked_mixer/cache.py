@@ -34,11 +34,15 @@ import torch
 
 @dataclass
 class SlotBatch:
-    """Where the new tokens of one forward go: slots `rows` (b, t), `valid` (b, t), `end` = max row + 1."""
+    """Where the new tokens of one forward go: slots `rows` (b, t), `valid` (b, t), `end` = max row + 1.
+
+    batch_index: (b, 1) row numbers, to index a (b, slots, ...) cache together with `rows`.
+    """
 
     rows: torch.Tensor
     valid: torch.Tensor
     end: int
+    batch_index: torch.Tensor
 
 
 @dataclass
@@ -117,6 +121,8 @@ class MaskedMixerCache:
         self.tokens = torch.zeros(batch_size, self.seq_len, dtype=torch.long, device=device)
         self.valid = torch.zeros(batch_size, self.seq_len, dtype=torch.bool, device=device)
         self.lengths = torch.zeros(batch_size, dtype=torch.long)  # on the host: decides re-primes without a sync
+        self.batch_index = torch.arange(batch_size, device=device)[:, None]
+        self.ones = torch.ones(batch_size, 1, dtype=torch.bool, device=device)  # a decoding step's `valid`
         self.is_linear = [False] * len(mixings)
         self.seen_tokens = 0  # columns consumed, what generate() slices its inputs by
 
@@ -126,11 +132,13 @@ class MaskedMixerCache:
     def __len__(self) -> int:
         return len(self.states)
 
-    def store(self, tokens: torch.Tensor, valid: torch.Tensor, rows: torch.Tensor) -> None:
-        """Remember the tokens written at slots `rows`, for a later re-prime."""
-        index = torch.arange(tokens.shape[0], device=tokens.device)[:, None]
-        self.tokens[index, rows] = tokens
-        self.valid[index, rows] = valid
+    def at(self, rows: torch.Tensor, valid: torch.Tensor, end: int) -> SlotBatch:
+        return SlotBatch(rows, valid, end, self.batch_index)
+
+    def store(self, tokens: torch.Tensor, at: SlotBatch) -> None:
+        """Remember the tokens written at slots `at.rows`, for a later re-prime."""
+        self.tokens[self.batch_index, at.rows] = tokens
+        self.valid[self.batch_index, at.rows] = at.valid
 
     def window(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The last L//2 tokens of full rows `rows`, and whether each is real (not a pad)."""

@@ -38,9 +38,9 @@ def _apply_padding(x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.
     return x * padding_mask[..., None].to(x.dtype)
 
 
-def _write(store: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> None:
+def _write(store: torch.Tensor, at, rows: torch.Tensor, values: torch.Tensor) -> None:
     """store[b, rows[b, i]] = values[b, i]: put new positions into a preallocated (batch, slots, ...) cache."""
-    store[torch.arange(store.shape[0], device=store.device)[:, None], rows] = values
+    store[at.batch_index, rows] = values
 
 
 def _init_uniform_masked(weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor) -> None:
@@ -82,7 +82,7 @@ class FlatTokenMixing(nn.Module):
         """
         (w,) = weights
         rows, p = at.rows, at.end
-        _write(state["x"], rows, _apply_padding(x, at.valid))
+        _write(state["x"], at, rows, _apply_padding(x, at.valid))
         # one row of W per new position: (b, t, p) @ (b, p, d) -> (b, t, d), O(t p d)
         return torch.bmm(w[rows, :p], state["x"][:, :p]) + self.bias[rows][..., None]
 
@@ -138,10 +138,10 @@ class ExpandedTokenMixing(nn.Module):
         w_in, w_out = weights
         e = self.expansion
         rows, p = at.rows, at.end
-        _write(state["x"], rows, _apply_padding(x, at.valid))
+        _write(state["x"], at, rows, _apply_padding(x, at.valid))
         wide_rows = (e * rows[..., None] + torch.arange(e, device=rows.device)).flatten(1)  # (b, e*t)
         h = F.gelu(torch.bmm(w_in[wide_rows, :p], state["x"][:, :p]) + self.bias_in[wide_rows][..., None])
-        _write(state["h"], wide_rows, h)
+        _write(state["h"], at, wide_rows, h)
         # (b, t, e*p) @ (b, e*p, d) -> (b, t, d)
         return torch.bmm(w_out[rows, : e * p], state["h"][:, : e * p]) + self.bias_out[rows][..., None]
 
@@ -184,8 +184,7 @@ class MultiHeadTokenMixing(nn.Module):
         rows, p = at.rows, at.end
         v = self.proj_in(x).view(b, t, self.num_heads, self.head_dim)
         v = v * at.valid[..., None, None].to(v.dtype)  # padded positions add nothing
-        heads = torch.arange(self.num_heads, device=x.device)
-        state["v"][torch.arange(b, device=x.device)[:, None, None], heads[None, :, None], rows[:, None, :]] = v.transpose(1, 2)
+        state["v"][at.batch_index, :, rows] = v  # (b, t) index pairs, then heads: takes (b, t, h, d/h)
         w_rows = w[:, rows, :p].transpose(0, 1)  # (b, h, t, p)
         y = torch.matmul(w_rows, state["v"][:, :, :p]) + self.bias[:, rows].transpose(0, 1)[..., None]  # (b, h, t, d/h)
         return self.proj_out(y.transpose(1, 2).reshape(b, t, -1))

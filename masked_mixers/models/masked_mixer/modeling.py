@@ -48,7 +48,7 @@ class MixerBlock(nn.Module):
         self.token_mixing = build_token_mixing(config)
         self.feature_norm = norm() if config.use_feed_forward else None
         self.feed_forward = FeedForward(config) if config.use_feed_forward else None
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = nn.Dropout(config.dropout) if config.dropout else nn.Identity()
 
     def _add(self, x: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
         update = self.dropout(update)
@@ -171,8 +171,8 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
             pos = token_positions(mask, self.config.seq_len, slide=True)
             num_slots = int(pos.lengths.max())
             rows = torch.arange(num_slots, device=x.device).expand(b, num_slots)
-            at = SlotBatch(rows, to_slots(pos.write >= 0, pos.write, num_slots), num_slots)
-            cache.store(to_slots(input_ids, pos.write, num_slots), at.valid, rows)
+            at = cache.at(rows, to_slots(pos.write >= 0, pos.write, num_slots), num_slots)
+            cache.store(to_slots(input_ids, pos.write, num_slots), at)
             hidden = self._run(to_slots(x, pos.write, num_slots), at.valid, at, cache, keep_all)
             hidden = [from_slots(h, pos.read) for h in hidden]
             cache.lengths = pos.lengths.cpu()
@@ -186,12 +186,12 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
 
     def _decode_step(self, token, x, cache: MaskedMixerCache, keep_all: bool) -> list[torch.Tensor]:
         """One new token per row (b, 1) at slot lengths[b], re-priming rows whose window is full."""
-        full = (cache.lengths >= self.config.seq_len).nonzero().flatten()
-        if len(full):
-            self._reprime(cache, full)
-        rows = cache.lengths.to(x.device)[:, None]  # (b, 1)
-        at = SlotBatch(rows, torch.ones_like(token, dtype=torch.bool), int(cache.lengths.max()) + 1)
-        cache.store(token, at.valid, rows)
+        end = int(cache.lengths.max())
+        if end >= self.config.seq_len:
+            self._reprime(cache, (cache.lengths >= self.config.seq_len).nonzero().flatten())
+            end = int(cache.lengths.max())
+        at = cache.at(cache.lengths.to(x.device)[:, None], cache.ones, end + 1)  # rows: (b, 1)
+        cache.store(token, at)
         hidden = self._run(x, at.valid, at, cache, keep_all)
         cache.lengths += 1
         return hidden
@@ -203,8 +203,8 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
         tokens, valid = cache.window(rows)
         fresh = MaskedMixerCache(self, len(rows), cache.dtype, device, cache.weights)
         keep = cache.keep
-        at = SlotBatch(torch.arange(keep, device=device).expand(len(rows), keep), valid, keep)
-        fresh.store(tokens, valid, at.rows)
+        at = fresh.at(torch.arange(keep, device=device).expand(len(rows), keep), valid, keep)
+        fresh.store(tokens, at)
         if keep:
             self._run(self.embed_tokens(tokens), valid, at, fresh)
         fresh.lengths[:] = keep

@@ -1,0 +1,2 @@
+"""Benchmarks behind `masked-mixers bench NAME`: one module per benchmark, each with the command
+interface (`add_arguments(parser)`, `run(args) -> int`, docstring as --help)."""

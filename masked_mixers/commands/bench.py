@@ -1,0 +1,30 @@
+"""Speed benchmarks: `masked-mixers bench NAME [options]` (NAME below; `bench NAME --help` for its options).
+
+Each benchmark measures its contenders side by side in one run, prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# benchmark name -> (module in masked_mixers.bench, one line of summary). New benchmarks add one line.
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "generate": ("generate", "generation speed: cached mixer vs full-window recompute vs Llama's KV cache"),
+}
+
+
+def _module(name: str):
+    return importlib.import_module(f"masked_mixers.bench.{BENCHMARKS[name][0]}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="benchmark", metavar="NAME", required=True)
+    for name, (_, summary) in BENCHMARKS.items():
+        module = _module(name)
+        p = sub.add_parser(name, help=summary, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    return _module(args.benchmark).run(args)
