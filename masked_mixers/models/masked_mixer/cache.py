@@ -34,13 +34,14 @@ import torch
 
 @dataclass
 class SlotBatch:
-    """Where the new tokens of one forward go: slots `rows` (b, t), `valid` (b, t), `end` = max row + 1.
+    """Where the new tokens of one forward go: slots `rows` (b, t), `valid` (b, t) or None when all
+    are real tokens (a decoding step), `end` = max row + 1.
 
     batch_index: (b, 1) row numbers, to index a (b, slots, ...) cache together with `rows`.
     """
 
     rows: torch.Tensor
-    valid: torch.Tensor
+    valid: torch.Tensor | None
     end: int
     batch_index: torch.Tensor
 
@@ -122,7 +123,6 @@ class MaskedMixerCache:
         self.valid = torch.zeros(batch_size, self.seq_len, dtype=torch.bool, device=device)
         self.lengths = torch.zeros(batch_size, dtype=torch.long)  # on the host: decides re-primes without a sync
         self.batch_index = torch.arange(batch_size, device=device)[:, None]
-        self.ones = torch.ones(batch_size, 1, dtype=torch.bool, device=device)  # a decoding step's `valid`
         self.is_linear = [False] * len(mixings)
         self.seen_tokens = 0  # columns consumed, what generate() slices its inputs by
 
@@ -132,13 +132,13 @@ class MaskedMixerCache:
     def __len__(self) -> int:
         return len(self.states)
 
-    def at(self, rows: torch.Tensor, valid: torch.Tensor, end: int) -> SlotBatch:
+    def at(self, rows: torch.Tensor, valid: torch.Tensor | None, end: int) -> SlotBatch:
         return SlotBatch(rows, valid, end, self.batch_index)
 
     def store(self, tokens: torch.Tensor, at: SlotBatch) -> None:
         """Remember the tokens written at slots `at.rows`, for a later re-prime."""
         self.tokens[self.batch_index, at.rows] = tokens
-        self.valid[self.batch_index, at.rows] = at.valid
+        self.valid[self.batch_index, at.rows] = True if at.valid is None else at.valid
 
     def window(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The last L//2 tokens of full rows `rows`, and whether each is real (not a pad)."""

@@ -78,7 +78,7 @@ class FlatTokenMixing(nn.Module):
     def forward_cached(self, x: torch.Tensor, at, state: dict, weights: tuple) -> torch.Tensor:
         """Outputs at positions `at.rows` (batch, t), reading the cached inputs of all earlier positions.
 
-        `at` (a `SlotBatch`) also has `valid` (batch, t) and `end` (= max row + 1, the slots read).
+        `at` (a `SlotBatch`) also has `valid` (batch, t; None: all real) and `end` (= max row + 1, the slots read).
         """
         (w,) = weights
         rows, p = at.rows, at.end
@@ -183,7 +183,8 @@ class MultiHeadTokenMixing(nn.Module):
         b, t, _ = x.shape
         rows, p = at.rows, at.end
         v = self.proj_in(x).view(b, t, self.num_heads, self.head_dim)
-        v = v * at.valid[..., None, None].to(v.dtype)  # padded positions add nothing
+        if at.valid is not None:  # padded positions add nothing
+            v = v * at.valid[..., None, None].to(v.dtype)
         state["v"][at.batch_index, :, rows] = v  # (b, t) index pairs, then heads: takes (b, t, h, d/h)
         w_rows = w[:, rows, :p].transpose(0, 1)  # (b, h, t, p)
         y = torch.matmul(w_rows, state["v"][:, :, :p]) + self.bias[:, rows].transpose(0, 1)[..., None]  # (b, h, t, d/h)

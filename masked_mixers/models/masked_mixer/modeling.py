@@ -180,7 +180,7 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
             if attention_mask is not None and not bool(attention_mask[:, -t:].all()):
                 raise ValueError("cached decoding continues with real tokens only (attention_mask 1 for new tokens)")
             steps = [self._decode_step(input_ids[:, i : i + 1], x[:, i : i + 1], cache, keep_all) for i in range(t)]
-            hidden = [torch.cat(h, dim=1) for h in zip(*steps)]
+            hidden = steps[0] if t == 1 else [torch.cat(h, dim=1) for h in zip(*steps)]
         cache.seen_tokens += t
         return self._output(hidden)
 
@@ -190,9 +190,9 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
         if end >= self.config.seq_len:
             self._reprime(cache, (cache.lengths >= self.config.seq_len).nonzero().flatten())
             end = int(cache.lengths.max())
-        at = cache.at(cache.lengths.to(x.device)[:, None], cache.ones, end + 1)  # rows: (b, 1)
+        at = cache.at(cache.lengths.to(x.device)[:, None], None, end + 1)  # rows: (b, 1), all real tokens
         cache.store(token, at)
-        hidden = self._run(x, at.valid, at, cache, keep_all)
+        hidden = self._run(x, None, at, cache, keep_all)
         cache.lengths += 1
         return hidden
 
