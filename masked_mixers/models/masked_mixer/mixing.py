@@ -40,7 +40,7 @@ def _apply_padding(x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.
 
 def _write(store: torch.Tensor, at, rows: torch.Tensor, values: torch.Tensor) -> None:
     """store[b, rows[b, i]] = values[b, i]: put new positions into a preallocated (batch, slots, ...) cache."""
-    store[at.batch_index, rows] = values
+    store[at.batch_index, rows] = values.to(store.dtype)
 
 
 def _init_uniform_masked(weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor) -> None:
@@ -84,7 +84,7 @@ class FlatTokenMixing(nn.Module):
         rows, p = at.rows, at.end
         _write(state["x"], at, rows, _apply_padding(x, at.valid))
         # one row of W per new position: (b, t, p) @ (b, p, d) -> (b, t, d), O(t p d)
-        return torch.bmm(w[rows, :p], state["x"][:, :p]) + self.bias[rows][..., None]
+        return (torch.bmm(w[rows, :p], state["x"][:, :p]) + self.bias[rows][..., None]).to(x.dtype)
 
 
 class ExpandedTokenMixing(nn.Module):
@@ -143,7 +143,7 @@ class ExpandedTokenMixing(nn.Module):
         h = F.gelu(torch.bmm(w_in[wide_rows, :p], state["x"][:, :p]) + self.bias_in[wide_rows][..., None])
         _write(state["h"], at, wide_rows, h)
         # (b, t, e*p) @ (b, e*p, d) -> (b, t, d)
-        return torch.bmm(w_out[rows, : e * p], state["h"][:, : e * p]) + self.bias_out[rows][..., None]
+        return (torch.bmm(w_out[rows, : e * p], state["h"][:, : e * p]) + self.bias_out[rows][..., None]).to(x.dtype)
 
 
 class MultiHeadTokenMixing(nn.Module):
@@ -185,10 +185,10 @@ class MultiHeadTokenMixing(nn.Module):
         v = self.proj_in(x).view(b, t, self.num_heads, self.head_dim)
         if at.valid is not None:  # padded positions add nothing
             v = v * at.valid[..., None, None].to(v.dtype)
-        state["v"][at.batch_index, :, rows] = v  # (b, t) index pairs, then heads: takes (b, t, h, d/h)
+        state["v"][at.batch_index, :, rows] = v.to(state["v"].dtype)  # (b, t) index pairs, then heads: takes (b, t, h, d/h)
         w_rows = w[:, rows, :p].transpose(0, 1)  # (b, h, t, p)
         y = torch.matmul(w_rows, state["v"][:, :, :p]) + self.bias[:, rows].transpose(0, 1)[..., None]  # (b, h, t, d/h)
-        return self.proj_out(y.transpose(1, 2).reshape(b, t, -1))
+        return self.proj_out(y.transpose(1, 2).reshape(b, t, -1).to(x.dtype))
 
 
 TOKEN_MIXING_TYPES = (FlatTokenMixing, ExpandedTokenMixing, MultiHeadTokenMixing)
