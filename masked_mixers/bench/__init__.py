@@ -1,1 +1,2 @@
-"""Benchmarks behind `masked-mixers bench ...`: one module per subcommand, plus analytic FLOPs."""
+"""Benchmarks behind `masked-mixers bench NAME`: one module per benchmark (with the command
+interface `add_arguments(parser)`, `run(args) -> int`, docstring as --help), plus analytic FLOPs."""

@@ -1,7 +1,6 @@
-"""Benchmarks: `masked-mixers bench SUBCOMMAND ...` (see `masked-mixers bench SUBCOMMAND --help`).
+"""Speed benchmarks: `masked-mixers bench NAME [options]` (NAME below; `bench NAME --help` for its options).
 
-Benchmarks are commands, not timed tests: they measure on the machine at hand and print the
-medians and ratios of runs made side by side.
+Each benchmark measures its contenders side by side in one run, prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -9,23 +8,24 @@ from __future__ import annotations
 import argparse
 import importlib
 
-# subcommand -> module in masked_mixers.bench, one line of summary
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
+# benchmark name -> (module in masked_mixers.bench, one line of summary). New benchmarks add one line.
+BENCHMARKS: dict[str, tuple[str, str]] = {
     "train": ("train", "training tokens/s, MFU against a measured matmul peak, and peak memory, across L and d_model"),
+    "generate": ("generate", "generation speed: cached mixer vs full-window recompute vs Llama's KV cache"),
 }
 
 
 def _module(name: str):
-    return importlib.import_module(f"masked_mixers.bench.{SUBCOMMANDS[name][0]}")
+    return importlib.import_module(f"masked_mixers.bench.{BENCHMARKS[name][0]}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="bench", metavar="BENCH", required=True)
-    for name, (_, summary) in SUBCOMMANDS.items():
+    sub = parser.add_subparsers(dest="benchmark", metavar="NAME", required=True)
+    for name, (_, summary) in BENCHMARKS.items():
         module = _module(name)
         p = sub.add_parser(name, help=summary, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    return _module(args.bench).run(args)
+    return _module(args.benchmark).run(args)

@@ -38,6 +38,11 @@ def _apply_padding(x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.
     return x * padding_mask[..., None].to(x.dtype)
 
 
+def _write(store: torch.Tensor, at, rows: torch.Tensor, values: torch.Tensor) -> None:
+    """store[b, rows[b, i]] = values[b, i]: put new positions into a preallocated (batch, slots, ...) cache."""
+    store[at.batch_index, rows] = values.to(store.dtype)
+
+
 def _init_uniform_masked(weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor) -> None:
     """PyTorch's default Conv1d/Linear init (as in the paper's reference code), masked entries zero."""
     bound = 1.0 / math.sqrt(weight.shape[-1])
@@ -63,6 +68,23 @@ class FlatTokenMixing(nn.Module):
         w = torch.tril(self.weight[:t, :t])  # (t, t), lower-triangular
         # (t, t) @ (batch, t, d) -> (batch, t, d): mix over positions, same weights for every feature
         return torch.matmul(w, _apply_padding(x, padding_mask)) + self.bias[:t, None]
+
+    def masked_weights(self) -> tuple[torch.Tensor, ...]:
+        return (torch.tril(self.weight),)
+
+    def new_state(self, batch: int, hidden_size: int, dtype, device) -> dict[str, torch.Tensor]:
+        return {"x": torch.zeros(batch, self.seq_len, hidden_size, dtype=dtype, device=device)}
+
+    def forward_cached(self, x: torch.Tensor, at, state: dict, weights: tuple) -> torch.Tensor:
+        """Outputs at positions `at.rows` (batch, t), reading the cached inputs of all earlier positions.
+
+        `at` (a `SlotBatch`) also has `valid` (batch, t; None: all real) and `end` (= max row + 1, the slots read).
+        """
+        (w,) = weights
+        rows, p = at.rows, at.end
+        _write(state["x"], at, rows, _apply_padding(x, at.valid))
+        # one row of W per new position: (b, t, p) @ (b, p, d) -> (b, t, d), O(t p d)
+        return (torch.bmm(w[rows, :p], state["x"][:, :p]) + self.bias[rows][..., None]).to(x.dtype)
 
 
 class ExpandedTokenMixing(nn.Module):
@@ -100,6 +122,29 @@ class ExpandedTokenMixing(nn.Module):
         # (batch, e*t, d) -> (batch, t, d)
         return torch.matmul(w_out, h) + self.bias_out[:t, None]
 
+    def masked_weights(self) -> tuple[torch.Tensor, ...]:
+        mask_in, mask_out = self._masks(self.seq_len, self.weight_in.device)
+        return self.weight_in * mask_in, self.weight_out * mask_out
+
+    def new_state(self, batch: int, hidden_size: int, dtype, device) -> dict[str, torch.Tensor]:
+        wide = self.expansion * self.seq_len
+        return {
+            "x": torch.zeros(batch, self.seq_len, hidden_size, dtype=dtype, device=device),
+            "h": torch.zeros(batch, wide, hidden_size, dtype=dtype, device=device),  # the wide layer, post-GELU
+        }
+
+    def forward_cached(self, x: torch.Tensor, at, state: dict, weights: tuple) -> torch.Tensor:
+        """Outputs at positions `at.rows` (batch, t): new wide units e*i..e*i+e-1 read the cached inputs."""
+        w_in, w_out = weights
+        e = self.expansion
+        rows, p = at.rows, at.end
+        _write(state["x"], at, rows, _apply_padding(x, at.valid))
+        wide_rows = (e * rows[..., None] + torch.arange(e, device=rows.device)).flatten(1)  # (b, e*t)
+        h = F.gelu(torch.bmm(w_in[wide_rows, :p], state["x"][:, :p]) + self.bias_in[wide_rows][..., None])
+        _write(state["h"], at, wide_rows, h)
+        # (b, t, e*p) @ (b, e*p, d) -> (b, t, d)
+        return (torch.bmm(w_out[rows, : e * p], state["h"][:, : e * p]) + self.bias_out[rows][..., None]).to(x.dtype)
+
 
 class MultiHeadTokenMixing(nn.Module):
     """h heads, each with its own projection d -> d/h and its own masked L x L mixing."""
@@ -124,6 +169,26 @@ class MultiHeadTokenMixing(nn.Module):
         w = torch.tril(self.weight[:, :t, :t])  # (h, t, t)
         y = torch.matmul(w, v) + self.bias[:, :t, None]  # (b, h, t, d/h): mix over positions per head
         return self.proj_out(y.transpose(1, 2).reshape(b, t, -1))  # concat heads -> (b, t, d)
+
+    def masked_weights(self) -> tuple[torch.Tensor, ...]:
+        return (torch.tril(self.weight),)
+
+    def new_state(self, batch: int, hidden_size: int, dtype, device) -> dict[str, torch.Tensor]:
+        # the projected heads, (b, h, L, d/h): the per-step matmul reads them without a copy
+        return {"v": torch.zeros(batch, self.num_heads, self.seq_len, self.head_dim, dtype=dtype, device=device)}
+
+    def forward_cached(self, x: torch.Tensor, at, state: dict, weights: tuple) -> torch.Tensor:
+        """Outputs at positions `at.rows` (batch, t): each head mixes its cached projections."""
+        (w,) = weights
+        b, t, _ = x.shape
+        rows, p = at.rows, at.end
+        v = self.proj_in(x).view(b, t, self.num_heads, self.head_dim)
+        if at.valid is not None:  # padded positions add nothing
+            v = v * at.valid[..., None, None].to(v.dtype)
+        state["v"][at.batch_index, :, rows] = v.to(state["v"].dtype)  # (b, t) index pairs, then heads: takes (b, t, h, d/h)
+        w_rows = w[:, rows, :p].transpose(0, 1)  # (b, h, t, p)
+        y = torch.matmul(w_rows, state["v"][:, :, :p]) + self.bias[:, rows].transpose(0, 1)[..., None]  # (b, h, t, d/h)
+        return self.proj_out(y.transpose(1, 2).reshape(b, t, -1).to(x.dtype))
 
 
 TOKEN_MIXING_TYPES = (FlatTokenMixing, ExpandedTokenMixing, MultiHeadTokenMixing)

@@ -18,6 +18,7 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPast
 
+from .cache import MaskedMixerCache, SlotBatch, from_slots, to_slots, token_positions
 from .configuration import MaskedMixerConfig
 from .mixing import TOKEN_MIXING_TYPES, build_token_mixing
 
@@ -47,14 +48,17 @@ class MixerBlock(nn.Module):
         self.token_mixing = build_token_mixing(config)
         self.feature_norm = norm() if config.use_feed_forward else None
         self.feed_forward = FeedForward(config) if config.use_feed_forward else None
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = nn.Dropout(config.dropout) if config.dropout else nn.Identity()
 
     def _add(self, x: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
         update = self.dropout(update)
         return x + update if self.use_residual else update
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = self._add(x, self.token_mixing(self.token_norm(x), padding_mask))  # (b, t, d): mix over t
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, cached: tuple | None = None) -> torch.Tensor:
+        """`cached` = (SlotBatch, layer state, masked weights): x holds only the new positions."""
+        normed = self.token_norm(x)
+        mixed = self.token_mixing(normed, padding_mask) if cached is None else self.token_mixing.forward_cached(normed, *cached)
+        x = self._add(x, mixed)  # (b, t, d): mix over t
         if self.feed_forward is not None:
             x = self._add(x, self.feed_forward(self.feature_norm(x)))  # (b, t, d): mix over d
         return x
@@ -117,21 +121,94 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         output_hidden_states: bool = False,
+        cache: MaskedMixerCache | None = None,
+        sliding_window: bool = False,
         **kwargs,
     ) -> MaskedMixerOutput:
+        """Hidden states of every column; positions follow `attention_mask` (see cache.py).
+
+        Without a mask the whole batch sits at positions 0..t-1. With one, the blocks run on
+        positions ("slots") and each column reports its slot's output. `sliding_window` keeps
+        only each row's generation window; `cache` continues a generation (see MaskedMixerCache).
+        """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (b, t, d)
-        if x.shape[1] > self.config.seq_len:
-            raise ValueError(
-                f"input has {x.shape[1]} tokens but this masked mixer was built for seq_len={self.config.seq_len}"
-            )
-        hidden_states = [x] if output_hidden_states else None
-        for layer in self.layers:
-            x = layer(x, attention_mask)
-            if hidden_states is not None:
-                hidden_states.append(x)
-        return MaskedMixerOutput(last_hidden_state=x, hidden_states=tuple(hidden_states) if hidden_states else None)
+        if cache is not None:
+            if input_ids is None:
+                raise ValueError("cached decoding needs input_ids (a re-prime recomputes from token ids)")
+            return self._forward_cached(input_ids, x, attention_mask, cache, output_hidden_states)
+        if attention_mask is None and not sliding_window:
+            if x.shape[1] > self.config.seq_len:
+                raise ValueError(
+                    f"input has {x.shape[1]} tokens but this masked mixer was built for seq_len={self.config.seq_len}"
+                )
+            return self._output(self._run(x, None, keep_all=output_hidden_states))
+        mask = attention_mask if attention_mask is not None else torch.ones(x.shape[:2], device=x.device)
+        pos = token_positions(mask, self.config.seq_len, slide=sliding_window)
+        num_slots = int(pos.lengths.max())
+        valid = to_slots(pos.write >= 0, pos.write, num_slots)  # (b, S)
+        hidden = self._run(to_slots(x, pos.write, num_slots), valid, keep_all=output_hidden_states)  # (b, S, d)
+        return self._output([from_slots(h, pos.read) for h in hidden])  # back to (b, t, d) columns
+
+    def _run(self, x, padding_mask, at: SlotBatch | None = None, cache=None, keep_all=False) -> list[torch.Tensor]:
+        """All blocks; returns [last hidden state] or, with keep_all, the input and every block's output."""
+        hidden = [x]
+        for i, layer in enumerate(self.layers):
+            x = layer(x, padding_mask, None if cache is None else (at, cache.states[i], cache.weights[i]))
+            hidden = hidden + [x] if keep_all else [x]
+        return hidden
+
+    @staticmethod
+    def _output(hidden: list[torch.Tensor]) -> MaskedMixerOutput:
+        return MaskedMixerOutput(last_hidden_state=hidden[-1], hidden_states=tuple(hidden) if len(hidden) > 1 else None)
+
+    def _forward_cached(self, input_ids, x, attention_mask, cache: MaskedMixerCache, keep_all: bool) -> MaskedMixerOutput:
+        """First call: the (windowed) prompt fills the cache. Later calls: each new token continues its row."""
+        b, t = input_ids.shape
+        if cache.seen_tokens == 0:
+            mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+            pos = token_positions(mask, self.config.seq_len, slide=True)
+            num_slots = int(pos.lengths.max())
+            rows = torch.arange(num_slots, device=x.device).expand(b, num_slots)
+            at = cache.at(rows, to_slots(pos.write >= 0, pos.write, num_slots), num_slots)
+            cache.store(to_slots(input_ids, pos.write, num_slots), at)
+            hidden = self._run(to_slots(x, pos.write, num_slots), at.valid, at, cache, keep_all)
+            hidden = [from_slots(h, pos.read) for h in hidden]
+            cache.lengths = pos.lengths.cpu()
+        else:
+            if attention_mask is not None and not bool(attention_mask[:, -t:].all()):
+                raise ValueError("cached decoding continues with real tokens only (attention_mask 1 for new tokens)")
+            steps = [self._decode_step(input_ids[:, i : i + 1], x[:, i : i + 1], cache, keep_all) for i in range(t)]
+            hidden = steps[0] if t == 1 else [torch.cat(h, dim=1) for h in zip(*steps)]
+        cache.seen_tokens += t
+        return self._output(hidden)
+
+    def _decode_step(self, token, x, cache: MaskedMixerCache, keep_all: bool) -> list[torch.Tensor]:
+        """One new token per row (b, 1) at slot lengths[b], re-priming rows whose window is full."""
+        end = int(cache.lengths.max())
+        if end >= self.config.seq_len:
+            self._reprime(cache, (cache.lengths >= self.config.seq_len).nonzero().flatten())
+            end = int(cache.lengths.max())
+        at = cache.at(cache.lengths.to(x.device)[:, None], None, end + 1)  # rows: (b, 1), all real tokens
+        cache.store(token, at)
+        hidden = self._run(x, None, at, cache, keep_all)
+        cache.lengths += 1
+        return hidden
+
+    def _reprime(self, cache: MaskedMixerCache, rows: torch.Tensor) -> None:
+        """Slide the window of full rows: their last L//2 tokens, recomputed at positions 0..L//2-1."""
+        device = cache.tokens.device
+        rows = rows.to(device)
+        tokens, valid = cache.window(rows)
+        fresh = MaskedMixerCache(self, len(rows), cache.dtype, device, cache.weights)
+        keep = cache.keep
+        at = fresh.at(torch.arange(keep, device=device).expand(len(rows), keep), valid, keep)
+        fresh.store(tokens, at)
+        if keep:
+            self._run(self.embed_tokens(tokens), valid, at, fresh)
+        fresh.lengths[:] = keep
+        cache.replace_rows(rows, fresh)
 
 
 class MaskedMixerForCausalLM(MaskedMixerPreTrainedModel, GenerationMixin):
@@ -165,11 +242,18 @@ class MaskedMixerForCausalLM(MaskedMixerPreTrainedModel, GenerationMixin):
         inputs_embeds: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         logits_to_keep: int = 0,
+        cache: MaskedMixerCache | None = None,
+        use_cache: bool | None = None,
+        sliding_window: bool = False,
         **kwargs,
     ) -> CausalLMOutputWithPast:
-        kwargs.pop("use_cache", None)
-        kwargs.pop("cache", None)
-        out = self.model(input_ids, attention_mask, inputs_embeds, output_hidden_states)
+        """`use_cache=True` starts a `MaskedMixerCache` (returned as `outputs.cache`); pass it back as
+        `cache` with the next tokens. `sliding_window` lets generation run past seq_len (cache.py)."""
+        kwargs.pop("return_dict", None)
+        if cache is None and use_cache:
+            batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+            cache = MaskedMixerCache(self.model, batch, self.model.embed_tokens.weight.dtype, self.device)
+        out = self.model(input_ids, attention_mask, inputs_embeds, output_hidden_states, cache=cache, sliding_window=sliding_window)
         hidden = out.last_hidden_state
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
@@ -177,7 +261,18 @@ class MaskedMixerForCausalLM(MaskedMixerPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = self.loss_function(logits, labels, self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache, hidden_states=out.hidden_states)
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        """generate() must not make a key/value cache: forward(use_cache=True) makes a MaskedMixerCache."""
+        return False
+
+    def prepare_inputs_for_generation(self, input_ids, **kwargs):
+        """transformers' preparation, plus the sliding window so generation can run past seq_len."""
+        inputs = super().prepare_inputs_for_generation(input_ids, **kwargs)
+        inputs["sliding_window"] = True
+        return inputs
 
 
 __all__ = ["MaskedMixerModel", "MaskedMixerForCausalLM", "MaskedMixerPreTrainedModel", "MixerBlock"]

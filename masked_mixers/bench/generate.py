@@ -1,0 +1,150 @@
+"""Generation speed of (a) a masked mixer with its cache, (b) the same mixer recomputing the whole
+window for every token (the paper's way), (c) transformers' LlamaForCausalLM with its KV cache.
+
+All three are built at the same hidden size, layer count, context (seq_len) and vocabulary, with
+random weights (speed does not depend on them), and decode greedily through transformers'
+generate() with EOS off, so every run makes exactly --new-tokens tokens after a --prompt-tokens
+prompt. For each batch size and dtype every contender runs --repeats times, interleaved.
+
+Reported per row, as medians over the repeats: tokens/s = batch * new tokens / wall time of the
+whole generate() call (prompt included); ms/token = median time of one decoding step after the
+first token (the time between two tokens, for the whole batch); prefill ms = time to the first
+token. Ratios compare tokens/s of (a) with (b) and with (c) at the same batch size and dtype.
+
+Example (the defaults): masked-mixers bench generate --output bench-generate.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from transformers.generation.streamers import BaseStreamer
+
+from ..config import ModelSpec, atomic_write_text
+from ..errors import UserError
+from ..factory import build_model
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+CONTENDERS = ("mixer-cached", "mixer-no-cache", "llama-kv-cache")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hidden-size", type=int, default=256, help="d_model of every contender")
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--seq-len", type=int, default=512, help="L: the mixer's window and Llama's context")
+    parser.add_argument("--prompt-tokens", type=int, default=256)
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=["fp32", "bf16"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mixer-type", default="flat", choices=("flat", "expanded", "multihead"))
+    parser.add_argument("--heads", type=int, default=4, help="Llama attention heads (and multihead mixer heads)")
+    parser.add_argument("--vocab-size", type=int, default=4096)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--output", default="bench-generate.json", help="JSON file with every measurement")
+
+
+class _StepClock(BaseStreamer):
+    """generate() hands a streamer the prompt, then each new token as it is chosen: time those moments."""
+
+    def __init__(self):
+        self.times: list[float] = []
+
+    def put(self, value) -> None:
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def _models(args: argparse.Namespace) -> dict:
+    common = dict(vocab_size=args.vocab_size, hidden_size=args.hidden_size, num_hidden_layers=args.layers, seq_len=args.seq_len, num_heads=args.heads)
+    mixer, _ = build_model(ModelSpec(family="mixer", mixer_type=args.mixer_type, **common))
+    llama, _ = build_model(ModelSpec(family="llama", **common))
+    return {"mixer": mixer.eval(), "llama": llama.eval()}
+
+
+@torch.no_grad()
+def _time_once(model, ids: torch.Tensor, new_tokens: int, use_cache: bool) -> dict:
+    clock = _StepClock()
+    start = time.perf_counter()
+    out = model.generate(
+        ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+        use_cache=use_cache, streamer=clock, pad_token_id=0, eos_token_id=None,
+    )
+    total = time.perf_counter() - start
+    assert out.shape[1] == ids.shape[1] + new_tokens
+    steps = [b - a for a, b in zip(clock.times[1:], clock.times[2:])]
+    return {"total_s": total, "prefill_s": clock.times[1] - start, "step_s": statistics.median(steps) if steps else total}
+
+
+def _measure(args: argparse.Namespace, models: dict, batch: int, dtype: str) -> list[dict]:
+    runs = {name: [] for name in CONTENDERS}
+    setups = {
+        "mixer-cached": (models["mixer"], True),
+        "mixer-no-cache": (models["mixer"], False),
+        "llama-kv-cache": (models["llama"], True),
+    }
+    for model, _ in setups.values():
+        model.to(DTYPES[dtype])
+    ids = torch.randint(1, args.vocab_size, (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(0))
+    for name, (model, use_cache) in setups.items():  # warm-up: first calls pay for allocations
+        _time_once(model, ids, min(4, args.new_tokens), use_cache)
+    for _ in range(args.repeats):
+        for name, (model, use_cache) in setups.items():
+            runs[name].append(_time_once(model, ids, args.new_tokens, use_cache))
+    rows = []
+    for name, timings in runs.items():
+        total = statistics.median(t["total_s"] for t in timings)
+        rows.append({
+            "model": name, "dtype": dtype, "batch_size": batch,
+            "tokens_per_s": batch * args.new_tokens / total,
+            "ms_per_token": 1e3 * statistics.median(t["step_s"] for t in timings),
+            "prefill_ms": 1e3 * statistics.median(t["prefill_s"] for t in timings),
+            "runs": timings,
+        })
+    return rows
+
+
+def _ratios(rows: list[dict]) -> list[dict]:
+    out = []
+    for batch, dtype in dict.fromkeys((r["batch_size"], r["dtype"]) for r in rows):  # in measuring order
+        speed = {r["model"]: r["tokens_per_s"] for r in rows if (r["batch_size"], r["dtype"]) == (batch, dtype)}
+        out.append({
+            "batch_size": batch, "dtype": dtype,
+            "cached_vs_no_cache": speed["mixer-cached"] / speed["mixer-no-cache"],
+            "cached_vs_llama": speed["mixer-cached"] / speed["llama-kv-cache"],
+        })
+    return out
+
+
+def _table(rows: list[dict], ratios: list[dict]) -> str:
+    lines = ["| model | dtype | batch | tokens/s | ms/token | prefill ms |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['dtype']} | {r['batch_size']} | {r['tokens_per_s']:.0f} | {r['ms_per_token']:.2f} | {r['prefill_ms']:.1f} |" for r in rows]
+    lines += ["", "| dtype | batch | (a)/(b) cached vs no cache | (a)/(c) cached mixer vs Llama |", "|---|---|---|---|"]
+    lines += [f"| {r['dtype']} | {r['batch_size']} | {r['cached_vs_no_cache']:.1f}x | {r['cached_vs_llama']:.2f}x |" for r in ratios]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.prompt_tokens < 1 or args.new_tokens < 1 or args.repeats < 1 or min(args.batch_sizes) < 1:
+        raise UserError("bench generate: --prompt-tokens, --new-tokens, --repeats and --batch-sizes must be >= 1")
+    if args.prompt_tokens > args.seq_len:
+        raise UserError(f"bench generate: --prompt-tokens {args.prompt_tokens} exceeds --seq-len {args.seq_len}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    models = _models(args)
+    rows = [row for dtype in args.dtypes for batch in args.batch_sizes for row in _measure(args, models, batch, dtype)]
+    ratios = _ratios(rows)
+    settings = {k: v for k, v in vars(args).items() if k not in ("command", "benchmark", "output")}
+    settings["torch_threads"] = torch.get_num_threads()
+    print(f"masked-mixers bench generate: {json.dumps(settings)}")
+    print(_table(rows, ratios))
+    atomic_write_text(args.output, json.dumps({"settings": settings, "results": rows, "ratios": ratios}, indent=2) + "\n")
+    print(f"wrote {args.output}")
+    return 0

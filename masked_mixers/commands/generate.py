@@ -1,0 +1,65 @@
+"""Generate text from a trained model directory (masked mixer or Llama) and stream it to stdout.
+
+MODEL_DIR holds the model and its tokenizer, as `masked-mixers train` writes them (any directory
+that AutoModelForCausalLM and AutoTokenizer load works). Sampling is the default (temperature 1,
+no top-k/top-p filter); --greedy picks the most likely token. A masked mixer decodes with its
+cache unless --no-cache, and slides its window past seq_len (keeps the last seq_len/2 tokens).
+With several --prompt options they run as one batch, padded on the side the tokenizer (and so
+the training data) uses, and print one after another.
+
+Example:
+  masked-mixers generate runs/mixer --prompt "once upon a time" --max-new-tokens 100 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, AutoTokenizer, TextStreamer
+
+from ..errors import UserError
+from ..generation import generate_text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_dir", metavar="MODEL_DIR", help="directory with the model and its tokenizer")
+    parser.add_argument("--prompt", action="append", required=True, help="text to continue (repeat for a batch)")
+    parser.add_argument("--max-new-tokens", type=int, default=100)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=0, help="sample from the k most likely tokens (0: all)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
+    parser.add_argument("--repetition-penalty", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
+    parser.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    parser.add_argument("--no-cache", action="store_true", help="recompute the whole window for every token")
+    parser.add_argument("--padding-side", choices=("left", "right"), help="override the tokenizer's padding side")
+
+
+def load_model_dir(model_dir: str):
+    """(model in eval mode, tokenizer) from MODEL_DIR; a bad directory is a one-line UserError."""
+    path = Path(model_dir)
+    if not (path / "config.json").is_file():
+        raise UserError(f"{path}: not a model directory (no config.json)")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"{path}: cannot load the model or its tokenizer ({str(err).splitlines()[0]})") from None
+    return model.eval(), tokenizer
+
+
+def run(args: argparse.Namespace) -> int:
+    model, tokenizer = load_model_dir(args.model_dir)
+    options = dict(
+        seed=args.seed, use_cache=not args.no_cache, padding_side=args.padding_side, greedy=args.greedy,
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+    )
+    if len(args.prompt) == 1:  # stream token by token
+        print(args.prompt[0], end="", flush=True)
+        streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        generate_text(model, tokenizer, args.prompt, args.max_new_tokens, streamer=streamer, **options)
+        return 0
+    for prompt, text in zip(args.prompt, generate_text(model, tokenizer, args.prompt, args.max_new_tokens, **options)):
+        print(prompt + text, end="\n\n", flush=True)
+    return 0

@@ -1,0 +1,144 @@
+"""Prompt -> text for any causal language model (masked mixer or Llama), through transformers' generate().
+
+Decoding (greedy, temperature, top-k, top-p, repetition penalty, EOS stop, streaming) is
+transformers' own; this module decides how prompts are laid out, which matters for a masked
+mixer because its positions are rows of the mixing matrices (see models/masked_mixer/cache.py):
+
+- a mixer whose tokenizer pads on the right (the default, and what packed training amounts to)
+  gets right-padded prompts: every prompt starts at position 0 and the tokens generated for it
+  follow its last real token, whatever the other prompts in the batch are;
+- a mixer whose tokenizer pads on the left was trained with text ending at position L - 1, so
+  prompts are left-padded to L - max_new_tokens (at least the longest prompt): the text ends near
+  L - 1 as in training, and a prompt's positions do not depend on the rest of its batch;
+- any other model (Llama) gets left padding and transformers' position ids.
+
+With the cache (default) a masked mixer costs O(t d) per layer per new token; past seq_len it
+slides its window (keeps the last L // 2 tokens, recomputes them once). Without the cache every
+step recomputes the whole window, as the paper's reference code did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.generation.streamers import BaseStreamer
+
+from .errors import UserError
+from .models import MaskedMixerForCausalLM
+
+
+def sampling_kwargs(
+    greedy: bool = False, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0
+) -> dict:
+    """generate() arguments of a decoding strategy; top_k=0 and top_p=1 switch those filters off."""
+    if temperature <= 0 or not 0 < top_p <= 1 or top_k < 0 or repetition_penalty <= 0:
+        raise UserError(
+            f"sampling: need temperature > 0, 0 < top_p <= 1, top_k >= 0, repetition_penalty > 0 "
+            f"(got {temperature}, {top_p}, {top_k}, {repetition_penalty})"
+        )
+    kwargs = {"repetition_penalty": repetition_penalty}
+    if greedy:
+        return {**kwargs, "do_sample": False, "temperature": None, "top_k": None, "top_p": None}
+    return {**kwargs, "do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p}
+
+
+def _pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if token_id is not None:
+            return token_id
+
+
+def _encode(tokenizer: PreTrainedTokenizerBase, prompt: str) -> list[int]:
+    ids = tokenizer(prompt)["input_ids"]
+    if not ids:  # an empty prompt starts from the start-of-text token
+        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        if start is None:
+            raise UserError("prompt: empty, and the tokenizer has no bos/eos token to start from")
+        ids = [start]
+    return ids
+
+
+def encode_prompts(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int, padding_side: str | None = None
+) -> dict[str, torch.Tensor]:
+    """input_ids and attention_mask (b, width) laid out as the module docstring says."""
+    if not prompts:
+        raise UserError("prompt: give at least one prompt")
+    is_mixer = isinstance(model, MaskedMixerForCausalLM)
+    side = (padding_side or tokenizer.padding_side) if is_mixer else "left"
+    if side not in ("left", "right"):
+        raise UserError(f"padding_side: {side!r} is not 'left' or 'right'")
+    encoded = [_encode(tokenizer, p) for p in prompts]
+    width = max(map(len, encoded))
+    if is_mixer and side == "left":
+        width = max(width, model.config.seq_len - max_new_tokens)
+    pad = _pad_token_id(tokenizer)
+    ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, tokens in enumerate(encoded):
+        cols = slice(width - len(tokens), width) if side == "left" else slice(0, len(tokens))
+        ids[row, cols] = torch.tensor(tokens)
+        mask[row, cols] = 1
+    return {"input_ids": ids.to(model.device), "attention_mask": mask.to(model.device)}
+
+
+@contextlib.contextmanager
+def _quiet_right_padding_warning(enabled: bool):
+    """transformers warns about right padding in decoder-only models; for a masked mixer it is correct."""
+    log = logging.getLogger("transformers.generation.utils")
+    level = log.level
+    if enabled:
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+@torch.no_grad()
+def generate_ids(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    max_new_tokens: int = 100,
+    *,
+    seed: int | None = None,
+    use_cache: bool = True,
+    streamer: BaseStreamer | None = None,
+    padding_side: str | None = None,
+    **sampling,
+) -> torch.Tensor:
+    """New token ids (b, <= max_new_tokens), pad after a row's EOS. `sampling`: see `sampling_kwargs`."""
+    if max_new_tokens < 1:
+        raise UserError(f"max_new_tokens: must be >= 1, got {max_new_tokens}")
+    inputs = encode_prompts(model, tokenizer, prompts, max_new_tokens, padding_side)
+    if seed is not None:
+        torch.manual_seed(seed)
+    right_padded = not bool(inputs["attention_mask"][:, -1].all())
+    with _quiet_right_padding_warning(right_padded):
+        out = model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            use_cache=use_cache,
+            streamer=streamer,
+            pad_token_id=_pad_token_id(tokenizer),
+            eos_token_id=tokenizer.eos_token_id,
+            **sampling_kwargs(**sampling),
+        )
+    return out[:, inputs["input_ids"].shape[1] :]
+
+
+def generate_text(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int = 100, **kwargs) -> list[str]:
+    """The continuation of each prompt (without the prompt); keyword arguments as `generate_ids`."""
+    texts = []
+    for row in generate_ids(model, tokenizer, prompts, max_new_tokens, **kwargs).tolist():
+        if tokenizer.eos_token_id in row:  # what follows EOS is padding
+            row = row[: row.index(tokenizer.eos_token_id)]
+        texts.append(tokenizer.decode(row, skip_special_tokens=True))
+    return texts
+
+
+__all__ = ["encode_prompts", "generate_ids", "generate_text", "sampling_kwargs"]
