@@ -25,7 +25,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "represent": ("represent", "how much of its input a model keeps: invert hidden states back to tokens"),
     "ablate": ("ablate", "train without layer norms, residuals or feed-forward and detect divergence"),
     "bench": ("bench", "benchmarks: `bench train` (tokens/s, MFU, memory), `bench generate` (decoding speed)"),
-    "bench-linear": ("bench_linear", "generation speed: deep linear mixer vs its collapsed one-layer form"),
 }
 
 

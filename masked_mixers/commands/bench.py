@@ -12,6 +12,7 @@ import importlib
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "train": ("train", "training tokens/s, MFU against a measured matmul peak, and peak memory, across L and d_model"),
     "generate": ("generate", "generation speed: cached mixer vs full-window recompute vs Llama's KV cache"),
+    "linear": ("linear", "generation speed: deep linear mixer vs its collapsed one-layer form"),
 }
 
 

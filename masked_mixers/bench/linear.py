@@ -10,7 +10,7 @@ models on each repeat:
 
 Prints the median tokens per second of each and checks that all three produce the same tokens.
 
-  masked-mixers bench-linear --hidden-size 256 --layers 8 --seq-len 512 --new-tokens 256
+  masked-mixers bench linear --hidden-size 256 --layers 8 --seq-len 512 --new-tokens 256
 """
 
 from __future__ import annotations
