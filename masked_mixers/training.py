@@ -121,6 +121,7 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
 
         prepared = prepare_data(run.data, run.model.seq_len)
     tokenizer = prepared.tokenizer
+    tokenizer.padding_side = run.data.padding_side  # saved with the model: generation pads prompts the same way
     if model is None:
         set_seed(run.train.seed)  # the initial weights depend on the run's seed, like everything after
         model, _ = build_model(

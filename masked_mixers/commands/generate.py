@@ -14,12 +14,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from transformers import TextStreamer
 
-from transformers import AutoModelForCausalLM, AutoTokenizer, TextStreamer
-
-from ..errors import UserError
 from ..generation import generate_text
+from ..loading import load_pretrained
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,21 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--padding-side", choices=("left", "right"), help="override the tokenizer's padding side")
 
 
-def load_model_dir(model_dir: str):
-    """(model in eval mode, tokenizer) from MODEL_DIR; a bad directory is a one-line UserError."""
-    path = Path(model_dir)
-    if not (path / "config.json").is_file():
-        raise UserError(f"{path}: not a model directory (no config.json)")
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError, KeyError) as err:
-        raise UserError(f"{path}: cannot load the model or its tokenizer ({str(err).splitlines()[0]})") from None
-    return model.eval(), tokenizer
-
-
 def run(args: argparse.Namespace) -> int:
-    model, tokenizer = load_model_dir(args.model_dir)
+    model, tokenizer = load_pretrained(args.model_dir)
     options = dict(
         seed=args.seed, use_cache=not args.no_cache, padding_side=args.padding_side, greedy=args.greedy,
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
