@@ -21,6 +21,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train one model from a run config"),
     "eval": ("evaluate", "loss, perplexity and bits per byte of a trained model"),
     "generate": ("generate", "sample text from a trained model"),
+    "pairs": ("pairs", "build (query, passage) retrieval pairs and split them"),
+    "embed": ("embed", "embed texts with a trained model's hidden state (safetensors)"),
+    "retrieve": ("retrieve", "retrieval benchmark: mixer vs transformer vs BM25"),
 }
 
 
