@@ -18,6 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..errors import UserError
 from ..factory import count_parameters
 from .bm25 import bm25_scores
 from .direct import RetrievalMixerConfig, evaluate_direct, train_direct
@@ -57,7 +58,7 @@ def benchmark_model(
     """Every method of `methods` on one language model (see the module docstring)."""
     unknown = set(methods) - set(METHODS)
     if unknown:
-        raise ValueError(f"unknown retrieval methods {sorted(unknown)} (choose from {', '.join(METHODS)})")
+        raise UserError(f"unknown retrieval methods {sorted(unknown)} (choose from {', '.join(METHODS)})")
     model, tokenizer = load_language_model(model_dir, device)
     result = {"model_dir": str(model_dir), "model_type": model.config.model_type, "parameters": count_parameters(model).total}
 
@@ -102,7 +103,7 @@ def retrieval_benchmark(
     splits = pairs if isinstance(pairs, PairSplits) else load_splits(pairs)
     counts = candidates or candidate_counts(len(splits.test))
     if not counts or max(counts) > len(splits.test):
-        raise ValueError(f"{len(splits.test)} test pairs cannot fill {max(counts or [32])} candidates")
+        raise UserError(f"{len(splits.test)} test pairs cannot fill {max(counts or [32])} candidates")
     lexical = bm25_scores([p.query for p in splits.test], [p.passage for p in splits.test])
     return {
         "num_train": len(splits.train),
