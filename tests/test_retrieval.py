@@ -17,18 +17,17 @@ from masked_mixers.config import ModelSpec
 from masked_mixers.factory import build_model
 from masked_mixers.retrieval import (
     Pair,
-    PairSplits,
     RetrievalMixer,
     RetrievalMixerConfig,
     bm25_scores,
     build_pairs,
+    cosine_scores,
     embed_texts,
     evaluate_direct,
     finetune_infonce,
     load_embeddings,
     load_language_model,
     metrics_vs_candidates,
-    cosine_scores,
     read_pairs,
     retrieval_benchmark,
     sample_negatives,
@@ -37,7 +36,12 @@ from masked_mixers.retrieval import (
     train_direct,
 )
 from masked_mixers.retrieval.direct import candidate_batch
-from masked_mixers.retrieval.pairs import content_words, parse_tinystories_instruct, split_sentences
+from masked_mixers.retrieval.pairs import (
+    content_words,
+    parse_tinystories_instruct,
+    save_splits,
+    split_sentences,
+)
 
 STORIES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tinystories" / "train-lowercase.jsonl"
 
@@ -230,19 +234,26 @@ def test_direct_retrieval_mixer_beats_chance_on_held_out_pairs(tmp_path):
     assert evaluate_direct(loaded, queries[512:], passages[512:]) == held_out
 
 
+def _made_up_words(rng: random.Random, k: int) -> list[str]:
+    return ["".join(rng.choice("bcdfghjklmnprstvz") + rng.choice("aeiou") for _ in range(3)) for _ in range(k)]
+
+
+def _cosine_top1(model, tokenizer, pairs: list[Pair], candidates: int = 32) -> float:
+    queries = embed_texts(model, tokenizer, [p.query for p in pairs], progress=False)
+    passages = embed_texts(model, tokenizer, [p.passage for p in pairs], progress=False)
+    return metrics_vs_candidates(cosine_scores(queries, passages), [candidates], seed=0)[0]["top1"]
+
+
 def test_infonce_teaches_a_tiny_language_model_to_retrieve(model_dirs):
     """Queries are made-up words, passages hold a different made-up word paired with each:
     no shared text, so only fine-tuning can match them."""
     rng = random.Random(0)
-    letters = "bcdfghjklmnprstvz"
-    names = lambda k: ["".join(rng.choice(letters) + rng.choice("aeiou") for _ in range(3)) for _ in range(k)]  # noqa: E731
-    keys, values = names(40), names(40)
+    keys, values = _made_up_words(rng, 40), _made_up_words(rng, 40)
     pairs = [Pair(f"find {k}", f"it was {v} all day", i) for i, (k, v) in enumerate(zip(keys, values))]
     model, tokenizer = load_language_model(model_dirs["mixer"])
-    score = lambda: metrics_vs_candidates(cosine_scores(*[embed_texts(model, tokenizer, t, progress=False) for t in ([p.query for p in pairs], [p.passage for p in pairs])]), [32], seed=0)[0]["top1"]  # noqa: E731
-    before = score()
+    before = _cosine_top1(model, tokenizer, pairs)
     history = finetune_infonce(model, tokenizer, pairs, steps=60, batch_size=20, learning_rate=3e-3, temperature=0.1, progress=False)
-    after = score()
+    after = _cosine_top1(model, tokenizer, pairs)
     assert history[-1]["loss"] < history[0]["loss"]
     assert after > 0.5 and after > before + 0.3, (before, after)
 
@@ -260,8 +271,6 @@ def test_retrieval_benchmark_and_command(tmp_path, model_dirs, stories):
         assert [r["candidates"] for r in model["cosine"]] == [32, 64] and model["direct"][0]["candidates"] == 16
         assert 0.0 <= model["infonce"][0]["top1"] <= 1.0
     assert result["bm25"][0]["top1"] > 0.3  # sentences share names with the rest of their story
-    from masked_mixers.retrieval.pairs import save_splits
-
     save_splits(tmp_path / "pairs", splits)
     out = tmp_path / "out"
     argv = ["retrieve", "--mixer", str(model_dirs["mixer"]), "--transformer", str(model_dirs["llama"]), "--pairs", str(tmp_path / "pairs"),

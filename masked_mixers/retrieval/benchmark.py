@@ -31,7 +31,7 @@ METHODS = ("cosine", "direct", "infonce")
 
 
 def _embed_pairs(model, tokenizer, pairs, position, batch_size, max_length, progress):
-    kw = dict(position=position, batch_size=batch_size, max_length=max_length, progress=progress)
+    kw = {"position": position, "batch_size": batch_size, "max_length": max_length, "progress": progress}
     return (embed_texts(model, tokenizer, [p.query for p in pairs], desc="embed queries", **kw),
             embed_texts(model, tokenizer, [p.passage for p in pairs], desc="embed passages", **kw))
 
