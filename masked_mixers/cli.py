@@ -25,6 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "represent": ("represent", "how much of its input a model keeps: invert hidden states back to tokens"),
     "ablate": ("ablate", "train without layer norms, residuals or feed-forward and detect divergence"),
     "bench": ("bench", "benchmarks: `bench train` (tokens/s, MFU, memory), `bench generate` (decoding speed)"),
+    "pairs": ("pairs", "build (query, passage) retrieval pairs and split them"),
+    "embed": ("embed", "embed texts with a trained model's hidden state (safetensors)"),
+    "retrieve": ("retrieve", "retrieval benchmark: mixer vs transformer vs BM25"),
 }
 
 

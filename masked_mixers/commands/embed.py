@@ -1,0 +1,51 @@
+"""Embed texts with a trained language model: its last hidden state at one position, as safetensors.
+
+MODEL_DIR is a directory written by save_pretrained (a masked mixer or a Llama), its tokenizer
+beside it. With --pairs FILE.jsonl the output holds tensors "queries" and "passages"; with
+--corpus SOURCE it holds "documents". Positions: second-to-last (the paper's choice: the last
+real token's output is never trained), last-token (last non-pad token), last (last position of
+the fixed-length window).
+
+Example:
+  masked-mixers embed runs/mixer --pairs pairs/stories/test.jsonl --out emb/mixer-test.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..retrieval.corpus import load_documents
+from ..retrieval.embedding import POSITIONS, embed_texts, load_language_model, save_embeddings
+from ..retrieval.pairs import read_pairs
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_dir")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pairs", help="a .jsonl of query/passage pairs")
+    source.add_argument("--corpus", help="a corpus file or hub id (text field --text-field)")
+    parser.add_argument("--out", required=True, help="output .safetensors file")
+    parser.add_argument("--position", choices=POSITIONS, default="second-to-last")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=None, help="truncate inputs (default: the model's context)")
+    parser.add_argument("--text-field", default="text")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--max-documents", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+
+
+def run(args: argparse.Namespace) -> int:
+    model, tokenizer = load_language_model(args.model_dir, args.device)
+    if args.pairs:
+        pairs = read_pairs(args.pairs)
+        texts = {"queries": [p.query for p in pairs], "passages": [p.passage for p in pairs]}
+    else:
+        texts = {"documents": load_documents(args.corpus, split=args.split, text_field=args.text_field, max_documents=args.max_documents)}
+    tensors = {
+        name: embed_texts(model, tokenizer, items, args.position, args.batch_size, args.max_length, desc=f"embed {name}")
+        for name, items in texts.items()
+    }
+    save_embeddings(args.out, tensors, {"model_dir": args.model_dir, "position": args.position, "source": args.pairs or args.corpus})
+    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in tensors.items())
+    print(f"wrote {args.out}: {shapes}")
+    return 0

@@ -1,0 +1,59 @@
+"""Build (query, passage) pairs for retrieval and split them into train.jsonl and test.jsonl.
+
+Kinds of pair (--kind):
+  sentence   one sentence of each document -> the rest of the document (sentence removed)
+  keywords   a few content words of each document -> the document with those words deleted
+  file       a .jsonl of real pairs (--query-field, --passage-field name its fields)
+  tinystories-instruct
+             TinyStoriesInstruct's "Summary:" -> story, streamed from the hub (SOURCE is the
+             dataset id, default roneneldan/TinyStoriesInstruct)
+
+Examples:
+  masked-mixers pairs data/stories.jsonl --out pairs/stories --kind sentence --max-documents 5000
+  masked-mixers pairs my_pairs.jsonl --kind file --query-field summary --passage-field story --out pairs/mine
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..retrieval.corpus import load_documents
+from ..retrieval.pairs import build_pairs, load_tinystories_instruct, read_pairs, save_splits, split_pairs
+
+KINDS = ("sentence", "keywords", "file", "tinystories-instruct")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", nargs="?", default="roneneldan/TinyStoriesInstruct", help="corpus file or hub id, or a pair file for --kind file")
+    parser.add_argument("--out", required=True, help="directory for train.jsonl and test.jsonl")
+    parser.add_argument("--kind", choices=KINDS, default="sentence")
+    parser.add_argument("--split", default=None, help="hub split to read (default: train; validation for tinystories-instruct)")
+    parser.add_argument("--text-field", default="text")
+    parser.add_argument("--lowercase", action="store_true")
+    parser.add_argument("--max-documents", type=int, default=None, help="read at most this many documents (or pairs)")
+    parser.add_argument("--query-field", default="query")
+    parser.add_argument("--passage-field", default="passage")
+    parser.add_argument("--min-query-words", type=int, default=5, help="sentence: shortest sentence used as a query")
+    parser.add_argument("--num-keywords", type=int, default=3, help="keywords: words per query")
+    parser.add_argument("--test-fraction", type=float, default=0.2)
+    parser.add_argument("--max-test", type=int, default=None, help="cap on the number of test pairs")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _pairs(args: argparse.Namespace):
+    if args.kind == "file":
+        pairs = read_pairs(args.source, args.query_field, args.passage_field)
+        return pairs[: args.max_documents] if args.max_documents else pairs
+    if args.kind == "tinystories-instruct":
+        return load_tinystories_instruct(args.source, args.split or "validation", args.max_documents)
+    documents = load_documents(args.source, split=args.split or "train", text_field=args.text_field, lowercase=args.lowercase, max_documents=args.max_documents)
+    options = {"min_query_words": args.min_query_words} if args.kind == "sentence" else {"num_keywords": args.num_keywords}
+    return build_pairs(documents, args.kind, seed=args.seed, **options)
+
+
+def run(args: argparse.Namespace) -> int:
+    pairs = _pairs(args)
+    splits = split_pairs(pairs, args.test_fraction, args.seed, args.max_test)
+    train_path, test_path = save_splits(args.out, splits)
+    print(f"{len(pairs)} pairs ({args.kind}): {len(splits.train)} -> {train_path}, {len(splits.test)} -> {test_path}")
+    return 0

@@ -1,0 +1,175 @@
+"""Retrieval benchmark: the same pipeline on a mixer and a transformer, BM25 alongside.
+
+For each language model, on the same pairs and the same sampled candidates:
+
+- "cosine": its embeddings as they come from causal language modeling, ranked by cosine;
+- "direct": the paper's direct-embedding retrieval model trained on its frozen train-pair
+  embeddings, evaluated at each of `direct_candidates`;
+- "infonce": the model fine-tuned with InfoNCE on the train pairs, then ranked by cosine
+  (this changes the loaded model, never the files it came from).
+
+The result is a plain dict (JSON-ready) of top-1, top-10 and MRR against the number of
+candidates, for a table, a plot (`plot_benchmark`) and the `compare` command.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import UserError
+from ..factory import count_parameters
+from .bm25 import bm25_scores
+from .direct import RetrievalMixerConfig, evaluate_direct, train_direct
+from .embedding import embed_texts, load_language_model
+from .infonce import finetune_infonce
+from .metrics import candidate_counts, cosine_scores, metrics_vs_candidates
+from .pairs import PairSplits, load_splits
+
+METHODS = ("cosine", "direct", "infonce")
+
+
+def _embed_pairs(model, tokenizer, pairs, position, batch_size, max_length, progress):
+    kw = {"position": position, "batch_size": batch_size, "max_length": max_length, "progress": progress}
+    return (embed_texts(model, tokenizer, [p.query for p in pairs], desc="embed queries", **kw),
+            embed_texts(model, tokenizer, [p.passage for p in pairs], desc="embed passages", **kw))
+
+
+def benchmark_model(
+    model_dir: str | Path,
+    splits: PairSplits,
+    counts: list[int],
+    methods: tuple[str, ...] = ("cosine", "direct"),
+    position: str = "second-to-last",
+    batch_size: int = 32,
+    max_length: int | None = None,
+    direct_candidates: tuple[int, ...] = (32,),
+    direct_epochs: int = 20,
+    direct_layers: int = 4,
+    infonce_steps: int = 200,
+    infonce_batch_size: int = 32,
+    infonce_learning_rate: float = 1e-4,
+    temperature: float = 0.05,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Every method of `methods` on one language model (see the module docstring)."""
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise UserError(f"unknown retrieval methods {sorted(unknown)} (choose from {', '.join(METHODS)})")
+    model, tokenizer = load_language_model(model_dir, device)
+    result = {"model_dir": str(model_dir), "model_type": model.config.model_type, "parameters": count_parameters(model).total}
+
+    def embed(pairs):
+        return _embed_pairs(model, tokenizer, pairs, position, batch_size, max_length, progress)
+
+    test_q, test_p = embed(splits.test)
+    if "cosine" in methods:
+        result["cosine"] = metrics_vs_candidates(cosine_scores(test_q, test_p), counts, seed)
+    if "direct" in methods:
+        train_q, train_p = embed(splits.train)
+        result["direct"] = []
+        for n in direct_candidates:
+            config = RetrievalMixerConfig(input_size=train_q.shape[1], hidden_size=train_q.shape[1], num_candidates=n, num_hidden_layers=direct_layers)
+            retriever, history = train_direct(train_q, train_p, config, epochs=direct_epochs, seed=seed, device=device)
+            result["direct"].append({**evaluate_direct(retriever, test_q, test_p, seed=seed), "train_loss": history[-1]["loss"]})
+    if "infonce" in methods:
+        history = finetune_infonce(
+            model, tokenizer, splits.train, position=position, steps=infonce_steps, batch_size=infonce_batch_size,
+            learning_rate=infonce_learning_rate, temperature=temperature, max_length=max_length, seed=seed, progress=progress,
+        )
+        tuned_q, tuned_p = embed(splits.test)
+        result["infonce"] = metrics_vs_candidates(cosine_scores(tuned_q, tuned_p), counts, seed)
+        result["infonce_loss"] = {"first": history[0]["loss"], "last": history[-1]["loss"]}
+    return result
+
+
+def retrieval_benchmark(
+    mixer_dir: str | Path,
+    transformer_dir: str | Path,
+    pairs: PairSplits | str | Path,
+    candidates: list[int] | None = None,
+    seed: int = 0,
+    **options,
+) -> dict:
+    """Accuracy against the number of candidates for a mixer, a transformer and BM25.
+
+    pairs: PairSplits or a directory written by the `pairs` command. candidates: numbers of
+    candidate passages (default 32, 64, ... up to the test pairs, at most 8192). options: as
+    `benchmark_model` (methods, position, direct_candidates, infonce_steps, ...).
+    """
+    splits = pairs if isinstance(pairs, PairSplits) else load_splits(pairs)
+    counts = candidates or candidate_counts(len(splits.test))
+    if not counts or max(counts) > len(splits.test):
+        raise UserError(f"{len(splits.test)} test pairs cannot fill {max(counts or [32])} candidates")
+    lexical = bm25_scores([p.query for p in splits.test], [p.passage for p in splits.test])
+    return {
+        "num_train": len(splits.train),
+        "num_test": len(splits.test),
+        "candidates": counts,
+        "seed": seed,
+        "bm25": metrics_vs_candidates(lexical, counts, seed),
+        "models": {
+            "mixer": benchmark_model(mixer_dir, splits, counts, seed=seed, **options),
+            "transformer": benchmark_model(transformer_dir, splits, counts, seed=seed, **options),
+        },
+    }
+
+
+def _series(result: dict):
+    """(label, rows) for every curve of a benchmark result, BM25 first."""
+    yield "bm25", result["bm25"]
+    for name, model in result["models"].items():
+        for method in METHODS:
+            if model.get(method):
+                yield f"{name} {method}", model[method]
+
+
+def format_table(result: dict, metric: str = "top1") -> str:
+    """A plain-text table: one row per number of candidates, one column per model and method."""
+    series = list(_series(result))
+    counts = sorted({row["candidates"] for _, rows in series for row in rows})
+    width = max(12, *(len(label) + 2 for label, _ in series))
+    lines = [f"{metric} by number of candidates".ljust(28) + "".join(label.rjust(width) for label, _ in series)]
+    for n in counts:
+        cells = []
+        for _, rows in series:
+            value = next((r[metric] for r in rows if r["candidates"] == n), None)
+            cells.append(("-" if value is None else f"{value:.3f}").rjust(width))
+        lines.append(f"{n:<28d}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def plot_benchmark(result: dict, path: str | Path, metric: str = "top1") -> None:
+    """Plot `metric` against the number of candidates (log scale), written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, rows in _series(result):
+        xs, ys = [r["candidates"] for r in rows], [r[metric] for r in rows]
+        style = "--" if label == "bm25" else ":" if label.endswith("direct") else "-"
+        ax.plot(xs, ys, style, marker="o", label=label)
+    counts = result["candidates"]
+    ax.plot(counts, [1.0 / n for n in counts], color="grey", linewidth=0.8, label="chance")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("number of candidate passages")
+    ax.set_ylabel(metric)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"retrieval on {result['num_test']} test pairs")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)

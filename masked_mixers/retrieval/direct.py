@@ -1,0 +1,170 @@
+"""The paper's direct-embedding retrieval model: a non-causal mixer over candidate embeddings.
+
+Input: n + 1 embeddings from a frozen language model, the query's first and then n candidate
+passages, the positive at a random slot. Output: one score per passage slot; cross entropy
+against the positive's slot trains it. The token mixing is an unmasked (n + 1) x (n + 1) matrix,
+so every candidate is compared with the query and with the other candidates ("which of these is
+the match"). n counts passages, as the number of candidates of the cosine ranking does.
+
+It reuses the masked mixer's `MixerBlock` (pre-norm, residuals, feed-forward) with the causal
+token mixing replaced by `CandidateMixing`. Training is a plain loop over cached embedding
+tensors rather than the HF Trainer: the model is small, the data sits in memory, and the
+negatives are resampled from the whole training set at every epoch, which a fixed dataset of
+examples would not do.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from huggingface_hub.dataclasses import strict
+from torch import nn
+from transformers import PreTrainedConfig, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from ..errors import UserError
+from ..models.masked_mixer import MaskedMixerConfig
+from ..models.masked_mixer.modeling import MixerBlock
+from .metrics import rank_of_target, ranking_metrics, sample_negatives
+
+
+@strict
+class RetrievalMixerConfig(PreTrainedConfig):
+    """input_size: d of the language model's embeddings; num_candidates: n passages (the query comes on top)."""
+
+    model_type = "retrieval_mixer"
+
+    input_size: int = 256
+    hidden_size: int = 256
+    num_candidates: int = 32
+    num_hidden_layers: int = 4
+    ff_mult: int = 4
+    dropout: float = 0.0
+    layer_norm_eps: float = 1e-5
+
+    def validate_architecture(self):
+        if not 2 <= self.num_candidates <= 4096:
+            raise ValueError(f"num_candidates must be in [2, 4096], got {self.num_candidates}")
+        for name in ("input_size", "hidden_size", "num_hidden_layers", "ff_mult"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+class CandidateMixing(nn.Module):
+    """Unmasked mixing over the m = n + 1 inputs: y[:, i] = sum_j W[i, j] x[:, j] + b[i]."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(size, size))
+        self.bias = nn.Parameter(torch.empty(size))
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.matmul(self.weight, x) + self.bias[:, None]  # (m, m) @ (b, m, d): mix over query and candidates
+
+
+class RetrievalMixer(PreTrainedModel):
+    config_class = RetrievalMixerConfig
+    config: RetrievalMixerConfig
+    main_input_name = "embeddings"
+
+    def __init__(self, config: RetrievalMixerConfig):
+        super().__init__(config)
+        block_config = MaskedMixerConfig(
+            hidden_size=config.hidden_size, seq_len=config.num_candidates + 1, ff_mult=config.ff_mult,
+            dropout=config.dropout, layer_norm_eps=config.layer_norm_eps,
+        )
+        self.input_norm = nn.LayerNorm(config.input_size, eps=config.layer_norm_eps)
+        self.input_proj = nn.Linear(config.input_size, config.hidden_size)
+        self.blocks = nn.ModuleList(MixerBlock(block_config) for _ in range(config.num_hidden_layers))
+        for block in self.blocks:
+            block.token_mixing = CandidateMixing(config.num_candidates + 1)
+        self.score = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """PyTorch's default uniform initialisation, through `transformers.initialization`."""
+        if isinstance(module, (nn.Linear, CandidateMixing)):
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            bound = 1.0 / math.sqrt(module.weight.shape[1])
+            if module.bias is not None:
+                init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor | None = None, **kwargs) -> SequenceClassifierOutput:
+        """embeddings: (batch, n + 1, input_size), query first; labels: (batch,) positive slot in 0..n-1."""
+        x = self.input_proj(self.input_norm(embeddings))  # (b, n + 1, d)
+        for block in self.blocks:
+            x = block(x)  # (b, n + 1, d): mix over query and candidates, then over features
+        logits = self.score(x[:, 1:]).squeeze(-1)  # (b, n): one score per passage slot
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def candidate_batch(queries: torch.Tensor, passages: torch.Tensor, rows: torch.Tensor, negatives: torch.Tensor, generator: torch.Generator):
+    """(b, n + 1, d) inputs and (b,) labels: query `rows[k]`, its positive at a random slot among its n - 1 negatives."""
+    b, m = len(rows), negatives.shape[1] + 1  # m = n passage slots
+    labels = torch.randint(m, (b,), generator=generator)
+    slots = torch.cat([negatives, negatives[:, :1]], dim=1)  # (b, m), last column a placeholder
+    slots[torch.arange(b), -1] = slots[torch.arange(b), labels]  # move the negative out of the label slot
+    slots[torch.arange(b), labels] = rows  # the positive takes its slot
+    return torch.cat([queries[rows][:, None], passages[slots]], dim=1), labels
+
+
+def _check_size(num_pairs: int, n: int, what: str) -> None:
+    if num_pairs < n:
+        raise UserError(f"{what}: {num_pairs} pairs cannot fill {n} candidate passages")
+
+
+def train_direct(
+    queries: torch.Tensor,
+    passages: torch.Tensor,
+    config: RetrievalMixerConfig,
+    epochs: int = 20,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> tuple[RetrievalMixer, list[dict]]:
+    """Train a RetrievalMixer on (N, d) query and passage embeddings of training pairs i <-> i."""
+    n = config.num_candidates
+    _check_size(len(queries), n, "direct retrieval training")
+    torch.manual_seed(seed)
+    model = RetrievalMixer(config).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    history = []
+    for epoch in range(epochs):
+        negatives = sample_negatives(len(queries), n - 1, generator)  # fresh negatives every epoch
+        order = torch.randperm(len(queries), generator=generator)
+        total = 0.0
+        for batch in order.split(batch_size):
+            inputs, labels = candidate_batch(queries, passages, batch, negatives[batch], generator)
+            loss = model(inputs.to(device), labels.to(device)).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        history.append({"epoch": epoch + 1, "loss": total / len(queries)})
+    return model.eval(), history
+
+
+@torch.no_grad()
+def evaluate_direct(model: RetrievalMixer, queries: torch.Tensor, passages: torch.Tensor, seed: int = 0, batch_size: int = 64) -> dict[str, float]:
+    """top1, top10, mrr of the model on held-out pairs, at its own number of candidates."""
+    n = model.config.num_candidates
+    _check_size(len(queries), n, "direct retrieval evaluation")
+    generator = torch.Generator().manual_seed(seed)
+    negatives = sample_negatives(len(queries), n - 1, generator)
+    device = next(model.parameters()).device
+    ranks = []
+    for batch in torch.arange(len(queries)).split(batch_size):
+        inputs, labels = candidate_batch(queries, passages, batch, negatives[batch], generator)
+        logits = model(inputs.to(device)).logits.cpu()
+        ranks.append(rank_of_target(logits, labels, generator))
+    return {"candidates": n, **ranking_metrics(torch.cat(ranks)), "chance_top1": 1.0 / n}

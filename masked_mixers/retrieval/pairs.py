@@ -1,0 +1,221 @@
+"""(query, passage) pairs for retrieval, built from a corpus or read from pair files.
+
+A retrieval test is only meaningful if the query cannot be found verbatim in its passage, so the
+two self-supervised kinds of pair take the query text out of the document:
+
+- "sentence": one sentence of the document (at least `min_query_words` words) is the query and the
+  rest of the document, that sentence removed, is the passage. A sentence that also occurs
+  elsewhere in the document is never chosen.
+- "keywords": a few distinct content words (not stopwords, three letters or more) of the
+  document, in random order, are the query; the passage is the document with every whole-word
+  occurrence of those words deleted. The passage keeps its story but loses the exact terms, so
+  the pair tests whether a model ties words to their context rather than string matching. Note
+  the price: the positive is then the one passage certain to lack the query's words, so BM25
+  ranks it below chance, and a learned model may pick up the gaps; "sentence" pairs are the
+  fairer benchmark.
+
+Real pairs come from a .jsonl file with query and passage fields, or from TinyStoriesInstruct's
+"Summary:" lines and their stories. Every pair also keeps `doc_id`, its document's index.
+Splits are seeded and per-document choices are seeded by (seed, document index), so the same
+arguments always give the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..config import atomic_write_text
+from ..errors import UserError
+
+PAIR_KINDS = ("sentence", "keywords")
+
+# Small English stopword list: words too common to say what a document is about.
+STOPWORDS = frozenset(
+    """a about after again all also am an and any are as at be because been before being but by can
+    could did do does doing down for from had has have having he her here hers him his how i if in into
+    is it its just me more most my no nor not now of off on once one only or other our out over own
+    said same she should so some such than that the their them then there these they this those
+    through to too under until up very was we were what when where which while who why will with would
+    you your went got get day time saw see""".split()
+)
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"'”])\s+")
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+@dataclass(frozen=True)
+class Pair:
+    query: str
+    passage: str
+    doc_id: int
+
+
+@dataclass
+class PairSplits:
+    train: list[Pair]
+    test: list[Pair]
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of `text`, split after . ! ? (and a closing quote), whitespace trimmed."""
+    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+def sentence_pair(text: str, rng: random.Random, min_query_words: int = 5) -> tuple[str, str] | None:
+    """(one sentence, the rest of the document), or None if no sentence qualifies."""
+    sentences = split_sentences(text)
+    if len(sentences) < 3:
+        return None
+    order = list(range(len(sentences)))
+    rng.shuffle(order)
+    for i in order:
+        query = sentences[i]
+        passage = " ".join(sentences[:i] + sentences[i + 1 :])
+        if len(query.split()) >= min_query_words and _norm(query) not in _norm(passage):
+            return query, passage
+    return None
+
+
+def content_words(text: str) -> list[str]:
+    """Distinct lowercase content words of `text`, in order of first appearance."""
+    words = (w.lower() for w in _WORD.findall(text))
+    return list(dict.fromkeys(w for w in words if len(w) >= 3 and w not in STOPWORDS))
+
+
+def remove_words(text: str, words: Iterable[str]) -> str:
+    """`text` with every whole-word, case-insensitive occurrence of `words` deleted."""
+    pattern = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
+    return re.sub(r"[ \t]{2,}", " ", pattern.sub("", text)).strip()
+
+
+def keyword_pair(text: str, rng: random.Random, num_keywords: int = 3) -> tuple[str, str] | None:
+    """(a few content words, the document without them), or None if it has too few."""
+    words = content_words(text)
+    if len(words) < num_keywords + 5:
+        return None
+    keywords = rng.sample(words, num_keywords)
+    return " ".join(keywords), remove_words(text, keywords)
+
+
+def build_pairs(documents: Sequence[str], kind: str = "sentence", seed: int = 0, **options) -> list[Pair]:
+    """One pair per usable document (duplicates and documents too short are skipped).
+
+    options: min_query_words for "sentence", num_keywords for "keywords".
+    """
+    makers = {"sentence": sentence_pair, "keywords": keyword_pair}
+    if kind not in makers:
+        raise UserError(f"pair kind {kind!r} is unknown (choose from {', '.join(PAIR_KINDS)})")
+    pairs, seen = [], set()
+    for doc_id, text in enumerate(documents):
+        key = _norm(text)
+        if not key or key in seen:
+            continue
+        seen.add(key)
+        made = makers[kind](text, random.Random(f"{seed}:{doc_id}"), **options)
+        if made:
+            pairs.append(Pair(made[0], made[1], doc_id))
+    return pairs
+
+
+def split_pairs(pairs: Sequence[Pair], test_fraction: float = 0.2, seed: int = 0, max_test: int | None = None) -> PairSplits:
+    """Seeded shuffle, then the first `test_fraction` (at most `max_test`) pairs are the test split."""
+    if not 0.0 < test_fraction < 1.0:
+        raise UserError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    n_test = max(1, round(len(pairs) * test_fraction))
+    n_test = min(n_test, max_test) if max_test else n_test
+    return PairSplits(train=[pairs[i] for i in order[n_test:]], test=[pairs[i] for i in order[:n_test]])
+
+
+def parse_tinystories_instruct(lines: Iterable[str]) -> list[tuple[str, str]]:
+    """(summary, story) pairs from TinyStoriesInstruct's text rows.
+
+    Each record there is a run of rows ("Features: ...", "Words: ...", "Summary: ...", "Story: ",
+    story lines...) ended by "<|endoftext|>"; records without a summary or story are skipped.
+    """
+    pairs, summary, story, in_story = [], None, [], False
+
+    def flush():
+        if summary and any(s.strip() for s in story):
+            pairs.append((summary, "\n".join(story).strip()))
+
+    for line in lines:
+        if line.strip() == "<|endoftext|>":
+            flush()
+            summary, story, in_story = None, [], False
+        elif line.startswith("Summary:"):
+            summary, in_story = line[len("Summary:") :].strip(), False
+        elif line.startswith("Story:"):
+            in_story, story = True, [line[len("Story:") :].strip()]
+        elif in_story:
+            story.append(line)
+    flush()
+    return pairs
+
+
+def load_tinystories_instruct(source: str = "roneneldan/TinyStoriesInstruct", split: str = "validation", max_pairs: int | None = None) -> list[Pair]:
+    """Summary -> story pairs from the hub (streamed: the dataset is one row per line of text)."""
+    import datasets
+
+    rows = (row["text"] for row in datasets.load_dataset(source, split=split, streaming=True))
+    found = []
+    for i, (summary, story) in enumerate(parse_tinystories_instruct(rows)):
+        if max_pairs and len(found) >= max_pairs:
+            break
+        found.append(Pair(summary, story, i))
+    return found
+
+
+def read_pairs(path: str | Path, query_field: str = "query", passage_field: str = "passage") -> list[Pair]:
+    """Pairs from a .jsonl file, one object per line with the two named fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: pair file not found")
+    pairs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            query, passage = record[query_field], record[passage_field]
+        except json.JSONDecodeError:
+            raise UserError(f"{path}:{number}: not a JSON object") from None
+        except (KeyError, TypeError):
+            raise UserError(f"{path}:{number}: needs string fields {query_field!r} and {passage_field!r}") from None
+        if not isinstance(query, str) or not isinstance(passage, str):
+            raise UserError(f"{path}:{number}: fields {query_field!r} and {passage_field!r} must be strings")
+        pairs.append(Pair(query, passage, int(record.get("doc_id", number - 1))))
+    if not pairs:
+        raise UserError(f"{path}: no pairs in the file")
+    return pairs
+
+
+def write_pairs(path: str | Path, pairs: Iterable[Pair]) -> None:
+    """Write pairs as .jsonl, atomically."""
+    atomic_write_text(path, "".join(json.dumps(asdict(p), ensure_ascii=False) + "\n" for p in pairs))
+
+
+def save_splits(out_dir: str | Path, splits: PairSplits) -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    paths = out_dir / "train.jsonl", out_dir / "test.jsonl"
+    write_pairs(paths[0], splits.train)
+    write_pairs(paths[1], splits.test)
+    return paths
+
+
+def load_splits(pairs_dir: str | Path) -> PairSplits:
+    """The train.jsonl and test.jsonl that `save_splits` (the `pairs` command) wrote."""
+    pairs_dir = Path(pairs_dir)
+    if not pairs_dir.is_dir():
+        raise UserError(f"{pairs_dir}: pairs directory not found (make one with `masked-mixers pairs`)")
+    return PairSplits(train=read_pairs(pairs_dir / "train.jsonl"), test=read_pairs(pairs_dir / "test.jsonl"))
