@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from masked_mixers.config import RunConfig, apply_overrides, from_dict, load_run_config, save_yaml, to_dict
+from masked_mixers.config import RunConfig, apply_overrides, from_dict, load_compare_config, load_run_config, save_yaml, to_dict
 from masked_mixers.errors import UserError
 from masked_mixers.factory import build_model, count_parameters
 
@@ -15,10 +15,10 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_load(path):
     data = yaml.safe_load(path.read_text())
-    if "model" not in data:  # compare configs and others have their own loaders
-        pytest.skip("not a single-model run config")
-    run = load_run_config(path)
-    assert run.model.hidden_size > 0
+    if "models" in data:  # a compare config: a list of models
+        assert all(spec.hidden_size > 0 for spec in load_compare_config(path).models)
+    else:
+        assert load_run_config(path).model.hidden_size > 0
 
 
 def test_unknown_key_is_named(tmp_path):

@@ -98,12 +98,6 @@ class BidirectionalLM:
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.forward_stream.embed_tokens = value
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
-
     def forward(self, input_ids, attention_mask=None, labels=None, **kwargs) -> MaskedLMOutput:
         ahead = self.forward_stream(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         reversed_ids = reverse_real_tokens(input_ids, attention_mask)

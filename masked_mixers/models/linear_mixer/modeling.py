@@ -88,12 +88,6 @@ class LinearMixerModel(LinearMixerPreTrainedModel):
         self.layers = nn.ModuleList(LinearMixerBlock(config) for _ in range(config.num_hidden_layers))
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embed_tokens = value
-
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -128,18 +122,6 @@ class LinearMixerForCausalLM(LinearMixerPreTrainedModel, GenerationMixin):
         self.head_act = nn.ReLU() if config.variant == "relu" else nn.Identity()
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.embed_tokens = value
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
 
     def forward(
         self,
