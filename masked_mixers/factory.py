@@ -14,6 +14,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedConfig, PreTra
 
 from .config import ModelSpec
 from .errors import UserError
+from .tasks import model_task
 from .models import (
     AblatedLlamaConfig,
     AblatedLlamaForCausalLM,
@@ -117,10 +118,15 @@ FAMILIES: dict[str, tuple[Callable[[ModelSpec, dict], PreTrainedConfig], type[Pr
 }
 
 
-def _family(spec: ModelSpec):
+def _family(spec: ModelSpec, key: str = "model.family"):
     if spec.family not in FAMILIES:
-        raise UserError(f"model.family: unknown family {spec.family!r} (choose from {', '.join(FAMILIES)})")
+        raise UserError(f"{key}: unknown family {spec.family!r} (choose from {', '.join(FAMILIES)})")
     return FAMILIES[spec.family]
+
+
+def family_task(spec: ModelSpec, key: str = "model.family") -> str:
+    """The task of `spec`'s family (tasks.py), read from its model class before any model is built."""
+    return model_task(_family(spec, key)[1])
 
 
 def model_config(spec: ModelSpec, vocab_size: int | None = None, **token_ids) -> PreTrainedConfig:
