@@ -40,8 +40,8 @@ def _task(models: list[ModelSpec]) -> str:
     for i, task in enumerate(tasks):
         if task != tasks[0]:
             raise UserError(
-                f"models[{i}].family: {models[i].family!r} is a {task} model but models[0] ({models[0].family!r}) "
-                f"is {tasks[0]}; a comparison trains one task, so split it into two configs"
+                f"models[{i}].family: {models[i].family!r} has task {task} but models[0] ({models[0].family!r}) "
+                f"has task {tasks[0]}; a comparison trains one task, so split it into two configs"
             )
     return tasks[0]
 
