@@ -14,7 +14,6 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedConfig, PreTra
 
 from .config import ModelSpec
 from .errors import UserError
-from .tasks import model_task
 from .models import (
     AblatedLlamaConfig,
     AblatedLlamaForCausalLM,
@@ -25,6 +24,7 @@ from .models import (
     MaskedMixerConfig,
     MaskedMixerForCausalLM,
 )
+from .tasks import model_task
 
 @dataclass
 class ParameterCount:
