@@ -181,13 +181,16 @@ class MatchingConfig:
 
 @dataclass
 class ReportConfig:
-    """What the comparison report shows besides the table: samples from every model for `prompts`."""
+    """What the comparison report shows besides the table: samples from every language model for
+    `prompts`; for autoencoders, the first `reconstructions` held-out examples and their rebuilds.
+    """
 
     prompts: list[str] = field(default_factory=lambda: ["once upon a time", "the little dog"])
     max_new_tokens: int = 24
     temperature: float = 0.8
     top_k: int = 50
     sample_seed: int = 0
+    reconstructions: int = 3
 
 
 @dataclass
@@ -198,6 +201,7 @@ class CompareConfig:
       hidden_size and num_hidden_layers); "memory" resizes non-reference models to the reference's
       measured peak training memory (see MatchingConfig).
     per_family: optimisation overrides keyed by family ("mixer", "llama") or by a model's label.
+    The task (language modelling or autoencoding) follows from the families; all models share it.
     Data is prepared once per distinct seq_len and shared by the models of that length.
     """
 

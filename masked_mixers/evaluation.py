@@ -1,19 +1,41 @@
-"""Held-out loss, perplexity and bits per byte of a causal language model.
+"""Held-out scores of a model for its task (see tasks.py): `evaluate` picks the right ones.
 
-Bits per byte divides the summed next-token loss (in bits) by the UTF-8 bytes of the text the
-predicted tokens cover, so models with different tokenizers can be compared; the prepared
-datasets carry that byte count per example (`num_bytes`).
+Causal language models: loss, perplexity and bits per byte. Bits per byte divides the summed
+next-token loss (in bits) by the UTF-8 bytes of the text the predicted tokens cover, so models
+with different tokenizers can be compared; the prepared datasets carry that byte count per
+example (`num_bytes`). Autoencoders: unshifted reconstruction loss, token accuracy and exact
+match (`metrics.evaluate_reconstruction`).
 """
 
 from __future__ import annotations
 
 import math
+from itertools import islice
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import default_data_collator
+
+from .metrics import evaluate_reconstruction
+from .tasks import AUTOENCODE, model_task
+
+
+def _batches(dataset, batch_size: int):
+    columns = [c for c in ("input_ids", "attention_mask", "labels") if c in dataset.column_names]
+    return DataLoader(dataset.with_format("torch", columns=columns), batch_size=batch_size, collate_fn=default_data_collator)
+
+
+def evaluate(model, dataset, batch_size: int = 16, max_batches: int | None = None, progress: bool = True) -> dict[str, float]:
+    """The held-out metrics of `model`'s task: `evaluate_model` for LMs, reconstruction for autoencoders."""
+    if model_task(model) != AUTOENCODE:
+        return evaluate_model(model, dataset, batch_size, max_batches, progress)
+    was_training = model.training
+    batches = tqdm(islice(_batches(dataset, batch_size), max_batches), desc="eval", disable=not progress, leave=False)
+    metrics = evaluate_reconstruction(model, batches)
+    model.train(was_training)
+    return metrics
 
 
 @torch.no_grad()
@@ -22,8 +44,7 @@ def evaluate_model(model, dataset, batch_size: int = 16, max_batches: int | None
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    columns = [c for c in ("input_ids", "attention_mask", "labels") if c in dataset.column_names]
-    loader = DataLoader(dataset.with_format("torch", columns=columns), batch_size=batch_size, collate_fn=default_data_collator)
+    loader = _batches(dataset, batch_size)
     total_nats, total_tokens = 0.0, 0
     for i, batch in enumerate(tqdm(loader, desc="eval", disable=not progress, leave=False)):
         if max_batches is not None and i >= max_batches:

@@ -33,6 +33,7 @@ from .models import (
     TransfixerConfig,
     TransfixerForCausalLM,
 )
+from .tasks import model_task
 
 @dataclass
 class ParameterCount:
@@ -147,10 +148,15 @@ FAMILIES: dict[str, tuple[Callable[[ModelSpec, dict], PreTrainedConfig], type[Pr
 }
 
 
-def _family(spec: ModelSpec):
+def _family(spec: ModelSpec, key: str = "model.family"):
     if spec.family not in FAMILIES:
-        raise UserError(f"model.family: unknown family {spec.family!r} (choose from {', '.join(FAMILIES)})")
+        raise UserError(f"{key}: unknown family {spec.family!r} (choose from {', '.join(FAMILIES)})")
     return FAMILIES[spec.family]
+
+
+def family_task(spec: ModelSpec, key: str = "model.family") -> str:
+    """The task of `spec`'s family (tasks.py), read from its model class before any model is built."""
+    return model_task(_family(spec, key)[1])
 
 
 def model_config(spec: ModelSpec, vocab_size: int | None = None, **token_ids) -> PreTrainedConfig:

@@ -22,9 +22,10 @@ from transformers.trainer_utils import get_last_checkpoint
 from .callbacks import MetricsCallback, TimeBudgetCallback
 from .config import RunConfig, atomic_write_text, save_yaml
 from .errors import UserError
-from .evaluation import evaluate_model
+from .evaluation import evaluate
 from .factory import ParameterCount, build_model, count_parameters
 from .memory import PeakMemory
+from .tasks import model_task, trainer_metric_hooks
 from .trainer import STAGING_DIR, RobustTrainer
 
 METRICS_FILE = "metrics.jsonl"
@@ -148,6 +149,7 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
         data_collator=default_data_collator,
         processing_class=tokenizer,
         callbacks=extra,
+        **trainer_metric_hooks(model_task(model)),
     )
     checkpoint = _resume_checkpoint(run.train.output_dir, resume)
     with PeakMemory() as peak:
@@ -174,11 +176,12 @@ def _finish(run, trainer, output, metrics, budget, peak, prepared, out) -> Train
         stopped_by="max_seconds" if budget is not None and budget.triggered else "max_steps",
     )
     if prepared.eval is not None and trainer.is_world_process_zero():
-        result.eval_metrics = evaluate_model(
+        result.eval_metrics = evaluate(
             model, _eval_subset(prepared.eval, run), batch_size=run.train.eval_batch_size or run.train.batch_size
         )
     if trainer.is_world_process_zero():
         summary = {k: v for k, v in vars(result).items() if k not in ("model", "history", "output_dir", "parameters")}
         summary["parameters"] = vars(result.parameters)
+        summary["task"] = model_task(model)
         atomic_write_text(out / "train_summary.json", json.dumps(summary, indent=2) + "\n")
     return result

@@ -4,9 +4,13 @@ Examples:
   masked-mixers compare configs/compare-cpu.yaml --data train-lowercase.jsonl --eval-data valid-lowercase.jsonl
   masked-mixers compare configs/compare-paper-memory.yaml --output-dir runs/paper-memory
   masked-mixers compare configs/compare-cpu.yaml --set train.max_seconds=120 --set size_matching=memory
+  masked-mixers compare configs/compare-autoencoder-cpu.yaml --data train-lowercase.jsonl --eval-data valid-lowercase.jsonl
 
 The config lists `models` (any number, any mix of families, d_model and seq_len) beside shared
-`data` and `train` sections; see configs/compare-*.yaml. The output directory receives
+`data` and `train` sections; see configs/compare-*.yaml. The families set the task: language
+models are compared by next-token loss and text samples, autoencoders (mixer_autoencoder,
+llama_autoencoder) by reconstruction loss, token accuracy, exact match and reconstructions; one
+config holds one task. The output directory receives
 report.md, results.json, eval_loss_vs_time.png, eval_loss_vs_tokens.png and models/<label>/.
 """
 

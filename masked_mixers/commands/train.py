@@ -3,10 +3,13 @@
 Examples:
   masked-mixers train configs/tinystories-cpu-mixer.yaml
   masked-mixers train configs/tinystories-cpu-llama.yaml --set train.max_steps=200 --set train.output_dir=runs/llama
+  masked-mixers train configs/autoencoder-cpu-mixer.yaml --set data.source=train.jsonl --set data.eval_source=valid.jsonl
   torchrun --nproc_per_node=2 -m masked_mixers.cli train configs/tinystories-cpu-mixer.yaml
 
 A run resumes from the newest checkpoint in train.output_dir unless --no-resume is given.
-Metrics go to OUTPUT_DIR/metrics.jsonl; the model and its tokenizer to OUTPUT_DIR.
+Metrics go to OUTPUT_DIR/metrics.jsonl; the model and its tokenizer to OUTPUT_DIR. The model's
+family sets what it is scored on: next-token loss for language models, reconstruction loss,
+token accuracy and exact match for autoencoders.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..tasks import describe_metrics, model_task
     from ..training import train
 
     overrides = list(args.overrides)
@@ -34,6 +38,6 @@ def run(args: argparse.Namespace) -> int:
     ev = result.eval_metrics
     summary = f"{config.model.label}: {result.steps} steps, train loss {result.train_loss:.4f}"
     if ev:
-        summary += f", eval loss {ev['loss']:.4f} (ppl {ev['perplexity']:.2f}, {ev.get('bits_per_byte', float('nan')):.3f} bits/byte)"
+        summary += ", " + describe_metrics(ev, model_task(result.model))
     print(f"{summary}, {result.tokens_per_second:,.0f} tokens/s -> {result.output_dir}")
     return 0

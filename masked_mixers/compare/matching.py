@@ -67,7 +67,7 @@ def measure_training_memory(spec: ModelSpec, batch: dict[str, torch.Tensor], voc
 
 def _step(spec: ModelSpec, multiple_of: int) -> int:
     """hidden_size granularity: a multiple of `multiple_of` that the heads also divide."""
-    needs_heads = spec.family == "llama" or spec.mixer_type == "multihead"
+    needs_heads = spec.family.startswith("llama") or spec.mixer_type == "multihead"  # every Llama family has heads
     return math.lcm(multiple_of, spec.num_heads) if needs_heads else multiple_of
 
 

@@ -1,4 +1,8 @@
-"""Eval loss curves of every model on one axis: against wall-clock time and against tokens seen."""
+"""Eval loss curves of every model on one axis: against wall-clock time and against tokens seen.
+
+The loss is the task's own (tasks.py): next-token loss for language models, reconstruction loss
+for autoencoders; only the axis label differs.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,13 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..config import atomic_write_bytes  # noqa: E402
+from ..tasks import AUTOENCODE, CAUSAL_LM  # noqa: E402
 
 PLOTS = {
     "eval_loss_vs_time.png": ("elapsed_s", "wall-clock training time (s)"),
     "eval_loss_vs_tokens.png": ("tokens_seen", "training tokens seen"),
 }
+LOSS_LABELS = {CAUSAL_LM: "eval next-token loss (nats/token)", AUTOENCODE: "eval reconstruction loss (nats/token)"}
 
 
 def eval_curve(history: list[dict], final: dict | None = None) -> list[dict]:
@@ -33,7 +39,7 @@ def _save(fig, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def plot_curves(curves: dict[str, list[dict]], output_dir: Path) -> list[Path]:
+def plot_curves(curves: dict[str, list[dict]], output_dir: Path, task: str = CAUSAL_LM) -> list[Path]:
     """Write the two PNGs (see PLOTS); curves: model label -> eval_curve points."""
     paths = []
     for name, (key, xlabel) in PLOTS.items():
@@ -41,7 +47,7 @@ def plot_curves(curves: dict[str, list[dict]], output_dir: Path) -> list[Path]:
         for label, points in curves.items():
             ax.plot([p[key] for p in points], [p["eval_loss"] for p in points], marker="o", markersize=3, label=label)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("eval loss (nats/token)")
+        ax.set_ylabel(LOSS_LABELS[task])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         _save(fig, output_dir / name)

@@ -13,20 +13,35 @@ import transformers
 import yaml
 
 from ..config import CompareConfig, atomic_write_text, to_dict
+from ..tasks import AUTOENCODE, CAUSAL_LM
 from .plots import PLOTS
 
-# results.json row key -> report table column, and how to print it
+# results.json row key -> report table column, and how to print it; one table per task
+_RUN = {"label": ("model", "{}"), "steps": ("steps", "{:,}"), "parameters": ("parameters", "{:,}"), "train_loss": ("train loss", "{:.4f}")}
+_COST = {"tokens_per_second": ("train tokens/s", "{:,.0f}"), "peak_memory_mib": ("peak memory (MiB)", "{:,.1f}"), "wall_seconds": ("wall time (s)", "{:.1f}")}
 COLUMNS = {
-    "label": ("model", "{}"),
-    "steps": ("steps", "{:,}"),
-    "parameters": ("parameters", "{:,}"),
-    "train_loss": ("train loss", "{:.4f}"),
+    **_RUN,
     "eval_loss": ("eval loss", "{:.4f}"),
     "perplexity": ("perplexity", "{:.2f}"),
     "bits_per_byte": ("bits/byte", "{:.4f}"),
-    "tokens_per_second": ("train tokens/s", "{:,.0f}"),
-    "peak_memory_mib": ("peak memory (MiB)", "{:,.1f}"),
-    "wall_seconds": ("wall time (s)", "{:.1f}"),
+    **_COST,
+}
+RECONSTRUCTION_COLUMNS = {
+    **_RUN,
+    "eval_loss": ("reconstruction loss", "{:.4f}"),
+    "token_accuracy": ("token accuracy", "{:.2%}"),
+    "exact_match": ("exact match", "{:.2%}"),
+    **_COST,
+}
+TABLES = {CAUSAL_LM: COLUMNS, AUTOENCODE: RECONSTRUCTION_COLUMNS}
+
+TITLES = {CAUSAL_LM: "language modelling", AUTOENCODE: "autoencoding through a one-vector bottleneck"}
+METRIC_NOTES = {
+    CAUSAL_LM: "Eval loss is the mean next-token cross entropy (nats) over the held-out examples; bits/byte divides it by the "
+    "UTF-8 bytes covered.",
+    AUTOENCODE: "Reconstruction loss is the mean cross entropy (nats) of every held-out token against its own position's "
+    "prediction (no shift), pads ignored; token accuracy is the share of those tokens whose argmax is right; exact match "
+    "is the share of whole sequences rebuilt without a single wrong token.",
 }
 
 
@@ -64,14 +79,14 @@ def environment(dtype: str) -> dict[str, str | None]:
     }
 
 
-def _cell(row: dict, key: str) -> str:
+def _cell(row: dict, key: str, columns: dict) -> str:
     value = row.get(key)
-    return "n/a" if value is None else COLUMNS[key][1].format(value)
+    return "n/a" if value is None else columns[key][1].format(value)
 
 
-def _table(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(title for title, _ in COLUMNS.values()) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_cell(row, key) for key in COLUMNS) + " |" for row in rows]
+def _table(rows: list[dict], columns: dict) -> str:
+    lines = ["| " + " | ".join(title for title, _ in columns.values()) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row, key, columns) for key in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -99,24 +114,34 @@ def _samples(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _reconstructions(rows: list[dict]) -> str:
+    lines = ["## Reconstructions", "", "The same held-out examples, rebuilt from each model's bottleneck (argmax per position).", ""]
+    for row in rows:
+        lines += [f"### {row['label']}", ""]
+        for r in row["reconstructions"]:
+            lines += [f"- input: {r['input']!r}", f"  | rebuilt ({r['token_accuracy']:.0%} of tokens right): {r['reconstruction']!r}"]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def render_markdown(results: dict) -> str:
     env = results["environment"]
     budget = results["budget"]
+    task = results["task"]
     parts = [
-        "# Masked mixer vs transformer comparison",
+        f"# Masked mixer vs transformer comparison: {TITLES[task]}",
         "",
         f"Every model saw the same training tokens (batch {budget['batch_size']} x its seq_len) for the same budget "
         f"(max_steps={budget['max_steps']}, max_seconds={budget['max_seconds']}); size matching: {results['size_matching']}.",
-        "Eval loss is the mean next-token cross entropy (nats) over the held-out examples; bits/byte divides it by the "
-        "UTF-8 bytes covered. Peak memory is the training run's peak above its start (CUDA allocator on a GPU; "
+        METRIC_NOTES[task] + " Peak memory is the training run's peak above its start (CUDA allocator on a GPU; "
         "sampled resident memory on a CPU). Wall time includes the final evaluation.",
         "",
-        _table(results["models"]),
+        _table(results["models"], TABLES[task]),
         "",
         "![eval loss vs time](eval_loss_vs_time.png) ![eval loss vs tokens](eval_loss_vs_tokens.png)",
         "",
         _matching(results["matches"]),
-        _samples(results["models"]),
+        _reconstructions(results["models"]) if task == AUTOENCODE else _samples(results["models"]),
         "## Environment",
         "",
         *[f"- {k}: {v}" for k, v in env.items()],
@@ -131,9 +156,10 @@ def render_markdown(results: dict) -> str:
     return "\n".join(parts)
 
 
-def write_report(output_dir: Path, config: CompareConfig, rows: list[dict], matches: list[dict], env: dict) -> Path:
+def write_report(output_dir: Path, config: CompareConfig, task: str, rows: list[dict], matches: list[dict], env: dict) -> Path:
     """Write results.json and report.md (each atomically) and return the report's path."""
     results = {
+        "task": task,
         "environment": env,
         "size_matching": config.size_matching,
         "budget": {"max_steps": config.train.max_steps, "max_seconds": config.train.max_seconds, "batch_size": config.train.batch_size},

@@ -2,7 +2,9 @@
 
 Data is prepared once per distinct seq_len and shared; each model trains through
 `masked_mixers.training.train` (HF Trainer) into OUTPUT_DIR/models/<label>, is evaluated on the
-same held-out examples, and generates text for the same prompts.
+same held-out examples for the comparison's task (tasks.py: one task per comparison, set by the
+families), and generates text for the same prompts (language models) or rebuilds the same
+held-out examples (autoencoders).
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from pathlib import Path
 
 from ..config import CompareConfig, ModelSpec, RunConfig, TrainConfig
 from ..errors import UserError
-from ..factory import FAMILIES
+from ..factory import FAMILIES, family_task
+from ..tasks import AUTOENCODE
 from .matching import match_models, measure_training_memory
 from .plots import eval_curve, plot_curves
 from .report import environment, write_report
-from .samples import generate_samples
+from .samples import generate_samples, reconstruction_samples
 
 SIZE_MATCHING = ("identical", "memory")
 
@@ -31,7 +34,20 @@ class CompareResult:
     rows: list[dict]
 
 
-def _check(config: CompareConfig) -> None:
+def _task(models: list[ModelSpec]) -> str:
+    """The one task all models share; a mix of tasks names the first model that breaks it."""
+    tasks = [family_task(m, f"models[{i}].family") for i, m in enumerate(models)]
+    for i, task in enumerate(tasks):
+        if task != tasks[0]:
+            raise UserError(
+                f"models[{i}].family: {models[i].family!r} has task {task} but models[0] ({models[0].family!r}) "
+                f"has task {tasks[0]}; a comparison trains one task, so split it into two configs"
+            )
+    return tasks[0]
+
+
+def _check(config: CompareConfig) -> str:
+    """Validate the config before any work; returns the comparison's task."""
     if config.size_matching not in SIZE_MATCHING:
         raise UserError(f"size_matching: unknown value {config.size_matching!r} (choose from {', '.join(SIZE_MATCHING)})")
     if not config.models:
@@ -42,6 +58,7 @@ def _check(config: CompareConfig) -> None:
             raise UserError(f"per_family: key {key!r} names no family ({', '.join(FAMILIES)}) and no model label")
     if config.train.max_steps <= 0 and not config.train.max_seconds:
         raise UserError("train: set a budget, max_steps > 0 or max_seconds")
+    return _task(config.models)
 
 
 def _unique_labels(models: list[ModelSpec]) -> None:
@@ -83,7 +100,14 @@ def _resolve_sizes(config: CompareConfig, prepared: dict, progress: bool) -> tup
     ]
 
 
-def _row(spec: ModelSpec, train_cfg: TrainConfig, result, wall: float, samples: list[dict]) -> dict:
+def _examples(task: str, result, prepared, spec: ModelSpec, config: CompareConfig) -> dict[str, list[dict]]:
+    """The row's output examples: {"reconstructions": ...} for autoencoders, {"samples": ...} otherwise."""
+    if task == AUTOENCODE:
+        return {"reconstructions": reconstruction_samples(result.model, prepared.tokenizer, prepared.eval, config.report.reconstructions)}
+    return {"samples": generate_samples(result.model, prepared.tokenizer, spec.seq_len, config.report, config.data.add_bos)}
+
+
+def _row(spec: ModelSpec, train_cfg: TrainConfig, result, wall: float, examples: dict[str, list[dict]]) -> dict:
     ev = result.eval_metrics
     final = {"step": result.steps, "elapsed_s": result.train_seconds, "tokens_seen": result.tokens_seen, "eval_loss": ev["loss"]} if ev else None
     return {
@@ -102,13 +126,15 @@ def _row(spec: ModelSpec, train_cfg: TrainConfig, result, wall: float, samples: 
         "eval_loss": ev.get("loss"),
         "perplexity": ev.get("perplexity"),
         "bits_per_byte": ev.get("bits_per_byte"),
+        "token_accuracy": ev.get("token_accuracy"),
+        "exact_match": ev.get("exact_match"),
         "tokens_per_second": result.tokens_per_second,
         "peak_memory_mib": result.peak_memory_bytes / 2**20 if result.peak_memory_bytes is not None else None,
         "train_seconds": result.train_seconds,
         "wall_seconds": wall,
         "output_dir": str(result.output_dir),
         "eval_curve": eval_curve(result.history, final),
-        "samples": samples,
+        **examples,
     }
 
 
@@ -125,7 +151,7 @@ def run_compare(config: CompareConfig, output_dir: str | Path, prepare: Callable
     """
     from ..training import _precision, train
 
-    _check(config)
+    task = _check(config)
     prepare = prepare or _default_prepare()
     out = Path(output_dir)
     seq_lens = sorted({m.seq_len for m in config.models})
@@ -139,10 +165,10 @@ def run_compare(config: CompareConfig, output_dir: str | Path, prepare: Callable
         start = time.perf_counter()
         result = train(RunConfig(model=spec, data=config.data, train=train_cfg), prepared[spec.seq_len], resume=False)
         wall = time.perf_counter() - start
-        samples = generate_samples(result.model, prepared[spec.seq_len].tokenizer, spec.seq_len, config.report, config.data.add_bos)
-        rows.append(_row(spec, train_cfg, result, wall, samples))
-    plot_curves({r["label"]: r["eval_curve"] for r in rows}, out)
+        examples = _examples(task, result, prepared[spec.seq_len], spec, config)
+        rows.append(_row(spec, train_cfg, result, wall, examples))
+    plot_curves({r["label"]: r["eval_curve"] for r in rows}, out, task)
     flags = _precision(config.train.precision)
     dtype = "bf16 autocast" if flags.get("bf16") else "fp16 autocast" if flags.get("fp16") else "fp32"
-    report = write_report(out, config, rows, matches, environment(dtype))
+    report = write_report(out, config, task, rows, matches, environment(dtype))
     return CompareResult(out, report, rows)

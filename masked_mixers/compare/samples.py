@@ -1,10 +1,12 @@
-"""Text from every model of a comparison for the same prompts: greedy and one seeded sample."""
+"""What a report shows of each model's output: for language models, text for the same prompts
+(greedy and one seeded sample); for autoencoders, the same held-out examples rebuilt."""
 
 from __future__ import annotations
 
 import torch
 
 from ..config import ReportConfig
+from ..metrics import IGNORE_INDEX
 
 
 def _prompt_ids(tokenizer, prompt: str, seq_len: int, add_bos: bool) -> list[int]:
@@ -35,5 +37,32 @@ def generate_samples(model, tokenizer, seq_len: int, settings: ReportConfig, add
         sampled = model.generate(input_ids, do_sample=True, temperature=settings.temperature, top_k=settings.top_k, **common)
         decode = lambda out: tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)  # noqa: E731
         samples.append({"prompt": prompt, "greedy": decode(greedy), "sample": decode(sampled)})
+    model.train(was_training)
+    return samples
+
+
+@torch.no_grad()
+def reconstruction_samples(model, tokenizer, dataset, count: int) -> list[dict]:
+    """[{input, reconstruction, token_accuracy}] for the first `count` examples of `dataset`.
+
+    Both texts cover the scored positions only (labels != -100, so no pads); the reconstruction
+    is the autoencoder's argmax token at each of them, decoded.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    rows = dataset.select(range(min(count, len(dataset)))).with_format("torch", columns=["input_ids", "attention_mask", "labels"])
+    batch = {k: v.to(device) for k, v in rows[:].items()}  # column -> (count, L)
+    predicted = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.argmax(-1)  # (count, L)
+    samples = []
+    for labels, ids in zip(batch["labels"], predicted):
+        scored = labels != IGNORE_INDEX  # (L,)
+        samples.append(
+            {
+                "input": tokenizer.decode(labels[scored], skip_special_tokens=True),
+                "reconstruction": tokenizer.decode(ids[scored], skip_special_tokens=True),
+                "token_accuracy": float((ids[scored] == labels[scored]).float().mean()) if scored.any() else float("nan"),
+            }
+        )
     model.train(was_training)
     return samples

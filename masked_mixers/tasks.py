@@ -1,0 +1,50 @@
+"""What a model is trained to do, and therefore how it is scored.
+
+A model's task is a capability flag on its class, HF style (like `supports_gradient_checkpointing`):
+the autoencoders set `task = "autoencode"`; every other model, transformers' own LlamaForCausalLM
+included, is a causal language model. Training, evaluation and compare read the flag (or
+`factory.family_task` before a model exists), so no config ever states the task a second time.
+
+- causal_lm: next-token (shifted) loss, perplexity, bits per byte; generated text samples.
+- autoencode: reconstruction (unshifted) loss, per-token accuracy, exact match of whole
+  sequences; reconstructions of held-out examples.
+"""
+
+from __future__ import annotations
+
+from .metrics import argmax_logits, compute_reconstruction_metrics
+
+CAUSAL_LM = "causal_lm"
+AUTOENCODE = "autoencode"
+TASKS = (CAUSAL_LM, AUTOENCODE)
+
+
+def model_task(model) -> str:
+    """The task of a model instance or class: its `task` attribute, causal_lm when it has none."""
+    return getattr(model, "task", CAUSAL_LM)
+
+
+def trainer_metric_hooks(task: str) -> dict:
+    """Extra HF Trainer arguments, so evaluations during training report the task's own metrics.
+
+    The Trainer's eval_loss is the model's own loss either way (unshifted for autoencoders); an
+    autoencoder adds eval_token_accuracy and eval_exact_match, computed from argmax ids so the
+    Trainer never holds a whole evaluation set of logits.
+    """
+    if task == AUTOENCODE:
+        return {"compute_metrics": compute_reconstruction_metrics, "preprocess_logits_for_metrics": argmax_logits}
+    return {}
+
+
+def describe_metrics(metrics: dict, task: str) -> str:
+    """One phrase for a summary line: the held-out numbers that matter for `task`."""
+    if task == AUTOENCODE:
+        return (
+            f"eval reconstruction loss {metrics['loss']:.4f} (token accuracy {metrics['token_accuracy']:.2%}, "
+            f"exact match {metrics['exact_match']:.2%})"
+        )
+    bpb = metrics.get("bits_per_byte", float("nan"))
+    return f"eval loss {metrics['loss']:.4f} (ppl {metrics['perplexity']:.2f}, {bpb:.3f} bits/byte)"
+
+
+__all__ = ["AUTOENCODE", "CAUSAL_LM", "TASKS", "describe_metrics", "model_task", "trainer_metric_hooks"]
