@@ -40,7 +40,12 @@ def evaluate(model, dataset, batch_size: int = 16, max_batches: int | None = Non
 
 @torch.no_grad()
 def evaluate_model(model, dataset, batch_size: int = 16, max_batches: int | None = None, progress: bool = True) -> dict[str, float]:
-    """Mean next-token cross entropy over all labelled tokens of `dataset` (not a mean of batch means)."""
+    """Mean next-token cross entropy over all labelled tokens of `dataset` (not a mean of batch means).
+
+    Bidirectional models (`predicts_in_place = True`) predict token n at position n from both
+    sides; shifting their labels would score them on a token the backward stream has seen.
+    """
+    shift = 0 if getattr(model, "predicts_in_place", False) else 1
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -51,8 +56,9 @@ def evaluate_model(model, dataset, batch_size: int = 16, max_batches: int | None
             break
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
-        labels = batch["labels"][:, 1:]  # position i predicts token i + 1
-        nats = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum")
+        labels = batch["labels"][:, shift:]  # position i predicts token i + shift
+        logits = logits[:, : logits.shape[1] - shift]
+        nats = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum")
         total_nats += nats.item()
         total_tokens += int((labels != -100).sum())
     model.train(was_training)

@@ -119,3 +119,18 @@ def test_factory_families(family, cls):
     assert isinstance(model, cls)
     ids = torch.randint(0, 30, (2, 8))
     assert torch.isfinite(model(ids, labels=ids).loss)
+
+
+@pytest.mark.parametrize("kind", ["mixer", "llama"])
+def test_evaluation_scores_in_place_not_shifted(kind):
+    """evaluate_model must score a bidirectional model on its own (unshifted) targets."""
+    from datasets import Dataset
+
+    from masked_mixers.evaluation import evaluate_model
+
+    model = make(kind).eval()
+    ids = torch.randint(0, model.config.vocab_size, (4, 12))
+    dataset = Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist(), "labels": ids.tolist()})
+    with torch.no_grad():
+        own = model(input_ids=ids, labels=ids).loss.item()
+    assert evaluate_model(model, dataset, batch_size=4, progress=False)["loss"] == pytest.approx(own, rel=1e-5)

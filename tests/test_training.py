@@ -78,3 +78,15 @@ def test_nonfinite_loss_stops_naming_step_and_checkpoint(tiny_prepared, tmp_path
     model, _ = build_model(run.model, len(tiny_prepared.tokenizer))
     with pytest.raises(UserError, match=r"step 7: loss is nan; last good checkpoint: .*checkpoint-4"):
         train(run, tiny_prepared, model=model, callbacks=[Poison(model, 6)])
+
+
+def test_eval_command_on_a_trained_model_dir(tiny_prepared, tmp_path, capsys):
+    from masked_mixers.cli import main
+
+    from conftest import VALID
+
+    train(tiny_run("mixer", tmp_path, max_steps=4), tiny_prepared)
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path), "--data", str(VALID), "--max-documents", "16", "--json", str(tmp_path / "eval.json")]) == 0
+    metrics = json.loads((tmp_path / "eval.json").read_text())
+    assert metrics["tokens"] > 0 and math.isfinite(metrics["loss"]) and metrics["bits_per_byte"] > 0

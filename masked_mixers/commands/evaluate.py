@@ -1,4 +1,5 @@
-"""Held-out loss, perplexity and bits per byte of a trained model.
+"""Held-out metrics of a trained model: loss, perplexity and bits per byte for language models;
+reconstruction loss, token accuracy and exact match for autoencoders.
 
 Examples:
   masked-mixers eval runs/mixer --data roneneldan/TinyStories --split validation
@@ -47,14 +48,14 @@ def _data_config(args: argparse.Namespace) -> tuple[DataConfig, int]:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import prepare_eval_data
-    from ..evaluation import evaluate_model
+    from ..evaluation import evaluate
     from ..loading import load_pretrained
 
     model, _ = load_pretrained(args.model_dir)
     data, run_seq_len = _data_config(args)
     seq_len = getattr(model.config, "seq_len", None) or getattr(model.config, "max_position_embeddings", run_seq_len)
     dataset = prepare_eval_data(data, seq_len)
-    metrics = evaluate_model(model, dataset, batch_size=args.batch_size, max_batches=args.max_batches)
+    metrics = evaluate(model, dataset, batch_size=args.batch_size, max_batches=args.max_batches)
     metrics = {"model_dir": str(args.model_dir), **metrics}
     print(json.dumps(metrics, indent=2))
     if args.json_out:
