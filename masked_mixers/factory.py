@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import psutil
+import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedConfig, PreTrainedModel
 
 from .config import ModelSpec
-from .errors import UserError
+from .errors import UserError, reason
 from .models import (
     AblatedLlamaConfig,
     AblatedLlamaForCausalLM,
@@ -146,8 +148,38 @@ def model_config(spec: ModelSpec, vocab_size: int | None = None, **token_ids) ->
     return _family(spec)[0](spec, common)
 
 
+_SIZE_KEYS = ("hidden_size", "num_hidden_layers", "seq_len", "num_heads")
+
+
+def _check_fits_in_memory(spec: ModelSpec, model_class: type[PreTrainedModel], config: PreTrainedConfig) -> None:
+    """Size the model on the meta device (no memory, no RNG) before allocating it for real.
+
+    An absurd size (hidden_size=10**12) must be one line naming the spec, not a MemoryError, an
+    allocator RuntimeError, or an allocation the kernel grants and then kills the process for.
+    """
+    sizes = ", ".join(f"{k}={getattr(spec, k)}" for k in _SIZE_KEYS)
+    try:
+        with torch.device("meta"):
+            shell = model_class(config)
+    except (RuntimeError, ValueError, OverflowError, MemoryError) as err:
+        raise UserError(f"model: cannot build {spec.family} with {sizes} ({reason(err)})") from None
+    parameters = count_parameters(shell).total
+    weight_bytes = sum(p.numel() * p.element_size() for p in shell.parameters())
+    available = psutil.virtual_memory().available
+    if weight_bytes > available:
+        raise UserError(
+            f"model: {spec.family} with {sizes} has {parameters:,} parameters ({weight_bytes / 2**30:,.1f} GiB of weights), "
+            f"more than the {available / 2**30:,.1f} GiB of free memory; reduce model.hidden_size or model.num_hidden_layers"
+        )
+
+
 def build_model(spec: ModelSpec, vocab_size: int | None = None, **token_ids) -> tuple[PreTrainedModel, ParameterCount]:
     """Build a freshly initialised model of `spec.family` and count its parameters."""
+    for key in _SIZE_KEYS:
+        if getattr(spec, key) < 1:
+            raise UserError(f"model.{key}: must be at least 1, got {getattr(spec, key)}")
     config = model_config(spec, vocab_size, **token_ids)
-    model = _family(spec)[1](config)
+    model_class = _family(spec)[1]
+    _check_fits_in_memory(spec, model_class, config)
+    model = model_class(config)
     return model, count_parameters(model)
