@@ -6,6 +6,7 @@ reimplemented here, so the comparison is against the real thing.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -149,26 +150,40 @@ def model_config(spec: ModelSpec, vocab_size: int | None = None, **token_ids) ->
 
 
 _SIZE_KEYS = ("hidden_size", "num_hidden_layers", "seq_len", "num_heads")
+_DEPTH_KEYS = ("num_hidden_layers", "encoder_layers", "decoder_layers")
 
 
-def _check_fits_in_memory(spec: ModelSpec, model_class: type[PreTrainedModel], config: PreTrainedConfig) -> None:
-    """Size the model on the meta device (no memory, no RNG) before allocating it for real.
+def _weight_bytes(spec: ModelSpec, vocab_size: int | None, token_ids: dict) -> int:
+    """Bytes of the model's weights, from shells on the meta device (no memory, no RNG).
 
-    An absurd size (hidden_size=10**12) must be one line naming the spec, not a MemoryError, an
-    allocator RuntimeError, or an allocation the kernel grants and then kills the process for.
+    Shells are one and two layers deep and the cost is extrapolated linearly in each depth, so
+    a depth of 10**9 is never materialised even as Python objects.
     """
+
+    def shell_bytes(**depths) -> int:
+        config = model_config(dataclasses.replace(spec, **depths), vocab_size, **token_ids)
+        with torch.device("meta"):
+            shell = _family(spec)[1](config)
+        return sum(p.numel() * p.element_size() for p in shell.parameters())
+
+    depths = {k: getattr(spec, k) for k in _DEPTH_KEYS if getattr(spec, k) is not None}
+    shallow = {k: 1 for k in depths}
+    base = shell_bytes(**shallow)
+    return base + sum((n - 1) * (shell_bytes(**{**shallow, k: 2}) - base) for k, n in depths.items())
+
+
+def _check_fits_in_memory(spec: ModelSpec, vocab_size: int | None, token_ids: dict) -> None:
+    """An absurd size (hidden_size=10**12) must be one line naming the spec, not a MemoryError, an
+    allocator RuntimeError, or an allocation the kernel grants and then kills the process for."""
     sizes = ", ".join(f"{k}={getattr(spec, k)}" for k in _SIZE_KEYS)
     try:
-        with torch.device("meta"):
-            shell = model_class(config)
+        weight_bytes = _weight_bytes(spec, vocab_size, token_ids)
     except (RuntimeError, ValueError, OverflowError, MemoryError) as err:
         raise UserError(f"model: cannot build {spec.family} with {sizes} ({reason(err)})") from None
-    parameters = count_parameters(shell).total
-    weight_bytes = sum(p.numel() * p.element_size() for p in shell.parameters())
     available = psutil.virtual_memory().available
     if weight_bytes > available:
         raise UserError(
-            f"model: {spec.family} with {sizes} has {parameters:,} parameters ({weight_bytes / 2**30:,.1f} GiB of weights), "
+            f"model: {spec.family} with {sizes} needs {weight_bytes / 2**30:,.1f} GiB for its weights alone, "
             f"more than the {available / 2**30:,.1f} GiB of free memory; reduce model.hidden_size or model.num_hidden_layers"
         )
 
@@ -178,8 +193,6 @@ def build_model(spec: ModelSpec, vocab_size: int | None = None, **token_ids) -> 
     for key in _SIZE_KEYS:
         if getattr(spec, key) < 1:
             raise UserError(f"model.{key}: must be at least 1, got {getattr(spec, key)}")
-    config = model_config(spec, vocab_size, **token_ids)
-    model_class = _family(spec)[1]
-    _check_fits_in_memory(spec, model_class, config)
-    model = model_class(config)
+    _check_fits_in_memory(spec, vocab_size, token_ids)
+    model = _family(spec)[1](model_config(spec, vocab_size, **token_ids))
     return model, count_parameters(model)
