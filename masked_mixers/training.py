@@ -65,6 +65,13 @@ def _precision(name: str) -> dict[str, bool]:
     raise UserError(f"train.precision: unknown value {name!r} (auto, fp32, bf16, fp16)")
 
 
+def _fsdp(enabled: bool) -> bool | None:
+    """Accelerate shards only across accelerator devices; on CPU it would silently run plain DDP."""
+    if enabled and not torch.cuda.is_available():
+        raise UserError("train.fsdp: FSDP needs CUDA devices; on CPU leave it false (processes then use plain data parallelism)")
+    return True if enabled else None
+
+
 def training_arguments(run: RunConfig, has_eval: bool) -> TrainingArguments:
     t = run.train
     report_to = [r for r in t.report_to if r != "jsonl"]
@@ -91,7 +98,7 @@ def training_arguments(run: RunConfig, has_eval: bool) -> TrainingArguments:
         dataloader_num_workers=t.num_workers,
         report_to=report_to or "none",
         torch_compile=t.torch_compile,
-        fsdp=t.fsdp or None,
+        fsdp=_fsdp(t.fsdp),
         fsdp_config=t.fsdp_config or None,
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=False,

@@ -13,7 +13,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from masked_mixers.config import DataConfig
@@ -75,9 +75,11 @@ def test_any_corpus_file_prepares_or_is_one_user_error(tmp_path, tokenizer_file,
         prepared = prepare_data(data, 4, progress=False)
     except UserError as err:
         message = str(err)
+        event(f"{suffix}: UserError")
         assert "\n" not in message.strip() and message.strip(), message
         assert corpus.name in message or "data." in message, message  # names the file or the key
     else:
         assert len(prepared.train) > 0 and len(prepared.eval) > 0
+        event(f"{suffix}: prepared")
     entries = list((cache / "prepared").iterdir()) if (cache / "prepared").is_dir() else []
     assert all(not e.name.startswith(".") and (e / "prepared.json").is_file() for e in entries), entries

@@ -21,7 +21,7 @@ from masked_mixers.data import prepare_data, train_tokenizer
 from masked_mixers.data.prepare import load_prepared
 from masked_mixers.errors import UserError
 from masked_mixers.factory import build_model
-from masked_mixers.training import train
+from masked_mixers.training import train, training_arguments
 from test_training import tiny_run
 
 # --- non-finite loss guard ---------------------------------------------------------------------
@@ -110,6 +110,13 @@ def test_cli_huge_hidden_size_exits_2_in_one_line(tiny_data_config, tiny_prepare
     assert main(["train", str(config), "--set", "model.hidden_size=1000000000000"]) == 2
     err = _error_line(capsys)
     assert err.startswith("masked-mixers train: error: model: cannot build mixer with hidden_size=1000000000000")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on CUDA, FSDP is a valid choice")
+def test_fsdp_on_cpu_is_refused_not_silently_ignored(tmp_path):
+    run = tiny_run("mixer", tmp_path, fsdp=True, fsdp_config={"transformer_layer_cls_to_wrap": ["MixerBlock"]})
+    with pytest.raises(UserError, match="train.fsdp"):
+        training_arguments(run, has_eval=False)
 
 
 # --- prepared-data cache -----------------------------------------------------------------------
