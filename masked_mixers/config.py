@@ -108,6 +108,9 @@ class TrainConfig:
 
     precision: "auto" (bf16 autocast on CUDA devices that support it, else fp32), "fp32", "bf16", "fp16".
     on_nonfinite: "stop" (one line naming the step and last good checkpoint) or "skip" the step.
+    fsdp, fsdp_config: shard parameters, gradients and optimizer state over the GPUs (FSDP) for models
+      that do not fit one device, e.g. fsdp: true, fsdp_config: {transformer_layer_cls_to_wrap:
+      [MixerBlock], fsdp_version: 2}; both go to TrainingArguments (see docs/distributed.md).
     """
 
     output_dir: str = "runs/default"
@@ -134,6 +137,8 @@ class TrainConfig:
     report_to: list[str] = field(default_factory=lambda: ["jsonl"])
     torch_compile: bool = False
     on_nonfinite: str = "stop"
+    fsdp: bool = False
+    fsdp_config: dict[str, str | bool | int | float | list[str]] = field(default_factory=dict)
 
 
 @dataclass

@@ -6,15 +6,18 @@ reimplemented here, so the comparison is against the real thing.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+import psutil
+import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedConfig, PreTrainedModel
 
 from .config import ModelSpec
-from .errors import UserError
+from .errors import UserError, reason
 from .models import (
     AblatedLlamaConfig,
     AblatedLlamaForCausalLM,
@@ -182,8 +185,50 @@ def model_config(spec: ModelSpec, vocab_size: int | None = None, **token_ids) ->
     return _family(spec)[0](spec, common)
 
 
+_SIZE_KEYS = ("hidden_size", "num_hidden_layers", "seq_len", "num_heads")
+_DEPTH_KEYS = ("num_hidden_layers", "encoder_layers", "decoder_layers")
+
+
+def _weight_bytes(spec: ModelSpec, vocab_size: int | None, token_ids: dict) -> int:
+    """Bytes of the model's weights, from shells on the meta device (no memory, no RNG).
+
+    Shells are one and two layers deep and the cost is extrapolated linearly in each depth, so
+    a depth of 10**9 is never materialised even as Python objects.
+    """
+
+    def shell_bytes(**depths) -> int:
+        config = model_config(dataclasses.replace(spec, **depths), vocab_size, **token_ids)
+        with torch.device("meta"):
+            shell = _family(spec)[1](config)
+        return sum(p.numel() * p.element_size() for p in shell.parameters())
+
+    depths = {k: getattr(spec, k) for k in _DEPTH_KEYS if getattr(spec, k) is not None}
+    shallow = {k: 1 for k in depths}
+    base = shell_bytes(**shallow)
+    return base + sum((n - 1) * (shell_bytes(**{**shallow, k: 2}) - base) for k, n in depths.items())
+
+
+def _check_fits_in_memory(spec: ModelSpec, vocab_size: int | None, token_ids: dict) -> None:
+    """An absurd size (hidden_size=10**12) must be one line naming the spec, not a MemoryError, an
+    allocator RuntimeError, or an allocation the kernel grants and then kills the process for."""
+    sizes = ", ".join(f"{k}={getattr(spec, k)}" for k in _SIZE_KEYS)
+    try:
+        weight_bytes = _weight_bytes(spec, vocab_size, token_ids)
+    except (RuntimeError, ValueError, OverflowError, MemoryError) as err:
+        raise UserError(f"model: cannot build {spec.family} with {sizes} ({reason(err)})") from None
+    available = psutil.virtual_memory().available
+    if weight_bytes > available:
+        raise UserError(
+            f"model: {spec.family} with {sizes} needs {weight_bytes / 2**30:,.1f} GiB for its weights alone, "
+            f"more than the {available / 2**30:,.1f} GiB of free memory; reduce model.hidden_size or model.num_hidden_layers"
+        )
+
+
 def build_model(spec: ModelSpec, vocab_size: int | None = None, **token_ids) -> tuple[PreTrainedModel, ParameterCount]:
     """Build a freshly initialised model of `spec.family` and count its parameters."""
-    config = model_config(spec, vocab_size, **token_ids)
-    model = _family(spec)[1](config)
+    for key in _SIZE_KEYS:
+        if getattr(spec, key) < 1:
+            raise UserError(f"model.{key}: must be at least 1, got {getattr(spec, key)}")
+    _check_fits_in_memory(spec, vocab_size, token_ids)
+    model = _family(spec)[1](model_config(spec, vocab_size, **token_ids))
     return model, count_parameters(model)

@@ -7,6 +7,9 @@
 2. A non-finite loss guard. A NaN/inf loss either stops training with one line naming the step
    and the last good checkpoint, or (train.on_nonfinite = "skip") drops that step's gradients so
    the optimizer does not apply them. All processes agree, so DDP ranks never diverge or hang.
+   A skipped step still counts as a step (the learning-rate schedule advances) and is logged as
+   {"skipped_step": N} in metrics.jsonl; the Trainer's logging_nan_inf_filter keeps the NaN out
+   of the logged training loss.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import shutil
 
 import torch
 import torch.distributed as dist
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 
 from .errors import UserError
@@ -28,13 +31,31 @@ class NonFiniteLoss(UserError):
     """Training produced a NaN/inf loss and was configured to stop."""
 
 
+class _DropUpdate(TrainerCallback):
+    """Before the optimizer steps, drop the gradients of a step that saw a non-finite loss.
+
+    Done here rather than in training_step so that every micro-batch of a gradient-accumulation
+    step is dropped, and after clipping (which NaN gradients would poison). Parameters without a
+    gradient are left alone by torch optimizers.
+    """
+
+    def __init__(self, trainer: "RobustTrainer"):
+        self.trainer = trainer
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        if self.trainer.drop_update:
+            self.trainer.model.zero_grad(set_to_none=True)
+            self.trainer.drop_update = False
+
+
 class RobustTrainer(Trainer):
     def __init__(self, *args, on_nonfinite: str = "stop", **kwargs):
         if on_nonfinite not in ("stop", "skip"):
             raise UserError(f"train.on_nonfinite: expected 'stop' or 'skip', got {on_nonfinite!r}")
         super().__init__(*args, **kwargs)
         self.on_nonfinite = on_nonfinite
-        self.skipped_steps: list[int] = []
+        self.drop_update = False
+        self.add_callback(_DropUpdate(self))
 
     def _save_checkpoint(self, model, trial) -> None:
         root = self.args.output_dir
@@ -67,7 +88,6 @@ class RobustTrainer(Trainer):
             if self.on_nonfinite == "stop":
                 last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
                 raise NonFiniteLoss(f"step {step}: loss is {loss.item()}; last good checkpoint: {last or 'none'}")
-            self.skipped_steps.append(step)
-            model.zero_grad(set_to_none=True)  # the optimizer skips parameters without gradients
-            return torch.zeros_like(loss)
+            self.drop_update = True
+            self.log({"skipped_step": step})
         return loss

@@ -47,6 +47,7 @@ class TrainResult:
     tokens_per_second: float = 0.0
     peak_memory_bytes: int | None = None
     stopped_by: str = "max_steps"
+    skipped_steps: list[int] = field(default_factory=list)  # non-finite losses dropped (train.on_nonfinite=skip)
 
 
 def _precision(name: str) -> dict[str, bool]:
@@ -63,6 +64,13 @@ def _precision(name: str) -> dict[str, bool]:
             raise UserError("train.precision: fp16 needs a CUDA device; use bf16 or fp32 on this machine")
         return {"fp16": True}
     raise UserError(f"train.precision: unknown value {name!r} (auto, fp32, bf16, fp16)")
+
+
+def _fsdp(enabled: bool) -> bool | None:
+    """Accelerate shards only across accelerator devices; on CPU it would silently run plain DDP."""
+    if enabled and not torch.cuda.is_available():
+        raise UserError("train.fsdp: FSDP needs CUDA devices; on CPU leave it false (processes then use plain data parallelism)")
+    return True if enabled else None
 
 
 def training_arguments(run: RunConfig, has_eval: bool) -> TrainingArguments:
@@ -91,6 +99,8 @@ def training_arguments(run: RunConfig, has_eval: bool) -> TrainingArguments:
         dataloader_num_workers=t.num_workers,
         report_to=report_to or "none",
         torch_compile=t.torch_compile,
+        fsdp=_fsdp(t.fsdp),
+        fsdp_config=t.fsdp_config or None,
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=False,
         **_precision(t.precision),
@@ -117,10 +127,13 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
     resume: continue from the newest checkpoint in run.train.output_dir when there is one.
     callbacks: extra TrainerCallbacks (tests use one to interrupt a run).
     """
+    args = training_arguments(run, has_eval=prepared is None or prepared.eval is not None)
     if prepared is None:
         from .data import prepare_data
 
-        prepared = prepare_data(run.data, run.model.seq_len)
+        # one process per node tokenizes; the others then read its cache instead of racing it
+        with args.main_process_first(desc="preparing data"):
+            prepared = prepare_data(run.data, run.model.seq_len)
     tokenizer = prepared.tokenizer
     tokenizer.padding_side = run.data.padding_side  # saved with the model: generation pads prompts the same way
     if model is None:
@@ -130,8 +143,8 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
         )
     out = Path(run.train.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_yaml(run, out / "run.yaml")
-    args = training_arguments(run, prepared.eval is not None)
+    if args.process_index == 0:
+        save_yaml(run, out / "run.yaml")
     world = max(args.world_size, 1)
     tokens_per_step = run.train.batch_size * run.train.gradient_accumulation_steps * world * run.model.seq_len
     metrics = MetricsCallback(out / METRICS_FILE, tokens_per_step)
@@ -174,6 +187,7 @@ def _finish(run, trainer, output, metrics, budget, peak, prepared, out) -> Train
         tokens_per_second=steps * metrics.tokens_per_step / seconds if seconds else 0.0,
         peak_memory_bytes=peak.bytes,
         stopped_by="max_seconds" if budget is not None and budget.triggered else "max_steps",
+        skipped_steps=[int(r["skipped_step"]) for r in metrics.history if "skipped_step" in r],
     )
     if prepared.eval is not None and trainer.is_world_process_zero():
         result.eval_metrics = evaluate(

@@ -5,6 +5,8 @@ Examples:
   masked-mixers train configs/tinystories-cpu-llama.yaml --set train.max_steps=200 --set train.output_dir=runs/llama
   masked-mixers train configs/autoencoder-cpu-mixer.yaml --set data.source=train.jsonl --set data.eval_source=valid.jsonl
   torchrun --nproc_per_node=2 -m masked_mixers.cli train configs/tinystories-cpu-mixer.yaml
+  accelerate launch --num_processes 2 -m masked_mixers.cli train configs/tinystories-cpu-mixer.yaml
+  (multi-node and FSDP: docs/distributed.md)
 
 A run resumes from the newest checkpoint in train.output_dir unless --no-resume is given.
 Metrics go to OUTPUT_DIR/metrics.jsonl; the model and its tokenizer to OUTPUT_DIR. The model's
@@ -15,6 +17,7 @@ token accuracy and exact match for autoencoders.
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..config import load_run_config
 
@@ -35,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"train.output_dir={args.output_dir}")
     config = load_run_config(args.config, overrides)
     result = train(config, resume=not args.no_resume)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate launch, rank 0 reports
+        return 0
     ev = result.eval_metrics
     summary = f"{config.model.label}: {result.steps} steps, train loss {result.train_loss:.4f}"
     if ev:
