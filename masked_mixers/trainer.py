@@ -28,7 +28,11 @@ STAGING_DIR = ".checkpoint-staging"
 
 
 class NonFiniteLoss(UserError):
-    """Training produced a NaN/inf loss and was configured to stop."""
+    """Training produced a NaN/inf loss and was configured to stop; `step` is the optimizer step it happened at."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
 
 
 class _DropUpdate(TrainerCallback):
@@ -87,7 +91,14 @@ class RobustTrainer(Trainer):
             step = self.state.global_step + 1
             if self.on_nonfinite == "stop":
                 last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+<<<<<<< HEAD
                 raise NonFiniteLoss(f"step {step}: loss is {loss.item()}; last good checkpoint: {last or 'none'}")
             self.drop_update = True
             self.log({"skipped_step": step})
+=======
+                raise NonFiniteLoss(f"step {step}: loss is {loss.item()}; last good checkpoint: {last or 'none'}", step)
+            self.skipped_steps.append(step)
+            model.zero_grad(set_to_none=True)  # the optimizer skips parameters without gradients
+            return torch.zeros_like(loss)
+>>>>>>> ablate
         return loss

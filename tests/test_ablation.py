@@ -2,17 +2,15 @@
 
 import json
 import math
-import sys
-import types
 
 import pytest
 import torch
 from transformers import LlamaForCausalLM
 
 from masked_mixers.cli import main
-from masked_mixers.config import ModelSpec, RunConfig
+from masked_mixers.config import ModelSpec, RunConfig, TrainConfig, save_yaml
 from masked_mixers.errors import UserError
-from masked_mixers.factory import build_model
+from masked_mixers.factory import build_model, count_parameters
 from masked_mixers.probes.ablation import ablation_runs, detect_divergence, markdown_table, summarize_run
 
 VOCAB, L = 40, 12
@@ -59,8 +57,8 @@ def test_divergence_arguments_are_checked():
 # --- the ablated Llama ------------------------------------------------------------------------
 
 
-def _spec(family, **switches):
-    return ModelSpec(family=family, hidden_size=32, num_hidden_layers=2, seq_len=L, num_heads=4, **switches)
+def _spec(family, layers=2, seq_len=L, **switches):
+    return ModelSpec(family=family, hidden_size=32, num_hidden_layers=layers, seq_len=seq_len, num_heads=4, **switches)
 
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
@@ -156,26 +154,49 @@ def test_summary_row_and_table():
     assert "| llama | no_residual | 1234 | 110 | - |" in table
 
 
-def test_ablate_command_trains_every_variant(tmp_path, monkeypatch, capsys):
-    """The command's wiring, with data preparation and training replaced by stand-ins."""
-    trained = []
+def _ablate_config(tmp_path, data_config, **train):
+    """A run config over the session's prepared TinyStories slice (L=64, so its cache is reused)."""
+    options = dict(max_steps=20, batch_size=8, logging_steps=4, eval_steps=0, save_steps=0, warmup_steps=2, learning_rate=5e-3) | train
+    run = RunConfig(model=_spec("mixer", layers=1, seq_len=64), data=data_config, train=TrainConfig(**options))
+    path = tmp_path / "run.yaml"
+    save_yaml(run, path)
+    return str(path)
 
-    def fake_train(run, prepared):
-        trained.append((run.model.family, run.model.use_layer_norm, run.model.use_residual, run.model.use_feed_forward))
-        model, _ = build_model(run.model, VOCAB)
-        losses = _decreasing(20) + ([float("nan")] if not run.model.use_residual else [])
-        history = [{"step": 5 * i, "loss": v} for i, v in enumerate(losses)]
-        return types.SimpleNamespace(output_dir=run.train.output_dir, model=model, history=history, eval_metrics={"eval_loss": 2.2})
 
-    monkeypatch.setitem(sys.modules, "masked_mixers.data", types.SimpleNamespace(prepare_data=lambda data, seq_len: "prepared"))
-    monkeypatch.setitem(sys.modules, "masked_mixers.training", types.SimpleNamespace(train=fake_train))
-    config = tmp_path / "run.yaml"
-    config.write_text(f"model:\n  hidden_size: 32\n  num_hidden_layers: 1\n  seq_len: {L}\n  num_heads: 4\n")
-    out = tmp_path / "ablate"
-    assert main(["ablate", str(config), "--ablations", "none", "no_residual", "--out", str(out), "--set", "train.max_steps=7"]) == 0
-    assert trained == [("mixer", True, True, True), ("mixer", True, False, True), ("llama_ablated", True, True, True), ("llama_ablated", True, False, True)]
+def _report(out):
     report = json.loads((out / "ablation.json").read_text())
-    diverged = {(r["family"], r["ablation"]): r["diverged_at"] for r in report["rows"]}
-    assert diverged[("llama", "no_residual")] == 100 and diverged[("mixer", "none")] is None
-    assert report["loss_histories"]["mixer"]["no_residual"][-1] == [100, None]  # NaN written as null
-    assert (out / "ablation.png").stat().st_size > 0 and "| mixer | no_residual |" in (out / "ablation.md").read_text()
+    assert (out / "ablation.png").stat().st_size > 0
+    return report, {(r["family"], r["ablation"]): r for r in report["rows"]}
+
+
+def test_ablate_command_on_real_data(tmp_path, tiny_data_config, tiny_prepared):
+    """Every variant trains through the real train() for the same budget; healthy runs report a final loss."""
+    out = tmp_path / "ablate"
+    ablations = ["none", "no_residual"]
+    assert main(["ablate", _ablate_config(tmp_path, tiny_data_config), "--ablations", *ablations, "--out", str(out)]) == 0
+    report, rows = _report(out)
+    assert list(rows) == [(f, a) for f in ("mixer", "llama") for a in ablations]
+    baseline = tiny_prepared.stats["unigram_baseline"]
+    for (family, ablation), row in rows.items():
+        assert row["steps"] == 20 and row["diverged_at"] is None, row
+        assert row["final_loss"] < math.log(1024) and row["eval_loss"] < baseline + 1.0, row  # it learned something
+        assert (out / family / ablation / "model.safetensors").is_file()
+        assert [s for s, _ in report["loss_histories"][family][ablation]] == [4, 8, 12, 16, 20]
+    assert rows[("llama", "none")]["config"]["family"] == "llama_ablated" and not rows[("mixer", "no_residual")]["config"]["use_residual"]
+    table = (out / "ablation.md").read_text()
+    assert all(f"| {f} | {a} |" in table for f, a in rows)
+
+
+def test_ablate_command_records_a_real_divergence_and_goes_on(tmp_path, tiny_data_config, tiny_prepared, capsys):
+    """A learning rate of 10 without clipping sends the loss to NaN: the run stops, the sweep does not."""
+    out = tmp_path / "ablate"
+    config = _ablate_config(tmp_path, tiny_data_config, learning_rate=10.0, max_grad_norm=0.0)
+    assert main(["ablate", config, "--families", "llama", "mixer", "--ablations", "no_layer_norm", "--out", str(out)]) == 0
+    report, rows = _report(out)
+    diverged = rows[("llama", "no_layer_norm")]
+    assert diverged["diverged_at"] is not None and 0 < diverged["diverged_at"] <= 20 and diverged["final_loss"] is None
+    assert report["loss_histories"]["llama"]["no_layer_norm"][-1] == [diverged["diverged_at"], None]  # NaN written as null
+    model, _ = build_model(_spec("llama_ablated", layers=1, seq_len=64, use_layer_norm=False), len(tiny_prepared.tokenizer))
+    assert diverged["parameters"] == count_parameters(model).total  # counted though training failed
+    assert ("mixer", "no_layer_norm") in rows  # the sweep went on after the failure
+    assert "loss is nan" in capsys.readouterr().out

@@ -8,7 +8,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from masked_mixers.cli import main
-from masked_mixers.config import ModelSpec
+from masked_mixers.config import ModelSpec, RunConfig, save_yaml
 from masked_mixers.factory import build_model
 from masked_mixers.probes.representation import (
     InversionSettings,
@@ -148,3 +148,31 @@ def test_represent_command_names_a_bad_ids_file(tmp_path, capsys):
     bad.write_text('{"not": "a list"}')
     assert main(["represent", _yaml(tmp_path, "mixer"), "--ids", str(bad), "--steps", "1", "--out", str(tmp_path)]) == 2
     assert str(bad) in capsys.readouterr().err
+
+
+def test_represent_on_a_saved_model_dir_with_text_and_data(tmp_path, tiny_data_config, tiny_prepared):
+    """--text takes the tokenizer saved beside the model; --data takes a run config's prepared eval split."""
+    torch.manual_seed(1)  # represent seeds 0 for untrained:DIR; other weights make the two models differ
+    tokenizer = tiny_prepared.tokenizer
+    model, _ = build_model(ModelSpec(family="mixer", hidden_size=32, num_hidden_layers=1, seq_len=16), len(tokenizer))
+    saved = tmp_path / "mixer"
+    model.save_pretrained(saved)
+    tokenizer.save_pretrained(saved)
+    out = tmp_path / "text"
+    argv = ["represent", str(saved), f"untrained:{saved}", "--text", str(STORIES), "--num-texts", "2", "--steps", "150", "--out", str(out)]
+    assert main(argv) == 0
+    report = json.loads((out / "represent.json").read_text())
+    assert report["inputs"] == {"text": str(STORIES), "tokenizer": str(saved), "num_texts": 2, "seq_len": 16, "num_tokens": 32}
+    assert [(m["label"], m["trained"]) for m in report["models"]] == [("mixer (trained)", True), ("mixer (untrained)", False)]
+    assert report["models"][0]["results"][0]["hamming"] <= 0.1  # the saved weights, the real story tokens: recovered
+    run = RunConfig(model=ModelSpec(family="mixer", hidden_size=32, num_hidden_layers=1, seq_len=64), data=tiny_data_config)
+    save_yaml(run, tmp_path / "run.yaml")
+    assert main(["represent", str(tmp_path / "run.yaml"), "--data", str(tmp_path / "run.yaml"), "--num-texts", "3", "--steps", "2", "--out", str(out)]) == 0
+    inputs = json.loads((out / "represent.json").read_text())["inputs"]
+    eval_tokens = sum(sum(mask) for mask in tiny_prepared.eval.select(range(3))["attention_mask"])
+    assert inputs["num_texts"] == 3 and inputs["seq_len"] == 64 and inputs["num_tokens"] == eval_tokens
+
+
+def test_represent_text_needs_a_tokenizer(tmp_path, capsys):
+    assert main(["represent", _yaml(tmp_path, "mixer"), "--text", str(STORIES), "--steps", "1", "--out", str(tmp_path)]) == 2
+    assert "--tokenizer" in capsys.readouterr().err

@@ -2,9 +2,10 @@
 
 For each family (mixer, llama) the run config's model is trained unablated and with one part
 removed at a time, every variant for the same budget (the config's train section) on the same
-prepared data. A run diverged if its training loss became NaN/inf or stayed above --rise-factor
-times its running minimum for --patience logged points; the table reports that step, or the final
-loss. Llama variants are built from transformers' own Llama modules (family "llama_ablated").
+prepared data. A run diverged if its training loss became NaN/inf (training stops there and the
+sweep goes on to the next variant) or stayed above --rise-factor times its running minimum for
+--patience logged points; the table reports that step, or the final loss. Llama variants are
+built from transformers' own Llama modules (family "llama_ablated").
 
 Writes into --out: one training directory per variant, ablation.md, ablation.json, ablation.png.
 
@@ -18,8 +19,8 @@ import json
 import math
 from pathlib import Path
 
-from ..config import atomic_write_text, load_run_config, to_dict
-from ..factory import count_parameters
+from ..config import RunConfig, atomic_write_text, load_run_config, to_dict
+from ..factory import build_model, count_parameters
 from ..probes.ablation import ABLATABLE_FAMILIES, ABLATIONS, ablation_runs, loss_points, markdown_table, summarize_run
 
 
@@ -46,9 +47,28 @@ def write_report(rows: list[dict], histories: dict, out: Path) -> None:
     plot_loss_histories(histories, out / "ablation.png", marks)
 
 
+def train_variant(variant: RunConfig, prepared) -> tuple[list[dict], dict, int]:
+    """(loss history, eval metrics, parameter count) of one variant.
+
+    A NaN/inf loss stops that run (train.on_nonfinite "stop"); its history is what metrics.jsonl
+    logged up to then, plus a NaN point at the step that failed, so the sweep records it and goes on.
+    """
+    from ..trainer import NonFiniteLoss
+    from ..training import METRICS_FILE, train
+
+    try:
+        result = train(variant, prepared)
+    except NonFiniteLoss as err:
+        print(f"  {err}")
+        metrics = Path(variant.train.output_dir) / METRICS_FILE
+        history = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.is_file() else []
+        model, _ = build_model(variant.model, len(prepared.tokenizer))
+        return history + [dict(step=err.step, loss=math.nan)], {}, count_parameters(model).total
+    return result.history, result.eval_metrics, count_parameters(result.model).total
+
+
 def run(args) -> int:
     from ..data import prepare_data
-    from ..training import train
 
     run_config = load_run_config(args.config, args.overrides)
     out = Path(args.out)
@@ -57,13 +77,10 @@ def run(args) -> int:
     rows, histories = [], {}
     for i, (family, ablation, variant) in enumerate(variants, 1):
         print(f"[{i}/{len(variants)}] {family} {ablation}: training into {variant.train.output_dir}")
-        result = train(variant, prepared)
-        row = summarize_run(
-            family, ablation, result.history, result.eval_metrics, count_parameters(result.model).total,
-            rise_factor=args.rise_factor, patience=args.patience,
-        )  # fmt: skip
+        history, eval_metrics, parameters = train_variant(variant, prepared)
+        row = summarize_run(family, ablation, history, eval_metrics, parameters, rise_factor=args.rise_factor, patience=args.patience)
         rows.append(dict(row, config=to_dict(variant.model)))
-        histories.setdefault(family, {})[ablation] = loss_points(result.history)
+        histories.setdefault(family, {})[ablation] = loss_points(history)
         write_report(rows, histories, out)  # after every variant, so a long sweep can be watched or resumed by hand
     print(markdown_table(rows), end="")
     print(f"wrote {out / 'ablation.md'}, {out / 'ablation.json'} and {out / 'ablation.png'}")

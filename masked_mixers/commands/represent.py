@@ -141,7 +141,7 @@ def load_inputs(args, seq_len: int) -> tuple[torch.Tensor, torch.Tensor, dict, i
     if args.data:
         run = load_run_config(args.data, args.overrides)
         prepared = prepare_data(run.data, seq_len)
-        examples = prepared.eval.select(range(min(args.num_texts, len(prepared.eval)))).with_format("torch")
+        examples = prepared.eval.select(range(min(args.num_texts, len(prepared.eval)))).with_format("torch")[:]  # columns as (n, L) tensors
         return examples["input_ids"], examples["attention_mask"], dict(data=args.data), len(prepared.tokenizer)
     tokenizer_spec = args.tokenizer or _first_model_dir(args.models)
     if tokenizer_spec is None:

@@ -58,7 +58,8 @@ def ablation_runs(run: RunConfig, families: Sequence[str], ablations: Sequence[s
     """(family, ablation, run config) for every variant: `run` with the family and switches replaced.
 
     Every variant keeps the run's sizes, data and training budget; each trains into its own
-    out_dir/family/ablation directory.
+    out_dir/family/ablation directory. A NaN/inf loss stops a variant (train.on_nonfinite "stop"):
+    "skip" would zero those steps and hide the divergence this sweep is looking for.
     """
     variants = []
     for family in families:
@@ -73,6 +74,7 @@ def ablation_runs(run: RunConfig, families: Sequence[str], ablations: Sequence[s
             for switch in ("use_layer_norm", "use_residual", "use_feed_forward"):
                 setattr(variant.model, switch, ABLATIONS[ablation].get(switch, True))
             variant.train.output_dir = str(Path(out_dir) / family / ablation)
+            variant.train.on_nonfinite = "stop"
             variants.append((family, ablation, variant))
     return variants
 
