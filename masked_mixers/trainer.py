@@ -91,14 +91,7 @@ class RobustTrainer(Trainer):
             step = self.state.global_step + 1
             if self.on_nonfinite == "stop":
                 last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
-<<<<<<< HEAD
-                raise NonFiniteLoss(f"step {step}: loss is {loss.item()}; last good checkpoint: {last or 'none'}")
+                raise NonFiniteLoss(f"step {step}: loss is {loss.item()}; last good checkpoint: {last or 'none'}", step)
             self.drop_update = True
             self.log({"skipped_step": step})
-=======
-                raise NonFiniteLoss(f"step {step}: loss is {loss.item()}; last good checkpoint: {last or 'none'}", step)
-            self.skipped_steps.append(step)
-            model.zero_grad(set_to_none=True)  # the optimizer skips parameters without gradients
-            return torch.zeros_like(loss)
->>>>>>> ablate
         return loss
