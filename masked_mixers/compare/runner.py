@@ -2,7 +2,8 @@
 
 Data is prepared once per distinct seq_len and shared; each model trains through
 `masked_mixers.training.train` (HF Trainer) into OUTPUT_DIR/models/<label>, is evaluated on the
-same held-out examples, and generates text for the same prompts.
+same held-out examples, and generates text for the same prompts. With `retrieval.enabled`, the
+trained models are then benchmarked as text embedders (compare/retrieval.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..factory import FAMILIES
 from .matching import match_models, measure_training_memory
 from .plots import eval_curve, plot_curves
 from .report import environment, write_report
+from .retrieval import check_retrieval, run_retrieval
 from .samples import generate_samples
 
 SIZE_MATCHING = ("identical", "memory")
@@ -42,6 +44,7 @@ def _check(config: CompareConfig) -> None:
             raise UserError(f"per_family: key {key!r} names no family ({', '.join(FAMILIES)}) and no model label")
     if config.train.max_steps <= 0 and not config.train.max_seconds:
         raise UserError("train: set a budget, max_steps > 0 or max_seconds")
+    check_retrieval(config)
 
 
 def _unique_labels(models: list[ModelSpec]) -> None:
@@ -142,7 +145,9 @@ def run_compare(config: CompareConfig, output_dir: str | Path, prepare: Callable
         samples = generate_samples(result.model, prepared[spec.seq_len].tokenizer, spec.seq_len, config.report, config.data.add_bos)
         rows.append(_row(spec, train_cfg, result, wall, samples))
     plot_curves({r["label"]: r["eval_curve"] for r in rows}, out)
+    # retrieval task: the trained models as embedders on held-out pairs (compare/retrieval.py)
+    retrieval = run_retrieval(config, {r["label"]: r["output_dir"] for r in rows}, out, progress) if config.retrieval.enabled else None
     flags = _precision(config.train.precision)
     dtype = "bf16 autocast" if flags.get("bf16") else "fp16 autocast" if flags.get("fp16") else "fp32"
-    report = write_report(out, config, rows, matches, environment(dtype))
+    report = write_report(out, config, rows, matches, environment(dtype), retrieval)
     return CompareResult(out, report, rows)
