@@ -54,11 +54,13 @@ def test_compare_with_retrieval_writes_tables_plot_and_results(tmp_path):
     section = report[report.index("## Retrieval") : report.index("## Samples")]
     for title in ("### top-1 accuracy", "### top-10 accuracy", "### mean reciprocal rank", "![top-1 accuracy vs candidates](retrieval.png)"):
         assert title in section, title
-    header = f"| candidates | chance top-1 | bm25 | {labels[0]} cosine | {labels[0]} direct | {labels[0]} infonce |"
+    header = f"| candidates | chance | bm25 | {labels[0]} cosine | {labels[0]} direct | {labels[0]} infonce |"
     assert header in section
     bm25_32 = retrieval["bm25"][1]["top1"]
     top1 = section[section.index("### top-1") : section.index("### top-10")]
     assert f"| 32 | 0.031 | {bm25_32:.3f} |" in top1  # the report prints the numbers of results.json
+    mrr = section[section.index("### mean reciprocal rank") :]
+    assert f"| 8 | {sum(1 / k for k in range(1, 9)) / 8:.3f} |" in mrr  # chance MRR of 8 candidates
 
 
 def test_heldout_documents_skip_what_the_models_trained_on():

@@ -149,11 +149,16 @@ def format_table(result: dict, metric: str = "top1") -> str:
     return "\n".join(lines)
 
 
+def chance_level(metric: str, n: int) -> float:
+    """The expected `metric` of a random ranking of n candidates."""
+    return {"top1": 1 / n, "top10": min(10, n) / n, "mrr": sum(1 / k for k in range(1, n + 1)) / n}[metric]
+
+
 def markdown_table(result: dict, metric: str = "top1") -> str:
     """The same table as `format_table`, in Markdown, with the chance level of each row."""
     labels, rows = _grid(result, metric)
-    lines = ["| candidates | chance top-1 | " + " | ".join(labels) + " |", "|---" * (len(labels) + 2) + "|"]
-    lines += [f"| {n} | {1 / n:.3f} | " + " | ".join(cells) + " |" for n, cells in rows]
+    lines = ["| candidates | chance | " + " | ".join(labels) + " |", "|---" * (len(labels) + 2) + "|"]
+    lines += [f"| {n} | {chance_level(metric, n):.3f} | " + " | ".join(cells) + " |" for n, cells in rows]
     return "\n".join(lines)
 
 
