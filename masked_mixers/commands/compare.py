@@ -8,6 +8,9 @@ Examples:
 The config lists `models` (any number, any mix of families, d_model and seq_len) beside shared
 `data` and `train` sections; see configs/compare-*.yaml. The output directory receives
 report.md, results.json, eval_loss_vs_time.png, eval_loss_vs_tokens.png and models/<label>/.
+With `retrieval: {enabled: true}` (configs/compare-retrieval-*.yaml) the trained models are also
+benchmarked as text embedders on held-out pairs beside BM25: retrieval.png, retrieval-pairs/ and
+a Retrieval section in the report (docs/retrieval.md).
 """
 
 from __future__ import annotations

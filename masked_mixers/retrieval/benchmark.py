@@ -169,7 +169,7 @@ def plot_benchmark(result: dict, path: str | Path, metric: str = "top1") -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     for label, rows in _series(result):
         xs, ys = [r["candidates"] for r in rows], [r[metric] for r in rows]
         style = "--" if label == "bm25" else ":" if label.endswith("direct") else "-"
@@ -181,7 +181,7 @@ def plot_benchmark(result: dict, path: str | Path, metric: str = "top1") -> None
     ax.set_ylabel(metric)
     ax.set_ylim(0, 1)
     ax.set_title(f"retrieval on {result['num_test']} test pairs")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: curves span the whole axis
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
