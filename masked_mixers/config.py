@@ -199,6 +199,42 @@ class ReportConfig:
 
 
 @dataclass
+class RetrievalTaskConfig:
+    """The retrieval task of a comparison (see masked_mixers/compare/retrieval.py and docs/retrieval.md).
+
+    When enabled, every model of the comparison, once trained as a language model, is benchmarked
+    on (query, passage) pairs built from held-out documents, with BM25 on the same pairs.
+    source: null builds pairs from the comparison's held-out documents: data.eval_source when set,
+      else the documents of data.source after the first data.max_documents (those trained on).
+    kind: "sentence" or "keywords" (see masked_mixers.retrieval.pairs); num_documents: documents
+      read for pairs; test_fraction / max_test: the deterministic split (seeded by `seed`).
+    candidates: numbers of candidate passages; null means 32, 64, ... up to the test pairs.
+    methods: any of "cosine", "direct", "infonce" (see masked_mixers.retrieval.benchmark).
+    """
+
+    enabled: bool = False
+    source: str | list[str] | None = None
+    kind: str = "sentence"
+    num_documents: int = 1000
+    test_fraction: float = 0.5
+    max_test: int | None = None
+    min_query_words: int = 5
+    num_keywords: int = 3
+    candidates: list[int] | None = None
+    methods: list[str] = field(default_factory=lambda: ["cosine", "infonce"])
+    position: str = "second-to-last"
+    batch_size: int = 32
+    direct_candidates: list[int] = field(default_factory=lambda: [32])
+    direct_epochs: int = 20
+    direct_layers: int = 4
+    infonce_steps: int = 200
+    infonce_batch_size: int = 32
+    infonce_learning_rate: float = 1e-4
+    temperature: float = 0.05
+    seed: int = 0
+
+
+@dataclass
 class CompareConfig:
     """Several models trained on the same tokens for the same budget (train.max_steps / max_seconds).
 
@@ -217,6 +253,7 @@ class CompareConfig:
     size_matching: str = "identical"
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    retrieval: RetrievalTaskConfig = field(default_factory=RetrievalTaskConfig)
 
 
 # --- loading and checking -------------------------------------------------------------------

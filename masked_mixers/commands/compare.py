@@ -12,6 +12,9 @@ models are compared by next-token loss and text samples, autoencoders (mixer_aut
 llama_autoencoder) by reconstruction loss, token accuracy, exact match and reconstructions; one
 config holds one task. The output directory receives
 report.md, results.json, eval_loss_vs_time.png, eval_loss_vs_tokens.png and models/<label>/.
+With `retrieval: {enabled: true}` (configs/compare-retrieval-*.yaml) the trained models are also
+benchmarked as text embedders on held-out pairs beside BM25: retrieval.png, retrieval-pairs/ and
+a Retrieval section in the report (docs/retrieval.md).
 """
 
 from __future__ import annotations

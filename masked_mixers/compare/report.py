@@ -15,6 +15,7 @@ import yaml
 from ..config import CompareConfig, atomic_write_text, to_dict
 from ..tasks import AUTOENCODE, CAUSAL_LM
 from .plots import PLOTS
+from .retrieval import render_retrieval
 
 # results.json row key -> report table column, and how to print it; one table per task
 _RUN = {"label": ("model", "{}"), "steps": ("steps", "{:,}"), "parameters": ("parameters", "{:,}"), "train_loss": ("train loss", "{:.4f}")}
@@ -141,6 +142,7 @@ def render_markdown(results: dict) -> str:
         "![eval loss vs time](eval_loss_vs_time.png) ![eval loss vs tokens](eval_loss_vs_tokens.png)",
         "",
         _matching(results["matches"]),
+        render_retrieval(results.get("retrieval")),
         _reconstructions(results["models"]) if task == AUTOENCODE else _samples(results["models"]),
         "## Environment",
         "",
@@ -156,8 +158,13 @@ def render_markdown(results: dict) -> str:
     return "\n".join(parts)
 
 
-def write_report(output_dir: Path, config: CompareConfig, task: str, rows: list[dict], matches: list[dict], env: dict) -> Path:
-    """Write results.json and report.md (each atomically) and return the report's path."""
+def write_report(
+    output_dir: Path, config: CompareConfig, task: str, rows: list[dict], matches: list[dict], env: dict, retrieval: dict | None = None
+) -> Path:
+    """Write results.json and report.md (each atomically) and return the report's path.
+
+    retrieval: the retrieval task's results (compare/retrieval.py), kept under "retrieval" when given.
+    """
     results = {
         "task": task,
         "environment": env,
@@ -168,6 +175,8 @@ def write_report(output_dir: Path, config: CompareConfig, task: str, rows: list[
         "plots": list(PLOTS),
         "config": to_dict(config),
     }
+    if retrieval:
+        results["retrieval"] = retrieval
     atomic_write_text(output_dir / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(output_dir / "report.md", render_markdown(results))
     return output_dir / "report.md"

@@ -4,7 +4,8 @@ Data is prepared once per distinct seq_len and shared; each model trains through
 `masked_mixers.training.train` (HF Trainer) into OUTPUT_DIR/models/<label>, is evaluated on the
 same held-out examples for the comparison's task (tasks.py: one task per comparison, set by the
 families), and generates text for the same prompts (language models) or rebuilds the same
-held-out examples (autoencoders).
+held-out examples (autoencoders). With `retrieval.enabled`, the
+trained language models are then benchmarked as text embedders (compare/retrieval.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..tasks import AUTOENCODE
 from .matching import match_models, measure_training_memory
 from .plots import eval_curve, plot_curves
 from .report import environment, write_report
+from .retrieval import check_retrieval, run_retrieval
 from .samples import generate_samples, reconstruction_samples
 
 SIZE_MATCHING = ("identical", "memory")
@@ -58,7 +60,9 @@ def _check(config: CompareConfig) -> str:
             raise UserError(f"per_family: key {key!r} names no family ({', '.join(FAMILIES)}) and no model label")
     if config.train.max_steps <= 0 and not config.train.max_seconds:
         raise UserError("train: set a budget, max_steps > 0 or max_seconds")
-    return _task(config.models)
+    task = _task(config.models)
+    check_retrieval(config, task)
+    return task
 
 
 def _unique_labels(models: list[ModelSpec]) -> None:
@@ -168,7 +172,9 @@ def run_compare(config: CompareConfig, output_dir: str | Path, prepare: Callable
         examples = _examples(task, result, prepared[spec.seq_len], spec, config)
         rows.append(_row(spec, train_cfg, result, wall, examples))
     plot_curves({r["label"]: r["eval_curve"] for r in rows}, out, task)
+    # retrieval task: the trained models as embedders on held-out pairs (compare/retrieval.py)
+    retrieval = run_retrieval(config, {r["label"]: r["output_dir"] for r in rows}, out, progress) if config.retrieval.enabled else None
     flags = _precision(config.train.precision)
     dtype = "bf16 autocast" if flags.get("bf16") else "fp16 autocast" if flags.get("fp16") else "fp32"
-    report = write_report(out, config, task, rows, matches, environment(dtype))
+    report = write_report(out, config, task, rows, matches, environment(dtype), retrieval)
     return CompareResult(out, report, rows)

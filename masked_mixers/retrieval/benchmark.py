@@ -1,4 +1,4 @@
-"""Retrieval benchmark: the same pipeline on a mixer and a transformer, BM25 alongside.
+"""Retrieval benchmark: the same pipeline on several language models, BM25 alongside.
 
 For each language model, on the same pairs and the same sampled candidates:
 
@@ -86,16 +86,16 @@ def benchmark_model(
     return result
 
 
-def retrieval_benchmark(
-    mixer_dir: str | Path,
-    transformer_dir: str | Path,
+def benchmark_models(
+    model_dirs: dict[str, str | Path],
     pairs: PairSplits | str | Path,
     candidates: list[int] | None = None,
     seed: int = 0,
     **options,
 ) -> dict:
-    """Accuracy against the number of candidates for a mixer, a transformer and BM25.
+    """Accuracy against the number of candidates for every model of `model_dirs` and BM25.
 
+    model_dirs: label -> language model directory (any number, any causal LM family).
     pairs: PairSplits or a directory written by the `pairs` command. candidates: numbers of
     candidate passages (default 32, 64, ... up to the test pairs, at most 8192). options: as
     `benchmark_model` (methods, position, direct_candidates, infonce_steps, ...).
@@ -111,11 +111,13 @@ def retrieval_benchmark(
         "candidates": counts,
         "seed": seed,
         "bm25": metrics_vs_candidates(lexical, counts, seed),
-        "models": {
-            "mixer": benchmark_model(mixer_dir, splits, counts, seed=seed, **options),
-            "transformer": benchmark_model(transformer_dir, splits, counts, seed=seed, **options),
-        },
+        "models": {label: benchmark_model(path, splits, counts, seed=seed, **options) for label, path in model_dirs.items()},
     }
+
+
+def retrieval_benchmark(mixer_dir: str | Path, transformer_dir: str | Path, pairs: PairSplits | str | Path, **kwargs) -> dict:
+    """`benchmark_models` on one masked mixer ("mixer") and one transformer ("transformer")."""
+    return benchmark_models({"mixer": mixer_dir, "transformer": transformer_dir}, pairs, **kwargs)
 
 
 def _series(result: dict):
@@ -127,18 +129,36 @@ def _series(result: dict):
                 yield f"{name} {method}", model[method]
 
 
-def format_table(result: dict, metric: str = "top1") -> str:
-    """A plain-text table: one row per number of candidates, one column per model and method."""
+def _grid(result: dict, metric: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Column labels and, per number of candidates, the `metric` of every model and method."""
     series = list(_series(result))
     counts = sorted({row["candidates"] for _, rows in series for row in rows})
-    width = max(12, *(len(label) + 2 for label, _ in series))
-    lines = [f"{metric} by number of candidates".ljust(28) + "".join(label.rjust(width) for label, _ in series)]
+    rows = []
     for n in counts:
-        cells = []
-        for _, rows in series:
-            value = next((r[metric] for r in rows if r["candidates"] == n), None)
-            cells.append(("-" if value is None else f"{value:.3f}").rjust(width))
-        lines.append(f"{n:<28d}" + "".join(cells))
+        values = [next((r[metric] for r in rows_ if r["candidates"] == n), None) for _, rows_ in series]
+        rows.append((n, ["-" if v is None else f"{v:.3f}" for v in values]))
+    return [label for label, _ in series], rows
+
+
+def format_table(result: dict, metric: str = "top1") -> str:
+    """A plain-text table: one row per number of candidates, one column per model and method."""
+    labels, rows = _grid(result, metric)
+    width = max(12, *(len(label) + 2 for label in labels))
+    lines = [f"{metric} by number of candidates".ljust(28) + "".join(label.rjust(width) for label in labels)]
+    lines += [f"{n:<28d}" + "".join(cell.rjust(width) for cell in cells) for n, cells in rows]
+    return "\n".join(lines)
+
+
+def chance_level(metric: str, n: int) -> float:
+    """The expected `metric` of a random ranking of n candidates."""
+    return {"top1": 1 / n, "top10": min(10, n) / n, "mrr": sum(1 / k for k in range(1, n + 1)) / n}[metric]
+
+
+def markdown_table(result: dict, metric: str = "top1") -> str:
+    """The same table as `format_table`, in Markdown, with the chance level of each row."""
+    labels, rows = _grid(result, metric)
+    lines = ["| candidates | chance | " + " | ".join(labels) + " |", "|---" * (len(labels) + 2) + "|"]
+    lines += [f"| {n} | {chance_level(metric, n):.3f} | " + " | ".join(cells) + " |" for n, cells in rows]
     return "\n".join(lines)
 
 
@@ -149,7 +169,7 @@ def plot_benchmark(result: dict, path: str | Path, metric: str = "top1") -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     for label, rows in _series(result):
         xs, ys = [r["candidates"] for r in rows], [r[metric] for r in rows]
         style = "--" if label == "bm25" else ":" if label.endswith("direct") else "-"
@@ -161,7 +181,7 @@ def plot_benchmark(result: dict, path: str | Path, metric: str = "top1") -> None
     ax.set_ylabel(metric)
     ax.set_ylim(0, 1)
     ax.set_title(f"retrieval on {result['num_test']} test pairs")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: curves span the whole axis
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

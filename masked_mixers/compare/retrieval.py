@@ -1,0 +1,128 @@
+"""The retrieval task of `compare`: every trained language model as a text embedder, side by side.
+
+Once compare has trained its models as causal language models, `run_retrieval` builds
+(query, passage) pairs from documents none of them trained on (`heldout_documents`), splits them
+with a seed, and runs `retrieval.benchmark_models` on every model's saved directory, with BM25
+on the same pairs and the same sampled candidates. The pairs are saved beside the report
+(retrieval-pairs/, readable by `masked-mixers retrieve --pairs`), the top-1 curve goes to
+retrieval.png, the tables to report.md (`render_retrieval`) and every number to results.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..config import CompareConfig
+from ..errors import UserError
+from ..tasks import CAUSAL_LM
+from ..retrieval.benchmark import METHODS, benchmark_models, markdown_table, plot_benchmark
+from ..retrieval.corpus import load_documents
+from ..retrieval.embedding import POSITIONS
+from ..retrieval.pairs import PAIR_KINDS, build_pairs, save_splits, split_pairs
+
+PLOT = "retrieval.png"
+PAIRS_DIR = "retrieval-pairs"
+METRICS = {"top1": "top-1 accuracy", "top10": "top-10 accuracy", "mrr": "mean reciprocal rank"}
+
+
+def check_retrieval(config: CompareConfig, model_task: str = CAUSAL_LM) -> None:
+    """Reject a bad `retrieval` section before any model trains."""
+    task, data = config.retrieval, config.data
+    if not task.enabled:
+        return
+    if model_task != CAUSAL_LM:
+        raise UserError(f"retrieval.enabled: retrieval embeds text with language models, but these models' task is {model_task}")
+    if task.kind not in PAIR_KINDS:
+        raise UserError(f"retrieval.kind: unknown value {task.kind!r} (choose from {', '.join(PAIR_KINDS)})")
+    unknown = [m for m in task.methods if m not in METHODS]
+    if unknown or not task.methods:
+        raise UserError(f"retrieval.methods: {unknown or 'empty list'} (choose from {', '.join(METHODS)})")
+    if task.position not in POSITIONS:
+        raise UserError(f"retrieval.position: unknown value {task.position!r} (choose from {', '.join(POSITIONS)})")
+    if any(n < 2 for n in [*(task.candidates or []), *task.direct_candidates]):
+        raise UserError("retrieval.candidates / direct_candidates: every number of candidates must be at least 2")
+    if task.num_documents < 2:
+        raise UserError(f"retrieval.num_documents: need at least 2, got {task.num_documents}")
+    if task.source is None and data.eval_source is None and data.max_documents is None:
+        raise UserError(
+            "retrieval.source: unset, and the models train on all of data.source; give retrieval.source, "
+            "data.eval_source or data.max_documents so that pairs come from held-out documents"
+        )
+
+
+def heldout_documents(config: CompareConfig) -> tuple[list[str], dict]:
+    """Documents for pairs, and where they came from (source, split, index of the first).
+
+    retrieval.source when given; else data.eval_source (never trained on); else the documents of
+    data.source after the first data.max_documents, the ones the models trained on.
+    """
+    task, data = config.retrieval, config.data
+    if task.source is not None:
+        source, split, first = task.source, data.split, 0
+    elif data.eval_source is not None:
+        source, split, first = data.eval_source, data.eval_split, 0
+    else:
+        source, split, first = data.source, data.split, data.max_documents
+    documents = load_documents(source, split=split, text_field=data.text_field, lowercase=data.lowercase, max_documents=first + task.num_documents)
+    documents = documents[first:]
+    if len(documents) < 2:
+        raise UserError(f"retrieval: {source} has {len(documents)} documents after the first {first} (those the models trained on); pairs need more")
+    return documents, {"source": source, "split": split, "first_document": first, "num_documents": len(documents)}
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_retrieval(config: CompareConfig, model_dirs: dict[str, str], output_dir: Path, progress: bool = True) -> dict:
+    """Pairs from held-out documents, then every model of `model_dirs` (label -> directory) and BM25."""
+    task = config.retrieval
+    documents, origin = heldout_documents(config)
+    options = {"min_query_words": task.min_query_words} if task.kind == "sentence" else {"num_keywords": task.num_keywords}
+    pairs = build_pairs(documents, task.kind, seed=task.seed, **options)
+    if len(pairs) < 4:
+        raise UserError(f"retrieval: only {len(pairs)} {task.kind} pairs from {len(documents)} documents; raise retrieval.num_documents")
+    splits = split_pairs(pairs, task.test_fraction, task.seed, task.max_test)
+    save_splits(output_dir / PAIRS_DIR, splits)
+    print(f"[compare] retrieval: {len(splits.train)} train / {len(splits.test)} test {task.kind} pairs, {len(model_dirs)} models + BM25", flush=True)
+    result = benchmark_models(
+        model_dirs, splits, candidates=task.candidates, seed=task.seed, methods=tuple(task.methods), position=task.position,
+        batch_size=task.batch_size, direct_candidates=tuple(task.direct_candidates), direct_epochs=task.direct_epochs,
+        direct_layers=task.direct_layers, infonce_steps=task.infonce_steps, infonce_batch_size=task.infonce_batch_size,
+        infonce_learning_rate=task.infonce_learning_rate, temperature=task.temperature, device=_device(), progress=progress,
+    )
+    plot_benchmark(result, output_dir / PLOT)
+    return {"pairs": {**origin, "kind": task.kind, "num_pairs": len(pairs), "saved_to": PAIRS_DIR}, **result, "plot": PLOT}
+
+
+def _infonce_losses(retrieval: dict) -> list[str]:
+    return [
+        f"- {label}: InfoNCE training loss {m['infonce_loss']['first']:.3f} -> {m['infonce_loss']['last']:.3f}"
+        for label, m in retrieval["models"].items()
+        if "infonce_loss" in m
+    ]
+
+
+def render_retrieval(retrieval: dict | None) -> str:
+    """The report's retrieval section (empty when the task was off)."""
+    if not retrieval:
+        return ""
+    p = retrieval["pairs"]
+    last = p["first_document"] + p["num_documents"] - 1
+    lines = [
+        "## Retrieval",
+        "",
+        f"{p['num_pairs']} {p['kind']} pairs from held-out documents {p['first_document']}..{last} of {p['source']} "
+        f"({retrieval['num_train']} train, {retrieval['num_test']} test; seed {retrieval['seed']}; saved in {p['saved_to']}/). "
+        "Each test query ranks its own passage among n candidates (itself and n - 1 other test passages, the same draw "
+        "for every column). cosine: the language model's embedding as trained; infonce: after InfoNCE fine-tuning on the "
+        "train pairs; direct: the paper's retrieval mixer on frozen embeddings, at its own n; bm25: lexical baseline.",
+    ]
+    if p["kind"] == "keywords":
+        lines += ["", "Keyword pairs: the positive is the one passage certain to lack the query's words, so BM25 falls below chance."]
+    for metric, title in METRICS.items():
+        lines += ["", f"### {title}", "", markdown_table(retrieval, metric)]
+    lines += ["", *_infonce_losses(retrieval), "", f"![{METRICS['top1']} vs candidates]({retrieval['plot']})", ""]
+    return "\n".join(lines) + "\n"
