@@ -104,3 +104,26 @@ def test_compare_memory_mode_resizes_and_reports_the_match(tmp_path):
     assert match["reference"] == "llama-d32-n2-L32" and match["relative_gap"] <= 0.15
     assert results["models"][0]["hidden_size"] == match["hidden_size"] != 32
     assert "Size matching" in (tmp_path / "report.md").read_text()
+
+
+def test_every_language_model_family_trains_and_compares_on_real_data(tmp_path, tiny_data_config):
+    """Issue 8's models (and the other LM families) go through train + compare like the mixer."""
+    from masked_mixers.data import prepare_data
+
+    small = dict(hidden_size=32, num_hidden_layers=2, seq_len=64, num_heads=2)
+    families = ["linear_mixer", "transfixer", "bidirectional_mixer", "bidirectional_llama", "llama_ablated"]
+    config = from_dict(
+        CompareConfig,
+        {
+            "models": [{"family": f, **small} for f in families] + [{"family": "mixer", "mixer_type": t, **small} for t in ("expanded", "multihead")],
+            "train": {"max_steps": 3, "batch_size": 4, "warmup_steps": 0, "eval_steps": 0, "max_eval_batches": 2, "save_steps": 0, "logging_steps": 1},
+            "report": {"prompts": ["once upon a time"], "max_new_tokens": 4},
+        },
+    )
+    config.models[4].use_layer_norm = False  # an ablated Llama
+    result = run_compare(config, tmp_path, prepare=lambda data, seq_len: prepare_data(tiny_data_config, seq_len, progress=False), progress=False)
+    rows = {r["label"]: r for r in json.loads((tmp_path / "results.json").read_text())["models"]}
+    assert len(rows) == len(config.models) == len(result.rows)
+    for label, row in rows.items():
+        assert math.isfinite(row["eval_loss"]) and 0 < row["eval_loss"] < 10, (label, row["eval_loss"])
+        assert bool(row["samples"]) == (not label.startswith("bidirectional")), label

@@ -111,6 +111,8 @@ def _samples(rows: list[dict]) -> str:
         lines.append("")
         for s in row["samples"]:
             lines += [f"- **{s['prompt']}** | greedy: {s['greedy']!r}", f"  | sample: {s['sample']!r}"]
+        if not row["samples"]:
+            lines.append("- (none: a bidirectional model reads the tokens after each prediction, so it cannot continue a prompt)")
         lines.append("")
     return "\n".join(lines)
 

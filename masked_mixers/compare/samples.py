@@ -18,7 +18,13 @@ def _prompt_ids(tokenizer, prompt: str, seq_len: int, add_bos: bool) -> list[int
 
 @torch.no_grad()
 def generate_samples(model, tokenizer, seq_len: int, settings: ReportConfig, add_bos: bool = False) -> list[dict[str, str]]:
-    """[{prompt, greedy, sample}] for settings.prompts; new tokens stay within seq_len (L)."""
+    """[{prompt, greedy, sample}] for settings.prompts; new tokens stay within seq_len (L).
+
+    Bidirectional models (`predicts_in_place`) read the tokens after the one they predict, so
+    they cannot continue a prompt: they get no samples.
+    """
+    if getattr(model, "predicts_in_place", False):
+        return []
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
