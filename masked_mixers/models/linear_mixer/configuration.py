@@ -3,6 +3,8 @@
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from ..masked_mixer.configuration import require_positive
+
 LINEAR_VARIANTS = ("linear", "relu", "near_linear")
 
 
@@ -43,9 +45,7 @@ class LinearMixerConfig(PreTrainedConfig):
         """Called by the `@strict` machinery of `PreTrainedConfig`: reject impossible shapes early."""
         if self.variant not in LINEAR_VARIANTS:
             raise ValueError(f"variant must be one of {LINEAR_VARIANTS}, got {self.variant!r}")
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "seq_len", "ff_mult"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        require_positive(self, "vocab_size", "hidden_size", "num_hidden_layers", "seq_len", "ff_mult")
 
 
 __all__ = ["LINEAR_VARIANTS", "LinearMixerConfig"]

@@ -6,6 +6,13 @@ from transformers import PreTrainedConfig
 MIXER_TYPES = ("flat", "expanded", "multihead")
 
 
+def require_positive(config, *names: str) -> None:
+    """Config validation shared by the mixer configs: every named size is at least 1."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+
+
 @strict
 class MaskedMixerConfig(PreTrainedConfig):
     """Size and switches of a masked mixer language model.
@@ -50,13 +57,11 @@ class MaskedMixerConfig(PreTrainedConfig):
         """Called by the `@strict` machinery of `PreTrainedConfig`: reject impossible shapes early."""
         if self.mixer_type not in MIXER_TYPES:
             raise ValueError(f"mixer_type must be one of {MIXER_TYPES}, got {self.mixer_type!r}")
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "seq_len", "num_heads", "expansion", "ff_mult"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        require_positive(self, "vocab_size", "hidden_size", "num_hidden_layers", "seq_len", "num_heads", "expansion", "ff_mult")
         if self.mixer_type == "multihead" and self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
-__all__ = ["MaskedMixerConfig", "MIXER_TYPES"]
+__all__ = ["MaskedMixerConfig", "MIXER_TYPES", "require_positive"]
