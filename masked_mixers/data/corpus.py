@@ -11,6 +11,7 @@ file, absent text field) is a `UserError` naming the file.
 from __future__ import annotations
 
 import codecs
+import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -133,16 +134,69 @@ def _load_txt(path: Path, max_documents: int | None) -> datasets.Dataset:
     )
 
 
-def _load_table(path: Path, builder: str, text_field: str) -> datasets.Dataset:
-    """A .jsonl/.json/.parquet file through datasets' builder, reduced to its text column."""
-    if builder == "json":
-        _scan_text_file(path)
+def _json_records(path: Path) -> Iterator[tuple[int, object]]:
+    """(line number, record) of a JSON Lines file, or of a .json file holding one array/object.
+
+    Parsed with Python's json module, streamed line by line: pyarrow's JSON reader (behind
+    datasets' "json" builder) crashed the whole process (segfault) on some malformed files
+    found by fuzzing, and a crash cannot be turned into a one-line error.
+    """
+    if path.suffix.lower() == ".json":
+        try:
+            with path.open(encoding="utf-8") as handle:
+                document = json.load(handle)
+            yield from ((1, r) for r in (document if isinstance(document, list) else [document]))
+            return
+        except json.JSONDecodeError:
+            pass  # not one JSON document: read it as JSON Lines
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    yield number, json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise UserError(f"{path}: line {number} is not valid JSON ({err.msg})") from None
+
+
+def _json_text(path: Path, number: int, record: object, text_field: str) -> str | None:
+    if not isinstance(record, dict):
+        raise UserError(f"{path}: line {number} is a JSON {type(record).__name__}, not an object with a {text_field!r} field")
+    if text_field not in record:
+        fields = ", ".join(map(str, record)) or "none"
+        raise UserError(f"{path}: no text field {text_field!r} (fields: {fields}); set data.text_field")
+    text = record[text_field]
+    if text is not None and not isinstance(text, str):
+        raise UserError(f"{path}: field {text_field!r} holds {type(text).__name__}, not text (line {number})")
+    return text
+
+
+def _json_documents(path: str, text_field: str, identity: dict) -> Iterator[dict]:
+    """Yield {"text": ...} per record; `identity` only keys datasets' generator cache (see _txt_documents)."""
+    for number, record in _json_records(Path(path)):
+        yield {"text": _json_text(Path(path), number, record, text_field)}
+
+
+def _load_json(path: Path, text_field: str) -> datasets.Dataset:
+    """A .jsonl/.json file: validated in one streamed pass, then written to Arrow by a generator."""
+    _scan_text_file(path)
+    count = 0
+    for number, record in _json_records(path):  # every bad record is reported before anything is written
+        _json_text(path, number, record, text_field)
+        count += 1
+    if count == 0:
+        return _no_documents()
+    kwargs = {"path": str(path), "text_field": text_field, "identity": file_identity(path)}
+    return datasets.Dataset.from_generator(_json_documents, gen_kwargs=kwargs, features=TEXT_FEATURES)
+
+
+def _load_parquet(path: Path, text_field: str) -> datasets.Dataset:
+    """A .parquet file through datasets' builder, reduced to its text column."""
     if path.stat().st_size == 0:
         return _no_documents()
     try:
-        table = datasets.load_dataset(builder, data_files=[str(path)], split="train")
-    except Exception as err:  # the builders raise many types; all mean "this file cannot be read"
-        raise UserError(f"{path}: could not read as {builder} ({reason(err)})") from None
+        table = datasets.load_dataset("parquet", data_files=[str(path)], split="train")
+    except Exception as err:  # the builder raises many types; all mean "this file cannot be read"
+        raise UserError(f"{path}: could not read as parquet ({reason(err)})") from None
     return _text_column(table, text_field, str(path))
 
 
@@ -194,7 +248,7 @@ def load_corpus(
             if suffix in TEXT_SUFFIXES:
                 parts.append(_load_txt(path, max_documents))
             else:
-                parts.append(_load_table(path, "json" if suffix in JSON_SUFFIXES else "parquet", text_field))
+                parts.append(_load_json(path, text_field) if suffix in JSON_SUFFIXES else _load_parquet(path, text_field))
     corpus = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     corpus = corpus.filter(_has_text, batched=True, desc="dropping empty documents")
     if len(corpus) == 0:
