@@ -13,6 +13,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from masked_mixers import MaskedMixerConfig, MaskedMixerForCausalLM
+from masked_mixers.bench.generate import CONTENDERS, full_window_generate
 from masked_mixers.cli import main
 from masked_mixers.generation import encode_prompts, generate_ids, generate_text
 
@@ -66,6 +67,20 @@ def test_cached_logits_equal_full_forward_at_every_step(mixer_type):
     assert reprimes >= 3
 
 
+@pytest.mark.parametrize("switch", ["use_layer_norm", "use_residual", "use_feed_forward", "dropout"])
+def test_cached_decoding_follows_the_ablation_switches(switch):
+    """The cached path calls the block's parts functionally (MixerBlock.decode): check it honours every switch."""
+    torch.manual_seed(0)
+    value = 0.5 if switch == "dropout" else False
+    config = MaskedMixerConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, seq_len=8, **{switch: value})
+    model = MaskedMixerForCausalLM(config).eval()
+    ids = torch.randint(0, 50, (2, 8), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        cache = model(ids[:, :3], use_cache=True).cache
+        steps = [model(ids[:, n : n + 1], cache=cache).logits[:, -1] for n in range(3, 8)]
+        torch.testing.assert_close(torch.stack(steps, 1), model(ids).logits[:, 3:], atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("mixer_type", VARIANTS)
 def test_prompt_longer_than_seq_len_is_windowed_the_same_way(mixer_type):
     model = _mixer(mixer_type, vocab=50, seq_len=8)
@@ -86,6 +101,14 @@ def test_greedy_generate_with_and_without_cache_is_identical(mixer_type):
     cached = model.generate(ids, use_cache=True, **kwargs)
     assert cached.shape == (3, 29)
     assert torch.equal(cached, model.generate(ids, use_cache=False, **kwargs))
+
+
+def test_paper_style_full_window_decoding_matches_the_cache():
+    """bench generate's (b): the whole model over a right-padded L-token window per token, same greedy tokens."""
+    model = _mixer("flat", vocab=50, seq_len=16)
+    ids = torch.randint(1, 50, (3, 5))
+    cached = model.generate(ids, use_cache=True, max_new_tokens=11, do_sample=False, pad_token_id=0)
+    assert torch.equal(full_window_generate(model, ids, 11), cached)
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
@@ -183,6 +206,7 @@ def test_bench_generate_runs_and_writes_json(tmp_path, capsys):
             "--new-tokens", "4", "--batch-sizes", "1", "2", "--dtypes", "fp32", "--repeats", "1", "--output", str(out)]
     assert main(args) == 0
     rows = json.loads(out.read_text())["results"]
-    assert {(r["model"], r["batch_size"]) for r in rows} == {(m, b) for m in ("mixer-cached", "mixer-no-cache", "llama-kv-cache") for b in (1, 2)}
+    assert {(r["model"], r["batch_size"]) for r in rows} == {(m, b) for m in CONTENDERS for b in (1, 2)}
+    assert set(CONTENDERS) == {"mixer-cached", "mixer-full-window", "mixer-no-cache", "llama-kv-cache"}
     assert all(r["tokens_per_s"] > 0 and r["ms_per_token"] > 0 for r in rows)
     assert "mixer-cached" in capsys.readouterr().out

@@ -1,15 +1,24 @@
-"""Generation speed of (a) a masked mixer with its cache, (b) the same mixer recomputing the whole
-window for every token (the paper's way), (c) transformers' LlamaForCausalLM with its KV cache.
+"""Generation speed of a masked mixer with and without its cache, and of transformers' Llama.
 
-All three are built at the same hidden size, layer count, context (seq_len) and vocabulary, with
-random weights (speed does not depend on them), and decode greedily through transformers'
-generate() with EOS off, so every run makes exactly --new-tokens tokens after a --prompt-tokens
-prompt. For each batch size and dtype every contender runs --repeats times, interleaved.
+Contenders, all at the same hidden size, layer count, context (seq_len) and vocabulary:
+
+- (a) `mixer-cached`: the masked mixer decoding with its cache (MaskedMixerCache) in generate();
+- (b) `mixer-full-window`: the same mixer the paper's way: for every new token, the whole model
+  runs over the full L-token window (the text so far, padded on the right to L tokens, the last L
+  tokens once the text is longer) and the next token is read off the last real position;
+- (b') `mixer-no-cache`: generate(use_cache=False): every step recomputes the text so far (a
+  window of t <= L tokens, not L) with logits for the last position only. Cheaper than (b) while
+  t < L, so it is reported beside it as the stronger no-cache baseline;
+- (c) `llama-kv-cache`: transformers' LlamaForCausalLM with its own KV cache in generate().
+
+Weights are random (speed does not depend on them); decoding is greedy with EOS off, so every run
+makes exactly --new-tokens tokens after a --prompt-tokens prompt. For each batch size and dtype the
+contenders run --repeats times, interleaved.
 
 Reported per row, as medians over the repeats: tokens/s = batch * new tokens / wall time of the
-whole generate() call (prompt included); ms/token = median time of one decoding step after the
-first token (the time between two tokens, for the whole batch); prefill ms = time to the first
-token. Ratios compare tokens/s of (a) with (b) and with (c) at the same batch size and dtype.
+whole run (prompt included); ms/token = median time of one decoding step after the first token
+(the time between two tokens, for the whole batch); prefill ms = time to the first token. Ratios
+compare tokens/s of (a) with (b), (b') and (c) at the same batch size and dtype.
 
 Example (the defaults): masked-mixers bench generate --output bench-generate.json
 """
@@ -29,7 +38,7 @@ from ..errors import UserError
 from ..factory import build_model
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-CONTENDERS = ("mixer-cached", "mixer-no-cache", "llama-kv-cache")
+CONTENDERS = ("mixer-cached", "mixer-full-window", "mixer-no-cache", "llama-kv-cache")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,25 +87,60 @@ def _time_once(model, ids: torch.Tensor, new_tokens: int, use_cache: bool) -> di
     )
     total = time.perf_counter() - start
     assert out.shape[1] == ids.shape[1] + new_tokens
-    steps = [b - a for a, b in zip(clock.times[1:], clock.times[2:])]
-    return {"total_s": total, "prefill_s": clock.times[1] - start, "step_s": statistics.median(steps) if steps else total}
+    return _timing(start, clock.times[1:], total)
+
+
+def _timing(start: float, token_times: list[float], total: float) -> dict:
+    """Prefill = time to the first new token; step = median time between two later tokens."""
+    steps = [b - a for a, b in zip(token_times, token_times[1:])]
+    return {"total_s": total, "prefill_s": token_times[0] - start, "step_s": statistics.median(steps) if steps else total}
+
+
+@torch.no_grad()
+def full_window_generate(model, ids: torch.Tensor, new_tokens: int, pad_token_id: int = 0, times: list | None = None) -> torch.Tensor:
+    """Greedy decoding the paper's way: the whole model over an L-token window for every new token.
+
+    The window holds the text so far, left-aligned and padded on the right to seq_len tokens (the
+    last seq_len tokens once the text is longer); causality makes the padding invisible to the
+    last real position, whose logits choose the next token. `times` gets a timestamp per token.
+    """
+    seq_len = model.config.seq_len
+    batch = torch.arange(ids.shape[0])
+    for _ in range(new_tokens):
+        window = ids[:, -seq_len:]
+        n = window.shape[1]
+        padded = torch.nn.functional.pad(window, (0, seq_len - n), value=pad_token_id)  # (b, L)
+        logits = model(padded).logits  # (b, L, vocab): every position, as the reference code computes it
+        ids = torch.cat([ids, logits[batch, n - 1].argmax(-1, keepdim=True)], dim=1)
+        if times is not None:
+            times.append(time.perf_counter())
+    return ids
+
+
+def _time_full_window(model, ids: torch.Tensor, new_tokens: int) -> dict:
+    times: list[float] = []
+    start = time.perf_counter()
+    out = full_window_generate(model, ids, new_tokens, times=times)
+    total = time.perf_counter() - start
+    assert out.shape[1] == ids.shape[1] + new_tokens
+    return _timing(start, times, total)
 
 
 def _measure(args: argparse.Namespace, models: dict, batch: int, dtype: str) -> list[dict]:
     runs = {name: [] for name in CONTENDERS}
+    mixer, llama = models["mixer"].to(DTYPES[dtype]), models["llama"].to(DTYPES[dtype])
     setups = {
-        "mixer-cached": (models["mixer"], True),
-        "mixer-no-cache": (models["mixer"], False),
-        "llama-kv-cache": (models["llama"], True),
+        "mixer-cached": lambda n: _time_once(mixer, ids, n, use_cache=True),
+        "mixer-full-window": lambda n: _time_full_window(mixer, ids, n),
+        "mixer-no-cache": lambda n: _time_once(mixer, ids, n, use_cache=False),
+        "llama-kv-cache": lambda n: _time_once(llama, ids, n, use_cache=True),
     }
-    for model, _ in setups.values():
-        model.to(DTYPES[dtype])
     ids = torch.randint(1, args.vocab_size, (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(0))
-    for name, (model, use_cache) in setups.items():  # warm-up: first calls pay for allocations
-        _time_once(model, ids, min(4, args.new_tokens), use_cache)
+    for time_run in setups.values():  # warm-up: first calls pay for allocations
+        time_run(min(4, args.new_tokens))
     for _ in range(args.repeats):
-        for name, (model, use_cache) in setups.items():
-            runs[name].append(_time_once(model, ids, args.new_tokens, use_cache))
+        for name, time_run in setups.items():
+            runs[name].append(time_run(args.new_tokens))
     rows = []
     for name, timings in runs.items():
         total = statistics.median(t["total_s"] for t in timings)
@@ -116,6 +160,7 @@ def _ratios(rows: list[dict]) -> list[dict]:
         speed = {r["model"]: r["tokens_per_s"] for r in rows if (r["batch_size"], r["dtype"]) == (batch, dtype)}
         out.append({
             "batch_size": batch, "dtype": dtype,
+            "cached_vs_full_window": speed["mixer-cached"] / speed["mixer-full-window"],
             "cached_vs_no_cache": speed["mixer-cached"] / speed["mixer-no-cache"],
             "cached_vs_llama": speed["mixer-cached"] / speed["llama-kv-cache"],
         })
@@ -125,8 +170,11 @@ def _ratios(rows: list[dict]) -> list[dict]:
 def _table(rows: list[dict], ratios: list[dict]) -> str:
     lines = ["| model | dtype | batch | tokens/s | ms/token | prefill ms |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['dtype']} | {r['batch_size']} | {r['tokens_per_s']:.0f} | {r['ms_per_token']:.2f} | {r['prefill_ms']:.1f} |" for r in rows]
-    lines += ["", "| dtype | batch | (a)/(b) cached vs no cache | (a)/(c) cached mixer vs Llama |", "|---|---|---|---|"]
-    lines += [f"| {r['dtype']} | {r['batch_size']} | {r['cached_vs_no_cache']:.1f}x | {r['cached_vs_llama']:.2f}x |" for r in ratios]
+    lines += ["", "| dtype | batch | (a)/(b) cached vs full window | (a)/(b') cached vs no cache | (a)/(c) cached mixer vs Llama |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {r['dtype']} | {r['batch_size']} | {r['cached_vs_full_window']:.1f}x | {r['cached_vs_no_cache']:.1f}x | {r['cached_vs_llama']:.2f}x |"
+        for r in ratios
+    ]
     return "\n".join(lines)
 
 

@@ -69,8 +69,9 @@ class FlatTokenMixing(nn.Module):
         # (t, t) @ (batch, t, d) -> (batch, t, d): mix over positions, same weights for every feature
         return torch.matmul(w, _apply_padding(x, padding_mask)) + self.bias[:t, None]
 
-    def masked_weights(self) -> tuple[torch.Tensor, ...]:
-        return (torch.tril(self.weight),)
+    def decode_weights(self) -> tuple[torch.Tensor, ...]:
+        """What forward_cached reads: the masked matrix and the bias, (L, L) and (L, 1)."""
+        return torch.tril(self.weight), self.bias[:, None]
 
     def new_state(self, batch: int, hidden_size: int, dtype, device) -> dict[str, torch.Tensor]:
         return {"x": torch.zeros(batch, self.seq_len, hidden_size, dtype=dtype, device=device)}
@@ -80,11 +81,11 @@ class FlatTokenMixing(nn.Module):
 
         `at` (a `SlotBatch`) also has `valid` (batch, t; None: all real) and `end` (= max row + 1, the slots read).
         """
-        (w,) = weights
+        w, bias = weights
         rows, p = at.rows, at.end
         _write(state["x"], at, rows, _apply_padding(x, at.valid))
-        # one row of W per new position: (b, t, p) @ (b, p, d) -> (b, t, d), O(t p d)
-        return (torch.bmm(w[rows, :p], state["x"][:, :p]) + self.bias[rows][..., None]).to(x.dtype)
+        # one row of W per new position: (b, t, p) @ (b, p, d) + (b, t, 1) -> (b, t, d), O(t p d)
+        return torch.baddbmm(bias[rows], w[rows, :p], state["x"][:, :p]).to(x.dtype)
 
 
 class ExpandedTokenMixing(nn.Module):
@@ -122,9 +123,10 @@ class ExpandedTokenMixing(nn.Module):
         # (batch, e*t, d) -> (batch, t, d)
         return torch.matmul(w_out, h) + self.bias_out[:t, None]
 
-    def masked_weights(self) -> tuple[torch.Tensor, ...]:
+    def decode_weights(self) -> tuple[torch.Tensor, ...]:
+        """What forward_cached reads: both masked matrices and their biases as (rows, 1) columns."""
         mask_in, mask_out = self._masks(self.seq_len, self.weight_in.device)
-        return self.weight_in * mask_in, self.weight_out * mask_out
+        return self.weight_in * mask_in, self.bias_in[:, None], self.weight_out * mask_out, self.bias_out[:, None]
 
     def new_state(self, batch: int, hidden_size: int, dtype, device) -> dict[str, torch.Tensor]:
         wide = self.expansion * self.seq_len
@@ -135,15 +137,15 @@ class ExpandedTokenMixing(nn.Module):
 
     def forward_cached(self, x: torch.Tensor, at, state: dict, weights: tuple) -> torch.Tensor:
         """Outputs at positions `at.rows` (batch, t): new wide units e*i..e*i+e-1 read the cached inputs."""
-        w_in, w_out = weights
+        w_in, b_in, w_out, b_out = weights
         e = self.expansion
         rows, p = at.rows, at.end
         _write(state["x"], at, rows, _apply_padding(x, at.valid))
         wide_rows = (e * rows[..., None] + torch.arange(e, device=rows.device)).flatten(1)  # (b, e*t)
-        h = F.gelu(torch.bmm(w_in[wide_rows, :p], state["x"][:, :p]) + self.bias_in[wide_rows][..., None])
+        h = F.gelu(torch.baddbmm(b_in[wide_rows], w_in[wide_rows, :p], state["x"][:, :p]))  # (b, e*t, d)
         _write(state["h"], at, wide_rows, h)
         # (b, t, e*p) @ (b, e*p, d) -> (b, t, d)
-        return (torch.bmm(w_out[rows, : e * p], state["h"][:, : e * p]) + self.bias_out[rows][..., None]).to(x.dtype)
+        return torch.baddbmm(b_out[rows], w_out[rows, : e * p], state["h"][:, : e * p]).to(x.dtype)
 
 
 class MultiHeadTokenMixing(nn.Module):
@@ -170,8 +172,9 @@ class MultiHeadTokenMixing(nn.Module):
         y = torch.matmul(w, v) + self.bias[:, :t, None]  # (b, h, t, d/h): mix over positions per head
         return self.proj_out(y.transpose(1, 2).reshape(b, t, -1))  # concat heads -> (b, t, d)
 
-    def masked_weights(self) -> tuple[torch.Tensor, ...]:
-        return (torch.tril(self.weight),)
+    def decode_weights(self) -> tuple[torch.Tensor, ...]:
+        """What forward_cached reads: the masked matrices (h, L, L) and the biases (h, L, 1)."""
+        return torch.tril(self.weight), self.bias[..., None]
 
     def new_state(self, batch: int, hidden_size: int, dtype, device) -> dict[str, torch.Tensor]:
         # the projected heads, (b, h, L, d/h): the per-step matmul reads them without a copy
@@ -179,7 +182,7 @@ class MultiHeadTokenMixing(nn.Module):
 
     def forward_cached(self, x: torch.Tensor, at, state: dict, weights: tuple) -> torch.Tensor:
         """Outputs at positions `at.rows` (batch, t): each head mixes its cached projections."""
-        (w,) = weights
+        w, bias = weights
         b, t, _ = x.shape
         rows, p = at.rows, at.end
         v = self.proj_in(x).view(b, t, self.num_heads, self.head_dim)
@@ -187,7 +190,7 @@ class MultiHeadTokenMixing(nn.Module):
             v = v * at.valid[..., None, None].to(v.dtype)
         state["v"][at.batch_index, :, rows] = v.to(state["v"].dtype)  # (b, t) index pairs, then heads: takes (b, t, h, d/h)
         w_rows = w[:, rows, :p].transpose(0, 1)  # (b, h, t, p)
-        y = torch.matmul(w_rows, state["v"][:, :, :p]) + self.bias[:, rows].transpose(0, 1)[..., None]  # (b, h, t, d/h)
+        y = torch.matmul(w_rows, state["v"][:, :, :p]) + bias[:, rows].transpose(0, 1)  # (b, h, t, d/h)
         return self.proj_out(y.transpose(1, 2).reshape(b, t, -1).to(x.dtype))
 
 
