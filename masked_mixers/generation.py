@@ -14,7 +14,8 @@ mixer because its positions are rows of the mixing matrices (see models/masked_m
 
 With the cache (default) a masked mixer costs O(t d) per layer per new token; past seq_len it
 slides its window (keeps the last L // 2 tokens, recomputes them once). Without the cache every
-step recomputes the whole window, as the paper's reference code did.
+step recomputes the current window (the text so far, up to L tokens); the paper's reference code
+ran the model over a full L-token window instead (`bench generate` measures both).
 """
 
 from __future__ import annotations

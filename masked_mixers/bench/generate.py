@@ -7,8 +7,8 @@ Contenders, all at the same hidden size, layer count, context (seq_len) and voca
   runs over the full L-token window (the text so far, padded on the right to L tokens, the last L
   tokens once the text is longer) and the next token is read off the last real position;
 - (b') `mixer-no-cache`: generate(use_cache=False): every step recomputes the text so far (a
-  window of t <= L tokens, not L) with logits for the last position only. Cheaper than (b) while
-  t < L, so it is reported beside it as the stronger no-cache baseline;
+  window of t <= L tokens, not L) with logits for the last position only. Usually cheaper than
+  (b) while t < L, so it is reported beside it as another no-cache baseline;
 - (c) `llama-kv-cache`: transformers' LlamaForCausalLM with its own KV cache in generate().
 
 Weights are random (speed does not depend on them); decoding is greedy with EOS off, so every run
@@ -129,13 +129,13 @@ def _time_full_window(model, ids: torch.Tensor, new_tokens: int) -> dict:
 def _measure(args: argparse.Namespace, models: dict, batch: int, dtype: str) -> list[dict]:
     runs = {name: [] for name in CONTENDERS}
     mixer, llama = models["mixer"].to(DTYPES[dtype]), models["llama"].to(DTYPES[dtype])
+    ids = torch.randint(1, args.vocab_size, (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(0))
     setups = {
         "mixer-cached": lambda n: _time_once(mixer, ids, n, use_cache=True),
         "mixer-full-window": lambda n: _time_full_window(mixer, ids, n),
         "mixer-no-cache": lambda n: _time_once(mixer, ids, n, use_cache=False),
         "llama-kv-cache": lambda n: _time_once(llama, ids, n, use_cache=True),
     }
-    ids = torch.randint(1, args.vocab_size, (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(0))
     for time_run in setups.values():  # warm-up: first calls pay for allocations
         time_run(min(4, args.new_tokens))
     for _ in range(args.repeats):
