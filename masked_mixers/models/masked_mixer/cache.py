@@ -21,7 +21,8 @@ The cache. A masked mixer is causal, so a position's input to every layer never 
 stays at the same position. `MaskedMixerCache` keeps, per layer and row, what the token mixing
 reads from earlier positions (its normalised, padding-masked input; for the expanded mixing also
 the wide hidden layer; for the multi-head mixing the projected heads), preallocated for L slots,
-plus the masked mixing weights and biases, computed once. On CPU the cached mixing runs in fp32 even for a
+plus what each block's decoding step reads (the masked mixing weights and biases, the norm and
+feed-forward parameters), gathered once. On CPU the cached mixing runs in fp32 even for a
 bf16 model (CPU bf16 batched mat-vec kernels are several times slower than fp32 ones). A new token then costs one row of each mixing
 matrix times the cached inputs (O(t d) per layer) plus the feed-forward.
 """
@@ -119,9 +120,7 @@ class MaskedMixerCache:
         self.keep = config.seq_len // 2
         mixings = [layer.token_mixing for layer in model.layers]
         state_dtype = torch.float32 if torch.device(device).type == "cpu" else dtype
-        if weights is None:
-            weights = [tuple(w.to(state_dtype) for w in m.decode_weights()) for m in mixings]
-        self.weights = weights
+        self.weights = weights if weights is not None else [layer.decode_weights(state_dtype) for layer in model.layers]
         self.states = [m.new_state(batch_size, config.hidden_size, state_dtype, device) for m in mixings]
         self.tokens = torch.zeros(batch_size, self.seq_len, dtype=torch.long, device=device)
         self.valid = torch.zeros(batch_size, self.seq_len, dtype=torch.bool, device=device)

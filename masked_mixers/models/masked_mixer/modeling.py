@@ -56,7 +56,11 @@ class MixerBlock(nn.Module):
         return x + update if self.use_residual else update
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, cached: tuple | None = None) -> torch.Tensor:
-        """`cached` = (SlotBatch, layer state, decode weights): x holds only the new positions (see `decode`)."""
+        """`cached` = (SlotBatch, layer state, BlockWeights): x holds only the new positions (see `decode`).
+
+        Cached decoding still enters through here, so hooks on the block (accelerate's device
+        placement, for one) see every step.
+        """
         if cached is not None:
             return self.decode(x, *cached)
         x = self._add(x, self.token_mixing(self.token_norm(x), padding_mask))  # (b, t, d): mix over t
@@ -64,26 +68,51 @@ class MixerBlock(nn.Module):
             x = self._add(x, self.feed_forward(self.feature_norm(x)))  # (b, t, d): mix over d
         return x
 
-    def decode(self, x: torch.Tensor, at, state: dict, weights: tuple) -> torch.Tensor:
-        """forward() for the new positions of a generation, the token mixing reading the cache.
+    def decode_weights(self, mixing_dtype: torch.dtype) -> "BlockWeights":
+        """The tensors `decode` reads, gathered once per generation (the token mixing's in `mixing_dtype`)."""
+        ff = self.feed_forward
+        return BlockWeights(
+            token_norm=_norm_args(self.token_norm),
+            mixing=tuple(w.to(mixing_dtype) for w in self.token_mixing.decode_weights()),
+            feature_norm=_norm_args(self.feature_norm),
+            feed_forward=None if ff is None else (ff.up.weight, ff.up.bias, ff.down.weight, ff.down.bias),
+        )
 
-        The same arithmetic as forward(), in functional calls on this block's parameters: for one
-        token per row, dispatching the block's eight sub-modules took longer on a CPU than their
-        arithmetic (about a third of a decoding step at d=256; see docs/benchmarks.md).
+    def decode(self, x: torch.Tensor, at, state: dict, weights: "BlockWeights") -> torch.Tensor:
+        """forward() for the new positions of a generation (at: SlotBatch), the token mixing reading the cache.
+
+        The same arithmetic as forward(), in functional calls on tensors gathered once per generation
+        (`decode_weights`): for one token per row, nn.Module dispatch and attribute look-ups took longer
+        on a CPU than the arithmetic. Hooks on the block's sub-modules therefore do not fire here
+        (the block is the unit a device map places, `_no_split_modules`).
         """
-        x = self._add(x, self.token_mixing.forward_cached(_norm(self.token_norm, x), at, state, weights))
-        if self.feed_forward is not None:
-            ff = self.feed_forward
-            h = F.gelu(F.linear(_norm(self.feature_norm, x), ff.up.weight, ff.up.bias))  # (b, t, ff_mult*d)
-            x = self._add(x, F.linear(h, ff.down.weight, ff.down.bias))
+        x = self._add(x, self.token_mixing.forward_cached(_norm(x, weights.token_norm), at, state, weights.mixing))
+        if weights.feed_forward is not None:
+            up_weight, up_bias, down_weight, down_bias = weights.feed_forward
+            h = F.gelu(F.linear(_norm(x, weights.feature_norm), up_weight, up_bias))  # (b, t, ff_mult*d)
+            x = self._add(x, F.linear(h, down_weight, down_bias))
         return x
 
 
-def _norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """`norm(x)` for a LayerNorm or an Identity, without module dispatch (see MixerBlock.decode)."""
-    if isinstance(norm, nn.LayerNorm):
-        return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
-    return x
+@dataclass
+class BlockWeights:
+    """What `MixerBlock.decode` reads: plain tensors, so a decoding step looks nothing up through nn.Module.
+
+    A norm is the argument tuple of F.layer_norm after x, or None where the block has no norm.
+    """
+
+    token_norm: tuple | None
+    mixing: tuple  # the token mixing's decode_weights()
+    feature_norm: tuple | None
+    feed_forward: tuple | None  # (up.weight, up.bias, down.weight, down.bias)
+
+
+def _norm_args(norm: nn.Module | None) -> tuple | None:
+    return (norm.normalized_shape, norm.weight, norm.bias, norm.eps) if isinstance(norm, nn.LayerNorm) else None
+
+
+def _norm(x: torch.Tensor, args: tuple | None) -> torch.Tensor:
+    return x if args is None else F.layer_norm(x, *args)
 
 
 class MaskedMixerPreTrainedModel(PreTrainedModel):
