@@ -81,6 +81,16 @@ def test_cached_decoding_follows_the_ablation_switches(switch):
         torch.testing.assert_close(torch.stack(steps, 1), model(ids).logits[:, 3:], atol=1e-5, rtol=0)
 
 
+def test_cached_steps_enter_every_block_through_its_hooks():
+    """accelerate places blocks on devices with hooks: cached decoding must still call each block."""
+    model = _mixer("flat", vocab=50, seq_len=8)
+    calls = []
+    for layer in model.model.layers:
+        layer.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[1]))
+    model.generate(torch.randint(1, 50, (1, 3)), max_new_tokens=4, do_sample=False, pad_token_id=0)
+    assert calls == [3, 3] + [1, 1] * 3  # the prompt, then one token per step, in both blocks
+
+
 @pytest.mark.parametrize("mixer_type", VARIANTS)
 def test_prompt_longer_than_seq_len_is_windowed_the_same_way(mixer_type):
     model = _mixer(mixer_type, vocab=50, seq_len=8)
