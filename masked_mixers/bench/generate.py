@@ -11,9 +11,10 @@ Contenders, all at the same hidden size, layer count, context (seq_len) and voca
   (b) while t < L, so it is reported beside it as another no-cache baseline;
 - (c) `llama-kv-cache`: transformers' LlamaForCausalLM with its own KV cache in generate().
 
-Weights are random (speed does not depend on them); decoding is greedy with EOS off, so every run
-makes exactly --new-tokens tokens after a --prompt-tokens prompt. For each batch size and dtype the
-contenders run --repeats times, interleaved.
+Every contender runs under torch.inference_mode(), as inference should. Weights are random (speed
+does not depend on them); decoding is greedy with EOS off, so every run makes exactly --new-tokens
+tokens after a --prompt-tokens prompt. For each batch size and dtype the contenders run --repeats
+times, interleaved.
 
 Reported per row, as medians over the repeats: tokens/s = batch * new tokens / wall time of the
 whole run (prompt included); ms/token = median time of one decoding step after the first token
@@ -77,7 +78,7 @@ def _models(args: argparse.Namespace) -> dict:
     return {"mixer": mixer.eval(), "llama": llama.eval()}
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _time_once(model, ids: torch.Tensor, new_tokens: int, use_cache: bool) -> dict:
     clock = _StepClock()
     start = time.perf_counter()
@@ -96,7 +97,7 @@ def _timing(start: float, token_times: list[float], total: float) -> dict:
     return {"total_s": total, "prefill_s": token_times[0] - start, "step_s": statistics.median(steps) if steps else total}
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def full_window_generate(model, ids: torch.Tensor, new_tokens: int, pad_token_id: int = 0, times: list | None = None) -> torch.Tensor:
     """Greedy decoding the paper's way: the whole model over an L-token window for every new token.
 
