@@ -31,11 +31,18 @@ class FeedForward(nn.Module):
         super().__init__()
         inner = config.ff_mult * config.hidden_size
         self.up = nn.Linear(config.hidden_size, inner)
-        self.act = nn.GELU()
         self.down = nn.Linear(inner, config.hidden_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(self.act(self.up(x)))
+        return feature_mixing(x, *self.weights())
+
+    def weights(self) -> tuple[torch.Tensor, ...]:
+        return self.up.weight, self.up.bias, self.down.weight, self.down.bias
+
+
+def feature_mixing(x, up_weight, up_bias, down_weight, down_bias) -> torch.Tensor:
+    """Linear(d, ff_mult*d) -> GELU -> Linear(ff_mult*d, d) on every position: (b, t, d) -> (b, t, d)."""
+    return F.linear(F.gelu(F.linear(x, up_weight, up_bias)), down_weight, down_bias)
 
 
 class MixerBlock(nn.Module):
@@ -75,7 +82,7 @@ class MixerBlock(nn.Module):
             token_norm=_norm_args(self.token_norm),
             mixing=tuple(w.to(mixing_dtype) for w in self.token_mixing.decode_weights()),
             feature_norm=_norm_args(self.feature_norm),
-            feed_forward=None if ff is None else (ff.up.weight, ff.up.bias, ff.down.weight, ff.down.bias),
+            feed_forward=None if ff is None else ff.weights(),
         )
 
     def decode(self, x: torch.Tensor, at, state: dict, weights: "BlockWeights") -> torch.Tensor:
@@ -88,9 +95,7 @@ class MixerBlock(nn.Module):
         """
         x = self._add(x, self.token_mixing.forward_cached(_norm(x, weights.token_norm), at, state, weights.mixing))
         if weights.feed_forward is not None:
-            up_weight, up_bias, down_weight, down_bias = weights.feed_forward
-            h = F.gelu(F.linear(_norm(x, weights.feature_norm), up_weight, up_bias))  # (b, t, ff_mult*d)
-            x = self._add(x, F.linear(h, down_weight, down_bias))
+            x = self._add(x, feature_mixing(_norm(x, weights.feature_norm), *weights.feed_forward))
         return x
 
 
