@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from transformers import default_data_collator
 
 from .metrics import evaluate_reconstruction
+from .models import family_of
 from .tasks import AUTOENCODE, model_task
 
 
@@ -42,10 +43,11 @@ def evaluate(model, dataset, batch_size: int = 16, max_batches: int | None = Non
 def evaluate_model(model, dataset, batch_size: int = 16, max_batches: int | None = None, progress: bool = True) -> dict[str, float]:
     """Mean next-token cross entropy over all labelled tokens of `dataset` (not a mean of batch means).
 
-    Bidirectional models (`predicts_in_place = True`) predict token n at position n from both
-    sides; shifting their labels would score them on a token the backward stream has seen.
+    Families that predict in place (bidirectional models, `Capabilities.predicts_in_place`) predict
+    token n at position n from both sides; shifting their labels would score them on a token the
+    backward stream has seen.
     """
-    shift = 0 if getattr(model, "predicts_in_place", False) else 1
+    shift = 0 if family_of(model).capabilities.predicts_in_place else 1
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

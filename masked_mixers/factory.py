@@ -1,42 +1,24 @@
-"""One place that turns a `ModelSpec` into a model of either family, and counts its parameters.
+"""Turn a `ModelSpec` into a model of its declared family (models/__init__.py), and count its parameters.
 
-The transformer baseline is transformers' own `LlamaForCausalLM`: attention is never
-reimplemented here, so the comparison is against the real thing.
+Nothing here knows a family by name: each family's package says how a spec becomes its config
+(`Family.build_config`), which spec fields it reads (`Family.knobs`) and what hidden_size must be
+a multiple of (`Family.size_multiple`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import psutil
 import torch
 from torch import nn
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedConfig, PreTrainedModel
+from transformers import PreTrainedConfig, PreTrainedModel
 
 from .config import ModelSpec
 from .errors import UserError, reason
-from .models import (
-    AblatedLlamaConfig,
-    AblatedLlamaForCausalLM,
-    AutoencodingMixer,
-    AutoencodingMixerConfig,
-    AutoencodingTransformer,
-    AutoencodingTransformerConfig,
-    BidirectionalLlamaConfig,
-    BidirectionalLlamaLM,
-    BidirectionalMixerConfig,
-    BidirectionalMixerLM,
-    LinearMixerConfig,
-    LinearMixerForCausalLM,
-    MaskedMixerConfig,
-    MaskedMixerForCausalLM,
-    TransfixerConfig,
-    TransfixerForCausalLM,
-)
-from .tasks import model_task
+from .models import FAMILIES, Family
+
 
 @dataclass
 class ParameterCount:
@@ -61,105 +43,29 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     return ParameterCount(total=total, embedding=embedding, non_embedding=total - embedding)
 
 
-def _checked(build: Callable[[], PreTrainedConfig]) -> PreTrainedConfig:
-    """Build a config; its own validators' complaint becomes one UserError line."""
-    try:
-        return build()
-    except UserError:
-        raise
-    except Exception as err:
-        raise UserError(f"model: {str(err).strip().splitlines()[-1].strip()}") from None
+def family(name: str, key: str = "model.family") -> Family:
+    """The declared family called `name`, or one line listing the choices."""
+    if name not in FAMILIES:
+        raise UserError(f"{key}: unknown family {name!r} (choose from {', '.join(FAMILIES)})")
+    return FAMILIES[name]
 
 
-def _all_parts_on(spec: ModelSpec) -> None:
-    if not (spec.use_layer_norm and spec.use_residual and spec.use_feed_forward):
-        raise UserError(f"model: ablation switches need family 'mixer' or 'llama_ablated'; family {spec.family!r} has them all on")
-
-
-def _mixer_config(spec: ModelSpec, common: dict, config_class: type = MaskedMixerConfig, **extra) -> PreTrainedConfig:
-    return _checked(
-        lambda: config_class(
-            seq_len=spec.seq_len,
-            mixer_type=spec.mixer_type,
-            num_heads=spec.num_heads,
-            expansion=spec.expansion,
-            ff_mult=spec.ff_mult,
-            dropout=spec.dropout,
-            use_layer_norm=spec.use_layer_norm,
-            use_residual=spec.use_residual,
-            use_feed_forward=spec.use_feed_forward,
-            **common,
-            **extra,
-        )
-    )
-
-
-def _linear_mixer_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
-    _all_parts_on(spec)
-    if spec.dropout:
-        raise UserError("model.dropout: not available for family 'linear_mixer'")
-    return _checked(lambda: LinearMixerConfig(seq_len=spec.seq_len, variant=spec.linear_variant, ff_mult=spec.ff_mult, **common))
-
-
-def _llama_kwargs(spec: ModelSpec, common: dict) -> dict:
-    if spec.hidden_size % spec.num_heads:
-        raise UserError(f"model.num_heads: hidden_size {spec.hidden_size} is not divisible by {spec.num_heads} heads")
-    return dict(
-        intermediate_size=spec.intermediate_size or spec.ff_mult * spec.hidden_size,
-        num_attention_heads=spec.num_heads,
-        num_key_value_heads=spec.num_heads,
-        max_position_embeddings=spec.seq_len,
-        attention_dropout=spec.dropout,
-        **common,
-    )
-
-
-def _llama_config(spec: ModelSpec, common: dict, config_class: type = LlamaConfig, **extra) -> PreTrainedConfig:
-    _all_parts_on(spec)
-    return _checked(lambda: config_class(**_llama_kwargs(spec, common), **extra))
-
-
-def _ablated_llama_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
-    switches = dict(use_layer_norm=spec.use_layer_norm, use_residual=spec.use_residual, use_feed_forward=spec.use_feed_forward)
-    return _checked(lambda: AblatedLlamaConfig(**switches, **_llama_kwargs(spec, common)))
-
-
-def _autoencoder_fields(spec: ModelSpec) -> dict:
-    return dict(encoder_layers=spec.encoder_layers, decoder_layers=spec.decoder_layers, compression_dim=spec.compression_dim)
-
-
-def _mixer_autoencoder_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
-    return _mixer_config(spec, common, AutoencodingMixerConfig, **_autoencoder_fields(spec))
-
-
-def _llama_autoencoder_config(spec: ModelSpec, common: dict) -> PreTrainedConfig:
-    fields = _autoencoder_fields(spec)
-    return _llama_config(spec, common, AutoencodingTransformerConfig, decoder_position_embedding=spec.decoder_position_embedding, **fields)
-
-
-# family -> (config builder, model class). New architectures add one line here.
-FAMILIES: dict[str, tuple[Callable[[ModelSpec, dict], PreTrainedConfig], type[PreTrainedModel]]] = {
-    "mixer": (_mixer_config, MaskedMixerForCausalLM),
-    "llama": (_llama_config, LlamaForCausalLM),
-    "llama_ablated": (_ablated_llama_config, AblatedLlamaForCausalLM),  # Llama modules, switchable parts
-    "mixer_autoencoder": (_mixer_autoencoder_config, AutoencodingMixer),
-    "llama_autoencoder": (_llama_autoencoder_config, AutoencodingTransformer),
-    "linear_mixer": (_linear_mixer_config, LinearMixerForCausalLM),
-    "transfixer": (partial(_llama_config, config_class=TransfixerConfig), TransfixerForCausalLM),
-    "bidirectional_mixer": (partial(_mixer_config, config_class=BidirectionalMixerConfig), BidirectionalMixerLM),
-    "bidirectional_llama": (partial(_llama_config, config_class=BidirectionalLlamaConfig), BidirectionalLlamaLM),
-}
-
-
-def _family(spec: ModelSpec, key: str = "model.family"):
-    if spec.family not in FAMILIES:
-        raise UserError(f"{key}: unknown family {spec.family!r} (choose from {', '.join(FAMILIES)})")
-    return FAMILIES[spec.family]
+def check_knobs(spec: ModelSpec, key: str = "model") -> Family:
+    """The spec's family, after refusing a knob it does not read (it would be silently ignored)."""
+    fam = family(spec.family, f"{key}.family")
+    defaults = ModelSpec()
+    for f in dataclasses.fields(ModelSpec):
+        if f.name not in fam.takes and getattr(spec, f.name) != getattr(defaults, f.name):
+            raise UserError(f"{key}.{f.name}: family {spec.family!r} does not take it (it takes {', '.join(fam.knobs) or 'only sizes'})")
+    multiple = fam.size_multiple(spec)
+    if multiple < 1 or spec.hidden_size % multiple:
+        raise UserError(f"{key}.num_heads: hidden_size {spec.hidden_size} is not divisible by {multiple} heads")
+    return fam
 
 
 def family_task(spec: ModelSpec, key: str = "model.family") -> str:
-    """The task of `spec`'s family (tasks.py), read from its model class before any model is built."""
-    return model_task(_family(spec, key)[1])
+    """The task of `spec`'s family, known before any model is built."""
+    return family(spec.family, key).task
 
 
 def model_config(spec: ModelSpec, vocab_size: int | None = None, **token_ids) -> PreTrainedConfig:
@@ -182,7 +88,13 @@ def model_config(spec: ModelSpec, vocab_size: int | None = None, **token_ids) ->
         tie_word_embeddings=spec.tie_word_embeddings,
         **{k: v for k, v in token_ids.items() if v is not None},
     )
-    return _family(spec)[0](spec, common)
+    fam = check_knobs(spec)
+    try:
+        return fam.build_config(spec, common)
+    except UserError:
+        raise
+    except Exception as err:  # the config's own validators: one line naming the spec
+        raise UserError(f"model: {str(err).strip().splitlines()[-1].strip()}") from None
 
 
 _SIZE_KEYS = ("hidden_size", "num_hidden_layers", "seq_len", "num_heads")
@@ -199,7 +111,7 @@ def _weight_bytes(spec: ModelSpec, vocab_size: int | None, token_ids: dict) -> i
     def shell_bytes(**depths) -> int:
         config = model_config(dataclasses.replace(spec, **depths), vocab_size, **token_ids)
         with torch.device("meta"):
-            shell = _family(spec)[1](config)
+            shell = family(spec.family).model_class(config)
         return sum(p.numel() * p.element_size() for p in shell.parameters())
 
     depths = {k: getattr(spec, k) for k in _DEPTH_KEYS if getattr(spec, k) is not None}
@@ -230,5 +142,5 @@ def build_model(spec: ModelSpec, vocab_size: int | None = None, **token_ids) -> 
         if getattr(spec, key) < 1:
             raise UserError(f"model.{key}: must be at least 1, got {getattr(spec, key)}")
     _check_fits_in_memory(spec, vocab_size, token_ids)
-    model = _family(spec)[1](model_config(spec, vocab_size, **token_ids))
+    model = family(spec.family).model_class(model_config(spec, vocab_size, **token_ids))
     return model, count_parameters(model)

@@ -1,16 +1,17 @@
-"""Prompt -> text for any causal language model (masked mixer or Llama), through transformers' generate().
+"""Prompt -> text for any causal language model of any family, through transformers' generate().
 
 Decoding (greedy, temperature, top-k, top-p, repetition penalty, EOS stop, streaming) is
-transformers' own; this module decides how prompts are laid out, which matters for a masked
-mixer because its positions are rows of the mixing matrices (see models/masked_mixer/cache.py):
+transformers' own; this module decides how prompts are laid out, which matters for families whose
+positions are rows of mixing matrices (`Capabilities.positions_are_rows`: the masked and linear
+mixers, the transfixer; see models/masked_mixer/cache.py):
 
-- a mixer whose tokenizer pads on the right (the default, and what packed training amounts to)
+- a model whose tokenizer pads on the right (the default, and what packed training amounts to)
   gets right-padded prompts: every prompt starts at position 0 and the tokens generated for it
   follow its last real token, whatever the other prompts in the batch are;
-- a mixer whose tokenizer pads on the left was trained with text ending at position L - 1, so
+- a model whose tokenizer pads on the left was trained with text ending at position L - 1, so
   prompts are left-padded to L - max_new_tokens (at least the longest prompt): the text ends near
   L - 1 as in training, and a prompt's positions do not depend on the rest of its batch;
-- any other model (Llama) gets left padding and transformers' position ids.
+- any other family (Llama) gets left padding and position ids that skip the pads.
 
 With the cache (default) a masked mixer costs O(t d) per layer per new token; past seq_len it
 slides its window (keeps the last L // 2 tokens, recomputes them once). Without the cache every
@@ -28,7 +29,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
 from .errors import UserError
-from .models import MaskedMixerForCausalLM
+from .models import context_length, family_of
 
 
 def sampling_kwargs(
@@ -68,14 +69,14 @@ def encode_prompts(
     """input_ids and attention_mask (b, width) laid out as the module docstring says."""
     if not prompts:
         raise UserError("prompt: give at least one prompt")
-    is_mixer = isinstance(model, MaskedMixerForCausalLM)
-    side = (padding_side or tokenizer.padding_side) if is_mixer else "left"
+    rows = family_of(model).capabilities.positions_are_rows
+    side = (padding_side or tokenizer.padding_side) if rows else "left"
     if side not in ("left", "right"):
         raise UserError(f"padding_side: {side!r} is not 'left' or 'right'")
     encoded = [_encode(tokenizer, p) for p in prompts]
     width = max(map(len, encoded))
-    if is_mixer and side == "left":
-        width = max(width, model.config.seq_len - max_new_tokens)
+    if rows and side == "left":
+        width = max(width, context_length(model.config) - max_new_tokens)
     pad = _pad_token_id(tokenizer)
     ids = torch.full((len(encoded), width), pad, dtype=torch.long)
     mask = torch.zeros_like(ids)

@@ -1,9 +1,9 @@
 """What a model is trained to do, and therefore how it is scored.
 
-A model's task is a capability flag on its class, HF style (like `supports_gradient_checkpointing`):
-the autoencoders set `task = "autoencode"`; every other model, transformers' own LlamaForCausalLM
-included, is a causal language model. Training, evaluation and compare read the flag (or
-`factory.family_task` before a model exists), so no config ever states the task a second time.
+A model's task is part of its family's declaration (`Family.task`, models/family.py): the
+autoencoders are "autoencode"; every other family, transformers' own Llama included, is a causal
+language model. Training, evaluation and compare read it (`factory.family_task` before a model
+exists), so no config ever states the task a second time.
 
 - causal_lm: next-token (shifted) loss, perplexity, bits per byte; generated text samples.
 - autoencode: reconstruction (unshifted) loss, per-token accuracy, exact match of whole
@@ -13,15 +13,12 @@ included, is a causal language model. Training, evaluation and compare read the 
 from __future__ import annotations
 
 from .metrics import argmax_logits, compute_reconstruction_metrics
-
-CAUSAL_LM = "causal_lm"
-AUTOENCODE = "autoencode"
-TASKS = (CAUSAL_LM, AUTOENCODE)
+from .models import AUTOENCODE, CAUSAL_LM, TASKS, family_of
 
 
 def model_task(model) -> str:
-    """The task of a model instance or class: its `task` attribute, causal_lm when it has none."""
-    return getattr(model, "task", CAUSAL_LM)
+    """The task of a model instance: its family's."""
+    return family_of(model).task
 
 
 def trainer_metric_hooks(task: str) -> dict:

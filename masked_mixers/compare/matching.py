@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ..config import MatchingConfig, ModelSpec
 from ..errors import UserError
 from ..factory import build_model
+from ..models import FAMILIES
 from ..memory import PeakMemory, TensorPeakMemory
 
 
@@ -67,8 +68,7 @@ def measure_training_memory(spec: ModelSpec, batch: dict[str, torch.Tensor], voc
 
 def _step(spec: ModelSpec, multiple_of: int) -> int:
     """hidden_size granularity: a multiple of `multiple_of` that the heads also divide."""
-    needs_heads = spec.family.startswith("llama") or spec.mixer_type == "multihead"  # every Llama family has heads
-    return math.lcm(multiple_of, spec.num_heads) if needs_heads else multiple_of
+    return math.lcm(multiple_of, FAMILIES[spec.family].size_multiple(spec))
 
 
 def match_memory(

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from ..config import CompareConfig, ModelSpec, RunConfig, TrainConfig
 from ..errors import UserError
-from ..factory import FAMILIES, family_task
+from ..factory import family_task
+from ..models import FAMILIES
 from ..tasks import AUTOENCODE
 from .matching import match_models, measure_training_memory
 from .plots import eval_curve, plot_curves

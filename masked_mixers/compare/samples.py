@@ -7,6 +7,7 @@ import torch
 
 from ..config import ReportConfig
 from ..metrics import IGNORE_INDEX
+from ..models import family_of
 
 
 def _prompt_ids(tokenizer, prompt: str, seq_len: int, add_bos: bool) -> list[int]:
@@ -23,7 +24,7 @@ def generate_samples(model, tokenizer, seq_len: int, settings: ReportConfig, add
     Bidirectional models (`predicts_in_place`) read the tokens after the one they predict, so
     they cannot continue a prompt: they get no samples.
     """
-    if getattr(model, "predicts_in_place", False):
+    if family_of(model).capabilities.predicts_in_place:
         return []
     was_training = model.training
     model.eval()

@@ -1,41 +1,66 @@
-"""Model architectures, one folder or file per family, registered with the Auto classes."""
+"""Model architectures, one package per family, and the family table everything else reads.
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+Each package declares its family (`Family`, see family.py) in its `family.py`. `FAMILIES` below
+lists them: adding a family is one new package and one line here. Importing this module
+registers every family's config and model classes with transformers' Auto classes.
+"""
 
+from __future__ import annotations
+
+import transformers
+
+from . import ablated_llama, autoencoder, bidirectional, linear_mixer, llama, masked_mixer, transfixer
 from .ablated_llama import AblatedLlamaConfig, AblatedLlamaForCausalLM, AblatedLlamaModel
 from .autoencoder import AutoencodingMixer, AutoencodingMixerConfig, AutoencodingTransformer, AutoencodingTransformerConfig
 from .bidirectional import BidirectionalLlamaConfig, BidirectionalLlamaLM, BidirectionalMixerConfig, BidirectionalMixerLM
+from .family import AUTOENCODE, CAUSAL_LM, TASKS, Capabilities, Family, FlopCount, context_length
 from .linear_mixer import LinearMixerConfig, LinearMixerForCausalLM, LinearMixerModel
 from .masked_mixer import MaskedMixerConfig, MaskedMixerForCausalLM, MaskedMixerModel
 from .transfixer import TransfixerConfig, TransfixerForCausalLM, TransfixerModel
 
-# config class -> (AutoModel class or None, AutoModelForCausalLM class or None)
-REGISTRY = {
-    MaskedMixerConfig: (MaskedMixerModel, MaskedMixerForCausalLM),
-    AblatedLlamaConfig: (AblatedLlamaModel, AblatedLlamaForCausalLM),
-    LinearMixerConfig: (LinearMixerModel, LinearMixerForCausalLM),
-    TransfixerConfig: (TransfixerModel, TransfixerForCausalLM),
-    # bidirectional models predict every token in place; AutoModelForCausalLM is where loaders look for an LM
-    BidirectionalMixerConfig: (None, BidirectionalMixerLM),
-    BidirectionalLlamaConfig: (None, BidirectionalLlamaLM),
-    AutoencodingMixerConfig: (AutoencodingMixer, None),
-    AutoencodingTransformerConfig: (AutoencodingTransformer, None),
+FAMILIES: dict[str, Family] = {
+    family.name: family
+    for family in (
+        masked_mixer.FAMILY,
+        llama.FAMILY,
+        ablated_llama.FAMILY,
+        autoencoder.MIXER_FAMILY,
+        autoencoder.LLAMA_FAMILY,
+        linear_mixer.FAMILY,
+        transfixer.FAMILY,
+        bidirectional.MIXER_FAMILY,
+        bidirectional.LLAMA_FAMILY,
+    )
 }
+_BY_MODEL_TYPE = {family.model_type: family for family in FAMILIES.values()}
+
+
+def family_of(model_or_config) -> Family:
+    """The family of a model instance or class, or of a config: looked up by its model_type."""
+    config = getattr(model_or_config, "config", model_or_config)
+    model_type = getattr(config, "model_type", None)
+    if model_type not in _BY_MODEL_TYPE:
+        raise ValueError(f"model_type {model_type!r} belongs to no family of this package ({', '.join(_BY_MODEL_TYPE)})")
+    return _BY_MODEL_TYPE[model_type]
 
 
 def _register() -> None:
-    """Make AutoConfig / AutoModel / AutoModelForCausalLM know every model_type of this package."""
-    for config, (base, causal_lm) in REGISTRY.items():
-        AutoConfig.register(config.model_type, config, exist_ok=True)
-        if base is not None:
-            AutoModel.register(config, base, exist_ok=True)
-        if causal_lm is not None:
-            AutoModelForCausalLM.register(config, causal_lm, exist_ok=True)
+    """Make AutoConfig and each family's Auto classes know every model_type of this package."""
+    for family in FAMILIES.values():
+        if not family.auto:
+            continue  # transformers' own classes (llama) are registered by transformers
+        transformers.AutoConfig.register(family.model_type, family.config_class, exist_ok=True)
+        for auto_name, model_class in family.auto.items():
+            getattr(transformers, auto_name).register(family.config_class, model_class, exist_ok=True)
 
 
 _register()
 
 __all__ = [
+    "AUTOENCODE",
+    "CAUSAL_LM",
+    "FAMILIES",
+    "TASKS",
     "AblatedLlamaConfig",
     "AblatedLlamaForCausalLM",
     "AblatedLlamaModel",
@@ -47,6 +72,9 @@ __all__ = [
     "BidirectionalLlamaLM",
     "BidirectionalMixerConfig",
     "BidirectionalMixerLM",
+    "Capabilities",
+    "Family",
+    "FlopCount",
     "LinearMixerConfig",
     "LinearMixerForCausalLM",
     "LinearMixerModel",
@@ -56,4 +84,6 @@ __all__ = [
     "TransfixerConfig",
     "TransfixerForCausalLM",
     "TransfixerModel",
+    "context_length",
+    "family_of",
 ]

@@ -31,7 +31,6 @@ from transformers.models.llama.modeling_llama import (
 )
 from transformers.utils import ModelOutput
 
-from ...tasks import AUTOENCODE
 from ..masked_mixer.mixing import causal_mask
 from ..masked_mixer.modeling import MaskedMixerPreTrainedModel, MixerBlock
 from .configuration import AutoencodingMixerConfig, AutoencodingTransformerConfig
@@ -80,7 +79,6 @@ class AutoencoderMixin:
     holds the bottleneck fixed.
     """
 
-    task = AUTOENCODE  # capability flag: scored by reconstruction, not next-token prediction (see tasks.py)
     _tied_weights_keys = {"lm_head.weight": "embed_tokens.weight"}
 
     def _build_bottleneck(self, config) -> None:

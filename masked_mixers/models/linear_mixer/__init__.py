@@ -1,8 +1,10 @@
 from .cache import TokenMixingCache
+from .family import FAMILY
 from .configuration import LINEAR_VARIANTS, LinearMixerConfig
 from .modeling import LinearMixerForCausalLM, LinearMixerModel, LinearMixerPreTrainedModel
 
 __all__ = [
+    "FAMILY",
     "LINEAR_VARIANTS",
     "LinearMixerConfig",
     "LinearMixerForCausalLM",

@@ -27,6 +27,7 @@ class LinearMixerConfig(PreTrainedConfig):
     """
 
     model_type = "linear_mixer"
+    attribute_map = {"max_position_embeddings": "seq_len"}  # L where Hugging Face tools look for it
 
     vocab_size: int = 4096
     hidden_size: int = 256

@@ -32,6 +32,7 @@ class MaskedMixerConfig(PreTrainedConfig):
     """
 
     model_type = "masked_mixer"
+    attribute_map = {"max_position_embeddings": "seq_len"}  # L where Hugging Face tools look for it
 
     vocab_size: int = 4096
     hidden_size: int = 256

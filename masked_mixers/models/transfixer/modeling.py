@@ -27,7 +27,7 @@ from transformers.models.llama.modeling_llama import (
     LlamaRotaryEmbedding,
 )
 
-from .masked_mixer.mixing import FlatTokenMixing, causal_mask
+from ..masked_mixer.mixing import FlatTokenMixing, causal_mask
 
 
 @strict

@@ -34,7 +34,7 @@ from transformers.loss.loss_utils import fixed_cross_entropy
 from transformers.modeling_outputs import MaskedLMOutput
 from transformers.models.llama.modeling_llama import LlamaPreTrainedModel
 
-from .masked_mixer import MaskedMixerConfig, MaskedMixerModel, MaskedMixerPreTrainedModel
+from ..masked_mixer import MaskedMixerConfig, MaskedMixerModel, MaskedMixerPreTrainedModel
 
 
 @strict
@@ -85,12 +85,10 @@ class BidirectionalLM:
     """The shared part of both models: run two causal trunks, combine, predict each token in place.
 
     Subclasses set `forward_stream`, `backward_stream` (trunks taking input_ids/attention_mask
-    and returning `last_hidden_state`) and `lm_head`. `predicts_in_place` tells evaluation code
-    not to shift: logits[:, n] predicts token n, and logits[:, n] compared with token n + 1
-    would be scored against a token that row has seen.
+    and returning `last_hidden_state`) and `lm_head`. The families declare `predicts_in_place`
+    (family.py), which tells evaluation code not to shift: logits[:, n] predicts token n, and
+    logits[:, n] compared with token n + 1 would be scored against a token that row has seen.
     """
-
-    predicts_in_place = True
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.forward_stream.embed_tokens
