@@ -63,6 +63,16 @@ def check_knobs(spec: ModelSpec, key: str = "model") -> Family:
     return fam
 
 
+def spec_for(name: str, **fields) -> ModelSpec:
+    """A ModelSpec of family `name` from `fields`, keeping only the fields that family takes.
+
+    For tools that describe several families with one set of sizes (bench, tests): a multihead
+    mixer's `mixer_type` is not handed to Llama, Llama's `intermediate_size` not to a mixer.
+    """
+    takes = family(name).takes
+    return ModelSpec(family=name, **{k: v for k, v in fields.items() if k in takes})
+
+
 def family_task(spec: ModelSpec, key: str = "model.family") -> str:
     """The task of `spec`'s family, known before any model is built."""
     return family(spec.family, key).task

@@ -25,7 +25,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import ModelSpec, atomic_write_text
-from ..factory import build_model
+from ..factory import build_model, spec_for
+from ..models import FAMILIES
+from ..models.masked_mixer import MIXER_TYPES
 from .flops import forward_flops_per_token, mfu
 from .timing import DTYPES, matmul_peak, timed
 
@@ -38,13 +40,21 @@ def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _families(text: str) -> list[str]:
+    names = _names(text)
+    unknown = [n for n in names if n not in FAMILIES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown family {', '.join(unknown)} (choose from {', '.join(FAMILIES)})")
+    return names
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--families", type=_names, default=["mixer", "llama"], help="comma list (default mixer,llama)")
+    parser.add_argument("--families", type=_families, default=["mixer", "llama"], help=f"comma list of {', '.join(FAMILIES)} (default mixer,llama)")
     parser.add_argument("--seq-lens", type=_ints, default=[128, 512], help="comma list of L (default 128,512)")
     parser.add_argument("--d-models", type=_ints, default=[256], help="comma list of d_model (default 256)")
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--num-heads", type=int, default=4, help="Llama attention heads")
-    parser.add_argument("--mixer-type", default="flat", choices=["flat", "expanded", "multihead"])
+    parser.add_argument("--mixer-type", default="flat", choices=MIXER_TYPES)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--vocab-size", type=int, default=4096)
     parser.add_argument("--dtypes", type=_names, default=["fp32"], help="comma list of fp32, bf16 (autocast)")
@@ -73,7 +83,8 @@ def _step(model, optimizer, batch, device: str, dtype: str) -> None:
 
 
 def _spec(args, family: str, seq_len: int, d_model: int) -> ModelSpec:
-    return ModelSpec(family=family, hidden_size=d_model, num_hidden_layers=args.layers, seq_len=seq_len, num_heads=args.num_heads, mixer_type=args.mixer_type)
+    sizes = dict(hidden_size=d_model, num_hidden_layers=args.layers, seq_len=seq_len, num_heads=args.num_heads, mixer_type=args.mixer_type)
+    return spec_for(family, **sizes)
 
 
 def _peak_memory(spec: ModelSpec, batch: torch.Tensor, vocab: int, dtype: str) -> int:
