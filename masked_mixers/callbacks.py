@@ -9,7 +9,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from .config import atomic_write_text
+from .files import atomic_write_text
 
 
 def _records(path: Path) -> list[dict[str, Any]]:

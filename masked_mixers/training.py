@@ -20,9 +20,10 @@ from transformers import PreTrainedModel, TrainingArguments, default_data_collat
 from transformers.trainer_utils import get_last_checkpoint
 
 from .callbacks import MetricsCallback, TimeBudgetCallback
-from .config import RunConfig, atomic_write_text, save_yaml
+from .config import RunConfig, save_yaml
 from .errors import UserError
 from .evaluation import evaluate
+from .files import atomic_write_text
 from .factory import ParameterCount, build_model, count_parameters
 from .memory import PeakMemory
 from .tasks import model_task, trainer_metric_hooks

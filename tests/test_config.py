@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from masked_mixers.config import RunConfig, apply_overrides, from_dict, load_compare_config, load_run_config, save_yaml, to_dict
+from masked_mixers.compare.config import load_compare_config
+from masked_mixers.config import RunConfig, apply_overrides, from_dict, load_run_config, save_yaml, to_dict
 from masked_mixers.errors import UserError
 from masked_mixers.factory import build_model, count_parameters
 

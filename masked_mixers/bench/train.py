@@ -24,7 +24,8 @@ import statistics
 import torch
 from tqdm.auto import tqdm
 
-from ..config import ModelSpec, atomic_write_text
+from ..config import ModelSpec
+from ..files import atomic_write_text
 from ..factory import build_model
 from .flops import forward_flops_per_token, mfu
 from .timing import DTYPES, matmul_peak, timed

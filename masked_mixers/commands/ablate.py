@@ -19,7 +19,8 @@ import json
 import math
 from pathlib import Path
 
-from ..config import RunConfig, atomic_write_text, load_run_config, to_dict
+from ..config import RunConfig, load_run_config, to_dict
+from ..files import atomic_write_text
 from ..factory import build_model, count_parameters
 from ..probes.ablation import ABLATABLE_FAMILIES, ABLATIONS, ablation_runs, loss_points, markdown_table, summarize_run
 

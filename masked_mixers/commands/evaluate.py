@@ -15,7 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..config import DataConfig, RunConfig, atomic_write_text, from_dict, load_yaml
+from ..config import DataConfig, RunConfig, from_dict, load_yaml
+from ..files import atomic_write_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -28,7 +28,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from ..config import atomic_write_text, load_run_config
+from ..config import load_run_config
+from ..files import atomic_write_text
 from ..errors import UserError
 from ..factory import build_model, count_parameters
 from ..probes.representation import DECODERS, LOSSES, OPTIMIZERS, SCHEDULES, InversionSettings, representation_accuracy

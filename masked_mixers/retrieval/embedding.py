@@ -17,18 +17,17 @@ depend on how the inputs are batched.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..files import save_safetensors
+from .settings import POSITIONS
 
-POSITIONS = ("second-to-last", "last-token", "last")
 
 
 def load_language_model(model_dir: str | Path, device: str | torch.device = "cpu"):
@@ -110,16 +109,7 @@ def embed_texts(
 
 def save_embeddings(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Write named (n, d) tensors as safetensors, atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_safetensors(path, tensors, metadata)
 
 
 def load_embeddings(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
