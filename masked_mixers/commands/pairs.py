@@ -28,7 +28,8 @@ KINDS = (*PAIR_KINDS, "file", "tinystories-instruct")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", nargs="?", default="roneneldan/TinyStoriesInstruct", help="corpus file or hub id, or a pair file for --kind file")
     parser.add_argument("--out", required=True, help="directory for train.jsonl and test.jsonl")
-    parser.add_argument("--kind", choices=KINDS, default=RetrievalSettings.kind)
+    kind_help = RetrievalSettings.__dataclass_fields__["kind"].metadata["help"]
+    parser.add_argument("--kind", choices=KINDS, default=RetrievalSettings.kind, help=f"{kind_help}; file, tinystories-instruct: read pairs (see above)")
     parser.add_argument("--split", default=None, help="hub split to read (default: train; validation for tinystories-instruct)")
     parser.add_argument("--text-field", default="text")
     parser.add_argument("--lowercase", action="store_true")
