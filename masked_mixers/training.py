@@ -20,7 +20,8 @@ from transformers import PreTrainedModel, TrainingArguments, default_data_collat
 from transformers.trainer_utils import get_last_checkpoint
 
 from .callbacks import MetricsCallback, TimeBudgetCallback
-from .config import RunConfig, save_yaml
+from .config import RunConfig
+from .configfile import save_yaml
 from .errors import UserError
 from .evaluation import evaluate
 from .factory import ParameterCount, build_model, count_parameters
