@@ -110,17 +110,6 @@ def to_dict(obj: Any) -> dict:
     return dataclasses.asdict(obj)
 
 
-def choices(cls: type, name: str) -> tuple:
-    """The values a `Literal[...]` field (or `Literal[...] | None`, or `list[Literal[...]]`) of `cls` allows."""
-    tp = typing.get_type_hints(cls)[name]
-    while typing.get_origin(tp) is not typing.Literal:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if not args:
-            raise TypeError(f"{cls.__name__}.{name} is not a Literal field")
-        tp = args[0]
-    return typing.get_args(tp)
-
-
 def load_yaml(path: str | os.PathLike) -> Any:
     """The parsed YAML of `path`; a missing file or a syntax error is one line naming the file."""
     path = Path(path)
@@ -178,4 +167,4 @@ def save_yaml(obj: Any, path: str | os.PathLike) -> None:
     atomic_write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False))
 
 
-__all__ = ["apply_overrides", "choices", "from_dict", "load_config", "load_mapping", "load_yaml", "parse_override", "save_yaml", "to_dict"]
+__all__ = ["apply_overrides", "from_dict", "load_config", "load_mapping", "load_yaml", "parse_override", "save_yaml", "to_dict"]

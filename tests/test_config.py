@@ -129,3 +129,15 @@ def test_retrieval_settings_are_one_definition_for_config_and_cli():
             if action.dest in {f.name for f in dataclasses.fields(RetrievalSettings)}:
                 assert action.default == getattr(defaults, action.dest) == getattr(config, action.dest), (command, action.dest)
                 assert action.help, (command, action.dest)
+
+
+def test_closed_choices_match_the_models_own_lists():
+    """The schema's Literal choices are checked at load time; the model configs check the same lists."""
+    import typing
+
+    from masked_mixers.config import LinearVariant, MixerType
+    from masked_mixers.models.linear_mixer.configuration import LINEAR_VARIANTS
+    from masked_mixers.models.masked_mixer.configuration import MIXER_TYPES
+
+    assert typing.get_args(MixerType) == MIXER_TYPES
+    assert typing.get_args(LinearVariant) == LINEAR_VARIANTS
