@@ -9,18 +9,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from .config import atomic_write_text
-
-
-def _records(path: Path) -> list[dict[str, Any]]:
-    """The events in a metrics.jsonl, without a last line torn by a kill mid-write."""
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+from .files import atomic_write_text
+from .rundir import read_metrics
 
 
 class MetricsCallback(TrainerCallback):
@@ -39,7 +29,7 @@ class MetricsCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self._start = time.perf_counter()
         if state.is_world_process_zero and self.path.exists():  # resuming: keep earlier events up to the checkpoint
-            kept = [r for r in _records(self.path) if r.get("skipped_step", r["step"]) <= state.global_step]
+            kept = [r for r in read_metrics(self.path) if r.get("skipped_step", r["step"]) <= state.global_step]
             self.history = kept
             self.elapsed_before = max((r.get("elapsed_s", 0.0) for r in kept), default=0.0)
             atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))

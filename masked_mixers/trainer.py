@@ -23,8 +23,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 
 from .errors import UserError
-
-STAGING_DIR = ".checkpoint-staging"
+from .rundir import STAGING_DIR
 
 
 class NonFiniteLoss(UserError):

@@ -20,15 +20,16 @@ from transformers import PreTrainedModel, TrainingArguments, default_data_collat
 from transformers.trainer_utils import get_last_checkpoint
 
 from .callbacks import MetricsCallback, TimeBudgetCallback
-from .config import RunConfig, atomic_write_text, save_yaml
+from .config import RunConfig
+from .configfile import save_yaml
 from .errors import UserError
 from .evaluation import evaluate
 from .factory import ParameterCount, build_model, count_parameters
+from .files import atomic_write_json
 from .memory import PeakMemory
 from .tasks import model_task, trainer_metric_hooks
-from .trainer import STAGING_DIR, RobustTrainer
-
-METRICS_FILE = "metrics.jsonl"
+from .rundir import METRICS, RUN_CONFIG, STAGING_DIR, SUMMARY
+from .trainer import RobustTrainer
 
 
 @dataclass
@@ -144,10 +145,10 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
     out = Path(run.train.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if args.process_index == 0:
-        save_yaml(run, out / "run.yaml")
+        save_yaml(run, out / RUN_CONFIG)
     world = max(args.world_size, 1)
     tokens_per_step = run.train.batch_size * run.train.gradient_accumulation_steps * world * run.model.seq_len
-    metrics = MetricsCallback(out / METRICS_FILE, tokens_per_step)
+    metrics = MetricsCallback(out / METRICS, tokens_per_step)
     extra = [metrics, *callbacks]
     budget = None
     if run.train.max_seconds:
@@ -197,5 +198,5 @@ def _finish(run, trainer, output, metrics, budget, peak, prepared, out) -> Train
         summary = {k: v for k, v in vars(result).items() if k not in ("model", "history", "output_dir", "parameters")}
         summary["parameters"] = vars(result.parameters)
         summary["task"] = model_task(model)
-        atomic_write_text(out / "train_summary.json", json.dumps(summary, indent=2) + "\n")
+        atomic_write_json(out / SUMMARY, summary)
     return result

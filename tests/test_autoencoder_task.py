@@ -16,7 +16,8 @@ from masked_mixers.cli import main
 from masked_mixers.compare import run_compare
 from masked_mixers.compare.matching import _step
 from masked_mixers.compare.report import RECONSTRUCTION_COLUMNS
-from masked_mixers.config import ModelSpec, RunConfig, TrainConfig, load_compare_config
+from masked_mixers.compare.config import load_compare_config
+from masked_mixers.config import ModelSpec, RunConfig, TrainConfig
 from masked_mixers.errors import UserError
 from masked_mixers.factory import FAMILIES, family_task
 from masked_mixers.tasks import AUTOENCODE, CAUSAL_LM, model_task

@@ -10,7 +10,8 @@ import pytest
 from masked_mixers.compare import match_memory, measure_training_memory, run_compare
 from masked_mixers.compare.report import COLUMNS
 from masked_mixers.compare.runner import _first_batch
-from masked_mixers.config import CompareConfig, MatchingConfig, ModelSpec, from_dict, load_compare_config
+from masked_mixers.compare.config import CompareConfig, MatchingConfig, load_compare_config
+from masked_mixers.config import ModelSpec, from_dict
 from masked_mixers.errors import UserError
 
 from standin_data import prepare_standin

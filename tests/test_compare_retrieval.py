@@ -7,7 +7,7 @@ import pytest
 
 from masked_mixers.compare import run_compare
 from masked_mixers.compare.retrieval import heldout_documents
-from masked_mixers.config import load_compare_config
+from masked_mixers.compare.config import load_compare_config
 from masked_mixers.errors import UserError
 from masked_mixers.retrieval import read_pairs
 
@@ -78,16 +78,17 @@ def test_heldout_documents_skip_what_the_models_trained_on():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["retrieval.kind=summary"], r"retrieval.kind: unknown value 'summary'"),
-        (["retrieval.methods=[cosine, bm42]"], r"retrieval.methods: \['bm42'\]"),
-        (["retrieval.position=first"], r"retrieval.position"),
+        (["retrieval.kind=summary"], r"key 'retrieval.kind' expects one of 'sentence', 'keywords', got 'summary'"),
+        (["retrieval.methods=[cosine, bm42]"], r"key 'retrieval.methods\[1\]' expects one of 'cosine', 'direct', 'infonce', got 'bm42'"),
+        (["retrieval.position=first"], r"key 'retrieval.position' expects one of"),
+        (["retrieval.methods=[]"], r"retrieval.methods: empty list"),
         (["retrieval.candidates=[1, 32]"], r"at least 2"),
         (["data.max_documents=null"], r"held-out documents"),
     ],
 )
 def test_bad_retrieval_section_stops_before_training(tmp_path, overrides, message):
-    config = load_compare_config(TINY, overrides)
     calls = []
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(UserError, match=message):  # closed choices fail at load, the rest in run_compare's checks
+        config = load_compare_config(TINY, overrides)
         run_compare(config, tmp_path, prepare=lambda data, L: calls.append(L), progress=False)
     assert not calls  # nothing was prepared or trained

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from masked_mixers.config import RunConfig, apply_overrides, from_dict, load_compare_config, load_run_config, save_yaml, to_dict
+from masked_mixers.compare.config import load_compare_config
+from masked_mixers.config import RunConfig, apply_overrides, from_dict, load_run_config, save_yaml, to_dict
 from masked_mixers.errors import UserError
 from masked_mixers.factory import build_model, count_parameters
 
@@ -86,3 +87,57 @@ def test_model_vocab_smaller_than_tokenizer_is_an_error():
         build_model(from_dict(RunConfig, {"model": {"family": "gpt"}}).model, vocab_size=10)
     with pytest.raises(UserError, match="mixer_type"):
         build_model(from_dict(RunConfig, {"model": {"mixer_type": "wide"}}).model, vocab_size=10)
+
+
+def test_closed_choices_name_the_key_and_the_choices(tmp_path):
+    with pytest.raises(UserError, match=r"^x.yaml: key 'model.mixer_type' expects one of 'flat', 'expanded', 'multihead', got 'x'$"):
+        from_dict(RunConfig, {"model": {"mixer_type": "x"}}, "x.yaml")
+    with pytest.raises(UserError, match=r"key 'train.precision' expects one of 'auto', 'fp32', 'bf16', 'fp16', got 'fp8'"):
+        load_run_config(_write(tmp_path / "run.yaml", "train: {}\n"), ["train.precision=fp8"])
+    assert from_dict(RunConfig, {"data": {"padding_side": "left"}}).data.padding_side == "left"
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text", ["- model\n- data\n", "just a string\n", "42\n"])
+@pytest.mark.parametrize("loader", [load_run_config, load_compare_config])
+def test_top_level_that_is_not_a_mapping_is_one_line(tmp_path, text, loader):
+    with pytest.raises(UserError, match=r"bad.yaml: expected a mapping of sections") as err:
+        loader(_write(tmp_path / "bad.yaml", text))
+    assert "\n" not in str(err.value)
+    assert load_run_config(_write(tmp_path / "empty.yaml", "")) == RunConfig()  # an empty file is all defaults
+
+
+def test_retrieval_settings_are_one_definition_for_config_and_cli():
+    """The compare config's retrieval section and the pairs/embed/retrieve options share defaults."""
+    import argparse
+    import dataclasses
+
+    from masked_mixers.cli import build_parser
+    from masked_mixers.compare.config import RetrievalTaskConfig
+    from masked_mixers.retrieval.settings import RetrievalSettings
+
+    config = RetrievalTaskConfig()
+    defaults = RetrievalSettings()
+    for command in ("pairs", "embed", "retrieve"):
+        parser = build_parser(command)
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+        for action in sub._actions:
+            if action.dest in {f.name for f in dataclasses.fields(RetrievalSettings)}:
+                assert action.default == getattr(defaults, action.dest) == getattr(config, action.dest), (command, action.dest)
+                assert action.help, (command, action.dest)
+
+
+def test_closed_choices_match_the_models_own_lists():
+    """The schema's Literal choices are checked at load time; the model configs check the same lists."""
+    import typing
+
+    from masked_mixers.config import LinearVariant, MixerType
+    from masked_mixers.models.linear_mixer.configuration import LINEAR_VARIANTS
+    from masked_mixers.models.masked_mixer.configuration import MIXER_TYPES
+
+    assert typing.get_args(MixerType) == MIXER_TYPES
+    assert typing.get_args(LinearVariant) == LINEAR_VARIANTS

@@ -34,7 +34,8 @@ import time
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from ..config import ModelSpec, atomic_write_text
+from ..config import ModelSpec
+from ..files import atomic_write_text
 from ..errors import UserError
 from ..factory import build_model
 

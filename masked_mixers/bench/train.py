@@ -24,8 +24,9 @@ import statistics
 import torch
 from tqdm.auto import tqdm
 
-from ..config import ModelSpec, atomic_write_text
+from ..config import ModelSpec
 from ..factory import build_model, spec_for
+from ..files import atomic_write_text
 from ..models import FAMILIES
 from ..models.masked_mixer import MIXER_TYPES
 from .flops import forward_flops_per_token, mfu

@@ -19,8 +19,9 @@ import json
 import math
 from pathlib import Path
 
-from ..config import RunConfig, atomic_write_text, load_run_config, to_dict
+from ..config import RunConfig, load_run_config, to_dict
 from ..factory import build_model, count_parameters
+from ..files import atomic_write_text
 from ..probes.ablation import ABLATABLE_FAMILIES, ABLATIONS, ablation_runs, loss_points, markdown_table, summarize_run
 
 
@@ -54,14 +55,14 @@ def train_variant(variant: RunConfig, prepared) -> tuple[list[dict], dict, int]:
     logged up to then, plus a NaN point at the step that failed, so the sweep records it and goes on.
     """
     from ..trainer import NonFiniteLoss
-    from ..training import METRICS_FILE, train
+    from ..rundir import read_metrics
+    from ..training import train
 
     try:
         result = train(variant, prepared)
     except NonFiniteLoss as err:
         print(f"  {err}")
-        metrics = Path(variant.train.output_dir) / METRICS_FILE
-        history = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.is_file() else []
+        history = read_metrics(variant.train.output_dir)
         model, _ = build_model(variant.model, len(prepared.tokenizer))
         return history + [dict(step=err.step, loss=math.nan)], {}, count_parameters(model).total
     return result.history, result.eval_metrics, count_parameters(result.model).total

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..compare import run_compare
-    from ..config import load_compare_config
+    from ..compare.config import load_compare_config
 
     config = load_compare_config(args.config, args.overrides)
     if args.data:

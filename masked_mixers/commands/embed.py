@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 
 from ..retrieval.corpus import load_documents
-from ..retrieval.embedding import POSITIONS, embed_texts, load_language_model, save_embeddings
+from ..retrieval.embedding import embed_texts, load_language_model, save_embeddings
 from ..retrieval.pairs import read_pairs
+from ..retrieval.settings import EMBED_FIELDS, add_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,9 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--pairs", help="a .jsonl of query/passage pairs")
     source.add_argument("--corpus", help="a corpus file or hub id (text field --text-field)")
     parser.add_argument("--out", required=True, help="output .safetensors file")
-    parser.add_argument("--position", choices=POSITIONS, default="second-to-last")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-length", type=int, default=None, help="truncate inputs (default: the model's context)")
+    add_options(parser, EMBED_FIELDS)  # --position, --batch-size, --max-length (retrieval/settings.py)
     parser.add_argument("--text-field", default="text")
     parser.add_argument("--split", default="train")
     parser.add_argument("--max-documents", type=int, default=None)

@@ -15,7 +15,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ..config import DataConfig, RunConfig, atomic_write_text, from_dict, load_yaml
+from ..config import DataConfig, RunConfig, load_run_config
+from ..files import atomic_write_json
+from ..rundir import RUN_CONFIG, load_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _data_config(args: argparse.Namespace) -> tuple[DataConfig, int]:
     """The run's data settings, pointed at the data to evaluate and the model's own tokenizer."""
-    run_yaml = Path(args.model_dir) / "run.yaml"
-    run = from_dict(RunConfig, load_yaml(run_yaml), str(run_yaml)) if run_yaml.is_file() else RunConfig()
+    run_yaml = Path(args.model_dir) / RUN_CONFIG
+    run = load_run_config(run_yaml) if run_yaml.is_file() else RunConfig()
     data = run.data
     if args.data:
         data.eval_source = args.data
@@ -49,9 +51,8 @@ def _data_config(args: argparse.Namespace) -> tuple[DataConfig, int]:
 def run(args: argparse.Namespace) -> int:
     from ..data import prepare_eval_data
     from ..evaluation import evaluate
-    from ..loading import load_pretrained
 
-    model, _ = load_pretrained(args.model_dir)
+    model, _ = load_run(args.model_dir)
     data, run_seq_len = _data_config(args)
     seq_len = getattr(model.config, "seq_len", None) or getattr(model.config, "max_position_embeddings", run_seq_len)
     dataset = prepare_eval_data(data, seq_len)
@@ -59,5 +60,5 @@ def run(args: argparse.Namespace) -> int:
     metrics = {"model_dir": str(args.model_dir), **metrics}
     print(json.dumps(metrics, indent=2))
     if args.json_out:
-        atomic_write_text(args.json_out, json.dumps(metrics, indent=2) + "\n")
+        atomic_write_json(args.json_out, metrics)
     return 0

@@ -17,7 +17,7 @@ import argparse
 from transformers import TextStreamer
 
 from ..generation import generate_text
-from ..loading import load_pretrained
+from ..rundir import load_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model, tokenizer = load_pretrained(args.model_dir)
+    model, tokenizer = load_run(args.model_dir)
     options = dict(
         seed=args.seed, use_cache=not args.no_cache, padding_side=args.padding_side, greedy=args.greedy,
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,

@@ -19,25 +19,24 @@ import argparse
 
 from ..retrieval.corpus import load_documents
 from ..retrieval.pairs import build_pairs, load_tinystories_instruct, read_pairs, save_splits, split_pairs
+from ..retrieval.settings import PAIR_FIELDS, PAIR_KINDS, RetrievalSettings, add_options, from_args
 
-KINDS = ("sentence", "keywords", "file", "tinystories-instruct")
+# the built kinds of RetrievalSettings plus the two that read pairs instead of building them
+KINDS = (*PAIR_KINDS, "file", "tinystories-instruct")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", nargs="?", default="roneneldan/TinyStoriesInstruct", help="corpus file or hub id, or a pair file for --kind file")
     parser.add_argument("--out", required=True, help="directory for train.jsonl and test.jsonl")
-    parser.add_argument("--kind", choices=KINDS, default="sentence")
+    kind_help = RetrievalSettings.__dataclass_fields__["kind"].metadata["help"]
+    parser.add_argument("--kind", choices=KINDS, default=RetrievalSettings.kind, help=f"{kind_help}; file, tinystories-instruct: read pairs (see above)")
     parser.add_argument("--split", default=None, help="hub split to read (default: train; validation for tinystories-instruct)")
     parser.add_argument("--text-field", default="text")
     parser.add_argument("--lowercase", action="store_true")
     parser.add_argument("--max-documents", type=int, default=None, help="read at most this many documents (or pairs)")
     parser.add_argument("--query-field", default="query")
     parser.add_argument("--passage-field", default="passage")
-    parser.add_argument("--min-query-words", type=int, default=5, help="sentence: shortest sentence used as a query")
-    parser.add_argument("--num-keywords", type=int, default=3, help="keywords: words per query")
-    parser.add_argument("--test-fraction", type=float, default=0.2)
-    parser.add_argument("--max-test", type=int, default=None, help="cap on the number of test pairs")
-    parser.add_argument("--seed", type=int, default=0)
+    add_options(parser, PAIR_FIELDS)  # --min-query-words, --num-keywords, --test-fraction, --max-test, --seed
 
 
 def _pairs(args: argparse.Namespace):
@@ -47,8 +46,7 @@ def _pairs(args: argparse.Namespace):
     if args.kind == "tinystories-instruct":
         return load_tinystories_instruct(args.source, args.split or "validation", args.max_documents)
     documents = load_documents(args.source, split=args.split or "train", text_field=args.text_field, lowercase=args.lowercase, max_documents=args.max_documents)
-    options = {"min_query_words": args.min_query_words} if args.kind == "sentence" else {"num_keywords": args.num_keywords}
-    return build_pairs(documents, args.kind, seed=args.seed, **options)
+    return build_pairs(documents, args.kind, seed=args.seed, **from_args(args, PAIR_FIELDS, kind=args.kind).pair_options())
 
 
 def run(args: argparse.Namespace) -> int:

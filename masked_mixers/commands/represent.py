@@ -28,10 +28,12 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from ..config import atomic_write_text, load_run_config
+from ..config import load_run_config
 from ..errors import UserError
 from ..factory import build_model, count_parameters
+from ..files import atomic_write_text
 from ..probes.representation import DECODERS, LOSSES, OPTIMIZERS, SCHEDULES, InversionSettings, representation_accuracy
+from ..rundir import load_run
 
 UNTRAINED = "untrained:"
 
@@ -96,7 +98,7 @@ def load_probe_model(source: str, overrides: list[str], vocab_size: int | None) 
     if untrained:
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
     else:
-        model = AutoModelForCausalLM.from_pretrained(path)
+        model, _ = load_run(path)
     return dict(label=f"{path.name} ({'untrained' if untrained else 'trained'})", source=source, trained=not untrained, model=model)
 
 

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field, replace
 import torch
 from tqdm.auto import tqdm
 
-from ..config import MatchingConfig, ModelSpec
+from ..config import ModelSpec
 from ..errors import UserError
 from ..factory import build_model
 from ..models import FAMILIES
 from ..memory import PeakMemory, TensorPeakMemory
+from .config import MatchingConfig
 
 
 @dataclass

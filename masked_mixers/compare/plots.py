@@ -6,7 +6,6 @@ for autoencoders; only the axis label differs.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import matplotlib
@@ -14,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..config import atomic_write_bytes  # noqa: E402
+from ..files import save_figure  # noqa: E402
 from ..tasks import AUTOENCODE, CAUSAL_LM  # noqa: E402
 
 PLOTS = {
@@ -32,13 +31,6 @@ def eval_curve(history: list[dict], final: dict | None = None) -> list[dict]:
     return points
 
 
-def _save(fig, path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 def plot_curves(curves: dict[str, list[dict]], output_dir: Path, task: str = CAUSAL_LM) -> list[Path]:
     """Write the two PNGs (see PLOTS); curves: model label -> eval_curve points."""
     paths = []
@@ -50,6 +42,6 @@ def plot_curves(curves: dict[str, list[dict]], output_dir: Path, task: str = CAU
         ax.set_ylabel(LOSS_LABELS[task])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        _save(fig, output_dir / name)
+        save_figure(fig, output_dir / name, bbox_inches="tight")
         paths.append(output_dir / name)
     return paths

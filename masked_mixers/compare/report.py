@@ -12,8 +12,10 @@ import torch
 import transformers
 import yaml
 
-from ..config import CompareConfig, atomic_write_text, to_dict
+from ..configfile import to_dict
+from ..files import atomic_write_text
 from ..tasks import AUTOENCODE, CAUSAL_LM
+from .config import CompareConfig
 from .plots import PLOTS
 from .retrieval import render_retrieval
 

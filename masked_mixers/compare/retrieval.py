@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-from ..config import CompareConfig
 from ..errors import UserError
-from ..tasks import CAUSAL_LM
-from ..retrieval.benchmark import METHODS, benchmark_models, markdown_table, plot_benchmark
+from ..retrieval.benchmark import benchmark_models, markdown_table, plot_benchmark
 from ..retrieval.corpus import load_documents
-from ..retrieval.embedding import POSITIONS
-from ..retrieval.pairs import PAIR_KINDS, build_pairs, save_splits, split_pairs
+from ..retrieval.pairs import build_pairs, save_splits, split_pairs
+from ..retrieval.settings import METHODS, PAIR_KINDS, POSITIONS
+from ..tasks import CAUSAL_LM
+from .config import CompareConfig
 
 PLOT = "retrieval.png"
 PAIRS_DIR = "retrieval-pairs"
@@ -80,19 +80,13 @@ def run_retrieval(config: CompareConfig, model_dirs: dict[str, str], output_dir:
     """Pairs from held-out documents, then every model of `model_dirs` (label -> directory) and BM25."""
     task = config.retrieval
     documents, origin = heldout_documents(config)
-    options = {"min_query_words": task.min_query_words} if task.kind == "sentence" else {"num_keywords": task.num_keywords}
-    pairs = build_pairs(documents, task.kind, seed=task.seed, **options)
+    pairs = build_pairs(documents, task.kind, seed=task.seed, **task.pair_options())
     if len(pairs) < 4:
         raise UserError(f"retrieval: only {len(pairs)} {task.kind} pairs from {len(documents)} documents; raise retrieval.num_documents")
     splits = split_pairs(pairs, task.test_fraction, task.seed, task.max_test)
     save_splits(output_dir / PAIRS_DIR, splits)
     print(f"[compare] retrieval: {len(splits.train)} train / {len(splits.test)} test {task.kind} pairs, {len(model_dirs)} models + BM25", flush=True)
-    result = benchmark_models(
-        model_dirs, splits, candidates=task.candidates, seed=task.seed, methods=tuple(task.methods), position=task.position,
-        batch_size=task.batch_size, direct_candidates=tuple(task.direct_candidates), direct_epochs=task.direct_epochs,
-        direct_layers=task.direct_layers, infonce_steps=task.infonce_steps, infonce_batch_size=task.infonce_batch_size,
-        infonce_learning_rate=task.infonce_learning_rate, temperature=task.temperature, device=_device(), progress=progress,
-    )
+    result = benchmark_models(model_dirs, splits, task, device=_device(), progress=progress)
     plot_benchmark(result, output_dir / PLOT)
     return {"pairs": {**origin, "kind": task.kind, "num_pairs": len(pairs), "saved_to": PAIRS_DIR}, **result, "plot": PLOT}
 

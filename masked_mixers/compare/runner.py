@@ -16,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..config import CompareConfig, ModelSpec, RunConfig, TrainConfig
+from ..config import ModelSpec, RunConfig, TrainConfig
 from ..errors import UserError
 from ..factory import family_task
 from ..models import FAMILIES
 from ..tasks import AUTOENCODE
+from .config import CompareConfig
 from .matching import match_models, measure_training_memory
 from .plots import eval_curve, plot_curves
 from .report import environment, write_report

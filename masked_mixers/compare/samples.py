@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..config import ReportConfig
+from .config import ReportConfig
 from ..metrics import IGNORE_INDEX
 from ..models import family_of
 

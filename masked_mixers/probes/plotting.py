@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 import matplotlib
 
@@ -12,21 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-
-def save_figure(fig, path: str | os.PathLike) -> None:
-    """Save `fig` as PNG so readers see the old file or the whole new one, then close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        plt.close(fig)
+from ..files import save_figure  # noqa: E402
 
 
 def plot_representation(report: dict, path: str | os.PathLike) -> None:
@@ -49,7 +33,7 @@ def plot_representation(report: dict, path: str | os.PathLike) -> None:
     by_block.xaxis.set_major_locator(MaxNLocator(integer=True))
     by_block.legend(fontsize=8)
     by_position.legend(fontsize=8)
-    save_figure(fig, path)
+    save_figure(fig, path, bbox_inches="tight")
 
 
 def plot_loss_histories(histories: dict[str, dict[str, list[tuple[int, float]]]], path: str | os.PathLike, marks: dict | None = None) -> None:
@@ -64,7 +48,7 @@ def plot_loss_histories(histories: dict[str, dict[str, list[tuple[int, float]]]]
                 ax.axvline(step, color=line.get_color(), linestyle=":", alpha=0.8)
         ax.set(title=group, xlabel="step", ylabel="training loss", yscale="log")
         ax.legend(fontsize=8)
-    save_figure(fig, path)
+    save_figure(fig, path, bbox_inches="tight")
 
 
 __all__ = ["plot_loss_histories", "plot_representation", "save_figure"]

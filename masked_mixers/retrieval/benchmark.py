@@ -14,20 +14,19 @@ candidates, for a table, a plot (`plot_benchmark`) and the `compare` command.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import dataclasses
 from pathlib import Path
 
 from ..errors import UserError
 from ..factory import count_parameters
+from ..files import save_figure
 from .bm25 import bm25_scores
 from .direct import RetrievalMixerConfig, evaluate_direct, train_direct
 from .embedding import embed_texts, load_language_model
 from .infonce import finetune_infonce
 from .metrics import candidate_counts, cosine_scores, metrics_vs_candidates
 from .pairs import PairSplits, load_splits
-
-METHODS = ("cosine", "direct", "infonce")
+from .settings import METHODS, RetrievalSettings
 
 
 def _embed_pairs(model, tokenizer, pairs, position, batch_size, max_length, progress):
@@ -40,22 +39,13 @@ def benchmark_model(
     model_dir: str | Path,
     splits: PairSplits,
     counts: list[int],
-    methods: tuple[str, ...] = ("cosine", "direct"),
-    position: str = "second-to-last",
-    batch_size: int = 32,
-    max_length: int | None = None,
-    direct_candidates: tuple[int, ...] = (32,),
-    direct_epochs: int = 20,
-    direct_layers: int = 4,
-    infonce_steps: int = 200,
-    infonce_batch_size: int = 32,
-    infonce_learning_rate: float = 1e-4,
-    temperature: float = 0.05,
-    seed: int = 0,
+    settings: RetrievalSettings | None = None,
     device: str = "cpu",
     progress: bool = True,
 ) -> dict:
-    """Every method of `methods` on one language model (see the module docstring)."""
+    """Every method of `settings.methods` on one language model (see the module docstring)."""
+    s = settings or RetrievalSettings()
+    methods, position, seed = tuple(s.methods), s.position, s.seed
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise UserError(f"unknown retrieval methods {sorted(unknown)} (choose from {', '.join(METHODS)})")
@@ -63,7 +53,7 @@ def benchmark_model(
     result = {"model_dir": str(model_dir), "model_type": model.config.model_type, "parameters": count_parameters(model).total}
 
     def embed(pairs):
-        return _embed_pairs(model, tokenizer, pairs, position, batch_size, max_length, progress)
+        return _embed_pairs(model, tokenizer, pairs, position, s.batch_size, s.max_length, progress)
 
     test_q, test_p = embed(splits.test)
     if "cosine" in methods:
@@ -71,14 +61,14 @@ def benchmark_model(
     if "direct" in methods:
         train_q, train_p = embed(splits.train)
         result["direct"] = []
-        for n in direct_candidates:
-            config = RetrievalMixerConfig(input_size=train_q.shape[1], hidden_size=train_q.shape[1], num_candidates=n, num_hidden_layers=direct_layers)
-            retriever, history = train_direct(train_q, train_p, config, epochs=direct_epochs, seed=seed, device=device)
+        for n in s.direct_candidates:
+            config = RetrievalMixerConfig(input_size=train_q.shape[1], hidden_size=train_q.shape[1], num_candidates=n, num_hidden_layers=s.direct_layers)
+            retriever, history = train_direct(train_q, train_p, config, epochs=s.direct_epochs, seed=seed, device=device)
             result["direct"].append({**evaluate_direct(retriever, test_q, test_p, seed=seed), "train_loss": history[-1]["loss"]})
     if "infonce" in methods:
         history = finetune_infonce(
-            model, tokenizer, splits.train, position=position, steps=infonce_steps, batch_size=infonce_batch_size,
-            learning_rate=infonce_learning_rate, temperature=temperature, max_length=max_length, seed=seed, progress=progress,
+            model, tokenizer, splits.train, position=position, steps=s.infonce_steps, batch_size=s.infonce_batch_size,
+            learning_rate=s.infonce_learning_rate, temperature=s.temperature, max_length=s.max_length, seed=seed, progress=progress,
         )
         tuned_q, tuned_p = embed(splits.test)
         result["infonce"] = metrics_vs_candidates(cosine_scores(tuned_q, tuned_p), counts, seed)
@@ -89,19 +79,21 @@ def benchmark_model(
 def benchmark_models(
     model_dirs: dict[str, str | Path],
     pairs: PairSplits | str | Path,
-    candidates: list[int] | None = None,
-    seed: int = 0,
-    **options,
+    settings: RetrievalSettings | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    **overrides,
 ) -> dict:
     """Accuracy against the number of candidates for every model of `model_dirs` and BM25.
 
     model_dirs: label -> language model directory (any number, any causal LM family).
-    pairs: PairSplits or a directory written by the `pairs` command. candidates: numbers of
-    candidate passages (default 32, 64, ... up to the test pairs, at most 8192). options: as
-    `benchmark_model` (methods, position, direct_candidates, infonce_steps, ...).
+    pairs: PairSplits or a directory written by the `pairs` command. settings: the benchmark's
+    RetrievalSettings (methods, candidates, position, ...; candidates default to 32, 64, ... up
+    to the test pairs, at most 8192); overrides: fields of it to replace, e.g. methods=("cosine",).
     """
+    settings = dataclasses.replace(settings or RetrievalSettings(), **overrides)
     splits = pairs if isinstance(pairs, PairSplits) else load_splits(pairs)
-    counts = candidates or candidate_counts(len(splits.test))
+    counts = settings.candidates or candidate_counts(len(splits.test))
     if not counts or max(counts) > len(splits.test):
         raise UserError(f"{len(splits.test)} test pairs cannot fill {max(counts or [32])} candidates")
     lexical = bm25_scores([p.query for p in splits.test], [p.passage for p in splits.test])
@@ -109,15 +101,17 @@ def benchmark_models(
         "num_train": len(splits.train),
         "num_test": len(splits.test),
         "candidates": counts,
-        "seed": seed,
-        "bm25": metrics_vs_candidates(lexical, counts, seed),
-        "models": {label: benchmark_model(path, splits, counts, seed=seed, **options) for label, path in model_dirs.items()},
+        "seed": settings.seed,
+        "bm25": metrics_vs_candidates(lexical, counts, settings.seed),
+        "models": {label: benchmark_model(path, splits, counts, settings, device, progress) for label, path in model_dirs.items()},
     }
 
 
-def retrieval_benchmark(mixer_dir: str | Path, transformer_dir: str | Path, pairs: PairSplits | str | Path, **kwargs) -> dict:
+def retrieval_benchmark(
+    mixer_dir: str | Path, transformer_dir: str | Path, pairs: PairSplits | str | Path, settings: RetrievalSettings | None = None, **kwargs
+) -> dict:
     """`benchmark_models` on one masked mixer ("mixer") and one transformer ("transformer")."""
-    return benchmark_models({"mixer": mixer_dir, "transformer": transformer_dir}, pairs, **kwargs)
+    return benchmark_models({"mixer": mixer_dir, "transformer": transformer_dir}, pairs, settings, **kwargs)
 
 
 def _series(result: dict):
@@ -183,13 +177,4 @@ def plot_benchmark(result: dict, path: str | Path, metric: str = "top1") -> None
     ax.set_title(f"retrieval on {result['num_test']} test pairs")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: curves span the whole axis
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
+    save_figure(fig, path)

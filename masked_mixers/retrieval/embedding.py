@@ -17,31 +17,33 @@ depend on how the inputs are batched.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..files import save_safetensors
+from ..rundir import load_run
+from .settings import POSITIONS
 
-POSITIONS = ("second-to-last", "last-token", "last")
 
 
 def load_language_model(model_dir: str | Path, device: str | torch.device = "cpu"):
-    """(model, tokenizer) from a directory written by save_pretrained, the tokenizer beside it."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """(model, tokenizer) of a run folder (rundir.load_run), set up for embedding.
 
-    from .. import models  # noqa: F401  registers model_type "masked_mixer" with the Auto classes
+    Only language models embed text here (an autoencoder's hidden states are not next-token
+    states). The tokenizer is switched to right padding whatever side the run trained with:
+    embeddings use fixed-width, right-padded inputs (see the module docstring).
+    """
+    from ..models import CAUSAL_LM, family_of
 
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise UserError(f"{model_dir}: no config.json (expected a model directory written by save_pretrained)")
-    model = AutoModelForCausalLM.from_pretrained(model_dir).to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model, tokenizer = load_run(model_dir)
+    if family_of(model).task != CAUSAL_LM:
+        raise UserError(f"{model_dir}: a {family_of(model).name} model is not a language model; embeddings need one")
+    model = model.to(device)
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
@@ -110,16 +112,7 @@ def embed_texts(
 
 def save_embeddings(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Write named (n, d) tensors as safetensors, atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_safetensors(path, tensors, metadata)
 
 
 def load_embeddings(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -29,10 +29,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..config import atomic_write_text
 from ..errors import UserError
-
-PAIR_KINDS = ("sentence", "keywords")
+from ..files import atomic_write_text
+from .settings import PAIR_KINDS
 
 # Small English stopword list: words too common to say what a document is about.
 STOPWORDS = frozenset(

@@ -1,0 +1,170 @@
+"""Typed YAML configs: dataclasses in, dataclasses out, every key and type checked on the way.
+
+The schemas live with their owners (the run schema in config.py, the compare schema in
+compare/config.py, the retrieval settings in retrieval/settings.py); this module is only the
+machinery they share. Loading names the offender in one line (`configs/x.yaml: unknown key
+'train.lr_rate'`), so a typo never silently falls back to a default, and `--set section.key=value`
+overrides go through the same checks.
+
+Annotations understood: bool, int, float (an int is accepted and converted), str, `X | None`,
+unions, `list[X]`, `dict[K, V]`, nested dataclasses and `typing.Literal[...]` for closed choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+from .files import atomic_write_text
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _literal(value: Any, choices: tuple, source: str, key: str) -> Any:
+    """A closed choice: the value must equal one of `choices` (bool is never taken for 0/1)."""
+    for choice in choices:
+        if value == choice and type(value) is type(choice):
+            return choice
+    wanted = ", ".join(repr(c) for c in choices)
+    raise UserError(f"{source}: key {key!r} expects one of {wanted}, got {value!r}")
+
+
+def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
+    """Check `value` against the annotation `tp`, converting only the harmless cases (int -> float)."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return _literal(value, typing.get_args(tp), source, key)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is not type(None):
+                try:
+                    return _coerce(value, option, source, key)
+                except UserError:
+                    pass
+        if len(options) == 2 and type(None) in options:  # `X | None`: X's own message says more
+            (inner,) = (o for o in options if o is not type(None))
+            if typing.get_origin(inner) is typing.Literal:
+                _literal(value, typing.get_args(inner), source, key)
+        wanted = " or ".join(_type_name(o) for o in options if o is not type(None))
+        raise UserError(f"{source}: key {key!r} expects {wanted}, got {value!r}")
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise UserError(f"{source}: key {key!r} expects a list, got {value!r}")
+        return [_coerce(v, inner, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{source}: key {key!r} expects a mapping, got {value!r}")
+        key_tp, value_tp = typing.get_args(tp)
+        return {_coerce(k, key_tp, source, key): _coerce(v, value_tp, source, f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, source, key)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, tp) or (tp in (int, float) and isinstance(value, bool)):
+        raise UserError(f"{source}: key {key!r} expects {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _from_dict(cls: type, data: Any, source: str, prefix: str = "") -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        where = f"'{prefix}'" if prefix else "the top level"
+        raise UserError(f"{source}: {where} must be a mapping of keys, got {type(data).__name__} {_short(data)}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise UserError(f"{source}: unknown key {path!r} (known: {', '.join(sorted(names))})")
+        kwargs[key] = _coerce(value, hints[key], source, path)
+    return cls(**kwargs)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def from_dict(cls: type, data: Any, source: str = "config") -> Any:
+    """Build dataclass `cls` from plain data; errors name `source` and the key path."""
+    return _from_dict(cls, data, source)
+
+
+def to_dict(obj: Any) -> dict:
+    """Plain data (for YAML or JSON) of a dataclass config."""
+    return dataclasses.asdict(obj)
+
+
+def load_yaml(path: str | os.PathLike) -> Any:
+    """The parsed YAML of `path`; a missing file or a syntax error is one line naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+
+
+def load_mapping(path: str | os.PathLike, what: str) -> dict:
+    """`load_yaml` for a config whose top level must be a mapping (empty file: {}); `what` says of what."""
+    raw = load_yaml(path)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of {what}, got {type(raw).__name__} {_short(raw)}")
+    return raw
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'train.max_steps=20' -> (['train', 'max_steps'], 20); the value is read as YAML."""
+    if "=" not in text:
+        raise UserError(f"--set {text!r}: expected section.key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply --set overrides to the raw mapping, before type checking."""
+    data = dict(data or {})
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        node = data
+        for key in keys[:-1]:
+            child = node.get(key)
+            node[key] = child = dict(child) if isinstance(child, dict) else {}
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def load_config(cls: type, path: str | os.PathLike, overrides: list[str] | None = None, what: str = "keys") -> Any:
+    """Read a YAML file (with optional --set overrides) into a checked instance of dataclass `cls`."""
+    return from_dict(cls, apply_overrides(load_mapping(path, what), overrides or []), str(path))
+
+
+def save_yaml(obj: Any, path: str | os.PathLike) -> None:
+    """Write a dataclass config as YAML atomically (temporary file, then rename)."""
+    atomic_write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False))
+
+
+__all__ = ["apply_overrides", "from_dict", "load_config", "load_mapping", "load_yaml", "parse_override", "save_yaml", "to_dict"]

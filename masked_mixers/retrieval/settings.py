@@ -1,0 +1,106 @@
+"""The retrieval settings, defined once: the `retrieval` section of a compare config and the
+options of the `pairs`, `embed` and `retrieve` commands are all generated from `RetrievalSettings`.
+
+Before, the compare config, the commands and the benchmark's keyword defaults each kept their
+own copy, and the defaults had drifted apart (methods, test_fraction). Now a default changes in
+one place, the CLI help is each field's `help`, and the closed choices (pair kind, methods,
+position) are `Literal` types that the config loader checks and argparse offers as `choices`.
+
+The choice vocabularies live here, not in the modules that implement them, so this module stays
+free of torch: loading a config or building a parser must not import a model stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+PairKind = Literal["sentence", "keywords"]
+Method = Literal["cosine", "direct", "infonce"]
+Position = Literal["second-to-last", "last-token", "last"]
+
+PAIR_KINDS: tuple[str, ...] = typing.get_args(PairKind)
+METHODS: tuple[str, ...] = typing.get_args(Method)
+POSITIONS: tuple[str, ...] = typing.get_args(Position)
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class RetrievalSettings:
+    """How pairs are built and split, and how the language models are benchmarked on them.
+
+    See docs/retrieval.md for the method; every field's `help` is also its CLI option's help.
+    """
+
+    kind: PairKind = field(default="sentence", metadata=_help("sentence: one sentence -> the rest of the document; keywords: a few content words -> the document without them"))
+    min_query_words: int = field(default=5, metadata=_help("sentence: shortest sentence used as a query"))
+    num_keywords: int = field(default=3, metadata=_help("keywords: words per query"))
+    test_fraction: float = field(default=0.2, metadata=_help("fraction of the pairs held out for testing (seeded split)"))
+    max_test: int | None = field(default=None, metadata=_help("cap on the number of test pairs"))
+    candidates: list[int] | None = field(default=None, metadata=_help("numbers of candidate passages (default 32, 64, ... up to the test pairs)"))
+    methods: list[Method] = field(default_factory=lambda: ["cosine", "direct"], metadata=_help("cosine: embeddings as trained; direct: retrieval mixer on frozen embeddings; infonce: fine-tune, then cosine"))
+    position: Position = field(default="second-to-last", metadata=_help("which token's hidden state embeds a text"))
+    batch_size: int = field(default=32, metadata=_help("texts embedded per batch"))
+    max_length: int | None = field(default=None, metadata=_help("truncate inputs to this many tokens (default: the model's context)"))
+    direct_candidates: list[int] = field(default_factory=lambda: [32], metadata=_help("direct: numbers of candidates the retrieval mixer is trained and tested at"))
+    direct_epochs: int = field(default=20, metadata=_help("direct: training epochs of the retrieval mixer"))
+    direct_layers: int = field(default=4, metadata=_help("direct: mixer layers of the retrieval model"))
+    infonce_steps: int = field(default=200, metadata=_help("infonce: fine-tuning steps"))
+    infonce_batch_size: int = field(default=32, metadata=_help("infonce: pairs per step (in-batch negatives)"))
+    infonce_learning_rate: float = field(default=1e-4, metadata=_help("infonce: learning rate"))
+    temperature: float = field(default=0.05, metadata=_help("infonce: softmax temperature of the cosine scores"))
+    seed: int = field(default=0, metadata=_help("seeds the pair split, the candidate draws and the trained retrievers"))
+
+    def pair_options(self) -> dict[str, int]:
+        """The keyword of `build_pairs` that this kind of pair reads."""
+        return {"min_query_words": self.min_query_words} if self.kind == "sentence" else {"num_keywords": self.num_keywords}
+
+
+PAIR_FIELDS = ("min_query_words", "num_keywords", "test_fraction", "max_test", "seed")
+EMBED_FIELDS = ("position", "batch_size", "max_length")
+BENCHMARK_FIELDS = (
+    "methods", "candidates", "position", "batch_size", "max_length", "direct_candidates", "direct_epochs", "direct_layers",
+    "infonce_steps", "infonce_batch_size", "infonce_learning_rate", "temperature", "seed",
+)
+
+
+def _argument(f: dataclasses.Field, tp: Any) -> dict[str, Any]:
+    """argparse keywords for one field: its type, `choices` for a Literal, nargs for a list."""
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    options: dict[str, Any] = {"default": default, "help": f.metadata.get("help")}
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]  # `X | None`: None is the default, the option takes an X
+    if typing.get_origin(tp) is list:
+        options["nargs"] = "+"
+        (tp,) = typing.get_args(tp)
+    if typing.get_origin(tp) is Literal:
+        options["choices"] = typing.get_args(tp)
+    elif tp in (int, float):
+        options["type"] = tp
+    return options
+
+
+def add_options(parser: argparse.ArgumentParser, names: tuple[str, ...], cls: type = RetrievalSettings) -> None:
+    """Add `--name` options for the fields `names` of `cls`, with its defaults, choices and help."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in names:
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, **_argument(fields[name], hints[name]))
+
+
+def from_args(args: argparse.Namespace, names: tuple[str, ...], cls: type = RetrievalSettings, **fixed: Any) -> Any:
+    """`cls` with the fields `names` taken from parsed options, `fixed` as given, the rest defaults."""
+    return cls(**{name: getattr(args, name) for name in names}, **fixed)
+
+
+__all__ = [
+    "BENCHMARK_FIELDS", "EMBED_FIELDS", "METHODS", "PAIR_FIELDS", "PAIR_KINDS", "POSITIONS", "Method", "PairKind", "Position",
+    "RetrievalSettings", "add_options", "from_args",
+]
