@@ -98,8 +98,12 @@ def test_llama_autoencoder_encoder_leaks_no_future_token_with_left_padding():
 def test_ablated_llama_positions_ignore_left_padding():
     model = _model("llama_ablated", vocab=40, seq_len=16)
     ids, mask = _left_padded(40, pads=(5,))
+    seen = []
+    model.model.rotary_emb.register_forward_hook(lambda module, args, kwargs, out: seen.append(kwargs["position_ids"]), with_kwargs=True)
     with torch.no_grad():
         padded = model(ids, attention_mask=mask).logits[:, 5:]
+    assert seen[0].tolist() == [[0] * 6 + list(range(1, 7))]  # pads at 0, the text at 0..6 as alone
+    with torch.no_grad():
         alone = model(ids[:, 5:]).logits
         explicit = model(ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits[:, 5:]
     torch.testing.assert_close(padded, alone, atol=1e-5, rtol=0)
