@@ -7,6 +7,7 @@ from transformers import AutoModelForCausalLM
 
 from masked_mixers.config import ModelSpec
 from masked_mixers.factory import build_model
+from masked_mixers.models import family_of
 from masked_mixers.models import BidirectionalLlamaConfig, BidirectionalLlamaLM, BidirectionalMixerConfig, BidirectionalMixerLM
 from masked_mixers.models.bidirectional import combine_streams, reverse_real_tokens
 
@@ -99,7 +100,7 @@ def test_loss_predicts_each_token_in_place():
     out = model(ids, labels=labels)
     expected = F.cross_entropy(out.logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
     torch.testing.assert_close(out.loss, expected)
-    assert model.loss_type is None and model.predicts_in_place  # Trainer and evaluation must not shift labels
+    assert model.loss_type is None and family_of(model).capabilities.predicts_in_place  # Trainer and evaluation must not shift labels
 
 
 @pytest.mark.parametrize("kind", ["mixer", "llama"])

@@ -1,4 +1,6 @@
-"""Linear mixers: collapse to one layer, cached generation, causality, save/load, factory."""
+"""Linear mixers: collapse to one layer, cached generation past seq_len, causality, save/load, old configs, factory."""
+
+import json
 
 import pytest
 import torch
@@ -8,7 +10,8 @@ from masked_mixers.config import ModelSpec
 from masked_mixers.errors import UserError
 from masked_mixers.factory import build_model
 from masked_mixers.models import LinearMixerConfig, LinearMixerForCausalLM
-from masked_mixers.models.linear_mixer import TokenMixingCache
+from masked_mixers.models.masked_mixer.cache import MaskedMixerCache
+from masked_mixers.models.masked_mixer.modeling import MixerBlock
 
 VOCAB, L = 40, 20
 
@@ -80,14 +83,43 @@ def test_collapsed_generation_matches_deep_greedy_and_caches_one_layer():
     )
     assert torch.equal(out.sequences, expected)
     # one cached tensor, the embeddings: each new token is one weighted sum over them
-    assert isinstance(out.cache, TokenMixingCache) and len(out.cache.layers) == 1
+    assert isinstance(out.cache, MaskedMixerCache) and len(out.cache) == 1
     assert out.cache.get_seq_length() == expected.shape[1] - 1
 
 
-def test_generation_past_seq_len_is_refused():
-    model = make()
-    with pytest.raises(ValueError, match="seq_len"):
-        model.generate(torch.zeros(1, L - 2, dtype=torch.long), max_new_tokens=5, do_sample=False)
+@pytest.mark.parametrize("variant", ["linear", "near_linear"])
+def test_generation_slides_past_seq_len_like_the_masked_mixer(variant):
+    """The family declares slides_past_context: cached and recomputing generation agree past L."""
+    model = make(variant)
+    ids = torch.randint(0, VOCAB, (2, L - 2))
+    kwargs = dict(attention_mask=torch.ones_like(ids), max_new_tokens=2 * L, do_sample=False, pad_token_id=0)
+    cached = model.generate(ids, use_cache=True, **kwargs)
+    assert cached.shape == (2, 3 * L - 2)
+    assert torch.equal(cached, model.generate(ids, use_cache=False, **kwargs))
+
+
+def test_it_is_a_masked_mixer_without_norms():
+    for variant, feed_forward in (("linear", False), ("relu", False), ("near_linear", True)):
+        model = make(variant, layers=2)
+        assert all(type(layer) is MixerBlock for layer in model.model.layers)
+        names = {name for name, _ in model.named_parameters()}
+        assert "model.layers.1.token_mixing.weight" in names and not any("norm" in n for n in names)
+        assert ("model.layers.0.feed_forward.up.weight" in names) == feed_forward
+        assert not model.config.use_layer_norm and model.config.use_feed_forward == feed_forward
+
+
+def test_config_saved_before_it_was_a_masked_mixer_config_loads_without_norms(tmp_path):
+    """An old config.json has no use_layer_norm / use_feed_forward keys: the variant decides them."""
+    model = make("near_linear", layers=2)
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    old = {k: v for k, v in saved.items() if k not in ("use_layer_norm", "use_residual", "use_feed_forward", "mixer_type", "dropout", "num_heads", "expansion", "layer_norm_eps")}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert not loaded.config.use_layer_norm and loaded.config.use_feed_forward and loaded.config.mixer_type == "flat"
+    ids = torch.randint(0, VOCAB, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("variant", ["linear", "relu", "near_linear"])
@@ -103,7 +135,7 @@ def test_causal(variant):
     assert (a[:, j:] - b[:, j:]).abs().amax() > 1e-3
 
 
-@pytest.mark.parametrize("variant", ["linear", "near_linear"])
+@pytest.mark.parametrize("variant", ["linear", "relu", "near_linear"])
 def test_save_load_round_trip(tmp_path, variant):
     model = make(variant)
     model.save_pretrained(tmp_path)

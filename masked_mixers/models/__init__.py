@@ -37,7 +37,9 @@ _BY_MODEL_TYPE = {family.model_type: family for family in FAMILIES.values()}
 
 def family_of(model_or_config) -> Family:
     """The family of a model instance or class, or of a config: looked up by its model_type."""
-    config = getattr(model_or_config, "config", model_or_config)
+    config = getattr(model_or_config, "config", None)
+    if config is None:  # a config, or a model class (whose config_class names its model_type)
+        config = getattr(model_or_config, "config_class", model_or_config)
     model_type = getattr(config, "model_type", None)
     if model_type not in _BY_MODEL_TYPE:
         raise ValueError(f"model_type {model_type!r} belongs to no family of this package ({', '.join(_BY_MODEL_TYPE)})")

@@ -6,10 +6,12 @@ The paper's flexibility experiment trains transformers without one of these part
 own instead of forking the Llama code. Parameter names match `LlamaForCausalLM`, so with every
 switch on the two models load each other's weights and compute the same logits.
 
-The causal mask is built here and passed explicitly to every attention call (an additive float
-mask of shape (batch, 1, t, t)), never left to an attention backend's `is_causal` default, so
-causality does not depend on which backend runs. There is no KV cache: generation recomputes
-the prefix, which is fine for the small ablation models this exists for.
+The causal mask (models/attention_mask.py, an additive float mask of shape (batch, 1, t, t)) is
+passed explicitly to every attention call, never left to an attention backend's `is_causal`
+default, so causality does not depend on which backend runs. Rotary positions count real tokens
+(`position_ids_from_mask`), as transformers' generate() makes them for Llama, so a left-padded
+prompt sits at the positions it has alone. There is no KV cache: generation recomputes the
+prefix, which is fine for the small ablation models this exists for.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from torch import nn
 from transformers import GenerationMixin, LlamaConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPast
 from transformers.models.llama.modeling_llama import LlamaAttention, LlamaMLP, LlamaRMSNorm, LlamaRotaryEmbedding
+
+from ..attention_mask import causal_attention_bias
+from ..lm_head import CausalLMHeadMixin
 
 
 @strict
@@ -33,17 +38,13 @@ class AblatedLlamaConfig(LlamaConfig):
     use_feed_forward: bool = True
 
 
-def explicit_causal_mask(attention_mask: torch.Tensor | None, batch: int, t: int, dtype, device) -> torch.Tensor:
-    """Additive (batch, 1, t, t) mask: 0 where query i may read key j (j <= i and j not padding).
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(b, t) rotary positions that count real tokens: cumsum - 1, clamped at 0 (leading pads at 0).
 
-    Blocked entries hold the dtype's most negative value rather than -inf, so a query whose keys
-    are all padding (left padding) gets a uniform softmax instead of NaN, as in transformers.
+    What transformers' generate() gives Llama: a left-padded prompt's tokens sit at 0, 1, ...
+    whatever the padding in front of them, so a batch gives each prompt what it gets alone.
     """
-    allowed = torch.ones(t, t, dtype=torch.bool, device=device).tril()[None, None]  # (1, 1, t, t)
-    if attention_mask is not None:
-        allowed = allowed & attention_mask[:, None, None, :t].bool()  # keys that are real tokens
-    allowed = allowed.expand(batch, 1, t, t)
-    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 class AblatedLlamaDecoderLayer(nn.Module):
@@ -96,15 +97,22 @@ class AblatedLlamaModel(AblatedLlamaPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         output_hidden_states: bool = False,
+        position_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> BaseModelOutput:
-        """hidden_states (when asked) follow LlamaModel: embeddings, then each layer, the last after the final norm."""
+        """hidden_states (when asked) follow LlamaModel: embeddings, then each layer, the last after the final norm.
+
+        Positions: `position_ids` (b or 1, t) if given, else counted from `attention_mask`
+        (`position_ids_from_mask`), else 0..t-1.
+        """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (b, t, d)
-        b, t, _ = x.shape
-        mask = explicit_causal_mask(attention_mask, b, t, x.dtype, x.device)
-        position_embeddings = self.rotary_emb(x, position_ids=torch.arange(t, device=x.device)[None])
+        t = x.shape[1]
+        if position_ids is None:
+            position_ids = torch.arange(t, device=x.device)[None] if attention_mask is None else position_ids_from_mask(attention_mask)
+        mask = causal_attention_bias(attention_mask, t, x.dtype, x.device)  # (b|1, 1, t, t)
+        position_embeddings = self.rotary_emb(x, position_ids=position_ids)
         hidden_states = [x]
         for layer in self.layers:
             x = layer(x, mask, position_embeddings)
@@ -114,7 +122,7 @@ class AblatedLlamaModel(AblatedLlamaPreTrainedModel):
         return BaseModelOutput(last_hidden_state=x, hidden_states=tuple(hidden_states) if output_hidden_states else None)
 
 
-class AblatedLlamaForCausalLM(AblatedLlamaPreTrainedModel, GenerationMixin):
+class AblatedLlamaForCausalLM(CausalLMHeadMixin, AblatedLlamaPreTrainedModel, GenerationMixin):
     """`AblatedLlamaModel` with a linear LM head; `labels` are shifted inside (-100 is ignored)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
@@ -133,19 +141,13 @@ class AblatedLlamaForCausalLM(AblatedLlamaPreTrainedModel, GenerationMixin):
         inputs_embeds: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         logits_to_keep: int = 0,
+        position_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
-        for unused in ("use_cache", "cache", "past_key_values", "position_ids"):
+        for unused in ("use_cache", "cache", "past_key_values", "cache_position"):
             kwargs.pop(unused, None)  # no KV cache: generate() recomputes the prefix
-        out = self.model(input_ids, attention_mask, inputs_embeds, output_hidden_states)
-        hidden = out.last_hidden_state
-        if logits_to_keep:
-            hidden = hidden[:, -logits_to_keep:]
-        logits = self.lm_head(hidden)  # (b, t, vocab)
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(logits, labels, self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        out = self.model(input_ids, attention_mask, inputs_embeds, output_hidden_states, position_ids)
+        return self.causal_lm_output(out.last_hidden_state, labels, logits_to_keep, hidden_states=out.hidden_states, **kwargs)
 
 
-__all__ = ["AblatedLlamaConfig", "AblatedLlamaForCausalLM", "AblatedLlamaModel", "explicit_causal_mask"]
+__all__ = ["AblatedLlamaConfig", "AblatedLlamaForCausalLM", "AblatedLlamaModel", "position_ids_from_mask"]

@@ -31,7 +31,7 @@ from transformers.models.llama.modeling_llama import (
 )
 from transformers.utils import ModelOutput
 
-from ..masked_mixer.mixing import causal_mask
+from ..attention_mask import causal_attention_bias
 from ..masked_mixer.modeling import MaskedMixerPreTrainedModel, MixerBlock
 from .configuration import AutoencodingMixerConfig, AutoencodingTransformerConfig
 
@@ -53,21 +53,6 @@ def reconstruction_loss(logits: torch.Tensor, labels: torch.Tensor, num_items_in
     """
     # (b, t, vocab) -> (b*t, vocab) against (b*t,)
     return fixed_cross_entropy(logits.flatten(0, 1).float(), labels.flatten().to(logits.device), num_items_in_batch)
-
-
-def causal_attention_bias(attention_mask: torch.Tensor | None, length: int, dtype, device) -> torch.Tensor:
-    """Additive attention mask (b or 1, 1, t, t): 0 where query i may read key j, dtype-min elsewhere.
-
-    j may be read when j <= i and j is not a pad. Built here and always passed to the layers, so
-    causality never rests on what an attention backend does when it gets no mask. A pad query
-    may read itself, so no row is fully masked (fully masked rows become NaN in some backends).
-    """
-    allowed = causal_mask(length, length, device=device)[None]  # (1, t, t)
-    if attention_mask is not None:
-        keys = attention_mask[:, None, :].bool() | torch.eye(length, dtype=torch.bool, device=device)  # (b, t, t)
-        allowed = allowed & keys
-    bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
-    return bias[:, None]  # (b, 1, t, t): broadcast over heads
 
 
 class AutoencoderMixin:
@@ -166,8 +151,8 @@ class AutoencodingMixer(AutoencoderMixin, MaskedMixerPreTrainedModel):
 class AutoencodingTransformer(AutoencoderMixin, LlamaPreTrainedModel):
     """Llama autoencoder: transformers' own `LlamaDecoderLayer`s, rotary embeddings and RMSNorm.
 
-    Each stack ends in an RMSNorm as `LlamaModel` does. The causal mask is built explicitly (see
-    `causal_attention_bias`). See `AutoencodingTransformerConfig.decoder_position_embedding`
+    Each stack ends in an RMSNorm as `LlamaModel` does. The causal mask is passed explicitly (see
+    models/attention_mask.py). See `AutoencodingTransformerConfig.decoder_position_embedding`
     for why the decoder input gets a learned position embedding by default.
     """
 
@@ -215,6 +200,5 @@ __all__ = [
     "AutoencoderOutput",
     "AutoencodingMixer",
     "AutoencodingTransformer",
-    "causal_attention_bias",
     "reconstruction_loss",
 ]

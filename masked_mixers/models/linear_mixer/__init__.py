@@ -1,6 +1,5 @@
-from .cache import TokenMixingCache
-from .family import FAMILY
 from .configuration import LINEAR_VARIANTS, LinearMixerConfig
+from .family import FAMILY
 from .modeling import LinearMixerForCausalLM, LinearMixerModel, LinearMixerPreTrainedModel
 
 __all__ = [
@@ -10,5 +9,4 @@ __all__ = [
     "LinearMixerForCausalLM",
     "LinearMixerModel",
     "LinearMixerPreTrainedModel",
-    "TokenMixingCache",
 ]

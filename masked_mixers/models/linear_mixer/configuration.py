@@ -1,15 +1,14 @@
-"""Configuration of the linear and near-linear masked mixers, in Hugging Face form."""
+"""Configuration of the linear and near-linear masked mixers: a masked mixer with its switches set."""
 
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
 
-from ..masked_mixer.configuration import require_positive
+from ..masked_mixer.configuration import MaskedMixerConfig
 
 LINEAR_VARIANTS = ("linear", "relu", "near_linear")
 
 
 @strict
-class LinearMixerConfig(PreTrainedConfig):
+class LinearMixerConfig(MaskedMixerConfig):
     """A masked mixer with (almost) no nonlinearity, to see how far pure token mixing goes.
 
     `variant` picks the model:
@@ -22,31 +21,29 @@ class LinearMixerConfig(PreTrainedConfig):
     - "near_linear": each block is x + Mix(x) then x + FF(x), with FF = Linear -> GELU -> Linear
       (`ff_mult` * d wide); still no norms. Not collapsible.
 
-    `seq_len` is L, the size of the L x L token-mixing matrices (inputs of t <= L tokens use the
-    top-left t x t block). `hidden_size` is d_model.
+    The variant decides the masked mixer's switches (flat mixing, no layer norms, residuals on,
+    a feed-forward only for "near_linear", no dropout); `__post_init__` sets them whatever was
+    passed, so a config.json saved before this class was a MaskedMixerConfig (without those
+    keys, whose defaults are a normed mixer) still loads as the model that was trained.
     """
 
     model_type = "linear_mixer"
-    attribute_map = {"max_position_embeddings": "seq_len"}  # L where Hugging Face tools look for it
 
-    vocab_size: int = 4096
-    hidden_size: int = 256
-    num_hidden_layers: int = 8
-    seq_len: int = 512
     variant: str = "linear"
-    ff_mult: int = 4
-    initializer_range: float = 0.02
-    tie_word_embeddings: bool = False
-    use_cache: bool = True
-    pad_token_id: int | None = None
-    bos_token_id: int | None = None
-    eos_token_id: int | None = None
+
+    def __post_init__(self, **kwargs):
+        self.mixer_type = "flat"
+        self.use_layer_norm = False
+        self.use_residual = True
+        self.use_feed_forward = self.variant == "near_linear"
+        self.dropout = 0.0
+        super().__post_init__(**kwargs)
 
     def validate_architecture(self):
         """Called by the `@strict` machinery of `PreTrainedConfig`: reject impossible shapes early."""
         if self.variant not in LINEAR_VARIANTS:
             raise ValueError(f"variant must be one of {LINEAR_VARIANTS}, got {self.variant!r}")
-        require_positive(self, "vocab_size", "hidden_size", "num_hidden_layers", "seq_len", "ff_mult")
+        super().validate_architecture()
 
 
 __all__ = ["LINEAR_VARIANTS", "LinearMixerConfig"]

@@ -1,5 +1,10 @@
 """Linear and near-linear masked mixers, and the collapse of a deep linear mixer into one layer.
 
+These are masked mixers (`MixerBlock`s, `MaskedMixerModel`'s trunk, its cache and sliding
+window) with the switches `LinearMixerConfig.variant` sets: flat mixing, no norms, a feed-forward
+only in the near-linear variant. What is theirs is the ReLU before the head ("relu") and
+`collapse()`.
+
 A fully linear block is x <- x + Mix(x) = (I + W_k) x + b_k 1^T, with W_k a lower-triangular
 L x L matrix and b_k a per-position bias shared by all d features. Stacking K of them gives
 
@@ -20,46 +25,9 @@ import copy
 
 import torch
 from torch import nn
-from transformers import GenerationMixin
-from transformers.cache_utils import Cache
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
-from ..masked_mixer.mixing import FlatTokenMixing, _apply_padding
-from ..masked_mixer.modeling import FeedForward, MaskedMixerPreTrainedModel
-from .cache import TokenMixingCache, TokenMixingLayer
+from ..masked_mixer.modeling import MaskedMixerForCausalLM, MaskedMixerModel, MaskedMixerPreTrainedModel
 from .configuration import LinearMixerConfig
-
-
-def mix_new_positions(mixing: FlatTokenMixing, states: torch.Tensor, start: int) -> torch.Tensor:
-    """Rows start..t-1 of a masked mixing over all inputs so far, (batch, t, d) -> (batch, t - start, d).
-
-    The same numbers as `mixing(states)[:, start:]`, without computing the earlier rows again.
-    """
-    t = states.shape[1]
-    w = torch.tril(mixing.weight[:t, :t])[start:]  # (t - start, t): the new positions' rows
-    return torch.matmul(w, states) + mixing.bias[start:t, None]
-
-
-class LinearMixerBlock(nn.Module):
-    """x + Mix(x), then (near-linear only) x + FF(x); no norms."""
-
-    def __init__(self, config: LinearMixerConfig):
-        super().__init__()
-        self.token_mixing = FlatTokenMixing(config.seq_len)
-        self.feed_forward = FeedForward(config) if config.variant == "near_linear" else None
-
-    def forward(
-        self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, cache_layer: TokenMixingLayer | None = None
-    ) -> torch.Tensor:
-        if cache_layer is None:
-            x = x + self.token_mixing(x, padding_mask)  # (b, t, d): mix over t
-        else:  # x holds only the new positions; earlier inputs come from the cache
-            start = cache_layer.get_seq_length()
-            states = cache_layer.append(_apply_padding(x, padding_mask))  # (b, start + s, d)
-            x = x + mix_new_positions(self.token_mixing, states, start)
-        if self.feed_forward is not None:
-            x = x + self.feed_forward(x)  # (b, t, d): mix over d
-        return x
 
 
 class LinearMixerPreTrainedModel(MaskedMixerPreTrainedModel):
@@ -67,80 +35,24 @@ class LinearMixerPreTrainedModel(MaskedMixerPreTrainedModel):
 
     config_class = LinearMixerConfig
     config: LinearMixerConfig
-    _no_split_modules = ["LinearMixerBlock"]
 
 
-def _generation_cache(cache: Cache | None, use_cache: bool | None, num_layers: int) -> TokenMixingCache | None:
-    """The cache to use: ours, or a fresh one in place of the empty generic cache generate() made."""
-    if isinstance(cache, TokenMixingCache):
-        return cache
-    if cache is not None and cache.get_seq_length() > 0:
-        raise ValueError(f"a masked mixer needs a TokenMixingCache, got a filled {type(cache).__name__}")
-    return TokenMixingCache(num_layers) if (use_cache or cache is not None) else None
+class LinearMixerModel(LinearMixerPreTrainedModel, MaskedMixerModel):
+    """Embedding and masked mixer blocks without norms (`model.layers.i.token_mixing`, `.feed_forward`), no head."""
 
 
-class LinearMixerModel(LinearMixerPreTrainedModel):
-    """Embedding and linear mixer blocks, no head."""
+class LinearMixerForCausalLM(LinearMixerPreTrainedModel, MaskedMixerForCausalLM):
+    """Linear mixer with an LM head (a ReLU before it for variant "relu"); labels are shifted inside.
 
-    def __init__(self, config: LinearMixerConfig):
-        super().__init__(config)
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(LinearMixerBlock(config) for _ in range(config.num_hidden_layers))
-        self.post_init()
+    Generation is the masked mixer's: `MaskedMixerCache`, and a sliding window past seq_len.
+    """
 
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        cache: Cache | None = None,
-        use_cache: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPast:
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (b, s, d)
-        cache = _generation_cache(cache, use_cache, len(self.layers))
-        past = cache.get_seq_length() if cache is not None else 0
-        if past + x.shape[1] > self.config.seq_len:
-            raise ValueError(f"{past + x.shape[1]} tokens, but this mixer was built for seq_len={self.config.seq_len}")
-        # generate() passes the mask of the whole sequence; the new positions are its last s columns
-        padding_mask = attention_mask[:, -x.shape[1] :] if attention_mask is not None else None
-        for i, layer in enumerate(self.layers):
-            x = layer(x, padding_mask, cache.layers[i] if cache is not None else None)
-        return BaseModelOutputWithPast(last_hidden_state=x, cache=cache)
-
-
-class LinearMixerForCausalLM(LinearMixerPreTrainedModel, GenerationMixin):
-    """Linear mixer with an LM head (a ReLU before it for variant "relu"); labels are shifted inside."""
-
-    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    trunk_class = LinearMixerModel
 
     def __init__(self, config: LinearMixerConfig):
         super().__init__(config)
-        self.model = LinearMixerModel(config)
-        self.head_act = nn.ReLU() if config.variant == "relu" else nn.Identity()
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
-
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        cache: Cache | None = None,
-        use_cache: bool | None = None,
-        logits_to_keep: int = 0,
-        **kwargs,
-    ) -> CausalLMOutputWithPast:
-        out = self.model(input_ids, attention_mask, inputs_embeds, cache=cache, use_cache=use_cache)
-        hidden = out.last_hidden_state[:, -logits_to_keep:] if logits_to_keep else out.last_hidden_state
-        logits = self.lm_head(self.head_act(hidden))  # (b, t, vocab)
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(logits, labels, self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache)
+        if config.variant == "relu":
+            self.head_activation = nn.ReLU()  # no parameters: the state dict is the other variants'
 
     @torch.no_grad()
     def collapse(self) -> "LinearMixerForCausalLM":
@@ -172,4 +84,5 @@ class LinearMixerForCausalLM(LinearMixerPreTrainedModel, GenerationMixin):
         return collapsed.train(self.training)
 
 
-__all__ = ["LinearMixerBlock", "LinearMixerForCausalLM", "LinearMixerModel", "LinearMixerPreTrainedModel"]
+
+__all__ = ["LinearMixerForCausalLM", "LinearMixerModel", "LinearMixerPreTrainedModel"]

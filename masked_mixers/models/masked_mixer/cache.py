@@ -1,30 +1,19 @@
-"""Positions and the incremental-decoding cache of a masked mixer.
+"""The incremental-decoding cache of a masked mixer.
 
-Positions ("slots"). A masked mixer has no positional encoding: a token's position is the index
-of the mixing-matrix row it uses. Without an attention mask, position = column. With one:
+Positions ("slots", which follow the attention mask) and the sliding window's length rule are
+defined in models/positions.py. Sliding here: when a row's next token would land at position L,
+the row keeps its last L // 2 tokens and recomputes them once at positions 0 .. L//2 - 1
+("re-prime"), so text can be arbitrarily long, and each re-prime costs one forward over L // 2
+tokens per L - L // 2 generated ones.
 
-- leading pads (left padding) keep their positions, as in training: the text after them sits
-  where it sat when the model was trained with left-padded examples;
-- a pad after a real token (right padding, or the gap between a right-padded prompt and the
-  tokens `generate()` appends after it) takes no position: the next real token continues right
-  after the previous one, and the pad's output column reports the previous real token's output
-  (so `logits[:, -1]` of a right-padded prompt predicts each row's next token).
-
-Sliding window (generation only). The mixing matrices are L x L, so a row never holds more than
-L = seq_len positions. When a token would land at position L, the row keeps its last L // 2
-tokens, recomputes them once at positions 0 .. L//2 - 1 ("re-prime") and carries on; the window
-then grows back to L before the next re-prime. Text can be arbitrarily long, and each re-prime
-costs one forward over L // 2 tokens per L - L // 2 generated ones. `window_length` gives the
-window a row of n positions ends with, so a forward without a cache sees the same tokens.
-
-The cache. A masked mixer is causal, so a position's input to every layer never changes while it
+A masked mixer is causal, so a position's input to every layer never changes while it
 stays at the same position. `MaskedMixerCache` keeps, per layer and row, what the token mixing
 reads from earlier positions (its normalised, padding-masked input; for the expanded mixing also
 the wide hidden layer; for the multi-head mixing the projected heads), preallocated for L slots,
 plus what each block's decoding step reads (the masked mixing weights and biases, the norm and
-feed-forward parameters), gathered once. On CPU the cached mixing runs in fp32 even for a
-bf16 model (CPU bf16 batched mat-vec kernels are several times slower than fp32 ones). A new token then costs one row of each mixing
-matrix times the cached inputs (O(t d) per layer) plus the feed-forward.
+feed-forward parameters), gathered once. On CPU the cached mixing runs in fp32 even for a bf16
+model (CPU bf16 batched mat-vec kernels are several times slower than fp32 ones). A new token
+then costs one row of each mixing matrix times the cached inputs (O(t d) per layer) plus the feed-forward.
 """
 
 from __future__ import annotations
@@ -46,61 +35,6 @@ class SlotBatch:
     valid: torch.Tensor | None
     end: int
     batch_index: torch.Tensor
-
-
-@dataclass
-class TokenPositions:
-    """Positions of the columns of a batch (see the module docstring).
-
-    write: (b, t) slot each column's token goes to, -1 for pads and tokens left of the window;
-    read: (b, t) slot whose output each column reports; lengths: (b,) slots each row occupies.
-    """
-
-    write: torch.Tensor
-    read: torch.Tensor
-    lengths: torch.Tensor
-
-
-def window_length(n: torch.Tensor, seq_len: int) -> torch.Tensor:
-    """Positions a row of n positions holds after the sliding window: n up to L, then L//2 + 1 .. L, repeating."""
-    keep = seq_len // 2
-    slid = keep + 1 + torch.remainder(n - seq_len - 1, seq_len - keep)
-    return torch.where(n <= seq_len, n, slid)
-
-
-def token_positions(attention_mask: torch.Tensor, seq_len: int, slide: bool = False) -> TokenPositions:
-    """Slot of every column of a (b, t) 0/1 mask; with `slide`, keep only each row's sliding window."""
-    valid = attention_mask.bool()
-    b, t = valid.shape
-    col = torch.arange(t, device=valid.device).expand(b, t)
-    first = torch.where(valid.any(1), valid.int().argmax(1), t)[:, None]  # first real column
-    # leading pads occupy their column; later columns follow the real tokens (a pad repeats the last one)
-    read = torch.where(col < first, col, first + valid.cumsum(1) - 1)
-    lengths = read[:, -1] + 1 if t else torch.zeros(b, dtype=torch.long, device=valid.device)
-    if slide:
-        start = lengths - window_length(lengths, seq_len)
-        read, lengths = read - start[:, None], lengths - start
-    elif t and int(lengths.max()) > seq_len:
-        raise ValueError(
-            f"input has {int(lengths.max())} positions but this masked mixer was built for seq_len={seq_len}; "
-            "shorten the input (generate() slides a window instead)"
-        )
-    write = torch.where(valid & (read >= 0), read, -1)
-    return TokenPositions(write=write, read=read.clamp(min=0), lengths=lengths)
-
-
-def to_slots(values: torch.Tensor, write: torch.Tensor, num_slots: int) -> torch.Tensor:
-    """Scatter (b, t, ...) column values to (b, num_slots, ...) slots; unwritten slots are zero."""
-    b = values.shape[0]
-    index = torch.where(write < 0, num_slots, write)  # spare slot num_slots takes what is dropped
-    out = values.new_zeros((b, num_slots + 1, *values.shape[2:]))
-    out = out.index_put((torch.arange(b, device=values.device)[:, None], index), values)
-    return out[:, :num_slots]
-
-
-def from_slots(values: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
-    """Gather (b, S, d) slot values back to (b, t, d) columns."""
-    return torch.gather(values, 1, read[..., None].expand(-1, -1, values.shape[-1]))
 
 
 class MaskedMixerCache:

@@ -19,13 +19,20 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPast
 
-from .cache import MaskedMixerCache, SlotBatch, from_slots, to_slots, token_positions
+from ..lm_head import CausalLMHeadMixin
+from ..positions import token_positions
+from .cache import MaskedMixerCache, SlotBatch
 from .configuration import MaskedMixerConfig
 from .mixing import TOKEN_MIXING_TYPES, build_token_mixing
 
 
 class FeedForward(nn.Module):
-    """Feature mixing, applied to every position independently."""
+    """Feature mixing, applied to every position independently.
+
+    forward() calls `up` and `down` as modules, so whatever wraps them (PEFT adapters,
+    quantized linears, hooks) takes part in training; cached decoding reads the plain weights
+    (`weights()`, `feature_mixing`) for speed.
+    """
 
     def __init__(self, config: MaskedMixerConfig):
         super().__init__()
@@ -34,14 +41,14 @@ class FeedForward(nn.Module):
         self.down = nn.Linear(inner, config.hidden_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return feature_mixing(x, *self.weights())
+        return self.down(F.gelu(self.up(x)))  # (b, t, d) -> (b, t, ff_mult*d) -> (b, t, d)
 
     def weights(self) -> tuple[torch.Tensor, ...]:
         return self.up.weight, self.up.bias, self.down.weight, self.down.bias
 
 
 def feature_mixing(x, up_weight, up_bias, down_weight, down_bias) -> torch.Tensor:
-    """Linear(d, ff_mult*d) -> GELU -> Linear(ff_mult*d, d) on every position: (b, t, d) -> (b, t, d)."""
+    """FeedForward.forward on plain tensors, for cached decoding: (b, t, d) -> (b, t, d)."""
     return F.linear(F.gelu(F.linear(x, up_weight, up_bias)), down_weight, down_bias)
 
 
@@ -175,7 +182,7 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
         sliding_window: bool = False,
         **kwargs,
     ) -> MaskedMixerOutput:
-        """Hidden states of every column; positions follow `attention_mask` (see cache.py).
+        """Hidden states of every column; positions follow `attention_mask` (see models/positions.py).
 
         Without a mask the whole batch sits at positions 0..t-1. With one, the blocks run on
         positions ("slots") and each column reports its slot's output. `sliding_window` keeps
@@ -196,10 +203,8 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
             return self._output(self._run(x, None, keep_all=output_hidden_states))
         mask = attention_mask if attention_mask is not None else torch.ones(x.shape[:2], device=x.device)
         pos = token_positions(mask, self.config.seq_len, slide=sliding_window)
-        num_slots = int(pos.lengths.max())
-        valid = to_slots(pos.write >= 0, pos.write, num_slots)  # (b, S)
-        hidden = self._run(to_slots(x, pos.write, num_slots), valid, keep_all=output_hidden_states)  # (b, S, d)
-        return self._output([from_slots(h, pos.read) for h in hidden])  # back to (b, t, d) columns
+        hidden = self._run(pos.scatter(x), pos.valid(), keep_all=output_hidden_states)  # (b, S, d): slots
+        return self._output([pos.gather(h) for h in hidden])  # back to (b, t, d) columns
 
     def _run(self, x, padding_mask, at: SlotBatch | None = None, cache=None, keep_all=False) -> list[torch.Tensor]:
         """All blocks; returns [last hidden state] or, with keep_all, the input and every block's output."""
@@ -219,12 +224,12 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
         if cache.seen_tokens == 0:
             mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
             pos = token_positions(mask, self.config.seq_len, slide=True)
-            num_slots = int(pos.lengths.max())
+            num_slots = pos.num_slots
             rows = torch.arange(num_slots, device=x.device).expand(b, num_slots)
-            at = cache.at(rows, to_slots(pos.write >= 0, pos.write, num_slots), num_slots)
-            cache.store(to_slots(input_ids, pos.write, num_slots), at)
-            hidden = self._run(to_slots(x, pos.write, num_slots), at.valid, at, cache, keep_all)
-            hidden = [from_slots(h, pos.read) for h in hidden]
+            at = cache.at(rows, pos.valid(), num_slots)
+            cache.store(pos.scatter(input_ids), at)
+            hidden = self._run(pos.scatter(x), at.valid, at, cache, keep_all)  # (b, S, d): slots
+            hidden = [pos.gather(h) for h in hidden]  # back to (b, t, d) columns
             cache.lengths = pos.lengths.cpu()
         else:
             if attention_mask is not None and not bool(attention_mask[:, -t:].all()):
@@ -261,14 +266,15 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
         cache.replace_rows(rows, fresh)
 
 
-class MaskedMixerForCausalLM(MaskedMixerPreTrainedModel, GenerationMixin):
+class MaskedMixerForCausalLM(CausalLMHeadMixin, MaskedMixerPreTrainedModel, GenerationMixin):
     """Masked mixer with a linear LM head; `labels` are shifted inside (-100 is ignored)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    trunk_class = MaskedMixerModel  # a family built on this model (linear_mixer) names its own
 
     def __init__(self, config: MaskedMixerConfig):
         super().__init__(config)
-        self.model = MaskedMixerModel(config)
+        self.model = self.trunk_class(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
@@ -292,14 +298,7 @@ class MaskedMixerForCausalLM(MaskedMixerPreTrainedModel, GenerationMixin):
             batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
             cache = MaskedMixerCache(self.model, batch, self.model.embed_tokens.weight.dtype, self.device)
         out = self.model(input_ids, attention_mask, inputs_embeds, output_hidden_states, cache=cache, sliding_window=sliding_window)
-        hidden = out.last_hidden_state
-        if logits_to_keep:
-            hidden = hidden[:, -logits_to_keep:]
-        logits = self.lm_head(hidden)  # (b, t, vocab)
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(logits, labels, self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache, hidden_states=out.hidden_states)
+        return self.causal_lm_output(out.last_hidden_state, labels, logits_to_keep, cache, out.hidden_states, **kwargs)
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:

@@ -8,8 +8,14 @@ rotary position embeddings) with one change after attention:
     x = h + MLP(RMSNorm(h))
 
 L is `max_position_embeddings`. The paper (Badger, arXiv 2409.01482) found this hybrid the most
-efficient model it trained on TinyStories. The causal attention mask is built here and passed to
-every layer explicitly, so causality never rests on an attention backend's default.
+efficient model it trained on TinyStories. The causal attention mask (models/attention_mask.py)
+is passed to every layer explicitly, so causality never rests on an attention backend's default.
+
+Positions are mixing rows, so with an attention mask they follow it (models/positions.py), as
+in the masked mixer: leading pads keep their positions, a pad after a real token takes none. The
+layers run on positions ("slots"): the rotary position of a token and its mixing row are both
+its slot index, and each column reports its slot's output. A prompt thus gets the same outputs
+alone as in a batch of prompts of other lengths, padded on either side.
 
 No generation cache: each new token recomputes the prefix (`use_cache` defaults to False, and a
 cache passed in is refused rather than silently misused).
@@ -27,7 +33,10 @@ from transformers.models.llama.modeling_llama import (
     LlamaRotaryEmbedding,
 )
 
-from ..masked_mixer.mixing import FlatTokenMixing, causal_mask
+from ..attention_mask import causal_attention_bias
+from ..lm_head import CausalLMHeadMixin
+from ..masked_mixer.mixing import FlatTokenMixing
+from ..positions import token_positions
 
 
 @strict
@@ -37,14 +46,6 @@ class TransfixerConfig(LlamaConfig):
     model_type = "transfixer"
 
     use_cache: bool = False
-
-
-def additive_causal_mask(attention_mask: torch.Tensor | None, t: int, dtype: torch.dtype, device) -> torch.Tensor:
-    """(batch or 1, 1, t, t) additive mask: 0 where query i may attend key j (j <= i, j not padding)."""
-    allowed = causal_mask(t, t, device=device)[None, None]  # (1, 1, t, t)
-    if attention_mask is not None:
-        allowed = allowed & attention_mask[:, None, None, :].bool()  # (b, 1, t, t)
-    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
 class TransfixerDecoderLayer(LlamaDecoderLayer):
@@ -89,20 +90,30 @@ class TransfixerModel(TransfixerPreTrainedModel):
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs) -> BaseModelOutput:
+        """Hidden states (b, t, d) of every column; positions follow `attention_mask` (see the module docstring)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (b, t, d)
-        t = x.shape[1]
-        if t > self.config.max_position_embeddings:
-            raise ValueError(f"{t} tokens, but this transfixer was built for {self.config.max_position_embeddings}")
-        mask = additive_causal_mask(attention_mask, t, x.dtype, x.device)
-        position_embeddings = self.rotary_emb(x, torch.arange(t, device=x.device)[None])
+        L = self.config.max_position_embeddings
+        if attention_mask is None:
+            if x.shape[1] > L:
+                raise ValueError(f"input has {x.shape[1]} tokens but this transfixer was built for seq_len={L}")
+            return BaseModelOutput(last_hidden_state=self.norm(self._run(x, None)))
+        pos = token_positions(attention_mask, L)
+        hidden = self._run(pos.scatter(x), pos.valid())  # (b, S, d): slots
+        return BaseModelOutput(last_hidden_state=self.norm(pos.gather(hidden)))  # back to (b, t, d) columns
+
+    def _run(self, x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        """All layers over (b, S, d) positions; `valid` (b, S) marks real tokens (None: all real)."""
+        S = x.shape[1]
+        mask = causal_attention_bias(valid, S, x.dtype, x.device)  # (b|1, 1, S, S)
+        position_embeddings = self.rotary_emb(x, torch.arange(S, device=x.device)[None])  # rotary position = slot
         for layer in self.layers:
-            x = layer(x, mask, position_embeddings, attention_mask)
-        return BaseModelOutput(last_hidden_state=self.norm(x))
+            x = layer(x, mask, position_embeddings, valid)
+        return x
 
 
-class TransfixerForCausalLM(TransfixerPreTrainedModel, GenerationMixin):
+class TransfixerForCausalLM(CausalLMHeadMixin, TransfixerPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
     def __init__(self, config: TransfixerConfig):
@@ -114,15 +125,12 @@ class TransfixerForCausalLM(TransfixerPreTrainedModel, GenerationMixin):
     def forward(
         self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None, logits_to_keep: int = 0, **kwargs
     ) -> CausalLMOutputWithPast:
-        kwargs.pop("use_cache", None)
+        for unused in ("use_cache", "position_ids", "cache_position"):
+            kwargs.pop(unused, None)  # positions come from attention_mask
         if kwargs.pop("cache", None) is not None:
             raise ValueError("the transfixer has no generation cache: generate with use_cache=False")
         hidden = self.model(input_ids, attention_mask, inputs_embeds).last_hidden_state
-        logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)  # (b, t, vocab)
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(logits, labels, self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits)
+        return self.causal_lm_output(hidden, labels, logits_to_keep, **kwargs)
 
 
 __all__ = ["TransfixerConfig", "TransfixerForCausalLM", "TransfixerModel", "TransfixerPreTrainedModel"]
