@@ -56,7 +56,10 @@ def check_knobs(spec: ModelSpec, key: str = "model") -> Family:
     defaults = ModelSpec()
     for f in dataclasses.fields(ModelSpec):
         if f.name not in fam.takes and getattr(spec, f.name) != getattr(defaults, f.name):
-            raise UserError(f"{key}.{f.name}: family {spec.family!r} does not take it (it takes {', '.join(fam.knobs) or 'only sizes'})")
+            others = [name for name, other in FAMILIES.items() if f.name in other.knobs]
+            raise UserError(
+                f"{key}.{f.name}: family {spec.family!r} does not take it (families that do: {', '.join(others) or 'none'})"
+            )
     multiple = fam.size_multiple(spec)
     if multiple < 1 or spec.hidden_size % multiple:
         raise UserError(f"{key}.num_heads: hidden_size {spec.hidden_size} is not divisible by {multiple} heads")
