@@ -16,7 +16,7 @@ mixers, the transfixer; see models/masked_mixer/cache.py):
 With the cache (default) a masked mixer costs O(t d) per layer per new token; past seq_len it
 slides its window (keeps the last L // 2 tokens, recomputes them once). Without the cache every
 step recomputes the current window (the text so far, up to L tokens); the paper's reference code
-ran the model over a full L-token window instead (`bench generate` measures both).
+ran the model over a full L-token window instead (full_window.py; `bench generate` measures both).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
-from .errors import UserError
-from .models import context_length, family_of
+from ..errors import UserError
+from ..models import context_length, family_of
 
 
 def sampling_kwargs(
