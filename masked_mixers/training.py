@@ -136,7 +136,8 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
         with args.main_process_first(desc="preparing data"):
             prepared = prepare_data(run.data, run.model.seq_len)
     tokenizer = prepared.tokenizer
-    tokenizer.padding_side = run.data.padding_side  # saved with the model: generation pads prompts the same way
+    tokenizer.padding_side = run.data.padding_side  # saved with the model: generation and embeddings pad the same way
+    tokenizer.init_kwargs["padding_side"] = run.data.padding_side  # what save_pretrained writes (transformers 5 ignores the attribute)
     if model is None:
         set_seed(run.train.seed)  # the initial weights depend on the run's seed, like everything after
         model, _ = build_model(

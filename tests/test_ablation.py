@@ -11,7 +11,8 @@ from masked_mixers.cli import main
 from masked_mixers.config import ModelSpec, RunConfig, TrainConfig, save_yaml
 from masked_mixers.errors import UserError
 from masked_mixers.factory import build_model, count_parameters
-from masked_mixers.probes.ablation import ablation_runs, detect_divergence, markdown_table, summarize_run
+from masked_mixers.models import FAMILIES
+from masked_mixers.probes.ablation import ABLATABLE_FAMILIES, ablation_runs, detect_divergence, markdown_table, summarize_run
 
 VOCAB, L = 40, 12
 SWITCHES = ("use_layer_norm", "use_residual", "use_feed_forward")
@@ -98,6 +99,12 @@ def test_ablated_llama_drops_the_part(switch):
         ablated.load_state_dict(whole.state_dict())
         ids = torch.randint(0, VOCAB, (1, L))
         assert not torch.allclose(ablated(ids).logits, whole(ids).logits)
+
+
+def test_ablatable_families_come_from_the_family_table():
+    """Every family declaring ablation switches is in the sweep, under its CLI name; llama means llama_ablated."""
+    assert sorted(ABLATABLE_FAMILIES.values()) == sorted(n for n, f in FAMILIES.items() if f.capabilities.ablation_switches)
+    assert ABLATABLE_FAMILIES == {"mixer": "mixer", "llama": "llama_ablated"}
 
 
 def test_plain_llama_family_refuses_ablation_switches():

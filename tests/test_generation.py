@@ -13,9 +13,9 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from masked_mixers import MaskedMixerConfig, MaskedMixerForCausalLM
-from masked_mixers.bench.generate import CONTENDERS, full_window_generate
+from masked_mixers.bench.generate import CONTENDERS
 from masked_mixers.cli import main
-from masked_mixers.generation import encode_prompts, generate_ids, generate_text
+from masked_mixers.generation import encode_prompts, full_window_generate, generate_ids, generate_text
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 VARIANTS = ["flat", "expanded", "multihead"]
@@ -114,7 +114,7 @@ def test_greedy_generate_with_and_without_cache_is_identical(mixer_type):
 
 
 def test_paper_style_full_window_decoding_matches_the_cache():
-    """bench generate's (b): the whole model over a right-padded L-token window per token, same greedy tokens."""
+    """The paper's decoding (bench generate's (b)): the whole model over a right-padded L-token window per token, same greedy tokens."""
     model = _mixer("flat", vocab=50, seq_len=16)
     ids = torch.randint(1, 50, (3, 5))
     cached = model.generate(ids, use_cache=True, max_new_tokens=11, do_sample=False, pad_token_id=0)

@@ -36,6 +36,7 @@ from masked_mixers.retrieval import (
     train_direct,
 )
 from masked_mixers.retrieval.direct import candidate_batch
+from masked_mixers.retrieval.embedding import POSITIONS, padding_side
 from masked_mixers.retrieval.pairs import (
     content_words,
     parse_tinystories_instruct,
@@ -186,6 +187,49 @@ def test_embeddings_do_not_depend_on_batching(model_dirs, stories, family, posit
     assert together.shape == (6, 32)
     torch.testing.assert_close(together, one_by_one, rtol=0, atol=1e-5)
     torch.testing.assert_close(together, reversed_, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_mixer_embeddings_pad_on_the_side_it_was_trained_with(tmp_path, stories, side):
+    """A mixer saved with a left- (or right-) padding tokenizer embeds a text the same alone or beside
+    longer texts, and each position reads the right column of its own layout: left-padded to L, the
+    text ends at L - 1 as in training; right-padded, it starts at 0."""
+    tokenizer = _tokenizer(stories)
+    tokenizer.padding_side = tokenizer.init_kwargs["padding_side"] = side  # as training.py saves it
+    torch.manual_seed(0)
+    L = 48
+    spec = ModelSpec(family="mixer", hidden_size=32, num_hidden_layers=2, seq_len=L)
+    model, _ = build_model(spec, len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    model, tokenizer = load_language_model(tmp_path)
+    assert padding_side(model, tokenizer) == side  # the saved side survives loading
+    text = "the cat sat on the mat."
+    ids = tokenizer(text)["input_ids"]
+    n = len(ids)
+    layout = torch.full((1, L), tokenizer.pad_token_id)  # (1, L): the text where training put it
+    mask = torch.zeros_like(layout)
+    cols = slice(L - n, L) if side == "left" else slice(0, n)
+    layout[0, cols], mask[0, cols] = torch.tensor(ids), 1
+    with torch.no_grad():
+        hidden = model.base_model(input_ids=layout, attention_mask=mask).last_hidden_state[0]  # (L, d)
+    last = L - 1 if side == "left" else n - 1
+    expected_column = {"second-to-last": last - 1, "last-token": last, "last": L - 1}
+    for position in POSITIONS:
+        alone = embed_texts(model, tokenizer, [text], position, progress=False)[0]
+        batched = embed_texts(model, tokenizer, [stories[0], text, stories[1] * 3], position, batch_size=3, progress=False)[1]
+        torch.testing.assert_close(alone, batched, rtol=0, atol=1e-5)
+        torch.testing.assert_close(alone, hidden[expected_column[position]], rtol=0, atol=1e-5)
+
+
+def test_only_families_whose_positions_are_rows_take_the_tokenizers_padding_side(stories):
+    """A left-padding tokenizer left-pads a mixer but not Llama, whose positions start at 0 under right padding."""
+    tokenizer = _tokenizer(stories[:50])
+    tokenizer.padding_side = "left"
+    for family, expected in (("mixer", "left"), ("linear_mixer", "left"), ("llama", "right")):
+        heads = dict(num_heads=2) if family == "llama" else {}
+        model, _ = build_model(ModelSpec(family=family, hidden_size=32, num_hidden_layers=1, seq_len=16, **heads), len(tokenizer))
+        assert padding_side(model, tokenizer) == expected, family
 
 
 def test_second_to_last_differs_from_last_token(model_dirs):

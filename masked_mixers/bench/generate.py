@@ -5,7 +5,8 @@ Contenders, all at the same hidden size, layer count, context (seq_len) and voca
 - (a) `mixer-cached`: the masked mixer decoding with its cache (MaskedMixerCache) in generate();
 - (b) `mixer-full-window`: the same mixer the paper's way: for every new token, the whole model
   runs over the full L-token window (the text so far, padded on the right to L tokens, the last L
-  tokens once the text is longer) and the next token is read off the last real position;
+  tokens once the text is longer) and the next token is read off the last real position
+  (generation/full_window.py);
 - (b') `mixer-no-cache`: generate(use_cache=False): every step recomputes the text so far (a
   window of t <= L tokens, not L) with logits for the last position only. Usually cheaper than
   (b) while t < L, so it is reported beside it as another no-cache baseline;
@@ -38,6 +39,7 @@ from ..config import ModelSpec
 from ..files import atomic_write_text
 from ..errors import UserError
 from ..factory import build_model
+from ..generation.full_window import full_window_generate
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 CONTENDERS = ("mixer-cached", "mixer-full-window", "mixer-no-cache", "llama-kv-cache")
@@ -96,27 +98,6 @@ def _timing(start: float, token_times: list[float], total: float) -> dict:
     """Prefill = time to the first new token; step = median time between two later tokens."""
     steps = [b - a for a, b in zip(token_times, token_times[1:])]
     return {"total_s": total, "prefill_s": token_times[0] - start, "step_s": statistics.median(steps) if steps else total}
-
-
-@torch.inference_mode()
-def full_window_generate(model, ids: torch.Tensor, new_tokens: int, pad_token_id: int = 0, times: list | None = None) -> torch.Tensor:
-    """Greedy decoding the paper's way: the whole model over an L-token window for every new token.
-
-    The window holds the text so far, left-aligned and padded on the right to seq_len tokens (the
-    last seq_len tokens once the text is longer); causality makes the padding invisible to the
-    last real position, whose logits choose the next token. `times` gets a timestamp per token.
-    """
-    seq_len = model.config.seq_len
-    batch = torch.arange(ids.shape[0])
-    for _ in range(new_tokens):
-        window = ids[:, -seq_len:]
-        n = window.shape[1]
-        padded = torch.nn.functional.pad(window, (0, seq_len - n), value=pad_token_id)  # (b, L)
-        logits = model(padded).logits  # (b, L, vocab): every position, as the reference code computes it
-        ids = torch.cat([ids, logits[batch, n - 1].argmax(-1, keepdim=True)], dim=1)
-        if times is not None:
-            times.append(time.perf_counter())
-    return ids
 
 
 def _time_full_window(model, ids: torch.Tensor, new_tokens: int) -> dict:

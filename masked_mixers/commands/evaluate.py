@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", dest="json_out", help="also write the metrics to this JSON file")
 
 
-def _data_config(args: argparse.Namespace) -> tuple[DataConfig, int]:
+def _data_config(args: argparse.Namespace) -> DataConfig:
     """The run's data settings, pointed at the data to evaluate and the model's own tokenizer."""
     run_yaml = Path(args.model_dir) / RUN_CONFIG
     run = load_run_config(run_yaml) if run_yaml.is_file() else RunConfig()
@@ -45,17 +45,17 @@ def _data_config(args: argparse.Namespace) -> tuple[DataConfig, int]:
     if args.max_documents:
         data.max_eval_documents = args.max_documents
     data.tokenizer = str(Path(args.model_dir).resolve())
-    return data, run.model.seq_len
+    return data
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data import prepare_eval_data
     from ..evaluation import evaluate
+    from ..models import context_length
 
     model, _ = load_run(args.model_dir)
-    data, run_seq_len = _data_config(args)
-    seq_len = getattr(model.config, "seq_len", None) or getattr(model.config, "max_position_embeddings", run_seq_len)
-    dataset = prepare_eval_data(data, seq_len)
+    data = _data_config(args)
+    dataset = prepare_eval_data(data, context_length(model))
     metrics = evaluate(model, dataset, batch_size=args.batch_size, max_batches=args.max_batches)
     metrics = {"model_dir": str(args.model_dir), **metrics}
     print(json.dumps(metrics, indent=2))

@@ -115,12 +115,13 @@ class Family:
         return COMMON_KNOBS + self.knobs
 
 
-def context_length(config) -> int:
-    """L, the longest input of a model, from its config: one name for every family.
+def context_length(model_or_config) -> int:
+    """L, the longest input of a model (or of its config): one name for every family.
 
     Every config of this package publishes L as `max_position_embeddings` (the masked mixers map
     it to `seq_len` with `attribute_map`), where Hugging Face tools look for it.
     """
+    config = getattr(model_or_config, "config", model_or_config)
     return int(config.max_position_embeddings)
 
 

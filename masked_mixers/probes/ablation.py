@@ -6,6 +6,9 @@ or rose far above its running minimum and stayed there; otherwise its final loss
 Llama variants use family "llama_ablated" (transformers' Llama modules with switchable parts;
 identical to LlamaForCausalLM with every switch on), the unablated one included, so all Llama
 runs share one code path.
+
+Which families can be ablated is read from the family table (`Capabilities.ablation_switches`),
+not listed here: a family that declares switches joins the sweep.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..errors import UserError
+from ..models import FAMILIES, Family
 
 # ablation name -> ModelSpec switches it turns off
 ABLATIONS: dict[str, dict[str, bool]] = {
@@ -25,8 +29,33 @@ ABLATIONS: dict[str, dict[str, bool]] = {
     "no_residual": {"use_residual": False},
     "no_feed_forward": {"use_feed_forward": False},
 }
-# family named on the command line -> factory family that has the switches
-ABLATABLE_FAMILIES = {"mixer": "mixer", "llama": "llama_ablated"}
+
+
+def _cli_name(family: Family) -> str:
+    """The name an ablatable family goes by on the command line: the family it is a variant of.
+
+    A family whose config class extends another family's (llama_ablated's AblatedLlamaConfig is a
+    LlamaConfig) is that family with switches, so it is named after the nearest such family
+    ("llama"); any other ablatable family (mixer) keeps its own name.
+    """
+    by_config = {f.config_class: f.name for f in FAMILIES.values()}
+    return next((by_config[base] for base in family.config_class.__mro__[1:] if base in by_config), family.name)
+
+
+def _ablatable_families() -> dict[str, str]:
+    """CLI name -> family name, for every family of the table whose capabilities declare ablation switches."""
+    names: dict[str, str] = {}
+    for family in FAMILIES.values():
+        if family.capabilities.ablation_switches:
+            cli = _cli_name(family)
+            if cli in names:  # two variants of one family: each keeps its own, unambiguous name
+                cli = family.name
+            names[cli] = family.name
+    return names
+
+
+# family named on the command line -> family of the table that honours the switches
+ABLATABLE_FAMILIES: dict[str, str] = _ablatable_families()
 
 
 def detect_divergence(losses: Sequence[float], rise_factor: float = 1.5, patience: int = 3, steps: Sequence[int] | None = None) -> int | None:
@@ -71,7 +100,7 @@ def ablation_runs(run: RunConfig, families: Sequence[str], ablations: Sequence[s
             variant = copy.deepcopy(run)
             variant.model.family = ABLATABLE_FAMILIES[family]
             variant.model.name = f"{family}-{ablation}"
-            for switch in ("use_layer_norm", "use_residual", "use_feed_forward"):
+            for switch in FAMILIES[variant.model.family].capabilities.ablation_switches:
                 setattr(variant.model, switch, ABLATIONS[ablation].get(switch, True))
             variant.train.output_dir = str(Path(out_dir) / family / ablation)
             variant.train.on_nonfinite = "stop"

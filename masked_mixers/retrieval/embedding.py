@@ -1,18 +1,27 @@
 """Text embeddings from a trained causal language model: its last hidden state at one position.
 
-Positions (`POSITIONS`), counted per example from the attention mask:
+Positions (`POSITIONS`), counted per example from the attention mask, so they name the same
+token whichever side the padding is on:
 
 - "second-to-last": the token before the last real token. The paper's choice for mixers: a
   causal LM's output at the last real token predicts a padding label (-100) or nothing, so it is
   never trained, while the one before it is.
 - "last-token": the last real (non-pad) token.
-- "last": the last position of the fixed-length window, padding included.
+- "last": the last position of the fixed-length window, padding included (with left padding,
+  the last real token).
 
-Inputs are truncated and right-padded to the model's fixed context (the mixer's seq_len L, the
-transformer's max_position_embeddings). Right padding leaves the real positions of both families
-untouched (causal: position i never reads j > i; the mixer also zeroes padded inputs), and the
-fixed width gives every example the same shape whatever its batch, so an embedding does not
-depend on how the inputs are batched.
+Inputs are truncated to the model's context L (the mixer's seq_len, the transformer's
+max_position_embeddings) and padded to a fixed width, so every example has the same shape whatever
+its batch and an embedding does not depend on how the inputs are batched. The side follows how the
+model saw text in training:
+
+- families whose positions are rows of mixing matrices (`Capabilities.positions_are_rows`: the
+  masked and linear mixers, the transfixer) learned each row for one position, so they are padded
+  on the side their tokenizer was trained and saved with (`tokenizer.padding_side`): on the right
+  (text from position 0, the default and what packed training amounts to), or on the left to the
+  full L (text ending at position L - 1, as `data.padding_side: left` trained it);
+- every other family (Llama) is padded on the right: its positions then run from 0 as in packed
+  training, and causality keeps the pads out of the real positions.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..files import save_safetensors
+from ..models import CAUSAL_LM, context_length, family_of
 from ..rundir import load_run
 from .settings import POSITIONS
 
@@ -35,16 +45,12 @@ def load_language_model(model_dir: str | Path, device: str | torch.device = "cpu
     """(model, tokenizer) of a run folder (rundir.load_run), set up for embedding.
 
     Only language models embed text here (an autoencoder's hidden states are not next-token
-    states). The tokenizer is switched to right padding whatever side the run trained with:
-    embeddings use fixed-width, right-padded inputs (see the module docstring).
+    states). The tokenizer keeps the padding side the run trained with (see `padding_side`).
     """
-    from ..models import CAUSAL_LM, family_of
-
     model, tokenizer = load_run(model_dir)
     if family_of(model).task != CAUSAL_LM:
         raise UserError(f"{model_dir}: a {family_of(model).name} model is not a language model; embeddings need one")
     model = model.to(device)
-    tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise UserError(f"{model_dir}: the tokenizer has neither a pad nor an eos token to pad with")
@@ -52,31 +58,73 @@ def load_language_model(model_dir: str | Path, device: str | torch.device = "cpu
     return model, tokenizer
 
 
-def context_length(model) -> int:
-    """The longest input the model takes: a mixer's seq_len, a transformer's position limit."""
-    config = model.config
-    return getattr(config, "seq_len", None) or config.max_position_embeddings
+def padding_side(model, tokenizer) -> str:
+    """The side inputs are padded on for this model: see the module docstring."""
+    try:
+        rows = family_of(model).capabilities.positions_are_rows
+    except ValueError:  # not a family of this package: no mixing rows
+        rows = False
+    side = tokenizer.padding_side if rows else "right"
+    if side not in ("left", "right"):
+        raise UserError(f"tokenizer padding_side {side!r} is not 'left' or 'right'")
+    return side
 
 
-def tokenize(tokenizer, texts: Sequence[str], length: int) -> dict[str, torch.Tensor]:
-    """input_ids and attention_mask, (n, length): truncated and right-padded to `length`."""
-    if tokenizer.padding_side != "right":
-        raise ValueError("embeddings need right padding (see the module docstring)")
-    encoded = tokenizer(list(texts), padding="max_length", truncation=True, max_length=length, return_tensors="pt")
-    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+def _pad_token_id(tokenizer) -> int:
+    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if token_id is not None:
+            return token_id
+
+
+def tokenize(tokenizer, texts: Sequence[str], length: int, side: str = "right", width: int | None = None) -> dict[str, torch.Tensor]:
+    """input_ids and attention_mask, (n, width): each text truncated to `length` tokens, padded on `side`.
+
+    width defaults to `length`; a left-padded mixer gets its full context, so texts end at L - 1.
+    The tokenizer's own padding_side is not consulted (the caller chose `side`).
+    """
+    width = length if width is None else width
+    if side not in ("left", "right") or width < length:
+        raise ValueError(f"need side 'left' or 'right' and width >= length (got {side!r}, {width} < {length})")
+    encoded = tokenizer(list(texts), truncation=True, max_length=length)["input_ids"]  # n lists of <= length ids
+    ids = torch.full((len(encoded), width), _pad_token_id(tokenizer), dtype=torch.long)  # (n, width)
+    mask = torch.zeros_like(ids)
+    for row, tokens in enumerate(encoded):
+        cols = slice(width - len(tokens), width) if side == "left" else slice(0, len(tokens))
+        ids[row, cols] = torch.tensor(tokens, dtype=torch.long)
+        mask[row, cols] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def tokenize_for(model, tokenizer, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+    """`tokenize` laid out for this model: truncated to min(max_length, L), padded on its side (module docstring).
+
+    Right padding pads to the truncation length; left padding pads to the full context L, so every
+    text ends at position L - 1 as in training. Embedding and fine-tuning both tokenize through here.
+    """
+    length = min(max_length or context_length(model), context_length(model))
+    side = padding_side(model, tokenizer)
+    return tokenize(tokenizer, texts, length, side, context_length(model) if side == "left" else length)
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, position: str) -> torch.Tensor:
-    """(batch, t, d) hidden states -> (batch, d) at `position` of each example."""
+    """(batch, t, d) hidden states -> (batch, d) at `position` of each example, for either padding side.
+
+    Real tokens are one contiguous run of columns [first, last] (right padding: first = 0; left
+    padding: last = t - 1); an example without real tokens reads column 0.
+    """
     if position not in POSITIONS:
         raise UserError(f"position {position!r} is unknown (choose from {', '.join(POSITIONS)})")
-    real = attention_mask.sum(dim=1)  # (batch,) real tokens per example
+    t = hidden.shape[1]
+    cols = torch.arange(t, device=attention_mask.device).expand_as(attention_mask)  # (batch, t)
+    real = attention_mask.bool()
+    last = torch.where(real, cols, -1).max(dim=1).values  # (batch,) last real column, -1 if none
+    first = torch.where(real, cols, t).min(dim=1).values  # (batch,) first real column, t if none
     index = {
-        "second-to-last": (real - 2).clamp(min=0),
-        "last-token": (real - 1).clamp(min=0),
-        "last": torch.full_like(real, hidden.shape[1] - 1),
+        "second-to-last": torch.minimum(torch.maximum(last - 1, first), last).clamp(min=0),  # one before last, never before first
+        "last-token": last.clamp(min=0),
+        "last": torch.full_like(last, t - 1),
     }[position]
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), index.to(hidden.device)]
 
 
 def embed_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, position: str) -> torch.Tensor:
@@ -97,13 +145,12 @@ def embed_texts(
     desc: str = "embed",
 ) -> torch.Tensor:
     """(len(texts), d) float32 embeddings on the CPU, computed `batch_size` texts at a time."""
-    length = min(max_length or context_length(model), context_length(model))
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     chunks = []
     for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress, unit="batch"):
-        batch = tokenize(tokenizer, texts[start : start + batch_size], length)
+        batch = tokenize_for(model, tokenizer, texts[start : start + batch_size], max_length)  # (b, width) each
         batch = {k: v.to(device) for k, v in batch.items()}
         chunks.append(embed_batch(model, batch["input_ids"], batch["attention_mask"], position).float().cpu())
     model.train(was_training)

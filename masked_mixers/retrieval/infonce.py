@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .embedding import context_length, embed_batch, tokenize
+from .embedding import embed_batch, tokenize_for
 from .pairs import Pair
 
 
@@ -44,10 +44,9 @@ def finetune_infonce(
     """Fine-tune `model` in place on `pairs`; returns the loss of every step."""
     if len(pairs) < 2:
         raise ValueError("InfoNCE needs at least 2 pairs (a positive and an in-batch negative)")
-    length = min(max_length or context_length(model), context_length(model))
     device = next(model.parameters()).device
-    queries = tokenize(tokenizer, [p.query for p in pairs], length)
-    passages = tokenize(tokenizer, [p.passage for p in pairs], length)
+    queries = tokenize_for(model, tokenizer, [p.query for p in pairs], max_length)  # (n, width), laid out as embed_texts does
+    passages = tokenize_for(model, tokenizer, [p.passage for p in pairs], max_length)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     model.train()

@@ -36,6 +36,7 @@ class AblatedLlamaConfig(LlamaConfig):
     use_layer_norm: bool = True
     use_residual: bool = True
     use_feed_forward: bool = True
+    use_cache: bool = False  # no KV cache: generate() must hand every step the whole text
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -144,8 +145,11 @@ class AblatedLlamaForCausalLM(CausalLMHeadMixin, AblatedLlamaPreTrainedModel, Ge
         position_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
-        for unused in ("use_cache", "cache", "past_key_values", "cache_position"):
-            kwargs.pop(unused, None)  # no KV cache: generate() recomputes the prefix
+        for unused in ("use_cache", "cache_position"):
+            kwargs.pop(unused, None)
+        if kwargs.pop("cache", None) is not None or kwargs.pop("past_key_values", None) is not None:
+            # a cache would make generate() hand over only the newest token: refuse rather than mispredict
+            raise ValueError("the ablated Llama has no generation cache: generate with use_cache=False")
         out = self.model(input_ids, attention_mask, inputs_embeds, output_hidden_states, position_ids)
         return self.causal_lm_output(out.last_hidden_state, labels, logits_to_keep, hidden_states=out.hidden_states, **kwargs)
 

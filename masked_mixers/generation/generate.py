@@ -3,7 +3,7 @@
 Decoding (greedy, temperature, top-k, top-p, repetition penalty, EOS stop, streaming) is
 transformers' own; this module decides how prompts are laid out, which matters for families whose
 positions are rows of mixing matrices (`Capabilities.positions_are_rows`: the masked and linear
-mixers, the transfixer; see models/masked_mixer/cache.py):
+mixers, the transfixer; see models/positions.py):
 
 - a model whose tokenizer pads on the right (the default, and what packed training amounts to)
   gets right-padded prompts: every prompt starts at position 0 and the tokens generated for it
@@ -16,7 +16,7 @@ mixers, the transfixer; see models/masked_mixer/cache.py):
 With the cache (default) a masked mixer costs O(t d) per layer per new token; past seq_len it
 slides its window (keeps the last L // 2 tokens, recomputes them once). Without the cache every
 step recomputes the current window (the text so far, up to L tokens); the paper's reference code
-ran the model over a full L-token window instead (`bench generate` measures both).
+ran the model over a full L-token window instead (full_window.py; `bench generate` measures both).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
-from .errors import UserError
-from .models import context_length, family_of
+from ..errors import UserError
+from ..models import context_length, family_of
 
 
 def sampling_kwargs(
@@ -114,12 +114,21 @@ def generate_ids(
 ) -> torch.Tensor:
     """New token ids (b, <= max_new_tokens), pad after a row's EOS. `sampling`: see `sampling_kwargs`.
 
-    Runs under torch.inference_mode(), which skips autograd's bookkeeping on every operation: at
+    Families without a generation cache (`Capabilities.cached_generation`) recompute the text at
+    every step whatever `use_cache` says. Runs under torch.inference_mode(), which skips autograd's bookkeeping on every operation: at
     one token per step that made cached decoding 10-15% faster than under no_grad() on a CPU.
     """
     if max_new_tokens < 1:
         raise UserError(f"max_new_tokens: must be >= 1, got {max_new_tokens}")
     inputs = encode_prompts(model, tokenizer, prompts, max_new_tokens, padding_side)
+    capabilities = family_of(model).capabilities
+    if capabilities.positions_are_rows and not capabilities.slides_past_context:
+        needed, limit = inputs["input_ids"].shape[1] + max_new_tokens, context_length(model)
+        if needed > limit:
+            raise UserError(
+                f"max_new_tokens: a {family_of(model).name} model holds at most seq_len={limit} tokens and cannot slide "
+                f"past it; the longest prompt plus {max_new_tokens} new tokens needs {needed}"
+            )
     if seed is not None:
         torch.manual_seed(seed)
     right_padded = not bool(inputs["attention_mask"][:, -1].all())
@@ -127,7 +136,7 @@ def generate_ids(
         out = model.generate(
             **inputs,
             max_new_tokens=max_new_tokens,
-            use_cache=use_cache,
+            use_cache=use_cache and capabilities.cached_generation,
             streamer=streamer,
             pad_token_id=_pad_token_id(tokenizer),
             eos_token_id=tokenizer.eos_token_id,

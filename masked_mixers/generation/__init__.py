@@ -1,0 +1,11 @@
+"""Text generation for every family: how prompts are laid out and how new tokens are decoded.
+
+generate.py: prompts -> text through transformers' generate() (cached or not, any sampling),
+with the prompt layout each family needs. full_window.py: the paper's decoding, the whole model
+over the full L-token window per new token, the baseline the cache is checked and timed against.
+"""
+
+from .full_window import full_window_generate
+from .generate import encode_prompts, generate_ids, generate_text, sampling_kwargs
+
+__all__ = ["encode_prompts", "full_window_generate", "generate_ids", "generate_text", "sampling_kwargs"]

@@ -1,0 +1,75 @@
+"""`masked-mixers ablate` end to end: train every variant on the same data, detect divergence, report.
+
+ablation.py builds the variants (one run config per family and ablation) and scores a loss
+history; this module prepares the data once, trains each variant through the normal training
+path, and rewrites the report after every variant so a long sweep can be watched while it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import RunConfig, load_run_config, to_dict
+from ..factory import build_model, count_parameters
+from .ablation import ABLATABLE_FAMILIES, ABLATIONS, ablation_runs, loss_points, markdown_table, summarize_run
+from .report import write_ablation_report
+
+
+@dataclass
+class AblateRequest:
+    """What `ablate` was asked for; field names are the command's options (see commands/ablate.py)."""
+
+    config: str
+    families: list[str] = field(default_factory=lambda: list(ABLATABLE_FAMILIES))
+    ablations: list[str] = field(default_factory=lambda: list(ABLATIONS))
+    rise_factor: float = 1.5
+    patience: int = 3
+    overrides: list[str] = field(default_factory=list)
+    out: str = "runs/ablate"
+
+
+def train_variant(variant: RunConfig, prepared) -> tuple[list[dict], dict, int]:
+    """(loss history, eval metrics, parameter count) of one variant.
+
+    A NaN/inf loss stops that run (train.on_nonfinite "stop"); its history is what metrics.jsonl
+    logged up to then, plus a NaN point at the step that failed, so the sweep records it and goes on.
+    """
+    from ..trainer import NonFiniteLoss
+    from ..rundir import read_metrics
+    from ..training import train
+
+    try:
+        result = train(variant, prepared)
+    except NonFiniteLoss as err:
+        print(f"  {err}")
+        history = read_metrics(variant.train.output_dir)
+        model, _ = build_model(variant.model, len(prepared.tokenizer))
+        return history + [dict(step=err.step, loss=math.nan)], {}, count_parameters(model).total
+    return result.history, result.eval_metrics, count_parameters(result.model).total
+
+
+def run_ablation(request: AblateRequest) -> list[dict]:
+    """Train every (family, ablation) variant for the config's budget; returns the table rows, writes the report."""
+    from ..data import prepare_data
+
+    run_config = load_run_config(request.config, request.overrides)
+    out = Path(request.out)
+    variants = ablation_runs(run_config, request.families, request.ablations, out)
+    prepared = prepare_data(run_config.data, run_config.model.seq_len)  # one tokenization shared by every variant
+    rows, histories = [], {}
+    for i, (family, ablation, variant) in enumerate(variants, 1):
+        print(f"[{i}/{len(variants)}] {family} {ablation}: training into {variant.train.output_dir}")
+        history, eval_metrics, parameters = train_variant(variant, prepared)
+        row = summarize_run(family, ablation, history, eval_metrics, parameters, rise_factor=request.rise_factor, patience=request.patience)
+        rows.append(dict(row, config=to_dict(variant.model)))
+        histories.setdefault(family, {})[ablation] = loss_points(history)
+        write_ablation_report(rows, histories, out)  # after every variant, so a long sweep can be watched or resumed by hand
+    print(markdown_table(rows), end="")
+    print(f"wrote {out / 'ablation.md'}, {out / 'ablation.json'} and {out / 'ablation.png'}")
+    return rows
+
+
+__all__ = ["AblateRequest", "run_ablation", "train_variant"]
