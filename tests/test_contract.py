@@ -43,6 +43,15 @@ NAMES = list(FAMILIES)
 SIZES = dict(vocab_size=VOCAB, hidden_size=D, num_hidden_layers=LAYERS, seq_len=L, num_heads=HEADS)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads; on a shared 2-core machine idle worker threads only spin."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def spec_for(family, **knobs) -> ModelSpec:
     """A tiny spec of `family`, setting only the fields it takes (the factory refuses others)."""
     fields = {k: v for k, v in {**SIZES, **knobs}.items() if k in family.takes}
@@ -121,21 +130,24 @@ def test_causal_by_perturbation(name, padding):
             per_position_outputs(model, family, ids, mask)
         return
     base = per_position_outputs(model, family, ids, mask)
-    for row, cols in enumerate(columns):
-        for k in sorted({0, 1, len(cols) // 2, len(cols) - 1}):  # real positions to change
+    # rows never mix: changing one row's token leaves every other row exactly as it was
+    out = per_position_outputs(model, family, perturbed(ids, 0, columns[0][len(columns[0]) // 2]), mask)
+    assert torch.equal(out[1:], base[1:]), f"{name}/{padding}: changing row 0 moved another row of the batch"
+    for pick in (lambda n: 0, lambda n: 1, lambda n: n // 2, lambda n: n - 1):  # first, second, middle, last real token
+        changed = ids
+        for row, cols in enumerate(columns):  # one real token of every row at once (rows are independent, checked above)
+            changed = perturbed(changed, row, cols[pick(len(cols))])
+        out = per_position_outputs(model, family, changed, mask)
+        for row, cols in enumerate(columns):
+            k = pick(len(cols))
             j = cols[k]
-            out = per_position_outputs(model, family, perturbed(ids, row, j), mask)
             diff = (out[row] - base[row]).abs().flatten(1).amax(1)  # (t,): largest change per column
-            assert torch.equal(out[:row], base[:row]) and torch.equal(out[row + 1 :], base[row + 1 :]), (
-                f"{name}/{padding}: changing row {row} moved another row of the batch"
-            )
             if in_place:
                 assert diff[j] == 0, f"{name}/{padding}: row {row}: the prediction of real position {k} depends on token {k} itself"
                 neighbours = [cols[m] for m in (k - 1, k + 1) if 0 <= m < len(cols)]
                 assert all(diff[c] > 0 for c in neighbours), f"{name}/{padding}: token {k} reaches neither neighbour"
                 continue
-            earlier = cols[:k]
-            moved = [cols.index(c) for c in earlier if diff[c] != 0]
+            moved = [cols.index(c) for c in cols[:k] if diff[c] != 0]
             assert not moved, f"{name}/{padding}: row {row}: changing real position {k} moved earlier real positions {moved}"
             if padding == "left":
                 pads = [c for c in range(L) if c not in cols]
@@ -315,7 +327,10 @@ def test_declared_flops_match_torch_flop_counter(name, knobs):
     torch's counter counts matmuls (mm, bmm, addmm, baddbmm, sdpa's fused kernels on GPU) at 2 per
     multiply-add, as the declaration does; it has no formula for CPU's fused flash SDPA kernel
     (`_scaled_dot_product_flash_attention_for_cpu`), so families whose declaration has attention
-    run with eager attention, whose Q K^T and scores @ V are plain matmuls over the full t x t block.
+    run with eager attention, whose Q K^T and scores @ V are plain matmuls over the full t x t block
+    (under CPU SDPA the counter misses exactly the attention term). Today every family's count agrees
+    exactly; the 0.5% tolerance is there for a stray tiny matmul (e.g. rotary frequencies), and is
+    well below any block-level term (one layer's attention is >= 2.8% of these tiny models).
     """
     family = FAMILIES[name]
     spec = spec_for(family, **knobs)
@@ -330,7 +345,7 @@ def test_declared_flops_match_torch_flop_counter(name, knobs):
     counted = counter.get_total_flops()
     expected = declared.forward * L
     by_op = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
-    assert counted == pytest.approx(expected, rel=0.02), (
+    assert counted == pytest.approx(expected, rel=0.005), (  # today they agree exactly
         f"{name} {knobs}: torch counts {counted:,} forward FLOPs, the family declares {expected:,.0f} "
         f"(dense {declared.dense * L:,.0f}, token mixing {declared.token_mixing * L:,.0f}, attention {declared.attention * L:,.0f}, "
         f"lm head {declared.lm_head * L:,.0f}); counted by op: {by_op}"
