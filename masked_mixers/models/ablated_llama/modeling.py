@@ -126,13 +126,9 @@ class AblatedLlamaModel(AblatedLlamaPreTrainedModel):
 class AblatedLlamaForCausalLM(CausalLMHeadMixin, AblatedLlamaPreTrainedModel, GenerationMixin):
     """`AblatedLlamaModel` with a linear LM head; `labels` are shifted inside (-100 is ignored)."""
 
-    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
-
     def __init__(self, config: AblatedLlamaConfig):
         super().__init__(config)
-        self.model = AblatedLlamaModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
+        self.attach_trunk_and_head(AblatedLlamaModel(config))
 
     def forward(
         self,

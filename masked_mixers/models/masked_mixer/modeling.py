@@ -269,14 +269,11 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
 class MaskedMixerForCausalLM(CausalLMHeadMixin, MaskedMixerPreTrainedModel, GenerationMixin):
     """Masked mixer with a linear LM head; `labels` are shifted inside (-100 is ignored)."""
 
-    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
     trunk_class = MaskedMixerModel  # a family built on this model (linear_mixer) names its own
 
     def __init__(self, config: MaskedMixerConfig):
         super().__init__(config)
-        self.model = self.trunk_class(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
+        self.attach_trunk_and_head(self.trunk_class(config))
 
     def forward(
         self,

@@ -114,13 +114,10 @@ class TransfixerModel(TransfixerPreTrainedModel):
 
 
 class TransfixerForCausalLM(CausalLMHeadMixin, TransfixerPreTrainedModel, GenerationMixin):
-    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
     def __init__(self, config: TransfixerConfig):
         super().__init__(config)
-        self.model = TransfixerModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
+        self.attach_trunk_and_head(TransfixerModel(config))
 
     def forward(
         self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None, logits_to_keep: int = 0, **kwargs
