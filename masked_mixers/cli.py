@@ -1,9 +1,12 @@
 """The `masked-mixers` command: one dispatch table, one module per command.
 
-Each entry of COMMANDS names a module in `masked_mixers.commands`; that module has
-`add_arguments(parser)` and `run(args) -> int`, and its docstring becomes the command's --help.
-Modules are imported only when their command runs, so `masked-mixers --help` stays fast.
+The table (COMMANDS) and the top-level parser live in `masked_mixers_entry` (outside the package,
+so that `masked-mixers --help` and `--version` never import torch); this module builds the named
+command's parser and runs it. Each entry of COMMANDS names a module in `masked_mixers.commands`;
+that module has `add_arguments(parser)` and `run(args) -> int`, and its docstring becomes the
+command's --help. Modules are imported only when their command runs.
 
+`python -m masked_mixers.cli` (torchrun, accelerate launch) and `python -m masked_mixers` run this.
 A `UserError` (bad file, key or value) prints one line and exits 2; nothing else is caught.
 """
 
@@ -13,22 +16,10 @@ import argparse
 import importlib
 import sys
 
-from .errors import UserError
+from masked_mixers_entry import COMMANDS, requested_command, top_parser
 
-# command name -> module in masked_mixers.commands, one line of summary
-COMMANDS: dict[str, tuple[str, str]] = {
-    "compare": ("compare", "train masked mixers and transformers side by side on the same tokens; write a report"),
-    "prepare": ("prepare", "tokenize a corpus into cached fixed-length examples"),
-    "train": ("train", "train one model from a run config"),
-    "eval": ("evaluate", "held-out metrics of a trained model (loss, perplexity, bits per byte; reconstruction for autoencoders)"),
-    "generate": ("generate", "sample text from a trained model"),
-    "represent": ("represent", "how much of its input a model keeps: invert hidden states back to tokens"),
-    "ablate": ("ablate", "train without layer norms, residuals or feed-forward and detect divergence"),
-    "bench": ("bench", "benchmarks: `bench train` (tokens/s, MFU, memory), `bench generate`, `bench linear` (decoding speed)"),
-    "pairs": ("pairs", "build (query, passage) retrieval pairs and split them"),
-    "embed": ("embed", "embed texts with a trained model's hidden state (safetensors)"),
-    "retrieve": ("retrieve", "retrieval benchmark: mixer vs transformer vs BM25"),
-}
+from .errors import UserError
+from .options import HelpFormatter
 
 
 def _module(name: str):
@@ -36,15 +27,12 @@ def _module(name: str):
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="masked-mixers",
-        description="Train, evaluate, compare and serve masked mixer language models next to Llama transformers.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    """The full parser; only `command`'s module is imported, the others appear with their summary."""
+    parser, sub = top_parser()
     for name, (_, summary) in COMMANDS.items():
-        if command == name:  # only the chosen command's module is imported
+        if command == name:
             module = _module(name)
-            p = sub.add_parser(name, help=summary, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+            p = sub.add_parser(name, help=summary, description=module.__doc__, formatter_class=HelpFormatter)
             module.add_arguments(p)
         else:
             sub.add_parser(name, help=summary)
@@ -53,8 +41,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    command = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(command if command in COMMANDS else None)
+    parser = build_parser(requested_command(argv))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

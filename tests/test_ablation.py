@@ -183,7 +183,7 @@ def test_ablate_command_on_real_data(tmp_path, tiny_data_config, tiny_prepared):
     """Every variant trains through the real train() for the same budget; healthy runs report a final loss."""
     out = tmp_path / "ablate"
     ablations = ["none", "no_residual"]
-    assert main(["ablate", _ablate_config(tmp_path, tiny_data_config), "--ablations", *ablations, "--out", str(out)]) == 0
+    assert main(["ablate", _ablate_config(tmp_path, tiny_data_config), "--ablations", *ablations, "--output-dir", str(out)]) == 0
     report, rows = _report(out)
     assert list(rows) == [(f, a) for f in ("mixer", "llama") for a in ablations]
     baseline = tiny_prepared.stats["unigram_baseline"]
@@ -201,7 +201,7 @@ def test_ablate_command_records_a_real_divergence_and_goes_on(tmp_path, tiny_dat
     """A learning rate of 10 without clipping sends the loss to NaN: the run stops, the sweep does not."""
     out = tmp_path / "ablate"
     config = _ablate_config(tmp_path, tiny_data_config, learning_rate=10.0, max_grad_norm=0.0)
-    assert main(["ablate", config, "--families", "llama", "mixer", "--ablations", "no_layer_norm", "--out", str(out)]) == 0
+    assert main(["ablate", config, "--families", "llama", "mixer", "--ablations", "no_layer_norm", "--output-dir", str(out)]) == 0
     report, rows = _report(out)
     diverged = rows[("llama", "no_layer_norm")]
     assert diverged["diverged_at"] is not None and 0 < diverged["diverged_at"] <= 20 and diverged["final_loss"] is None

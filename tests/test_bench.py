@@ -60,7 +60,7 @@ def test_flops_match_pytorch_flop_counter(spec):
 
 def test_bench_train_command_writes_table_and_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    args = ["bench", "train", "--seq-lens", "16", "--d-models", "16", "--layers", "1", "--steps", "2", "--vocab-size", "64", "--json", str(out)]
+    args = ["bench", "train", "--seq-lens", "16", "--d-models", "16", "--layers", "1", "--steps", "2", "--vocab-size", "64", "--output", str(out)]
     assert main(args + ["--max-memory-gb", "1e-6"]) == 0
     assert all("skipped" in r for r in json.loads(out.read_text())["rows"])
     assert main(args) == 0

@@ -130,7 +130,7 @@ def test_represent_command_writes_json_and_plot(tmp_path, story_ids, capsys):
     ids = tmp_path / "ids.json"
     ids.write_text(json.dumps([story_ids[0].tolist(), story_ids[1, :6].tolist()]))  # the second is shorter: padded
     out = tmp_path / "out"
-    argv = ["represent", _yaml(tmp_path, "mixer"), _yaml(tmp_path, "llama"), "--ids", str(ids), "--blocks", "1", "2", "3", "--steps", "4", "--out", str(out)]
+    argv = ["represent", _yaml(tmp_path, "mixer"), _yaml(tmp_path, "llama"), "--ids", str(ids), "--blocks", "1", "2", "3", "--steps", "4", "--output-dir", str(out)]
     assert main(argv) == 0
     report = json.loads((out / "represent.json").read_text())
     assert (out / "represent.png").stat().st_size > 0
@@ -146,7 +146,7 @@ def test_represent_command_writes_json_and_plot(tmp_path, story_ids, capsys):
 def test_represent_command_names_a_bad_ids_file(tmp_path, capsys):
     bad = tmp_path / "ids.json"
     bad.write_text('{"not": "a list"}')
-    assert main(["represent", _yaml(tmp_path, "mixer"), "--ids", str(bad), "--steps", "1", "--out", str(tmp_path)]) == 2
+    assert main(["represent", _yaml(tmp_path, "mixer"), "--ids", str(bad), "--steps", "1", "--output-dir", str(tmp_path)]) == 2
     assert str(bad) in capsys.readouterr().err
 
 
@@ -159,7 +159,7 @@ def test_represent_on_a_saved_model_dir_with_text_and_data(tmp_path, tiny_data_c
     model.save_pretrained(saved)
     tokenizer.save_pretrained(saved)
     out = tmp_path / "text"
-    argv = ["represent", str(saved), f"untrained:{saved}", "--text", str(STORIES), "--num-texts", "2", "--steps", "150", "--out", str(out)]
+    argv = ["represent", str(saved), f"untrained:{saved}", "--text", str(STORIES), "--num-texts", "2", "--steps", "150", "--output-dir", str(out)]
     assert main(argv) == 0
     report = json.loads((out / "represent.json").read_text())
     assert report["inputs"] == {"text": str(STORIES), "tokenizer": str(saved), "num_texts": 2, "seq_len": 16, "num_tokens": 32}
@@ -167,12 +167,12 @@ def test_represent_on_a_saved_model_dir_with_text_and_data(tmp_path, tiny_data_c
     assert report["models"][0]["results"][0]["hamming"] <= 0.1  # the saved weights, the real story tokens: recovered
     run = RunConfig(model=ModelSpec(family="mixer", hidden_size=32, num_hidden_layers=1, seq_len=64), data=tiny_data_config)
     save_yaml(run, tmp_path / "run.yaml")
-    assert main(["represent", str(tmp_path / "run.yaml"), "--data", str(tmp_path / "run.yaml"), "--num-texts", "3", "--steps", "2", "--out", str(out)]) == 0
+    assert main(["represent", str(tmp_path / "run.yaml"), "--data", str(tmp_path / "run.yaml"), "--num-texts", "3", "--steps", "2", "--output-dir", str(out)]) == 0
     inputs = json.loads((out / "represent.json").read_text())["inputs"]
     eval_tokens = sum(sum(mask) for mask in tiny_prepared.eval.select(range(3))["attention_mask"])
     assert inputs["num_texts"] == 3 and inputs["seq_len"] == 64 and inputs["num_tokens"] == eval_tokens
 
 
 def test_represent_text_needs_a_tokenizer(tmp_path, capsys):
-    assert main(["represent", _yaml(tmp_path, "mixer"), "--text", str(STORIES), "--steps", "1", "--out", str(tmp_path)]) == 2
+    assert main(["represent", _yaml(tmp_path, "mixer"), "--text", str(STORIES), "--steps", "1", "--output-dir", str(tmp_path)]) == 2
     assert "--tokenizer" in capsys.readouterr().err

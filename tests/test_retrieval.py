@@ -123,16 +123,16 @@ def test_tinystories_instruct_parser():
 def test_pairs_command_writes_splits(tmp_path, stories):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"text": s}) + "\n" for s in stories[:100]))
-    assert main(["pairs", str(corpus), "--out", str(tmp_path / "p"), "--kind", "sentence", "--test-fraction", "0.3"]) == 0
+    assert main(["pairs", str(corpus), "--output-dir", str(tmp_path / "p"), "--kind", "sentence", "--test-fraction", "0.3"]) == 0
     train, test = read_pairs(tmp_path / "p" / "train.jsonl"), read_pairs(tmp_path / "p" / "test.jsonl")
     assert len(test) == round(0.3 * (len(train) + len(test))) and len(train) > 50
-    assert main(["pairs", str(tmp_path / "p" / "test.jsonl"), "--kind", "file", "--out", str(tmp_path / "q")]) == 0
+    assert main(["pairs", str(tmp_path / "p" / "test.jsonl"), "--kind", "file", "--output-dir", str(tmp_path / "q")]) == 0
 
 
 def test_bad_pair_file_is_one_line_error(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query": "a"}\n')
-    assert main(["pairs", str(bad), "--kind", "file", "--out", str(tmp_path / "o")]) == 2
+    assert main(["pairs", str(bad), "--kind", "file", "--output-dir", str(tmp_path / "o")]) == 2
     assert "bad.jsonl:1" in capsys.readouterr().err
 
 
@@ -244,7 +244,7 @@ def test_embed_command_and_safetensors_round_trip(tmp_path, model_dirs, stories)
     pair_file = tmp_path / "pairs.jsonl"
     pair_file.write_text("".join(json.dumps({"query": p.query, "passage": p.passage}) + "\n" for p in pairs))
     out = tmp_path / "emb.safetensors"
-    assert main(["embed", str(model_dirs["mixer"]), "--pairs", str(pair_file), "--out", str(out), "--batch-size", "7"]) == 0
+    assert main(["embed", str(model_dirs["mixer"]), "--pairs", str(pair_file), "--output", str(out), "--batch-size", "7"]) == 0
     tensors, metadata = load_embeddings(out)
     model, tokenizer = load_language_model(model_dirs["mixer"])
     expected = embed_texts(model, tokenizer, [p.passage for p in pairs], progress=False)
@@ -318,7 +318,7 @@ def test_retrieval_benchmark_and_command(tmp_path, model_dirs, stories):
     save_splits(tmp_path / "pairs", splits)
     out = tmp_path / "out"
     argv = ["retrieve", "--mixer", str(model_dirs["mixer"]), "--transformer", str(model_dirs["llama"]), "--pairs", str(tmp_path / "pairs"),
-            "--out", str(out), "--methods", "cosine", "--candidates", "32"]
+            "--output-dir", str(out), "--methods", "cosine", "--candidates", "32"]
     assert main(argv) == 0
     written = json.loads((out / "retrieval.json").read_text())
     assert written["candidates"] == [32] and (out / "retrieval.png").stat().st_size > 1000

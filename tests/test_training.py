@@ -87,6 +87,6 @@ def test_eval_command_on_a_trained_model_dir(tiny_prepared, tmp_path, capsys):
 
     train(tiny_run("mixer", tmp_path, max_steps=4), tiny_prepared)
     capsys.readouterr()
-    assert main(["eval", str(tmp_path), "--data", str(VALID), "--max-documents", "16", "--json", str(tmp_path / "eval.json")]) == 0
+    assert main(["eval", str(tmp_path), "--data", str(VALID), "--max-documents", "16", "--output", str(tmp_path / "eval.json")]) == 0
     metrics = json.loads((tmp_path / "eval.json").read_text())
     assert metrics["tokens"] > 0 and math.isfinite(metrics["loss"]) and metrics["bits_per_byte"] > 0

@@ -36,10 +36,13 @@ import torch
 from transformers.generation.streamers import BaseStreamer
 
 from ..config import ModelSpec
+from ..devices import resolve_device
 from ..files import atomic_write_text
 from ..errors import UserError
 from ..factory import build_model
 from ..generation.full_window import full_window_generate
+from ..options import add_device, add_output
+from .timing import synchronize
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 CONTENDERS = ("mixer-cached", "mixer-full-window", "mixer-no-cache", "llama-kv-cache")
@@ -47,27 +50,33 @@ CONTENDERS = ("mixer-cached", "mixer-full-window", "mixer-no-cache", "llama-kv-c
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden-size", type=int, default=256, help="d_model of every contender")
-    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--layers", type=int, default=4, help="layers of every contender")
     parser.add_argument("--seq-len", type=int, default=512, help="L: the mixer's window and Llama's context")
-    parser.add_argument("--prompt-tokens", type=int, default=256)
-    parser.add_argument("--new-tokens", type=int, default=256)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=["fp32", "bf16"])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--mixer-type", default="flat", choices=("flat", "expanded", "multihead"))
+    parser.add_argument("--prompt-tokens", type=int, default=256, help="random prompt length")
+    parser.add_argument("--new-tokens", type=int, default=256, help="tokens generated per run (EOS off)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="batch sizes to measure")
+    parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=["fp32", "bf16"], help="dtypes to measure")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per contender (medians reported)")
+    parser.add_argument("--mixer-type", default="flat", choices=("flat", "expanded", "multihead"), help="token mixing of the masked mixer")
     parser.add_argument("--heads", type=int, default=4, help="Llama attention heads (and multihead mixer heads)")
-    parser.add_argument("--vocab-size", type=int, default=4096)
+    parser.add_argument("--vocab-size", type=int, default=4096, help="vocabulary of the random models")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--output", default="bench-generate.json", help="JSON file with every measurement")
+    add_output(parser, folder=False, default="bench-generate.json", help="JSON file with every measurement")
+    add_device(parser, "the benchmark")
 
 
 class _StepClock(BaseStreamer):
-    """generate() hands a streamer the prompt, then each new token as it is chosen: time those moments."""
+    """generate() hands a streamer the prompt, then each new token as it is chosen: time those moments.
 
-    def __init__(self):
+    On a GPU the clock first waits for the device's queue, so a moment is when the token exists.
+    """
+
+    def __init__(self, device: str = "cpu"):
         self.times: list[float] = []
+        self.device = device
 
     def put(self, value) -> None:
+        synchronize(self.device)
         self.times.append(time.perf_counter())
 
     def end(self) -> None:
@@ -83,12 +92,14 @@ def _models(args: argparse.Namespace) -> dict:
 
 @torch.inference_mode()
 def _time_once(model, ids: torch.Tensor, new_tokens: int, use_cache: bool) -> dict:
-    clock = _StepClock()
+    clock = _StepClock(str(ids.device))
+    synchronize(str(ids.device))
     start = time.perf_counter()
     out = model.generate(
         ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
         use_cache=use_cache, streamer=clock, pad_token_id=0, eos_token_id=None,
     )
+    synchronize(str(ids.device))
     total = time.perf_counter() - start
     assert out.shape[1] == ids.shape[1] + new_tokens
     return _timing(start, clock.times[1:], total)
@@ -101,9 +112,11 @@ def _timing(start: float, token_times: list[float], total: float) -> dict:
 
 
 def _time_full_window(model, ids: torch.Tensor, new_tokens: int) -> dict:
-    times: list[float] = []
+    times: list[float] = []  # on a GPU these step times are taken without waiting for the device; the total waits
+    synchronize(str(ids.device))
     start = time.perf_counter()
     out = full_window_generate(model, ids, new_tokens, times=times)
+    synchronize(str(ids.device))
     total = time.perf_counter() - start
     assert out.shape[1] == ids.shape[1] + new_tokens
     return _timing(start, times, total)
@@ -111,8 +124,8 @@ def _time_full_window(model, ids: torch.Tensor, new_tokens: int) -> dict:
 
 def _measure(args: argparse.Namespace, models: dict, batch: int, dtype: str) -> list[dict]:
     runs = {name: [] for name in CONTENDERS}
-    mixer, llama = models["mixer"].to(DTYPES[dtype]), models["llama"].to(DTYPES[dtype])
-    ids = torch.randint(1, args.vocab_size, (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(0))
+    mixer, llama = models["mixer"].to(args.device, DTYPES[dtype]), models["llama"].to(args.device, DTYPES[dtype])
+    ids = torch.randint(1, args.vocab_size, (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(0)).to(args.device)
     setups = {
         "mixer-cached": lambda n: _time_once(mixer, ids, n, use_cache=True),
         "mixer-full-window": lambda n: _time_full_window(mixer, ids, n),
@@ -166,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("bench generate: --prompt-tokens, --new-tokens, --repeats and --batch-sizes must be >= 1")
     if args.prompt_tokens > args.seq_len:
         raise UserError(f"bench generate: --prompt-tokens {args.prompt_tokens} exceeds --seq-len {args.seq_len}")
+    args.device = str(resolve_device(args.device))
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

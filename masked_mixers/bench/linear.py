@@ -21,20 +21,22 @@ import time
 
 import torch
 
+from ..devices import resolve_device
 from ..errors import UserError
 from ..models import LinearMixerConfig, LinearMixerForCausalLM
+from ..options import add_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hidden-size", type=int, default=256, help="d_model (default 256)")
-    parser.add_argument("--layers", type=int, default=8, help="depth of the deep model (default 8)")
-    parser.add_argument("--seq-len", type=int, default=512, help="L, the mixing size (default 512)")
-    parser.add_argument("--vocab-size", type=int, default=4096)
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--prompt-tokens", type=int, default=16)
-    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--hidden-size", type=int, default=256, help="d_model")
+    parser.add_argument("--layers", type=int, default=8, help="depth of the deep model")
+    parser.add_argument("--seq-len", type=int, default=512, help="L, the mixing size")
+    parser.add_argument("--vocab-size", type=int, default=4096, help="vocabulary of the random models")
+    parser.add_argument("--batch-size", type=int, default=1, help="prompts decoded together")
+    parser.add_argument("--prompt-tokens", type=int, default=16, help="random prompt length")
+    parser.add_argument("--new-tokens", type=int, default=256, help="tokens generated per run")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per model (median reported)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device(parser, "the benchmark")
 
 
 def _timed_generate(model, prompt: torch.Tensor, new_tokens: int, use_cache: bool) -> tuple[float, torch.Tensor]:
@@ -51,6 +53,7 @@ def _timed_generate(model, prompt: torch.Tensor, new_tokens: int, use_cache: boo
 
 
 def run(args: argparse.Namespace) -> int:
+    args.device = str(resolve_device(args.device))
     if args.prompt_tokens + args.new_tokens > args.seq_len:
         raise UserError(f"--prompt-tokens + --new-tokens ({args.prompt_tokens + args.new_tokens}) exceeds --seq-len {args.seq_len}")
     config = LinearMixerConfig(vocab_size=args.vocab_size, hidden_size=args.hidden_size, num_hidden_layers=args.layers, seq_len=args.seq_len)

@@ -25,10 +25,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import ModelSpec
+from ..devices import resolve_device
 from ..factory import build_model, spec_for
 from ..files import atomic_write_text
 from ..models import FAMILIES
 from ..models.masked_mixer import MIXER_TYPES
+from ..options import add_device, add_output
 from .flops import forward_flops_per_token, mfu
 from .timing import DTYPES, matmul_peak, timed
 
@@ -50,21 +52,21 @@ def _families(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--families", type=_families, default=["mixer", "llama"], help=f"comma list of {', '.join(FAMILIES)} (default mixer,llama)")
-    parser.add_argument("--seq-lens", type=_ints, default=[128, 512], help="comma list of L (default 128,512)")
-    parser.add_argument("--d-models", type=_ints, default=[256], help="comma list of d_model (default 256)")
-    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--families", type=_families, default=["mixer", "llama"], help=f"comma list of {', '.join(FAMILIES)}")
+    parser.add_argument("--seq-lens", type=_ints, default=[128, 512], help="comma list of L")
+    parser.add_argument("--d-models", type=_ints, default=[256], help="comma list of d_model")
+    parser.add_argument("--layers", type=int, default=4, help="layers of every model")
     parser.add_argument("--num-heads", type=int, default=4, help="Llama attention heads")
-    parser.add_argument("--mixer-type", default="flat", choices=MIXER_TYPES)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--vocab-size", type=int, default=4096)
+    parser.add_argument("--mixer-type", default="flat", choices=MIXER_TYPES, help="token mixing of the masked mixers")
+    parser.add_argument("--batch-size", type=int, default=4, help="sequences per training step")
+    parser.add_argument("--vocab-size", type=int, default=4096, help="vocabulary of the random models")
     parser.add_argument("--dtypes", type=_names, default=["fp32"], help="comma list of fp32, bf16 (autocast)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per model (median is reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--max-memory-gb", type=float, default=8.0, help="skip combinations estimated above this")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="skip a combination whose steps would take longer")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--json", dest="json_out", default="runs/bench/train.json", help="where to write the results")
+    add_device(parser, "the benchmark")
+    add_output(parser, folder=False, dest="json_out", old=("--json",), default="runs/bench/train.json", help="JSON file with every measurement")
 
 
 def estimate_bytes(spec: ModelSpec, batch: int, vocab: int) -> int:
@@ -148,6 +150,7 @@ def format_table(rows: list[dict]) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..compare.report import environment
 
+    args.device = str(resolve_device(args.device))
     torch.manual_seed(0)
     unknown = [d for d in args.dtypes if d not in DTYPES]
     if unknown:

@@ -7,9 +7,9 @@ sweep goes on to the next variant) or stayed above --rise-factor times its runni
 --patience logged points; the table reports that step, or the final loss. Llama variants are
 built from transformers' own Llama modules (family "llama_ablated").
 
-Writes into --out: one training directory per variant, ablation.md, ablation.json, ablation.png.
+Writes into --output-dir: one training directory per variant, ablation.md, ablation.json, ablation.png.
 
-  masked-mixers ablate configs/small.yaml --set train.max_steps=300 --out runs/ablate
+  masked-mixers ablate configs/small.yaml --set train.max_steps=300 --output-dir runs/ablate
 """
 
 from __future__ import annotations
@@ -17,17 +17,18 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from ..options import add_output
 from ..probes.ablation import ABLATABLE_FAMILIES, ABLATIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="run config YAML: model sizes, data and the training budget every variant gets")
-    parser.add_argument("--families", nargs="+", default=list(ABLATABLE_FAMILIES), choices=list(ABLATABLE_FAMILIES))
-    parser.add_argument("--ablations", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS))
+    parser.add_argument("--families", nargs="+", default=list(ABLATABLE_FAMILIES), choices=list(ABLATABLE_FAMILIES), help="families to ablate")
+    parser.add_argument("--ablations", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS), help="parts to remove, one variant each")
     parser.add_argument("--rise-factor", type=float, default=1.5, help="diverged: loss above this times its running minimum ...")
     parser.add_argument("--patience", type=int, default=3, help="... for this many logged points in a row")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    parser.add_argument("--out", default="runs/ablate", help="output directory")
+    add_output(parser, folder=True, dest="out", old=("--out",), default="runs/ablate", help="where the variants, ablation.md/.json/.png go")
 
 
 def run(args: argparse.Namespace) -> int:

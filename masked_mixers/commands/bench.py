@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from ..options import HelpFormatter
+
 # benchmark name -> (module in masked_mixers.bench, one line of summary). New benchmarks add one line.
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "train": ("train", "training tokens/s, MFU against a measured matmul peak, and peak memory, across L and d_model"),
@@ -24,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="benchmark", metavar="NAME", required=True)
     for name, (_, summary) in BENCHMARKS.items():
         module = _module(name)
-        p = sub.add_parser(name, help=summary, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(name, help=summary, description=module.__doc__, formatter_class=HelpFormatter)
         module.add_arguments(p)
 
 

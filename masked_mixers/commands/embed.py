@@ -7,34 +7,37 @@ real token's output is never trained), last-token (last non-pad token), last (la
 the fixed-length window).
 
 Example:
-  masked-mixers embed runs/mixer --pairs pairs/stories/test.jsonl --out emb/mixer-test.safetensors
+  masked-mixers embed runs/mixer --pairs pairs/stories/test.jsonl --output emb/mixer-test.safetensors
 """
 
 from __future__ import annotations
 
 import argparse
 
-from ..retrieval.corpus import load_documents
-from ..retrieval.embedding import embed_texts, load_language_model, save_embeddings
-from ..retrieval.pairs import read_pairs
+from ..options import add_device, add_output
 from ..retrieval.settings import EMBED_FIELDS, add_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_dir")
+    parser.add_argument("model_dir", metavar="MODEL_DIR", help="directory with the model and its tokenizer")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--pairs", help="a .jsonl of query/passage pairs")
     source.add_argument("--corpus", help="a corpus file or hub id (text field --text-field)")
-    parser.add_argument("--out", required=True, help="output .safetensors file")
+    add_output(parser, folder=False, dest="out", old=("--out",), required=True, help="output .safetensors file")
     add_options(parser, EMBED_FIELDS)  # --position, --batch-size, --max-length (retrieval/settings.py)
-    parser.add_argument("--text-field", default="text")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--max-documents", type=int, default=None)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--text-field", default="text", help="--corpus: text field of .jsonl/.parquet/hub records")
+    parser.add_argument("--split", default="train", help="--corpus: hub split to read")
+    parser.add_argument("--max-documents", type=int, default=None, help="--corpus: embed only the first N documents")
+    add_device(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    model, tokenizer = load_language_model(args.model_dir, args.device)
+    from ..devices import resolve_device
+    from ..retrieval.corpus import load_documents
+    from ..retrieval.embedding import embed_texts, load_language_model, save_embeddings
+    from ..retrieval.pairs import read_pairs
+
+    model, tokenizer = load_language_model(args.model_dir, resolve_device(args.device))
     if args.pairs:
         pairs = read_pairs(args.pairs)
         texts = {"queries": [p.query for p in pairs], "passages": [p.passage for p in pairs]}

@@ -3,7 +3,7 @@ reconstruction loss, token accuracy and exact match for autoencoders.
 
 Examples:
   masked-mixers eval runs/mixer --data roneneldan/TinyStories --split validation
-  masked-mixers eval runs/mixer --data valid-lowercase.jsonl --max-batches 20 --json eval.json
+  masked-mixers eval runs/mixer --data valid-lowercase.jsonl --max-batches 20 --output eval.json
 
 The data is tokenized with the model's own tokenizer, at the model's length, with the padding,
 packing and lowercasing of the run that trained it (read from MODEL_DIR/run.yaml when present).
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..config import DataConfig, RunConfig, load_run_config
 from ..files import atomic_write_json
+from ..options import add_device, add_output
 from ..rundir import RUN_CONFIG, load_run
 
 
@@ -26,9 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None, help="hub split to evaluate (default: the run's eval_split)")
     parser.add_argument("--text-field", default=None, help="text field of .jsonl/.parquet/hub records")
     parser.add_argument("--max-documents", type=int, default=None, help="evaluate on the first N documents")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-batches", type=int, default=None)
-    parser.add_argument("--json", dest="json_out", help="also write the metrics to this JSON file")
+    parser.add_argument("--batch-size", type=int, default=16, help="examples per forward pass")
+    parser.add_argument("--max-batches", type=int, default=None, help="stop after this many batches (default: the whole data)")
+    add_output(parser, folder=False, old=("--json",), help="also write the metrics to this JSON file")
+    add_device(parser)
 
 
 def _data_config(args: argparse.Namespace) -> DataConfig:
@@ -53,12 +55,15 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate
     from ..models import context_length
 
+    from ..devices import resolve_device
+
     model, _ = load_run(args.model_dir)
+    model.to(resolve_device(args.device))
     data = _data_config(args)
     dataset = prepare_eval_data(data, context_length(model))
     metrics = evaluate(model, dataset, batch_size=args.batch_size, max_batches=args.max_batches)
     metrics = {"model_dir": str(args.model_dir), **metrics}
     print(json.dumps(metrics, indent=2))
-    if args.json_out:
-        atomic_write_json(args.json_out, metrics)
+    if args.output:
+        atomic_write_json(args.output, metrics)
     return 0

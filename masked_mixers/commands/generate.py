@@ -14,28 +14,34 @@ Example:
 from __future__ import annotations
 
 import argparse
-from transformers import TextStreamer
 
-from ..generation import generate_text
-from ..rundir import load_run
+from ..options import add_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="directory with the model and its tokenizer")
     parser.add_argument("--prompt", action="append", required=True, help="text to continue (repeat for a batch)")
-    parser.add_argument("--max-new-tokens", type=int, default=100)
-    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--max-new-tokens", type=int, default=100, help="tokens to generate per prompt (fewer if EOS comes first)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (> 0); ignored with --greedy")
     parser.add_argument("--top-k", type=int, default=0, help="sample from the k most likely tokens (0: all)")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
-    parser.add_argument("--repetition-penalty", type=float, default=1.0)
+    parser.add_argument("--repetition-penalty", type=float, default=1.0, help="divide the logits of tokens already in the text by this (1: off)")
     parser.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
     parser.add_argument("--greedy", action="store_true", help="always take the most likely token")
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole window for every token")
-    parser.add_argument("--padding-side", choices=("left", "right"), help="override the tokenizer's padding side")
+    parser.add_argument("--padding-side", choices=("left", "right"), help="override the tokenizer's padding side (default: the one the model was trained with)")
+    add_device(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from transformers import TextStreamer
+
+    from ..devices import resolve_device
+    from ..generation import generate_text
+    from ..rundir import load_run
+
     model, tokenizer = load_run(args.model_dir)
+    model.to(resolve_device(args.device))
     options = dict(
         seed=args.seed, use_cache=not args.no_cache, padding_side=args.padding_side, greedy=args.greedy,
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,

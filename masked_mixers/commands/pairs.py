@@ -9,14 +9,15 @@ Kinds of pair (--kind):
              dataset id, default roneneldan/TinyStoriesInstruct)
 
 Examples:
-  masked-mixers pairs data/stories.jsonl --out pairs/stories --kind sentence --max-documents 5000
-  masked-mixers pairs my_pairs.jsonl --kind file --query-field summary --passage-field story --out pairs/mine
+  masked-mixers pairs data/stories.jsonl --output-dir pairs/stories --kind sentence --max-documents 5000
+  masked-mixers pairs my_pairs.jsonl --kind file --query-field summary --passage-field story --output-dir pairs/mine
 """
 
 from __future__ import annotations
 
 import argparse
 
+from ..options import add_output
 from ..retrieval.corpus import load_documents
 from ..retrieval.pairs import build_pairs, load_tinystories_instruct, read_pairs, save_splits, split_pairs
 from ..retrieval.settings import PAIR_FIELDS, PAIR_KINDS, RetrievalSettings, add_options, from_args
@@ -27,15 +28,15 @@ KINDS = (*PAIR_KINDS, "file", "tinystories-instruct")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", nargs="?", default="roneneldan/TinyStoriesInstruct", help="corpus file or hub id, or a pair file for --kind file")
-    parser.add_argument("--out", required=True, help="directory for train.jsonl and test.jsonl")
+    add_output(parser, folder=True, dest="out", old=("--out",), required=True, help="directory for train.jsonl and test.jsonl")
     kind_help = RetrievalSettings.__dataclass_fields__["kind"].metadata["help"]
     parser.add_argument("--kind", choices=KINDS, default=RetrievalSettings.kind, help=f"{kind_help}; file, tinystories-instruct: read pairs (see above)")
     parser.add_argument("--split", default=None, help="hub split to read (default: train; validation for tinystories-instruct)")
-    parser.add_argument("--text-field", default="text")
-    parser.add_argument("--lowercase", action="store_true")
+    parser.add_argument("--text-field", default="text", help="text field of .jsonl/.parquet/hub records")
+    parser.add_argument("--lowercase", action="store_true", help="lowercase the documents first")
     parser.add_argument("--max-documents", type=int, default=None, help="read at most this many documents (or pairs)")
-    parser.add_argument("--query-field", default="query")
-    parser.add_argument("--passage-field", default="passage")
+    parser.add_argument("--query-field", default="query", help="--kind file: the query field of each record")
+    parser.add_argument("--passage-field", default="passage", help="--kind file: the passage field of each record")
     add_options(parser, PAIR_FIELDS)  # --min-query-words, --num-keywords, --test-fraction, --max-test, --seed
 
 

@@ -12,7 +12,7 @@ MODEL is any of
 
 Inputs come from --data RUN.yaml (its prepared eval split), --text SOURCE (a corpus file or hub
 id, tokenized with --tokenizer or the first model directory's tokenizer), or --ids FILE (a JSON
-list of token-id lists). Writes represent.json and represent.png into --out.
+list of token-id lists). Writes represent.json and represent.png into --output-dir.
 
   masked-mixers represent mixer.yaml llama.yaml --text stories.jsonl --tokenizer tok.json --blocks 1 2
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from ..options import add_device, add_output
 from ..probes.representation import DECODERS, LOSSES, OPTIMIZERS, SCHEDULES, InversionSettings
 
 
@@ -33,22 +34,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inputs.add_argument("--ids", metavar="FILE", help="JSON list of token-id lists")
     parser.add_argument("--tokenizer", help="tokenizer for --text (default: the first model directory's)")
     parser.add_argument("--split", default="validation", help="split of a hub --text corpus")
-    parser.add_argument("--text-field", default="text")
+    parser.add_argument("--text-field", default="text", help="text field of .jsonl/.parquet/hub records")
     parser.add_argument("--lowercase", action="store_true", help="lowercase --text before tokenizing")
     parser.add_argument("--num-texts", type=int, default=16, help="how many input sequences")
     parser.add_argument("--seq-len", type=int, help="tokens per input (default: the shortest model length)")
     parser.add_argument("--blocks", type=int, nargs="+", help="probe after these blocks, 1 = first (default: each model's last)")
-    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=500, help="gradient steps of the inversion per batch")
     parser.add_argument("--lr", type=float, default=InversionSettings.learning_rate, help="in units of the embedding std")
-    parser.add_argument("--schedule", choices=SCHEDULES, default="cosine")
-    parser.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="adam")
-    parser.add_argument("--loss", choices=LOSSES, default="l1")
+    parser.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="learning-rate schedule of the inversion")
+    parser.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="adam", help="optimizer of the inversion")
+    parser.add_argument("--loss", choices=LOSSES, default="l1", help="distance between the recovered and the real hidden state")
     parser.add_argument("--decode", choices=DECODERS, default="pinv", help="pseudo-inverse of the embedding, or nearest embedding")
-    parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--top-k", type=int, default=5, help="a position counts as recovered when its token is among the k best decoded")
+    parser.add_argument("--batch-size", type=int, default=8, help="inputs inverted together")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the random start embeddings and untrained models")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override in every run config YAML")
-    parser.add_argument("--out", default="runs/represent", help="output directory")
+    add_output(parser, folder=True, dest="out", old=("--out",), default="runs/represent", help="where represent.json and represent.png go")
+    add_device(parser, "the models and the inversion")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,14 +2,14 @@
 
 Runs the same pipeline on both language models over the pairs of PAIRS_DIR (train.jsonl,
 test.jsonl, as written by `masked-mixers pairs`) and writes retrieval.json and retrieval.png
-(top-1 accuracy against the number of candidate passages) into --out.
+(top-1 accuracy against the number of candidate passages) into --output-dir.
 
 Methods (--methods): cosine (the LM's embeddings as they are), direct (the paper's retrieval
 mixer trained on frozen embeddings, at each --direct-candidates), infonce (the LM fine-tuned
 with InfoNCE on the train pairs, then cosine).
 
 Example:
-  masked-mixers retrieve --mixer runs/mixer --transformer runs/llama --pairs pairs/stories --out results/retrieval
+  masked-mixers retrieve --mixer runs/mixer --transformer runs/llama --pairs pairs/stories --output-dir results/retrieval
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..files import atomic_write_text
-from ..retrieval.benchmark import format_table, plot_benchmark, retrieval_benchmark
+from ..options import add_device, add_output
 from ..retrieval.settings import BENCHMARK_FIELDS, add_options, from_args
 
 
@@ -27,14 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mixer", required=True, help="masked mixer model directory")
     parser.add_argument("--transformer", required=True, help="transformer model directory")
     parser.add_argument("--pairs", required=True, help="directory with train.jsonl and test.jsonl")
-    parser.add_argument("--out", required=True, help="directory for retrieval.json and retrieval.png")
+    add_output(parser, folder=True, dest="out", old=("--out",), required=True, help="directory for retrieval.json and retrieval.png")
     add_options(parser, BENCHMARK_FIELDS)  # --methods, --candidates, --position, ... (retrieval/settings.py)
-    parser.add_argument("--device", default="cpu")
+    add_device(parser, "the models (and the trained retrievers)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..devices import resolve_device
+    from ..files import atomic_write_text
+    from ..retrieval.benchmark import format_table, plot_benchmark, retrieval_benchmark
+
     settings = from_args(args, BENCHMARK_FIELDS)
-    result = retrieval_benchmark(args.mixer, args.transformer, args.pairs, settings, device=args.device)
+    result = retrieval_benchmark(args.mixer, args.transformer, args.pairs, settings, device=resolve_device(args.device))
     out = Path(args.out)
     atomic_write_text(out / "retrieval.json", json.dumps(result, indent=2) + "\n")
     plot_benchmark(result, out / "retrieval.png")

@@ -6,6 +6,6 @@ over the full L-token window per new token, the baseline the cache is checked an
 """
 
 from .full_window import full_window_generate
-from .generate import encode_prompts, generate_ids, generate_text, sampling_kwargs
+from .generate import check_length, cut_at_stop, encode_prompts, generate_ids, generate_text, require_causal_lm, sampling_kwargs
 
-__all__ = ["encode_prompts", "full_window_generate", "generate_ids", "generate_text", "sampling_kwargs"]
+__all__ = ["check_length", "cut_at_stop", "encode_prompts", "full_window_generate", "generate_ids", "generate_text", "require_causal_lm", "sampling_kwargs"]

@@ -53,8 +53,9 @@ def _pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
             return token_id
 
 
-def _encode(tokenizer: PreTrainedTokenizerBase, prompt: str) -> list[int]:
-    ids = tokenizer(prompt)["input_ids"]
+def _encode(tokenizer: PreTrainedTokenizerBase, prompt: str | list[int]) -> list[int]:
+    """A prompt's token ids; a prompt given as ids (lm-eval hands over encoded contexts) is taken as it is."""
+    ids = list(prompt) if isinstance(prompt, (list, tuple)) else tokenizer(prompt)["input_ids"]
     if not ids:  # an empty prompt starts from the start-of-text token
         start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         if start is None:
@@ -64,9 +65,9 @@ def _encode(tokenizer: PreTrainedTokenizerBase, prompt: str) -> list[int]:
 
 
 def encode_prompts(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int, padding_side: str | None = None
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str] | list[list[int]], max_new_tokens: int, padding_side: str | None = None
 ) -> dict[str, torch.Tensor]:
-    """input_ids and attention_mask (b, width) laid out as the module docstring says."""
+    """input_ids and attention_mask (b, width) laid out as the module docstring says; prompts are texts or token ids."""
     if not prompts:
         raise UserError("prompt: give at least one prompt")
     rows = family_of(model).capabilities.positions_are_rows
@@ -103,16 +104,20 @@ def _quiet_right_padding_warning(enabled: bool):
 def generate_ids(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    prompts: list[str],
+    prompts: list[str] | list[list[int]],
     max_new_tokens: int = 100,
     *,
     seed: int | None = None,
     use_cache: bool = True,
     streamer: BaseStreamer | None = None,
     padding_side: str | None = None,
+    stop_strings: list[str] | None = None,
     **sampling,
 ) -> torch.Tensor:
     """New token ids (b, <= max_new_tokens), pad after a row's EOS. `sampling`: see `sampling_kwargs`.
+
+    A row also stops once its text contains one of `stop_strings` (the ids keep the stop string;
+    `generate_text` cuts it off). Prompts are texts or token-id lists.
 
     Families without a generation cache (`Capabilities.cached_generation`) recompute the text at
     every step whatever `use_cache` says. Runs under torch.inference_mode(), which skips autograd's bookkeeping on every operation: at
@@ -121,14 +126,10 @@ def generate_ids(
     if max_new_tokens < 1:
         raise UserError(f"max_new_tokens: must be >= 1, got {max_new_tokens}")
     inputs = encode_prompts(model, tokenizer, prompts, max_new_tokens, padding_side)
+    check_length(model, inputs["input_ids"].shape[1], max_new_tokens)
     capabilities = family_of(model).capabilities
-    if capabilities.positions_are_rows and not capabilities.slides_past_context:
-        needed, limit = inputs["input_ids"].shape[1] + max_new_tokens, context_length(model)
-        if needed > limit:
-            raise UserError(
-                f"max_new_tokens: a {family_of(model).name} model holds at most seq_len={limit} tokens and cannot slide "
-                f"past it; the longest prompt plus {max_new_tokens} new tokens needs {needed}"
-            )
+    # transformers' StopStringCriteria (it reads the tokenizer's vocabulary): each row stops at its first stop string
+    stops = {"stop_strings": list(stop_strings), "tokenizer": tokenizer} if stop_strings else {}
     if seed is not None:
         torch.manual_seed(seed)
     right_padded = not bool(inputs["attention_mask"][:, -1].all())
@@ -141,18 +142,44 @@ def generate_ids(
             pad_token_id=_pad_token_id(tokenizer),
             eos_token_id=tokenizer.eos_token_id,
             **sampling_kwargs(**sampling),
+            **stops,
         )
     return out[:, inputs["input_ids"].shape[1] :].clone()  # a normal tensor again, not an inference tensor
 
 
+def require_causal_lm(model: PreTrainedModel, where: str) -> None:
+    """UserError unless `model` continues text left to right (bidirectional models and autoencoders do not)."""
+    family = family_of(model)
+    if not family.capabilities.generates:
+        raise UserError(f"{where}: a {family.name} model does not continue text left to right; give a causal language model")
+
+
+def check_length(model: PreTrainedModel, prompt_width: int, max_new_tokens: int) -> None:
+    """UserError unless `max_new_tokens` after a prompt of `prompt_width` columns fits a model that cannot slide past L."""
+    capabilities = family_of(model).capabilities
+    if capabilities.positions_are_rows and not capabilities.slides_past_context:
+        needed, limit = prompt_width + max_new_tokens, context_length(model)
+        if needed > limit:
+            raise UserError(
+                f"max_new_tokens: a {family_of(model).name} model holds at most seq_len={limit} tokens and cannot slide "
+                f"past it; the longest prompt plus {max_new_tokens} new tokens needs {needed}"
+            )
+
+
+def cut_at_stop(text: str, stop_strings: list[str] | None) -> tuple[str, bool]:
+    """(text before the first stop string, whether one was found): what OpenAI's and lm-eval's `stop` return."""
+    cut = min((i for i in (text.find(s) for s in stop_strings or () if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
 def generate_text(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int = 100, **kwargs) -> list[str]:
-    """The continuation of each prompt (without the prompt); keyword arguments as `generate_ids`."""
+    """The continuation of each prompt (without the prompt, cut before a stop string); keyword arguments as `generate_ids`."""
     texts = []
     for row in generate_ids(model, tokenizer, prompts, max_new_tokens, **kwargs).tolist():
         if tokenizer.eos_token_id in row:  # what follows EOS is padding
             row = row[: row.index(tokenizer.eos_token_id)]
-        texts.append(tokenizer.decode(row, skip_special_tokens=True))
+        texts.append(cut_at_stop(tokenizer.decode(row, skip_special_tokens=True), kwargs.get("stop_strings"))[0])
     return texts
 
 
-__all__ = ["encode_prompts", "generate_ids", "generate_text", "sampling_kwargs"]
+__all__ = ["check_length", "cut_at_stop", "require_causal_lm", "encode_prompts", "generate_ids", "generate_text", "sampling_kwargs"]

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from ..config import load_run_config
+from ..devices import resolve_device
 from ..errors import UserError
 from ..factory import build_model, count_parameters
 from ..models import context_length
@@ -56,6 +57,7 @@ class RepresentRequest:
     seed: int = 0
     overrides: list[str] = field(default_factory=list)
     out: str = "runs/represent"
+    device: str = "auto"  # see devices.resolve_device
 
     def settings(self) -> InversionSettings:
         try:
@@ -203,6 +205,9 @@ def run_represent(request: RepresentRequest) -> dict:
     input_ids, attention_mask, described, vocab = load_inputs(request, seq_len)
     torch.manual_seed(request.seed)
     entries = [load_probe_model(source, request.overrides, vocab) for source in request.models]
+    device = resolve_device(request.device)
+    for entry in entries:
+        entry["model"].to(device)  # representation_accuracy moves each batch to its model's device
     reports = probe_models(entries, input_ids, attention_mask, request.blocks, settings, request.batch_size)
     report = dict(
         settings=settings.__dict__,

@@ -1,0 +1,8 @@
+"""`python -m masked_mixers ...`: the same command line as `masked-mixers ...`."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
