@@ -72,7 +72,7 @@ class MaskedMixersLM(HFLM):
         if family_of(model).capabilities.positions_are_rows and tokenizer.padding_side == "left":
             log.warning("%s was trained with left padding; lm-eval scores text from position 0 (right-padded layout)", pretrained)
         super().__init__(pretrained=model, tokenizer=tokenizer, backend="causal", max_length=max_length or context_length(model),
-                         batch_size=int(batch_size), **kwargs)  # fmt: skip
+                         batch_size=batch_size if str(batch_size).startswith("auto") else int(batch_size), **kwargs)  # fmt: skip
 
     @property
     def max_gen_toks(self) -> int:

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ..retrieval.embedding import embed_texts, load_language_model, save_embeddings
     from ..retrieval.pairs import read_pairs
 
-    model, tokenizer = load_language_model(args.model_dir, resolve_device(args.device))
+    model, tokenizer = load_language_model(args.model_dir, str(resolve_device(args.device)))
     if args.pairs:
         pairs = read_pairs(args.pairs)
         texts = {"queries": [p.query for p in pairs], "passages": [p.passage for p in pairs]}

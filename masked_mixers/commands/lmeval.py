@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from lm_eval.utils import make_table
+        from lm_eval.utils import handle_non_serializable, make_table
 
         from ..harness import evaluate_run
     except ImportError as err:
@@ -59,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(make_table(results))
     if args.output:
-        atomic_write_text(args.output, json.dumps(results, indent=2, default=str) + "\n")
+        atomic_write_text(args.output, json.dumps(results, indent=2, default=handle_non_serializable) + "\n")
         print(f"wrote {args.output}")
     return 0

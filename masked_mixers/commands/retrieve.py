@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ..retrieval.benchmark import format_table, plot_benchmark, retrieval_benchmark
 
     settings = from_args(args, BENCHMARK_FIELDS)
-    result = retrieval_benchmark(args.mixer, args.transformer, args.pairs, settings, device=resolve_device(args.device))
+    result = retrieval_benchmark(args.mixer, args.transformer, args.pairs, settings, device=str(resolve_device(args.device)))
     out = Path(args.out)
     atomic_write_text(out / "retrieval.json", json.dumps(result, indent=2) + "\n")
     plot_benchmark(result, out / "retrieval.png")

@@ -84,15 +84,16 @@ def error_response(status: int, message: str, param: str | None = None, kind: st
 def _validation_message(err: RequestValidationError) -> tuple[str, str | None]:
     """One line for the first problem of a request body, naming its field."""
     first = err.errors()[0]
-    location = [str(p) for p in first.get("loc", ()) if p != "body"]
-    param = location[0] if location else None
-    if first.get("type") == "extra_forbidden":
-        return f"{'.'.join(location)}: not a supported field of /v1/completions", param
-    if first.get("type") == "json_invalid":
+    kind = first.get("type")
+    if kind == "json_invalid":
         return f"the request body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})", None
-    if first.get("type") == "none_required":
-        return f"{'.'.join(location)}: not supported by this server (leave it out or null)", param
-    return f"{'.'.join(location) or 'body'}: {first.get('msg')}", param
+    location = [p for p in first.get("loc", ()) if p != "body"]
+    param = str(location[0]) if location else None  # the top-level field (not pydantic's union member tags)
+    if kind == "extra_forbidden":
+        return f"{param}: not a supported field of /v1/completions", param
+    if kind == "none_required":
+        return f"{param}: not supported by this server (leave it out or null)", param
+    return f"{param or 'body'}: {first.get('msg')}", param
 
 
 def build_app(engine: Engine, model_name: str) -> FastAPI:
