@@ -83,6 +83,7 @@ def test_old_output_spellings_still_work_with_a_note(capsys):
     assert "--json is deprecated, use --output" in capsys.readouterr().err
     args = build_parser("embed").parse_args(["embed", "runs/x", "--pairs", "p.jsonl", "--out", "e.safetensors"])
     assert args.out == "e.safetensors"  # a required output given by its old spelling satisfies the requirement
+    assert "--out is deprecated, use --output" in capsys.readouterr().err
     args = build_parser("pairs").parse_args(["pairs", "c.jsonl", "--output-dir", "p"])
     assert args.out == "p" and capsys.readouterr().err == ""
     with pytest.raises(SystemExit):
@@ -102,7 +103,8 @@ def test_every_benchmark_takes_a_device():
 
 def test_device_names_resolve_or_fail_in_one_line():
     assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else resolve_device("auto").type)
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
     for bad in ("gpu0", "tpu", "cuda:x"):
         with pytest.raises(UserError, match="--device"):
             resolve_device(bad)

@@ -69,7 +69,7 @@ def test_loglikelihood_is_the_sum_of_continuation_log_probs(lm):
 
 
 def test_rolling_loglikelihood_scores_long_documents_in_windows_of_l(lm):
-    docs = [" ".join(stories(3, skip=10)), stories(1, skip=20)[0][:60]]
+    docs = [" ".join(stories(2, skip=10))[:300], stories(1, skip=20)[0][:25]]
     ids = [lm.tokenizer(d)["input_ids"] for d in docs]
     assert len(ids[0]) > 3 * L and len(ids[1]) < L
     widths = []

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 
+from ..options import add_output
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="compare config YAML (models: a list)")
     parser.add_argument("--data", help="training corpus: local file or hub dataset id (replaces data.source)")
     parser.add_argument("--eval-data", help="held-out corpus: local file or hub dataset id (replaces data.eval_source)")
-    parser.add_argument("--output-dir", help="where the report goes (default: train.output_dir of the config)")
+    add_output(parser, folder=True, help="where the report goes (default: train.output_dir of the config)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.max_steps=50")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars for size matching")
 

@@ -20,12 +20,13 @@ import argparse
 import os
 
 from ..config import load_run_config
+from ..options import add_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="run config YAML")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.max_steps=100")
-    parser.add_argument("--output-dir", help="shortcut for --set train.output_dir=DIR")
+    add_output(parser, folder=True, help="where the model, tokenizer, metrics and checkpoints go (shortcut for --set train.output_dir=DIR)")
     parser.add_argument("--no-resume", action="store_true", help="start from scratch even if checkpoints exist")
 
 
