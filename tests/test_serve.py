@@ -188,3 +188,41 @@ def test_server_keeps_serving_after_bad_input(server):
     assert _complete(base, prompt=PROMPTS[3], max_tokens=5, temperature=0)["choices"][0]["text"] == _expected(server, PROMPTS[3], 5)
     models = httpx.get(f"{base}/v1/models", timeout=30).json()
     assert [m["id"] for m in models["data"]] == ["run"]
+
+
+def test_engine_batches_left_padded_llama_prompts_without_cross_talk():
+    """The engine in-process on a Llama (left padding, position ids): one batch, each row as if alone."""
+    import threading
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from masked_mixers.serving.engine import Engine, Job, Sampling
+    from tinyrun import tokenizer
+
+    tok = tokenizer("left")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=64)
+    model = LlamaForCausalLM(config).eval()
+    texts, finished, all_done = {i: "" for i in range(len(PROMPTS))}, [], threading.Event()
+
+    def emitter(i: int):
+        def emit(event) -> None:
+            if event.kind == "text":
+                texts[i] += event.text
+            else:
+                finished.append((i, event.kind))
+                if len(finished) == len(PROMPTS):
+                    all_done.set()
+        return emit
+
+    engine = Engine(model, tok, max_batch_size=len(PROMPTS), batch_wait_s=0.5).start()
+    try:
+        engine.submit([Job(p, Sampling(max_tokens=10, temperature=0), emitter(i)) for i, p in enumerate(PROMPTS)])
+        assert all_done.wait(timeout=120)
+    finally:
+        engine.stop()
+    assert engine.batches_run == 1 and engine.jobs_run == len(PROMPTS)
+    assert sorted(finished) == [(i, "done") for i in range(len(PROMPTS))]
+    for i, prompt in enumerate(PROMPTS):
+        assert texts[i] == generate_text(model, tok, [prompt], 10, greedy=True)[0], prompt
