@@ -43,3 +43,17 @@ def matmul_peak(device: str, dtype: str, sizes: tuple[int, ...] | None = None, r
         if rate > best["flops_per_second"]:
             best = {"flops_per_second": rate, "n": n}
     return best
+
+
+def memory_bandwidth(device: str, megabytes: int = 256, repeats: int = 5) -> float:
+    """Bytes per second of a large device-to-device copy, counting bytes read and written.
+
+    The denominator of a decoding step's weights-read floor: a step reads every weight once, and
+    a plain copy is about the best any kernel streams memory on this device.
+    """
+    n = megabytes * 2**20 // 4
+    src = torch.randn(n, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # warm up
+    median = statistics.median(timed(lambda: dst.copy_(src), device) for _ in range(repeats))
+    return 2 * 4 * n / median
