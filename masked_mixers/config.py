@@ -22,6 +22,7 @@ LinearVariant = Literal["linear", "relu", "near_linear"]
 PaddingSide = Literal["right", "left"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 OnNonfinite = Literal["stop", "skip"]
+Optimizer = Literal["adamw_torch_fused", "adamw_torch"]
 
 
 @dataclass
@@ -111,6 +112,12 @@ class TrainConfig:
 
     precision: "auto" (bf16 autocast on CUDA devices that support it, else fp32), "fp32", "bf16", "fp16".
     on_nonfinite: "stop" (one line naming the step and last good checkpoint) or "skip" the step.
+    on_nonfinite "stop" checks the loss without a host-device sync per step: at logging, evaluation,
+      saving and the last step (the run stops there, naming the first non-finite step); "skip" must
+      decide before each optimizer step, so it syncs every step.
+    torch_compile: torch.compile the model (TrainingArguments' torch_compile; the first steps compile).
+    optim: "adamw_torch_fused" (one fused kernel per step, CUDA and CPU) or "adamw_torch" (for-each).
+    num_workers: data-loading worker processes; null = 4 on CUDA (with pinned memory), 0 on CPU.
     fsdp, fsdp_config: shard parameters, gradients and optimizer state over the GPUs (FSDP) for models
       that do not fit one device, e.g. fsdp: true, fsdp_config: {transformer_layer_cls_to_wrap:
       [MixerBlock], fsdp_version: 2}; both go to TrainingArguments (see docs/distributed.md).
@@ -136,9 +143,10 @@ class TrainConfig:
     save_total_limit: int | None = 2
     logging_steps: int = 10
     seed: int = 0
-    num_workers: int = 0
+    num_workers: int | None = None
     report_to: list[str] = field(default_factory=lambda: ["jsonl"])
     torch_compile: bool = False
+    optim: Optimizer = "adamw_torch_fused"
     on_nonfinite: OnNonfinite = "stop"
     fsdp: bool = False
     fsdp_config: dict[str, str | bool | int | float | list[str]] = field(default_factory=dict)
@@ -160,6 +168,6 @@ def load_run_config(path: str | os.PathLike, overrides: list[str] | None = None)
 
 # the YAML machinery, re-exported for code that reads a run's config by hand
 __all__ = [
-    "DataConfig", "LinearVariant", "MixerType", "ModelSpec", "OnNonfinite", "PaddingSide", "Precision", "RunConfig", "TrainConfig",
+    "DataConfig", "LinearVariant", "MixerType", "ModelSpec", "OnNonfinite", "Optimizer", "PaddingSide", "Precision", "RunConfig", "TrainConfig",
     "apply_overrides", "from_dict", "load_run_config", "load_yaml", "save_yaml", "to_dict",
 ]

@@ -7,6 +7,10 @@
 2. A non-finite loss guard. A NaN/inf loss either stops training with one line naming the step
    and the last good checkpoint, or (train.on_nonfinite = "skip") drops that step's gradients so
    the optimizer does not apply them. All processes agree, so DDP ranks never diverge or hang.
+   "stop" keeps the first bad step on the device and looks at it only where the host waits for
+   the device anyway (logging, evaluation, saving, the last step), so a GPU is never stalled by a
+   per-step `.item()`; the run stops there, before anything is logged or saved, naming the first
+   bad step. "skip" has to know before every optimizer step, so it syncs every step.
    A skipped step still counts as a step (the learning-rate schedule advances) and is logged as
    {"skipped_step": N} in metrics.jsonl; the Trainer's logging_nan_inf_filter keeps the NaN out
    of the logged training loss.
@@ -51,6 +55,17 @@ class _DropUpdate(TrainerCallback):
             self.trainer.drop_update = False
 
 
+class _CheckAtSyncPoints(TrainerCallback):
+    """Look at the device-side non-finite record where the host is about to wait for the device anyway."""
+
+    def __init__(self, trainer: "RobustTrainer"):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_log or control.should_evaluate or control.should_save or control.should_training_stop or state.global_step >= state.max_steps:
+            self.trainer.raise_if_nonfinite()
+
+
 class RobustTrainer(Trainer):
     def __init__(self, *args, on_nonfinite: str = "stop", **kwargs):
         if on_nonfinite not in ("stop", "skip"):
@@ -58,7 +73,8 @@ class RobustTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.on_nonfinite = on_nonfinite
         self.drop_update = False
-        self.add_callback(_DropUpdate(self))
+        self.first_bad = None  # "stop": (step, loss) of the first non-finite loss, as device tensors; step 0 = none yet
+        self.add_callback(_DropUpdate(self) if on_nonfinite == "skip" else _CheckAtSyncPoints(self))
 
     def _save_checkpoint(self, model, trial) -> None:
         root = self.args.output_dir
@@ -81,16 +97,49 @@ class RobustTrainer(Trainer):
             rotate_checkpoints(root, self.args.save_total_limit)
         self.accelerator.wait_for_everyone()
 
+    def _record_nonfinite(self, loss: torch.Tensor) -> None:
+        """Remember the first non-finite loss on the device: no sync."""
+        loss = loss.detach().float().reshape(-1)[:1].reshape(())  # the (first) loss value, a 0-d tensor
+        if self.first_bad is None:
+            self.first_bad = (torch.zeros((), dtype=torch.long, device=loss.device), torch.zeros((), device=loss.device))
+        step, value = self.first_bad
+        fresh = (step == 0) & ~torch.isfinite(loss)
+        self.first_bad = (torch.where(fresh, self.state.global_step + 1, step), torch.where(fresh, loss, value))
+
+    def raise_if_nonfinite(self) -> None:
+        """One sync: raise NonFiniteLoss naming the first bad step of any process, if there was one."""
+        if self.first_bad is None:
+            return
+        step, value = self.first_bad
+        never = torch.iinfo(torch.long).max
+        first = torch.where(step > 0, step, never)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(first, op=dist.ReduceOp.MIN)
+        first = int(first)
+        if first != never:
+            shown = value.item() if int(step) == first else "non-finite (on another process)"
+            last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+            self._close_progress_bar()
+            raise NonFiniteLoss(f"step {first}: loss is {shown}; last good checkpoint: {last or 'none'}", first)
+
+    def _close_progress_bar(self) -> None:
+        """End the Trainer's tqdm line (it has just redrawn this step) so the error starts a line of its own."""
+        for callback in self.callback_handler.callbacks:
+            bar = getattr(callback, "training_bar", None)
+            if bar is not None:
+                bar.close()
+                callback.training_bar = None
+
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.on_nonfinite == "stop":
+            self._record_nonfinite(loss)
+            return loss
         bad = torch.tensor(float(not torch.isfinite(loss).all()), device=loss.device)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
         if bad.item():
             step = self.state.global_step + 1
-            if self.on_nonfinite == "stop":
-                last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
-                raise NonFiniteLoss(f"step {step}: loss is {loss.item()}; last good checkpoint: {last or 'none'}", step)
             self.drop_update = True
             self.log({"skipped_step": step})
         return loss

@@ -74,6 +74,15 @@ def _fsdp(enabled: bool) -> bool | None:
     return True if enabled else None
 
 
+def _data_loading(num_workers: int | None) -> dict:
+    """Keep a GPU fed: pinned host memory (asynchronous copies) and worker processes on CUDA."""
+    cuda = torch.cuda.is_available()
+    workers = (4 if cuda else 0) if num_workers is None else num_workers
+    if workers < 0:
+        raise UserError(f"train.num_workers: must be >= 0 (or null for automatic), got {workers}")
+    return {"dataloader_num_workers": workers, "dataloader_pin_memory": cuda, "dataloader_persistent_workers": workers > 0}
+
+
 def training_arguments(run: RunConfig, has_eval: bool) -> TrainingArguments:
     t = run.train
     report_to = [r for r in t.report_to if r != "jsonl"]
@@ -97,7 +106,9 @@ def training_arguments(run: RunConfig, has_eval: bool) -> TrainingArguments:
         save_total_limit=t.save_total_limit,
         logging_steps=t.logging_steps,
         seed=t.seed,
-        dataloader_num_workers=t.num_workers,
+        **_data_loading(t.num_workers),
+        optim=t.optim,
+        logging_nan_inf_filter=t.on_nonfinite == "skip",  # the filter syncs every step; "stop" never logs a NaN
         report_to=report_to or "none",
         torch_compile=t.torch_compile,
         fsdp=_fsdp(t.fsdp),

@@ -10,7 +10,14 @@ Contenders, all at the same hidden size, layer count, context (seq_len) and voca
 - (b') `mixer-no-cache`: generate(use_cache=False): every step recomputes the text so far (a
   window of t <= L tokens, not L) with logits for the last position only. Usually cheaper than
   (b) while t < L, so it is reported beside it as another no-cache baseline;
-- (c) `llama-kv-cache`: transformers' LlamaForCausalLM with its own KV cache in generate().
+- (c) `llama-kv-cache`: transformers' LlamaForCausalLM with its own KV cache in generate();
+- (d) with --compile (CUDA only): `mixer-cuda-graph`, the same cached mixer decoding greedily
+  through one captured CUDA graph per step (generation/compiled.py). Its prefill ms includes
+  capturing the graph, and its ms/token is (steps time) / (new tokens - 1), read after one sync.
+
+Every row also quotes the weights-read floor of a decoding step: the bytes of the model's weights
+in that dtype (each is read at least once per step) over the device's copy bandwidth measured in
+the same run; at batch 1 a decoding step cannot beat it.
 
 Every contender runs under torch.inference_mode(), as inference should. Weights are random (speed
 does not depend on them); decoding is greedy with EOS off, so every run makes exactly --new-tokens
@@ -42,7 +49,7 @@ from ..errors import UserError
 from ..factory import build_model
 from ..generation.full_window import full_window_generate
 from ..options import add_device, add_output
-from .timing import synchronize
+from .timing import memory_bandwidth, synchronize
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 CONTENDERS = ("mixer-cached", "mixer-full-window", "mixer-no-cache", "llama-kv-cache")
@@ -63,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     add_output(parser, folder=False, default="bench-generate.json", help="JSON file with every measurement")
     add_device(parser, "the benchmark")
+    parser.add_argument("--compile", action="store_true", help="add (d) mixer-cuda-graph: the cached step as a CUDA graph (CUDA only)")
 
 
 class _StepClock(BaseStreamer):
@@ -87,7 +95,7 @@ def _models(args: argparse.Namespace) -> dict:
     common = dict(vocab_size=args.vocab_size, hidden_size=args.hidden_size, num_hidden_layers=args.layers, seq_len=args.seq_len, num_heads=args.heads)
     mixer, _ = build_model(ModelSpec(family="mixer", mixer_type=args.mixer_type, **common))
     llama, _ = build_model(ModelSpec(family="llama", **common))
-    return {"mixer": mixer.eval(), "llama": llama.eval()}
+    return {"mixer": mixer.eval().to(args.device), "llama": llama.eval().to(args.device)}
 
 
 @torch.inference_mode()
@@ -122,8 +130,21 @@ def _time_full_window(model, ids: torch.Tensor, new_tokens: int) -> dict:
     return _timing(start, times, total)
 
 
-def _measure(args: argparse.Namespace, models: dict, batch: int, dtype: str) -> list[dict]:
-    runs = {name: [] for name in CONTENDERS}
+def _time_graph(model, ids: torch.Tensor, new_tokens: int) -> dict:
+    from ..generation.compiled import static_greedy_generate
+
+    times: dict = {}
+    out = static_greedy_generate(model, ids, new_tokens, graphs=True, times=times)
+    assert out.shape[1] == ids.shape[1] + new_tokens
+    step = times.get("steps_s", 0.0) / (new_tokens - 1) if new_tokens > 1 else times["total_s"]
+    return {"total_s": times["total_s"], "prefill_s": times["prefill_s"] + times.get("setup_s", 0.0), "step_s": step}
+
+
+def _weight_bytes(model) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def _measure(args: argparse.Namespace, models: dict, batch: int, dtype: str, bandwidth: float) -> list[dict]:
     mixer, llama = models["mixer"].to(args.device, DTYPES[dtype]), models["llama"].to(args.device, DTYPES[dtype])
     ids = torch.randint(1, args.vocab_size, (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(0)).to(args.device)
     setups = {
@@ -132,6 +153,9 @@ def _measure(args: argparse.Namespace, models: dict, batch: int, dtype: str) -> 
         "mixer-no-cache": lambda n: _time_once(mixer, ids, n, use_cache=False),
         "llama-kv-cache": lambda n: _time_once(llama, ids, n, use_cache=True),
     }
+    if args.compile:
+        setups["mixer-cuda-graph"] = lambda n: _time_graph(mixer, ids, n)
+    runs = {name: [] for name in setups}
     for time_run in setups.values():  # warm-up: first calls pay for allocations
         time_run(min(4, args.new_tokens))
     for _ in range(args.repeats):
@@ -140,8 +164,9 @@ def _measure(args: argparse.Namespace, models: dict, batch: int, dtype: str) -> 
     rows = []
     for name, timings in runs.items():
         total = statistics.median(t["total_s"] for t in timings)
+        weights = _weight_bytes(llama if name.startswith("llama") else mixer)
         rows.append({
-            "model": name, "dtype": dtype, "batch_size": batch,
+            "model": name, "dtype": dtype, "batch_size": batch, "weight_bytes": weights, "floor_ms": 1e3 * weights / bandwidth,
             "tokens_per_s": batch * args.new_tokens / total,
             "ms_per_token": 1e3 * statistics.median(t["step_s"] for t in timings),
             "prefill_ms": 1e3 * statistics.median(t["prefill_s"] for t in timings),
@@ -159,18 +184,26 @@ def _ratios(rows: list[dict]) -> list[dict]:
             "cached_vs_full_window": speed["mixer-cached"] / speed["mixer-full-window"],
             "cached_vs_no_cache": speed["mixer-cached"] / speed["mixer-no-cache"],
             "cached_vs_llama": speed["mixer-cached"] / speed["llama-kv-cache"],
+            **({"graph_vs_cached": speed["mixer-cuda-graph"] / speed["mixer-cached"]} if "mixer-cuda-graph" in speed else {}),
         })
     return out
 
 
 def _table(rows: list[dict], ratios: list[dict]) -> str:
-    lines = ["| model | dtype | batch | tokens/s | ms/token | prefill ms |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['dtype']} | {r['batch_size']} | {r['tokens_per_s']:.0f} | {r['ms_per_token']:.2f} | {r['prefill_ms']:.1f} |" for r in rows]
+    lines = ["| model | dtype | batch | tokens/s | ms/token | weights-read floor ms | prefill ms |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        f"| {r['model']} | {r['dtype']} | {r['batch_size']} | {r['tokens_per_s']:.0f} | {r['ms_per_token']:.2f} | {r['floor_ms']:.3f} | {r['prefill_ms']:.1f} |"
+        for r in rows
+    ]
     lines += ["", "| dtype | batch | (a)/(b) cached vs full window | (a)/(b') cached vs no cache | (a)/(c) cached mixer vs Llama |", "|---|---|---|---|---|"]
     lines += [
         f"| {r['dtype']} | {r['batch_size']} | {r['cached_vs_full_window']:.1f}x | {r['cached_vs_no_cache']:.1f}x | {r['cached_vs_llama']:.2f}x |"
         for r in ratios
     ]
+    graphs = [r for r in ratios if "graph_vs_cached" in r]
+    if graphs:
+        lines += ["", "| dtype | batch | (d)/(a) CUDA graph vs cached |", "|---|---|---|"]
+        lines += [f"| {r['dtype']} | {r['batch_size']} | {r['graph_vs_cached']:.2f}x |" for r in graphs]
     return "\n".join(lines)
 
 
@@ -180,14 +213,21 @@ def run(args: argparse.Namespace) -> int:
     if args.prompt_tokens > args.seq_len:
         raise UserError(f"bench generate: --prompt-tokens {args.prompt_tokens} exceeds --seq-len {args.seq_len}")
     args.device = str(resolve_device(args.device))
+    if args.compile and not args.device.startswith("cuda"):
+        raise UserError(f"bench generate --compile: CUDA graphs need a CUDA device, got --device {args.device}")
+    if args.compile and args.prompt_tokens + args.new_tokens > args.seq_len:
+        raise UserError(f"bench generate --compile: --prompt-tokens + --new-tokens must fit in --seq-len {args.seq_len} (no sliding window)")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     models = _models(args)
-    rows = [row for dtype in args.dtypes for batch in args.batch_sizes for row in _measure(args, models, batch, dtype)]
+    bandwidth = memory_bandwidth(args.device)
+    print(f"copy bandwidth ({args.device}): {bandwidth / 1e9:,.1f} GB/s (bytes read + written)")
+    rows = [row for dtype in args.dtypes for batch in args.batch_sizes for row in _measure(args, models, batch, dtype, bandwidth)]
     ratios = _ratios(rows)
     settings = {k: v for k, v in vars(args).items() if k not in ("command", "benchmark", "output")}
     settings["torch_threads"] = torch.get_num_threads()
+    settings["copy_bandwidth_bytes_per_s"] = bandwidth
     print(f"masked-mixers bench generate: {json.dumps(settings)}")
     print(_table(rows, ratios))
     atomic_write_text(args.output, json.dumps({"settings": settings, "results": rows, "ratios": ratios}, indent=2) + "\n")

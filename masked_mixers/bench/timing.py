@@ -24,14 +24,17 @@ def timed(fn, device: str) -> float:
     return time.perf_counter() - start
 
 
-def matmul_peak(device: str, dtype: str, sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5) -> dict:
+def matmul_peak(device: str, dtype: str, sizes: tuple[int, ...] | None = None, repeats: int = 5) -> dict:
     """The best median FLOP/s of square (n, n) @ (n, n) matmuls on `device` in `dtype`.
+
+    sizes: default 1024 and 2048 on a CPU; 4096 and 8192 on a GPU, where smaller products end
+    before the tensor cores reach their rate and would understate the peak (overstating MFU).
 
     This is the denominator of MFU: what this device's GEMM library actually reaches now, under
     whatever else the machine is running, rather than a datasheet number.
     """
     best = {"flops_per_second": 0.0, "n": None}
-    for n in sizes:
+    for n in sizes or ((4096, 8192) if device.startswith("cuda") else (1024, 2048)):
         a = torch.randn(n, n, device=device, dtype=DTYPES[dtype])
         b = torch.randn(n, n, device=device, dtype=DTYPES[dtype])
         torch.matmul(a, b)  # warm up
@@ -40,3 +43,17 @@ def matmul_peak(device: str, dtype: str, sizes: tuple[int, ...] = (1024, 2048), 
         if rate > best["flops_per_second"]:
             best = {"flops_per_second": rate, "n": n}
     return best
+
+
+def memory_bandwidth(device: str, megabytes: int = 256, repeats: int = 5) -> float:
+    """Bytes per second of a large device-to-device copy, counting bytes read and written.
+
+    The denominator of a decoding step's weights-read floor: a step reads every weight once, and
+    a plain copy is about the best any kernel streams memory on this device.
+    """
+    n = megabytes * 2**20 // 4
+    src = torch.randn(n, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # warm up
+    median = statistics.median(timed(lambda: dst.copy_(src), device) for _ in range(repeats))
+    return 2 * 4 * n / median

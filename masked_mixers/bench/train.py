@@ -12,6 +12,13 @@ tokens/s comes from the median step. MFU divides the analytic training FLOPs
 in the same run. Peak memory is measured over one extra step (building the model included).
 Combinations whose estimated memory exceeds --max-memory-gb, or whose first step is too slow for
 --max-seconds, are listed as skipped.
+
+Speed switches, all measured side by side when given as lists: --triangular-tiles 0,128 times the
+mixer with the dense token mixing (0) and the blocked lower-triangular one (tile 128) in one run;
+--compile wraps every model in torch.compile (the first, untimed steps compile); AdamW is the
+fused kernel on CUDA (--no-fused-adamw for the for-each one). Llama runs on --llama-attention
+(default sdpa: PyTorch's scaled_dot_product_attention, which picks its flash kernel for bf16 on
+CUDA and the memory-efficient one for fp32), named in the output.
 """
 
 from __future__ import annotations
@@ -33,6 +40,10 @@ from ..models.masked_mixer import MIXER_TYPES
 from ..options import add_device, add_output
 from .flops import forward_flops_per_token, mfu
 from .timing import DTYPES, matmul_peak, timed
+
+
+LLAMA_ATTENTION = ("sdpa", "eager", "flex_attention", "flash_attention_2")
+TILED_FAMILIES = ("mixer",)  # families whose token mixing takes --triangular-tiles
 
 
 def _ints(text: str) -> list[int]:
@@ -65,6 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--max-memory-gb", type=float, default=8.0, help="skip combinations estimated above this")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="skip a combination whose steps would take longer")
+    parser.add_argument("--triangular-tiles", type=_ints, default=[0], help="comma list of mixer token-mixing tiles; 0 = dense (default 0)")
+    parser.add_argument("--llama-attention", default="sdpa", choices=LLAMA_ATTENTION, help="Llama attention kernel (default sdpa)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile every model before timing it")
+    parser.add_argument("--no-fused-adamw", dest="fused_adamw", action="store_false", help="for-each AdamW on CUDA instead of the fused kernel")
     add_device(parser, "the benchmark")
     add_output(parser, folder=False, dest="json_out", old=("--json",), default="runs/bench/train.json", help="JSON file with every measurement")
 
@@ -96,21 +111,47 @@ def _peak_memory(spec: ModelSpec, batch: torch.Tensor, vocab: int, dtype: str) -
     return measure_training_memory(spec, {"input_ids": batch, "labels": batch}, vocab, steps=1, bf16=dtype == "bf16")
 
 
+def _contenders(args) -> list[tuple[str, str, int]]:
+    """(family, dtype, triangular tile) triples; only TILED_FAMILIES take tiles other than 0."""
+    out = []
+    for family, dtype in itertools.product(args.families, args.dtypes):
+        tiles = args.triangular_tiles if family in TILED_FAMILIES else [0]
+        out += [(family, dtype, tile) for tile in dict.fromkeys(tiles)]
+    return out
+
+
+def _prepare(args, spec: ModelSpec, tile: int):
+    """Model and optimizer with the speed switches applied: tile, Llama's attention, compile, fused AdamW."""
+    from ..models.masked_mixer.triangular import set_triangular_tile
+
+    model, params = build_model(spec, args.vocab_size)
+    if tile:
+        set_triangular_tile(model, tile)
+    if spec.family.startswith("llama"):
+        model.set_attn_implementation(args.llama_attention)
+    model.to(args.device).train()
+    fused = args.fused_adamw and args.device.startswith("cuda")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused or None)
+    return (torch.compile(model) if args.compile else model), optimizer, params
+
+
 def bench_group(args, seq_len: int, d_model: int, peaks: dict, progress) -> list[dict]:
-    """Time every (family, dtype) at one (seq_len, d_model), steps interleaved round-robin."""
+    """Time every (family, dtype, tile) at one (seq_len, d_model), steps interleaved round-robin."""
     rows, runners = [], []
     batch = torch.randint(0, args.vocab_size, (args.batch_size, seq_len), device=args.device)
-    for family, dtype in itertools.product(args.families, args.dtypes):
+    for family, dtype, tile in _contenders(args):
         spec = _spec(args, family, seq_len, d_model)
         row = {"family": family, "seq_len": seq_len, "d_model": d_model, "layers": args.layers, "batch_size": args.batch_size, "dtype": dtype}
+        if family in TILED_FAMILIES:
+            row["triangular_tile"] = tile
+        if family.startswith("llama"):
+            row["attention"] = args.llama_attention
         rows.append(row)
         estimate = estimate_bytes(spec, args.batch_size, args.vocab_size)
         if estimate > args.max_memory_gb * 2**30:
             row["skipped"] = f"estimated {estimate / 2**30:.1f} GB > --max-memory-gb {args.max_memory_gb}"
             continue
-        model, params = build_model(spec, args.vocab_size)
-        model.to(args.device).train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        model, optimizer, params = _prepare(args, spec, tile)
         first = [timed(lambda: _step(model, optimizer, batch, args.device, dtype), args.device) for _ in range(max(1, args.warmup))][-1]
         if first * args.steps > args.max_seconds:
             row["skipped"] = f"one step took {first:.1f} s; {args.steps} steps exceed --max-seconds {args.max_seconds:g}"
@@ -131,15 +172,24 @@ def bench_group(args, seq_len: int, d_model: int, peaks: dict, progress) -> list
             mixing_flops_share=(flops.token_mixing + flops.attention) / flops.forward,
         )
         row["mfu"] = mfu(flops.training, row["tokens_per_second"], peaks[row["dtype"]]["flops_per_second"])
-        row["peak_memory_mib"] = _peak_memory(spec, batch, args.vocab_size, row["dtype"]) / 2**20
+        row["peak_memory_mib"] = _peak_memory(spec, batch, args.vocab_size, row["dtype"]) / 2**20  # dense, uncompiled
     return rows
 
 
+def _label(row: dict) -> str:
+    """family, with the tile of a triangular mixer or Llama's attention kernel."""
+    if row.get("triangular_tile"):
+        return f"{row['family']}-tri{row['triangular_tile']}"
+    if "attention" in row:
+        return f"{row['family']}-{row['attention']}"
+    return row["family"]
+
+
 def format_table(rows: list[dict]) -> str:
-    head = f"{'family':<7} {'L':>5} {'d':>5} {'dtype':<5} {'tokens/s':>10} {'MFU':>6} {'peak MiB':>9} {'step s':>7}"
+    head = f"{'family':<12} {'L':>5} {'d':>5} {'dtype':<5} {'tokens/s':>10} {'MFU':>6} {'peak MiB':>9} {'step s':>7}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        prefix = f"{r['family']:<7} {r['seq_len']:>5} {r['d_model']:>5} {r['dtype']:<5}"
+        prefix = f"{_label(r):<12} {r['seq_len']:>5} {r['d_model']:>5} {r['dtype']:<5}"
         if "skipped" in r:
             lines.append(f"{prefix} skipped: {r['skipped']}")
         else:
@@ -157,9 +207,14 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import UserError
 
         raise UserError(f"--dtypes: unknown {unknown[0]!r} (choose from {', '.join(DTYPES)})")
+    if min(args.triangular_tiles, default=0) < 0:
+        from ..errors import UserError
+
+        raise UserError(f"--triangular-tiles: a tile must be >= 0 (0: dense), got {min(args.triangular_tiles)}")
     peaks = {dtype: matmul_peak(args.device, dtype) for dtype in args.dtypes}
     for dtype, peak in peaks.items():
         print(f"matmul peak ({args.device}, {dtype}): {peak['flops_per_second'] / 1e9:,.1f} GFLOP/s at n={peak['n']}")
+    print(f"Llama attention: {args.llama_attention}; torch.compile: {args.compile}; fused AdamW: {args.fused_adamw and args.device.startswith('cuda')}")
     groups = list(itertools.product(args.seq_lens, args.d_models))
     total = len(groups) * len(args.families) * len(args.dtypes) * args.steps
     rows = []

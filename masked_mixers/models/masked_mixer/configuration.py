@@ -29,6 +29,11 @@ class MaskedMixerConfig(PreTrainedConfig):
 
     The ablation switches (`use_layer_norm`, `use_residual`, `use_feed_forward`) remove one part
     of every block, for the paper's flexibility experiments.
+
+    `triangular_tile` > 0 computes the flat and multi-head token mixing as a blocked matmul over
+    lower-triangular row tiles of that many rows, skipping the masked upper triangle (same values
+    and gradients up to rounding; see triangular.py); 0 keeps the dense product. A speed switch
+    only: it changes no weight.
     """
 
     model_type = "masked_mixer"
@@ -50,6 +55,7 @@ class MaskedMixerConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     tie_word_embeddings: bool = False
     use_cache: bool = True
+    triangular_tile: int = 0
     pad_token_id: int | None = None
     bos_token_id: int | None = None
     eos_token_id: int | None = None
@@ -61,6 +67,8 @@ class MaskedMixerConfig(PreTrainedConfig):
         require_positive(self, "vocab_size", "hidden_size", "num_hidden_layers", "seq_len", "num_heads", "expansion", "ff_mult")
         if self.mixer_type == "multihead" and self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})")
+        if self.triangular_tile < 0:
+            raise ValueError(f"triangular_tile must be >= 0 (0: dense), got {self.triangular_tile}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 
+from .triangular import lower_triangular_matmul
+
 
 def causal_mask(rows: int, cols: int, row_group: int = 1, col_group: int = 1, device=None) -> torch.Tensor:
     """Boolean (rows, cols) mask: True where output row r may read input column c.
@@ -43,6 +45,11 @@ def _write(store: torch.Tensor, at, rows: torch.Tensor, values: torch.Tensor) ->
     store[at.batch_index, rows] = values.to(store.dtype)
 
 
+def _mix(w: torch.Tensor, x: torch.Tensor, tile: int) -> torch.Tensor:
+    """w @ x for a masked (lower-triangular) w: dense, or blocked over lower tiles when tile > 0."""
+    return lower_triangular_matmul(w, x, tile) if tile else torch.matmul(w, x)
+
+
 def _init_uniform_masked(weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor) -> None:
     """PyTorch's default Conv1d/Linear init (as in the paper's reference code), masked entries zero."""
     bound = 1.0 / math.sqrt(weight.shape[-1])
@@ -54,9 +61,10 @@ def _init_uniform_masked(weight: torch.Tensor, bias: torch.Tensor, mask: torch.T
 class FlatTokenMixing(nn.Module):
     """One masked L x L mixing: y[:, i] = sum_{j<=i} W[i, j] x[:, j] + b[i], shared across features."""
 
-    def __init__(self, seq_len: int):
+    def __init__(self, seq_len: int, triangular_tile: int = 0):
         super().__init__()
         self.seq_len = seq_len
+        self.triangular_tile = triangular_tile  # > 0: skip the masked upper triangle (triangular.py)
         self.weight = nn.Parameter(torch.empty(seq_len, seq_len))
         self.bias = nn.Parameter(torch.empty(seq_len))
 
@@ -67,7 +75,7 @@ class FlatTokenMixing(nn.Module):
         t = x.shape[1]
         w = torch.tril(self.weight[:t, :t])  # (t, t), lower-triangular
         # (t, t) @ (batch, t, d) -> (batch, t, d): mix over positions, same weights for every feature
-        return torch.matmul(w, _apply_padding(x, padding_mask)) + self.bias[:t, None]
+        return _mix(w, _apply_padding(x, padding_mask), self.triangular_tile) + self.bias[:t, None]
 
     def decode_weights(self) -> tuple[torch.Tensor, ...]:
         """What forward_cached reads: the masked matrix and the bias, (L, L) and (L, 1)."""
@@ -151,9 +159,10 @@ class ExpandedTokenMixing(nn.Module):
 class MultiHeadTokenMixing(nn.Module):
     """h heads, each with its own projection d -> d/h and its own masked L x L mixing."""
 
-    def __init__(self, seq_len: int, hidden_size: int, num_heads: int):
+    def __init__(self, seq_len: int, hidden_size: int, num_heads: int, triangular_tile: int = 0):
         super().__init__()
         self.seq_len, self.num_heads = seq_len, num_heads
+        self.triangular_tile = triangular_tile  # > 0: skip the masked upper triangle (triangular.py)
         self.head_dim = hidden_size // num_heads
         self.proj_in = nn.Linear(hidden_size, hidden_size)  # the h projections d -> d/h, side by side
         self.weight = nn.Parameter(torch.empty(num_heads, seq_len, seq_len))
@@ -169,7 +178,7 @@ class MultiHeadTokenMixing(nn.Module):
         if padding_mask is not None:
             v = v * padding_mask[:, None, :, None].to(v.dtype)
         w = torch.tril(self.weight[:, :t, :t])  # (h, t, t)
-        y = torch.matmul(w, v) + self.bias[:, :t, None]  # (b, h, t, d/h): mix over positions per head
+        y = _mix(w, v, self.triangular_tile) + self.bias[:, :t, None]  # (b, h, t, d/h): mix over positions per head
         return self.proj_out(y.transpose(1, 2).reshape(b, t, -1))  # concat heads -> (b, t, d)
 
     def decode_weights(self) -> tuple[torch.Tensor, ...]:
@@ -200,9 +209,9 @@ TOKEN_MIXING_TYPES = (FlatTokenMixing, ExpandedTokenMixing, MultiHeadTokenMixing
 def build_token_mixing(config) -> nn.Module:
     """The token-mixing layer that `config.mixer_type` names."""
     if config.mixer_type == "flat":
-        return FlatTokenMixing(config.seq_len)
+        return FlatTokenMixing(config.seq_len, getattr(config, "triangular_tile", 0))
     if config.mixer_type == "expanded":
         return ExpandedTokenMixing(config.seq_len, config.expansion)
     if config.mixer_type == "multihead":
-        return MultiHeadTokenMixing(config.seq_len, config.hidden_size, config.num_heads)
+        return MultiHeadTokenMixing(config.seq_len, config.hidden_size, config.num_heads, getattr(config, "triangular_tile", 0))
     raise ValueError(f"unknown mixer_type {config.mixer_type!r}")

@@ -1,0 +1,39 @@
+"""The static-shape decoding step (generation/compiled.py) decodes exactly what generate() does; its refusals."""
+
+import pytest
+import torch
+
+from masked_mixers.config import ModelSpec
+from masked_mixers.errors import UserError
+from masked_mixers.factory import build_model
+from masked_mixers.generation.compiled import static_greedy_generate
+
+
+def _model(mixer_type: str, seq_len: int = 16):
+    torch.manual_seed(0)
+    spec = ModelSpec(family="mixer", mixer_type=mixer_type, hidden_size=16, num_hidden_layers=2, seq_len=seq_len, num_heads=2)
+    return build_model(spec, 40)[0].eval()
+
+
+@pytest.mark.parametrize("mixer_type", ["flat", "expanded", "multihead"])
+def test_static_step_matches_generate(mixer_type):
+    model = _model(mixer_type)
+    ids = torch.randint(1, 40, (3, 5), generator=torch.Generator().manual_seed(1))
+    expected = model.generate(ids, max_new_tokens=11, do_sample=False, use_cache=False, pad_token_id=0, eos_token_id=None)
+    times = {}
+    got = static_greedy_generate(model, ids, 11, graphs=False, times=times)
+    assert torch.equal(got, expected)
+    assert set(times) == {"prefill_s", "setup_s", "steps_s", "total_s"}
+    assert torch.equal(static_greedy_generate(model, ids, 1, graphs=False), expected[:, :6])
+
+
+def test_refusals_are_one_line():
+    model = _model("flat")
+    ids = torch.ones(1, 10, dtype=torch.long)
+    with pytest.raises(UserError, match="CUDA graphs need a CUDA device"):
+        static_greedy_generate(model, ids, 2, graphs=True)
+    with pytest.raises(UserError, match="exceed seq_len 16"):
+        static_greedy_generate(model, ids, 7, graphs=False)
+    llama = build_model(ModelSpec(family="llama", hidden_size=16, num_hidden_layers=1, seq_len=16, num_heads=2), 40)[0]
+    with pytest.raises(UserError, match="only masked mixers"):
+        static_greedy_generate(llama, ids, 2, graphs=False)
