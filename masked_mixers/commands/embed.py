@@ -17,7 +17,9 @@ import argparse
 from ..retrieval.corpus import load_documents
 from ..retrieval.embedding import embed_texts, load_language_model, save_embeddings
 from ..retrieval.pairs import read_pairs
-from ..retrieval.settings import EMBED_FIELDS, add_options
+from ..devices import check_device
+from ..files import check_output_file
+from ..retrieval.settings import EMBED_FIELDS, add_options, from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,10 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="train")
     parser.add_argument("--max-documents", type=int, default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow a model folder's own Python code to run (off: a model folder is data)")
 
 
 def run(args: argparse.Namespace) -> int:
-    model, tokenizer = load_language_model(args.model_dir, args.device)
+    from_args(args, EMBED_FIELDS)  # --batch-size, --max-length in range
+    check_output_file(args.out)
+    check_device(args.device)
+    model, tokenizer = load_language_model(args.model_dir, args.device, trust_remote_code=args.trust_remote_code)
     if args.pairs:
         pairs = read_pairs(args.pairs)
         texts = {"queries": [p.query for p in pairs], "passages": [p.passage for p in pairs]}

@@ -16,7 +16,8 @@ import json
 from pathlib import Path
 
 from ..config import DataConfig, RunConfig, load_run_config
-from ..files import atomic_write_json
+from ..errors import UserError
+from ..files import atomic_write_json, check_output_file
 from ..rundir import RUN_CONFIG, load_run
 
 
@@ -29,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-batches", type=int, default=None)
     parser.add_argument("--json", dest="json_out", help="also write the metrics to this JSON file")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow a model folder's own Python code to run (off: a model folder is data)")
 
 
 def _data_config(args: argparse.Namespace) -> DataConfig:
@@ -53,7 +55,11 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate
     from ..models import context_length
 
-    model, _ = load_run(args.model_dir)
+    if args.batch_size < 1 or (args.max_batches is not None and args.max_batches < 1) or (args.max_documents is not None and args.max_documents < 1):
+        raise UserError(f"--batch-size, --max-batches and --max-documents must be at least 1, got {args.batch_size}, {args.max_batches}, {args.max_documents}")
+    if args.json_out:
+        check_output_file(args.json_out)
+    model, _ = load_run(args.model_dir, trust_remote_code=args.trust_remote_code)
     data = _data_config(args)
     dataset = prepare_eval_data(data, context_length(model))
     metrics = evaluate(model, dataset, batch_size=args.batch_size, max_batches=args.max_batches)

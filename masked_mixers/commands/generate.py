@@ -32,10 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--greedy", action="store_true", help="always take the most likely token")
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole window for every token")
     parser.add_argument("--padding-side", choices=("left", "right"), help="override the tokenizer's padding side")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow a model folder's own Python code to run (off: a model folder is data)")
 
 
 def run(args: argparse.Namespace) -> int:
-    model, tokenizer = load_run(args.model_dir)
+    model, tokenizer = load_run(args.model_dir, trust_remote_code=args.trust_remote_code)
     options = dict(
         seed=args.seed, use_cache=not args.no_cache, padding_side=args.padding_side, greedy=args.greedy,
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,

@@ -49,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override in every run config YAML")
     parser.add_argument("--out", default="runs/represent", help="output directory")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow a model folder's own Python code to run (off: a model folder is data)")
 
 
 def run(args: argparse.Namespace) -> int:

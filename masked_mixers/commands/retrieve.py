@@ -18,7 +18,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ..files import atomic_write_text
+from ..devices import check_device
+from ..files import atomic_write_text, check_output_dir
+from ..rundir import load_model_config
 from ..retrieval.benchmark import format_table, plot_benchmark, retrieval_benchmark
 from ..retrieval.settings import BENCHMARK_FIELDS, add_options, from_args
 
@@ -30,11 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="directory for retrieval.json and retrieval.png")
     add_options(parser, BENCHMARK_FIELDS)  # --methods, --candidates, --position, ... (retrieval/settings.py)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow a model folder's own Python code to run (off: a model folder is data)")
 
 
 def run(args: argparse.Namespace) -> int:
     settings = from_args(args, BENCHMARK_FIELDS)
-    result = retrieval_benchmark(args.mixer, args.transformer, args.pairs, settings, device=args.device)
+    check_output_dir(args.out)
+    check_device(args.device)
+    for model_dir in (args.mixer, args.transformer):
+        load_model_config(model_dir, args.trust_remote_code)  # both folders checked before any work
+    result = retrieval_benchmark(args.mixer, args.transformer, args.pairs, settings, device=args.device, trust_remote_code=args.trust_remote_code)
     out = Path(args.out)
     atomic_write_text(out / "retrieval.json", json.dumps(result, indent=2) + "\n")
     plot_benchmark(result, out / "retrieval.png")
