@@ -62,10 +62,11 @@ def validate(obj: Any, source: str = "config", prefix: str = "") -> Any:
     """Run `validate()` of `obj` and of every dataclass inside it (for configs built in code, not loaded)."""
     for f in dataclasses.fields(obj):
         child = getattr(obj, f.name)
-        children = child if isinstance(child, list) else child.values() if isinstance(child, dict) else [child]
-        for i, item in enumerate(children):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        items = enumerate(child) if isinstance(child, list) else child.items() if isinstance(child, dict) else [(None, child)]
+        for index, item in items:
             if dataclasses.is_dataclass(item) and not isinstance(item, type):
-                validate(item, source, f"{prefix}.{f.name}" if prefix else f.name)
+                validate(item, source, key if index is None else f"{key}[{index}]" if isinstance(child, list) else f"{key}.{index}")
     _own_checks(obj, source, prefix)
     return obj
 

@@ -203,7 +203,10 @@ def clear_run(run_dir: str | os.PathLike) -> None:
     path = Path(run_dir)
     if not path.is_dir():
         return
+    run_folder = (path / RUN_CONFIG).is_file()  # else only Trainer-named entries go: a model of the user's stays
     for entry in path.iterdir():
+        if not run_folder and not entry.name.startswith((f"{CHECKPOINT_PREFIX}-", STAGING_DIR)):
+            continue
         ours = entry.name in (METRICS, SUMMARY, MODEL_CONFIG, RUN_CONFIG, STAGING_DIR, "generation_config.json") or entry.name.startswith(
             (f"{CHECKPOINT_PREFIX}-", "tokenizer", "special_tokens_map", "model.safetensors", "model-", "pytorch_model", "training_args")
         )

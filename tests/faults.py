@@ -7,6 +7,8 @@ what a user would see, as the issue counts it:
   traceback  an exception escaped main()
   silent     exit 0 on a mistake (a wrong result reported as a right one)
   partial    the command refused but left a file or folder behind (or changed one it must not)
+  right result  a case whose correct outcome is not an error (a finished run rerun, a symlink
+             written through), counted once its assertions passed
 
 The suite asserts "one line" and "nothing left behind" for every bad input; `OUTCOMES` collects
 the classification so `test_faults_commands.py::test_outcome_table` can print the table that
@@ -65,6 +67,12 @@ def expect_one_line(argv: list[str], capsys, *, watched: tuple[Path, ...] = (), 
     if names is not None:
         assert names in line, line
     return line
+
+
+def record(item: int) -> None:
+    """Count a case whose right outcome is not an error (a rerun that changes nothing, a link kept):
+    called after its assertions passed, so it is counted only when the behaviour held."""
+    OUTCOMES[(item, "right result")] += 1
 
 
 def tiny_config(tmp_path: Path, name: str = "run.yaml", cache: Path | None = None, **train) -> Path:

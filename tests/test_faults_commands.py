@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import VALID
-from faults import copy_model, expect_one_line, tiny_config
+from faults import copy_model, expect_one_line, record, tiny_config
 from masked_mixers.cli import main
 from masked_mixers.config import load_run_config
 from masked_mixers.training import train
@@ -113,6 +113,7 @@ def test_auto_map_code_is_never_run_without_trust_remote_code(work, tmp_path, ca
     err = capsys.readouterr().err
     assert not marker.exists(), "the model folder's code ran"
     assert rc == 0 if model_type is None else (rc == 2 and "Traceback" not in err and "error:" in err)
+    record(7)
 
 
 # --- 6 and 10. output paths ---------------------------------------------------------------------
@@ -127,6 +128,7 @@ def test_json_written_through_a_symlink_and_into_a_device(work, tmp_path, capsys
     assert (tmp_path / "link.json").is_symlink() and json.loads(target.read_text())["tokens"] > 0
     assert main([*base, "/dev/null"]) == 0
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    record(6)
 
 
 def _bad_outputs(tmp_path):
@@ -228,3 +230,5 @@ def test_cache_entries_follow_the_umask_and_killed_builds_are_removed(tmp_path):
     for path in [prepared.cache_path, *prepared.cache_path.rglob("*")]:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
+    record(14)
+    record(15)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import Trainer, TrainerCallback
 
-from faults import edit_yaml, expect_one_line, snapshot, tiny_config
+from faults import edit_yaml, expect_one_line, record, snapshot, tiny_config
 from masked_mixers.config import load_run_config
 from masked_mixers.errors import UserError
 from masked_mixers.rundir import locked, read_metrics
@@ -60,6 +60,7 @@ def test_rerun_of_a_finished_run_reports_it_and_changes_nothing(tmp_path, cache,
         assert main(["train", str(config)]) == 0
         assert "already finished (4 steps" in capsys.readouterr().out
     assert snapshot(out) == before
+    record(1)
 
 
 def test_killed_after_the_last_checkpoint_finishes_without_an_extra_step(tmp_path, cache):
@@ -72,6 +73,7 @@ def test_killed_after_the_last_checkpoint_finishes_without_an_extra_step(tmp_pat
     result = train(run)
     assert result.steps == 4 and not result.already_finished
     assert all(torch.equal(final[k], v) for k, v in _weights(out).items())
+    record(1)
 
 
 # --- 2. --no-resume removes the old run ---------------------------------------------------------
@@ -85,8 +87,9 @@ def test_no_resume_clears_old_checkpoints_so_a_later_run_cannot_resume_them(tmp_
     with pytest.raises(KeyboardInterrupt):  # the new run is killed after one step, before its first checkpoint
         train(run, resume=False, callbacks=[StopAt(1, KeyboardInterrupt())])
     assert not list(out.glob("checkpoint-*")) and not (out / "train_summary.json").exists()
-    assert max(r["step"] for r in read_metrics(out)) <= 1
+    assert all(r["step"] <= 1 for r in read_metrics(out))  # the old run's 4 logged steps are gone
     assert train(run).steps == 4  # a plain run now starts over instead of resuming the old run
+    record(2)
 
 
 # --- 3. a resume with a changed config ----------------------------------------------------------
@@ -107,6 +110,7 @@ def test_resumable_keys_may_change(tmp_path, cache):
     config = _config(tmp_path, cache, max_steps=6)
     train(load_run_config(config), callbacks=[StopAt(2)])
     assert train(load_run_config(config, ["train.logging_steps=2", "train.save_total_limit=3"])).steps == 6
+    record(3)
 
 
 # --- 4. one lock per output folder --------------------------------------------------------------
@@ -119,6 +123,7 @@ def test_second_train_on_a_locked_folder_is_one_line(tmp_path, cache, capsys):
         expect_one_line(["train", config], capsys, watched=(out,), names="another `train`", item=4)
     result = train(load_run_config(config))  # released: the folder is usable again
     assert result.steps == 4
+    record(4)
 
 
 # --- 5. the final model is staged ---------------------------------------------------------------
@@ -130,7 +135,8 @@ def test_a_kill_during_the_final_save_leaves_no_half_model(tmp_path, cache, monk
 
     def save_then_die(self, output_dir=None, _internal_call=False):
         real_save(self, output_dir, _internal_call)
-        raise KeyboardInterrupt  # the files are written into staging; nothing has moved yet
+        if not _internal_call:  # the final save (checkpoints call it internally): files are in staging, nothing moved
+            raise KeyboardInterrupt
 
     monkeypatch.setattr(Trainer, "save_model", save_then_die)
     with pytest.raises(KeyboardInterrupt):
@@ -139,6 +145,7 @@ def test_a_kill_during_the_final_save_leaves_no_half_model(tmp_path, cache, monk
     assert not (out / "config.json").exists() and not (out / "model.safetensors").exists()
     monkeypatch.undo()
     assert train(run).steps == 4 and (out / "config.json").is_file()
+    record(5)
 
 
 # --- 9. every training value checked before any data is read ------------------------------------
@@ -214,9 +221,11 @@ def test_train_loss_of_a_resumed_run_averages_every_step(tmp_path, cache):
         train(load_run_config(config), callbacks=[StopAt(5, KeyboardInterrupt())])
     resumed = train(load_run_config(config))
     assert resumed.steps == straight.steps == 8
-    assert math.isclose(resumed.train_loss, straight.train_loss, rel_tol=1e-5), (resumed.train_loss, straight.train_loss)
+    # the steps before the checkpoint come from the logged losses, which the Trainer rounds to 4 decimals
+    assert math.isclose(resumed.train_loss, straight.train_loss, abs_tol=1e-4), (resumed.train_loss, straight.train_loss)
     summary = json.loads((tmp_path / "b" / "out" / "train_summary.json").read_text())
-    assert math.isclose(summary["train_loss"], straight.train_loss, rel_tol=1e-5)
+    assert math.isclose(summary["train_loss"], straight.train_loss, abs_tol=1e-4)
+    record(15)
 
 
 def test_train_api_validates_configs_built_in_code(tmp_path):
