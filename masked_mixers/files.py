@@ -123,6 +123,19 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
             Path(tmp).unlink(missing_ok=True)
 
 
+def share_like_umask(root: str | os.PathLike) -> None:
+    """Give `root` and everything under it the permissions the umask asks for (0777/0666 less it).
+
+    mkdtemp makes folders 0700 and some writers (transformers' weights, mkstemp) files 0600, so
+    a cache or a model folder shared between users would be unreadable to the others.
+    """
+    mask = _umask()
+    for folder, _, files in os.walk(root):
+        os.chmod(folder, 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o666 & ~mask)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` via a temporary file in the same directory and a rename."""
     with atomic_path(path) as tmp:
@@ -173,4 +186,5 @@ __all__ = [
     "atomic_write_text",
     "save_figure",
     "save_safetensors",
+    "share_like_umask",
 ]

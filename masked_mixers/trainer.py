@@ -26,6 +26,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 
 from .errors import UserError, reason
+from .files import share_like_umask
 from .rundir import MODEL_CONFIG, STAGING_DIR
 
 
@@ -84,6 +85,7 @@ class RobustTrainer(Trainer):
         self._staged(root, lambda: self.save_model(staging), "final model")
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
+            share_like_umask(staging)
             names = sorted(os.listdir(staging), key=lambda name: name == MODEL_CONFIG)  # config.json last: it marks a model folder
             for name in names:
                 target = os.path.join(root, name)
@@ -102,6 +104,7 @@ class RobustTrainer(Trainer):
         self._staged(root, lambda: super(RobustTrainer, self)._save_checkpoint(model, trial), "checkpoint")
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
+            share_like_umask(staging)  # transformers writes weights 0600
             name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             target = os.path.join(root, name)
             shutil.rmtree(target, ignore_errors=True)  # a stale copy of the same step from an earlier run

@@ -233,3 +233,18 @@ def test_train_api_validates_configs_built_in_code(tmp_path):
     run.train.batch_size = 0
     with pytest.raises(UserError, match="train.batch_size"):
         train(run)
+
+
+def test_run_folder_follows_the_umask(tmp_path, cache):
+    """14: final weights and checkpoints came out 0600 (transformers' writer), unreadable to a shared group."""
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        train(load_run_config(_config(tmp_path, cache)))
+    finally:
+        os.umask(mask)
+    out = tmp_path / "out"
+    for path in [out / "model.safetensors", out / "checkpoint-4", *(out / "checkpoint-4").iterdir()]:
+        assert stat.S_IMODE(path.stat().st_mode) == (0o755 if path.is_dir() else 0o644), path
+    record(14)

@@ -17,6 +17,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from ..files import share_like_umask
+
 
 def fingerprint(inputs: dict) -> str:
     """A short stable hash of JSON-able `inputs` (key order does not matter)."""
@@ -50,16 +52,6 @@ def _remove_dead_builds(parent: Path) -> None:
             pass  # alive, owned by another user
 
 
-def _share_like_umask(root: Path) -> None:
-    """mkdtemp makes 0700 and some writers 0600; a cache shared between users needs the umask's modes."""
-    mask = os.umask(0)
-    os.umask(mask)
-    for folder, _, files in os.walk(root):
-        os.chmod(folder, 0o777 & ~mask)
-        for name in files:
-            os.chmod(os.path.join(folder, name), 0o666 & ~mask)
-
-
 def publish(final: Path, build: Callable[[Path], None]) -> Path:
     """Run `build(tmp_dir)` and rename tmp_dir to `final`; remove it if anything fails.
 
@@ -71,7 +63,7 @@ def publish(final: Path, build: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=_owner_prefix(final), suffix=".tmp"))
     try:
         build(tmp)
-        _share_like_umask(tmp)
+        share_like_umask(tmp)  # mkdtemp makes 0700: a cache shared between users needs the umask's modes
         try:
             os.rename(tmp, final)
         except OSError:
