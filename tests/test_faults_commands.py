@@ -119,6 +119,18 @@ def test_auto_map_code_is_never_run_without_trust_remote_code(work, tmp_path, ca
 # --- 6 and 10. output paths ---------------------------------------------------------------------
 
 
+def _device(tmp_path, name: str, minor: int):
+    """A private character device (1, minor: 3 null, 7 full) so that a regression that replaces the
+    destination with a regular file breaks only this node, never the machine's /dev/null or /dev/full
+    (which the code before issue 16 did, as root)."""
+    path = tmp_path / name
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, minor))
+    except PermissionError:
+        pytest.skip("creating device nodes needs root")
+    return path
+
+
 def test_json_written_through_a_symlink_and_into_a_device(work, tmp_path, capsys):
     target = tmp_path / "real.json"
     target.write_text("{}")
@@ -126,14 +138,15 @@ def test_json_written_through_a_symlink_and_into_a_device(work, tmp_path, capsys
     base = ["eval", str(work / "out"), "--data", str(VALID), "--max-documents", "4", "--json"]
     assert main([*base, str(tmp_path / "link.json")]) == 0
     assert (tmp_path / "link.json").is_symlink() and json.loads(target.read_text())["tokens"] > 0
-    assert main([*base, "/dev/null"]) == 0
-    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    null = _device(tmp_path, "null", 3)
+    assert main([*base, str(null)]) == 0
+    assert stat.S_ISCHR(os.stat(null).st_mode)
     record(6)
 
 
 def _bad_outputs(tmp_path):
     (tmp_path / "a_file").write_text("x")
-    return {"under a file": tmp_path / "a_file" / "x", "full device": "/dev/full", "a folder": tmp_path}
+    return {"under a file": tmp_path / "a_file" / "x", "full device": _device(tmp_path, "full", 7), "a folder": tmp_path}
 
 
 @pytest.mark.parametrize("where", ["under a file", "full device"])
@@ -141,6 +154,7 @@ def _bad_outputs(tmp_path):
 def test_bad_output_file_is_one_line(work, tmp_path, capsys, command, where):
     out = _bad_outputs(tmp_path)[where]
     expect_one_line(_argv(command, work / "out", work, out), capsys, watched=(tmp_path / "a_file",), item=10)
+    assert where != "full device" or stat.S_ISCHR(os.stat(out).st_mode)
 
 
 @pytest.mark.parametrize(

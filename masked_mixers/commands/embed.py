@@ -40,12 +40,12 @@ def run(args: argparse.Namespace) -> int:
     from_args(args, EMBED_FIELDS)  # --batch-size, --max-length in range
     check_output_file(args.out)
     check_device(args.device)
-    model, tokenizer = load_language_model(args.model_dir, args.device, trust_remote_code=args.trust_remote_code)
-    if args.pairs:
+    if args.pairs:  # inputs read before the model loads: a bad pair file costs nothing
         pairs = read_pairs(args.pairs)
         texts = {"queries": [p.query for p in pairs], "passages": [p.passage for p in pairs]}
     else:
         texts = {"documents": load_documents(args.corpus, split=args.split, text_field=args.text_field, max_documents=args.max_documents)}
+    model, tokenizer = load_language_model(args.model_dir, args.device, trust_remote_code=args.trust_remote_code)
     tensors = {
         name: embed_texts(model, tokenizer, items, args.position, args.batch_size, args.max_length, desc=f"embed {name}")
         for name, items in texts.items()
