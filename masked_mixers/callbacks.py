@@ -9,6 +9,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from .errors import UserError
 from .files import atomic_write_text
 from .rundir import read_metrics
 
@@ -43,8 +44,11 @@ class MetricsCallback(TrainerCallback):
         record = {"step": state.global_step, "elapsed_s": round(self.elapsed(), 3), "tokens_seen": state.global_step * self.tokens_per_step}
         record.update({k: v for k, v in logs.items() if isinstance(v, (int, float))})
         self.history.append(record)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        try:
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as err:  # a full disk or a folder gone read-only mid-run
+            raise UserError(f"{self.path}: cannot write ({err.strerror or err})") from None
 
 
 class TimeBudgetCallback(TrainerCallback):

@@ -11,11 +11,18 @@ The compare schema, which reuses ModelSpec, DataConfig and TrainConfig, is in co
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .configfile import apply_overrides, from_dict, load_config, load_yaml, save_yaml, to_dict
+from .errors import UserError
+from .configfile import apply_overrides, at_least, from_dict, load_config, load_mapping, load_yaml, require, save_yaml, to_dict
+
+# An L x L mixing matrix per layer and L-token examples: past a million tokens no model here is
+# buildable, and refusing it in the config stops tokenizing (and caching) for a run that cannot start.
+MAX_SEQ_LEN = 2**20
+LOGGERS_BUILT_IN = ("jsonl", "none")  # jsonl: our metrics.jsonl; none: no Trainer integration
 
 MixerType = Literal["flat", "expanded", "multihead"]
 LinearVariant = Literal["linear", "relu", "near_linear"]
@@ -66,6 +73,13 @@ class ModelSpec:
     decoder_position_embedding: bool = True
     linear_variant: LinearVariant = "linear"
 
+    def validate(self) -> None:
+        """Sizes in range (each family's own knobs are checked by the factory against its declaration)."""
+        at_least(self, 1, "hidden_size", "num_hidden_layers", "seq_len", "num_heads", "expansion", "ff_mult")
+        at_least(self, 1, "vocab_size", "intermediate_size", "encoder_layers", "decoder_layers", "compression_dim", optional=True)
+        require(self.seq_len <= MAX_SEQ_LEN, "seq_len", self.seq_len, f"must be at most {MAX_SEQ_LEN}")
+        require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
+
     @property
     def label(self) -> str:
         """A short name for tables and plots."""
@@ -104,6 +118,13 @@ class DataConfig:
     add_eos: bool = True
     cache_dir: str = "~/.cache/masked_mixers"
     num_proc: int | None = None
+
+    def validate(self) -> None:
+        require(bool(self.source), "source", self.source, "must name a dataset or at least one file")
+        require(0 <= self.eval_fraction < 1, "eval_fraction", self.eval_fraction, "must be in [0, 1)")
+        at_least(self, 1, "max_documents", "max_eval_documents", "num_proc", optional=True)
+        at_least(self, 1, "vocab_size")
+        require(bool(self.cache_dir), "cache_dir", self.cache_dir, "must be a directory")
 
 
 @dataclass
@@ -151,6 +172,21 @@ class TrainConfig:
     fsdp: bool = False
     fsdp_config: dict[str, str | bool | int | float | list[str]] = field(default_factory=dict)
 
+    def validate(self) -> None:
+        """Every value Hugging Face / torch would otherwise meet only after data preparation."""
+        require(bool(self.output_dir), "output_dir", self.output_dir, "must be a directory")
+        at_least(self, 1, "max_steps", "batch_size", "gradient_accumulation_steps", "logging_steps")
+        at_least(self, 1, "eval_batch_size", "max_eval_batches", "save_total_limit", optional=True)
+        at_least(self, 0, "num_workers", optional=True)  # null: chosen for the device (training._data_loading)
+        at_least(self, 0, "warmup_steps", "eval_steps", "save_steps", "weight_decay", "max_grad_norm")
+        require(self.max_seconds is None or (math.isfinite(self.max_seconds) and self.max_seconds > 0), "max_seconds", self.max_seconds, "must be positive or null")
+        require(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate", self.learning_rate, "must be a finite positive number")
+        for key in ("adam_beta1", "adam_beta2"):
+            require(0 <= getattr(self, key) < 1, key, getattr(self, key), "must be in [0, 1)")
+        require(0 <= self.seed < 2**32, "seed", self.seed, "must be in [0, 2**32)")
+        check_scheduler(self.lr_scheduler)
+        check_loggers(self.report_to)
+
 
 @dataclass
 class RunConfig:
@@ -161,13 +197,47 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+def check_scheduler(name: str, key: str = "lr_scheduler") -> None:
+    """A learning-rate schedule transformers knows (its SchedulerType), named at load time."""
+    from transformers import SchedulerType
+
+    known = [s.value for s in SchedulerType]
+    require(name in known, key, name, f"must be one of {', '.join(known)}")
+
+
+def check_loggers(names: list[str], installed: bool = False) -> None:
+    """report_to: our jsonl, none, or a Trainer integration; with `installed`, one installed here.
+
+    The config check knows the names (a typo is refused wherever the config is read); `train`
+    checks installation before reading data, so a paper config with tensorboard still loads for
+    `prepare` on a machine without it.
+    """
+    from transformers.integrations import get_available_reporting_integrations
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    known = set(LOGGERS_BUILT_IN) | (set(get_available_reporting_integrations()) if installed else set(INTEGRATION_TO_CALLBACK))
+    for name in names:
+        if installed:
+            require(name in known, "report_to", name, f"is not installed here (available: {', '.join(sorted(known))})")
+        else:
+            require(name in known, "report_to", name, f"must be one of {', '.join(sorted(known))}")
+
+
 def load_run_config(path: str | os.PathLike, overrides: list[str] | None = None) -> RunConfig:
-    """Read a run config YAML (with optional --set overrides) into a checked RunConfig."""
-    return load_config(RunConfig, path, overrides, what="sections (model, data, train)")
+    """Read a run config YAML (with optional --set overrides) into a checked RunConfig.
+
+    The `model` section is required: a run that forgot it would otherwise train the default model.
+    """
+    raw = load_mapping(path, "sections (model, data, train)")
+    config = load_config(RunConfig, path, overrides, what="sections (model, data, train)")
+    if "model" not in raw and not any(o.strip().startswith("model.") for o in overrides or []):
+        raise UserError(f"{path}: no 'model' section; say which model to train (e.g. model: {{family: mixer}})")
+    return config
 
 
 # the YAML machinery, re-exported for code that reads a run's config by hand
 __all__ = [
-    "DataConfig", "LinearVariant", "MixerType", "ModelSpec", "OnNonfinite", "Optimizer", "PaddingSide", "Precision", "RunConfig", "TrainConfig",
+    "MAX_SEQ_LEN", "check_loggers", "check_scheduler", "DataConfig", "LinearVariant", "MixerType", "ModelSpec", "OnNonfinite", "Optimizer",
+    "PaddingSide", "Precision", "RunConfig", "TrainConfig",
     "apply_overrides", "from_dict", "load_run_config", "load_yaml", "save_yaml", "to_dict",
 ]

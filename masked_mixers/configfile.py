@@ -13,6 +13,7 @@ unions, `list[X]`, `dict[K, V]`, nested dataclasses and `typing.Literal[...]` fo
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -23,6 +24,61 @@ import yaml
 
 from .errors import UserError
 from .files import atomic_write_text
+
+
+class InvalidValue(UserError):
+    """A value of the right type but out of range, raised by a dataclass's `validate()`.
+
+    `key` is relative to the dataclass ("batch_size"); the loader prefixes the file and the section,
+    so the user reads `configs/x.yaml: key 'train.batch_size' must be at least 1, got 0`.
+    """
+
+    def __init__(self, key: str, value: Any, rule: str):
+        self.key, self.value, self.rule = key, value, rule
+        super().__init__(f"key {key!r} {rule}, got {value!r}")
+
+    def located(self, source: str, prefix: str) -> UserError:
+        key = f"{prefix}.{self.key}" if prefix else self.key
+        return UserError(f"{source}: key {key!r} {self.rule}, got {self.value!r}")
+
+
+def require(ok: bool, key: str, value: Any, rule: str) -> None:
+    """The one way `validate()` methods refuse a value: `require(x >= 1, "batch_size", x, "must be at least 1")`."""
+    if not ok:
+        raise InvalidValue(key, value, rule)
+
+
+def at_least(obj: Any, minimum: float, *keys: str, optional: bool = False) -> None:
+    """Each of `keys` of `obj` is a finite number >= minimum (or None when `optional`)."""
+    for key in keys:
+        value = getattr(obj, key)
+        if value is None and optional:
+            continue
+        finite = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+        require(finite and value >= minimum, key, value, f"must be at least {minimum:g}")
+
+
+def validate(obj: Any, source: str = "config", prefix: str = "") -> Any:
+    """Run `validate()` of `obj` and of every dataclass inside it (for configs built in code, not loaded)."""
+    for f in dataclasses.fields(obj):
+        child = getattr(obj, f.name)
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        items = enumerate(child) if isinstance(child, list) else child.items() if isinstance(child, dict) else [(None, child)]
+        for index, item in items:
+            if dataclasses.is_dataclass(item) and not isinstance(item, type):
+                validate(item, source, key if index is None else f"{key}[{index}]" if isinstance(child, list) else f"{key}.{index}")
+    _own_checks(obj, source, prefix)
+    return obj
+
+
+def _own_checks(obj: Any, source: str, prefix: str) -> None:
+    check = getattr(obj, "validate", None)
+    if check is None:
+        return
+    try:
+        check()
+    except InvalidValue as err:
+        raise err.located(source, prefix) from None
 
 
 def _type_name(tp: Any) -> str:
@@ -92,7 +148,9 @@ def _from_dict(cls: type, data: Any, source: str, prefix: str = "") -> Any:
         if key not in names:
             raise UserError(f"{source}: unknown key {path!r} (known: {', '.join(sorted(names))})")
         kwargs[key] = _coerce(value, hints[key], source, path)
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    _own_checks(obj, source, prefix)  # values in range, before anything reads data (nested ones already checked)
+    return obj
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -167,4 +225,4 @@ def save_yaml(obj: Any, path: str | os.PathLike) -> None:
     atomic_write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False))
 
 
-__all__ = ["apply_overrides", "from_dict", "load_config", "load_mapping", "load_yaml", "parse_override", "save_yaml", "to_dict"]
+__all__ = ["InvalidValue", "at_least", "require", "validate", "apply_overrides", "from_dict", "load_config", "load_mapping", "load_yaml", "parse_override", "save_yaml", "to_dict"]

@@ -145,15 +145,24 @@ def _check_fits_in_memory(spec: ModelSpec, vocab_size: int | None, token_ids: di
     if weight_bytes > available:
         raise UserError(
             f"model: {spec.family} with {sizes} needs {weight_bytes / 2**30:,.1f} GiB for its weights alone, "
-            f"more than the {available / 2**30:,.1f} GiB of free memory; reduce model.hidden_size or model.num_hidden_layers"
+            f"more than the {available / 2**30:,.1f} GiB of free memory; reduce model.hidden_size, model.num_hidden_layers or model.seq_len"
         )
 
 
-def build_model(spec: ModelSpec, vocab_size: int | None = None, **token_ids) -> tuple[PreTrainedModel, ParameterCount]:
-    """Build a freshly initialised model of `spec.family` and count its parameters."""
+def check_model_size(spec: ModelSpec, vocab_size: int | None = None, **token_ids) -> None:
+    """Refuse a model that cannot be built or does not fit in memory, without allocating it.
+
+    `train` and `prepare` call this before tokenizing (with the configured vocabulary size as the
+    estimate), so an impossible seq_len or width never costs a data preparation and a cache entry.
+    """
     for key in _SIZE_KEYS:
         if getattr(spec, key) < 1:
             raise UserError(f"model.{key}: must be at least 1, got {getattr(spec, key)}")
     _check_fits_in_memory(spec, vocab_size, token_ids)
+
+
+def build_model(spec: ModelSpec, vocab_size: int | None = None, **token_ids) -> tuple[PreTrainedModel, ParameterCount]:
+    """Build a freshly initialised model of `spec.family` and count its parameters."""
+    check_model_size(spec, vocab_size, **token_ids)
     model = family(spec.family).model_class(model_config(spec, vocab_size, **token_ids))
     return model, count_parameters(model)

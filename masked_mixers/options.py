@@ -69,4 +69,11 @@ def add_device(parser: argparse.ArgumentParser, what: str = "the model") -> None
     parser.add_argument("--device", default="auto", help=f"where {what} runs: auto, cpu, cuda, cuda:N or mps (auto: cuda if available, then mps, then cpu)")
 
 
-__all__ = ["HelpFormatter", "add_device", "add_output"]
+def add_trust_remote_code(parser: argparse.ArgumentParser) -> None:
+    """`--trust-remote-code`: off by default, so a model folder is data and none of its Python code runs."""
+    parser.add_argument(
+        "--trust-remote-code", action="store_true", help="allow a model folder's own Python code to run (off: a model folder is data)"
+    )
+
+
+__all__ = ["HelpFormatter", "add_device", "add_output", "add_trust_remote_code"]

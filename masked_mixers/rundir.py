@@ -10,8 +10,10 @@
                                    goes, so a kill can leave its last line torn
   train_summary.json               what the finished run measured (SUMMARY), written at the end
   checkpoint-N/                    Trainer checkpoints (CHECKPOINT_PREFIX), for resume
-  .checkpoint-staging/             a checkpoint being written (STAGING_DIR), renamed to
-                                   checkpoint-N once complete (trainer.py)
+  .checkpoint-staging/             a checkpoint or the final model being written (STAGING_DIR),
+                                   renamed into place once complete (trainer.py)
+  .lock                            held (flock) by the `train` writing the folder (LOCK), so a
+                                   second `train` on the same folder stops with one line
 
 Everything that reads a run folder (eval, generate, the probes, retrieval, compare) goes through
 `load_run` and `read_metrics` here, so a change of layout or of loading policy happens in one place.
@@ -19,12 +21,16 @@ Everything that reads a run folder (eval, generate, the probes, retrieval, compa
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError, reason
+from .files import make_dir
 
 MODEL_CONFIG = "config.json"
 RUN_CONFIG = "run.yaml"
@@ -32,6 +38,41 @@ METRICS = "metrics.jsonl"
 SUMMARY = "train_summary.json"
 CHECKPOINT_PREFIX = "checkpoint"  # transformers.trainer_utils.PREFIX_CHECKPOINT_DIR: checkpoint-<step>
 STAGING_DIR = ".checkpoint-staging"
+LOCK = ".lock"
+WEIGHTS_SUFFIXES = (".safetensors", ".bin")
+
+
+@contextmanager
+def locked(run_dir: str | os.PathLike, enabled: bool = True) -> Iterator[Path]:
+    """Hold the run folder's lock (created with the folder) while a `train` writes it.
+
+    An advisory flock, released by the kernel when the process dies, so a killed run never leaves
+    a stale lock. Under torchrun only process 0 takes it (`enabled`): the processes of one run
+    share the folder, two runs must not (metrics would interleave, staging folders collide).
+    """
+    path = make_dir(run_dir)
+    if not enabled:
+        yield path
+        return
+    try:
+        handle = open(path / LOCK, "a+", encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"{path}: cannot write ({err.strerror or err})") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise UserError(f"{path}: another `train` (pid {holder}) is writing this output directory; wait for it or choose another train.output_dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield path
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def is_model_dir(path: str | os.PathLike) -> bool:
@@ -39,31 +80,142 @@ def is_model_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / MODEL_CONFIG).is_file()
 
 
-def load_run(model_dir: str | os.PathLike):
-    """(model in eval mode, tokenizer) from a directory written by `masked-mixers train`.
+def _check_weight_files(path: Path) -> None:
+    """Every weights file must be readable as what its name says, checked cheaply before loading.
 
-    The model class follows the family's task (models.family_of): AutoModelForCausalLM for
-    language models, AutoModel for the autoencoders. No code from the directory is ever run
-    (trust_remote_code=False): a model folder is data. The tokenizer keeps the padding side it
-    was saved with, which is the side the model was trained with (generation lays prompts out
-    on it). Anything that is not a loadable model folder of this package is one-line UserError.
+    A truncated or empty safetensors file fails in safetensors' Rust reader with an exception type
+    of its own; a folder with no weights at all would load as a randomly initialised model.
     """
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from safetensors import safe_open
 
-    from .models import AUTOENCODE, family_of  # also registers this package's model types with the Auto classes
+    weights = [p for p in path.iterdir() if p.suffix in WEIGHTS_SUFFIXES]
+    if not weights:
+        raise UserError(f"{path}: no model weights (model.safetensors); the run did not finish saving")
+    for file in weights:
+        if file.suffix != ".safetensors":
+            continue
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except Exception as err:  # safetensors_rust.SafetensorError and OS errors: a damaged file
+            raise UserError(f"{file}: damaged weights file ({reason(err)})") from None
+
+
+def load_model_config(model_dir: str | os.PathLike, trust_remote_code: bool = False):
+    """The transformers config of a saved model folder; a damaged or foreign one is one line."""
+    from transformers import AutoConfig
+
+    from . import models  # noqa: F401  registers this package's model types with the Auto classes
 
     path = Path(model_dir)
     if not is_model_dir(path):
         raise UserError(f"{path}: not a model directory (no {MODEL_CONFIG}); pass the output_dir of a training run")
     try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as err:  # not JSON, unknown model_type, custom code refused: the folder is at fault
+        raise UserError(f"{path / MODEL_CONFIG}: cannot read the model config ({type(err).__name__}: {reason(err)})") from None
+
+
+def load_run(model_dir: str | os.PathLike, trust_remote_code: bool = False):
+    """(model in eval mode, tokenizer) from a directory written by `masked-mixers train`.
+
+    The model class follows the family's task (models.family_of): AutoModelForCausalLM for
+    language models, AutoModel for the autoencoders. No code from the directory is run unless
+    the user passed --trust-remote-code: a model folder is data. Weights must match the config
+    exactly (no missing, unexpected or reshaped tensor), else the model would run partly random.
+    The tokenizer keeps the padding side it was saved with, which is the side the model was
+    trained with (generation lays prompts out on it). Anything that is not a loadable model
+    folder is a one-line UserError naming it.
+    """
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    from .models import AUTOENCODE, family_of
+
+    path = Path(model_dir)
+    config = load_model_config(path, trust_remote_code)
+    _check_weight_files(path)
+    try:
         family = family_of(config)
         model_class = AutoModel if family.task == AUTOENCODE else AutoModelForCausalLM
-        model = model_class.from_pretrained(path, trust_remote_code=False)
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
-        raise UserError(f"{path}: cannot load the model or its tokenizer ({reason(err)})") from None
+        model, info = model_class.from_pretrained(path, trust_remote_code=trust_remote_code, output_loading_info=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except UserError:
+        raise
+    except Exception as err:  # whatever the libraries fail on while parsing the folder's files
+        raise UserError(f"{path}: cannot load the model or its tokenizer ({type(err).__name__}: {reason(err)})") from None
+    wrong = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    if wrong:
+        what = "; ".join(f"{k.replace('_', ' ')}: {', '.join(map(str, sorted(v, key=str)[:3]))}{' ...' if len(v) > 3 else ''}" for k, v in wrong.items())
+        raise UserError(f"{path}: the weights do not match {MODEL_CONFIG} ({what})")
     return model.eval(), tokenizer
+
+
+# Keys a resumed run may change: bookkeeping, budgets and where things live, never what is computed.
+RESUMABLE_KEYS = frozenset({
+    "train.output_dir", "train.max_seconds", "train.eval_steps", "train.max_eval_batches", "train.eval_batch_size",
+    "train.save_steps", "train.save_total_limit", "train.logging_steps", "train.num_workers", "train.report_to",
+    "data.cache_dir", "data.num_proc",
+})
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def changed_keys(run_dir: str | os.PathLike, run) -> list[str]:
+    """Keys of `run` that differ from the run.yaml a previous run left in `run_dir` (resumable keys excepted).
+
+    A resume that silently used the old learning rate, or failed on a size mismatch after
+    overwriting run.yaml, would lose the record of what the checkpoints were trained with.
+    """
+    from .configfile import load_yaml, to_dict
+
+    path = Path(run_dir) / RUN_CONFIG
+    if not path.is_file():
+        return []
+    old, new = _flatten(load_yaml(path)), _flatten(to_dict(run))
+    return sorted(k for k in old.keys() | new.keys() if k not in RESUMABLE_KEYS and old.get(k) != new.get(k))
+
+
+def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """train_summary.json of a finished run, or None (absent, or torn by a kill: then not finished)."""
+    path = Path(run_dir) / SUMMARY
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) and is_model_dir(run_dir) else None
+
+
+def clear_run(run_dir: str | os.PathLike) -> None:
+    """Remove what an earlier run left (checkpoints, metrics, summary, model) before --no-resume starts over.
+
+    Kept: the lock and anything this package did not write. Without this, a later plain run
+    would resume the old run's checkpoints.
+    """
+    import shutil
+
+    path = Path(run_dir)
+    if not path.is_dir():
+        return
+    run_folder = (path / RUN_CONFIG).is_file()  # else only Trainer-named entries go: a model of the user's stays
+    for entry in path.iterdir():
+        if not run_folder and not entry.name.startswith((f"{CHECKPOINT_PREFIX}-", STAGING_DIR)):
+            continue
+        ours = entry.name in (METRICS, SUMMARY, MODEL_CONFIG, RUN_CONFIG, STAGING_DIR, "generation_config.json") or entry.name.startswith(
+            (f"{CHECKPOINT_PREFIX}-", "tokenizer", "special_tokens_map", "model.safetensors", "model-", "pytorch_model", "training_args")
+        )
+        if not ours:
+            continue
+        try:
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        except OSError as err:
+            raise UserError(f"{entry}: cannot remove the earlier run's file ({err.strerror or err})") from None
 
 
 def metrics_path(run_dir: str | os.PathLike) -> Path:
@@ -102,6 +254,13 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 __all__ = [
     "CHECKPOINT_PREFIX",
+    "RESUMABLE_KEYS",
+    "changed_keys",
+    "clear_run",
+    "read_summary",
+    "LOCK",
+    "load_model_config",
+    "locked",
     "METRICS",
     "MODEL_CONFIG",
     "RUN_CONFIG",

@@ -4,6 +4,9 @@
    save leaves a half-written folder that `get_last_checkpoint` would then pick for resume. Here
    every process writes into a staging folder and the main process renames it to
    `checkpoint-N` only once all files are complete (a rename within one filesystem is atomic).
+   The final model goes through the same staging folder (`save_final`), its config.json moved
+   last, so a kill mid-save never leaves a folder that looks like a model but is not one. A save
+   that fails (full disk, read-only folder) removes the staging folder and stops with one line.
 2. A non-finite loss guard. A NaN/inf loss either stops training with one line naming the step
    and the last good checkpoint, or (train.on_nonfinite = "skip") drops that step's gradients so
    the optimizer does not apply them. All processes agree, so DDP ranks never diverge or hang.
@@ -26,8 +29,9 @@ import torch.distributed as dist
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 
-from .errors import UserError
-from .rundir import STAGING_DIR
+from .errors import UserError, reason
+from .files import share_like_umask
+from .rundir import MODEL_CONFIG, STAGING_DIR
 
 
 class NonFiniteLoss(UserError):
@@ -76,19 +80,47 @@ class RobustTrainer(Trainer):
         self.first_bad = None  # "stop": (step, loss) of the first non-finite loss, as device tensors; step 0 = none yet
         self.add_callback(_DropUpdate(self) if on_nonfinite == "skip" else _CheckAtSyncPoints(self))
 
+    def _staged(self, root: str, save, what: str) -> None:
+        """Run `save()` with args.output_dir pointed at the staging folder; a failure is one line."""
+        staging = os.path.join(root, STAGING_DIR)
+        self.args.output_dir = staging
+        try:
+            save()
+        except (OSError, RuntimeError) as err:  # torch.save's "enforce fail" on a full disk is a RuntimeError
+            shutil.rmtree(staging, ignore_errors=True)  # the disk is not left full of a partial save
+            raise UserError(f"{root}: cannot save the {what} ({reason(err)})") from None
+        finally:
+            self.args.output_dir = root
+
+    def save_final(self, root: str) -> None:
+        """save_model through the staging folder; files then move into `root`, config.json last."""
+        staging = os.path.join(root, STAGING_DIR)
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self._staged(root, lambda: self.save_model(staging), "final model")
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            share_like_umask(staging)
+            names = sorted(os.listdir(staging), key=lambda name: name == MODEL_CONFIG)  # config.json last: it marks a model folder
+            for name in names:
+                target = os.path.join(root, name)
+                if os.path.isdir(target) and not os.path.islink(target):
+                    shutil.rmtree(target)
+                os.replace(os.path.join(staging, name), target)
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+
     def _save_checkpoint(self, model, trial) -> None:
         root = self.args.output_dir
         staging = os.path.join(root, STAGING_DIR)
         if self.args.should_save:
             shutil.rmtree(staging, ignore_errors=True)
         self.accelerator.wait_for_everyone()
-        self.args.output_dir = staging
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self.args.output_dir = root
+        self._staged(root, lambda: super(RobustTrainer, self)._save_checkpoint(model, trial), "checkpoint")
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
+            share_like_umask(staging)  # transformers writes weights 0600
             name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             target = os.path.join(root, name)
             shutil.rmtree(target, ignore_errors=True)  # a stale copy of the same step from an earlier run

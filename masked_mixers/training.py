@@ -20,15 +20,15 @@ from transformers import PreTrainedModel, TrainingArguments, default_data_collat
 from transformers.trainer_utils import get_last_checkpoint
 
 from .callbacks import MetricsCallback, TimeBudgetCallback
-from .config import RunConfig
-from .configfile import save_yaml
+from .config import RunConfig, check_loggers
+from .configfile import InvalidValue, save_yaml, validate
 from .errors import UserError
 from .evaluation import evaluate
-from .factory import ParameterCount, build_model, count_parameters
-from .files import atomic_write_json
+from .factory import ParameterCount, build_model, check_model_size, count_parameters
+from .files import atomic_write_json, check_output_dir
 from .memory import PeakMemory
 from .tasks import model_task, trainer_metric_hooks
-from .rundir import METRICS, RUN_CONFIG, STAGING_DIR, SUMMARY
+from .rundir import METRICS, RUN_CONFIG, STAGING_DIR, SUMMARY, changed_keys, clear_run, locked, read_summary
 from .trainer import RobustTrainer
 
 
@@ -49,6 +49,7 @@ class TrainResult:
     peak_memory_bytes: int | None = None
     stopped_by: str = "max_steps"
     skipped_steps: list[int] = field(default_factory=list)  # non-finite losses dropped (train.on_nonfinite=skip)
+    already_finished: bool = False  # the output folder held this run, finished: nothing was trained or written
 
 
 def _precision(name: str) -> dict[str, bool]:
@@ -133,13 +134,94 @@ def _resume_checkpoint(output_dir: str, resume: bool) -> str | None:
     return get_last_checkpoint(output_dir) if resume else None
 
 
+def _checkpoint_step(checkpoint: str | None) -> int:
+    return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
+
+
+def _is_finished(summary: dict | None, run: RunConfig) -> bool:
+    """Done: the summary says max_steps were trained, or the wall-clock budget was spent and not raised since.
+    (A run stopped otherwise, e.g. by a callback, resumes from its newest checkpoint.)"""
+    if summary is None:
+        return False
+    if summary.get("steps", 0) >= run.train.max_steps:
+        return True
+    raised = run.train.max_seconds is None or run.train.max_seconds > summary.get("train_seconds", 0.0)
+    return summary.get("stopped_by") == "max_seconds" and not raised
+
+
+def _check_previous_run(run: RunConfig, out: Path, resume: bool, main: bool) -> dict | None:
+    """Before any data is read: the earlier run in `out` is cleared (--no-resume, process 0), or must
+    have the same config; returns its summary when it already finished (nothing is then changed)."""
+    if not resume:
+        if main:
+            clear_run(out)
+        return None
+    summary = read_summary(out)
+    changed = changed_keys(out, run)
+    if changed and (summary is not None or (out.is_dir() and get_last_checkpoint(str(out)))):  # nothing to resume: no conflict
+        raise UserError(
+            f"{out}: the run there was trained with a different config ({', '.join(changed)} changed); "
+            "use the same values, another train.output_dir, or --no-resume to start over"
+        )
+    return summary if _is_finished(summary, run) else None
+
+
+def _finished_result(out: Path, summary: dict) -> TrainResult:
+    """The TrainResult of a run that had already finished, read back from its folder."""
+    from .rundir import load_run, read_metrics
+
+    model, _ = load_run(out)
+    fields = ("eval_metrics", "train_loss", "steps", "tokens_seen", "train_seconds", "tokens_per_second", "peak_memory_bytes", "stopped_by", "skipped_steps")
+    result = TrainResult(output_dir=out, model=model, parameters=count_parameters(model), history=read_metrics(out), already_finished=True)
+    for key in fields:
+        if key in summary:
+            setattr(result, key, summary[key])
+    return result
+
+
+def _train_loss(history: list[dict], output, resumed_at: int, steps: int) -> float | None:
+    """Mean training loss over all steps: the Trainer's own covers only the steps since a resume,
+    so the logged interval means before the checkpoint (each over the steps since the last log) weigh in."""
+    if not resumed_at or not steps:
+        return output.training_loss
+    logged, previous, total = 0, 0, 0.0
+    for record in history:
+        if "loss" in record and record["step"] <= resumed_at:
+            total += record["loss"] * (record["step"] - previous)
+            logged, previous = record["step"], record["step"]
+    if logged != resumed_at:
+        return output.training_loss  # the checkpoint falls between logs: no exact earlier mean
+    return (total + output.training_loss * (steps - resumed_at)) / steps
+
+
 def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, callbacks=(), resume: bool = True) -> TrainResult:
     """Train `run.model` (or the given `model`) on `prepared` (or on `run.data`, prepared here).
 
-    resume: continue from the newest checkpoint in run.train.output_dir when there is one.
+    resume: continue from the newest checkpoint in run.train.output_dir when there is one; a run
+      that already finished is returned as it is, and a changed config is refused. False clears
+      the earlier run's checkpoints, metrics and model first.
     callbacks: extra TrainerCallbacks (tests use one to interrupt a run).
+    Everything that can be checked is checked before data is read: the config's values, the
+    output folder, the model's size, the folder's lock and the earlier run in it.
     """
+    validate(run)
+    try:
+        check_loggers(run.train.report_to, installed=True)
+    except InvalidValue as err:
+        raise err.located("config", "train") from None
     args = training_arguments(run, has_eval=prepared is None or prepared.eval is not None)
+    out = Path(run.train.output_dir)
+    check_output_dir(out)
+    if model is None:
+        check_model_size(run.model, run.model.vocab_size or (len(prepared.tokenizer) if prepared is not None else run.data.vocab_size))
+    with locked(out, enabled=args.process_index == 0):
+        finished = _check_previous_run(run, out, resume, main=args.process_index == 0)
+        if finished is not None:
+            return _finished_result(out, finished)
+        return _train(run, args, out, prepared, model, callbacks, resume)
+
+
+def _train(run: RunConfig, args, out: Path, prepared, model, callbacks, resume: bool) -> TrainResult:
     if prepared is None:
         from .data import prepare_data
 
@@ -154,8 +236,6 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
         model, _ = build_model(
             run.model, len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
         )
-    out = Path(run.train.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if args.process_index == 0:
         save_yaml(run, out / RUN_CONFIG)
     world = max(args.world_size, 1)
@@ -179,9 +259,24 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
     )
     checkpoint = _resume_checkpoint(run.train.output_dir, resume)
     with PeakMemory() as peak:
-        output = trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(str(out))  # model (safetensors) + tokenizer, for AutoModelForCausalLM/AutoTokenizer
+        if _checkpoint_step(checkpoint) >= run.train.max_steps:  # killed after the last checkpoint: train no extra step
+            output = _restore_only(trainer, checkpoint, metrics)
+        else:
+            output = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_final(str(out))  # model (safetensors) + tokenizer, staged then renamed into place
+    output = output._replace(training_loss=_train_loss(metrics.history, output, _checkpoint_step(checkpoint), trainer.state.global_step))
     return _finish(run, trainer, output, metrics, budget, peak, prepared, out)
+
+
+def _restore_only(trainer: RobustTrainer, checkpoint: str, metrics: MetricsCallback):
+    """Load a final checkpoint without training (the Trainer would take one step past max_steps)."""
+    from transformers.trainer_callback import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
+    metrics.on_train_begin(trainer.args, trainer.state, trainer.control)
+    return TrainOutput(trainer.state.global_step, 0.0, {})
 
 
 def _finish(run, trainer, output, metrics, budget, peak, prepared, out) -> TrainResult:
@@ -207,7 +302,7 @@ def _finish(run, trainer, output, metrics, budget, peak, prepared, out) -> Train
             model, _eval_subset(prepared.eval, run), batch_size=run.train.eval_batch_size or run.train.batch_size
         )
     if trainer.is_world_process_zero():
-        summary = {k: v for k, v in vars(result).items() if k not in ("model", "history", "output_dir", "parameters")}
+        summary = {k: v for k, v in vars(result).items() if k not in ("model", "history", "output_dir", "parameters", "already_finished")}
         summary["parameters"] = vars(result.parameters)
         summary["task"] = model_task(model)
         atomic_write_json(out / SUMMARY, summary)

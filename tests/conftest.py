@@ -34,3 +34,23 @@ def tiny_prepared(tiny_data_config):
     from masked_mixers.data import prepare_data
 
     return prepare_data(tiny_data_config, seq_len=64, progress=False)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault suite's outcome table (tests/faults.py), when it ran: issue item -> outcome -> count."""
+    import sys
+
+    faults = sys.modules.get("faults")
+    if faults is None or not faults.OUTCOMES:
+        return
+    table = {}
+    for (item, outcome), count in faults.OUTCOMES.items():
+        table.setdefault(item, {}).setdefault(outcome, 0)
+        table[item][outcome] += count
+    terminalreporter.write_sep("-", "fault suite outcomes (issue 16 item: outcome counts)")
+    for item in sorted(table, key=lambda i: (i is None, i or 0)):
+        terminalreporter.write_line(f"item {item}: " + ", ".join(f"{k} {v}" for k, v in sorted(table[item].items())))
+    totals = {}
+    for (_, outcome), count in faults.OUTCOMES.items():
+        totals[outcome] = totals.get(outcome, 0) + count
+    terminalreporter.write_line("total: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))

@@ -108,7 +108,9 @@ def test_top_level_that_is_not_a_mapping_is_one_line(tmp_path, text, loader):
     with pytest.raises(UserError, match=r"bad.yaml: expected a mapping of sections") as err:
         loader(_write(tmp_path / "bad.yaml", text))
     assert "\n" not in str(err.value)
-    assert load_run_config(_write(tmp_path / "empty.yaml", "")) == RunConfig()  # an empty file is all defaults
+    with pytest.raises(UserError, match="no 'model' section"):  # an empty file would train the default model unasked
+        load_run_config(_write(tmp_path / "empty.yaml", ""))
+    assert load_run_config(_write(tmp_path / "model-only.yaml", "model: {}\n")) == RunConfig()  # sections present: defaults
 
 
 def test_retrieval_settings_are_one_definition_for_config_and_cli():

@@ -101,6 +101,6 @@ def test_load_run_errors_are_one_line(tmp_path):
     with pytest.raises(UserError, match="not a model directory"):
         load_run(tmp_path)
     (tmp_path / "config.json").write_text('{"model_type": "gpt_unknown"}')
-    with pytest.raises(UserError, match="cannot load the model") as err:
+    with pytest.raises(UserError, match="cannot read the model config") as err:
         load_run(tmp_path)
     assert "\n" not in str(err.value)

@@ -31,4 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..devices import check_device
+    from ..files import check_output_file
+
+    if getattr(args, "device", None):
+        check_device(args.device)
+    for name in ("json_out", "output", "out"):  # whichever output file the benchmark takes, refused before it runs
+        if isinstance(getattr(args, name, None), str):
+            check_output_file(getattr(args, name))
     return _module(args.benchmark).run(args)

@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..compare import run_compare
     from ..compare.config import load_compare_config
+    from ..files import check_output_dir
 
     config = load_compare_config(args.config, args.overrides)
     if args.data:
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.eval_data:
         config.data.eval_source = args.eval_data
     output_dir = args.output_dir or config.train.output_dir
+    check_output_dir(output_dir)
     result = run_compare(config, output_dir, progress=not args.no_progress)
     best = min((r for r in result.rows if r["eval_loss"] is not None), key=lambda r: r["eval_loss"], default=None)
     lead = f"; lowest eval loss: {best['label']} ({best['eval_loss']:.4f})" if best else ""

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..options import add_device, add_output
-from ..retrieval.settings import EMBED_FIELDS, add_options
+from ..devices import check_device
+from ..files import check_output_file
+from ..options import add_device, add_output, add_trust_remote_code
+from ..retrieval.settings import EMBED_FIELDS, add_options, from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="train", help="--corpus: hub split to read")
     parser.add_argument("--max-documents", type=int, default=None, help="--corpus: embed only the first N documents")
     add_device(parser)
+    add_trust_remote_code(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,12 +40,15 @@ def run(args: argparse.Namespace) -> int:
     from ..retrieval.embedding import embed_texts, load_language_model, save_embeddings
     from ..retrieval.pairs import read_pairs
 
-    model, tokenizer = load_language_model(args.model_dir, str(resolve_device(args.device)))
-    if args.pairs:
+    from_args(args, EMBED_FIELDS)  # --batch-size, --max-length in range
+    check_output_file(args.out)
+    check_device(args.device)
+    if args.pairs:  # inputs read before the model loads: a bad pair file costs nothing
         pairs = read_pairs(args.pairs)
         texts = {"queries": [p.query for p in pairs], "passages": [p.passage for p in pairs]}
     else:
         texts = {"documents": load_documents(args.corpus, split=args.split, text_field=args.text_field, max_documents=args.max_documents)}
+    model, tokenizer = load_language_model(args.model_dir, str(resolve_device(args.device)), trust_remote_code=args.trust_remote_code)
     tensors = {
         name: embed_texts(model, tokenizer, items, args.position, args.batch_size, args.max_length, desc=f"embed {name}")
         for name, items in texts.items()

@@ -16,8 +16,10 @@ import json
 from pathlib import Path
 
 from ..config import DataConfig, RunConfig, load_run_config
-from ..files import atomic_write_json
-from ..options import add_device, add_output
+from ..devices import check_device
+from ..errors import UserError
+from ..files import atomic_write_json, check_output_file
+from ..options import add_device, add_output, add_trust_remote_code
 from ..rundir import RUN_CONFIG, load_run
 
 
@@ -31,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batches", type=int, default=None, help="stop after this many batches (default: the whole data)")
     add_output(parser, folder=False, old=("--json",), help="also write the metrics to this JSON file")
     add_device(parser)
+    add_trust_remote_code(parser)
 
 
 def _data_config(args: argparse.Namespace) -> DataConfig:
@@ -57,7 +60,12 @@ def run(args: argparse.Namespace) -> int:
 
     from ..devices import resolve_device
 
-    model, _ = load_run(args.model_dir)
+    if args.batch_size < 1 or (args.max_batches is not None and args.max_batches < 1) or (args.max_documents is not None and args.max_documents < 1):
+        raise UserError(f"--batch-size, --max-batches and --max-documents must be at least 1, got {args.batch_size}, {args.max_batches}, {args.max_documents}")
+    if args.output:
+        check_output_file(args.output)
+    check_device(args.device)
+    model, _ = load_run(args.model_dir, trust_remote_code=args.trust_remote_code)
     model.to(resolve_device(args.device))
     data = _data_config(args)
     dataset = prepare_eval_data(data, context_length(model))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..options import add_device
+from ..options import add_device, add_trust_remote_code
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole window for every token")
     parser.add_argument("--padding-side", choices=("left", "right"), help="override the tokenizer's padding side (default: the one the model was trained with)")
     add_device(parser)
+    add_trust_remote_code(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ..generation import generate_text
     from ..rundir import load_run
 
-    model, tokenizer = load_run(args.model_dir)
+    model, tokenizer = load_run(args.model_dir, trust_remote_code=args.trust_remote_code)
     model.to(resolve_device(args.device))
     options = dict(
         seed=args.seed, use_cache=not args.no_cache, padding_side=args.padding_side, greedy=args.greedy,

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import UserError
+from ..files import check_output_dir
 from ..options import add_output
 from ..retrieval.corpus import load_documents
 from ..retrieval.pairs import build_pairs, load_tinystories_instruct, read_pairs, save_splits, split_pairs
@@ -51,6 +53,10 @@ def _pairs(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_dir(args.out)
+    if args.max_documents is not None and args.max_documents < 1:
+        raise UserError(f"--max-documents must be at least 1, got {args.max_documents}")
+    from_args(args, PAIR_FIELDS, kind=args.kind if args.kind in PAIR_KINDS else RetrievalSettings.kind)  # ranges
     pairs = _pairs(args)
     splits = split_pairs(pairs, args.test_fraction, args.seed, args.max_test)
     train_path, test_path = save_splits(args.out, splits)

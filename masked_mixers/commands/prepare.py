@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import load_run_config
-from ..factory import model_config
+from ..factory import check_model_size, model_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     run_config = load_run_config(args.config, args.overrides)
     if args.source:
         run_config.data.source = args.source
+    check_model_size(run_config.model, run_config.model.vocab_size or run_config.data.vocab_size)  # before tokenizing
     prepared = prepare_data(run_config.data, run_config.model.seq_len, progress=not args.no_progress)
     vocab = len(prepared.tokenizer)
     model_config(run_config.model, vocab)  # a tokenizer larger than model.vocab_size fails here, not mid-training

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ..options import add_device, add_output
+from ..options import add_device, add_output, add_trust_remote_code
 from ..probes.representation import DECODERS, LOSSES, OPTIMIZERS, SCHEDULES, InversionSettings
 
 
@@ -51,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override in every run config YAML")
     add_output(parser, folder=True, dest="out", old=("--out",), default="runs/represent", help="where represent.json and represent.png go")
     add_device(parser, "the models and the inversion")
+    add_trust_remote_code(parser)
 
 
 def run(args: argparse.Namespace) -> int:

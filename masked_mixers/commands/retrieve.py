@@ -18,7 +18,10 @@ import argparse
 import json
 from pathlib import Path
 
-from ..options import add_device, add_output
+from ..devices import check_device
+from ..files import check_output_dir
+from ..options import add_device, add_output, add_trust_remote_code
+from ..rundir import load_model_config
 from ..retrieval.settings import BENCHMARK_FIELDS, add_options, from_args
 
 
@@ -29,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output(parser, folder=True, dest="out", old=("--out",), required=True, help="directory for retrieval.json and retrieval.png")
     add_options(parser, BENCHMARK_FIELDS)  # --methods, --candidates, --position, ... (retrieval/settings.py)
     add_device(parser, "the models (and the trained retrievers)")
+    add_trust_remote_code(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +41,11 @@ def run(args: argparse.Namespace) -> int:
     from ..retrieval.benchmark import format_table, plot_benchmark, retrieval_benchmark
 
     settings = from_args(args, BENCHMARK_FIELDS)
-    result = retrieval_benchmark(args.mixer, args.transformer, args.pairs, settings, device=str(resolve_device(args.device)))
+    check_output_dir(args.out)
+    check_device(args.device)
+    for model_dir in (args.mixer, args.transformer):
+        load_model_config(model_dir, args.trust_remote_code)  # both folders checked before any work
+    result = retrieval_benchmark(args.mixer, args.transformer, args.pairs, settings, device=str(resolve_device(args.device)), trust_remote_code=args.trust_remote_code)
     out = Path(args.out)
     atomic_write_text(out / "retrieval.json", json.dumps(result, indent=2) + "\n")
     plot_benchmark(result, out / "retrieval.png")

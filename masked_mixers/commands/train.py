@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="run config YAML")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.max_steps=100")
     add_output(parser, folder=True, help="where the model, tokenizer, metrics and checkpoints go (shortcut for --set train.output_dir=DIR)")
-    parser.add_argument("--no-resume", action="store_true", help="start from scratch even if checkpoints exist")
+    parser.add_argument("--no-resume", action="store_true", help="start from scratch: the earlier run's checkpoints, metrics and model in the folder are removed")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     config = load_run_config(args.config, overrides)
     result = train(config, resume=not args.no_resume)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate launch, rank 0 reports
+        return 0
+    if result.already_finished:
+        print(f"{result.output_dir}: already finished ({result.steps} steps, train loss {result.train_loss:.4f}); nothing changed (--no-resume trains it again)")
         return 0
     ev = result.eval_metrics
     summary = f"{config.model.label}: {result.steps} steps, train loss {result.train_loss:.4f}"

@@ -8,12 +8,13 @@ retrieval task. It reuses the run schema's sections (config.py) and the retrieva
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config import DataConfig, ModelSpec, TrainConfig
-from ..configfile import load_config
+from ..config import DataConfig, ModelSpec, TrainConfig, check_scheduler
+from ..configfile import at_least, load_config, require
 from ..retrieval.settings import RetrievalSettings
 
 SizeMatching = Literal["identical", "memory"]
@@ -35,6 +36,16 @@ class TrainOverrides:
     adam_beta2: float | None = None
     max_grad_norm: float | None = None
 
+    def validate(self) -> None:
+        """The same ranges as TrainConfig's keys of the same names."""
+        require(self.learning_rate is None or (math.isfinite(self.learning_rate) and self.learning_rate > 0), "learning_rate", self.learning_rate, "must be a finite positive number")
+        at_least(self, 0, "warmup_steps", "weight_decay", "max_grad_norm", optional=True)
+        for key in ("adam_beta1", "adam_beta2"):
+            value = getattr(self, key)
+            require(value is None or 0 <= value < 1, key, value, "must be in [0, 1)")
+        if self.lr_scheduler is not None:
+            check_scheduler(self.lr_scheduler)
+
 
 @dataclass
 class MatchingConfig:
@@ -52,6 +63,10 @@ class MatchingConfig:
     multiple_of: int = 32
     max_hidden_size: int = 8192
 
+    def validate(self) -> None:
+        require(math.isfinite(self.tolerance) and self.tolerance > 0, "tolerance", self.tolerance, "must be a finite positive number")
+        at_least(self, 1, "steps", "multiple_of", "max_hidden_size")
+
 
 @dataclass
 class ReportConfig:
@@ -65,6 +80,10 @@ class ReportConfig:
     top_k: int = 50
     sample_seed: int = 0
     reconstructions: int = 3
+
+    def validate(self) -> None:
+        require(math.isfinite(self.temperature) and self.temperature > 0, "temperature", self.temperature, "must be a finite positive number")
+        at_least(self, 0, "max_new_tokens", "top_k", "sample_seed", "reconstructions")
 
 
 @dataclass
@@ -104,6 +123,9 @@ class CompareConfig:
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     retrieval: RetrievalTaskConfig = field(default_factory=RetrievalTaskConfig)
+
+    def validate(self) -> None:
+        require(len(self.models) >= 1, "models", self.models, "must list at least one model")
 
 
 def load_compare_config(path: str | os.PathLike, overrides: list[str] | None = None) -> CompareConfig:

@@ -12,9 +12,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from ..files import share_like_umask
 
 
 def fingerprint(inputs: dict) -> str:
@@ -28,15 +31,39 @@ def slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:limit] or "data"
 
 
+def _owner_prefix(final: Path) -> str:
+    """Temporary builds are named after the host and process that make them, so a later run can
+    tell the leftovers of a killed build (process gone) from a build still running."""
+    return f".{final.name}.{socket.gethostname()}.{os.getpid()}."
+
+
+def _remove_dead_builds(parent: Path) -> None:
+    """Delete temporary builds left by killed processes of this host (never another host's)."""
+    host = socket.gethostname()
+    for entry in parent.glob(".*.tmp"):
+        parts = entry.name[: -len(".tmp")].rsplit(".", 2)  # .NAME.HOST, PID, random part of mkdtemp
+        if len(parts) < 3 or not parts[0].endswith(f".{host}") or not parts[1].isdigit():
+            continue
+        try:
+            os.kill(int(parts[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass  # alive, owned by another user
+
+
 def publish(final: Path, build: Callable[[Path], None]) -> Path:
     """Run `build(tmp_dir)` and rename tmp_dir to `final`; remove it if anything fails.
 
-    If another process published `final` first, its copy wins and ours is discarded.
+    If another process published `final` first, its copy wins and ours is discarded. Leftovers of
+    builds whose process was killed are removed first; the entry gets the umask's permissions.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    _remove_dead_builds(final.parent)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=_owner_prefix(final), suffix=".tmp"))
     try:
         build(tmp)
+        share_like_umask(tmp)  # mkdtemp makes 0700: a cache shared between users needs the umask's modes
         try:
             os.rename(tmp, final)
         except OSError:

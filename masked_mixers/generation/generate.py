@@ -21,6 +21,8 @@ ran the model over a full L-token window instead (full_window.py; `bench generat
 
 from __future__ import annotations
 
+import math
+
 import contextlib
 import logging
 
@@ -36,7 +38,8 @@ def sampling_kwargs(
     greedy: bool = False, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0
 ) -> dict:
     """generate() arguments of a decoding strategy; top_k=0 and top_p=1 switch those filters off."""
-    if temperature <= 0 or not 0 < top_p <= 1 or top_k < 0 or repetition_penalty <= 0:
+    finite = all(math.isfinite(v) for v in (temperature, top_p, repetition_penalty))
+    if not finite or temperature <= 0 or not 0 < top_p <= 1 or top_k < 0 or repetition_penalty <= 0:
         raise UserError(
             f"sampling: need temperature > 0, 0 < top_p <= 1, top_k >= 0, repetition_penalty > 0 "
             f"(got {temperature}, {top_p}, {top_k}, {repetition_penalty})"

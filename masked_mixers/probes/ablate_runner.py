@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import RunConfig, load_run_config, to_dict
+from ..errors import UserError
 from ..factory import build_model, count_parameters
+from ..files import check_output_dir
 from .ablation import ABLATABLE_FAMILIES, ABLATIONS, ablation_runs, loss_points, markdown_table, summarize_run
 from .report import write_ablation_report
 
@@ -55,8 +57,11 @@ def run_ablation(request: AblateRequest) -> list[dict]:
     """Train every (family, ablation) variant for the config's budget; returns the table rows, writes the report."""
     from ..data import prepare_data
 
+    if not (math.isfinite(request.rise_factor) and request.rise_factor > 1) or request.patience < 1:
+        raise UserError(f"--rise-factor must be above 1 and --patience at least 1, got {request.rise_factor} and {request.patience}")
     run_config = load_run_config(request.config, request.overrides)
     out = Path(request.out)
+    check_output_dir(out)
     variants = ablation_runs(run_config, request.families, request.ablations, out)
     prepared = prepare_data(run_config.data, run_config.model.seq_len)  # one tokenization shared by every variant
     rows, histories = [], {}

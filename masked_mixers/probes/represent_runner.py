@@ -17,14 +17,15 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoModelForCausalLM
 
 from ..config import load_run_config
 from ..devices import resolve_device
 from ..errors import UserError
 from ..factory import build_model, count_parameters
 from ..models import context_length
-from ..rundir import load_run
+from ..files import check_output_dir
+from ..rundir import load_model_config, load_run
 from .report import print_representation, write_representation_report
 from .representation import InversionSettings, representation_accuracy
 
@@ -58,6 +59,20 @@ class RepresentRequest:
     overrides: list[str] = field(default_factory=list)
     out: str = "runs/represent"
     device: str = "auto"  # see devices.resolve_device
+    trust_remote_code: bool = False
+
+    def validate(self) -> None:
+        """Counts in range before any model loads: `--steps 0` or `--blocks 99` would write empty results."""
+        for key in ("num_texts", "steps", "top_k", "batch_size"):
+            if getattr(self, key) < 1:
+                raise UserError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(self, key)}")
+        if self.seq_len is not None and self.seq_len < 1:
+            raise UserError(f"--seq-len must be at least 1, got {self.seq_len}")
+        if self.blocks is not None and min(self.blocks) < 0:
+            raise UserError(f"--blocks must be block numbers >= 0, got {self.blocks}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"--lr must be a finite positive number, got {self.lr}")
+        check_output_dir(self.out)
 
     def settings(self) -> InversionSettings:
         try:
@@ -89,10 +104,10 @@ def declared_length(source: str, overrides: list[str]) -> int:
         return load_run_config(path, overrides).model.seq_len
     if not (path / "config.json").is_file():
         raise UserError(f"{path}: not a run config YAML or a saved model directory (no config.json)")
-    return context_length(AutoConfig.from_pretrained(path, trust_remote_code=False))
+    return context_length(load_model_config(path))
 
 
-def load_probe_model(source: str, overrides: list[str], vocab_size: int | None) -> dict:
+def load_probe_model(source: str, overrides: list[str], vocab_size: int | None, trust_remote_code: bool = False) -> dict:
     """One MODEL argument -> {label, source, trained, model}; untrained models use the current torch seed."""
     path, untrained = _parse_source(source)
     if _is_yaml(path):
@@ -100,9 +115,9 @@ def load_probe_model(source: str, overrides: list[str], vocab_size: int | None) 
         model, _ = build_model(run.model, vocab_size)
         return dict(label=f"{run.model.label} (untrained)", source=source, trained=False, model=model)
     if untrained:
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path, trust_remote_code=False))
+        model = AutoModelForCausalLM.from_config(load_model_config(path, trust_remote_code), trust_remote_code=trust_remote_code)
     else:
-        model, _ = load_run(path)
+        model, _ = load_run(path, trust_remote_code=trust_remote_code)
     return dict(label=f"{path.name} ({'untrained' if untrained else 'trained'})", source=source, trained=not untrained, model=model)
 
 
@@ -123,8 +138,8 @@ def _ids_from_file(path: str, seq_len: int, n: int) -> tuple[torch.Tensor, torch
         rows = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise UserError(f"{path}: cannot read token ids ({err})") from None
-    if not isinstance(rows, list) or not all(isinstance(r, list) and r and all(isinstance(i, int) for i in r) for r in rows):
-        raise UserError(f"{path}: expected a JSON list of non-empty lists of token ids")
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, list) and r and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in r) for r in rows):
+        raise UserError(f"{path}: expected a JSON list of non-empty lists of token ids (integers >= 0)")
     rows = [r[:seq_len] for r in rows[:n]]
     ids = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
     mask = torch.zeros_like(ids)
@@ -172,6 +187,8 @@ def probe_models(entries: list[dict], input_ids, attention_mask, blocks: list[in
         depth = entry["model"].config.num_hidden_layers
         wanted = blocks or [depth]
         skipped = [b for b in wanted if not 0 <= b <= depth]
+        if skipped and len(skipped) == len(wanted):  # nothing left to probe: an empty report would look like a result
+            raise UserError(f"{entry['source']}: has {depth} blocks; --blocks {' '.join(map(str, skipped))} asks for none of them")
         if skipped:
             print(f"{entry['label']}: has {depth} blocks, skipping block(s) {skipped}")
         plans.append((entry, [b for b in wanted if 0 <= b <= depth]))
@@ -200,11 +217,12 @@ def probe_models(entries: list[dict], input_ids, attention_mask, blocks: list[in
 
 def run_represent(request: RepresentRequest) -> dict:
     """Probe every model on the same inputs; writes represent.json and represent.png into request.out, returns the report."""
+    request.validate()
     settings = request.settings()
     seq_len = min([declared_length(m, request.overrides) for m in request.models] + ([request.seq_len] if request.seq_len else []))
     input_ids, attention_mask, described, vocab = load_inputs(request, seq_len)
     torch.manual_seed(request.seed)
-    entries = [load_probe_model(source, request.overrides, vocab) for source in request.models]
+    entries = [load_probe_model(source, request.overrides, vocab, request.trust_remote_code) for source in request.models]
     device = resolve_device(request.device)
     for entry in entries:
         entry["model"].to(device)  # representation_accuracy moves each batch to its model's device

@@ -42,6 +42,7 @@ def benchmark_model(
     settings: RetrievalSettings | None = None,
     device: str = "cpu",
     progress: bool = True,
+    trust_remote_code: bool = False,
 ) -> dict:
     """Every method of `settings.methods` on one language model (see the module docstring)."""
     s = settings or RetrievalSettings()
@@ -49,7 +50,7 @@ def benchmark_model(
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise UserError(f"unknown retrieval methods {sorted(unknown)} (choose from {', '.join(METHODS)})")
-    model, tokenizer = load_language_model(model_dir, device)
+    model, tokenizer = load_language_model(model_dir, device, trust_remote_code=trust_remote_code)
     result = {"model_dir": str(model_dir), "model_type": model.config.model_type, "parameters": count_parameters(model).total}
 
     def embed(pairs):
@@ -82,6 +83,7 @@ def benchmark_models(
     settings: RetrievalSettings | None = None,
     device: str = "cpu",
     progress: bool = True,
+    trust_remote_code: bool = False,
     **overrides,
 ) -> dict:
     """Accuracy against the number of candidates for every model of `model_dirs` and BM25.
@@ -103,7 +105,7 @@ def benchmark_models(
         "candidates": counts,
         "seed": settings.seed,
         "bm25": metrics_vs_candidates(lexical, counts, settings.seed),
-        "models": {label: benchmark_model(path, splits, counts, settings, device, progress) for label, path in model_dirs.items()},
+        "models": {label: benchmark_model(path, splits, counts, settings, device, progress, trust_remote_code) for label, path in model_dirs.items()},
     }
 
 

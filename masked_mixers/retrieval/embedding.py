@@ -41,13 +41,13 @@ from .settings import POSITIONS
 
 
 
-def load_language_model(model_dir: str | Path, device: str | torch.device = "cpu"):
+def load_language_model(model_dir: str | Path, device: str | torch.device = "cpu", trust_remote_code: bool = False):
     """(model, tokenizer) of a run folder (rundir.load_run), set up for embedding.
 
     Only language models embed text here (an autoencoder's hidden states are not next-token
     states). The tokenizer keeps the padding side the run trained with (see `padding_side`).
     """
-    model, tokenizer = load_run(model_dir)
+    model, tokenizer = load_run(model_dir, trust_remote_code=trust_remote_code)
     if family_of(model).task != CAUSAL_LM:
         raise UserError(f"{model_dir}: a {family_of(model).name} model is not a language model; embeddings need one")
     model = model.to(device)

@@ -180,8 +180,12 @@ def read_pairs(path: str | Path, query_field: str = "query", passage_field: str 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: pair file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start})") from None
     pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -193,7 +197,10 @@ def read_pairs(path: str | Path, query_field: str = "query", passage_field: str 
             raise UserError(f"{path}:{number}: needs string fields {query_field!r} and {passage_field!r}") from None
         if not isinstance(query, str) or not isinstance(passage, str):
             raise UserError(f"{path}:{number}: fields {query_field!r} and {passage_field!r} must be strings")
-        pairs.append(Pair(query, passage, int(record.get("doc_id", number - 1))))
+        doc_id = record.get("doc_id", number - 1)
+        if not isinstance(doc_id, int) or isinstance(doc_id, bool):
+            raise UserError(f"{path}:{number}: field 'doc_id' must be an integer, got {doc_id!r}")
+        pairs.append(Pair(query, passage, doc_id))
     if not pairs:
         raise UserError(f"{path}: no pairs in the file")
     return pairs

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from ..configfile import InvalidValue, at_least, require
+from ..errors import UserError
 
 PairKind = Literal["sentence", "keywords"]
 Method = Literal["cosine", "direct", "infonce"]
@@ -58,6 +62,19 @@ class RetrievalSettings:
     temperature: float = field(default=0.05, metadata=_help("infonce: softmax temperature of the cosine scores"))
     seed: int = field(default=0, metadata=_help("seeds the pair split, the candidate draws and the trained retrievers"))
 
+    def validate(self) -> None:
+        """Counts and rates in range, so `--candidates 0 -5` or `--max-length 0` is refused before any model loads."""
+        at_least(self, 1, "min_query_words", "num_keywords", "batch_size", "direct_epochs", "direct_layers", "infonce_steps", "infonce_batch_size")
+        at_least(self, 1, "max_test", "max_length", optional=True)
+        at_least(self, 0, "seed")
+        require(0 < self.test_fraction < 1, "test_fraction", self.test_fraction, "must be in (0, 1)")
+        for key in ("candidates", "direct_candidates"):
+            values = getattr(self, key) or []
+            require(all(n >= 2 for n in values), key, values, "must be candidate counts of at least 2")
+        for key in ("infonce_learning_rate", "temperature"):
+            value = getattr(self, key)
+            require(math.isfinite(value) and value > 0, key, value, "must be a finite positive number")
+
     def pair_options(self) -> dict[str, int]:
         """The keyword of `build_pairs` that this kind of pair reads."""
         return {"min_query_words": self.min_query_words} if self.kind == "sentence" else {"num_keywords": self.num_keywords}
@@ -96,8 +113,14 @@ def add_options(parser: argparse.ArgumentParser, names: tuple[str, ...], cls: ty
 
 
 def from_args(args: argparse.Namespace, names: tuple[str, ...], cls: type = RetrievalSettings, **fixed: Any) -> Any:
-    """`cls` with the fields `names` taken from parsed options, `fixed` as given, the rest defaults."""
-    return cls(**{name: getattr(args, name) for name in names}, **fixed)
+    """`cls` with the fields `names` taken from parsed options, `fixed` as given, the rest defaults;
+    a value out of range is one line naming its option."""
+    settings = cls(**{name: getattr(args, name) for name in names}, **fixed)
+    try:
+        settings.validate()
+    except InvalidValue as err:
+        raise UserError(f"--{err.key.replace('_', '-')} {err.rule}, got {err.value!r}") from None
+    return settings
 
 
 __all__ = [
