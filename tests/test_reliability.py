@@ -191,4 +191,4 @@ def test_two_processes_preparing_one_cache_at_once(tmp_path):
     assert sorted([reused_a, reused_b]) == [False, True]
     assert path_a == path_b and ids_a == ids_b and vocab_a == vocab_b
     assert _entries(tmp_path) == [os.path.basename(path_a)]  # no temporary leftovers
-    assert load_prepared(tmp_path / "cache" / "prepared" / _entries(tmp_path)[0]).train["input_ids"] == ids_a
+    assert load_prepared(tmp_path / "cache" / "prepared" / _entries(tmp_path)[0]).train[:]["input_ids"].tolist() == ids_a

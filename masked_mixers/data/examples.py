@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from itertools import chain
 
 import datasets
 import numpy as np
@@ -62,7 +63,8 @@ def token_bytes(text: str, offsets: list[tuple[int, int]]) -> np.ndarray:
     tokenizer folds into a neighbour are counted once, and two byte-level tokens sharing one
     multi-byte character give it to the first.
     """
-    ends = np.maximum.accumulate(np.fromiter((end for _, end in offsets), dtype=np.int64, count=len(offsets)))
+    flat = np.fromiter(chain.from_iterable(offsets), dtype=np.int64, count=2 * len(offsets))  # (start, end) pairs, read in C
+    ends = np.maximum.accumulate(flat[1::2]) if len(offsets) else flat
     if not text.isascii():
         code_points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
         widths = 1 + (code_points >= 0x80) + (code_points >= 0x800) + (code_points >= 0x10000)
@@ -71,13 +73,17 @@ def token_bytes(text: str, offsets: list[tuple[int, int]]) -> np.ndarray:
 
 
 def encode_documents(texts: list[str], tokenizer: PreTrainedTokenizerBase, add_bos: bool, add_eos: bool) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(token ids, per-token UTF-8 byte counts) of each document, with bos/eos (0 bytes) as asked."""
-    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
+    """(token ids, per-token UTF-8 byte counts) of each document, with bos/eos (0 bytes) as asked.
+
+    Calls the `tokenizers` backend's encode_batch directly (what the transformers tokenizer calls
+    too): the same ids, without building a BatchEncoding of Python lists first.
+    """
+    encodings = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
     head = [tokenizer.bos_token_id] if add_bos else []
     tail = [tokenizer.eos_token_id] if add_eos else []
     out = []
-    for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"]):
-        nbytes = token_bytes(text, offsets)
+    for text, encoding in zip(texts, encodings):
+        ids, nbytes = encoding.ids, token_bytes(text, encoding.offsets)
         out.append((np.asarray(head + ids + tail, dtype=np.int64), np.concatenate([np.zeros(len(head), np.int64), nbytes, np.zeros(len(tail), np.int64)])))
     return out
 

@@ -15,6 +15,7 @@ int64 input_ids, attention_mask and labels are derived when rows are read.
 from __future__ import annotations
 
 import json
+import resource
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -207,8 +208,18 @@ def _build(work: Path, data: DataConfig, seq_len: int, inputs: dict, progress: b
     atomic_write_json(work / MANIFEST, manifest)
 
 
+def _allow_open_files(count: int) -> None:
+    """Raise the soft limit on open files toward the hard one: each memory-mapped shard holds a
+    file open, and a corpus of billions of tokens has a thousand or more shards."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = count + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard))
+
+
 def _open(path: Path, files: list[str], layout: Layout) -> datasets.Dataset:
     """A split's shard files as one memory-mapped dataset of full examples."""
+    _allow_open_files(2 * len(files))  # both splits are open at once; a split's eval is far smaller
     parts = [datasets.Dataset.from_file(str(path / name)) for name in files]
     return as_examples(datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0], layout)
 

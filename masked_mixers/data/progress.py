@@ -23,6 +23,8 @@ class PrepareProgress:
         tokens = counts["train"]["tokens"] if self.max_tokens else sum(c["tokens"] for c in counts.values())
         self.tokens += tokens
         self.text_bytes += sum(c["text_bytes"] for c in counts.values())
+        if self.bar.disable:
+            return
         if self.max_tokens is None and self.source_bytes and self.text_bytes:
             estimate = int(self.tokens * max(self.source_bytes / self.text_bytes, 1.0))
             self.bar.total = max(estimate, self.tokens)

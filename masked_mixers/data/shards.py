@@ -143,11 +143,12 @@ class ShardRecord:
 
     index: int
     counts: dict
+    capped: bool = False  # max_tokens cut this shard's training rows: the budget is spent
 
     @staticmethod
     def read(path: Path) -> ShardRecord:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return ShardRecord(index=data["index"], counts=data["counts"])
+        return ShardRecord(index=data["index"], counts=data["counts"], capped=data.get("capped", False))
 
 
 def _shards(documents: Iterator[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
@@ -156,12 +157,14 @@ def _shards(documents: Iterator[tuple[str, str]], size: int) -> Iterator[list[tu
 
 
 def _build_shard(index: int, docs: list[tuple[str, str]], encoder, spec: ShardSpec, out: Path, budget: int | None) -> ShardRecord:
-    counts = {}
+    counts, capped = {}, False
     for split in SPLITS:
         texts = [text for label, text in docs if label == split]
         rows = shard_rows(texts, encoder, spec) if texts else {"input_ids": [], "num_bytes": []}
         if split == "train" and budget is not None:
+            produced = len(rows["input_ids"])
             rows = _cap(rows, budget)
+            capped = len(rows["input_ids"]) < produced
         n = len(rows["input_ids"])
         if n:
             _write_table(rows_table(rows, spec), out / split / f"{shard_name(index)}.arrow")
@@ -169,8 +172,8 @@ def _build_shard(index: int, docs: list[tuple[str, str]], encoder, spec: ShardSp
             "documents": len(texts), "examples": n, "tokens": int(row_tokens(rows).sum()) if n else 0,
             "bytes": int(np.sum(rows["num_bytes"])) if n else 0, "text_bytes": sum(len(t.encode("utf-8")) for t in texts),
         }
-    record = ShardRecord(index, counts)
-    atomic_write_json(out / "shards" / f"{shard_name(index)}.json", {"index": index, "counts": counts})
+    record = ShardRecord(index, counts, capped)
+    atomic_write_json(out / "shards" / f"{shard_name(index)}.json", {"index": index, "counts": counts, "capped": capped})
     return record
 
 
@@ -191,7 +194,7 @@ def build_shards(documents: Iterator[tuple[str, str]], encoder, spec: ShardSpec,
         train_tokens += record.counts["train"]["tokens"]
         if progress is not None:
             progress(record, reused)
-        if spec.max_tokens is not None and train_tokens >= spec.max_tokens:
+        if record.capped or (spec.max_tokens is not None and train_tokens >= spec.max_tokens):
             break
     return records
 
