@@ -93,15 +93,23 @@ class ModelSpec:
 class DataConfig:
     """Where the corpus comes from and how it becomes fixed-length token examples.
 
-    source: a Hugging Face dataset id, or one or more local files (.txt, .jsonl, .json, .parquet).
-    eval_source: held-out corpus; null splits eval_fraction of `source` off instead.
-    tokenizer: null trains a byte-level BPE of `vocab_size` on the training text; otherwise a
-      tokenizer.json, a directory with one, a hub name, or a SentencePiece .model file.
+    source: a Hugging Face dataset id (streamed, never downloaded whole), or one or more local
+      files (.txt, .jsonl, .json, .parquet).
+    config_name: the hub dataset's configuration, e.g. "sample-10BT" for HuggingFaceFW/fineweb-edu.
+    eval_source: held-out corpus; null holds out every round(1/eval_fraction)-th document of `source`.
+    tokenizer: null trains a byte-level BPE of `vocab_size` on the first tokenizer_sample_documents
+      training documents; otherwise a tokenizer.json, a directory with one, a hub name, or a
+      SentencePiece .model file, used as is.
     packing: true concatenates documents end to end and cuts them into L-token blocks; false
       truncates each document to L tokens and pads it (pad labels are ignored).
+    max_tokens: stop reading the corpus once the training split holds this many tokens.
+    shard_documents: documents per shard: the unit of resuming an interrupted preparation and of
+      memory use (packing drops each shard's remainder under L tokens).
+    num_proc: tokenizing worker processes; null uses all cores.
     """
 
     source: str | list[str] = "roneneldan/TinyStories"
+    config_name: str | None = None
     split: str = "train"
     eval_source: str | list[str] | None = None
     eval_split: str = "validation"
@@ -112,11 +120,14 @@ class DataConfig:
     max_eval_documents: int | None = None
     tokenizer: str | None = None
     vocab_size: int = 4096
+    tokenizer_sample_documents: int = 100_000
     packing: bool = False
     padding_side: PaddingSide = "right"
     add_bos: bool = False
     add_eos: bool = True
     cache_dir: str = "~/.cache/masked_mixers"
+    max_tokens: int | None = None
+    shard_documents: int = 10_000
     num_proc: int | None = None
 
     def validate(self) -> None:

@@ -23,9 +23,17 @@ from .models import family_of
 from .tasks import AUTOENCODE, model_task
 
 
+_MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
+
+
+def _collate(rows: list[dict]) -> dict:
+    return default_data_collator([{k: row[k] for k in _MODEL_INPUTS if k in row} for row in rows])
+
+
 def _batches(dataset, batch_size: int):
-    columns = [c for c in ("input_ids", "attention_mask", "labels") if c in dataset.column_names]
-    return DataLoader(dataset.with_format("torch", columns=columns), batch_size=batch_size, collate_fn=default_data_collator)
+    """Batches of input_ids, attention_mask and labels tensors (b, L), from full rows or a compact store
+    (whose rows expand when read, data.examples.as_examples)."""
+    return DataLoader(dataset, batch_size=batch_size, collate_fn=_collate)
 
 
 def evaluate(model, dataset, batch_size: int = 16, max_batches: int | None = None, progress: bool = True) -> dict[str, float]:

@@ -2,6 +2,7 @@
 and the `bench train` command on a tiny grid."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,3 +71,17 @@ def test_bench_train_command_writes_table_and_json(tmp_path, capsys):
         assert row["tokens_per_second"] > 0 and 0 < row["mfu"] and row["peak_memory_mib"] > 0
         assert row["mfu"] == pytest.approx(mfu(row["training_flops_per_token"], row["tokens_per_second"], results["matmul_peak"]["fp32"]["flops_per_second"]))
     assert "tokens/s" in capsys.readouterr().out
+
+
+def test_bench_prepare_compares_with_encode_batch_and_reports_bytes_per_token(tmp_path, capsys):
+    corpus = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinystories" / "train-lowercase.jsonl"
+    out = tmp_path / "prepare.json"
+    args = ["bench", "prepare", "--source", str(corpus), "--max-documents", "150", "--vocab-size", "400", "--seq-len", "64",
+            "--packing", "--num-proc", "1,2", "--json", str(out)]
+    assert main(args) == 0
+    results = json.loads(out.read_text())
+    encode, *prepared = results["rows"]
+    assert encode["contender"] == "encode_batch" and [r["workers"] for r in prepared] == [1, 2]
+    assert all(r["tokens"] > 0 and r["tokens_per_second"] > 0 and 1.9 < r["bytes_per_token"] < 2.5 for r in prepared)
+    assert prepared[0]["tokens"] == prepared[1]["tokens"]  # the worker count does not change what is stored
+    assert results["tokenizer_train_seconds"] > 0 and "bytes/token on disk" in capsys.readouterr().out

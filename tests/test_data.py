@@ -27,6 +27,7 @@ from masked_mixers.data import (
     unigram_baseline,
 )
 from masked_mixers.data import prepare as prepare_module
+from masked_mixers.data import shards as shards_module
 from masked_mixers.data.examples import token_bytes
 from masked_mixers.errors import UserError
 from masked_mixers.factory import build_model
@@ -235,7 +236,12 @@ def _fixture_data(tmp_path: Path, **overrides) -> DataConfig:
 
 
 def _rows(dataset):
-    return [dataset[i] for i in range(len(dataset))]
+    """Every example as {column: list} (rows of a compact store are expanded when read)."""
+    return [{k: np.asarray(v).tolist() for k, v in dataset[i].items()} for i in range(len(dataset))]
+
+
+def _ids(dataset) -> list[list[int]]:
+    return np.asarray(dataset[:]["input_ids"]).tolist()
 
 
 @pytest.mark.parametrize("side", ["right", "left"])
@@ -243,7 +249,8 @@ def test_padding_shapes_masks_and_labels(tmp_path, side):
     seq_len = 24
     prepared = prepare_data(_fixture_data(tmp_path, padding_side=side), seq_len, progress=False)
     tok = prepared.tokenizer
-    assert prepared.train.column_names == ["input_ids", "attention_mask", "labels", "num_bytes"]
+    assert prepared.train.column_names == ["input_ids", "num_bytes"]  # stored: real ids only
+    assert set(prepared.train[:2]) == {"input_ids", "attention_mask", "labels", "num_bytes"}  # read: full examples
     for doc, row in zip(DOCS, _rows(prepared.train)):
         ids, mask, labels = (np.array(row[k]) for k in ("input_ids", "attention_mask", "labels"))
         assert ids.shape == mask.shape == labels.shape == (seq_len,)
@@ -286,9 +293,9 @@ def test_eval_fraction_split_is_deterministic_and_disjoint(tmp_path):
     first = prepare_data(config(tmp_path, eval_fraction=0.1), 64, progress=False)
     assert first.stats["eval_documents"] == 30 and first.stats["train_documents"] == 270
     second = prepare_data(config(tmp_path / "other", eval_fraction=0.1), 64, progress=False)
-    assert second.eval["input_ids"] == first.eval["input_ids"]
-    train_rows = {tuple(r) for r in first.train["input_ids"]}
-    assert not any(tuple(r) in train_rows for r in first.eval["input_ids"])
+    assert _ids(second.eval) == _ids(first.eval)
+    train_rows = {tuple(r) for r in _ids(first.train)}
+    assert not any(tuple(r) in train_rows for r in _ids(first.eval))
 
 
 # --- cache ------------------------------------------------------------------------------------
@@ -308,10 +315,10 @@ def test_cache_is_reused_without_retokenizing_and_rebuilt_on_change(tmp_path, mo
 
     with monkeypatch.context() as patch:
         patch.setattr(prepare_module, "_build", no_tokenizing)
-        patch.setattr(prepare_module, "load_corpus", no_tokenizing)
+        patch.setattr(prepare_module, "labelled_documents", no_tokenizing)
         again = prepare_data(data, 64, progress=False)
     assert again.reused and again.cache_path == first.cache_path
-    assert again.train["input_ids"] == first.train["input_ids"]
+    assert _ids(again.train) == _ids(first.train)
 
     changes = [
         dataclasses.replace(data, lowercase=True),
@@ -335,13 +342,28 @@ def test_cache_is_reused_without_retokenizing_and_rebuilt_on_change(tmp_path, mo
     assert leftovers == []
 
 
-def test_failed_build_leaves_no_partial_cache(tmp_path, monkeypatch):
+def test_failed_build_publishes_nothing_and_resumes(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(prepare_module, "unigram_baseline", crash)
-    with pytest.raises(RuntimeError):
-        prepare_data(config(tmp_path), 64, progress=False)
+    data = config(tmp_path, shard_documents=100)
+    with monkeypatch.context() as patch:
+        patch.setattr(prepare_module, "unigram_baseline_from_counts", crash)
+        with pytest.raises(RuntimeError):
+            prepare_data(data, 64, progress=False)
+    left = prepared_dirs(tmp_path / "cache")
+    assert [p.name.endswith(".partial") for p in left] == [True]  # only the hidden, resumable work
+    monkeypatch.setattr(shards_module, "_build_shard", crash)  # the 3 finished shards are not built again
+    resumed = prepare_data(data, 64, progress=False)
+    assert [p.name for p in prepared_dirs(tmp_path / "cache")] == [resumed.cache_path.name]
+    assert resumed.stats["train_documents"] + resumed.stats["eval_documents"] == 300
+
+
+def test_bad_input_discards_partial_work(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join(json.dumps({"text": f"story {i}"}) + "\n" for i in range(50)) + "{broken\n", encoding="utf-8")
+    with pytest.raises(UserError, match="bad.jsonl"):
+        prepare_data(config(tmp_path, source=str(bad), max_documents=None, shard_documents=10), 8, progress=False)
     assert prepared_dirs(tmp_path / "cache") == []
 
 
@@ -425,5 +447,5 @@ def test_num_proc_gives_the_same_padded_examples(tmp_path):
     assert parallel.reused  # the worker count does not change padded examples, so it is not in the key
     parallel = prepare_data(config(tmp_path / "p", max_documents=200, num_proc=2), 64, progress=False)
     assert not parallel.reused
-    assert parallel.train["input_ids"] == serial.train["input_ids"]
-    assert parallel.eval["num_bytes"] == serial.eval["num_bytes"]
+    assert _ids(parallel.train) == _ids(serial.train)
+    assert list(parallel.eval["num_bytes"]) == list(serial.eval["num_bytes"])

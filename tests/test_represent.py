@@ -169,7 +169,7 @@ def test_represent_on_a_saved_model_dir_with_text_and_data(tmp_path, tiny_data_c
     save_yaml(run, tmp_path / "run.yaml")
     assert main(["represent", str(tmp_path / "run.yaml"), "--data", str(tmp_path / "run.yaml"), "--num-texts", "3", "--steps", "2", "--output-dir", str(out)]) == 0
     inputs = json.loads((out / "represent.json").read_text())["inputs"]
-    eval_tokens = sum(sum(mask) for mask in tiny_prepared.eval.select(range(3))["attention_mask"])
+    eval_tokens = sum(sum(mask) for mask in tiny_prepared.eval[:3]["attention_mask"])
     assert inputs["num_texts"] == 3 and inputs["seq_len"] == 64 and inputs["num_tokens"] == eval_tokens
 
 

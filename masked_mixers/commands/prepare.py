@@ -1,12 +1,14 @@
 """Tokenize a run config's corpus into cached fixed-length examples (L = model.seq_len).
 
-Reads the corpus (a Hugging Face dataset id or local .txt/.jsonl/.json/.parquet files), trains
-or loads the tokenizer, lays out examples of model.seq_len tokens (truncate + pad, or packing)
-and caches them under data.cache_dir; an unchanged config reuses the cache. Prints where the
-cache is, example and token counts, the vocabulary size and the unigram baseline loss that a
-trained model must beat.
+Streams the corpus (a Hugging Face dataset id or local .txt/.jsonl/.json/.parquet files), trains
+the tokenizer on a sample or loads one, lays out examples of model.seq_len tokens (truncate +
+pad, or packing) shard by shard over data.num_proc processes and caches them compactly under
+data.cache_dir; an unchanged config reuses the cache, and an interrupted run resumes from its
+finished shards. Prints where the cache is, example and token counts, bytes per token on disk,
+the vocabulary size and the unigram baseline loss that a trained model must beat.
 
   masked-mixers prepare configs/tinystories-cpu-mixer.yaml --set data.max_documents=1000
+  masked-mixers prepare configs/fineweb-edu-mixer-512.yaml --set data.max_tokens=100000000
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
             f"{split}: {stats[f'{split}_documents']:,} documents -> {stats[f'{split}_examples']:,} examples of "
             f"L={run_config.model.seq_len}, {stats[f'{split}_tokens']:,} tokens, {stats[f'{split}_bytes']:,} bytes"
         )
+        tokens, disk = stats[f"{split}_tokens"], stats[f"{split}_disk_bytes"]
+        print(f"{split} on disk: {disk:,} bytes, {disk / max(tokens, 1):.3f} bytes per token")
     print(f"vocabulary: {vocab} tokens")
     print(f"unigram baseline: {stats['unigram_baseline']:.4f} nats per token (eval under train unigram frequencies)")
     return 0

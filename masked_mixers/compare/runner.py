@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config import ModelSpec, RunConfig, TrainConfig
+from ..data.examples import first_examples
 from ..errors import UserError
 from ..factory import family_task
 from ..models import FAMILIES
@@ -83,9 +84,7 @@ def _train_config(config: CompareConfig, spec: ModelSpec, original_label: str, o
 
 
 def _first_batch(prepared, batch_size: int) -> dict:
-    columns = [c for c in ("input_ids", "attention_mask", "labels") if c in prepared.train.column_names]
-    rows = prepared.train.select(range(min(batch_size, len(prepared.train)))).with_format("torch", columns=columns)
-    return dict(rows[:])  # column -> (batch_size, seq_len) tensor
+    return first_examples(prepared.train, batch_size)  # column -> (batch_size, seq_len) tensor
 
 
 def _resolve_sizes(config: CompareConfig, prepared: dict, progress: bool) -> tuple[list[ModelSpec], list[dict]]:

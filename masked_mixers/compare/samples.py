@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from .config import ReportConfig
+from ..data.examples import first_examples
 from ..metrics import IGNORE_INDEX
 from ..models import family_of
 
@@ -58,8 +59,7 @@ def reconstruction_samples(model, tokenizer, dataset, count: int) -> list[dict]:
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    rows = dataset.select(range(min(count, len(dataset)))).with_format("torch", columns=["input_ids", "attention_mask", "labels"])
-    batch = {k: v.to(device) for k, v in rows[:].items()}  # column -> (count, L)
+    batch = {k: v.to(device) for k, v in first_examples(dataset, count).items()}  # column -> (count, L)
     predicted = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.argmax(-1)  # (count, L)
     samples = []
     for labels, ids in zip(batch["labels"], predicted):

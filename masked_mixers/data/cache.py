@@ -1,12 +1,15 @@
 """Content-addressed cache directories that are either complete or absent.
 
 A prepared dataset lives in a directory named by a fingerprint of everything that made it.
-It is built in a hidden temporary sibling and renamed into place as the last step, so a crash,
-an error or a second process never leaves (or sees) a half-written one.
+It is built in a hidden sibling and renamed into place as the last step, so a crash, an error or
+a second process never leaves (or sees) a half-written one. `publish` builds in a fresh
+temporary sibling; a resumable build (prepare_data) keeps its finished parts in a fixed sibling
+(`work_dir`) under a lock, so a rerun after a kill continues it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -14,7 +17,8 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..files import share_like_umask
@@ -74,3 +78,45 @@ def publish(final: Path, build: Callable[[Path], None]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def work_dir(final: Path) -> Path:
+    """Where a resumable build of `final` keeps its finished parts between runs."""
+    return final.parent / f".{final.name}.partial"
+
+
+@contextmanager
+def build_lock(final: Path) -> Iterator[Path]:
+    """Hold an exclusive lock on building `final`: a second process waits, then finds it built.
+
+    The lock file lives in a `locks` folder beside final's parent, never among the caches.
+    """
+    lock = final.parent.parent / "locks" / f"{final.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield lock
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def publish_work(work: Path, final: Path) -> Path:
+    """Rename a finished work directory to `final` (a build already there wins)."""
+    if final.is_dir():
+        shutil.rmtree(work)
+    else:
+        os.rename(work, final)
+    return final
+
+
+def discard(work: Path, lock: Path, root: Path) -> None:
+    """Remove a failed build's work and lock, then the folders it created if they are empty,
+    up to and including the cache root: bad input leaves no trace."""
+    shutil.rmtree(work, ignore_errors=True)
+    lock.unlink(missing_ok=True)
+    for folder in (lock.parent, work.parent, root):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (other caches) or already gone
+            pass

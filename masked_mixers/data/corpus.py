@@ -66,11 +66,11 @@ def file_identity(path: Path) -> dict:
     return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def corpus_identity(source: str | Sequence[str], split: str) -> dict:
+def corpus_identity(source: str | Sequence[str], split: str, config_name: str | None = None) -> dict:
     """The part of a cache fingerprint that says which corpus was read."""
     resolved = resolve_source(source)
     if isinstance(resolved, str):
-        return {"hub": resolved, "split": split}
+        return {"hub": resolved, "split": split, **({"config_name": config_name} if config_name else {})}
     return {"files": [file_identity(p) for p in resolved]}
 
 
@@ -210,9 +210,9 @@ def _text_column(table: datasets.Dataset, text_field: str, where: str) -> datase
     return table.rename_column(text_field, "text") if text_field != "text" else table
 
 
-def _load_hub(name: str, split: str, text_field: str) -> datasets.Dataset:
+def _load_hub(name: str, split: str, text_field: str, config_name: str | None = None) -> datasets.Dataset:
     try:
-        table = datasets.load_dataset(name, split=split)
+        table = datasets.load_dataset(name, config_name, split=split)
     except Exception as err:  # network, unknown id, unknown split: all fixable by the user
         raise UserError(f"{name}: could not load Hugging Face dataset split {split!r} ({reason(err)})") from None
     return _text_column(table, text_field, f"{name}[{split}]")
@@ -232,15 +232,17 @@ def load_corpus(
     text_field: str = "text",
     lowercase: bool = False,
     max_documents: int | None = None,
+    config_name: str | None = None,
 ) -> datasets.Dataset:
     """Documents of `source` as a memory-mapped Dataset with one "text" column.
 
-    `split` applies to hub datasets only (local files are one split). Empty documents are
-    dropped; `max_documents` keeps the first n, in file order.
+    `split` and `config_name` apply to hub datasets only (local files are one split). Empty
+    documents are dropped; `max_documents` keeps the first n, in file order. prepare_data streams
+    instead (stream.py); this is for callers that want the documents at hand.
     """
     resolved = resolve_source(source)
     if isinstance(resolved, str):
-        parts, where = [_load_hub(resolved, split, text_field)], f"{resolved}[{split}]"
+        parts, where = [_load_hub(resolved, split, text_field, config_name)], f"{resolved}[{split}]"
     else:
         parts, where = [], ", ".join(str(p) for p in resolved)
         for path in resolved:

@@ -5,19 +5,55 @@ Two layouts:
   attention_mask 0 and label -100. Right padding keeps every real token at the position it has
   in an unpadded input; left padding shifts them, so a model must be used the way it was trained.
 - packing: documents are concatenated end to end, an eos after each, and cut into L-token blocks
-  (the remainder of each batch of documents, under L tokens, is dropped). No padding, no waste.
+  (the remainder of each shard of documents, under L tokens, is dropped). No padding, no waste.
 
-Every example also records num_bytes, the UTF-8 bytes of the text its real tokens cover, so that
+Storage is compact (format 2): only the real tokens are stored, once, in the smallest unsigned
+integer type that holds the vocabulary (`token_dtype`), plus num_bytes per example. A packed
+example is a fixed-size list of L ids; a padded one is the variable-length list of its real ids
+(its length is the number of real tokens). `expand_batch` derives the int64 input_ids,
+attention_mask and labels of the earlier all-int64 layout when a batch is read, and `as_examples`
+installs it as the dataset's transform, so consumers index rows and slices as before. About 2
+bytes per token on disk instead of 24.
+
+Every example records num_bytes, the UTF-8 bytes of the text its real tokens cover, so that
 evaluation can report bits per byte, a measure that does not depend on the tokenizer.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from itertools import chain
 
 import datasets
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100  # label of positions that carry no loss (transformers' convention)
+EXAMPLE_COLUMNS = ("input_ids", "attention_mask", "labels", "num_bytes")
+
+
+def token_dtype(vocab_size: int) -> str:
+    """The smallest stored integer type for ids below `vocab_size`: uint16 up to 65,536 entries."""
+    return "uint16" if vocab_size <= 1 << 16 else "uint32"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How stored rows become examples: L, packed or padded (side, pad id)."""
+
+    seq_len: int
+    packed: bool
+    padding_side: str = "right"
+    pad_token_id: int = 0
+
+    def features(self, vocab_size: int) -> datasets.Features:
+        """Arrow schema of stored rows: L ids (packed) or up to L real ids (padded), and num_bytes."""
+        ids = datasets.List(datasets.Value(token_dtype(vocab_size)), length=self.seq_len if self.packed else -1)
+        return datasets.Features({"input_ids": ids, "num_bytes": datasets.Value("uint32")})
+
+    def to_dict(self) -> dict:
+        return dict(seq_len=self.seq_len, packed=self.packed, padding_side=self.padding_side, pad_token_id=self.pad_token_id)
 
 
 def token_bytes(text: str, offsets: list[tuple[int, int]]) -> np.ndarray:
@@ -27,7 +63,8 @@ def token_bytes(text: str, offsets: list[tuple[int, int]]) -> np.ndarray:
     tokenizer folds into a neighbour are counted once, and two byte-level tokens sharing one
     multi-byte character give it to the first.
     """
-    ends = np.maximum.accumulate(np.fromiter((end for _, end in offsets), dtype=np.int64, count=len(offsets)))
+    flat = np.fromiter(chain.from_iterable(offsets), dtype=np.int64, count=2 * len(offsets))  # (start, end) pairs, read in C
+    ends = np.maximum.accumulate(flat[1::2]) if len(offsets) else flat
     if not text.isascii():
         code_points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
         widths = 1 + (code_points >= 0x80) + (code_points >= 0x800) + (code_points >= 0x10000)
@@ -35,47 +72,85 @@ def token_bytes(text: str, offsets: list[tuple[int, int]]) -> np.ndarray:
     return np.diff(ends, prepend=0)
 
 
-def _encode(texts: list[str], tokenizer: PreTrainedTokenizerBase, add_bos: bool, add_eos: bool):
-    """Token ids and per-token byte counts of each document, with bos/eos (0 bytes) as asked."""
-    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
-    for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"]):
-        nbytes = token_bytes(text, offsets).tolist()
-        if add_bos:
-            ids, nbytes = [tokenizer.bos_token_id, *ids], [0, *nbytes]
-        if add_eos:
-            ids, nbytes = [*ids, tokenizer.eos_token_id], [*nbytes, 0]
-        yield ids, nbytes
+def encode_documents(texts: list[str], tokenizer: PreTrainedTokenizerBase, add_bos: bool, add_eos: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(token ids, per-token UTF-8 byte counts) of each document, with bos/eos (0 bytes) as asked.
+
+    Calls the `tokenizers` backend's encode_batch directly (what the transformers tokenizer calls
+    too): the same ids, without building a BatchEncoding of Python lists first.
+    """
+    encodings = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+    head = [tokenizer.bos_token_id] if add_bos else []
+    tail = [tokenizer.eos_token_id] if add_eos else []
+    out = []
+    for text, encoding in zip(texts, encodings):
+        ids, nbytes = encoding.ids, token_bytes(text, encoding.offsets)
+        out.append((np.asarray(head + ids + tail, dtype=np.int64), np.concatenate([np.zeros(len(head), np.int64), nbytes, np.zeros(len(tail), np.int64)])))
+    return out
 
 
-def example_features(seq_len: int) -> datasets.Features:
-    """Arrow schema of prepared examples: fixed-size lists of L token ids (no type guessing)."""
-    row = datasets.List(datasets.Value("int64"), length=seq_len)
-    return datasets.Features({"input_ids": row, "attention_mask": row, "labels": row, "num_bytes": datasets.Value("int64")})
+def pad_rows(encoded: list[tuple[np.ndarray, np.ndarray]], seq_len: int) -> dict:
+    """One stored row per document: its first seq_len ids (no padding stored) and their bytes."""
+    return {
+        "input_ids": [ids[:seq_len] for ids, _ in encoded],
+        "num_bytes": np.asarray([int(nbytes[:seq_len].sum()) for _, nbytes in encoded], dtype=np.int64),
+    }
 
 
-def pad_examples(batch: dict, tokenizer: PreTrainedTokenizerBase, seq_len: int, padding_side: str, add_bos: bool, add_eos: bool) -> dict:
-    """One example per document: truncated to seq_len tokens, padded to exactly seq_len."""
-    rows = len(batch["text"])
-    input_ids = np.full((rows, seq_len), tokenizer.pad_token_id, dtype=np.int64)
-    labels = np.full((rows, seq_len), IGNORE_INDEX, dtype=np.int64)
-    attention_mask = np.zeros((rows, seq_len), dtype=np.int64)
-    num_bytes = np.zeros(rows, dtype=np.int64)
-    for row, (ids, nbytes) in enumerate(_encode(batch["text"], tokenizer, add_bos, add_eos)):
-        real = min(len(ids), seq_len)
-        cols = slice(0, real) if padding_side == "right" else slice(seq_len - real, seq_len)
-        input_ids[row, cols] = labels[row, cols] = ids[:real]
-        attention_mask[row, cols] = 1
-        num_bytes[row] = sum(nbytes[:real])
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "num_bytes": num_bytes}
-
-
-def pack_examples(batch: dict, tokenizer: PreTrainedTokenizerBase, seq_len: int, add_bos: bool) -> dict:
-    """Concatenate the batch's documents (eos after each) and cut the stream into seq_len blocks."""
-    stream, stream_bytes = [], []
-    for ids, nbytes in _encode(batch["text"], tokenizer, add_bos, add_eos=True):
-        stream.extend(ids)
-        stream_bytes.extend(nbytes)
+def pack_rows(encoded: list[tuple[np.ndarray, np.ndarray]], seq_len: int) -> dict:
+    """Concatenate the documents (eos already after each) and cut the stream into seq_len blocks."""
+    if not encoded:
+        return {"input_ids": np.zeros((0, seq_len), np.int64), "num_bytes": np.zeros(0, np.int64)}
+    stream = np.concatenate([ids for ids, _ in encoded])
+    stream_bytes = np.concatenate([nbytes for _, nbytes in encoded])
     blocks = len(stream) // seq_len
-    input_ids = np.asarray(stream[: blocks * seq_len], dtype=np.int64).reshape(blocks, seq_len)
-    num_bytes = np.asarray(stream_bytes[: blocks * seq_len], dtype=np.int64).reshape(blocks, seq_len).sum(axis=1)
-    return {"input_ids": input_ids, "attention_mask": np.ones_like(input_ids), "labels": input_ids.copy(), "num_bytes": num_bytes}
+    return {
+        "input_ids": stream[: blocks * seq_len].reshape(blocks, seq_len),  # (blocks, L)
+        "num_bytes": stream_bytes[: blocks * seq_len].reshape(blocks, seq_len).sum(axis=1),
+    }
+
+
+def expand_batch(batch: dict, layout: Layout) -> dict:
+    """Stored rows -> int64 input_ids, attention_mask, labels (n, L) and num_bytes, as numpy arrays.
+
+    Packed rows are all real tokens (mask 1, labels = ids); padded rows are placed on the padding
+    side with pad ids, mask 0 and label -100 after (right) or before (left) them. Columns the
+    batch lacks (a caller removed num_bytes) are left out.
+    """
+    rows, L = batch["input_ids"], layout.seq_len
+    out = {}
+    if layout.packed:
+        ids = np.asarray(rows, dtype=np.int64).reshape(len(rows), L)  # (n, L)
+        out.update(input_ids=ids, attention_mask=np.ones_like(ids), labels=ids.copy())
+    else:
+        ids = np.full((len(rows), L), layout.pad_token_id, dtype=np.int64)
+        labels = np.full((len(rows), L), IGNORE_INDEX, dtype=np.int64)
+        mask = np.zeros((len(rows), L), dtype=np.int64)
+        for i, row in enumerate(rows):
+            cols = slice(0, len(row)) if layout.padding_side == "right" else slice(L - len(row), L)
+            ids[i, cols] = labels[i, cols] = row
+            mask[i, cols] = 1
+        out.update(input_ids=ids, attention_mask=mask, labels=labels)
+    if "num_bytes" in batch:
+        out["num_bytes"] = np.asarray(batch["num_bytes"], dtype=np.int64)
+    return out
+
+
+def as_examples(stored: datasets.Dataset, layout: Layout) -> datasets.Dataset:
+    """The stored rows seen as full examples: rows and slices come back expanded (expand_batch).
+
+    Column access by name serves stored columns only (input_ids, num_bytes); read a slice
+    (`dataset[:n]`) for attention_mask and labels.
+    """
+    return stored.with_transform(partial(expand_batch, layout=layout))
+
+
+def first_examples(dataset: datasets.Dataset, count: int, columns=EXAMPLE_COLUMNS[:3]) -> dict:
+    """The first `count` examples as tensors (column -> (count, L)), of either layout.
+
+    A compact store expands the slice (as_examples); a dataset of full rows is read as is.
+    Columns the dataset lacks are left out.
+    """
+    import torch
+
+    rows = dataset[: min(count, len(dataset))]
+    return {k: torch.as_tensor(np.asarray(rows[k], dtype=np.int64)) for k in columns if k in rows}

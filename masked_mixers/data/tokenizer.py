@@ -56,7 +56,19 @@ def train_tokenizer(texts: Iterable[str] | datasets.Dataset, vocab_size: int = 4
         initial_alphabet=alphabet,
         show_progress=False,
     )
-    backend.train_from_iterator(_batches(texts), trainer=trainer, length=len(texts) if isinstance(texts, datasets.Dataset) else None)
+    failures: list[Exception] = []
+
+    def batches() -> Iterator[list[str]]:
+        # an error raised inside an iterator the Rust trainer pulls from would reach us rewrapped;
+        # keep the original (a UserError naming a file) and raise it once training returns
+        try:
+            yield from _batches(texts)
+        except Exception as err:
+            failures.append(err)
+
+    backend.train_from_iterator(batches(), trainer=trainer, length=len(texts) if isinstance(texts, datasets.Dataset) else None)
+    if failures:
+        raise failures[0]
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, bos_token=EOT_MARKER, eos_token=EOT_MARKER, pad_token=PAD_TOKEN
     )

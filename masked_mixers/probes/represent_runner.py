@@ -158,12 +158,12 @@ def load_inputs(request: RepresentRequest, seq_len: int) -> tuple[torch.Tensor, 
     if request.ids:
         ids, mask = _ids_from_file(request.ids, seq_len, request.num_texts)
         return ids, mask, dict(ids=request.ids), int(ids.max()) + 1
-    from ..data import load_corpus, load_tokenizer, prepare_data  # only these two input modes need the data pipeline
+    from ..data import first_examples, load_corpus, load_tokenizer, prepare_data  # only these two input modes need the data pipeline
 
     if request.data:
         run = load_run_config(request.data, request.overrides)
         prepared = prepare_data(run.data, seq_len)
-        examples = prepared.eval.select(range(min(request.num_texts, len(prepared.eval)))).with_format("torch")[:]  # columns as (n, L) tensors
+        examples = first_examples(prepared.eval, request.num_texts)  # columns as (n, L) tensors
         return examples["input_ids"], examples["attention_mask"], dict(data=request.data), len(prepared.tokenizer)
     tokenizer_spec = request.tokenizer or _first_model_dir(request.models)
     if tokenizer_spec is None:
