@@ -158,8 +158,6 @@ def summarize_run(
 def _cell(value) -> str:
     if value is None:
         return "-"
-    if value == 0.0 and isinstance(value, float):
-        return "0 (off)"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
@@ -167,7 +165,8 @@ def markdown_table(rows: Sequence[dict]) -> str:
     """The rows as a GitHub markdown table; '-' marks a run that did not diverge or has no value."""
     columns = ["family", "ablation", "parameters", "diverged_at", "final_loss", "min_loss", "eval_loss", "steps", "max_grad_norm"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    clip = {0.0: "0 (off)"}  # max_grad_norm 0: no clipping
+    lines += ["| " + " | ".join(clip.get(row.get(c), _cell(row.get(c))) if c == "max_grad_norm" else _cell(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
