@@ -36,8 +36,9 @@ Optimizer = Literal["adamw_torch_fused", "adamw_torch"]
 class ModelSpec:
     """One model, in the size terms both families share.
 
-    family: "mixer" (masked mixer), "llama" (transformers' LlamaForCausalLM), "llama_ablated"
-      (the same Llama modules, with use_layer_norm/use_residual/use_feed_forward switchable),
+    family: "mixer" (masked mixer), "llama" (transformers' LlamaForCausalLM), "gpt2" (transformers'
+      GPT2LMHeadModel), "llama_ablated" (the same Llama modules, with use_layer_norm/use_residual/
+      use_feed_forward switchable and feed_forward_attention),
       "mixer_autoencoder" or "llama_autoencoder" (one-vector-bottleneck autoencoders), "linear_mixer",
       "transfixer", "bidirectional_mixer", "bidirectional_llama" (see models.FAMILIES; an open set, so
       checked by the factory against the registry rather than here).
@@ -49,6 +50,8 @@ class ModelSpec:
     decoder_position_embedding: llama autoencoder only; false reproduces the paper's decoder, which
       gets no position signal (see AutoencodingTransformerConfig).
     linear_variant: for family linear_mixer, "linear", "relu" (ReLU before the head) or "near_linear".
+    feed_forward_attention: llama_ablated only; true replaces each block's MLP with a second
+      (pre-norm, residual) self-attention, the paper's "feed-forward replaced by attention".
     """
 
     family: str = "mixer"
@@ -67,6 +70,7 @@ class ModelSpec:
     use_layer_norm: bool = True
     use_residual: bool = True
     use_feed_forward: bool = True
+    feed_forward_attention: bool = False
     encoder_layers: int | None = None
     decoder_layers: int | None = None
     compression_dim: int | None = None

@@ -129,6 +129,30 @@ def test_ablated_models_stay_causal(family, switch):
     assert not torch.allclose(after[:, j], before[:, j])
 
 
+def test_feed_forward_attention_replaces_the_mlp_with_a_second_attention():
+    """The switch swaps each block's MLP for a LlamaAttention (own pre-norm and residual); the model stays causal."""
+    torch.manual_seed(0)
+    model, _ = build_model(_spec("llama_ablated", feed_forward_attention=True), VOCAB)
+    no_ff, _ = build_model(_spec("llama_ablated", use_feed_forward=False), VOCAB)
+    names = [n for n, _ in model.named_parameters()]
+    assert not any(".mlp." in n for n in names) and any(".feed_forward_attn.q_proj" in n for n in names)
+    attention = sum(p.numel() for p in model.model.layers[0].self_attn.parameters())
+    norm = sum(p.numel() for p in model.model.layers[0].post_attention_layernorm.parameters())
+    assert count_parameters(model).total == count_parameters(no_ff).total + 2 * (attention + norm)  # 2 layers
+    model.eval()
+    ids = torch.randint(0, VOCAB, (1, L))
+    changed = ids.clone()
+    changed[0, 7] = (ids[0, 7] + 1) % VOCAB
+    with torch.no_grad():
+        before, after = model(ids).logits, model(changed).logits
+    torch.testing.assert_close(after[:, :7], before[:, :7], rtol=0, atol=1e-6)
+    assert not torch.allclose(after[:, 7], before[:, 7])
+    with pytest.raises(UserError, match="needs use_feed_forward"):
+        build_model(_spec("llama_ablated", feed_forward_attention=True, use_feed_forward=False), VOCAB)
+    with pytest.raises(UserError, match="llama_ablated"):  # a knob of llama_ablated only
+        build_model(_spec("mixer", feed_forward_attention=True), VOCAB)
+
+
 def test_ablated_llama_trains_and_generates():
     model, _ = build_model(_spec("llama_ablated", use_layer_norm=False), VOCAB, pad_token_id=0, eos_token_id=1)
     ids = torch.randint(2, VOCAB, (2, L))
@@ -153,6 +177,19 @@ def test_variants_switch_one_part_each(tmp_path):
     assert len({v.train.output_dir for _, _, v in variants}) == 4
     with pytest.raises(UserError, match="gpt"):
         ablation_runs(RunConfig(), ["gpt"], ["none"], tmp_path)
+    assert all(v.train.max_grad_norm == 1.0 for _, _, v in variants)  # the config's clipping, as the paper's HF Trainer
+
+
+def test_feed_forward_attention_variant_and_no_clip(tmp_path, capsys):
+    """feed_forward_attention is a llama row only (the mixer has no such switch); clip=False turns clipping off."""
+    variants = ablation_runs(RunConfig(model=_spec("mixer")), ["mixer", "llama"], ["none", "feed_forward_attention"], tmp_path, clip=False)
+    assert [(f, a) for f, a, _ in variants] == [("mixer", "none"), ("llama", "none"), ("llama", "feed_forward_attention")]
+    assert "mixer: skipping feed_forward_attention" in capsys.readouterr().out
+    switched = {a: v.model.feed_forward_attention for f, a, v in variants if f == "llama"}
+    assert switched == {"none": False, "feed_forward_attention": True}
+    assert all(v.train.max_grad_norm == 0.0 and v.model.use_feed_forward for _, _, v in variants)
+    row = summarize_run("llama", "feed_forward_attention", [{"step": 1, "loss": 3.0}], None, 10, max_grad_norm=0.0)
+    assert markdown_table([row]).splitlines()[-1].endswith("| 0 (off) |")
 
 
 def test_summary_row_and_table():

@@ -61,12 +61,12 @@ def test_flops_match_pytorch_flop_counter(spec):
 
 def test_bench_train_command_writes_table_and_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    args = ["bench", "train", "--seq-lens", "16", "--d-models", "16", "--layers", "1", "--steps", "2", "--vocab-size", "64", "--output", str(out)]
+    args = ["bench", "train", "--seq-lens", "16", "--d-models", "16", "--layers", "1", "--steps", "2", "--vocab-size", "64", "--families", "mixer,llama,gpt2", "--output", str(out)]
     assert main(args + ["--max-memory-gb", "1e-6"]) == 0
     assert all("skipped" in r for r in json.loads(out.read_text())["rows"])
     assert main(args) == 0
     results = json.loads(out.read_text())
-    assert {r["family"] for r in results["rows"]} == {"mixer", "llama"}
+    assert {r["family"] for r in results["rows"]} == {"mixer", "llama", "gpt2"}
     for row in results["rows"]:
         assert row["tokens_per_second"] > 0 and 0 < row["mfu"] and row["peak_memory_mib"] > 0
         assert row["mfu"] == pytest.approx(mfu(row["training_flops_per_token"], row["tokens_per_second"], results["matmul_peak"]["fp32"]["flops_per_second"]))
@@ -77,7 +77,7 @@ def test_bench_prepare_compares_with_encode_batch_and_reports_bytes_per_token(tm
     corpus = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinystories" / "train-lowercase.jsonl"
     out = tmp_path / "prepare.json"
     args = ["bench", "prepare", "--source", str(corpus), "--max-documents", "150", "--vocab-size", "400", "--seq-len", "64",
-            "--packing", "--num-proc", "1,2", "--json", str(out)]
+            "--packing", "--num-proc", "1,2", "--output", str(out)]
     assert main(args) == 0
     results = json.loads(out.read_text())
     encode, *prepared = results["rows"]

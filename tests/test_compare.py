@@ -113,7 +113,7 @@ def test_every_language_model_family_trains_and_compares_on_real_data(tmp_path, 
     from masked_mixers.data import prepare_data
 
     small = dict(hidden_size=32, num_hidden_layers=2, seq_len=64, num_heads=2)
-    families = ["linear_mixer", "transfixer", "bidirectional_mixer", "bidirectional_llama", "llama_ablated"]
+    families = ["linear_mixer", "transfixer", "bidirectional_mixer", "bidirectional_llama", "llama_ablated", "gpt2"]
     config = from_dict(
         CompareConfig,
         {

@@ -307,6 +307,7 @@ FLOP_VARIANTS = [
     ("linear_variant", "relu"),
     ("linear_variant", "near_linear"),
     ("use_feed_forward", False),
+    ("feed_forward_attention", True),
     ("compression_dim", 8),
     ("intermediate_size", 48),
 ]

@@ -11,9 +11,13 @@ from masked_mixers.cli import main
 from masked_mixers.config import ModelSpec, RunConfig, save_yaml
 from masked_mixers.factory import build_model
 from masked_mixers.probes.representation import (
+    PROTOCOLS,
     InversionSettings,
+    block_hidden_state,
     decode_embeddings,
     frozen,
+    invert_hidden_state,
+    protocol_settings,
     recovery_counts,
     representation_accuracy,
 )
@@ -40,7 +44,7 @@ def _mixer(layers: int = 1):
 
 def test_untrained_one_layer_mixer_gives_back_its_input(story_ids):
     model = _mixer()
-    result = representation_accuracy(model, story_ids, None, block=1, settings=InversionSettings(steps=150), batch_size=4)
+    result = representation_accuracy(model, story_ids, None, block=1, settings=protocol_settings("adam", steps=150), batch_size=4)
     assert result.hamming <= 0.05
     assert result.top1 >= 0.9
     assert result.num_tokens == story_ids.numel()
@@ -57,7 +61,7 @@ def test_without_descent_the_random_start_decodes_to_noise(story_ids):
 def test_model_is_left_as_it_was(story_ids):
     model = _mixer().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    representation_accuracy(model, story_ids[:1], None, block=1, settings=InversionSettings(steps=3))
+    representation_accuracy(model, story_ids[:1], None, block=1, settings=protocol_settings("paper", steps=3))
     assert model.training and all(p.requires_grad and p.grad is None for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     with frozen(model):
@@ -112,6 +116,90 @@ def test_metric_adds_up_over_batches():
     assert (a + b).per_position == [0.5, 0.5, 1.0, 1.0]
 
 
+def test_metric_per_sequence_is_the_papers_average():
+    """The paper averages each sequence's miss fraction; pooling over tokens weighs long sequences more."""
+    true = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 4]])
+    topk = torch.tensor([[[1], [2], [3], [4]], [[1], [7], [7], [7]]])  # row 0 all right; row 1: 1 of its 2 real tokens wrong
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    counts = recovery_counts(topk, true, mask)
+    assert counts.sequence_misses == [0.0, 0.5]
+    assert counts.sequence_hamming == 0.25  # (0 + 1/2) / 2 sequences
+    assert counts.hamming == pytest.approx(1 / 6)  # 1 miss in 6 real tokens
+    assert recovery_counts(torch.tensor([[[5]]]), torch.tensor([[1]]), torch.tensor([[0]])).sequence_misses == []  # no real token: left out
+
+
+# --- the paper's protocol (findings.md F1) ----------------------------------------------------
+
+
+def _llama(layers: int = 2):
+    torch.manual_seed(0)
+    model, _ = build_model(ModelSpec(family="llama", hidden_size=16, num_hidden_layers=layers, seq_len=8, num_heads=2), VOCAB)
+    return model
+
+
+def _last_layer_output(model, embeds, mask):
+    """The last decoder layer's own output, read by a forward hook: before any final norm, independent of hidden_states."""
+    layers = next(m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == model.config.num_hidden_layers)
+    seen = []
+    handle = layers[-1].register_forward_hook(lambda mod, args, out: seen.append(out[0] if isinstance(out, tuple) else out))
+    try:
+        model(inputs_embeds=embeds, attention_mask=mask)
+    finally:
+        handle.remove()
+    return seen[-1]
+
+
+def test_paper_protocol_is_findings_f1():
+    paper = PROTOCOLS["paper"]
+    assert (paper.optimizer, paper.learning_rate, paper.final_lr_fraction, paper.schedule, paper.steps) == ("sgd", 0.02, 0.1, "linear", 500)
+    assert (paper.loss, paper.reduction, paper.start, paper.decode, paper.top_k, paper.average) == ("l1", "sum", "normal", "pinv", 5, "sequence")
+    assert paper.lr_factor(0) == 1.0 and paper.lr_factor(500) == pytest.approx(0.1)  # 0.02 -> 0.002
+    assert InversionSettings() == paper  # the default
+    assert protocol_settings("paper").protocol == "paper"
+    assert protocol_settings("paper", learning_rate=0.5).protocol == "paper variant (learning_rate=0.5)"
+    assert protocol_settings("adam", seed=3).protocol == "adam"
+
+
+def test_two_paper_steps_equal_the_hand_computed_update():
+    """x0 ~ N(0, 1) (not the embedding's 0.02 scale), g = grad of the L1 distance summed over every
+    element (pads too) to the last layer's pre-norm output, x1 = x0 - 0.02 g(x0), x2 = x1 - 0.011 g(x1)
+    (lr falls linearly: 0.02 (n - i)/n + 0.002 i/n with n = 2, i = 1)."""
+    model = _llama()
+    ids = torch.randint(3, VOCAB, (2, 8), generator=torch.Generator().manual_seed(1))
+    mask = torch.tensor([[1] * 8, [1] * 5 + [0] * 3])
+    with frozen(model):
+        target = _last_layer_output(model, model.get_input_embeddings()(ids), mask)
+        assert not torch.allclose(target, model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1])  # the norm matters
+
+        def grad_and_loss(x):
+            x = x.clone().requires_grad_(True)
+            loss = (_last_layer_output(model, x, mask) - target).abs().sum()
+            loss.backward()
+            return x.grad, loss.item()
+
+        x0 = torch.randn(2, 8, 16, generator=torch.Generator().manual_seed(0))
+        g0, loss0 = grad_and_loss(x0)
+        x1 = x0 - 0.02 * g0
+        g1, loss1 = grad_and_loss(x1)
+        x2 = x1 - (0.02 * 1 / 2 + 0.002 * 1 / 2) * g1
+        recovered, losses = invert_hidden_state(model, target, mask, 2, protocol_settings("paper", steps=2), scale=0.02)
+    torch.testing.assert_close(recovered, x2, rtol=1e-5, atol=1e-6)
+    assert losses == pytest.approx([loss0, loss1], rel=1e-5)
+
+
+@pytest.mark.parametrize("family", ["mixer", "llama", "llama_ablated", "gpt2"])
+def test_every_block_target_is_before_any_final_norm(family):
+    torch.manual_seed(0)
+    fields = dict(hidden_size=16, num_hidden_layers=2, seq_len=8) | ({} if family == "mixer" else dict(num_heads=2))
+    model, _ = build_model(ModelSpec(family=family, **fields), VOCAB)
+    model.eval()
+    ids = torch.randint(3, VOCAB, (2, 8), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        embeds = model.get_input_embeddings()(ids)
+        torch.testing.assert_close(block_hidden_state(model, embeds, None, 2), _last_layer_output(model, embeds, None), rtol=0, atol=0)
+        assert "tie_last_hidden_states" not in model.config.to_dict()  # the switch is put back
+
+
 def test_settings_reject_unknown_choices():
     with pytest.raises(ValueError, match="decode"):
         InversionSettings(decode="cosine")
@@ -130,14 +218,18 @@ def test_represent_command_writes_json_and_plot(tmp_path, story_ids, capsys):
     ids = tmp_path / "ids.json"
     ids.write_text(json.dumps([story_ids[0].tolist(), story_ids[1, :6].tolist()]))  # the second is shorter: padded
     out = tmp_path / "out"
-    argv = ["represent", _yaml(tmp_path, "mixer"), _yaml(tmp_path, "llama"), "--ids", str(ids), "--blocks", "1", "2", "3", "--steps", "4", "--output-dir", str(out)]
+    argv = ["represent", _yaml(tmp_path, "mixer"), _yaml(tmp_path, "llama"), "--ids", str(ids), "--blocks", "1", "2", "3", "--steps", "4",
+            "--protocol", "paper", "adam", "--output-dir", str(out)]  # fmt: skip
     assert main(argv) == 0
     report = json.loads((out / "represent.json").read_text())
     assert (out / "represent.png").stat().st_size > 0
+    names = ["paper variant (steps=4)", "adam variant (steps=4)"]
+    assert [p["protocol"] for p in report["protocols"]] == names
+    assert (out / "represent.md").read_text().startswith("| model | block | " + " | ".join(names) + " |")
     assert report["inputs"]["seq_len"] == 12 and report["inputs"]["num_tokens"] == 12 + 6
     assert [m["model_type"] for m in report["models"]] == ["masked_mixer", "llama"]
     for entry in report["models"]:
-        assert [r["block"] for r in entry["results"]] == [1, 2]  # block 3 is beyond the depth: skipped
+        assert [(r["protocol"], r["block"]) for r in entry["results"]] == [(n, b) for n in names for b in (1, 2)]  # block 3 is beyond the depth: skipped
         assert all(0.0 <= r["hamming"] <= 1.0 and len(r["loss_curve"]) == 4 for r in entry["results"])
         assert len(entry["results"][0]["per_position"]) == 12
     assert "skipping block(s) [3]" in capsys.readouterr().out
@@ -159,7 +251,7 @@ def test_represent_on_a_saved_model_dir_with_text_and_data(tmp_path, tiny_data_c
     model.save_pretrained(saved)
     tokenizer.save_pretrained(saved)
     out = tmp_path / "text"
-    argv = ["represent", str(saved), f"untrained:{saved}", "--text", str(STORIES), "--num-texts", "2", "--steps", "150", "--output-dir", str(out)]
+    argv = ["represent", str(saved), f"untrained:{saved}", "--text", str(STORIES), "--num-texts", "2", "--steps", "150", "--protocol", "adam", "--output-dir", str(out)]
     assert main(argv) == 0
     report = json.loads((out / "represent.json").read_text())
     assert report["inputs"] == {"text": str(STORIES), "tokenizer": str(saved), "num_texts": 2, "seq_len": 16, "num_tokens": 32}

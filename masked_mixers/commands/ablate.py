@@ -1,15 +1,21 @@
 """Architecture flexibility (Badger, arXiv 2409.01482): train without layer norms, residuals or feed-forward.
 
 For each family (mixer, llama) the run config's model is trained unablated and with one part
-removed at a time, every variant for the same budget (the config's train section) on the same
+removed at a time (and, for llama, with its feed-forward replaced by attention:
+`feed_forward_attention`), every variant for the same budget (the config's train section) on the same
 prepared data. A run diverged if its training loss became NaN/inf (training stops there and the
 sweep goes on to the next variant) or stayed above --rise-factor times its running minimum for
 --patience logged points; the table reports that step, or the final loss. Llama variants are
 built from transformers' own Llama modules (family "llama_ablated").
 
+Gradient clipping is the config's train.max_grad_norm (1.0 by default, as the paper's HF
+Trainer); --no-clip turns it off for every variant, since clipping can hide the divergence the
+paper describes. The table's max_grad_norm column says which.
+
 Writes into --output-dir: one training directory per variant, ablation.md, ablation.json, ablation.png.
 
   masked-mixers ablate configs/small.yaml --set train.max_steps=300 --output-dir runs/ablate
+  masked-mixers ablate configs/small.yaml --families llama --ablations none feed_forward_attention --no-clip
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ablations", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS), help="parts to remove, one variant each")
     parser.add_argument("--rise-factor", type=float, default=1.5, help="diverged: loss above this times its running minimum ...")
     parser.add_argument("--patience", type=int, default=3, help="... for this many logged points in a row")
+    parser.add_argument("--no-clip", dest="clip", action="store_false", help="train every variant without gradient clipping (train.max_grad_norm 0)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     add_output(parser, folder=True, dest="out", old=("--out",), default="runs/ablate", help="where the variants, ablation.md/.json/.png go")
 

@@ -12,9 +12,16 @@ MODEL is any of
 
 Inputs come from --data RUN.yaml (its prepared eval split), --text SOURCE (a corpus file or hub
 id, tokenized with --tokenizer or the first model directory's tokenizer), or --ids FILE (a JSON
-list of token-id lists). Writes represent.json and represent.png into --output-dir.
+list of token-id lists). Writes represent.json, represent.md and represent.png into --output-dir.
 
-  masked-mixers represent mixer.yaml llama.yaml --text stories.jsonl --tokenizer tok.json --blocks 1 2
+--protocol paper (the default) is the paper's procedure exactly (findings.md F1: N(0, 1) start,
+L1 summed over every element, plain gradient descent with lr 0.02 falling linearly to 0.002, 500
+steps, top-5 of x @ pinv(E) averaged per sequence); --protocol adam is an optimizer-robust
+variant (Adam, cosine, mean L1 over real tokens, start at the embedding's scale). `--protocol
+paper adam` reports both, one column each. The target of every block is taken before any final
+norm. Any of --steps/--lr/... changes the protocol into a variant, labelled so in the report.
+
+  masked-mixers represent mixer.yaml llama.yaml --text stories.jsonl --tokenizer tok.json --blocks 1 2 --protocol paper adam
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import argparse
 from dataclasses import fields
 
 from ..options import add_device, add_output, add_trust_remote_code
-from ..probes.representation import DECODERS, LOSSES, OPTIMIZERS, SCHEDULES, InversionSettings
+from ..probes.representation import DECODERS, LOSSES, OPTIMIZERS, PROTOCOLS, SCHEDULES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,13 +46,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-texts", type=int, default=16, help="how many input sequences")
     parser.add_argument("--seq-len", type=int, help="tokens per input (default: the shortest model length)")
     parser.add_argument("--blocks", type=int, nargs="+", help="probe after these blocks, 1 = first (default: each model's last)")
-    parser.add_argument("--steps", type=int, default=500, help="gradient steps of the inversion per batch")
-    parser.add_argument("--lr", type=float, default=InversionSettings.learning_rate, help="in units of the embedding std")
-    parser.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="learning-rate schedule of the inversion")
-    parser.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="adam", help="optimizer of the inversion")
-    parser.add_argument("--loss", choices=LOSSES, default="l1", help="distance between the recovered and the real hidden state")
-    parser.add_argument("--decode", choices=DECODERS, default="pinv", help="pseudo-inverse of the embedding, or nearest embedding")
-    parser.add_argument("--top-k", type=int, default=5, help="a position counts as recovered when its token is among the k best decoded")
+    parser.add_argument(
+        "--protocol", dest="protocols", nargs="+", choices=tuple(PROTOCOLS), default=["paper"],
+        help="paper (default): the paper's plain gradient descent (findings.md F1); adam: an optimizer-robust variant. "
+        "Several: one column each",
+    )  # fmt: skip
+    variant = "; setting it makes the protocol a named variant"
+    parser.add_argument("--steps", type=int, help=f"default: the protocol's (500){variant}")
+    parser.add_argument("--lr", type=float, help=f"initial learning rate (paper 0.02 absolute; adam 0.1 in embedding-std units){variant}")
+    parser.add_argument("--lr-end-fraction", type=float, help=f"a linear schedule ends at lr x this (paper 0.1){variant}")
+    parser.add_argument("--schedule", choices=SCHEDULES, help=f"paper linear, adam cosine{variant}")
+    parser.add_argument("--optimizer", choices=tuple(OPTIMIZERS), help=f"paper sgd (plain gradient descent), adam adam{variant}")
+    parser.add_argument("--loss", choices=LOSSES, help=f"default l1{variant}")
+    parser.add_argument("--decode", choices=DECODERS, help=f"pinv (default): pseudo-inverse of the embedding; nearest: nearest embedding{variant}")
+    parser.add_argument("--top-k", type=int, help=f"default 5{variant}")
     parser.add_argument("--batch-size", type=int, default=8, help="inputs inverted together")
     parser.add_argument("--seed", type=int, default=0, help="seeds the random start embeddings and untrained models")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override in every run config YAML")

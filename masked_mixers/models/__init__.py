@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import transformers
 
-from . import ablated_llama, autoencoder, bidirectional, linear_mixer, llama, masked_mixer, transfixer
+from . import ablated_llama, autoencoder, bidirectional, gpt2, linear_mixer, llama, masked_mixer, transfixer
 from .ablated_llama import AblatedLlamaConfig, AblatedLlamaForCausalLM, AblatedLlamaModel
 from .autoencoder import AutoencodingMixer, AutoencodingMixerConfig, AutoencodingTransformer, AutoencodingTransformerConfig
 from .bidirectional import BidirectionalLlamaConfig, BidirectionalLlamaLM, BidirectionalMixerConfig, BidirectionalMixerLM
@@ -23,6 +23,7 @@ FAMILIES: dict[str, Family] = {
     for family in (
         masked_mixer.FAMILY,
         llama.FAMILY,
+        gpt2.FAMILY,
         ablated_llama.FAMILY,
         autoencoder.MIXER_FAMILY,
         autoencoder.LLAMA_FAMILY,
@@ -50,7 +51,7 @@ def _register() -> None:
     """Make AutoConfig and each family's Auto classes know every model_type of this package."""
     for family in FAMILIES.values():
         if not family.auto:
-            continue  # transformers' own classes (llama) are registered by transformers
+            continue  # transformers' own classes (llama, gpt2) are registered by transformers
         transformers.AutoConfig.register(family.model_type, family.config_class, exist_ok=True)
         for auto_name, model_class in family.auto.items():
             getattr(transformers, auto_name).register(family.config_class, model_class, exist_ok=True)

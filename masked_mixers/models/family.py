@@ -39,7 +39,7 @@ class Capabilities:
     cached_generation: `generate(use_cache=True)` keeps a cache; without it every step recomputes.
     slides_past_context: generation continues past seq_len by sliding a window (masked mixer cache).
     predicts_in_place: logits[:, n] predicts token n (no shift) and has not seen it.
-    ablation_switches: the `use_*` switches of ModelSpec it honours.
+    ablation_switches: the ModelSpec switches it honours (`use_*`, and llama_ablated's feed_forward_attention).
     """
 
     generates: bool = True

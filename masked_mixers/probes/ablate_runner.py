@@ -29,6 +29,7 @@ class AblateRequest:
     ablations: list[str] = field(default_factory=lambda: list(ABLATIONS))
     rise_factor: float = 1.5
     patience: int = 3
+    clip: bool = True
     overrides: list[str] = field(default_factory=list)
     out: str = "runs/ablate"
 
@@ -62,13 +63,15 @@ def run_ablation(request: AblateRequest) -> list[dict]:
     run_config = load_run_config(request.config, request.overrides)
     out = Path(request.out)
     check_output_dir(out)
-    variants = ablation_runs(run_config, request.families, request.ablations, out)
+    variants = ablation_runs(run_config, request.families, request.ablations, out, clip=request.clip)
     prepared = prepare_data(run_config.data, run_config.model.seq_len)  # one tokenization shared by every variant
     rows, histories = [], {}
     for i, (family, ablation, variant) in enumerate(variants, 1):
         print(f"[{i}/{len(variants)}] {family} {ablation}: training into {variant.train.output_dir}")
         history, eval_metrics, parameters = train_variant(variant, prepared)
-        row = summarize_run(family, ablation, history, eval_metrics, parameters, rise_factor=request.rise_factor, patience=request.patience)
+        row = summarize_run(
+            family, ablation, history, eval_metrics, parameters, variant.train.max_grad_norm, rise_factor=request.rise_factor, patience=request.patience
+        )
         rows.append(dict(row, config=to_dict(variant.model)))
         histories.setdefault(family, {})[ablation] = loss_points(history)
         write_ablation_report(rows, histories, out)  # after every variant, so a long sweep can be watched or resumed by hand

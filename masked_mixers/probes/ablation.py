@@ -1,34 +1,41 @@
 """Architecture flexibility (Badger, arXiv 2409.01482): does a model still train without a part?
 
 Each family is trained unablated and with one part removed at a time (layer norms, residual
-connections, feed-forward), all for the same budget. A run diverged if its loss became NaN/inf
+connections, feed-forward) or, where the family has the switch, with the feed-forward replaced by
+attention, all for the same budget. The paper trained with the HF Trainer's default gradient
+clipping (1.0), which can hide the divergence it describes; `clip=False` trains every variant
+without it (train.max_grad_norm 0), and the table records which. A run diverged if its loss became NaN/inf
 or rose far above its running minimum and stayed there; otherwise its final loss is reported.
 Llama variants use family "llama_ablated" (transformers' Llama modules with switchable parts;
 identical to LlamaForCausalLM with every switch on), the unablated one included, so all Llama
 runs share one code path.
 
 Which families can be ablated is read from the family table (`Capabilities.ablation_switches`),
-not listed here: a family that declares switches joins the sweep.
+not listed here: a family that declares switches joins the sweep, and takes each ablation whose
+switches it declares (the masked mixer has no feed_forward_attention: that row is skipped).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..config import RunConfig
+from ..config import ModelSpec, RunConfig
 from ..errors import UserError
 from ..models import FAMILIES, Family
 
-# ablation name -> ModelSpec switches it turns off
+# ablation name -> the ModelSpec switches it sets (every other switch keeps ModelSpec's default: the whole model)
 ABLATIONS: dict[str, dict[str, bool]] = {
     "none": {},
     "no_layer_norm": {"use_layer_norm": False},
     "no_residual": {"use_residual": False},
     "no_feed_forward": {"use_feed_forward": False},
+    "feed_forward_attention": {"feed_forward_attention": True},
 }
+_WHOLE = {f.name: f.default for f in dataclasses.fields(ModelSpec)}
 
 
 def _cli_name(family: Family) -> str:
@@ -83,27 +90,37 @@ def detect_divergence(losses: Sequence[float], rise_factor: float = 1.5, patienc
     return None
 
 
-def ablation_runs(run: RunConfig, families: Sequence[str], ablations: Sequence[str], out_dir: str | Path) -> list[tuple[str, str, RunConfig]]:
+def ablation_runs(
+    run: RunConfig, families: Sequence[str], ablations: Sequence[str], out_dir: str | Path, clip: bool = True
+) -> list[tuple[str, str, RunConfig]]:
     """(family, ablation, run config) for every variant: `run` with the family and switches replaced.
 
     Every variant keeps the run's sizes, data and training budget; each trains into its own
     out_dir/family/ablation directory. A NaN/inf loss stops a variant (train.on_nonfinite "stop"):
-    "skip" would zero those steps and hide the divergence this sweep is looking for.
+    "skip" would zero those steps and hide the divergence this sweep is looking for. `clip=False`
+    turns gradient clipping off (train.max_grad_norm 0). An ablation whose switch a family does
+    not declare is skipped for that family, with a printed line.
     """
     variants = []
     for family in families:
         if family not in ABLATABLE_FAMILIES:
             raise UserError(f"--families: unknown family {family!r} (choose from {', '.join(ABLATABLE_FAMILIES)})")
+        switches = FAMILIES[ABLATABLE_FAMILIES[family]].capabilities.ablation_switches
         for ablation in ablations:
             if ablation not in ABLATIONS:
                 raise UserError(f"--ablations: unknown ablation {ablation!r} (choose from {', '.join(ABLATIONS)})")
+            if not set(ABLATIONS[ablation]) <= set(switches):
+                print(f"{family}: skipping {ablation} (family {ABLATABLE_FAMILIES[family]} has no {', '.join(set(ABLATIONS[ablation]) - set(switches))} switch)")
+                continue
             variant = copy.deepcopy(run)
             variant.model.family = ABLATABLE_FAMILIES[family]
             variant.model.name = f"{family}-{ablation}"
-            for switch in FAMILIES[variant.model.family].capabilities.ablation_switches:
-                setattr(variant.model, switch, ABLATIONS[ablation].get(switch, True))
+            for switch in switches:
+                setattr(variant.model, switch, ABLATIONS[ablation].get(switch, _WHOLE[switch]))
             variant.train.output_dir = str(Path(out_dir) / family / ablation)
             variant.train.on_nonfinite = "stop"
+            if not clip:
+                variant.train.max_grad_norm = 0.0
             variants.append((family, ablation, variant))
     return variants
 
@@ -117,8 +134,10 @@ def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def summarize_run(family: str, ablation: str, history: Sequence[dict], eval_metrics: dict | None, parameters: int, **divergence) -> dict:
-    """One table row: where the run diverged (or None), its final and best training loss, its eval loss."""
+def summarize_run(
+    family: str, ablation: str, history: Sequence[dict], eval_metrics: dict | None, parameters: int, max_grad_norm: float | None = None, **divergence
+) -> dict:
+    """One table row: where the run diverged (or None), its final and best training loss, its eval loss, its clipping (0: none)."""
     points = loss_points(history)
     losses = [v for _, v in points]
     finite = [v for v in losses if math.isfinite(v)]
@@ -132,6 +151,7 @@ def summarize_run(family: str, ablation: str, history: Sequence[dict], eval_metr
         min_loss=min(finite) if finite else None,
         eval_loss=_finite_or_none(eval_metrics.get("eval_loss", eval_metrics.get("loss"))),
         steps=points[-1][0] if points else 0,
+        max_grad_norm=max_grad_norm,
     )
 
 
@@ -143,9 +163,10 @@ def _cell(value) -> str:
 
 def markdown_table(rows: Sequence[dict]) -> str:
     """The rows as a GitHub markdown table; '-' marks a run that did not diverge or has no value."""
-    columns = ["family", "ablation", "parameters", "diverged_at", "final_loss", "min_loss", "eval_loss", "steps"]
+    columns = ["family", "ablation", "parameters", "diverged_at", "final_loss", "min_loss", "eval_loss", "steps", "max_grad_norm"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for row in rows]
+    clip = {0.0: "0 (off)"}  # max_grad_norm 0: no clipping
+    lines += ["| " + " | ".join(clip.get(row.get(c), _cell(row.get(c))) if c == "max_grad_norm" else _cell(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -14,22 +14,24 @@ from ..files import save_figure  # noqa: E402
 
 
 def plot_representation(report: dict, path: str | os.PathLike) -> None:
-    """Three panels: the Hamming metric by block, per position at each model's deepest probed block, loss curves."""
+    """Three panels: the Hamming metric by block, per position at each model's deepest probed block, loss curves; one line per model and protocol."""
     fig, (by_block, by_position, curves) = plt.subplots(1, 3, figsize=(16, 4.5))
+    protocols = [p["protocol"] for p in report["protocols"]]
     for entry in report["models"]:
-        results = entry["results"]
-        if not results:
-            continue
-        line = by_block.plot([r["block"] for r in results], [r["hamming"] for r in results], marker="o", label=entry["label"])[0]
-        deepest = results[-1]
-        curve = [float("nan") if v is None else v for v in deepest["per_position"]]
-        by_position.plot(range(len(curve)), curve, color=line.get_color(), label=f"{entry['label']} (block {deepest['block']})")
-        for r in results:
-            curves.plot(r["loss_curve"], color=line.get_color(), alpha=0.4 + 0.6 * (r is deepest))
-    k = report["settings"]["top_k"]
-    by_block.set(xlabel="block", ylabel=f"modified Hamming metric (top-{k})", ylim=(-0.03, 1.03), title="input recovery by depth")
+        for protocol in protocols:
+            results = [r for r in entry["results"] if r["protocol"] == protocol]
+            if not results:
+                continue
+            label = entry["label"] if len(protocols) == 1 else f"{entry['label']}, {protocol}"
+            line = by_block.plot([r["block"] for r in results], [r["hamming"] for r in results], marker="o", label=label)[0]
+            deepest = results[-1]
+            curve = [float("nan") if v is None else v for v in deepest["per_position"]]
+            by_position.plot(range(len(curve)), curve, color=line.get_color(), label=f"{label} (block {deepest['block']})")
+            for r in results:
+                curves.plot(r["loss_curve"], color=line.get_color(), alpha=0.4 + 0.6 * (r is deepest))
+    by_block.set(xlabel="block", ylabel="modified Hamming metric", ylim=(-0.03, 1.03), title="input recovery by depth")
     by_position.set(xlabel="position", ylabel="modified Hamming metric", ylim=(-0.03, 1.03), title="by position")
-    curves.set(xlabel="step", ylabel=f"{report['settings']['loss']} distance", yscale="log", title="inversion loss")
+    curves.set(xlabel="step", ylabel="inversion distance", yscale="log", title="inversion loss")
     by_block.xaxis.set_major_locator(MaxNLocator(integer=True))
     by_block.legend(fontsize=8)
     by_position.legend(fontsize=8)

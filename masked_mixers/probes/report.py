@@ -15,22 +15,45 @@ from ..files import atomic_write_text
 from .ablation import markdown_table
 
 
-def write_representation_report(report: dict, out: Path) -> tuple[Path, Path]:
-    """represent.json (settings, inputs, every model's results) and represent.png; returns both paths."""
+def write_representation_report(report: dict, out: Path) -> tuple[Path, Path, Path]:
+    """represent.json (protocols, inputs, every model's results), represent.md (the table) and represent.png."""
     from .plotting import plot_representation  # matplotlib only when a report is drawn
 
-    json_path, png_path = out / "represent.json", out / "represent.png"
+    json_path, md_path, png_path = out / "represent.json", out / "represent.md", out / "represent.png"
     atomic_write_text(json_path, json.dumps(report, indent=1))
+    atomic_write_text(md_path, representation_table(report))
     plot_representation(report, png_path)
-    return json_path, png_path
+    return json_path, md_path, png_path
+
+
+def _describe(settings: dict) -> str:
+    schedule = settings["schedule"] + (f" to {settings['final_lr_fraction']:g} x lr" if settings["schedule"] == "linear" else "")
+    return (
+        f"{settings['optimizer']} lr {settings['learning_rate']:g} ({schedule}), {settings['steps']} steps, "
+        f"{settings['loss']} {settings['reduction']}, start {settings['start']}, decode {settings['decode']}, "
+        f"top-{settings['top_k']} averaged per {settings['average']}"
+    )
+
+
+def representation_table(report: dict) -> str:
+    """Markdown: one row per model and block, one column per protocol (its modified Hamming metric), then what each protocol was."""
+    names = [p["protocol"] for p in report["protocols"]]
+    lines = ["| model | block | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for entry in report["models"]:
+        cells: dict[int, dict[str, float]] = {}
+        for r in entry["results"]:
+            cells.setdefault(r["block"], {})[r["protocol"]] = r["hamming"]
+        for block, by_protocol in cells.items():
+            values = [f"{by_protocol[n]:.3f}" if n in by_protocol else "-" for n in names]
+            lines.append(f"| {entry['label']} | {block} | " + " | ".join(values) + " |")
+    lines += ["", "Cells: modified Hamming metric (0 = every input token recovered, 1 = none)."]
+    lines += [f"- {p['protocol']}: {_describe(p)}" for p in report["protocols"]]
+    return "\n".join(lines) + "\n"
 
 
 def print_representation(report: dict) -> None:
-    """One line per model and block: the Hamming metric, top-1 recovery and the final inversion loss."""
-    top_k = report["settings"]["top_k"]
-    for entry in report["models"]:
-        for r in entry["results"]:
-            print(f"{entry['label']:<40} block {r['block']:>2}  hamming@{top_k} {r['hamming']:.3f}  top-1 {r['top1']:.3f}  loss {r['final_loss']}")
+    """The table of represent.md."""
+    print(representation_table(report), end="")
 
 
 def write_ablation_report(rows: list[dict], histories: dict, out: Path) -> None:
@@ -49,4 +72,4 @@ def write_ablation_report(rows: list[dict], histories: dict, out: Path) -> None:
     plot_loss_histories(histories, out / "ablation.png", marks)
 
 
-__all__ = ["print_representation", "write_ablation_report", "write_representation_report"]
+__all__ = ["print_representation", "representation_table", "write_ablation_report", "write_representation_report"]

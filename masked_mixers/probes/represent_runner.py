@@ -10,6 +10,7 @@ the same inputs, cut to the shortest model's length, so their scores compare.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from ..models import context_length
 from ..files import check_output_dir
 from ..rundir import load_model_config, load_run
 from .report import print_representation, write_representation_report
-from .representation import InversionSettings, representation_accuracy
+from .representation import PROTOCOLS, InversionSettings, protocol_settings, representation_accuracy
 
 UNTRAINED = "untrained:"
 
@@ -47,13 +48,15 @@ class RepresentRequest:
     num_texts: int = 16
     seq_len: int | None = None
     blocks: list[int] | None = None
-    steps: int = 500
-    lr: float = InversionSettings.learning_rate
-    schedule: str = "cosine"
-    optimizer: str = "adam"
-    loss: str = "l1"
-    decode: str = "pinv"
-    top_k: int = 5
+    protocols: list[str] = field(default_factory=lambda: ["paper"])
+    steps: int | None = None  # None: the protocol's own value (the fields down to top_k)
+    lr: float | None = None
+    lr_end_fraction: float | None = None
+    schedule: str | None = None
+    optimizer: str | None = None
+    loss: str | None = None
+    decode: str | None = None
+    top_k: int | None = None
     batch_size: int = 8
     seed: int = 0
     overrides: list[str] = field(default_factory=list)
@@ -63,23 +66,29 @@ class RepresentRequest:
 
     def validate(self) -> None:
         """Counts in range before any model loads: `--steps 0` or `--blocks 99` would write empty results."""
-        for key in ("num_texts", "steps", "top_k", "batch_size"):
-            if getattr(self, key) < 1:
+        for key in ("num_texts", "steps", "top_k", "batch_size"):  # steps and top_k: None is the protocol's own
+            if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise UserError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(self, key)}")
         if self.seq_len is not None and self.seq_len < 1:
             raise UserError(f"--seq-len must be at least 1, got {self.seq_len}")
         if self.blocks is not None and min(self.blocks) < 0:
             raise UserError(f"--blocks must be block numbers >= 0, got {self.blocks}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise UserError(f"--lr must be a finite positive number, got {self.lr}")
+        if self.lr_end_fraction is not None and not (math.isfinite(self.lr_end_fraction) and self.lr_end_fraction >= 0):
+            raise UserError(f"--lr-end-fraction must be a finite number >= 0, got {self.lr_end_fraction}")
         check_output_dir(self.out)
 
-    def settings(self) -> InversionSettings:
+    def settings(self) -> list[InversionSettings]:
+        """One InversionSettings per requested protocol; an option given on the command line makes each a variant."""
+        changes = dict(
+            steps=self.steps, learning_rate=self.lr, final_lr_fraction=self.lr_end_fraction, schedule=self.schedule,
+            optimizer=self.optimizer, loss=self.loss, decode=self.decode, top_k=self.top_k, seed=self.seed,
+        )  # fmt: skip
+        if not self.protocols or len(set(self.protocols)) != len(self.protocols):
+            raise UserError(f"--protocol: give each of {', '.join(PROTOCOLS)} at most once (got {self.protocols})")
         try:
-            return InversionSettings(
-                steps=self.steps, learning_rate=self.lr, schedule=self.schedule, loss=self.loss,
-                decode=self.decode, top_k=self.top_k, optimizer=self.optimizer, seed=self.seed,
-            )  # fmt: skip
+            return [protocol_settings(name, **changes) for name in self.protocols]
         except ValueError as err:
             raise UserError(str(err)) from None
 
@@ -180,8 +189,8 @@ def load_inputs(request: RepresentRequest, seq_len: int) -> tuple[torch.Tensor, 
 # --- the probe ------------------------------------------------------------------------------
 
 
-def probe_models(entries: list[dict], input_ids, attention_mask, blocks: list[int] | None, settings: InversionSettings, batch_size: int) -> list[dict]:
-    """Run the probe for every model at every requested block it has; one progress bar over all steps."""
+def probe_models(entries: list[dict], input_ids, attention_mask, blocks: list[int] | None, protocols: list[InversionSettings], batch_size: int) -> list[dict]:
+    """Run the probe for every model at every requested block it has, under every protocol; one progress bar over all steps."""
     plans = []
     for entry in entries:
         depth = entry["model"].config.num_hidden_layers
@@ -193,7 +202,7 @@ def probe_models(entries: list[dict], input_ids, attention_mask, blocks: list[in
             print(f"{entry['label']}: has {depth} blocks, skipping block(s) {skipped}")
         plans.append((entry, [b for b in wanted if 0 <= b <= depth]))
     batches = math.ceil(input_ids.shape[0] / batch_size)
-    total = sum(len(bs) for _, bs in plans) * batches * settings.steps
+    total = sum(len(bs) for _, bs in plans) * batches * sum(s.steps for s in protocols)
     reports = []
     with tqdm(total=total, desc="represent", unit="step") as bar:
         def on_step(loss: float) -> None:
@@ -206,9 +215,14 @@ def probe_models(entries: list[dict], input_ids, attention_mask, blocks: list[in
             if int(input_ids.max()) >= model.config.vocab_size:
                 raise UserError(f"{entry['source']}: input token id {int(input_ids.max())} is outside the model's vocab of {model.config.vocab_size}")
             results = []
-            for block in model_blocks:
-                bar.set_description(f"{entry['label']} block {block}")
-                results.append(representation_accuracy(model, input_ids, attention_mask, block, settings, batch_size, on_step).to_dict())
+            for settings in protocols:
+                for block in model_blocks:
+                    bar.set_description(f"{entry['label']} block {block} {settings.protocol}")
+                    try:
+                        result = representation_accuracy(model, input_ids, attention_mask, block, settings, batch_size, on_step)
+                    except ValueError as err:
+                        raise UserError(f"{entry['source']}: {err}") from None
+                    results.append(dict(result.to_dict(), protocol=settings.protocol))
             info = {k: v for k, v in entry.items() if k != "model"}
             reports.append(dict(info, model_type=model.config.model_type, num_hidden_layers=model.config.num_hidden_layers,
                                 parameters=count_parameters(model).total, results=results))  # fmt: skip
@@ -216,9 +230,9 @@ def probe_models(entries: list[dict], input_ids, attention_mask, blocks: list[in
 
 
 def run_represent(request: RepresentRequest) -> dict:
-    """Probe every model on the same inputs; writes represent.json and represent.png into request.out, returns the report."""
+    """Probe every model on the same inputs; writes represent.json, represent.md and represent.png into request.out, returns the report."""
     request.validate()
-    settings = request.settings()
+    protocols = request.settings()
     seq_len = min([declared_length(m, request.overrides) for m in request.models] + ([request.seq_len] if request.seq_len else []))
     input_ids, attention_mask, described, vocab = load_inputs(request, seq_len)
     torch.manual_seed(request.seed)
@@ -226,15 +240,15 @@ def run_represent(request: RepresentRequest) -> dict:
     device = resolve_device(request.device)
     for entry in entries:
         entry["model"].to(device)  # representation_accuracy moves each batch to its model's device
-    reports = probe_models(entries, input_ids, attention_mask, request.blocks, settings, request.batch_size)
+    reports = probe_models(entries, input_ids, attention_mask, request.blocks, protocols, request.batch_size)
     report = dict(
-        settings=settings.__dict__,
+        protocols=[dataclasses.asdict(s) for s in protocols],
         inputs=dict(described, num_texts=int(input_ids.shape[0]), seq_len=int(input_ids.shape[1]), num_tokens=int(attention_mask.sum())),
         models=reports,
     )
-    json_path, png_path = write_representation_report(report, Path(request.out))
+    paths = write_representation_report(report, Path(request.out))
     print_representation(report)
-    print(f"wrote {json_path} and {png_path}")
+    print("wrote " + ", ".join(map(str, paths)))
     return report
 
 

@@ -1,4 +1,5 @@
-"""`model.family: llama_ablated`: transformers' Llama modules with switchable norms, residuals, MLP."""
+"""`model.family: llama_ablated`: transformers' Llama modules with switchable norms, residuals, MLP,
+and the MLP replaceable by attention (`feed_forward_attention`)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,21 @@ from ..masked_mixer.family import lm_head_flops
 from .modeling import AblatedLlamaConfig, AblatedLlamaForCausalLM, AblatedLlamaModel
 
 
+# the three removals every ablatable family has, and this family's replacement of the MLP by attention
+SWITCHES = ABLATION_SWITCHES + ("feed_forward_attention",)
+
+
 def _config(spec, common: dict) -> AblatedLlamaConfig:
-    switches = {name: getattr(spec, name) for name in ABLATION_SWITCHES}
+    if spec.feed_forward_attention and not spec.use_feed_forward:
+        raise ValueError("feed_forward_attention replaces the feed-forward, so it needs use_feed_forward true")
+    switches = {name: getattr(spec, name) for name in SWITCHES}
     return AblatedLlamaConfig(**switches, **llama_config_kwargs(spec), **common)
 
 
 def _flops(spec, vocab_size: int, t: int) -> FlopCount:
-    block = llama_block_flops(spec, t, feed_forward=spec.use_feed_forward)
+    block = llama_block_flops(spec, t, feed_forward=spec.use_feed_forward and not spec.feed_forward_attention)
+    if spec.feed_forward_attention:
+        block = block + llama_block_flops(spec, t, feed_forward=False)  # a second q, k, v, o and its scores and values
     return spec.num_hidden_layers * block + lm_head_flops(spec, vocab_size)
 
 
@@ -25,8 +34,8 @@ FAMILY = Family(
     model_class=AblatedLlamaForCausalLM,
     build_config=_config,
     flops=_flops,
-    knobs=LLAMA_KNOBS + ABLATION_SWITCHES,
-    capabilities=Capabilities(ablation_switches=ABLATION_SWITCHES),
+    knobs=LLAMA_KNOBS + SWITCHES,
+    capabilities=Capabilities(ablation_switches=SWITCHES),
     auto={"AutoModel": AblatedLlamaModel, "AutoModelForCausalLM": AblatedLlamaForCausalLM},
     size_multiple=heads,
 )

@@ -1,4 +1,5 @@
-"""A Llama decoder whose layer norms, residual connections or feed-forward can be switched off.
+"""A Llama decoder whose layer norms, residual connections or feed-forward can be switched off,
+or whose feed-forward can be replaced by a second self-attention (`feed_forward_attention`).
 
 The paper's flexibility experiment trains transformers without one of these parts. transformers'
 `LlamaDecoderLayer` hard-wires all three, so this model composes transformers' own Llama modules
@@ -29,13 +30,18 @@ from ..lm_head import CausalLMHeadMixin
 
 @strict
 class AblatedLlamaConfig(LlamaConfig):
-    """`LlamaConfig` plus the three ablation switches (all on = plain Llama)."""
+    """`LlamaConfig` plus the ablation switches (the three on and feed_forward_attention off = plain Llama).
+
+    feed_forward_attention: each block's MLP slot holds a `LlamaAttention` instead (its own pre-norm
+    and residual, as the MLP's), so the block is attention twice; needs use_feed_forward.
+    """
 
     model_type = "llama_ablated"
 
     use_layer_norm: bool = True
     use_residual: bool = True
     use_feed_forward: bool = True
+    feed_forward_attention: bool = False
     use_cache: bool = False  # no KV cache: generate() must hand every step the whole text
 
 
@@ -49,16 +55,19 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 class AblatedLlamaDecoderLayer(nn.Module):
-    """Pre-norm attention then pre-norm MLP, as `LlamaDecoderLayer`, each part switchable."""
+    """Pre-norm attention then pre-norm MLP (or a second attention), as `LlamaDecoderLayer`, each part switchable."""
 
     def __init__(self, config: AblatedLlamaConfig, layer_idx: int):
         super().__init__()
+        if config.feed_forward_attention and not config.use_feed_forward:
+            raise ValueError("feed_forward_attention replaces the feed-forward, so it needs use_feed_forward true")
         self.use_residual = config.use_residual
         norm = (lambda: LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)) if config.use_layer_norm else nn.Identity
         self.input_layernorm = norm()
         self.self_attn = LlamaAttention(config, layer_idx)
         self.post_attention_layernorm = norm() if config.use_feed_forward else None
-        self.mlp = LlamaMLP(config) if config.use_feed_forward else None
+        self.mlp = LlamaMLP(config) if config.use_feed_forward and not config.feed_forward_attention else None
+        self.feed_forward_attn = LlamaAttention(config, layer_idx) if config.feed_forward_attention else None
 
     def _add(self, x: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
         return x + update if self.use_residual else update
@@ -68,6 +77,9 @@ class AblatedLlamaDecoderLayer(nn.Module):
         x = self._add(x, attended)  # (b, t, d): mix over t
         if self.mlp is not None:
             x = self._add(x, self.mlp(self.post_attention_layernorm(x)))  # (b, t, d): mix over d
+        elif self.feed_forward_attn is not None:  # the MLP's slot, mixing over t once more
+            attended, _ = self.feed_forward_attn(self.post_attention_layernorm(x), position_embeddings=position_embeddings, attention_mask=mask)
+            x = self._add(x, attended)
         return x
 
 
@@ -101,7 +113,8 @@ class AblatedLlamaModel(AblatedLlamaPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> BaseModelOutput:
-        """hidden_states (when asked) follow LlamaModel: embeddings, then each layer, the last after the final norm.
+        """hidden_states (when asked) follow LlamaModel: embeddings, then each layer, the last after the final norm
+        (before it when `config.tie_last_hidden_states` is False, as in transformers' own models).
 
         Positions: `position_ids` (b or 1, t) if given, else counted from `attention_mask`
         (`position_ids_from_mask`), else 0..t-1.
@@ -119,7 +132,8 @@ class AblatedLlamaModel(AblatedLlamaPreTrainedModel):
             x = layer(x, mask, position_embeddings)
             hidden_states.append(x)
         x = self.norm(x)
-        hidden_states[-1] = x
+        if getattr(self.config, "tie_last_hidden_states", True):  # transformers' switch: False keeps the last layer's own output
+            hidden_states[-1] = x
         return BaseModelOutput(last_hidden_state=x, hidden_states=tuple(hidden_states) if output_hidden_states else None)
 
 
