@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train one model from a run config"),
     "eval": ("evaluate", "held-out metrics of a trained model (loss, perplexity, bits per byte; reconstruction for autoencoders)"),
     "generate": ("generate", "sample text from a trained model"),
+    "push": ("push", "publish a run as a self-contained Hugging Face model with a model card (hub or local folder)"),
     "represent": ("represent", "how much of its input a model keeps: invert hidden states back to tokens"),
     "ablate": ("ablate", "train without layer norms, residuals or feed-forward and detect divergence"),
     "bench": ("bench", "benchmarks: `bench train` (tokens/s, MFU, memory), `bench generate`, `bench linear` (decoding speed)"),

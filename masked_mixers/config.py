@@ -22,6 +22,7 @@ LinearVariant = Literal["linear", "relu", "near_linear"]
 PaddingSide = Literal["right", "left"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 OnNonfinite = Literal["stop", "skip"]
+Optimizer = Literal["adamw", "adafactor", "sgd"]
 
 
 @dataclass
@@ -114,6 +115,13 @@ class TrainConfig:
     fsdp, fsdp_config: shard parameters, gradients and optimizer state over the GPUs (FSDP) for models
       that do not fit one device, e.g. fsdp: true, fsdp_config: {transformer_layer_cls_to_wrap:
       [MixerBlock], fsdp_version: 2}; both go to TrainingArguments (see docs/distributed.md).
+    init_from: start from the weights of a trained run folder or a Hugging Face hub id instead of a
+      fresh model; its config (family, sizes, L) and tokenizer are used (model.family and
+      model.seq_len must agree with it; data.tokenizer defaults to it).
+    optimizer: "adamw" (torch AdamW; adam_beta1/2 apply), "adafactor" (transformers' Adafactor, no
+      first moment: less optimizer memory) or "sgd" (torch SGD, no momentum); weight_decay applies to all.
+    gradient_checkpointing: recompute each block's activations in the backward pass (less memory,
+      about a third more compute); the family must support it.
     """
 
     output_dir: str = "runs/default"
@@ -142,6 +150,9 @@ class TrainConfig:
     on_nonfinite: OnNonfinite = "stop"
     fsdp: bool = False
     fsdp_config: dict[str, str | bool | int | float | list[str]] = field(default_factory=dict)
+    init_from: str | None = None
+    optimizer: Optimizer = "adamw"
+    gradient_checkpointing: bool = False
 
 
 @dataclass
@@ -160,6 +171,6 @@ def load_run_config(path: str | os.PathLike, overrides: list[str] | None = None)
 
 # the YAML machinery, re-exported for code that reads a run's config by hand
 __all__ = [
-    "DataConfig", "LinearVariant", "MixerType", "ModelSpec", "OnNonfinite", "PaddingSide", "Precision", "RunConfig", "TrainConfig",
+    "DataConfig", "LinearVariant", "MixerType", "ModelSpec", "OnNonfinite", "Optimizer", "PaddingSide", "Precision", "RunConfig", "TrainConfig",
     "apply_overrides", "from_dict", "load_run_config", "load_yaml", "save_yaml", "to_dict",
 ]

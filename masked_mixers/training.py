@@ -8,6 +8,7 @@ a final evaluation that reports bits per byte. The run config is saved beside th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -74,6 +75,9 @@ def _fsdp(enabled: bool) -> bool | None:
     return True if enabled else None
 
 
+OPTIMIZERS = {"adamw": "adamw_torch", "adafactor": "adafactor", "sgd": "sgd"}  # train.optimizer -> TrainingArguments.optim
+
+
 def training_arguments(run: RunConfig, has_eval: bool) -> TrainingArguments:
     t = run.train
     report_to = [r for r in t.report_to if r != "jsonl"]
@@ -100,6 +104,9 @@ def training_arguments(run: RunConfig, has_eval: bool) -> TrainingArguments:
         dataloader_num_workers=t.num_workers,
         report_to=report_to or "none",
         torch_compile=t.torch_compile,
+        optim=OPTIMIZERS[t.optimizer],
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
         fsdp=_fsdp(t.fsdp),
         fsdp_config=t.fsdp_config or None,
         use_cpu=not torch.cuda.is_available(),
@@ -129,6 +136,8 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
     callbacks: extra TrainerCallbacks (tests use one to interrupt a run).
     """
     args = training_arguments(run, has_eval=prepared is None or prepared.eval is not None)
+    if model is None and run.train.init_from:
+        model, run = _init_from(run)
     if prepared is None:
         from .data import prepare_data
 
@@ -138,11 +147,19 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
     tokenizer = prepared.tokenizer
     tokenizer.padding_side = run.data.padding_side  # saved with the model: generation and embeddings pad the same way
     tokenizer.init_kwargs["padding_side"] = run.data.padding_side  # what save_pretrained writes (transformers 5 ignores the attribute)
+    # L, where tokenizers' users (pipelines, lm-eval, sentence-transformers) look for the longest input
+    tokenizer.model_max_length = tokenizer.init_kwargs["model_max_length"] = run.model.seq_len
     if model is None:
         set_seed(run.train.seed)  # the initial weights depend on the run's seed, like everything after
         model, _ = build_model(
             run.model, len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
         )
+    if "padding_side" in model.config.to_dict():  # rows-positioned mixers place left-padded inputs by it
+        model.config.padding_side = run.data.padding_side
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        raise UserError(f"data.tokenizer: {len(tokenizer)} tokens, more than the model's vocabulary ({model.get_input_embeddings().num_embeddings})")
+    if run.train.gradient_checkpointing and not model.supports_gradient_checkpointing:
+        raise UserError(f"train.gradient_checkpointing: family {run.model.family!r} does not support it; set it to false")
     out = Path(run.train.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if args.process_index == 0:
@@ -171,6 +188,28 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
         output = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(out))  # model (safetensors) + tokenizer, for AutoModelForCausalLM/AutoTokenizer
     return _finish(run, trainer, output, metrics, budget, peak, prepared, out)
+
+
+def _init_from(run: RunConfig) -> tuple[PreTrainedModel, RunConfig]:
+    """The model of `train.init_from`, and the run with its tokenizer as data.tokenizer (unless set).
+
+    The saved config decides the architecture; model.family and model.seq_len (which the data is
+    cut to) must agree with it, so a run config cannot silently describe a different model.
+    """
+    from .models import context_length, family_of
+    from .rundir import load_pretrained
+
+    source = run.train.init_from
+    model, _ = load_pretrained(source)
+    family, length = family_of(model).name, context_length(model)
+    if (family, length) != (run.model.family, run.model.seq_len):
+        raise UserError(
+            f"train.init_from: {source} is a {family} model with seq_len {length}, but the run config says "
+            f"model.family={run.model.family}, model.seq_len={run.model.seq_len}; make them agree"
+        )
+    if run.data.tokenizer is None:
+        run = dataclasses.replace(run, data=dataclasses.replace(run.data, tokenizer=source))
+    return model.train(), run
 
 
 def _finish(run, trainer, output, metrics, budget, peak, prepared, out) -> TrainResult:
