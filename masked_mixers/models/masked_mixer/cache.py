@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .mixing import new_mixing_state
+
 
 @dataclass
 class SlotBatch:
@@ -54,14 +56,13 @@ class MaskedMixerCache:
         config = model.config
         self.seq_len, self.dtype = config.seq_len, dtype
         self.keep = config.seq_len // 2
-        mixings = [layer.token_mixing for layer in model.layers]
         state_dtype = torch.float32 if torch.device(device).type == "cpu" else dtype
-        self.states = [m.new_state(batch_size, config.hidden_size, state_dtype, device) for m in mixings]
+        self.states = [new_mixing_state(config, batch_size, state_dtype, device) for _ in model.layers]
         self.tokens = torch.zeros(batch_size, self.seq_len, dtype=torch.long, device=device)
         self.valid = torch.zeros(batch_size, self.seq_len, dtype=torch.bool, device=device)
         self.lengths = torch.zeros(batch_size, dtype=torch.long)  # on the host: decides re-primes without a sync
         self.batch_index = torch.arange(batch_size, device=device)[:, None]
-        self.is_linear = [False] * len(mixings)
+        self.is_linear = [False] * len(self.states)
         self.seen_tokens = 0  # columns consumed, what generate() slices its inputs by
 
     def get_seq_length(self, layer_idx: int = 0) -> int:

@@ -83,8 +83,9 @@ class FlatTokenMixing(nn.Module):
         # (t, t) @ (batch, t, d) -> (batch, t, d): mix over positions, same weights for every feature
         return torch.matmul(w, _apply_padding(x, padding_mask)) + self.bias[:t, None]
 
-    def new_state(self, batch: int, hidden_size: int, dtype, device) -> dict[str, torch.Tensor]:
-        return {"x": torch.zeros(batch, self.seq_len, hidden_size, dtype=dtype, device=device)}
+    @staticmethod
+    def new_state(config, batch: int, dtype, device) -> dict[str, torch.Tensor]:
+        return {"x": torch.zeros(batch, config.seq_len, config.hidden_size, dtype=dtype, device=device)}
 
     def forward_cached(self, x: torch.Tensor, at, state: dict) -> torch.Tensor:
         """Outputs at positions `at.rows` (batch, t), reading the cached inputs of all earlier positions.
@@ -139,11 +140,12 @@ class ExpandedTokenMixing(nn.Module):
         # (batch, e*t, d) -> (batch, t, d)
         return torch.matmul(w_out, h) + self.bias_out[:t, None]
 
-    def new_state(self, batch: int, hidden_size: int, dtype, device) -> dict[str, torch.Tensor]:
-        wide = self.expansion * self.seq_len
+    @staticmethod
+    def new_state(config, batch: int, dtype, device) -> dict[str, torch.Tensor]:
+        wide, d = config.expansion * config.seq_len, config.hidden_size
         return {
-            "x": torch.zeros(batch, self.seq_len, hidden_size, dtype=dtype, device=device),
-            "h": torch.zeros(batch, wide, hidden_size, dtype=dtype, device=device),  # the wide layer, post-GELU
+            "x": torch.zeros(batch, config.seq_len, d, dtype=dtype, device=device),
+            "h": torch.zeros(batch, wide, d, dtype=dtype, device=device),  # the wide layer, post-GELU
         }
 
     def forward_cached(self, x: torch.Tensor, at, state: dict) -> torch.Tensor:
@@ -188,9 +190,11 @@ class MultiHeadTokenMixing(nn.Module):
         y = torch.matmul(w, v) + self.bias[:, :t, None]  # (b, h, t, d/h): mix over positions per head
         return self.proj_out(y.transpose(1, 2).reshape(b, t, -1))  # concat heads -> (b, t, d)
 
-    def new_state(self, batch: int, hidden_size: int, dtype, device) -> dict[str, torch.Tensor]:
+    @staticmethod
+    def new_state(config, batch: int, dtype, device) -> dict[str, torch.Tensor]:
         # the projected heads, (b, h, L, d/h): the per-step matmul reads them without a copy
-        return {"v": torch.zeros(batch, self.num_heads, self.seq_len, self.head_dim, dtype=dtype, device=device)}
+        h = config.num_heads
+        return {"v": torch.zeros(batch, h, config.seq_len, config.hidden_size // h, dtype=dtype, device=device)}
 
     def forward_cached(self, x: torch.Tensor, at, state: dict) -> torch.Tensor:
         """Outputs at positions `at.rows` (batch, t): each head mixes its cached projections."""
@@ -208,7 +212,14 @@ class MultiHeadTokenMixing(nn.Module):
         return self.proj_out(y.transpose(1, 2).reshape(b, t, -1).to(x.dtype))
 
 
-TOKEN_MIXING_TYPES = (FlatTokenMixing, ExpandedTokenMixing, MultiHeadTokenMixing)
+TOKEN_MIXINGS = {"flat": FlatTokenMixing, "expanded": ExpandedTokenMixing, "multihead": MultiHeadTokenMixing}
+TOKEN_MIXING_TYPES = tuple(TOKEN_MIXINGS.values())
+
+
+def _mixing_class(config) -> type:
+    if config.mixer_type not in TOKEN_MIXINGS:
+        raise ValueError(f"unknown mixer_type {config.mixer_type!r}")
+    return TOKEN_MIXINGS[config.mixer_type]
 
 
 def build_token_mixing(config) -> nn.Module:
@@ -220,3 +231,9 @@ def build_token_mixing(config) -> nn.Module:
     if config.mixer_type == "multihead":
         return MultiHeadTokenMixing(config.seq_len, config.hidden_size, config.num_heads)
     raise ValueError(f"unknown mixer_type {config.mixer_type!r}")
+
+
+def new_mixing_state(config, batch: int, dtype, device) -> dict[str, torch.Tensor]:
+    """The empty cache state of one layer's token mixing (see cache.py), from the config alone:
+    the layer itself may be wrapped (a PEFT ParamWrapper has none of the mixing's methods)."""
+    return _mixing_class(config).new_state(config, batch, dtype, device)
