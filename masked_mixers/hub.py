@@ -113,7 +113,7 @@ The model code is saved beside the weights, so this package need not be installe
 ```python
 from transformers import AutoModelForCausalLM, AutoTokenizer
 model = AutoModelForCausalLM.from_pretrained("{repo_id.removeprefix("file://")}", trust_remote_code=True)
-tokenizer = AutoTokenizer.from_pretrained("{repo_id.removeprefix("file://")}")
+tokenizer = AutoTokenizer.from_pretrained("{repo_id.removeprefix("file://")}", trust_remote_code=True)
 ```
 """
 

@@ -105,8 +105,7 @@ def training_arguments(run: RunConfig, has_eval: bool) -> TrainingArguments:
         report_to=report_to or "none",
         torch_compile=t.torch_compile,
         optim=OPTIMIZERS[t.optimizer],
-        gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        activation_checkpointing=t.gradient_checkpointing,  # transformers' new name for gradient checkpointing
         fsdp=_fsdp(t.fsdp),
         fsdp_config=t.fsdp_config or None,
         use_cpu=not torch.cuda.is_available(),

@@ -60,7 +60,7 @@ BLOCKED = textwrap.dedent(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     path = sys.argv[1]
     model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True).eval()
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
     encoded = tokenizer(["once upon a time", "the dog"], return_tensors="pt", padding=True)
     with torch.no_grad():
         out = model.generate(**encoded, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
@@ -81,7 +81,7 @@ def test_a_run_folder_loads_and_generates_without_this_package(run_dir, tmp_path
     assert config["auto_map"] == {"AutoConfig": "configuration.MaskedMixerConfig", "AutoModelForCausalLM": "modeling.MaskedMixerForCausalLM"}
     assert {"modeling.py", "configuration.py", "mixing.py", "cache.py", "positions.py", "lm_head.py"} <= {p.name for p in run_dir.iterdir()}
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
-    done = subprocess.run([sys.executable, "-c", BLOCKED, str(run_dir)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    done = subprocess.run([sys.executable, "-c", BLOCKED, str(run_dir)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr[-3000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got["module"].startswith("transformers_modules.") and not got["masked_mixers_loaded"]

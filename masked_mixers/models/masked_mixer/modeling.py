@@ -47,8 +47,8 @@ class FeedForward(nn.Module):
 class MixerBlock(GradientCheckpointingLayer):
     """Token mixing then feature mixing, each with its pre-norm and residual (both switchable).
 
-    A GradientCheckpointingLayer: `model.gradient_checkpointing_enable()` (or the Trainer's
-    `gradient_checkpointing=True`) recomputes each block in the backward pass.
+    A GradientCheckpointingLayer: `model.activation_checkpointing_enable()` (or the Trainer's
+    `activation_checkpointing=True`, `train.gradient_checkpointing` here) recomputes each block in the backward pass.
     """
 
     def __init__(self, config: MaskedMixerConfig):
