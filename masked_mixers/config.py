@@ -29,7 +29,7 @@ LinearVariant = Literal["linear", "relu", "near_linear"]
 PaddingSide = Literal["right", "left"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 OnNonfinite = Literal["stop", "skip"]
-Optimizer = Literal["adamw_torch_fused", "adamw_torch"]
+Optimizer = Literal["adamw", "adafactor", "sgd"]
 
 
 @dataclass
@@ -152,11 +152,18 @@ class TrainConfig:
       saving and the last step (the run stops there, naming the first non-finite step); "skip" must
       decide before each optimizer step, so it syncs every step.
     torch_compile: torch.compile the model (TrainingArguments' torch_compile; the first steps compile).
-    optim: "adamw_torch_fused" (one fused kernel per step, CUDA and CPU) or "adamw_torch" (for-each).
     num_workers: data-loading worker processes; null = 4 on CUDA (with pinned memory), 0 on CPU.
     fsdp, fsdp_config: shard parameters, gradients and optimizer state over the GPUs (FSDP) for models
       that do not fit one device, e.g. fsdp: true, fsdp_config: {transformer_layer_cls_to_wrap:
       [MixerBlock], fsdp_version: 2}; both go to TrainingArguments (see docs/distributed.md).
+    init_from: start from the weights of a trained run folder or a Hugging Face hub id instead of a
+      fresh model; its config (family, sizes, L) and tokenizer are used (model.family and
+      model.seq_len must agree with it; data.tokenizer defaults to it).
+    optimizer: "adamw" (torch AdamW, one fused kernel per step on CUDA, for-each elsewhere; adam_beta1/2
+      apply), "adafactor" (transformers' Adafactor, no
+      first moment: less optimizer memory) or "sgd" (torch SGD, no momentum); weight_decay applies to all.
+    gradient_checkpointing: recompute each block's activations in the backward pass (less memory,
+      about a third more compute); the family must support it.
     """
 
     output_dir: str = "runs/default"
@@ -182,10 +189,12 @@ class TrainConfig:
     num_workers: int | None = None
     report_to: list[str] = field(default_factory=lambda: ["jsonl"])
     torch_compile: bool = False
-    optim: Optimizer = "adamw_torch_fused"
     on_nonfinite: OnNonfinite = "stop"
     fsdp: bool = False
     fsdp_config: dict[str, str | bool | int | float | list[str]] = field(default_factory=dict)
+    init_from: str | None = None
+    optimizer: Optimizer = "adamw"
+    gradient_checkpointing: bool = False
 
     def validate(self) -> None:
         """Every value Hugging Face / torch would otherwise meet only after data preparation."""

@@ -217,6 +217,31 @@ def clear_run(run_dir: str | os.PathLike) -> None:
         except OSError as err:
             raise UserError(f"{entry}: cannot remove the earlier run's file ({err.strerror or err})") from None
 
+def load_pretrained(name: str, key: str = "train.init_from"):
+    """(model, tokenizer) from a run folder (`load_run`) or a Hugging Face hub id, for further training.
+
+    A hub id is loaded with the same policy as a folder: this package's Auto registration and
+    trust_remote_code=False. Anything that cannot be loaded is one line naming `key`.
+    """
+    if Path(name).expanduser().exists():
+        path = Path(name).expanduser()
+        try:
+            return load_run(path)
+        except UserError as err:
+            raise UserError(f"{key}: {err}") from None
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    from .models import AUTOENCODE, family_of
+
+    try:
+        config = AutoConfig.from_pretrained(name, trust_remote_code=False)
+        model_class = AutoModel if family_of(config).task == AUTOENCODE else AutoModelForCausalLM
+        model = model_class.from_pretrained(name, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=False)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise UserError(f"{key}: {name!r} is neither a run folder nor a loadable hub model ({reason(err)})") from None
+    return model.eval(), tokenizer
+
 
 def metrics_path(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / METRICS
@@ -267,6 +292,7 @@ __all__ = [
     "STAGING_DIR",
     "SUMMARY",
     "is_model_dir",
+    "load_pretrained",
     "load_run",
     "metrics_path",
     "read_metrics",

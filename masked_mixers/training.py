@@ -8,6 +8,7 @@ a final evaluation that reports bits per byte. The run config is saved beside th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -84,6 +85,14 @@ def _data_loading(num_workers: int | None) -> dict:
     return {"dataloader_num_workers": workers, "dataloader_pin_memory": cuda, "dataloader_persistent_workers": workers > 0}
 
 
+OPTIMIZERS = {"adamw": "adamw_torch", "adafactor": "adafactor", "sgd": "sgd"}  # train.optimizer -> TrainingArguments.optim
+
+
+def _optim(name: str) -> str:
+    """TrainingArguments.optim for train.optimizer; AdamW is fused on CUDA (one kernel per step instead of a for-each)."""
+    return "adamw_torch_fused" if name == "adamw" and torch.cuda.is_available() else OPTIMIZERS[name]
+
+
 def training_arguments(run: RunConfig, has_eval: bool) -> TrainingArguments:
     t = run.train
     report_to = [r for r in t.report_to if r != "jsonl"]
@@ -108,10 +117,11 @@ def training_arguments(run: RunConfig, has_eval: bool) -> TrainingArguments:
         logging_steps=t.logging_steps,
         seed=t.seed,
         **_data_loading(t.num_workers),
-        optim=t.optim,
         logging_nan_inf_filter=t.on_nonfinite == "skip",  # the filter syncs every step; "stop" never logs a NaN
         report_to=report_to or "none",
         torch_compile=t.torch_compile,
+        optim=_optim(t.optimizer),
+        activation_checkpointing=t.gradient_checkpointing,  # transformers' new name for gradient checkpointing
         fsdp=_fsdp(t.fsdp),
         fsdp_config=t.fsdp_config or None,
         use_cpu=not torch.cuda.is_available(),
@@ -210,6 +220,8 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
     except InvalidValue as err:
         raise err.located("config", "train") from None
     args = training_arguments(run, has_eval=prepared is None or prepared.eval is not None)
+    if model is None and run.train.init_from:
+        model, run = _init_from(run)
     out = Path(run.train.output_dir)
     check_output_dir(out)
     if model is None:
@@ -231,11 +243,19 @@ def _train(run: RunConfig, args, out: Path, prepared, model, callbacks, resume: 
     tokenizer = prepared.tokenizer
     tokenizer.padding_side = run.data.padding_side  # saved with the model: generation and embeddings pad the same way
     tokenizer.init_kwargs["padding_side"] = run.data.padding_side  # what save_pretrained writes (transformers 5 ignores the attribute)
+    # L, where tokenizers' users (pipelines, lm-eval, sentence-transformers) look for the longest input
+    tokenizer.model_max_length = tokenizer.init_kwargs["model_max_length"] = run.model.seq_len
     if model is None:
         set_seed(run.train.seed)  # the initial weights depend on the run's seed, like everything after
         model, _ = build_model(
             run.model, len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
         )
+    if "padding_side" in model.config.to_dict():  # rows-positioned mixers place left-padded inputs by it
+        model.config.padding_side = run.data.padding_side
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        raise UserError(f"data.tokenizer: {len(tokenizer)} tokens, more than the model's vocabulary ({model.get_input_embeddings().num_embeddings})")
+    if run.train.gradient_checkpointing and not model.supports_gradient_checkpointing:
+        raise UserError(f"train.gradient_checkpointing: family {run.model.family!r} does not support it; set it to false")
     if args.process_index == 0:
         save_yaml(run, out / RUN_CONFIG)
     world = max(args.world_size, 1)
@@ -277,6 +297,27 @@ def _restore_only(trainer: RobustTrainer, checkpoint: str, metrics: MetricsCallb
     trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
     metrics.on_train_begin(trainer.args, trainer.state, trainer.control)
     return TrainOutput(trainer.state.global_step, 0.0, {})
+
+def _init_from(run: RunConfig) -> tuple[PreTrainedModel, RunConfig]:
+    """The model of `train.init_from`, and the run with its tokenizer as data.tokenizer (unless set).
+
+    The saved config decides the architecture; model.family and model.seq_len (which the data is
+    cut to) must agree with it, so a run config cannot silently describe a different model.
+    """
+    from .models import context_length, family_of
+    from .rundir import load_pretrained
+
+    source = run.train.init_from
+    model, _ = load_pretrained(source)
+    family, length = family_of(model).name, context_length(model)
+    if (family, length) != (run.model.family, run.model.seq_len):
+        raise UserError(
+            f"train.init_from: {source} is a {family} model with seq_len {length}, but the run config says "
+            f"model.family={run.model.family}, model.seq_len={run.model.seq_len}; make them agree"
+        )
+    if run.data.tokenizer is None:
+        run = dataclasses.replace(run, data=dataclasses.replace(run.data, tokenizer=source))
+    return model.train(), run
 
 
 def _finish(run, trainer, output, metrics, budget, peak, prepared, out) -> TrainResult:

@@ -69,7 +69,7 @@ def test_cached_logits_equal_full_forward_at_every_step(mixer_type):
 
 @pytest.mark.parametrize("switch", ["use_layer_norm", "use_residual", "use_feed_forward", "dropout"])
 def test_cached_decoding_follows_the_ablation_switches(switch):
-    """The cached path calls the block's parts functionally (MixerBlock.decode): check it honours every switch."""
+    """The cached path runs the same block code with a cache: check it honours every switch."""
     torch.manual_seed(0)
     value = 0.5 if switch == "dropout" else False
     config = MaskedMixerConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, seq_len=8, **{switch: value})

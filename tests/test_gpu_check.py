@@ -60,17 +60,17 @@ def test_pytest_marker_is_registered():
 
 
 def test_speed_switches_reach_training_arguments(tmp_path):
-    run = RunConfig(train=TrainConfig(output_dir=str(tmp_path), torch_compile=True, optim="adamw_torch", num_workers=None))
+    run = RunConfig(train=TrainConfig(output_dir=str(tmp_path), torch_compile=True, optimizer="adamw", num_workers=None))
     save_yaml(run, tmp_path / "run.yaml")
     back = load_run_config(tmp_path / "run.yaml")
-    assert back.train.torch_compile and back.train.optim == "adamw_torch" and back.train.num_workers is None
+    assert back.train.torch_compile and back.train.optimizer == "adamw" and back.train.num_workers is None
     args = training_arguments(back, has_eval=False)
-    assert args.torch_compile and args.optim == "adamw_torch"
     cuda = torch.cuda.is_available()
+    assert args.torch_compile and args.optim == ("adamw_torch_fused" if cuda else "adamw_torch")  # fused on CUDA only
     assert args.dataloader_num_workers == (4 if cuda else 0) and args.dataloader_pin_memory == cuda
     assert not args.logging_nan_inf_filter  # "stop" checks at sync points, not every step
-    (tmp_path / "bad.yaml").write_text("train:\n  optim: sgd\n")
-    with pytest.raises(UserError, match="train.optim"):
+    (tmp_path / "bad.yaml").write_text("train:\n  optimizer: lion\n")
+    with pytest.raises(UserError, match="train.optimizer"):
         load_run_config(tmp_path / "bad.yaml")
     with pytest.raises(UserError, match="train.num_workers"):
         training_arguments(RunConfig(train=TrainConfig(output_dir=str(tmp_path), num_workers=-1)), has_eval=False)

@@ -3,7 +3,7 @@
 Decoding (greedy, temperature, top-k, top-p, repetition penalty, EOS stop, streaming) is
 transformers' own; this module decides how prompts are laid out, which matters for families whose
 positions are rows of mixing matrices (`Capabilities.positions_are_rows`: the masked and linear
-mixers, the transfixer; see models/positions.py):
+mixers, the transfixer; see models/masked_mixer/positions.py):
 
 - a model whose tokenizer pads on the right (the default, and what packed training amounts to)
   gets right-padded prompts: every prompt starts at position 0 and the tokens generated for it

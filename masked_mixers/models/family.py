@@ -91,6 +91,10 @@ class Family:
     size_multiple(spec) -> what hidden_size must be a multiple of (num_heads where there are heads).
     auto: Auto class name ("AutoModel", "AutoModelForCausalLM") -> model class to register;
       empty for families whose classes transformers already registers (llama).
+    standalone: the config and model modules import nothing but torch, transformers and modules
+      of their own folder (`from .x import`), so `save_pretrained` copies the code beside the
+      weights with an `auto_map` and the folder loads with `trust_remote_code=True` where this
+      package is not installed (models/__init__.py registers them for it).
     """
 
     name: str
@@ -104,6 +108,7 @@ class Family:
     task: str = CAUSAL_LM
     auto: dict[str, type] = field(default_factory=dict)
     size_multiple: Callable[[Any], int] = lambda spec: 1
+    standalone: bool = False
 
     @property
     def model_type(self) -> str:

@@ -25,7 +25,7 @@ from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPas
 from transformers.models.llama.modeling_llama import LlamaAttention, LlamaMLP, LlamaRMSNorm, LlamaRotaryEmbedding
 
 from ..attention_mask import causal_attention_bias
-from ..lm_head import CausalLMHeadMixin
+from ..masked_mixer.lm_head import CausalLMHeadMixin
 
 
 @strict

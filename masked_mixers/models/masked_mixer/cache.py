@@ -1,7 +1,7 @@
 """The incremental-decoding cache of a masked mixer.
 
 Positions ("slots", which follow the attention mask) and the sliding window's length rule are
-defined in models/positions.py. Sliding here: when a row's next token would land at position L,
+defined in models/masked_mixer/positions.py. Sliding here: when a row's next token would land at position L,
 the row keeps its last L // 2 tokens and recomputes them once at positions 0 .. L//2 - 1
 ("re-prime"), so text can be arbitrarily long, and each re-prime costs one forward over L // 2
 tokens per L - L // 2 generated ones.
@@ -9,11 +9,14 @@ tokens per L - L // 2 generated ones.
 A masked mixer is causal, so a position's input to every layer never changes while it
 stays at the same position. `MaskedMixerCache` keeps, per layer and row, what the token mixing
 reads from earlier positions (its normalised, padding-masked input; for the expanded mixing also
-the wide hidden layer; for the multi-head mixing the projected heads), preallocated for L slots,
-plus what each block's decoding step reads (the masked mixing weights and biases, the norm and
-feed-forward parameters), gathered once. On CPU the cached mixing runs in fp32 even for a bf16
-model (CPU bf16 batched mat-vec kernels are several times slower than fp32 ones). A new token
-then costs one row of each mixing matrix times the cached inputs (O(t d) per layer) plus the feed-forward.
+the wide hidden layer; for the multi-head mixing the projected heads), preallocated for L slots.
+The cache holds no weights: a decoding step runs the blocks' own modules, reading from each mixing
+matrix only the rows of the new positions, so adapters, hooks and quantized layers act on it as
+on training. On CPU the cached mixing runs in fp32 even for a bf16 model (CPU bf16 batched
+mat-vec kernels are several times slower than fp32 ones). A new token then costs one row of each
+mixing matrix times the cached inputs (O(t d) per layer) plus the feed-forward.
+
+Beam search reorders the rows with `reorder_cache` (transformers' generate() calls it).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from .mixing import new_mixing_state
 
 
 @dataclass
@@ -41,26 +46,23 @@ class MaskedMixerCache:
     """Per-layer token-mixing inputs of every position of each row's window (see the module docstring).
 
     Made by `MaskedMixerForCausalLM.forward(..., use_cache=True)` and handed back as `outputs.cache`,
-    which is how transformers' `generate()` carries it from step to step. A cache belongs to one
-    generation: it keeps the masked weights of the model as they were when it was made.
+    which is how transformers' `generate()` carries it from step to step.
     """
 
     is_compileable = False
     is_croppable = False
 
-    def __init__(self, model, batch_size: int, dtype: torch.dtype, device, weights: list | None = None):
+    def __init__(self, model, batch_size: int, dtype: torch.dtype, device):
         config = model.config
         self.seq_len, self.dtype = config.seq_len, dtype
         self.keep = config.seq_len // 2
-        mixings = [layer.token_mixing for layer in model.layers]
         state_dtype = torch.float32 if torch.device(device).type == "cpu" else dtype
-        self.weights = weights if weights is not None else [layer.decode_weights(state_dtype) for layer in model.layers]
-        self.states = [m.new_state(batch_size, config.hidden_size, state_dtype, device) for m in mixings]
+        self.states = [new_mixing_state(config, batch_size, state_dtype, device) for _ in model.layers]
         self.tokens = torch.zeros(batch_size, self.seq_len, dtype=torch.long, device=device)
         self.valid = torch.zeros(batch_size, self.seq_len, dtype=torch.bool, device=device)
         self.lengths = torch.zeros(batch_size, dtype=torch.long)  # on the host: decides re-primes without a sync
         self.batch_index = torch.arange(batch_size, device=device)[:, None]
-        self.is_linear = [False] * len(mixings)
+        self.is_linear = [False] * len(self.states)
         self.seen_tokens = 0  # columns consumed, what generate() slices its inputs by
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
@@ -80,6 +82,15 @@ class MaskedMixerCache:
     def window(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The last L//2 tokens of full rows `rows`, and whether each is real (not a pad)."""
         return self.tokens[rows, self.seq_len - self.keep :], self.valid[rows, self.seq_len - self.keep :]
+
+    def reorder_cache(self, beam_idx: torch.Tensor) -> None:
+        """Keep rows `beam_idx` (new row i = old row beam_idx[i]), in place: what beam search asks after each step."""
+        index = beam_idx.to(self.tokens.device)
+        for state in self.states:
+            for name, tensor in state.items():
+                state[name] = tensor.index_select(0, index)
+        self.tokens, self.valid = self.tokens.index_select(0, index), self.valid.index_select(0, index)
+        self.lengths = self.lengths.index_select(0, beam_idx.cpu())
 
     def replace_rows(self, rows: torch.Tensor, other: MaskedMixerCache) -> None:
         """Take rows `rows` from `other`, a cache of len(rows) re-primed rows."""

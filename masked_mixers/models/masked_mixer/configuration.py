@@ -34,6 +34,12 @@ class MaskedMixerConfig(PreTrainedConfig):
     lower-triangular row tiles of that many rows, skipping the masked upper triangle (same values
     and gradients up to rounding; see triangular.py); 0 keeps the dense product. A speed switch
     only: it changes no weight.
+
+    `padding_side` is the side the training examples were padded on (training.py sets it; None:
+    not recorded). Positions are mixing rows, so it decides where a left-padded input sits: for
+    "right", leading pads take no position and a prompt sits at positions 0.. however it is padded
+    (batched pipelines, which pad left, then equal one-by-one generation); otherwise leading pads
+    keep their positions, as in left-padded training (models/masked_mixer/positions.py).
     """
 
     model_type = "masked_mixer"
@@ -59,6 +65,7 @@ class MaskedMixerConfig(PreTrainedConfig):
     pad_token_id: int | None = None
     bos_token_id: int | None = None
     eos_token_id: int | None = None
+    padding_side: str | None = None
 
     def validate_architecture(self):
         """Called by the `@strict` machinery of `PreTrainedConfig`: reject impossible shapes early."""
@@ -69,6 +76,8 @@ class MaskedMixerConfig(PreTrainedConfig):
             raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})")
         if self.triangular_tile < 0:
             raise ValueError(f"triangular_tile must be >= 0 (0: dense), got {self.triangular_tile}")
+        if self.padding_side not in (None, "left", "right"):
+            raise ValueError(f"padding_side must be 'left', 'right' or None, got {self.padding_side!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

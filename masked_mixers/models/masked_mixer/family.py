@@ -72,6 +72,7 @@ FAMILY = Family(
     capabilities=MIXER_CAPABILITIES,
     auto={"AutoModel": MaskedMixerModel, "AutoModelForCausalLM": MaskedMixerForCausalLM},
     size_multiple=mixer_size_multiple,
+    standalone=True,
 )
 
 __all__ = ["FAMILY", "MIXER_CAPABILITIES", "MIXER_KNOBS", "lm_head_flops", "mixer_block_flops", "mixer_config_kwargs", "mixer_flops"]

@@ -50,6 +50,17 @@ def _mix(w: torch.Tensor, x: torch.Tensor, tile: int) -> torch.Tensor:
     return lower_triangular_matmul(w, x, tile) if tile else torch.matmul(w, x)
 
 
+def _rows(weight: torch.Tensor, rows: torch.Tensor, width: int, positions: torch.Tensor, dtype, col_group: int = 1) -> torch.Tensor:
+    """weight[rows[b, i], :width], masked to the columns position positions[b, i] may read, in `dtype`.
+
+    (b, n) rows -> (b, n, width). The mask is applied to the gathered rows only (O(n width) per step
+    rather than O(L^2) per step, or a masked copy of W kept for the whole generation, which would
+    hide the parameter from anything that wraps it).
+    """
+    cols = torch.arange(width, device=rows.device) // col_group
+    return (weight[rows, :width] * (cols <= positions[..., None])).to(dtype)
+
+
 def _init_uniform_masked(weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor) -> None:
     """PyTorch's default Conv1d/Linear init (as in the paper's reference code), masked entries zero."""
     bound = 1.0 / math.sqrt(weight.shape[-1])
@@ -71,29 +82,32 @@ class FlatTokenMixing(nn.Module):
     def reset_parameters(self) -> None:
         _init_uniform_masked(self.weight, self.bias, causal_mask(self.seq_len, self.seq_len, device=self.weight.device))
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, cached: tuple | None = None) -> torch.Tensor:
+        """Mix over positions; `cached` = (SlotBatch, layer state): x holds only the new positions."""
+        if cached is not None:
+            return self.forward_cached(x, *cached)
         t = x.shape[1]
         w = torch.tril(self.weight[:t, :t])  # (t, t), lower-triangular
         # (t, t) @ (batch, t, d) -> (batch, t, d): mix over positions, same weights for every feature
         return _mix(w, _apply_padding(x, padding_mask), self.triangular_tile) + self.bias[:t, None]
 
-    def decode_weights(self) -> tuple[torch.Tensor, ...]:
-        """What forward_cached reads: the masked matrix and the bias, (L, L) and (L, 1)."""
-        return torch.tril(self.weight), self.bias[:, None]
+    @staticmethod
+    def new_state(config, batch: int, dtype, device) -> dict[str, torch.Tensor]:
+        return {"x": torch.zeros(batch, config.seq_len, config.hidden_size, dtype=dtype, device=device)}
 
-    def new_state(self, batch: int, hidden_size: int, dtype, device) -> dict[str, torch.Tensor]:
-        return {"x": torch.zeros(batch, self.seq_len, hidden_size, dtype=dtype, device=device)}
-
-    def forward_cached(self, x: torch.Tensor, at, state: dict, weights: tuple) -> torch.Tensor:
+    def forward_cached(self, x: torch.Tensor, at, state: dict) -> torch.Tensor:
         """Outputs at positions `at.rows` (batch, t), reading the cached inputs of all earlier positions.
 
         `at` (a `SlotBatch`) also has `valid` (batch, t; None: all real) and `end` (= max row + 1, the slots read).
+        Only the rows of W the new positions use are read (and masked), from the parameter itself,
+        so whatever stands in for it (a LoRA parametrization, a loaded state dict) is what decodes.
         """
-        w, bias = weights
         rows, p = at.rows, at.end
-        _write(state["x"], at, rows, _apply_padding(x, at.valid))
+        store = state["x"]
+        _write(store, at, rows, _apply_padding(x, at.valid))
+        w = _rows(self.weight, rows, p, rows, store.dtype)  # (b, t, p), masked to j <= row
         # one row of W per new position: (b, t, p) @ (b, p, d) + (b, t, 1) -> (b, t, d), O(t p d)
-        return torch.baddbmm(bias[rows], w[rows, :p], state["x"][:, :p]).to(x.dtype)
+        return torch.baddbmm(self.bias[rows, None].to(store.dtype), w, store[:, :p]).to(x.dtype)
 
 
 class ExpandedTokenMixing(nn.Module):
@@ -121,7 +135,10 @@ class ExpandedTokenMixing(nn.Module):
         _init_uniform_masked(self.weight_in, self.bias_in, mask_in)
         _init_uniform_masked(self.weight_out, self.bias_out, mask_out)
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, cached: tuple | None = None) -> torch.Tensor:
+        """Mix over positions; `cached` = (SlotBatch, layer state): x holds only the new positions."""
+        if cached is not None:
+            return self.forward_cached(x, *cached)
         t, e = x.shape[1], self.expansion
         mask_in, mask_out = self._masks(t, x.device)
         w_in = self.weight_in[: e * t, :t] * mask_in  # (e*t, t)
@@ -131,29 +148,27 @@ class ExpandedTokenMixing(nn.Module):
         # (batch, e*t, d) -> (batch, t, d)
         return torch.matmul(w_out, h) + self.bias_out[:t, None]
 
-    def decode_weights(self) -> tuple[torch.Tensor, ...]:
-        """What forward_cached reads: both masked matrices and their biases as (rows, 1) columns."""
-        mask_in, mask_out = self._masks(self.seq_len, self.weight_in.device)
-        return self.weight_in * mask_in, self.bias_in[:, None], self.weight_out * mask_out, self.bias_out[:, None]
-
-    def new_state(self, batch: int, hidden_size: int, dtype, device) -> dict[str, torch.Tensor]:
-        wide = self.expansion * self.seq_len
+    @staticmethod
+    def new_state(config, batch: int, dtype, device) -> dict[str, torch.Tensor]:
+        wide, d = config.expansion * config.seq_len, config.hidden_size
         return {
-            "x": torch.zeros(batch, self.seq_len, hidden_size, dtype=dtype, device=device),
-            "h": torch.zeros(batch, wide, hidden_size, dtype=dtype, device=device),  # the wide layer, post-GELU
+            "x": torch.zeros(batch, config.seq_len, d, dtype=dtype, device=device),
+            "h": torch.zeros(batch, wide, d, dtype=dtype, device=device),  # the wide layer, post-GELU
         }
 
-    def forward_cached(self, x: torch.Tensor, at, state: dict, weights: tuple) -> torch.Tensor:
+    def forward_cached(self, x: torch.Tensor, at, state: dict) -> torch.Tensor:
         """Outputs at positions `at.rows` (batch, t): new wide units e*i..e*i+e-1 read the cached inputs."""
-        w_in, b_in, w_out, b_out = weights
         e = self.expansion
         rows, p = at.rows, at.end
+        dtype = state["x"].dtype
         _write(state["x"], at, rows, _apply_padding(x, at.valid))
         wide_rows = (e * rows[..., None] + torch.arange(e, device=rows.device)).flatten(1)  # (b, e*t)
-        h = F.gelu(torch.baddbmm(b_in[wide_rows], w_in[wide_rows, :p], state["x"][:, :p]))  # (b, e*t, d)
+        w_in = _rows(self.weight_in, wide_rows, p, wide_rows // e, dtype)  # (b, e*t, p)
+        h = F.gelu(torch.baddbmm(self.bias_in[wide_rows, None].to(dtype), w_in, state["x"][:, :p]))  # (b, e*t, d)
         _write(state["h"], at, wide_rows, h)
+        w_out = _rows(self.weight_out, rows, e * p, rows, dtype, col_group=e)  # (b, t, e*p)
         # (b, t, e*p) @ (b, e*p, d) -> (b, t, d)
-        return torch.baddbmm(b_out[rows], w_out[rows, : e * p], state["h"][:, : e * p]).to(x.dtype)
+        return torch.baddbmm(self.bias_out[rows, None].to(dtype), w_out, state["h"][:, : e * p]).to(x.dtype)
 
 
 class MultiHeadTokenMixing(nn.Module):
@@ -172,7 +187,10 @@ class MultiHeadTokenMixing(nn.Module):
     def reset_parameters(self) -> None:
         _init_uniform_masked(self.weight, self.bias, causal_mask(self.seq_len, self.seq_len, device=self.weight.device))
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, cached: tuple | None = None) -> torch.Tensor:
+        """Mix over positions; `cached` = (SlotBatch, layer state): x holds only the new positions."""
+        if cached is not None:
+            return self.forward_cached(x, *cached)
         b, t, _ = x.shape
         v = self.proj_in(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (b, h, t, d/h)
         if padding_mask is not None:
@@ -181,29 +199,36 @@ class MultiHeadTokenMixing(nn.Module):
         y = _mix(w, v, self.triangular_tile) + self.bias[:, :t, None]  # (b, h, t, d/h): mix over positions per head
         return self.proj_out(y.transpose(1, 2).reshape(b, t, -1))  # concat heads -> (b, t, d)
 
-    def decode_weights(self) -> tuple[torch.Tensor, ...]:
-        """What forward_cached reads: the masked matrices (h, L, L) and the biases (h, L, 1)."""
-        return torch.tril(self.weight), self.bias[..., None]
-
-    def new_state(self, batch: int, hidden_size: int, dtype, device) -> dict[str, torch.Tensor]:
+    @staticmethod
+    def new_state(config, batch: int, dtype, device) -> dict[str, torch.Tensor]:
         # the projected heads, (b, h, L, d/h): the per-step matmul reads them without a copy
-        return {"v": torch.zeros(batch, self.num_heads, self.seq_len, self.head_dim, dtype=dtype, device=device)}
+        h = config.num_heads
+        return {"v": torch.zeros(batch, h, config.seq_len, config.hidden_size // h, dtype=dtype, device=device)}
 
-    def forward_cached(self, x: torch.Tensor, at, state: dict, weights: tuple) -> torch.Tensor:
+    def forward_cached(self, x: torch.Tensor, at, state: dict) -> torch.Tensor:
         """Outputs at positions `at.rows` (batch, t): each head mixes its cached projections."""
-        w, bias = weights
         b, t, _ = x.shape
         rows, p = at.rows, at.end
+        store = state["v"]
         v = self.proj_in(x).view(b, t, self.num_heads, self.head_dim)
         if at.valid is not None:  # padded positions add nothing
             v = v * at.valid[..., None, None].to(v.dtype)
-        state["v"][at.batch_index, :, rows] = v.to(state["v"].dtype)  # (b, t) index pairs, then heads: takes (b, t, h, d/h)
-        w_rows = w[:, rows, :p].transpose(0, 1)  # (b, h, t, p)
-        y = torch.matmul(w_rows, state["v"][:, :, :p]) + bias[:, rows].transpose(0, 1)  # (b, h, t, d/h)
+        store[at.batch_index, :, rows] = v.to(store.dtype)  # (b, t) index pairs, then heads: takes (b, t, h, d/h)
+        causal = torch.arange(p, device=rows.device) <= rows[..., None]  # (b, t, p)
+        w_rows = (self.weight[:, rows, :p] * causal).transpose(0, 1).to(store.dtype)  # (h, b, t, p) -> (b, h, t, p)
+        bias = self.bias[:, rows, None].transpose(0, 1).to(store.dtype)  # (b, h, t, 1)
+        y = torch.matmul(w_rows, store[:, :, :p]) + bias  # (b, h, t, d/h)
         return self.proj_out(y.transpose(1, 2).reshape(b, t, -1).to(x.dtype))
 
 
-TOKEN_MIXING_TYPES = (FlatTokenMixing, ExpandedTokenMixing, MultiHeadTokenMixing)
+TOKEN_MIXINGS = {"flat": FlatTokenMixing, "expanded": ExpandedTokenMixing, "multihead": MultiHeadTokenMixing}
+TOKEN_MIXING_TYPES = tuple(TOKEN_MIXINGS.values())
+
+
+def _mixing_class(config) -> type:
+    if config.mixer_type not in TOKEN_MIXINGS:
+        raise ValueError(f"unknown mixer_type {config.mixer_type!r}")
+    return TOKEN_MIXINGS[config.mixer_type]
 
 
 def build_token_mixing(config) -> nn.Module:
@@ -215,3 +240,9 @@ def build_token_mixing(config) -> nn.Module:
     if config.mixer_type == "multihead":
         return MultiHeadTokenMixing(config.seq_len, config.hidden_size, config.num_heads, getattr(config, "triangular_tile", 0))
     raise ValueError(f"unknown mixer_type {config.mixer_type!r}")
+
+
+def new_mixing_state(config, batch: int, dtype, device) -> dict[str, torch.Tensor]:
+    """The empty cache state of one layer's token mixing (see cache.py), from the config alone:
+    the layer itself may be wrapped (a PEFT ParamWrapper has none of the mixing's methods)."""
+    return _mixing_class(config).new_state(config, batch, dtype, device)

@@ -17,10 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPast
 
-from ..lm_head import CausalLMHeadMixin
-from ..positions import token_positions
+from .lm_head import CausalLMHeadMixin
+from .positions import token_positions
 from .cache import MaskedMixerCache, SlotBatch
 from .configuration import MaskedMixerConfig
 from .mixing import TOKEN_MIXING_TYPES, build_token_mixing
@@ -29,9 +30,8 @@ from .mixing import TOKEN_MIXING_TYPES, build_token_mixing
 class FeedForward(nn.Module):
     """Feature mixing, applied to every position independently.
 
-    forward() calls `up` and `down` as modules, so whatever wraps them (PEFT adapters,
-    quantized linears, hooks) takes part in training; cached decoding reads the plain weights
-    (`weights()`, `feature_mixing`) for speed.
+    Every path (training, evaluation, cached decoding) calls `up` and `down` as modules, so
+    whatever wraps or replaces them (PEFT adapters, `torch.ao` quantized linears, hooks) takes part.
     """
 
     def __init__(self, config: MaskedMixerConfig):
@@ -43,17 +43,13 @@ class FeedForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(F.gelu(self.up(x)))  # (b, t, d) -> (b, t, ff_mult*d) -> (b, t, d)
 
-    def weights(self) -> tuple[torch.Tensor, ...]:
-        return self.up.weight, self.up.bias, self.down.weight, self.down.bias
 
+class MixerBlock(GradientCheckpointingLayer):
+    """Token mixing then feature mixing, each with its pre-norm and residual (both switchable).
 
-def feature_mixing(x, up_weight, up_bias, down_weight, down_bias) -> torch.Tensor:
-    """FeedForward.forward on plain tensors, for cached decoding: (b, t, d) -> (b, t, d)."""
-    return F.linear(F.gelu(F.linear(x, up_weight, up_bias)), down_weight, down_bias)
-
-
-class MixerBlock(nn.Module):
-    """Token mixing then feature mixing, each with its pre-norm and residual (both switchable)."""
+    A GradientCheckpointingLayer: `model.activation_checkpointing_enable()` (or the Trainer's
+    `activation_checkpointing=True`, `train.gradient_checkpointing` here) recomputes each block in the backward pass.
+    """
 
     def __init__(self, config: MaskedMixerConfig):
         super().__init__()
@@ -70,61 +66,17 @@ class MixerBlock(nn.Module):
         return x + update if self.use_residual else update
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, cached: tuple | None = None) -> torch.Tensor:
-        """`cached` = (SlotBatch, layer state, BlockWeights): x holds only the new positions (see `decode`).
+        """`cached` = (SlotBatch, layer state): x holds only the new positions of a generation, and the
+        token mixing reads the earlier ones from the cache (see cache.py).
 
-        Cached decoding still enters through here, so hooks on the block (accelerate's device
-        placement, for one) see every step.
+        Every path calls the same sub-modules (norms, token mixing, feed-forward), so hooks, adapters
+        and quantized replacements see cached decoding too.
         """
-        if cached is not None:
-            return self.decode(x, *cached)
-        x = self._add(x, self.token_mixing(self.token_norm(x), padding_mask))  # (b, t, d): mix over t
+        mixing_args = (padding_mask,) if cached is None else (None, cached)
+        x = self._add(x, self.token_mixing(self.token_norm(x), *mixing_args))  # (b, t, d): mix over t
         if self.feed_forward is not None:
             x = self._add(x, self.feed_forward(self.feature_norm(x)))  # (b, t, d): mix over d
         return x
-
-    def decode_weights(self, mixing_dtype: torch.dtype) -> "BlockWeights":
-        """The tensors `decode` reads, gathered once per generation (the token mixing's in `mixing_dtype`)."""
-        ff = self.feed_forward
-        return BlockWeights(
-            token_norm=_norm_args(self.token_norm),
-            mixing=tuple(w.to(mixing_dtype) for w in self.token_mixing.decode_weights()),
-            feature_norm=_norm_args(self.feature_norm),
-            feed_forward=None if ff is None else ff.weights(),
-        )
-
-    def decode(self, x: torch.Tensor, at, state: dict, weights: "BlockWeights") -> torch.Tensor:
-        """forward() for the new positions of a generation (at: SlotBatch), the token mixing reading the cache.
-
-        The same arithmetic as forward(), in functional calls on tensors gathered once per generation
-        (`decode_weights`): for one token per row, nn.Module dispatch and attribute look-ups took longer
-        on a CPU than the arithmetic. Hooks on the block's sub-modules therefore do not fire here
-        (the block is the unit a device map places, `_no_split_modules`).
-        """
-        x = self._add(x, self.token_mixing.forward_cached(_norm(x, weights.token_norm), at, state, weights.mixing))
-        if weights.feed_forward is not None:
-            x = self._add(x, feature_mixing(_norm(x, weights.feature_norm), *weights.feed_forward))
-        return x
-
-
-@dataclass
-class BlockWeights:
-    """What `MixerBlock.decode` reads: plain tensors, so a decoding step looks nothing up through nn.Module.
-
-    A norm is the argument tuple of F.layer_norm after x, or None where the block has no norm.
-    """
-
-    token_norm: tuple | None
-    mixing: tuple  # the token mixing's decode_weights()
-    feature_norm: tuple | None
-    feed_forward: tuple | None  # (up.weight, up.bias, down.weight, down.bias)
-
-
-def _norm_args(norm: nn.Module | None) -> tuple | None:
-    return (norm.normalized_shape, norm.weight, norm.bias, norm.eps) if isinstance(norm, nn.LayerNorm) else None
-
-
-def _norm(x: torch.Tensor, args: tuple | None) -> torch.Tensor:
-    return x if args is None else F.layer_norm(x, *args)
 
 
 class MaskedMixerPreTrainedModel(PreTrainedModel):
@@ -133,7 +85,7 @@ class MaskedMixerPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     main_input_name = "input_ids"
     _no_split_modules = ["MixerBlock"]
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -182,7 +134,7 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
         sliding_window: bool = False,
         **kwargs,
     ) -> MaskedMixerOutput:
-        """Hidden states of every column; positions follow `attention_mask` (see models/positions.py).
+        """Hidden states of every column; positions follow `attention_mask` (see models/masked_mixer/positions.py).
 
         Without a mask the whole batch sits at positions 0..t-1. With one, the blocks run on
         positions ("slots") and each column reports its slot's output. `sliding_window` keeps
@@ -202,15 +154,20 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
                 )
             return self._output(self._run(x, None, keep_all=output_hidden_states))
         mask = attention_mask if attention_mask is not None else torch.ones(x.shape[:2], device=x.device)
-        pos = token_positions(mask, self.config.seq_len, slide=sliding_window)
+        pos = token_positions(mask, self.config.seq_len, slide=sliding_window, leading_pads=self._leading_pads)
         hidden = self._run(pos.scatter(x), pos.valid(), keep_all=output_hidden_states)  # (b, S, d): slots
         return self._output([pos.gather(h) for h in hidden])  # back to (b, t, d) columns
+
+    @property
+    def _leading_pads(self) -> bool:
+        """Whether leading pads keep their positions: not for a model trained on right-padded examples."""
+        return getattr(self.config, "padding_side", None) != "right"
 
     def _run(self, x, padding_mask, at: SlotBatch | None = None, cache=None, keep_all=False) -> list[torch.Tensor]:
         """All blocks; returns [last hidden state] or, with keep_all, the input and every block's output."""
         hidden = [x]
         for i, layer in enumerate(self.layers):
-            x = layer(x, padding_mask, None if cache is None else (at, cache.states[i], cache.weights[i]))
+            x = layer(x, padding_mask, None if cache is None else (at, cache.states[i]))
             hidden = hidden + [x] if keep_all else [x]
         return hidden
 
@@ -223,7 +180,7 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
         b, t = input_ids.shape
         if cache.seen_tokens == 0:
             mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
-            pos = token_positions(mask, self.config.seq_len, slide=True)
+            pos = token_positions(mask, self.config.seq_len, slide=True, leading_pads=self._leading_pads)
             num_slots = pos.num_slots
             rows = torch.arange(num_slots, device=x.device).expand(b, num_slots)
             at = cache.at(rows, pos.valid(), num_slots)
@@ -256,7 +213,7 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
         device = cache.tokens.device
         rows = rows.to(device)
         tokens, valid = cache.window(rows)
-        fresh = MaskedMixerCache(self, len(rows), cache.dtype, device, cache.weights)
+        fresh = MaskedMixerCache(self, len(rows), cache.dtype, device)
         keep = cache.keep
         at = fresh.at(torch.arange(keep, device=device).expand(len(rows), keep), valid, keep)
         fresh.store(tokens, at)

@@ -11,7 +11,7 @@ L is `max_position_embeddings`. The paper (Badger, arXiv 2409.01482) found this 
 efficient model it trained on TinyStories. The causal attention mask (models/attention_mask.py)
 is passed to every layer explicitly, so causality never rests on an attention backend's default.
 
-Positions are mixing rows, so with an attention mask they follow it (models/positions.py), as
+Positions are mixing rows, so with an attention mask they follow it (models/masked_mixer/positions.py), as
 in the masked mixer: leading pads keep their positions, a pad after a real token takes none. The
 layers run on positions ("slots"): the rotary position of a token and its mixing row are both
 its slot index, and each column reports its slot's output. A prompt thus gets the same outputs
@@ -34,9 +34,9 @@ from transformers.models.llama.modeling_llama import (
 )
 
 from ..attention_mask import causal_attention_bias
-from ..lm_head import CausalLMHeadMixin
+from ..masked_mixer.lm_head import CausalLMHeadMixin
 from ..masked_mixer.mixing import FlatTokenMixing
-from ..positions import token_positions
+from ..masked_mixer.positions import token_positions
 
 
 @strict

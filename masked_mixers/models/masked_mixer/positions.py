@@ -6,7 +6,11 @@ changes the model. Without an attention mask, position = column. With one, colum
 positions ("slots"):
 
 - leading pads (left padding) keep their positions, as in training: the text after them sits
-  where it sat when the model was trained with left-padded examples;
+  where it sat when the model was trained with left-padded examples. A model trained on
+  right-padded examples says so (`leading_pads=False`, from its config's `padding_side`): then
+  leading pads take no position either, so a left-padded prompt (the text-generation pipeline and
+  lm-eval pad left, whatever the tokenizer says) sits at positions 0.. as it does alone; a
+  leading pad's output column then reports position 0's output (a pad's output is never used);
 - a pad after a real token (right padding, or the gap between a right-padded prompt and the
   tokens `generate()` appends after it) takes no position: the next real token continues right
   after the previous one, and the pad's output column reports the previous real token's output
@@ -68,12 +72,18 @@ def window_length(n: torch.Tensor, seq_len: int) -> torch.Tensor:
     return torch.where(n <= seq_len, n, slid)
 
 
-def token_positions(attention_mask: torch.Tensor, seq_len: int, slide: bool = False) -> TokenPositions:
-    """Slot of every column of a (b, t) 0/1 mask; with `slide`, keep only each row's sliding window."""
+def token_positions(attention_mask: torch.Tensor, seq_len: int, slide: bool = False, leading_pads: bool = True) -> TokenPositions:
+    """Slot of every column of a (b, t) 0/1 mask; with `slide`, keep only each row's sliding window.
+
+    leading_pads: whether leading pads keep their positions (a model trained on left-padded
+    examples, or one that does not say) or take none (trained on right-padded examples).
+    """
     valid = attention_mask.bool()
     b, t = valid.shape
     col = torch.arange(t, device=valid.device).expand(b, t)
     first = torch.where(valid.any(1), valid.int().argmax(1), t)[:, None]  # first real column
+    if not leading_pads:
+        first = torch.zeros_like(first)  # every pad is skipped: positions count real tokens only
     # leading pads occupy their column; later columns follow the real tokens (a pad repeats the last one)
     read = torch.where(col < first, col, first + valid.cumsum(1) - 1)
     lengths = read[:, -1] + 1 if t else torch.zeros(b, dtype=torch.long, device=valid.device)
