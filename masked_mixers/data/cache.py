@@ -41,7 +41,7 @@ def _owner_prefix(final: Path) -> str:
     return f".{final.name}.{socket.gethostname()}.{os.getpid()}."
 
 
-def _remove_dead_builds(parent: Path) -> None:
+def remove_dead_builds(parent: Path) -> None:
     """Delete temporary builds left by killed processes of this host (never another host's)."""
     host = socket.gethostname()
     for entry in parent.glob(".*.tmp"):
@@ -63,7 +63,7 @@ def publish(final: Path, build: Callable[[Path], None]) -> Path:
     builds whose process was killed are removed first; the entry gets the umask's permissions.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    _remove_dead_builds(final.parent)
+    remove_dead_builds(final.parent)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=_owner_prefix(final), suffix=".tmp"))
     try:
         build(tmp)
@@ -102,7 +102,8 @@ def build_lock(final: Path) -> Iterator[Path]:
 
 
 def publish_work(work: Path, final: Path) -> Path:
-    """Rename a finished work directory to `final` (a build already there wins)."""
+    """Rename a finished work directory to `final` (a build already there wins), with the umask's modes."""
+    share_like_umask(work)
     if final.is_dir():
         shutil.rmtree(work)
     else:

@@ -29,7 +29,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from ..config import DataConfig
 from ..errors import UserError, reason
 from ..files import atomic_write_json
-from .cache import build_lock, discard, fingerprint, publish_work, slug, work_dir
+from .cache import build_lock, discard, fingerprint, publish_work, remove_dead_builds, slug, work_dir
 from .corpus import corpus_identity, resolve_source
 from .examples import Layout, as_examples
 from .progress import PrepareProgress
@@ -274,6 +274,7 @@ def prepare_data(data: DataConfig, seq_len: int, progress: bool = True) -> Prepa
     with build_lock(path) as lock:
         if _current(path):  # another process built it while we waited
             return load_prepared(path, reused=True)
+        remove_dead_builds(path.parent)  # temporary builds of killed processes (a `.partial` work folder is resumed instead)
         work = work_dir(path)
         try:
             with _progress_bars(progress):
