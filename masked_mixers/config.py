@@ -22,6 +22,8 @@ LinearVariant = Literal["linear", "relu", "near_linear"]
 PaddingSide = Literal["right", "left"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 OnNonfinite = Literal["stop", "skip"]
+Objective = Literal["clm", "mtp", "completion"]
+MtpMode = Literal["recurrent", "heads"]
 
 
 @dataclass
@@ -114,6 +116,12 @@ class TrainConfig:
     fsdp, fsdp_config: shard parameters, gradients and optimizer state over the GPUs (FSDP) for models
       that do not fit one device, e.g. fsdp: true, fsdp_config: {transformer_layer_cls_to_wrap:
       [MixerBlock], fsdp_version: 2}; both go to TrainingArguments (see docs/distributed.md).
+    objective: "clm" (next-token prediction), "mtp" (multi-token prediction, every causal family) or
+      "completion" (the first half of L tokens predicts the second in one pass; families whose
+      capabilities say one_step_completion); see masked_mixers/objectives/ and docs/objectives.md.
+    mtp_tokens: n, the tokens predicted per position under mtp (1 is plain next-token prediction).
+    mtp_mode: "recurrent" (n passes, each reading the previous pass's greedy predictions, as the
+      author's code) or "heads" (one trunk pass, n output heads; enables self-speculative decoding).
     """
 
     output_dir: str = "runs/default"
@@ -142,6 +150,9 @@ class TrainConfig:
     on_nonfinite: OnNonfinite = "stop"
     fsdp: bool = False
     fsdp_config: dict[str, str | bool | int | float | list[str]] = field(default_factory=dict)
+    objective: Objective = "clm"
+    mtp_tokens: int = 2
+    mtp_mode: MtpMode = "recurrent"
 
 
 @dataclass
@@ -160,6 +171,6 @@ def load_run_config(path: str | os.PathLike, overrides: list[str] | None = None)
 
 # the YAML machinery, re-exported for code that reads a run's config by hand
 __all__ = [
-    "DataConfig", "LinearVariant", "MixerType", "ModelSpec", "OnNonfinite", "PaddingSide", "Precision", "RunConfig", "TrainConfig",
+    "DataConfig", "LinearVariant", "MixerType", "ModelSpec", "MtpMode", "Objective", "OnNonfinite", "PaddingSide", "Precision", "RunConfig", "TrainConfig",
     "apply_overrides", "from_dict", "load_run_config", "load_yaml", "save_yaml", "to_dict",
 ]

@@ -50,6 +50,7 @@ def load_run(model_dir: str | os.PathLike):
     """
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
+    from .objectives import restore as restore_objective
     from .models import AUTOENCODE, family_of  # also registers this package's model types with the Auto classes
 
     path = Path(model_dir)
@@ -61,6 +62,7 @@ def load_run(model_dir: str | os.PathLike):
         model_class = AutoModel if family.task == AUTOENCODE else AutoModelForCausalLM
         model = model_class.from_pretrained(path, trust_remote_code=False)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        restore_objective(model, path)  # MTP heads / completion mask vector, which from_pretrained leaves out
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
         raise UserError(f"{path}: cannot load the model or its tokenizer ({reason(err)})") from None
     return model.eval(), tokenizer

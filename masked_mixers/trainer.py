@@ -10,6 +10,8 @@
    A skipped step still counts as a step (the learning-rate schedule advances) and is logged as
    {"skipped_step": N} in metrics.jsonl; the Trainer's logging_nan_inf_filter keeps the NaN out
    of the logged training loss.
+3. Training objectives. A model whose config records one (objectives/: multi-token prediction,
+   one-step completion) is trained on that objective's loss through `compute_loss`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 
 from .errors import UserError
+from .objectives import compute_loss as objective_loss
+from .objectives import objective_config
 from .rundir import STAGING_DIR
 
 
@@ -80,6 +84,14 @@ class RobustTrainer(Trainer):
             shutil.rmtree(staging, ignore_errors=True)
             rotate_checkpoints(root, self.args.save_total_limit)
         self.accelerator.wait_for_everyone()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The model's own loss, or that of the objective it is being trained with (objectives/)."""
+        unwrapped = self.accelerator.unwrap_model(model)
+        if objective_config(unwrapped) is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss, outputs = objective_loss(unwrapped, inputs, num_items_in_batch if self.model_accepts_loss_kwargs else None)
+        return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)

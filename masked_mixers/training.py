@@ -24,9 +24,10 @@ from .config import RunConfig
 from .configfile import save_yaml
 from .errors import UserError
 from .evaluation import evaluate
-from .factory import ParameterCount, build_model, count_parameters
+from .factory import ParameterCount, build_model, count_parameters, family
 from .files import atomic_write_json
 from .memory import PeakMemory
+from .objectives import check_objective, objective_config, prepare_model
 from .tasks import model_task, trainer_metric_hooks
 from .rundir import METRICS, RUN_CONFIG, STAGING_DIR, SUMMARY
 from .trainer import RobustTrainer
@@ -115,6 +116,12 @@ def _eval_subset(dataset, run: RunConfig):
     return dataset.select(range(n))
 
 
+def _check_completion_layout(run: RunConfig) -> None:
+    """One-step completion splits every example at L/2 by column: left padding would move the text."""
+    if run.train.objective == "completion" and run.data.padding_side == "left" and not run.data.packing:
+        raise UserError("data.padding_side: completion splits examples at column L/2; use packing or right padding, not left")
+
+
 def _resume_checkpoint(output_dir: str, resume: bool) -> str | None:
     if not os.path.isdir(output_dir):
         return None
@@ -128,6 +135,8 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
     resume: continue from the newest checkpoint in run.train.output_dir when there is one.
     callbacks: extra TrainerCallbacks (tests use one to interrupt a run).
     """
+    check_objective(run.train, family(run.model.family))  # before any data work
+    _check_completion_layout(run)
     args = training_arguments(run, has_eval=prepared is None or prepared.eval is not None)
     if prepared is None:
         from .data import prepare_data
@@ -143,6 +152,8 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
         model, _ = build_model(
             run.model, len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
         )
+    if objective_config(model) is None:
+        prepare_model(model, run.train)  # the objective's parameters (MTP heads, mask vector), recorded in model.config
     out = Path(run.train.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if args.process_index == 0:

@@ -23,6 +23,10 @@ whole run (prompt included); ms/token = median time of one decoding step after t
 compare tokens/s of (a) with (b), (b') and (c) at the same batch size and dtype.
 
 Example (the defaults): masked-mixers bench generate --output bench-generate.json
+
+With --speculative MODEL_DIR it measures instead a trained model with multi-token prediction heads
+(train.objective: mtp, mtp_mode: heads): self-speculative decoding against greedy decoding on the
+same model (bench/speculative.py), --new-tokens per prompt, batch 1, --dtypes ignored (fp32).
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vocab-size", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--output", default="bench-generate.json", help="JSON file with every measurement")
+    parser.add_argument("--speculative", metavar="MODEL_DIR", help="time self-speculative decoding of this MTP-heads model instead")
 
 
 class _StepClock(BaseStreamer):
@@ -168,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"bench generate: --prompt-tokens {args.prompt_tokens} exceeds --seq-len {args.seq_len}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.speculative:
+        return _run_speculative(args)
     torch.manual_seed(0)
     models = _models(args)
     rows = [row for dtype in args.dtypes for batch in args.batch_sizes for row in _measure(args, models, batch, dtype)]
@@ -177,5 +184,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"masked-mixers bench generate: {json.dumps(settings)}")
     print(_table(rows, ratios))
     atomic_write_text(args.output, json.dumps({"settings": settings, "results": rows, "ratios": ratios}, indent=2) + "\n")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _run_speculative(args: argparse.Namespace) -> int:
+    from ..rundir import load_run
+    from .speculative import measure_speculative, table
+
+    model, tokenizer = load_run(args.speculative)
+    result = measure_speculative(model, tokenizer, args.new_tokens, args.repeats)
+    settings = {"model_dir": args.speculative, "new_tokens": args.new_tokens, "repeats": args.repeats, "torch_threads": torch.get_num_threads()}
+    print(f"masked-mixers bench generate --speculative: {json.dumps(settings)}")
+    print(table(result))
+    atomic_write_text(args.output, json.dumps({"settings": settings, **result}, indent=2) + "\n")
     print(f"wrote {args.output}")
     return 0

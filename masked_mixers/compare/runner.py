@@ -133,6 +133,8 @@ def _row(spec: ModelSpec, train_cfg: TrainConfig, result, wall: float, examples:
         "perplexity": ev.get("perplexity"),
         "bits_per_byte": ev.get("bits_per_byte"),
         "token_accuracy": ev.get("token_accuracy"),
+        "objective": train_cfg.objective,
+        "mtp_losses": [ev[k] for k in sorted(ev) if k.startswith("mtp_loss_")] or None,
         "exact_match": ev.get("exact_match"),
         "tokens_per_second": result.tokens_per_second,
         "peak_memory_mib": result.peak_memory_bytes / 2**20 if result.peak_memory_bytes is not None else None,

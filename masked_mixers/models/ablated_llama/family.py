@@ -26,7 +26,7 @@ FAMILY = Family(
     build_config=_config,
     flops=_flops,
     knobs=LLAMA_KNOBS + ABLATION_SWITCHES,
-    capabilities=Capabilities(ablation_switches=ABLATION_SWITCHES),
+    capabilities=Capabilities(ablation_switches=ABLATION_SWITCHES, one_step_completion=True),
     auto={"AutoModel": AblatedLlamaModel, "AutoModelForCausalLM": AblatedLlamaForCausalLM},
     size_multiple=heads,
 )
