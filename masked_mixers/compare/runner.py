@@ -175,7 +175,8 @@ def run_compare(config: CompareConfig, output_dir: str | Path, prepare: Callable
         wall = time.perf_counter() - start
         examples = _examples(task, result, prepared[spec.seq_len], spec, config)
         rows.append(_row(spec, train_cfg, result, wall, examples))
-    plot_curves({r["label"]: r["eval_curve"] for r in rows}, out, task)
+    completion = config.train.objective == "completion"  # its eval loss is the completion loss (objectives/)
+    plot_curves({r["label"]: r["eval_curve"] for r in rows}, out, task, "eval completion loss (nats/token)" if completion else None)
     # retrieval task: the trained models as embedders on held-out pairs (compare/retrieval.py)
     retrieval = run_retrieval(config, {r["label"]: r["output_dir"] for r in rows}, out, progress) if config.retrieval.enabled else None
     flags = _precision(config.train.precision)
