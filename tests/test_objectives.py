@@ -287,6 +287,11 @@ def test_mtp_training_run_reports_next_token_and_each_head(tiny_prepared, tmp_pa
 
     assert [r for r in read_metrics(tmp_path) if "eval_loss" in r], "the Trainer's evaluations are logged"
     assert main(["generate", str(tmp_path), "--prompt", "once upon a time", "--max-new-tokens", "6", "--greedy", "--speculative"]) == 0
+    out = tmp_path / "bench.json"
+    assert main(["bench", "generate", "--speculative", str(tmp_path), "--new-tokens", "4", "--repeats", "1", "--output", str(out)]) == 0
+    bench = json.loads(out.read_text())
+    assert {r["model"] for r in bench["rows"]} == {"speculative", "greedy-no-cache", "greedy-cached"}
+    assert 0.5 <= bench["passes_per_token"] <= 1 and bench["speedups"]["speculative_vs_greedy-no-cache"] > 0
 
 
 def test_completion_training_run_and_one_step_generation(tiny_prepared, tmp_path, capsys):
