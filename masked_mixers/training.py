@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel, TrainingArguments, default_data_collator, set_seed
+from transformers import PreTrainedModel, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from .callbacks import MetricsCallback, TimeBudgetCallback
@@ -27,7 +27,7 @@ from .evaluation import evaluate
 from .factory import ParameterCount, build_model, count_parameters, family
 from .files import atomic_write_json
 from .memory import PeakMemory
-from .objectives import check_objective, objective_config, prepare_model
+from .objectives import check_objective, data_collator, objective_config, prepare_model
 from .tasks import model_task, trainer_metric_hooks
 from .rundir import METRICS, RUN_CONFIG, STAGING_DIR, SUMMARY
 from .trainer import RobustTrainer
@@ -172,7 +172,7 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
         args=args,
         train_dataset=prepared.train,
         eval_dataset=_eval_subset(prepared.eval, run),
-        data_collator=default_data_collator,
+        data_collator=data_collator(run.train),  # completion: labels of the first half masked (objectives/)
         processing_class=tokenizer,
         callbacks=extra,
         **trainer_metric_hooks(model_task(model)),

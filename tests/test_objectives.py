@@ -298,9 +298,15 @@ def test_completion_training_run_and_one_step_generation(tiny_prepared, tmp_path
     from masked_mixers.cli import main
     from masked_mixers.training import train
 
+    from masked_mixers.rundir import read_metrics
+
     result = train(tiny_run("llama", tmp_path, objective="completion"), tiny_prepared)
     ev = result.eval_metrics
     assert ev["loss"] == ev["completion_loss"] and 0 <= ev["token_accuracy"] <= 1 and ev["completion_tokens"] > 0
+    # the Trainer's own evaluation at the last step (same model, same held-out examples) agrees with it:
+    # its divisor counts the predicted half only, not the whole example
+    last = [r for r in read_metrics(tmp_path) if "eval_loss" in r][-1]
+    assert last["step"] == result.steps and last["eval_loss"] == pytest.approx(ev["completion_loss"], rel=1e-4)
     capsys.readouterr()
     assert main(["generate", str(tmp_path), "--prompt", "once upon a time", "--one-step"]) == 0
     assert capsys.readouterr().out.startswith("once upon a time")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from ..errors import UserError
 from ..models import CAUSAL_LM, family_of
 from .base import OBJECTIVE_KEY, objective_config, record, restore_modules
-from .completion import attach_mask, completion_eval_sums, completion_forward, completion_settings, one_step_ids
+from .completion import attach_mask, completion_eval_sums, completion_forward, completion_labels, completion_settings, one_step_ids
 from .mtp import MODES, attach_heads, mtp_compute_loss, mtp_eval_sums, mtp_settings
 from .speculative import can_speculate, speculative_greedy
 
@@ -69,6 +69,27 @@ def restore(model, model_dir) -> None:
         restore_modules(model, model_dir, "completion_mask.")
 
 
+def data_collator(train):
+    """The Trainer's collator for `train.objective`.
+
+    Completion masks the first half's labels already in the batch, so the token count the HF
+    Trainer makes from the labels (`num_items_in_batch`, its divisor under gradient accumulation
+    and in evaluation) counts the predicted half only; with full labels it counted L - 1 tokens per
+    row and the logged loss came out about half the completion loss.
+    """
+    from transformers import default_data_collator
+
+    if train.objective != "completion":
+        return default_data_collator
+
+    def collate(features):
+        batch = default_data_collator(features)
+        batch["labels"] = completion_labels(batch["labels"], batch["labels"].shape[1] // 2)
+        return batch
+
+    return collate
+
+
 def compute_loss(model, inputs: dict, num_items_in_batch=None):
     """(loss, outputs) of the model's recorded objective on one training batch.
 
@@ -111,6 +132,6 @@ def objective_metrics(model, batches) -> dict[str, float]:
 
 
 __all__ = [
-    "OBJECTIVES", "OBJECTIVE_KEY", "can_speculate", "check_objective", "completion_settings", "compute_loss",
+    "OBJECTIVES", "OBJECTIVE_KEY", "can_speculate", "check_objective", "completion_settings", "compute_loss", "data_collator",
     "mtp_settings", "objective_config", "objective_metrics", "one_step_ids", "prepare_model", "restore", "speculative_greedy",
 ]
