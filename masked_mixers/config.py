@@ -30,6 +30,8 @@ PaddingSide = Literal["right", "left"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 OnNonfinite = Literal["stop", "skip"]
 Optimizer = Literal["adamw", "adafactor", "sgd"]
+Objective = Literal["clm", "mtp", "completion"]
+MtpMode = Literal["recurrent", "heads"]
 
 
 @dataclass
@@ -164,6 +166,12 @@ class TrainConfig:
       first moment: less optimizer memory) or "sgd" (torch SGD, no momentum); weight_decay applies to all.
     gradient_checkpointing: recompute each block's activations in the backward pass (less memory,
       about a third more compute); the family must support it.
+    objective: "clm" (next-token prediction), "mtp" (multi-token prediction, every causal family) or
+      "completion" (the first half of L tokens predicts the second in one pass; families whose
+      capabilities say one_step_completion); see masked_mixers/objectives/ and docs/objectives.md.
+    mtp_tokens: n, the tokens predicted per position under mtp (1 is plain next-token prediction).
+    mtp_mode: "recurrent" (n passes, each reading the previous pass's greedy predictions, as the
+      author's code) or "heads" (one trunk pass, n output heads; enables self-speculative decoding).
     """
 
     output_dir: str = "runs/default"
@@ -192,6 +200,9 @@ class TrainConfig:
     on_nonfinite: OnNonfinite = "stop"
     fsdp: bool = False
     fsdp_config: dict[str, str | bool | int | float | list[str]] = field(default_factory=dict)
+    objective: Objective = "clm"
+    mtp_tokens: int = 2
+    mtp_mode: MtpMode = "recurrent"
     init_from: str | None = None
     optimizer: Optimizer = "adamw"
     gradient_checkpointing: bool = False
@@ -208,6 +219,7 @@ class TrainConfig:
         for key in ("adam_beta1", "adam_beta2"):
             require(0 <= getattr(self, key) < 1, key, getattr(self, key), "must be in [0, 1)")
         require(0 <= self.seed < 2**32, "seed", self.seed, "must be in [0, 2**32)")
+        at_least(self, 1, "mtp_tokens")
         check_scheduler(self.lr_scheduler)
         check_loggers(self.report_to)
 
@@ -261,7 +273,7 @@ def load_run_config(path: str | os.PathLike, overrides: list[str] | None = None)
 
 # the YAML machinery, re-exported for code that reads a run's config by hand
 __all__ = [
-    "MAX_SEQ_LEN", "check_loggers", "check_scheduler", "DataConfig", "LinearVariant", "MixerType", "ModelSpec", "OnNonfinite", "Optimizer",
-    "PaddingSide", "Precision", "RunConfig", "TrainConfig",
+    "MAX_SEQ_LEN", "check_loggers", "check_scheduler", "DataConfig", "LinearVariant", "MixerType", "ModelSpec", "MtpMode", "Objective",
+    "OnNonfinite", "Optimizer", "PaddingSide", "Precision", "RunConfig", "TrainConfig",
     "apply_overrides", "from_dict", "load_run_config", "load_yaml", "save_yaml", "to_dict",
 ]

@@ -20,6 +20,7 @@ from transformers import default_data_collator
 
 from .metrics import evaluate_reconstruction
 from .models import family_of
+from .objectives import completion_settings, objective_config, objective_metrics
 from .tasks import AUTOENCODE, model_task
 
 
@@ -39,12 +40,32 @@ def _batches(dataset, batch_size: int):
 def evaluate(model, dataset, batch_size: int = 16, max_batches: int | None = None, progress: bool = True) -> dict[str, float]:
     """The held-out metrics of `model`'s task: `evaluate_model` for LMs, reconstruction for autoencoders."""
     if model_task(model) != AUTOENCODE:
+        if objective_config(model):
+            return evaluate_objective(model, dataset, batch_size, max_batches, progress)
         return evaluate_model(model, dataset, batch_size, max_batches, progress)
     was_training = model.training
     batches = tqdm(islice(_batches(dataset, batch_size), max_batches), desc="eval", disable=not progress, leave=False)
     metrics = evaluate_reconstruction(model, batches)
     model.train(was_training)
     return metrics
+
+
+def evaluate_objective(model, dataset, batch_size: int = 16, max_batches: int | None = None, progress: bool = True) -> dict[str, float]:
+    """A model trained with a non-default objective (objectives/): its objective's own scores.
+
+    Multi-token prediction: the plain next-token metrics (comparable with a CLM model's) plus
+    `mtp_loss_i` of each pass/head. One-step completion: `loss` is the completion loss (nats per
+    predicted token of the second half), with `completion_token_accuracy`.
+    """
+    was_training = model.training
+    model.eval()
+    batches = tqdm(islice(_batches(dataset, batch_size), max_batches), desc="eval objective", disable=not progress, leave=False)
+    extra = objective_metrics(model, batches)
+    model.train(was_training)
+    if completion_settings(model):
+        loss = extra["completion_loss"]
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "token_accuracy": extra["completion_token_accuracy"], **extra}
+    return {**evaluate_model(model, dataset, batch_size, max_batches, progress), **extra}
 
 
 @torch.no_grad()

@@ -130,6 +130,7 @@ def load_run(model_dir: str | os.PathLike, trust_remote_code: bool = False):
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     from .models import AUTOENCODE, family_of
+    from .objectives import restore as restore_objective
 
     path = Path(model_dir)
     config = load_model_config(path, trust_remote_code)
@@ -139,10 +140,13 @@ def load_run(model_dir: str | os.PathLike, trust_remote_code: bool = False):
         model_class = AutoModel if family.task == AUTOENCODE else AutoModelForCausalLM
         model, info = model_class.from_pretrained(path, trust_remote_code=trust_remote_code, output_loading_info=True)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        restore_objective(model, path)  # MTP heads / completion mask vector, which from_pretrained leaves out
     except UserError:
         raise
     except Exception as err:  # whatever the libraries fail on while parsing the folder's files
         raise UserError(f"{path}: cannot load the model or its tokenizer ({type(err).__name__}: {reason(err)})") from None
+    restored = model.state_dict().keys()
+    info["unexpected_keys"] = [k for k in info.get("unexpected_keys", ()) if k not in restored]  # the objective's own weights
     wrong = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
     if wrong:
         what = "; ".join(f"{k.replace('_', ' ')}: {', '.join(map(str, sorted(v, key=str)[:3]))}{' ...' if len(v) > 3 else ''}" for k, v in wrong.items())

@@ -40,8 +40,12 @@ def describe_metrics(metrics: dict, task: str) -> str:
             f"eval reconstruction loss {metrics['loss']:.4f} (token accuracy {metrics['token_accuracy']:.2%}, "
             f"exact match {metrics['exact_match']:.2%})"
         )
+    if "completion_loss" in metrics:  # train.objective: completion (objectives/)
+        return f"eval completion loss {metrics['completion_loss']:.4f} (token accuracy {metrics['completion_token_accuracy']:.2%})"
     bpb = metrics.get("bits_per_byte", float("nan"))
-    return f"eval loss {metrics['loss']:.4f} (ppl {metrics['perplexity']:.2f}, {bpb:.3f} bits/byte)"
+    text = f"eval loss {metrics['loss']:.4f} (ppl {metrics['perplexity']:.2f}, {bpb:.3f} bits/byte)"
+    heads = [f"{metrics[k]:.4f}" for k in sorted(metrics) if k.startswith("mtp_loss_")]
+    return text + (f", per pass/head {' / '.join(heads)}" if heads else "")
 
 
 __all__ = ["AUTOENCODE", "CAUSAL_LM", "TASKS", "describe_metrics", "model_task", "trainer_metric_hooks"]

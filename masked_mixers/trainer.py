@@ -17,6 +17,8 @@
    A skipped step still counts as a step (the learning-rate schedule advances) and is logged as
    {"skipped_step": N} in metrics.jsonl; the Trainer's logging_nan_inf_filter keeps the NaN out
    of the logged training loss.
+3. Training objectives. A model whose config records one (objectives/: multi-token prediction,
+   one-step completion) is trained on that objective's loss through `compute_loss`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 
 from .errors import UserError, reason
 from .files import share_like_umask
+from .objectives import compute_loss as objective_loss
+from .objectives import objective_config
 from .rundir import MODEL_CONFIG, STAGING_DIR
 
 
@@ -161,6 +165,14 @@ class RobustTrainer(Trainer):
             if bar is not None:
                 bar.close()
                 callback.training_bar = None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The model's own loss, or that of the objective it is being trained with (objectives/)."""
+        unwrapped = self.accelerator.unwrap_model(model)
+        if objective_config(unwrapped) is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss, outputs = objective_loss(unwrapped, inputs, num_items_in_batch if self.model_accepts_loss_kwargs else None)
+        return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel, TrainingArguments, default_data_collator, set_seed
+from transformers import PreTrainedModel, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from .callbacks import MetricsCallback, TimeBudgetCallback
@@ -25,9 +25,10 @@ from .config import RunConfig, check_loggers
 from .configfile import InvalidValue, save_yaml, validate
 from .errors import UserError
 from .evaluation import evaluate
-from .factory import ParameterCount, build_model, check_model_size, count_parameters
+from .factory import ParameterCount, build_model, check_model_size, count_parameters, family
 from .files import atomic_write_json, check_output_dir
 from .memory import PeakMemory
+from .objectives import check_objective, data_collator, objective_config, prepare_model
 from .tasks import model_task, trainer_metric_hooks
 from .rundir import METRICS, RUN_CONFIG, STAGING_DIR, SUMMARY, changed_keys, clear_run, locked, read_summary
 from .trainer import RobustTrainer
@@ -137,6 +138,12 @@ def _eval_subset(dataset, run: RunConfig):
     return dataset.select(range(n))
 
 
+def _check_completion_layout(run: RunConfig) -> None:
+    """One-step completion splits every example at L/2 by column: left padding would move the text."""
+    if run.train.objective == "completion" and run.data.padding_side == "left" and not run.data.packing:
+        raise UserError("data.padding_side: completion splits examples at column L/2; use packing or right padding, not left")
+
+
 def _resume_checkpoint(output_dir: str, resume: bool) -> str | None:
     if not os.path.isdir(output_dir):
         return None
@@ -219,6 +226,8 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
         check_loggers(run.train.report_to, installed=True)
     except InvalidValue as err:
         raise err.located("config", "train") from None
+    check_objective(run.train, family(run.model.family))  # before any data work
+    _check_completion_layout(run)
     args = training_arguments(run, has_eval=prepared is None or prepared.eval is not None)
     if model is None and run.train.init_from:
         model, run = _init_from(run)
@@ -256,6 +265,8 @@ def _train(run: RunConfig, args, out: Path, prepared, model, callbacks, resume: 
         raise UserError(f"data.tokenizer: {len(tokenizer)} tokens, more than the model's vocabulary ({model.get_input_embeddings().num_embeddings})")
     if run.train.gradient_checkpointing and not model.supports_gradient_checkpointing:
         raise UserError(f"train.gradient_checkpointing: family {run.model.family!r} does not support it; set it to false")
+    if objective_config(model) is None:
+        prepare_model(model, run.train)  # the objective's parameters (MTP heads, mask vector), recorded in model.config
     if args.process_index == 0:
         save_yaml(run, out / RUN_CONFIG)
     world = max(args.world_size, 1)
@@ -272,7 +283,7 @@ def _train(run: RunConfig, args, out: Path, prepared, model, callbacks, resume: 
         args=args,
         train_dataset=prepared.train,
         eval_dataset=_eval_subset(prepared.eval, run),
-        data_collator=default_data_collator,
+        data_collator=data_collator(run.train),  # completion: labels of the first half masked (objectives/)
         processing_class=tokenizer,
         callbacks=extra,
         **trainer_metric_hooks(model_task(model)),

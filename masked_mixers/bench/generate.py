@@ -30,6 +30,10 @@ whole run (prompt included); ms/token = median time of one decoding step after t
 compare tokens/s of (a) with (b), (b') and (c) at the same batch size and dtype.
 
 Example (the defaults): masked-mixers bench generate --output bench-generate.json
+
+With --speculative MODEL_DIR it measures instead a trained model with multi-token prediction heads
+(train.objective: mtp, mtp_mode: heads): self-speculative decoding against greedy decoding on the
+same model (bench/speculative.py), --new-tokens per prompt, batch 1, --dtypes ignored (fp32).
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output(parser, folder=False, default="bench-generate.json", help="JSON file with every measurement")
     add_device(parser, "the benchmark")
     parser.add_argument("--compile", action="store_true", help="add (d) mixer-cuda-graph: the cached step as a CUDA graph (CUDA only)")
+    parser.add_argument("--speculative", metavar="MODEL_DIR", help="time self-speculative decoding of this MTP-heads model instead")
 
 
 class _StepClock(BaseStreamer):
@@ -219,6 +224,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"bench generate --compile: --prompt-tokens + --new-tokens must fit in --seq-len {args.seq_len} (no sliding window)")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.speculative:
+        return _run_speculative(args)
     torch.manual_seed(0)
     models = _models(args)
     bandwidth = memory_bandwidth(args.device)
@@ -231,5 +238,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"masked-mixers bench generate: {json.dumps(settings)}")
     print(_table(rows, ratios))
     atomic_write_text(args.output, json.dumps({"settings": settings, "results": rows, "ratios": ratios}, indent=2) + "\n")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _run_speculative(args: argparse.Namespace) -> int:
+    from ..rundir import load_run
+    from .speculative import measure_speculative, table
+
+    model, tokenizer = load_run(args.speculative)
+    result = measure_speculative(model, tokenizer, args.new_tokens, args.repeats)
+    settings = {"model_dir": args.speculative, "new_tokens": args.new_tokens, "repeats": args.repeats, "torch_threads": torch.get_num_threads()}
+    print(f"masked-mixers bench generate --speculative: {json.dumps(settings)}")
+    print(table(result))
+    atomic_write_text(args.output, json.dumps({"settings": settings, **result}, indent=2) + "\n")
     print(f"wrote {args.output}")
     return 0

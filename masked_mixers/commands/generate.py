@@ -7,8 +7,15 @@ cache unless --no-cache, and slides its window past seq_len (keeps the last seq_
 With several --prompt options they run as one batch, padded on the side the tokenizer (and so
 the training data) uses, and print one after another.
 
-Example:
+A model trained with multi-token prediction heads (train.objective: mtp, mtp_mode: heads) can
+decode greedily with --speculative: its extra heads draft tokens that the main head verifies, so
+the text is exactly the greedy text in fewer forward passes. A model trained with
+train.objective: completion writes L/2 tokens after the prompt in one forward pass with --one-step.
+
+Examples:
   masked-mixers generate runs/mixer --prompt "once upon a time" --max-new-tokens 100 --seed 0
+  masked-mixers generate runs/mixer-mtp-heads --prompt "once upon a time" --max-new-tokens 60 --speculative
+  masked-mixers generate runs/mixer-completion --prompt "once upon a time there was" --one-step
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--greedy", action="store_true", help="always take the most likely token")
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole window for every token")
     parser.add_argument("--padding-side", choices=("left", "right"), help="override the tokenizer's padding side (default: the one the model was trained with)")
+    parser.add_argument("--speculative", action="store_true", help="greedy decoding drafted by the model's MTP heads (same text, fewer passes)")
+    parser.add_argument("--one-step", action="store_true", help="a completion-trained model writes L/2 tokens in one forward pass")
     add_device(parser)
     add_trust_remote_code(parser)
 
@@ -43,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     model, tokenizer = load_run(args.model_dir, trust_remote_code=args.trust_remote_code)
     model.to(resolve_device(args.device))
+    if args.speculative or args.one_step:
+        return _objective_run(model, tokenizer, args)
     options = dict(
         seed=args.seed, use_cache=not args.no_cache, padding_side=args.padding_side, greedy=args.greedy,
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
@@ -53,5 +64,21 @@ def run(args: argparse.Namespace) -> int:
         generate_text(model, tokenizer, args.prompt, args.max_new_tokens, streamer=streamer, **options)
         return 0
     for prompt, text in zip(args.prompt, generate_text(model, tokenizer, args.prompt, args.max_new_tokens, **options)):
+        print(prompt + text, end="\n\n", flush=True)
+    return 0
+
+
+def _objective_run(model, tokenizer, args: argparse.Namespace) -> int:
+    """--speculative (greedy by construction) or --one-step (the argmax of one pass): no sampling options."""
+    from ..errors import UserError
+    from ..generation import one_step_text, speculative_text
+
+    if args.speculative and args.one_step:
+        raise UserError("--speculative and --one-step: choose one")
+    if args.speculative:
+        texts = speculative_text(model, tokenizer, args.prompt, args.max_new_tokens)
+    else:
+        texts = one_step_text(model, tokenizer, args.prompt)
+    for prompt, text in zip(args.prompt, texts):
         print(prompt + text, end="\n\n", flush=True)
     return 0

@@ -31,15 +31,15 @@ def eval_curve(history: list[dict], final: dict | None = None) -> list[dict]:
     return points
 
 
-def plot_curves(curves: dict[str, list[dict]], output_dir: Path, task: str = CAUSAL_LM) -> list[Path]:
-    """Write the two PNGs (see PLOTS); curves: model label -> eval_curve points."""
+def plot_curves(curves: dict[str, list[dict]], output_dir: Path, task: str = CAUSAL_LM, ylabel: str | None = None) -> list[Path]:
+    """Write the two PNGs (see PLOTS); curves: model label -> eval_curve points; ylabel overrides the task's."""
     paths = []
     for name, (key, xlabel) in PLOTS.items():
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for label, points in curves.items():
             ax.plot([p[key] for p in points], [p["eval_loss"] for p in points], marker="o", markersize=3, label=label)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(LOSS_LABELS[task])
+        ax.set_ylabel(ylabel or LOSS_LABELS[task])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         save_figure(fig, output_dir / name, bbox_inches="tight")

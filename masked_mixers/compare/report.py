@@ -36,7 +36,23 @@ RECONSTRUCTION_COLUMNS = {
     "exact_match": ("exact match", "{:.2%}"),
     **_COST,
 }
+COMPLETION_COLUMNS = {
+    **_RUN,
+    "eval_loss": ("completion loss", "{:.4f}"),
+    "token_accuracy": ("token accuracy", "{:.2%}"),
+    **_COST,
+}
 TABLES = {CAUSAL_LM: COLUMNS, AUTOENCODE: RECONSTRUCTION_COLUMNS}
+
+# train.objective -> what the report says about it (objectives/); "clm" says nothing new
+OBJECTIVE_NOTES = {
+    "clm": "Objective: next-token prediction (clm).",
+    "mtp": "Objective: multi-token prediction (mtp, n = {mtp_tokens}, mode {mtp_mode}); the eval loss is still the plain "
+    "next-token loss of the main head, so it compares with a clm model's; the loss of each pass/head is in its own table.",
+    "completion": "Objective: one-step completion (the first L/2 tokens predict the last L/2 in one forward pass; the hidden "
+    "states of the predicted half are replaced by a learned vector at the middle block). Completion loss is the mean cross "
+    "entropy (nats) over the predicted half only; token accuracy is the share of those tokens whose argmax is right.",
+}
 
 TITLES = {CAUSAL_LM: "language modelling", AUTOENCODE: "autoencoding through a one-vector bottleneck"}
 METRIC_NOTES = {
@@ -129,20 +145,43 @@ def _reconstructions(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _objective(results: dict) -> tuple[str, dict]:
+    """The objective's note and the main table's columns."""
+    train = results["config"]["train"]
+    name = train.get("objective", "clm")
+    columns = COMPLETION_COLUMNS if name == "completion" else TABLES[results["task"]]
+    return OBJECTIVE_NOTES[name].format(**train), columns
+
+
+def _mtp_table(rows: list[dict]) -> str:
+    """Held-out loss of every pass/head i (token p + 1 + i from position p) per model."""
+    width = max((len(r.get("mtp_losses") or []) for r in rows), default=0)
+    if not width:
+        return ""
+    lines = ["## Multi-token prediction: held-out loss of each pass/head", "",
+             "| model | " + " | ".join(f"token +{i + 1}" for i in range(width)) + " |", "|---|" + "---|" * width]
+    for r in rows:
+        lines.append(f"| {r['label']} | " + " | ".join(f"{v:.4f}" for v in r.get("mtp_losses") or []) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def render_markdown(results: dict) -> str:
     env = results["environment"]
     budget = results["budget"]
     task = results["task"]
+    objective_note, columns = _objective(results)
     parts = [
         f"# Masked mixer vs transformer comparison: {TITLES[task]}",
         "",
         f"Every model saw the same training tokens (batch {budget['batch_size']} x its seq_len) for the same budget "
         f"(max_steps={budget['max_steps']}, max_seconds={budget['max_seconds']}); size matching: {results['size_matching']}.",
+        objective_note,
         METRIC_NOTES[task] + " Peak memory is the training run's peak above its start (CUDA allocator on a GPU; "
         "sampled resident memory on a CPU). Wall time includes the final evaluation.",
         "",
-        _table(results["models"], TABLES[task]),
+        _table(results["models"], columns),
         "",
+        _mtp_table(results["models"]),
         "![eval loss vs time](eval_loss_vs_time.png) ![eval loss vs tokens](eval_loss_vs_tokens.png)",
         "",
         _matching(results["matches"]),
@@ -171,6 +210,7 @@ def write_report(
     """
     results = {
         "task": task,
+        "objective": config.train.objective,
         "environment": env,
         "size_matching": config.size_matching,
         "budget": {"max_steps": config.train.max_steps, "max_seconds": config.train.max_seconds, "batch_size": config.train.batch_size},

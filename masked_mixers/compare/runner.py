@@ -132,6 +132,8 @@ def _row(spec: ModelSpec, train_cfg: TrainConfig, result, wall: float, examples:
         "perplexity": ev.get("perplexity"),
         "bits_per_byte": ev.get("bits_per_byte"),
         "token_accuracy": ev.get("token_accuracy"),
+        "objective": train_cfg.objective,
+        "mtp_losses": [ev[k] for k in sorted(ev) if k.startswith("mtp_loss_")] or None,
         "exact_match": ev.get("exact_match"),
         "tokens_per_second": result.tokens_per_second,
         "peak_memory_mib": result.peak_memory_bytes / 2**20 if result.peak_memory_bytes is not None else None,
@@ -172,7 +174,8 @@ def run_compare(config: CompareConfig, output_dir: str | Path, prepare: Callable
         wall = time.perf_counter() - start
         examples = _examples(task, result, prepared[spec.seq_len], spec, config)
         rows.append(_row(spec, train_cfg, result, wall, examples))
-    plot_curves({r["label"]: r["eval_curve"] for r in rows}, out, task)
+    completion = config.train.objective == "completion"  # its eval loss is the completion loss (objectives/)
+    plot_curves({r["label"]: r["eval_curve"] for r in rows}, out, task, "eval completion loss (nats/token)" if completion else None)
     # retrieval task: the trained models as embedders on held-out pairs (compare/retrieval.py)
     retrieval = run_retrieval(config, {r["label"]: r["output_dir"] for r in rows}, out, progress) if config.retrieval.enabled else None
     flags = _precision(config.train.precision)

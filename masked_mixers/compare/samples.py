@@ -9,6 +9,7 @@ from .config import ReportConfig
 from ..data.examples import first_examples
 from ..metrics import IGNORE_INDEX
 from ..models import family_of
+from ..objectives import completion_settings, one_step_ids
 
 
 def _prompt_ids(tokenizer, prompt: str, seq_len: int, add_bos: bool) -> list[int]:
@@ -16,6 +17,17 @@ def _prompt_ids(tokenizer, prompt: str, seq_len: int, add_bos: bool) -> list[int
     if add_bos and tokenizer.bos_token_id is not None:
         ids = [tokenizer.bos_token_id, *ids]
     return ids[-(seq_len // 2):]  # leave room to generate within the model's fixed length L
+
+
+def _one_step_samples(model, tokenizer, seq_len: int, settings: ReportConfig, add_bos: bool) -> list[dict[str, str]]:
+    """A completion model's L/2 tokens after each prompt, from one forward pass (argmax: no sample)."""
+    was_training = model.training
+    model.eval()
+    prompts = [_prompt_ids(tokenizer, p, seq_len, add_bos) for p in settings.prompts]
+    rows = one_step_ids(model, prompts, tokenizer.pad_token_id or 0).tolist()
+    model.train(was_training)
+    return [{"prompt": p, "greedy": tokenizer.decode(r, skip_special_tokens=True), "sample": "(one-step completion: argmax only)"}
+            for p, r in zip(settings.prompts, rows)]
 
 
 @torch.no_grad()
@@ -27,6 +39,8 @@ def generate_samples(model, tokenizer, seq_len: int, settings: ReportConfig, add
     """
     if family_of(model).capabilities.predicts_in_place:
         return []
+    if completion_settings(model):
+        return _one_step_samples(model, tokenizer, seq_len, settings, add_bos)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

@@ -40,6 +40,10 @@ class Capabilities:
     slides_past_context: generation continues past seq_len by sliding a window (masked mixer cache).
     predicts_in_place: logits[:, n] predicts token n (no shift) and has not seen it.
     ablation_switches: the ModelSpec switches it honours (`use_*`, and llama_ablated's feed_forward_attention).
+    one_step_completion: trains with `train.objective: completion` (objectives/completion.py): its
+      blocks are `model.model.layers` and take the (b, t, d) hidden states, in column order for
+      unpadded and right-padded batches, as their first argument, so the second half can be
+      replaced by a learned vector at the middle block by a forward pre-hook.
     """
 
     generates: bool = True
@@ -49,6 +53,7 @@ class Capabilities:
     slides_past_context: bool = False
     predicts_in_place: bool = False
     ablation_switches: tuple[str, ...] = ()
+    one_step_completion: bool = False
 
 
 @dataclass

@@ -35,7 +35,7 @@ FAMILY = Family(
     build_config=_config,
     flops=_flops,
     knobs=LLAMA_KNOBS + SWITCHES,
-    capabilities=Capabilities(ablation_switches=SWITCHES),
+    capabilities=Capabilities(ablation_switches=SWITCHES, one_step_completion=True),
     auto={"AutoModel": AblatedLlamaModel, "AutoModelForCausalLM": AblatedLlamaForCausalLM},
     size_multiple=heads,
 )

@@ -10,7 +10,7 @@ from ..masked_mixer.family import MIXER_CAPABILITIES, MIXER_KNOBS, lm_head_flops
 from .modeling import BidirectionalLlamaConfig, BidirectionalLlamaLM, BidirectionalMixerConfig, BidirectionalMixerLM
 
 # Neither generates text left to right; each predicts token n in place from both sides.
-_BIDIRECTIONAL = dict(generates=False, cached_generation=False, slides_past_context=False, predicts_in_place=True, ablation_switches=())
+_BIDIRECTIONAL = dict(generates=False, cached_generation=False, slides_past_context=False, predicts_in_place=True, ablation_switches=(), one_step_completion=False)
 
 MIXER_FAMILY = Family(
     name="bidirectional_mixer",

@@ -8,7 +8,7 @@ from ..family import Capabilities, Family, FlopCount
 from ..masked_mixer.family import lm_head_flops
 
 LLAMA_KNOBS = ("num_heads", "ff_mult", "intermediate_size", "dropout")
-LLAMA_CAPABILITIES = Capabilities(cached_generation=True)
+LLAMA_CAPABILITIES = Capabilities(cached_generation=True, one_step_completion=True)
 
 
 def llama_config_kwargs(spec) -> dict:

@@ -15,6 +15,7 @@ MIXER_CAPABILITIES = Capabilities(
     cached_generation=True,
     slides_past_context=True,
     ablation_switches=ABLATION_SWITCHES,
+    one_step_completion=True,
 )
 
 

@@ -21,7 +21,7 @@ FAMILY = Family(
     build_config=lambda spec, common: TransfixerConfig(**llama_config_kwargs(spec), **common),
     flops=_flops,
     knobs=LLAMA_KNOBS,
-    capabilities=Capabilities(positions_are_rows=True),
+    capabilities=Capabilities(positions_are_rows=True, one_step_completion=True),
     auto={"AutoModel": TransfixerModel, "AutoModelForCausalLM": TransfixerForCausalLM},
     size_multiple=heads,
 )
