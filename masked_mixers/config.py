@@ -215,7 +215,8 @@ class TrainConfig:
         at_least(self, 0, "num_workers", optional=True)  # null: chosen for the device (training._data_loading)
         at_least(self, 0, "warmup_steps", "eval_steps", "save_steps", "weight_decay", "max_grad_norm")
         require(self.max_seconds is None or (math.isfinite(self.max_seconds) and self.max_seconds > 0), "max_seconds", self.max_seconds, "must be positive or null")
-        require(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate", self.learning_rate, "must be a finite positive number")
+        # 0 is allowed: a run that only carries weights over (init_from) or measures a fixed model
+        require(math.isfinite(self.learning_rate) and self.learning_rate >= 0, "learning_rate", self.learning_rate, "must be a finite number >= 0")
         for key in ("adam_beta1", "adam_beta2"):
             require(0 <= getattr(self, key) < 1, key, getattr(self, key), "must be in [0, 1)")
         require(0 <= self.seed < 2**32, "seed", self.seed, "must be in [0, 2**32)")

@@ -83,7 +83,7 @@ def test_numeric_values_are_refused_in_one_line_or_accepted_downstream(change):
         return
     t = run.train
     assert t.batch_size >= 1 and t.gradient_accumulation_steps >= 1 and t.max_steps >= 1 and t.logging_steps >= 1
-    assert math.isfinite(t.learning_rate) and t.learning_rate > 0 and t.warmup_steps >= 0 and t.save_steps >= 0
+    assert math.isfinite(t.learning_rate) and t.learning_rate >= 0 and t.warmup_steps >= 0 and t.save_steps >= 0
     assert t.max_seconds is None or (math.isfinite(t.max_seconds) and t.max_seconds > 0)
     assert 1 <= run.model.seq_len <= 2**20 and 0 <= run.model.dropout < 1 and 0 <= run.data.eval_fraction < 1
     if section == "train":

@@ -89,7 +89,7 @@ def test_optimizer_choice(name, class_name, tiny_prepared, tmp_path):
 
 
 def test_an_unknown_optimizer_is_one_line_naming_the_key(tmp_path):
-    (tmp_path / "run.yaml").write_text("train:\n  optimizer: adamw\n")
+    (tmp_path / "run.yaml").write_text("model:\n  family: mixer\ntrain:\n  optimizer: adamw\n")
     assert load_run_config(tmp_path / "run.yaml").train.optimizer == "adamw"
     with pytest.raises(UserError, match=r"train.optimizer.*adamw.*adafactor.*sgd"):
         load_run_config(tmp_path / "run.yaml", ["train.optimizer=lion"])

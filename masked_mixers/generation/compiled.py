@@ -13,7 +13,7 @@ Hand-written because neither transformers' static-cache compilation (it expects 
 cache) nor `torch.compile(mode="reduce-overhead")` (the cache's tensors are mutated in place
 between calls, which its graph trees copy or refuse) captures this cache as it is.
 
-The blocks are called through `MixerBlock.forward(x, None, (slots, state, weights))`, the same
+The blocks are called through `MixerBlock.forward(x, None, (slots, state))`, the same
 entry as the cached path of generate(), so the arithmetic is the model's own.
 
 Limits, each refused with one line: greedy only; prompts without padding (one length for the
@@ -51,8 +51,8 @@ class StaticDecoder:
         # end = L: static shapes. The token ids are not stored (cache.store): only a re-prime reads them.
         at = SlotBatch(self.rows, None, self.seq_len, self.cache.batch_index)
         x = trunk.embed_tokens(self.token)  # (b, 1, d)
-        for layer, state, weights in zip(trunk.layers, self.cache.states, self.cache.weights):
-            x = layer(x, None, (at, state, weights))
+        for layer, state in zip(trunk.layers, self.cache.states):
+            x = layer(x, None, (at, state))
         logits = self.model.lm_head(x[:, -1])  # (b, vocab)
         self.token.copy_(logits.argmax(dim=-1, keepdim=True))
         self.rows.add_(1)
