@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..config import DataConfig
 from ..files import atomic_write_text
+from ..options import add_output
 
 
 def _ints(text: str) -> list[int]:
@@ -33,15 +34,15 @@ def _ints(text: str) -> list[int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", required=True, nargs="+", help="local corpus file(s) (.jsonl, .txt, .parquet)")
-    parser.add_argument("--text-field", default="text")
-    parser.add_argument("--max-documents", type=int, default=None)
+    parser.add_argument("--text-field", default="text", help="JSON field holding the text (.jsonl/.parquet)")
+    parser.add_argument("--max-documents", type=int, default=None, help="use only the first N documents (default: all)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer to use as is; default: train a BPE on a sample first")
-    parser.add_argument("--vocab-size", type=int, default=4096)
-    parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--vocab-size", type=int, default=4096, help="vocabulary of the BPE trained when no --tokenizer is given")
+    parser.add_argument("--seq-len", type=int, default=512, help="example length L")
     parser.add_argument("--packing", action="store_true", help="pack documents (default: truncate + pad)")
     parser.add_argument("--num-proc", type=_ints, default=[1], help="comma list of worker counts for prepare (default 1)")
     parser.add_argument("--repeats", type=int, default=1, help="time each contender this many times, keep the fastest")
-    parser.add_argument("--json", dest="json_out", default="runs/bench/prepare.json", help="where to write the results")
+    add_output(parser, folder=False, dest="json_out", old=("--json",), default="runs/bench/prepare.json", help="JSON file with the results")
 
 
 def _best(repeats: int, function):
