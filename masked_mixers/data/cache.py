@@ -102,7 +102,10 @@ def build_lock(final: Path) -> Iterator[Path]:
 
 
 def publish_work(work: Path, final: Path) -> Path:
-    """Rename a finished work directory to `final` (a build already there wins)."""
+    """Rename a finished work directory to `final` (a build already there wins), with the umask's
+    modes; leftovers of killed builds beside it are removed, as publish does."""
+    _remove_dead_builds(final.parent)
+    share_like_umask(work)
     if final.is_dir():
         shutil.rmtree(work)
     else:
