@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -19,9 +20,9 @@ import pytest
 from transformers import default_data_collator
 
 from masked_mixers.config import DataConfig
-from masked_mixers.data import FORMAT_VERSION, IGNORE_INDEX, Layout, as_examples, cache_path, load_prepared, prepare_data, token_dtype, train_tokenizer
+from masked_mixers.data import FORMAT_VERSION, IGNORE_INDEX, Layout, as_examples, cache_path, load_prepared, load_tokenizer, prepare_data, token_dtype, train_tokenizer
 from masked_mixers.data import shards as shards_module
-from masked_mixers.data.examples import token_bytes
+from masked_mixers.data.examples import encode_documents, token_bytes
 from masked_mixers.data.shards import ShardSpec, rows_table
 from masked_mixers.data.stream import stream_texts
 from masked_mixers.errors import UserError
@@ -104,6 +105,42 @@ def test_compact_batches_equal_the_previous_layout(tmp_path, packing, side):
         np.testing.assert_array_equal(batch[key].numpy(), previous[key][:8])
         np.testing.assert_array_equal(rows[key].numpy(), previous[key][:8])
     assert batch["input_ids"].dtype == rows["labels"].dtype == __import__("torch").int64
+
+
+# multi-byte UTF-8 (2, 3 and 4 bytes), a ligature and spaces the tokenizers fold or drop at the ends
+MIXED = ["café naïve 日本語 🙂 ", "Émile went to Zürich — “quoted” ", "  ½ ü ß and ﬁ\u00a0 ", "\t🙂🙂 ok\n  "]
+MIXED_TEXTS = [f"{MIXED[i % 4]}{t[:150]} {MIXED[(i + 1) % 4]}{t[150:300]}{MIXED[(i + 2) % 4]}" for i, t in enumerate(TEXTS[:50])]
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+@pytest.mark.parametrize("packing", [False, True])
+@pytest.mark.parametrize("which", ["sentencepiece", "bpe"])
+def test_num_bytes_equal_the_per_token_sums_on_multibyte_text(tmp_path, which, packing, num_proc):
+    """num_bytes, read from a few offsets per example (EncodedDocument.prefix_bytes), equals the
+    per-token token_bytes sums of the previous layout, in process and from worker processes."""
+    path = _jsonl(tmp_path / "mixed.jsonl", MIXED_TEXTS)
+    tokenizer = str(SP_MODEL) if which == "sentencepiece" else None  # None: a byte-level BPE is trained
+    data = _data(tmp_path, source=str(path), eval_source=str(path), tokenizer=tokenizer, vocab_size=400, packing=packing, num_proc=num_proc)
+    seq_len = 40
+    prepared = prepare_data(data, seq_len, progress=False)
+    previous = _previous_rows(MIXED_TEXTS, prepared.tokenizer, seq_len, packing)
+    stored = prepared.train[:]
+    np.testing.assert_array_equal(stored["input_ids"], previous["input_ids"])
+    np.testing.assert_array_equal(stored["num_bytes"], previous["num_bytes"])
+    assert previous["num_bytes"].sum() > 0 and not all(t.isascii() for t in MIXED_TEXTS)
+
+
+@pytest.mark.parametrize("which", ["sentencepiece", "bpe"])
+def test_every_prefix_of_an_encoded_document_has_the_per_token_bytes(which):
+    tok = load_tokenizer(str(SP_MODEL)) if which == "sentencepiece" else train_tokenizer(MIXED_TEXTS, 400)
+    for add_bos in (False, True):
+        docs = encode_documents(MIXED_TEXTS[:12], tok, add_bos=add_bos, add_eos=True)
+        for text, doc, sent in zip(MIXED_TEXTS, docs, pickle.loads(pickle.dumps(docs))):
+            encoding = tok.backend_tokenizer.encode(text, add_special_tokens=False)
+            per_token = [0] * add_bos + token_bytes(text, encoding.offsets).tolist() + [0]
+            assert len(per_token) == len(doc.ids) == len(sent.ids)
+            for k in range(len(per_token) + 1):
+                assert doc.prefix_bytes(k) == sent.prefix_bytes(k) == sum(per_token[:k]), (text, k)
 
 
 def test_stored_tokens_are_the_tokenizers_own_output_in_uint16(tmp_path):

@@ -6,7 +6,7 @@ Examples:
 
 The same documents are (1) encoded by the tokenizer's `encode_batch` (the `tokenizers` library,
 texts already in memory, no offsets) and (2) prepared by `prepare_data` from the file: streaming
-and parsing the corpus, encoding with offsets (for bits per byte), laying out and writing the
+and parsing the corpus, encoding (plus a few offsets per example, for bits per byte), laying out and writing the
 compact shards, and the unigram baseline, into a fresh cache. Both run with the tokenizers
 library single-threaded, so per-core rates compare like with like; prepare with num_proc N uses
 N worker processes. The ratio is text bytes per second per core (the same text for both; token

@@ -172,8 +172,9 @@ def _json_text(path: Path, number: int, record: object, text_field: str) -> str 
 
 def _json_documents(path: str, text_field: str, identity: dict) -> Iterator[dict]:
     """Yield {"text": ...} per record; `identity` only keys datasets' generator cache (see _txt_documents)."""
-    for number, record in _json_records(Path(path)):
-        yield {"text": _json_text(Path(path), number, record, text_field)}
+    path = Path(path)  # once, not per record
+    for number, record in _json_records(path):
+        yield {"text": _json_text(path, number, record, text_field)}
 
 
 def _load_json(path: Path, text_field: str) -> datasets.Dataset:

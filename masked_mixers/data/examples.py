@@ -56,6 +56,11 @@ class Layout:
         return dict(seq_len=self.seq_len, packed=self.packed, padding_side=self.padding_side, pad_token_id=self.pad_token_id)
 
 
+def utf8_length(text: str) -> int:
+    """len(text.encode("utf-8")), without encoding ASCII text (most of an English corpus)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 def token_bytes(text: str, offsets: list[tuple[int, int]]) -> np.ndarray:
     """UTF-8 bytes of `text` each token accounts for; they sum to the bytes up to the last token.
 
@@ -72,8 +77,47 @@ def token_bytes(text: str, offsets: list[tuple[int, int]]) -> np.ndarray:
     return np.diff(ends, prepend=0)
 
 
-def encode_documents(texts: list[str], tokenizer: PreTrainedTokenizerBase, add_bos: bool, add_eos: bool) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(token ids, per-token UTF-8 byte counts) of each document, with bos/eos (0 bytes) as asked.
+class EncodedDocument:
+    """One document's ids (with bos/eos) and the UTF-8 bytes of text any prefix of them covers.
+
+    prefix_bytes(k) equals the sum of token_bytes over the first k real tokens, read from one
+    offset (the k-th token's end) instead of summing every token's: the end offsets the
+    `tokenizers` backend gives are in text order (non-decreasing), so the running maximum
+    token_bytes takes is the k-th end itself. Per-token byte counts cost about a quarter of the
+    encoding time; a packed or padded example needs the prefix at one or two cut points per
+    document. A document sent back from a worker process (pickled) cannot take its Encoding
+    along, so it carries the cumulative per-token counts instead (the same numbers).
+    """
+
+    __slots__ = ("ids", "head", "count", "_text", "_encoding", "_byte_ends")
+
+    def __init__(self, text: str, encoding, head: list[int], tail: list[int]):
+        self.ids = np.asarray(head + encoding.ids + tail, dtype=np.int64)
+        self.head, self.count = len(head), len(encoding)  # bos tokens, real tokens
+        self._text, self._encoding, self._byte_ends = text, encoding, None
+
+    def prefix_bytes(self, k: int) -> int:
+        """UTF-8 bytes of the text covered by ids[:k] (bos and eos cover none)."""
+        k = min(max(k - self.head, 0), self.count)  # real tokens among the first k ids
+        if k == 0:
+            return 0
+        if self._byte_ends is not None:
+            return int(self._byte_ends[k - 1])
+        return utf8_length(self._text[: self._encoding.token_to_chars(k - 1)[1]])  # up to that token's end
+
+    def __getstate__(self):
+        byte_ends = self._byte_ends
+        if byte_ends is None:
+            byte_ends = np.cumsum(token_bytes(self._text, self._encoding.offsets))
+        return self.ids, self.head, self.count, byte_ends
+
+    def __setstate__(self, state) -> None:
+        self.ids, self.head, self.count, self._byte_ends = state
+        self._text = self._encoding = None
+
+
+def encode_documents(texts: list[str], tokenizer: PreTrainedTokenizerBase, add_bos: bool, add_eos: bool) -> list[EncodedDocument]:
+    """Each document's ids, with bos/eos (0 bytes) as asked, and its byte prefixes.
 
     Calls the `tokenizers` backend's encode_batch directly (what the transformers tokenizer calls
     too): the same ids, without building a BatchEncoding of Python lists first.
@@ -81,32 +125,34 @@ def encode_documents(texts: list[str], tokenizer: PreTrainedTokenizerBase, add_b
     encodings = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
     head = [tokenizer.bos_token_id] if add_bos else []
     tail = [tokenizer.eos_token_id] if add_eos else []
-    out = []
-    for text, encoding in zip(texts, encodings):
-        ids, nbytes = encoding.ids, token_bytes(text, encoding.offsets)
-        out.append((np.asarray(head + ids + tail, dtype=np.int64), np.concatenate([np.zeros(len(head), np.int64), nbytes, np.zeros(len(tail), np.int64)])))
-    return out
+    return [EncodedDocument(text, encoding, head, tail) for text, encoding in zip(texts, encodings)]
 
 
-def pad_rows(encoded: list[tuple[np.ndarray, np.ndarray]], seq_len: int) -> dict:
+def pad_rows(encoded: list[EncodedDocument], seq_len: int) -> dict:
     """One stored row per document: its first seq_len ids (no padding stored) and their bytes."""
     return {
-        "input_ids": [ids[:seq_len] for ids, _ in encoded],
-        "num_bytes": np.asarray([int(nbytes[:seq_len].sum()) for _, nbytes in encoded], dtype=np.int64),
+        "input_ids": [doc.ids[:seq_len] for doc in encoded],
+        "num_bytes": np.asarray([doc.prefix_bytes(seq_len) for doc in encoded], dtype=np.int64),
     }
 
 
-def pack_rows(encoded: list[tuple[np.ndarray, np.ndarray]], seq_len: int) -> dict:
-    """Concatenate the documents (eos already after each) and cut the stream into seq_len blocks."""
+def pack_rows(encoded: list[EncodedDocument], seq_len: int) -> dict:
+    """Concatenate the documents (eos already after each) and cut the stream into seq_len blocks.
+
+    A block's bytes are the stream's byte prefix at its end minus that at its start; the prefix
+    at a cut is the whole documents before it plus a prefix of the document it falls in.
+    """
     if not encoded:
         return {"input_ids": np.zeros((0, seq_len), np.int64), "num_bytes": np.zeros(0, np.int64)}
-    stream = np.concatenate([ids for ids, _ in encoded])
-    stream_bytes = np.concatenate([nbytes for _, nbytes in encoded])
+    stream = np.concatenate([doc.ids for doc in encoded])
     blocks = len(stream) // seq_len
-    return {
-        "input_ids": stream[: blocks * seq_len].reshape(blocks, seq_len),  # (blocks, L)
-        "num_bytes": stream_bytes[: blocks * seq_len].reshape(blocks, seq_len).sum(axis=1),
-    }
+    doc_starts = np.cumsum([0] + [len(doc.ids) for doc in encoded])  # (documents + 1,) token positions
+    bytes_before = np.cumsum([0] + [doc.prefix_bytes(len(doc.ids)) for doc in encoded])  # same, in bytes
+    cuts = np.arange(blocks + 1) * seq_len
+    inside = np.searchsorted(doc_starts, cuts, side="right") - 1  # the document each cut falls in
+    prefix = np.array([bytes_before[d] + (encoded[d].prefix_bytes(int(c - doc_starts[d])) if d < len(encoded) else 0)
+                       for c, d in zip(cuts, inside)], dtype=np.int64)
+    return {"input_ids": stream[: blocks * seq_len].reshape(blocks, seq_len), "num_bytes": np.diff(prefix)}  # (blocks, L), (blocks,)
 
 
 def expand_batch(batch: dict, layout: Layout) -> dict:

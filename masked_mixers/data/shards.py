@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..files import atomic_path, atomic_write_json
-from .examples import Layout, encode_documents, pack_rows, pad_rows, token_dtype
+from .examples import Layout, encode_documents, pack_rows, pad_rows, token_dtype, utf8_length
 
 SPLITS = ("train", "eval")
 
@@ -170,7 +170,7 @@ def _build_shard(index: int, docs: list[tuple[str, str]], encoder, spec: ShardSp
             _write_table(rows_table(rows, spec), out / split / f"{shard_name(index)}.arrow")
         counts[split] = {
             "documents": len(texts), "examples": n, "tokens": int(row_tokens(rows).sum()) if n else 0,
-            "bytes": int(np.sum(rows["num_bytes"])) if n else 0, "text_bytes": sum(len(t.encode("utf-8")) for t in texts),
+            "bytes": int(np.sum(rows["num_bytes"])) if n else 0, "text_bytes": sum(map(utf8_length, texts)),
         }
     record = ShardRecord(index, counts, capped)
     atomic_write_json(out / "shards" / f"{shard_name(index)}.json", {"index": index, "counts": counts, "capped": capped})
