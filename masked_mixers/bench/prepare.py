@@ -1,7 +1,7 @@
 """Preparation throughput against the tokenizer's own encode_batch, and bytes per token on disk.
 
 Examples:
-  masked-mixers bench prepare --source ../shared/data/tinystories/train-lowercase.jsonl
+  masked-mixers bench prepare --source stories.jsonl
   masked-mixers bench prepare --source corpus.jsonl --tokenizer tok.model --num-proc 1,2 --seq-len 512 --packing
 
 The same documents are (1) encoded by the tokenizer's `encode_batch` (the `tokenizers` library,
