@@ -50,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from ..generation import generate_text
     from ..rundir import load_run
 
+    from ..generation import sampling_kwargs
+
+    # sampling values checked before the model loads: a NaN temperature costs nothing
+    sampling_kwargs(args.greedy, args.temperature, args.top_k, args.top_p, args.repetition_penalty)
     model, tokenizer = load_run(args.model_dir, trust_remote_code=args.trust_remote_code)
     model.to(resolve_device(args.device))
     if args.speculative or args.one_step:
