@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "HTTP server with an OpenAI-compatible /v1/completions endpoint (streaming or not)"),
     "represent": ("represent", "how much of its input a model keeps: invert hidden states back to tokens"),
     "ablate": ("ablate", "train without layer norms, residuals or feed-forward and detect divergence"),
+    "reproduce": ("reproduce", "run the paper's findings (F1-F7) with its protocols and write one scorecard"),
     "bench": ("bench", "benchmarks: `bench train` (tokens/s, MFU, memory), `bench generate`, `bench linear` (decoding speed), `bench prepare`"),
     "pairs": ("pairs", "build (query, passage) retrieval pairs and split them"),
     "embed": ("embed", "embed texts with a trained model's hidden state (safetensors)"),

@@ -1,0 +1,119 @@
+"""What every finding of `reproduce` shares: the scale, the data, and training through `compare`.
+
+A finding never trains models by itself: it describes a comparison (models, budget, seed) and
+`Context.compare` runs it through `masked_mixers.compare.run_compare`, the same path as the
+`compare` command, into OUTPUT_DIR/<finding>/<name>/ with its own report.md, results.json and
+compare.yaml (so any row of the scorecard can be re-run or inspected with the ordinary commands).
+A comparison whose folder already holds results for the same config is reused, so an
+interrupted `reproduce` picks up where it stopped, and F1 and F5 reuse the language models F4
+trained instead of training their own.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+from ..compare.config import CompareConfig, TrainOverrides
+from ..config import DataConfig, ModelSpec, TrainConfig
+from ..configfile import to_dict
+from ..files import atomic_write_text
+from ..factory import spec_for
+from .scales import Scale
+
+HUB_SOURCE = "roneneldan/TinyStories"
+
+
+@dataclass
+class Context:
+    """The run's scale and data, where findings write, and the comparisons trained so far."""
+
+    scale: Scale
+    output_dir: Path
+    data_source: str | list[str] = HUB_SOURCE
+    eval_source: str | list[str] | None = None
+    device: str = "auto"
+    progress: bool = True
+    trained: dict[str, list[dict]] = field(default_factory=dict)  # comparison folder -> its rows
+
+    # --- what findings build from ---------------------------------------------------------------
+
+    def data(self, packing: bool = True) -> DataConfig:
+        """The one corpus of the run: lowercased TinyStories (the paper's), packed unless a task pads per document."""
+        s = self.scale
+        return DataConfig(
+            source=self.data_source, eval_source=self.eval_source, split="train", eval_split="validation", lowercase=True,
+            max_documents=s.max_documents, max_eval_documents=s.max_eval_documents, vocab_size=s.vocab_size,
+            padding_side="right", packing=packing,
+        )  # fmt: skip
+
+    def spec(self, family: str, **changes) -> ModelSpec:
+        """A model of the scale's size; `changes` set any other ModelSpec field (name, layers, switches)."""
+        s = self.scale
+        sizes = dict(hidden_size=s.d_model, num_hidden_layers=s.layers, seq_len=s.seq_len, num_heads=s.heads)
+        return replace(spec_for(family, **sizes), **changes)  # changes are not filtered: a knob the family lacks is refused later
+
+    def train(self, steps: int, seed: int, learning_rate: float | None = None, **changes) -> TrainConfig:
+        """The scale's optimisation settings for `steps` steps (5% warmup, eval 5 times, no checkpoints)."""
+        s = self.scale
+        return TrainConfig(
+            max_steps=steps, batch_size=s.batch_size, warmup_steps=max(1, steps // 20), eval_steps=max(1, steps // 5),
+            max_eval_batches=s.eval_batches, save_steps=0, logging_steps=max(1, steps // 40), seed=seed,
+            learning_rate=learning_rate or s.learning_rate("llama"), precision="auto" if s.name == "paper" else "fp32",
+            **changes,
+        )  # fmt: skip
+
+    def per_family(self, specs: list[ModelSpec]) -> dict[str, TrainOverrides]:
+        """Each family's own learning rate (the paper tunes one per family)."""
+        return {spec.family: TrainOverrides(learning_rate=self.scale.learning_rate(spec.family)) for spec in specs}
+
+    # --- training --------------------------------------------------------------------------------
+
+    def compare(self, folder: str, models: list[ModelSpec], train: TrainConfig, packing: bool = True) -> list[dict]:
+        """Train `models` on the same tokens through `run_compare` into OUTPUT_DIR/folder; returns its rows.
+
+        Reuses the folder's results when they were made by the same config.
+        """
+        from ..compare import run_compare
+
+        out = self.output_dir / folder
+        config = CompareConfig(models=models, data=self.data(packing), train=train, per_family=self.per_family(models))
+        config.train.output_dir = str(out)
+        config.report.max_new_tokens = 24 if self.scale.name != "tiny" else 4
+        wanted = to_dict(config)
+        if folder in self.trained:
+            return self.trained[folder]
+        saved = out / "compare.yaml"
+        if saved.is_file() and (out / "results.json").is_file() and _same(saved, wanted):
+            rows = json.loads((out / "results.json").read_text(encoding="utf-8"))["models"]
+            print(f"[reproduce] reusing {out} (same config)", flush=True)
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(saved, yaml.safe_dump(wanted, sort_keys=False))
+            start = time.perf_counter()
+            rows = run_compare(config, out, progress=self.progress).rows
+            print(f"[reproduce] {folder}: {len(rows)} models in {time.perf_counter() - start:.0f} s", flush=True)
+        self.trained[folder] = rows
+        return rows
+
+
+def _same(saved: Path, wanted: dict) -> bool:
+    """Whether a compare.yaml written by an earlier run equals this config (so its results can be reused)."""
+    from ..configfile import load_yaml
+
+    try:
+        return load_yaml(saved) == json.loads(json.dumps(wanted))
+    except Exception:  # an unreadable leftover is simply not reused
+        return False
+
+
+def by_family(rows: list[dict], key: str) -> dict[str, float | None]:
+    """{label: row[key]} of one comparison's rows."""
+    return {row["label"]: row.get(key) for row in rows}
+
+
+__all__ = ["HUB_SOURCE", "Context", "by_family"]

@@ -1,0 +1,114 @@
+"""The scorecard: scorecard.md, scorecard.json and scorecard.png, rewritten after every finding.
+
+Per finding: the claim, the published numbers, the protocol, the budget each run used, what was
+measured (a table), each check with its verdict and reason, and links to the reports the
+finding's runs wrote. The JSON holds the same, plus the scale, the environment and timings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..files import atomic_write_text, save_figure
+from .verdict import AGREES, DISAGREES
+
+MARK = {AGREES: "agrees", DISAGREES: "**disagrees**"}
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _table(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return lines + ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows] + [""]
+
+
+def _measured(measured: dict) -> str:
+    return "; ".join(f"{name} " + ", ".join(_cell(v) for v in values) for name, values in measured.items())
+
+
+def _finding(entry: dict) -> list[str]:
+    lines = [f"## {entry['id']}. {entry['title']}: {MARK.get(entry['verdict'], entry['verdict'])}", "",
+             f"**Claim.** {entry['claim']}", "", f"**Published.** {entry['published']}", "",
+             f"**Protocol.** {entry['protocol']}", "", f"**Budget.** {entry['budget']}", "",
+             f"**Verdict.** {entry['verdict']}: {entry['reason']}", ""]  # fmt: skip
+    if entry.get("error"):
+        return lines + [f"**Failed.** `{entry['error']}`", ""]
+    lines += ["| check | published | measured (per seed) | verdict | reason |", "|---|---|---|---|---|"]
+    for check in entry["checks"]:
+        claim = ("*variant:* " if check["variant"] else "") + check["claim"]
+        lines.append(f"| {claim} | {check['published']} | {_measured(check['measured'])} | {check['verdict']} | {check['reason']} |")
+    lines += ["", *_table(entry["table"])]
+    lines += [f"- note: {note}" for note in entry.get("notes", [])]
+    lines += [f"- time: {entry['seconds']:.0f} s wall, {entry['cpu_seconds']:.0f} s CPU (this process and its workers)", ""]
+    links = [f"[{a}]({a})" for a in entry.get("artifacts", [])]
+    return lines + (["Reports: " + ", ".join(links), ""] if links else [])
+
+
+def render(card: dict) -> str:
+    scale = card["scale"]
+    lines = [f"# Scorecard: the paper's findings at scale `{scale['name']}`", "",
+             f"Badger, *Masked Mixers for Language Generation and Retrieval* (arXiv 2409.01482), findings as listed in "
+             "docs/findings.md, each run with the paper's protocol. Command: `" + card["command"] + "`.", "",
+             "Verdicts compare the direction of each measured gap with the paper's: **agrees**, **disagrees**, or "
+             "**inconclusive** (seeds disagree on the direction, or the mean gap is within the seed noise: the largest "
+             "spread over seeds of either side; one-seed findings have no noise estimate and say so). Numbers at a "
+             "small scale test the direction of a claim, not its size.", "",
+             "| finding | verdict | reason | budget | seeds |", "|---|---|---|---|---|"]  # fmt: skip
+    for entry in card["findings"]:
+        lines.append(f"| {entry['id']} {entry['title']} | {MARK.get(entry['verdict'], entry['verdict'])} | {entry['reason']} | "
+                     f"{entry['budget']} | {entry['seeds']} |")  # fmt: skip
+    lines += ["", "![headline numbers per finding](scorecard.png)", ""]
+    for entry in card["findings"]:
+        lines += _finding(entry)
+    lines += ["## Scale and environment", "", "```json", json.dumps(scale, indent=1), "```", ""]
+    lines += [f"- {k}: {v}" for k, v in card["environment"].items()]
+    lines += [f"- total: {card['seconds']:.0f} s wall, {card['cpu_seconds']:.0f} s CPU", ""]
+    return "\n".join(lines)
+
+
+def plot(card: dict, path: Path) -> None:
+    """One panel per finding: its headline number per side, a dot per seed and a bar at the mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    entries = [e for e in card["findings"] if e.get("headline")]
+    if not entries:
+        return
+    fig, axes = plt.subplots(1, len(entries), figsize=(3.6 * len(entries), 3.4), squeeze=False)
+    for ax, entry in zip(axes[0], entries):
+        values = entry["headline"]["values"]
+        for i, (side, seeds) in enumerate(values.items()):
+            finite = [v for v in seeds if v is not None]
+            if finite:
+                ax.bar(i, sum(finite) / len(finite), color="C0" if "mixer" in side else "C1", alpha=0.5)
+                ax.plot([i] * len(finite), finite, "k.", ms=5)
+        ax.set_xticks(range(len(values)), list(values), rotation=45, ha="right", fontsize=7)
+        ax.set_title(f"{entry['id']}: {entry['verdict']}", fontsize=9)
+        ax.set_ylabel(entry["headline"]["metric"], fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def write(card: dict, output_dir: Path) -> list[Path]:
+    """scorecard.json, scorecard.md and scorecard.png in output_dir, each written atomically."""
+    paths = [output_dir / "scorecard.json", output_dir / "scorecard.md", output_dir / "scorecard.png"]
+    atomic_write_text(paths[0], json.dumps(card, indent=2) + "\n")
+    atomic_write_text(paths[1], render(card))
+    plot(card, paths[2])
+    return paths
+
+
+__all__ = ["plot", "render", "write"]
