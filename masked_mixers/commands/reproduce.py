@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="training corpus: local file or hub dataset id (default: roneneldan/TinyStories from the hub)")
     parser.add_argument("--eval-data", help="held-out corpus: local file or hub dataset id (default: the training corpus's validation split)")
     add_output(parser, folder=True, help="where the scorecard and every run go (default: runs/reproduce-SCALE)")
+    parser.add_argument("--cache-dir", help="where prepared data is cached (default: ~/.cache/masked_mixers)")
     add_device(parser, "the probes (training uses the Trainer's device)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     request = ReproduceRequest(
         findings=args.findings, scale=args.scale, output_dir=args.output_dir or f"runs/reproduce-{args.scale}", data=args.data,
-        eval_data=args.eval_data, device=args.device, progress=not args.no_progress,
+        eval_data=args.eval_data, device=args.device, progress=not args.no_progress, cache_dir=args.cache_dir,
         command="masked-mixers " + shlex.join(sys.argv[1:]),
     )  # fmt: skip
     card = run_reproduce(request)

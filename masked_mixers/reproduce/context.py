@@ -38,6 +38,7 @@ class Context:
     eval_source: str | list[str] | None = None
     device: str = "auto"
     progress: bool = True
+    cache_dir: str | None = None  # prepared-data cache (None: DataConfig's default)
     trained: dict[str, list[dict]] = field(default_factory=dict)  # comparison folder -> its rows
 
     # --- what findings build from ---------------------------------------------------------------
@@ -48,7 +49,7 @@ class Context:
         return DataConfig(
             source=self.data_source, eval_source=self.eval_source, split="train", eval_split="validation", lowercase=True,
             max_documents=s.max_documents, max_eval_documents=s.max_eval_documents, vocab_size=s.vocab_size,
-            padding_side="right", packing=packing,
+            padding_side="right", packing=packing, **({"cache_dir": self.cache_dir} if self.cache_dir else {}),
         )  # fmt: skip
 
     def spec(self, family: str, **changes) -> ModelSpec:

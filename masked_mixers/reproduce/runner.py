@@ -39,6 +39,7 @@ class ReproduceRequest:
     eval_data: str | None = None
     device: str = "auto"
     progress: bool = True
+    cache_dir: str | None = None  # prepared-data cache (None: DataConfig's default, ~/.cache/masked_mixers)
     command: str = "masked-mixers reproduce"
 
     def selected(self) -> list[Finding]:
@@ -102,7 +103,7 @@ def run_reproduce(request: ReproduceRequest) -> dict:
     scale = SCALES[request.scale]
     out = Path(request.output_dir)
     ctx = Context(scale=scale, output_dir=out, data_source=request.data or HUB_SOURCE, eval_source=request.eval_data,
-                  device=request.device, progress=request.progress)  # fmt: skip
+                  device=request.device, progress=request.progress, cache_dir=request.cache_dir)  # fmt: skip
     start, cpu = time.perf_counter(), cpu_seconds()
     card = dict(command=request.command, scale=dataclasses.asdict(scale), environment=environment("fp32" if scale.name != "paper" else "auto"), findings=[])
     selected = request.selected()

@@ -1,0 +1,75 @@
+"""`masked-mixers reproduce --scale tiny`: every finding runs end to end and fills every field of the scorecard."""
+
+import json
+
+import pytest
+
+from conftest import TRAIN, VALID
+from masked_mixers.cli import main
+from masked_mixers.reproduce import FINDINGS, ReproduceRequest, run_reproduce
+from masked_mixers.reproduce.verdict import AGREES, DISAGREES, INCONCLUSIVE
+
+ENTRY_FIELDS = ("id", "title", "claim", "published", "protocol", "budget", "verdict", "reason", "checks", "table", "headline",
+                "artifacts", "seeds", "seconds", "cpu_seconds")  # fmt: skip
+CHECK_FIELDS = ("claim", "published", "measured", "verdict", "reason", "variant")
+
+
+@pytest.fixture(scope="module")
+def tiny_card(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduce")
+    request = ReproduceRequest(scale="tiny", output_dir=str(out), data=str(TRAIN), eval_data=str(VALID), progress=False,
+                               cache_dir=str(out / "cache"))  # fmt: skip
+    return out, request, run_reproduce(request)
+
+
+@pytest.mark.slow
+def test_tiny_scale_writes_every_section_with_every_field(tiny_card):
+    out, _, card = tiny_card
+    assert [e["id"] for e in card["findings"]] == sorted(FINDINGS) == ["F1", "F2", "F3", "F4", "F5", "F6", "F7"]
+    on_disk = json.loads((out / "scorecard.json").read_text())
+    assert on_disk["findings"] == json.loads(json.dumps(card["findings"]))
+    for entry in card["findings"]:
+        assert not entry.get("error"), entry.get("error")
+        for key in ENTRY_FIELDS:
+            assert entry.get(key) not in (None, "", []), f"{entry['id']}: empty {key}"
+        assert entry["verdict"] in (AGREES, DISAGREES, INCONCLUSIVE)
+        for check in entry["checks"]:
+            assert all(key in check for key in CHECK_FIELDS) and check["verdict"] in (AGREES, DISAGREES, INCONCLUSIVE)
+            assert check["measured"], f"{entry['id']}: a check with nothing measured: {check['claim']}"
+        for artifact in entry["artifacts"]:
+            assert (out / artifact).is_file(), f"{entry['id']}: missing {artifact}"
+    markdown = (out / "scorecard.md").read_text()
+    for entry in card["findings"]:
+        assert f"## {entry['id']}. {entry['title']}" in markdown and entry["published"] in markdown
+    assert (out / "scorecard.png").stat().st_size > 0
+    assert card["scale"]["name"] == "tiny" and card["environment"]["torch"]
+
+
+@pytest.mark.slow
+def test_tiny_f4_spends_equal_flops_not_equal_steps(tiny_card):
+    _, _, card = tiny_card
+    f4 = next(e for e in card["findings"] if e["id"] == "F4")
+    seed0 = [row for row in f4["table"] if row["seed"] == 0]
+    assert {row["model"] for row in seed0} == {"mixer", "llama", "gpt2"}
+    assert all(row["stopped_by"] == "max_flops" for row in seed0)
+    assert "training FLOPs" in f4["budget"]
+
+
+@pytest.mark.slow
+def test_a_second_run_reuses_every_finding(tiny_card, capsys):
+    out, request, card = tiny_card
+    again = run_reproduce(request)
+    printed = capsys.readouterr().out
+    assert printed.count("reusing") >= len(FINDINGS)
+    assert [e["verdict"] for e in again["findings"]] == [e["verdict"] for e in card["findings"]]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["reproduce", "F9"], "unknown finding 'F9'"), (["reproduce", "--scale", "huge"], "unknown scale 'huge'")],
+)
+def test_bad_finding_or_scale_is_one_line_exit_2(argv, message, tmp_path, capsys):
+    assert main([*argv, "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err
+    assert not (tmp_path / "out").exists()
