@@ -54,7 +54,7 @@ SCALES: dict[str, Scale] = {
     "cpu": Scale(
         name="cpu", d_model=128, layers=4, seq_len=128, heads=4, batch_size=16, seeds=2,
         max_documents=20_000, max_eval_documents=500, vocab_size=4096,
-        clm_steps=600, autoencoder_steps=300, ablation_steps=200, bidirectional_steps=300, linear_steps=300,
+        clm_steps=400, autoencoder_steps=200, ablation_steps=150, bidirectional_steps=200, linear_steps=300,
         eval_batches=10, represent_texts=16, represent_steps=500, retrieval_documents=6_000,
     ),
     "paper": Scale(
