@@ -12,6 +12,7 @@ from masked_mixers.compare import run_compare
 from masked_mixers.compare.config import load_compare_config
 from masked_mixers.config import ModelSpec, RunConfig, TrainConfig, from_dict
 from masked_mixers.errors import UserError
+from masked_mixers.hub import model_card
 from masked_mixers.models import FAMILIES
 from masked_mixers.training import train
 
@@ -80,6 +81,9 @@ def test_max_flops_gives_each_family_the_steps_its_count_implies(tiny_prepared, 
         records = [json.loads(line) for line in (tmp_path / family / "metrics.jsonl").read_text().splitlines()]
         assert records and all(r["flops"] == r["step"] * result.flops_per_step and r["cpu_s"] >= 0 for r in records)
         assert [r["cpu_s"] for r in records] == sorted(r["cpu_s"] for r in records)
+        card = model_card(tmp_path / family, "me/tiny")  # the model card states the budget and the compute spent
+        assert f"steps: {result.steps} (stopped by max_flops)" in card and f"max_flops {budget}" in card
+        assert f"- compute: {result.flops:.3g} training FLOPs" in card and "CPU time" in card
 
 
 class StopAt(TrainerCallback):

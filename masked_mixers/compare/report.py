@@ -25,6 +25,7 @@ _COST = {
     "tokens_per_second": ("train tokens/s", "{:,.0f}"),
     "peak_memory_mib": ("peak memory (MiB)", "{:,.1f}"),
     "flops": ("train FLOPs", "{:.3g}"),
+    "train_seconds": ("train time (s)", "{:.1f}"),
     "cpu_seconds": ("CPU time (s)", "{:.1f}"),
     "wall_seconds": ("wall time (s)", "{:.1f}"),
     "stopped_by": ("stopped by", "{}"),
@@ -187,7 +188,7 @@ def budget_sentence(budget: dict, rows: list[dict]) -> str:
     clock measures the machine's load too; training FLOPs and CPU time do not)."""
     kind = budget_kind(budget)
     limits = {"max_steps": budget["max_steps"], "max_seconds": budget["max_seconds"], "max_flops": budget.get("max_flops")}
-    shown = {k: f"{v:.3g}" if k == "max_flops" else v for k, v in limits.items()}
+    shown = {k: f"{v:.3g}" if k == "max_flops" and v is not None else v for k, v in limits.items()}
     head = {
         "max_flops": f"Budget: training FLOPs (max_flops={shown['max_flops']}): each model trains the whole steps its own analytic "
         "training FLOPs per step fit into (the count of `masked-mixers bench`: 3 x forward matrix-multiply FLOPs per token)",
@@ -219,8 +220,9 @@ def render_markdown(results: dict) -> str:
         budget_sentence(budget, results["models"]) + f" Size matching: {results['size_matching']}.",
         objective_note,
         METRIC_NOTES[task] + " Peak memory is the training run's peak above its start (CUDA allocator on a GPU; "
-        "sampled resident memory on a CPU). Wall time includes the final evaluation; CPU time is this process's over "
-        "training (all threads), GPU time the CUDA time of the training steps.",
+        "sampled resident memory on a CPU). Train time is training's wall clock; CPU time is this process's over the "
+        "same span (all threads; well under train time x threads means the machine was shared); GPU time is the CUDA time of the "
+        "training steps; wall time also includes the final evaluation and samples.",
         "",
         _table(results["models"], _with_gpu(columns, results["models"])),
         "",
