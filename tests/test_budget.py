@@ -125,3 +125,26 @@ def test_compare_with_a_flops_budget_reports_steps_flops_and_what_stopped_each_r
     report = result.report.read_text()
     assert "training FLOPs (max_flops=2e+08)" in report and "stopped by max_flops" in report
     assert f"| {mixer['flops']:.3g} |" in report
+
+
+def test_train_command_with_max_flops_stops_there_and_a_rerun_is_finished(tmp_path, capsys):
+    """`masked-mixers train` end to end: the step limit, the printed reason, a finished rerun, and a
+    run killed after its last checkpoint finished from it (the flop-derived limit, not max_steps)."""
+    from faults import tiny_config
+    from masked_mixers.cli import main
+    from masked_mixers.config import load_run_config
+
+    config = tiny_config(tmp_path, max_steps=1000, save_steps=3)
+    run = load_run_config(config)
+    budget = 6.5 * training_flops_per_step(run.model, run.train, run.data.vocab_size)  # the tokenizer may come out smaller: >= 6 steps
+    args = ["train", str(config), "--set", f"train.max_flops={budget}"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    steps = json.loads((tmp_path / "out" / "train_summary.json").read_text())["steps"]
+    assert 6 <= steps < 1000 and f"{steps} steps" in out and "stopped by max_flops" in out and "CPU time" in out
+    assert main(args) == 0 and f"already finished ({steps} steps" in capsys.readouterr().out
+    assert (tmp_path / "out" / f"checkpoint-{steps}").is_dir()  # the resume below restores it: no step past the limit
+    for name in ("train_summary.json", "model.safetensors", "config.json"):  # as if killed during the final save
+        (tmp_path / "out" / name).unlink()
+    result = train(load_run_config(config, [f"train.max_flops={budget}"]))
+    assert result.steps == steps and result.stopped_by == "max_flops" and not result.already_finished
