@@ -49,14 +49,25 @@ class StepLimit:
     stopped_by: str  # "max_steps" or "max_flops"
 
 
+def check_countable(spec: ModelSpec, train: TrainConfig) -> None:
+    """With max_flops set, the run's FLOPs must be counted: checked before any data is read."""
+    if train.max_flops is None:
+        return
+    fam = family(spec.family)
+    if fam.flops is None:
+        why = f"family {spec.family!r} has no FLOP count"
+    elif train.objective not in COUNTED_OBJECTIVES:
+        why = f"objective {train.objective!r} is not counted (only {', '.join(COUNTED_OBJECTIVES)})"
+    else:
+        return
+    raise UserError(f"train.max_flops: {why}; budget this run by max_steps or max_seconds instead")
+
+
 def step_limit(spec: ModelSpec, train: TrainConfig, flops_per_step: float | None) -> StepLimit:
     """min(max_steps, the whole steps max_flops pays for); a budget under one step is one line."""
     if train.max_flops is None:
         return StepLimit(train.max_steps, "max_steps")
-    if flops_per_step is None:
-        fam = family(spec.family)
-        why = f"family {spec.family!r} has no FLOP count" if fam.flops is None else f"objective {train.objective!r} is not counted (only {', '.join(COUNTED_OBJECTIVES)})"
-        raise UserError(f"train.max_flops: {why}; budget this run by max_steps or max_seconds instead")
+    check_countable(spec, train)
     steps = int(train.max_flops // flops_per_step)
     if steps < 1:
         raise UserError(
@@ -66,4 +77,4 @@ def step_limit(spec: ModelSpec, train: TrainConfig, flops_per_step: float | None
     return StepLimit(steps, "max_flops") if steps <= train.max_steps else StepLimit(train.max_steps, "max_steps")
 
 
-__all__ = ["COUNTED_OBJECTIVES", "StepLimit", "step_limit", "tokens_per_step", "training_flops_per_step"]
+__all__ = ["COUNTED_OBJECTIVES", "StepLimit", "check_countable", "step_limit", "tokens_per_step", "training_flops_per_step"]

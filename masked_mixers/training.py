@@ -20,7 +20,7 @@ import torch
 from transformers import PreTrainedModel, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from .budget import step_limit, tokens_per_step, training_flops_per_step
+from .budget import check_countable, step_limit, tokens_per_step, training_flops_per_step
 from .callbacks import MetricsCallback, TimeBudgetCallback
 from .config import RunConfig, check_loggers
 from .configfile import InvalidValue, save_yaml, validate
@@ -236,6 +236,7 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
     except InvalidValue as err:
         raise err.located("config", "train") from None
     check_objective(run.train, family(run.model.family))  # before any data work
+    check_countable(run.model, run.train)
     _check_completion_layout(run)
     args = training_arguments(run, has_eval=prepared is None or prepared.eval is not None)
     if model is None and run.train.init_from:
@@ -276,12 +277,12 @@ def _train(run: RunConfig, args, out: Path, prepared, model, callbacks, resume: 
         raise UserError(f"train.gradient_checkpointing: family {run.model.family!r} does not support it; set it to false")
     if objective_config(model) is None:
         prepare_model(model, run.train)  # the objective's parameters (MTP heads, mask vector), recorded in model.config
-    if args.process_index == 0:
-        save_yaml(run, out / RUN_CONFIG)
     world = max(args.world_size, 1)
     flops_per_step = training_flops_per_step(run.model, run.train, model.get_input_embeddings().num_embeddings, world)
     limit = step_limit(run.model, run.train, flops_per_step)
     args.max_steps = limit.max_steps  # max_flops as a step limit: the schedule ends there, a resume stops there
+    if args.process_index == 0:
+        save_yaml(run, out / RUN_CONFIG)
     metrics = MetricsCallback(out / METRICS, tokens_per_step(run.model, run.train, world), flops_per_step)
     extra = [metrics, *callbacks]
     budget = None

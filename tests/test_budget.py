@@ -57,6 +57,13 @@ def test_step_limit_is_the_whole_steps_the_budget_pays_for():
         step_limit(spec("mixer"), replace(train_cfg, objective="mtp"), None)
 
 
+def test_an_uncounted_objective_with_max_flops_is_refused_before_data_is_read(tmp_path):
+    run = tiny_run("mixer", tmp_path / "out", max_flops=1e12, objective="mtp")
+    with pytest.raises(UserError, match=r"^train.max_flops: objective 'mtp' is not counted"):
+        train(run)  # no prepared data given: refused before preparing any
+    assert not (tmp_path / "out" / "run.yaml").exists()
+
+
 @pytest.mark.parametrize("value", [0, -1.0, ".inf", ".nan"])
 def test_bad_max_flops_is_one_line_naming_the_key(value):
     import yaml
@@ -81,6 +88,8 @@ def test_max_flops_gives_each_family_the_steps_its_count_implies(tiny_prepared, 
         records = [json.loads(line) for line in (tmp_path / family / "metrics.jsonl").read_text().splitlines()]
         assert records and all(r["flops"] == r["step"] * result.flops_per_step and r["cpu_s"] >= 0 for r in records)
         assert [r["cpu_s"] for r in records] == sorted(r["cpu_s"] for r in records)
+        rates = [r["learning_rate"] for r in records if "learning_rate" in r]
+        assert rates[-1] < 0.1 * rates[len(rates) // 2]  # the linear schedule decays over the flop-derived steps, not max_steps
         card = model_card(tmp_path / family, "me/tiny")  # the model card states the budget and the compute spent
         assert f"steps: {result.steps} (stopped by max_flops)" in card and f"max_flops {budget}" in card
         assert f"- compute: {result.flops:.3g} training FLOPs" in card and "CPU time" in card
