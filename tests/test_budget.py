@@ -157,3 +157,15 @@ def test_train_command_with_max_flops_stops_there_and_a_rerun_is_finished(tmp_pa
         (tmp_path / "out" / name).unlink()
     result = train(load_run_config(config, [f"train.max_flops={budget}"]))
     assert result.steps == steps and result.stopped_by == "max_flops" and not result.already_finished
+
+
+def test_clocks_continue_from_a_resume_and_count_this_process_cpu_time():
+    from masked_mixers.clocks import TrainingClocks
+
+    clocks = TrainingClocks()
+    clocks.start(wall=10.0, cpu=4.0, gpu=2.0)
+    clocks.step_begin()
+    sum(i * i for i in range(300_000))  # CPU work in this process
+    clocks.step_end()
+    assert clocks.wall() > 10.0 and clocks.cpu() > 4.0
+    assert clocks.gpu() is None if not torch.cuda.is_available() else clocks.gpu() >= 2.0
