@@ -133,7 +133,7 @@ def test_compare_with_a_flops_budget_reports_steps_flops_and_what_stopped_each_r
         assert 2e8 - row["flops"] / row["steps"] < row["flops"] <= 2e8
     report = result.report.read_text()
     assert "training FLOPs (max_flops=2e+08)" in report and "stopped by max_flops" in report
-    assert f"| {mixer['flops']:.3g} |" in report
+    assert f"| {mixer['flops']:.4g} |" in report
 
 
 def test_train_command_with_max_flops_stops_there_and_a_rerun_is_finished(tmp_path, capsys):

@@ -24,7 +24,7 @@ _RUN = {"label": ("model", "{}"), "steps": ("steps", "{:,}"), "parameters": ("pa
 _COST = {
     "tokens_per_second": ("train tokens/s", "{:,.0f}"),
     "peak_memory_mib": ("peak memory (MiB)", "{:,.1f}"),
-    "flops": ("train FLOPs", "{:.3g}"),
+    "flops": ("train FLOPs", "{:.4g}"),
     "train_seconds": ("train time (s)", "{:.1f}"),
     "cpu_seconds": ("CPU time (s)", "{:.1f}"),
     "wall_seconds": ("wall time (s)", "{:.1f}"),
