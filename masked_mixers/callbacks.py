@@ -3,45 +3,65 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
+from .clocks import TrainingClocks
 from .errors import UserError
 from .files import atomic_write_text
 from .rundir import read_metrics
+
+CLOCK_KEYS = {"wall": "elapsed_s", "cpu": "cpu_s", "gpu": "gpu_s"}  # TrainingClocks.start argument -> metrics.jsonl key
 
 
 class MetricsCallback(TrainerCallback):
     """Append every log/eval event to metrics.jsonl (rank 0 only) and keep it in `history`.
 
-    The Trainer's own logs lack wall-clock time since the start of *this* run's training and
-    the tokens seen, which the loss-vs-time and loss-vs-tokens plots need.
+    The Trainer's own logs lack what the comparison plots and budgets need: wall-clock, CPU and
+    GPU seconds since the start of training (continued across a resume; clocks.py), the tokens
+    seen and the analytic training FLOPs done (steps x `flops_per_step`, budget.py; null where
+    the objective is not counted).
     """
 
-    def __init__(self, path: Path, tokens_per_step: int):
-        self.path, self.tokens_per_step = path, tokens_per_step
+    def __init__(self, path: Path, tokens_per_step: int, flops_per_step: float | None = None):
+        self.path, self.tokens_per_step, self.flops_per_step = path, tokens_per_step, flops_per_step
         self.history: list[dict[str, Any]] = []
-        self.elapsed_before = 0.0  # training seconds spent before a resume
-        self._start = None
+        self.clocks = TrainingClocks()
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
+        before = {}
         if state.is_world_process_zero and self.path.exists():  # resuming: keep earlier events up to the checkpoint
             kept = [r for r in read_metrics(self.path) if r.get("skipped_step", r["step"]) <= state.global_step]
             self.history = kept
-            self.elapsed_before = max((r.get("elapsed_s", 0.0) for r in kept), default=0.0)
+            before = {key: max((r.get(name) or 0.0 for r in kept), default=0.0) for key, name in CLOCK_KEYS.items()}
             atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        self.clocks.start(**before)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.clocks.step_begin()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.clocks.step_end()
 
     def elapsed(self) -> float:
-        return self.elapsed_before + (time.perf_counter() - self._start if self._start else 0.0)
+        return self.clocks.wall()
+
+    def flops(self, steps: int) -> float | None:
+        return None if self.flops_per_step is None else steps * self.flops_per_step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        record = {"step": state.global_step, "elapsed_s": round(self.elapsed(), 3), "tokens_seen": state.global_step * self.tokens_per_step}
+        step = state.global_step
+        record = {"step": step, "elapsed_s": round(self.elapsed(), 3), "cpu_s": round(self.clocks.cpu(), 3)}
+        gpu = self.clocks.gpu()
+        if gpu is not None:
+            record["gpu_s"] = round(gpu, 3)
+        record["tokens_seen"] = step * self.tokens_per_step
+        if self.flops_per_step is not None:
+            record["flops"] = self.flops(step)
         record.update({k: v for k, v in logs.items() if isinstance(v, (int, float))})
         self.history.append(record)
         try:

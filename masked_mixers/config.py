@@ -146,7 +146,14 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation and bookkeeping. A run stops at max_steps or max_seconds, whichever is first.
+    """Optimisation and bookkeeping. A run stops at max_steps, max_seconds or max_flops, whichever is first.
+
+    max_flops: a training-compute budget (null = off): each model trains the whole steps its own
+      analytic training FLOPs per step fit into (budget.py: the count `bench` uses, 3 x forward matmul
+      FLOPs per token x batch_size x gradient_accumulation_steps x processes x seq_len). Decided before
+      training, so the learning-rate schedule ends there and a resume reaches the same step; unlike
+      max_seconds it does not depend on how loaded the machine is. In YAML write 3.0e+13 (the dot and
+      the exponent's sign make it a number) or an integer.
 
     precision: "auto" (bf16 autocast on CUDA devices that support it, else fp32), "fp32", "bf16", "fp16".
     on_nonfinite: "stop" (one line naming the step and last good checkpoint) or "skip" the step.
@@ -177,6 +184,7 @@ class TrainConfig:
     output_dir: str = "runs/default"
     max_steps: int = 1000
     max_seconds: float | None = None
+    max_flops: float | None = None
     batch_size: int = 16
     eval_batch_size: int | None = None
     gradient_accumulation_steps: int = 1
@@ -214,7 +222,9 @@ class TrainConfig:
         at_least(self, 1, "eval_batch_size", "max_eval_batches", "save_total_limit", optional=True)
         at_least(self, 0, "num_workers", optional=True)  # null: chosen for the device (training._data_loading)
         at_least(self, 0, "warmup_steps", "eval_steps", "save_steps", "weight_decay", "max_grad_norm")
-        require(self.max_seconds is None or (math.isfinite(self.max_seconds) and self.max_seconds > 0), "max_seconds", self.max_seconds, "must be positive or null")
+        for key in ("max_seconds", "max_flops"):
+            value = getattr(self, key)
+            require(value is None or (math.isfinite(value) and value > 0), key, value, "must be positive or null")
         # 0 is allowed: a run that only carries weights over (init_from) or measures a fixed model
         require(math.isfinite(self.learning_rate) and self.learning_rate >= 0, "learning_rate", self.learning_rate, "must be a finite number >= 0")
         for key in ("adam_beta1", "adam_beta2"):

@@ -51,6 +51,15 @@ def _metric_rows(metrics: dict) -> str:
     return "\n".join(["| metric | value |", "|---|---|", *rows]) if rows else "No held-out evaluation was recorded."
 
 
+def _compute_line(summary: dict) -> str:
+    """Training FLOPs (analytic, as `bench` counts them), CPU and GPU seconds, where the summary has them."""
+    parts = [f"{summary['flops']:.3g} training FLOPs (analytic: 3 x forward matrix-multiply FLOPs)" if summary.get("flops") is not None else None,
+             f"CPU time {summary['cpu_seconds']:.0f} s" if summary.get("cpu_seconds") is not None else None,
+             f"GPU time {summary['gpu_seconds']:.0f} s" if summary.get("gpu_seconds") is not None else None]
+    shown = [p for p in parts if p]
+    return "- compute: " + ", ".join(shown) if shown else "- compute: unknown"
+
+
 def model_card(run_dir: str | os.PathLike, repo_id: str) -> str:
     """README.md text for the run: metadata header, then family, size, data, training budget, eval numbers."""
     from huggingface_hub import ModelCardData
@@ -71,10 +80,11 @@ def model_card(run_dir: str | os.PathLike, repo_id: str) -> str:
         f"- steps: {summary.get('steps', 'unknown')} (stopped by {summary.get('stopped_by', 'unknown')})",
         f"- tokens seen: {summary.get('tokens_seen', 'unknown'):,}" if isinstance(summary.get("tokens_seen"), int) else "- tokens seen: unknown",
         f"- training time: {summary['train_seconds']:.0f} s" if "train_seconds" in summary else "- training time: unknown",
+        _compute_line(summary),
     ]
     if t is not None:
         budget.append(
-            f"- limits: max_steps {t.max_steps}, max_seconds {t.max_seconds}; batch {t.batch_size} x accumulation "
+            f"- limits: max_steps {t.max_steps}, max_seconds {t.max_seconds}, max_flops {t.max_flops}; batch {t.batch_size} x accumulation "
             f"{t.gradient_accumulation_steps}; optimizer {t.optimizer}, learning rate {t.learning_rate}, {t.lr_scheduler} schedule, "
             f"{t.warmup_steps} warmup steps" + (f"; started from {t.init_from}" if t.init_from else "")
         )

@@ -155,6 +155,7 @@ def load_run(model_dir: str | os.PathLike, trust_remote_code: bool = False):
 
 
 # Keys a resumed run may change: bookkeeping, budgets and where things live, never what is computed.
+# train.max_flops is not one: it sets the step count the learning-rate schedule decays over, like max_steps.
 RESUMABLE_KEYS = frozenset({
     "train.output_dir", "train.max_seconds", "train.eval_steps", "train.max_eval_batches", "train.eval_batch_size",
     "train.save_steps", "train.save_total_limit", "train.logging_steps", "train.num_workers", "train.report_to",

@@ -2,8 +2,8 @@
 `accelerate launch` (multi-GPU, multi-node), with checkpoints, resume and bf16 autocast.
 
 What we add on top of the Trainer is bookkeeping a comparison needs: a metrics JSONL (one line
-per log/eval event, with wall-clock time and tokens seen), a wall-clock budget, peak memory, and
-a final evaluation that reports bits per byte. The run config is saved beside the model.
+per log/eval event, with wall-clock, CPU and GPU time, tokens seen and training FLOPs), a wall-clock
+and a training-FLOPs budget (budget.py), peak memory, and a final evaluation that reports bits per byte. The run config is saved beside the model.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 from transformers import PreTrainedModel, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from .budget import check_countable, step_limit, tokens_per_step, training_flops_per_step
 from .callbacks import MetricsCallback, TimeBudgetCallback
 from .config import RunConfig, check_loggers
 from .configfile import InvalidValue, save_yaml, validate
@@ -46,10 +47,14 @@ class TrainResult:
     train_loss: float | None = None
     steps: int = 0
     tokens_seen: int = 0
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # wall-clock (clocks.py)
+    cpu_seconds: float = 0.0  # CPU time of this process over the same span
+    gpu_seconds: float | None = None  # CUDA time of the training steps; None without CUDA
+    flops: float | None = None  # analytic training FLOPs done: steps x flops_per_step (budget.py)
+    flops_per_step: float | None = None  # None where the objective is not counted
     tokens_per_second: float = 0.0
     peak_memory_bytes: int | None = None
-    stopped_by: str = "max_steps"
+    stopped_by: str = "max_steps"  # max_steps | max_seconds | max_flops: the limit that ended the run
     skipped_steps: list[int] = field(default_factory=list)  # non-finite losses dropped (train.on_nonfinite=skip)
     already_finished: bool = False  # the output folder held this run, finished: nothing was trained or written
 
@@ -156,11 +161,12 @@ def _checkpoint_step(checkpoint: str | None) -> int:
 
 
 def _is_finished(summary: dict | None, run: RunConfig) -> bool:
-    """Done: the summary says max_steps were trained, or the wall-clock budget was spent and not raised since.
+    """Done: the summary says max_steps were trained, or the FLOPs budget was (max_flops cannot change
+    on resume: not a RESUMABLE key), or the wall-clock budget was spent and not raised since.
     (A run stopped otherwise, e.g. by a callback, resumes from its newest checkpoint.)"""
     if summary is None:
         return False
-    if summary.get("steps", 0) >= run.train.max_steps:
+    if summary.get("steps", 0) >= run.train.max_steps or summary.get("stopped_by") == "max_flops":
         return True
     raised = run.train.max_seconds is None or run.train.max_seconds > summary.get("train_seconds", 0.0)
     return summary.get("stopped_by") == "max_seconds" and not raised
@@ -188,7 +194,10 @@ def _finished_result(out: Path, summary: dict) -> TrainResult:
     from .rundir import load_run, read_metrics
 
     model, _ = load_run(out)
-    fields = ("eval_metrics", "train_loss", "steps", "tokens_seen", "train_seconds", "tokens_per_second", "peak_memory_bytes", "stopped_by", "skipped_steps")
+    fields = (
+        "eval_metrics", "train_loss", "steps", "tokens_seen", "train_seconds", "cpu_seconds", "gpu_seconds", "flops", "flops_per_step",
+        "tokens_per_second", "peak_memory_bytes", "stopped_by", "skipped_steps",
+    )
     result = TrainResult(output_dir=out, model=model, parameters=count_parameters(model), history=read_metrics(out), already_finished=True)
     for key in fields:
         if key in summary:
@@ -227,6 +236,7 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
     except InvalidValue as err:
         raise err.located("config", "train") from None
     check_objective(run.train, family(run.model.family))  # before any data work
+    check_countable(run.model, run.train)
     _check_completion_layout(run)
     args = training_arguments(run, has_eval=prepared is None or prepared.eval is not None)
     if model is None and run.train.init_from:
@@ -267,11 +277,13 @@ def _train(run: RunConfig, args, out: Path, prepared, model, callbacks, resume: 
         raise UserError(f"train.gradient_checkpointing: family {run.model.family!r} does not support it; set it to false")
     if objective_config(model) is None:
         prepare_model(model, run.train)  # the objective's parameters (MTP heads, mask vector), recorded in model.config
+    world = max(args.world_size, 1)
+    flops_per_step = training_flops_per_step(run.model, run.train, model.get_input_embeddings().num_embeddings, world)
+    limit = step_limit(run.model, run.train, flops_per_step)
+    args.max_steps = limit.max_steps  # max_flops as a step limit: the schedule ends there, a resume stops there
     if args.process_index == 0:
         save_yaml(run, out / RUN_CONFIG)
-    world = max(args.world_size, 1)
-    tokens_per_step = run.train.batch_size * run.train.gradient_accumulation_steps * world * run.model.seq_len
-    metrics = MetricsCallback(out / METRICS, tokens_per_step)
+    metrics = MetricsCallback(out / METRICS, tokens_per_step(run.model, run.train, world), flops_per_step)
     extra = [metrics, *callbacks]
     budget = None
     if run.train.max_seconds:
@@ -290,13 +302,21 @@ def _train(run: RunConfig, args, out: Path, prepared, model, callbacks, resume: 
     )
     checkpoint = _resume_checkpoint(run.train.output_dir, resume)
     with PeakMemory() as peak:
-        if _checkpoint_step(checkpoint) >= run.train.max_steps:  # killed after the last checkpoint: train no extra step
+        if _checkpoint_step(checkpoint) >= limit.max_steps:  # killed after the last checkpoint: train no extra step
             output = _restore_only(trainer, checkpoint, metrics)
         else:
             output = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_final(str(out))  # model (safetensors) + tokenizer, staged then renamed into place
     output = output._replace(training_loss=_train_loss(metrics.history, output, _checkpoint_step(checkpoint), trainer.state.global_step))
-    return _finish(run, trainer, output, metrics, budget, peak, prepared, out)
+    return _finish(run, trainer, output, metrics, _stopped_by(budget, limit, trainer.state.global_step), peak, prepared, out)
+
+
+def _stopped_by(budget: TimeBudgetCallback | None, limit, steps: int) -> str:
+    """The limit that ended the run: max_seconds, else the step limit's (max_steps or max_flops) once
+    reached; a run a callback stopped earlier says max_steps, which a resume does not take as finished."""
+    if budget is not None and budget.triggered:
+        return "max_seconds"
+    return limit.stopped_by if steps >= limit.max_steps else "max_steps"
 
 
 def _restore_only(trainer: RobustTrainer, checkpoint: str, metrics: MetricsCallback):
@@ -331,7 +351,7 @@ def _init_from(run: RunConfig) -> tuple[PreTrainedModel, RunConfig]:
     return model.train(), run
 
 
-def _finish(run, trainer, output, metrics, budget, peak, prepared, out) -> TrainResult:
+def _finish(run, trainer, output, metrics, stopped_by: str, peak, prepared, out) -> TrainResult:
     model = trainer.model
     steps = trainer.state.global_step
     seconds = metrics.elapsed()
@@ -344,9 +364,13 @@ def _finish(run, trainer, output, metrics, budget, peak, prepared, out) -> Train
         steps=steps,
         tokens_seen=steps * metrics.tokens_per_step,
         train_seconds=seconds,
+        cpu_seconds=metrics.clocks.cpu(),
+        gpu_seconds=metrics.clocks.gpu(),
+        flops=metrics.flops(steps),
+        flops_per_step=metrics.flops_per_step,
         tokens_per_second=steps * metrics.tokens_per_step / seconds if seconds else 0.0,
         peak_memory_bytes=peak.bytes,
-        stopped_by="max_seconds" if budget is not None and budget.triggered else "max_steps",
+        stopped_by=stopped_by,
         skipped_steps=[int(r["skipped_step"]) for r in metrics.history if "skipped_step" in r],
     )
     if prepared.eval is not None and trainer.is_world_process_zero():

@@ -67,6 +67,8 @@ def test_compare_tiny_writes_report_plots_and_results(tmp_path):
     assert set(results["environment"]) >= {"git_revision", "torch", "transformers", "device", "dtype"}
     report = (tmp_path / "report.md").read_text()
     assert "| mixer-flat-d32-n2-L32 | 4 | 51,840 |" in report and "eval_loss_vs_tokens.png" in report
+    assert "Budget: steps (max_steps=4)" in report and "mixer-L16 stopped by max_steps after 4 steps" in report
+    assert all(r["cpu_seconds"] > 0 and r["flops"] == 4 * r["flops_per_step"] for r in results["models"])
     assert result.report == tmp_path / "report.md"
 
 

@@ -108,3 +108,21 @@ def test_triangular_tiles_match_dense_on_cuda():
     torch.testing.assert_close(tiled.logits, dense.logits, rtol=1e-4, atol=1e-4)
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, dense_grads[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_training_records_gpu_time_of_its_steps(tmp_path):
+    """gpu_seconds: CUDA time of the training steps, positive and within the training's wall clock."""
+    import json
+
+    from masked_mixers.config import RunConfig, TrainConfig
+    from masked_mixers.training import train
+    from standin_data import prepare_standin
+
+    run = RunConfig(
+        model=ModelSpec(family="mixer", hidden_size=32, num_hidden_layers=2, seq_len=32),
+        train=TrainConfig(output_dir=str(tmp_path), max_steps=6, batch_size=4, eval_steps=0, save_steps=0, logging_steps=2, precision="fp32"),
+    )
+    result = train(run, prepare_standin(None, 32, n_train=64, n_eval=16))
+    assert result.gpu_seconds is not None and 0 < result.gpu_seconds <= result.train_seconds
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 <= r["gpu_s"] <= r["elapsed_s"] for r in records)

@@ -153,7 +153,7 @@ def test_a_kill_during_the_final_save_leaves_no_half_model(tmp_path, cache, monk
 BAD_VALUES = [
     ("train.batch_size", 0), ("train.gradient_accumulation_steps", 0), ("train.learning_rate", ".nan"), ("train.learning_rate", -1),
     ("train.lr_scheduler", "wobbly"), ("train.warmup_steps", -1), ("train.logging_steps", 0), ("train.report_to", "[not_a_logger]"), ("train.report_to", "[wandb]"),
-    ("train.max_steps", -5), ("train.save_steps", -1), ("train.max_seconds", -1), ("train.max_seconds", ".inf"), ("train.eval_batch_size", 0),
+    ("train.max_steps", -5), ("train.save_steps", -1), ("train.max_seconds", -1), ("train.max_seconds", ".inf"), ("train.max_flops", 0), ("train.max_flops", -1), ("train.eval_batch_size", 0),
     ("train.adam_beta1", 1.5), ("train.weight_decay", -0.1), ("train.seed", -1), ("train.save_total_limit", 0),
     ("model.dropout", 1.0), ("model.hidden_size", 0), ("model.seq_len", 10**9), ("data.eval_fraction", 1.5), ("data.max_documents", 0),
 ]

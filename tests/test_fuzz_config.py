@@ -50,7 +50,7 @@ def test_random_structures(data):
 # --- numeric values: whatever the loader accepts, Hugging Face and the model factory accept too -------
 
 NUMERIC_KEYS = {
-    "train": ["max_steps", "max_seconds", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "learning_rate", "warmup_steps",
+    "train": ["max_steps", "max_seconds", "max_flops", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "learning_rate", "warmup_steps",
               "weight_decay", "adam_beta1", "adam_beta2", "max_grad_norm", "eval_steps", "max_eval_batches", "save_steps", "save_total_limit",
               "logging_steps", "seed", "num_workers"],
     "model": ["hidden_size", "num_hidden_layers", "seq_len", "num_heads", "expansion", "ff_mult", "dropout", "vocab_size"],
@@ -84,7 +84,7 @@ def test_numeric_values_are_refused_in_one_line_or_accepted_downstream(change):
     t = run.train
     assert t.batch_size >= 1 and t.gradient_accumulation_steps >= 1 and t.max_steps >= 1 and t.logging_steps >= 1
     assert math.isfinite(t.learning_rate) and t.learning_rate >= 0 and t.warmup_steps >= 0 and t.save_steps >= 0
-    assert t.max_seconds is None or (math.isfinite(t.max_seconds) and t.max_seconds > 0)
+    assert all(v is None or (math.isfinite(v) and v > 0) for v in (t.max_seconds, t.max_flops))
     assert 1 <= run.model.seq_len <= 2**20 and 0 <= run.model.dropout < 1 and 0 <= run.data.eval_fraction < 1
     if section == "train":
         training_arguments(run, has_eval=True)  # Hugging Face's own checks never fire on an accepted config

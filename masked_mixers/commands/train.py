@@ -48,5 +48,6 @@ def run(args: argparse.Namespace) -> int:
     summary = f"{config.model.label}: {result.steps} steps, train loss {result.train_loss:.4f}"
     if ev:
         summary += ", " + describe_metrics(ev, model_task(result.model))
-    print(f"{summary}, {result.tokens_per_second:,.0f} tokens/s -> {result.output_dir}")
+    flops = f", {result.flops:.3g} training FLOPs" if result.flops is not None else ""
+    print(f"{summary}, {result.tokens_per_second:,.0f} tokens/s; stopped by {result.stopped_by}{flops}, CPU time {result.cpu_seconds:.0f} s -> {result.output_dir}")
     return 0

@@ -105,7 +105,7 @@ class RetrievalTaskConfig(RetrievalSettings):
 
 @dataclass
 class CompareConfig:
-    """Several models trained on the same tokens for the same budget (train.max_steps / max_seconds).
+    """Several models trained on the same tokens for the same budget (train.max_steps / max_seconds / max_flops).
 
     size_matching: "identical" trains the specs as written (give both families the same
       hidden_size and num_hidden_layers); "memory" resizes non-reference models to the reference's

@@ -21,7 +21,16 @@ from .retrieval import render_retrieval
 
 # results.json row key -> report table column, and how to print it; one table per task
 _RUN = {"label": ("model", "{}"), "steps": ("steps", "{:,}"), "parameters": ("parameters", "{:,}"), "train_loss": ("train loss", "{:.4f}")}
-_COST = {"tokens_per_second": ("train tokens/s", "{:,.0f}"), "peak_memory_mib": ("peak memory (MiB)", "{:,.1f}"), "wall_seconds": ("wall time (s)", "{:.1f}")}
+_COST = {
+    "tokens_per_second": ("train tokens/s", "{:,.0f}"),
+    "peak_memory_mib": ("peak memory (MiB)", "{:,.1f}"),
+    "flops": ("train FLOPs", "{:.4g}"),
+    "train_seconds": ("train time (s)", "{:.1f}"),
+    "cpu_seconds": ("CPU time (s)", "{:.1f}"),
+    "wall_seconds": ("wall time (s)", "{:.1f}"),
+    "stopped_by": ("stopped by", "{}"),
+}
+GPU_COLUMN = {"gpu_seconds": ("GPU time (s)", "{:.1f}")}  # shown when some row ran on CUDA
 COLUMNS = {
     **_RUN,
     "eval_loss": ("eval loss", "{:.4f}"),
@@ -165,6 +174,41 @@ def _mtp_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _with_gpu(columns: dict, rows: list[dict]) -> dict:
+    """The table's columns, with GPU time before the CPU time when any row has one."""
+    if not any(r.get("gpu_seconds") is not None for r in rows):
+        return columns
+    keys = list(columns)
+    at = keys.index("cpu_seconds") if "cpu_seconds" in keys else len(keys)
+    return {k: columns[k] for k in keys[:at]} | GPU_COLUMN | {k: columns[k] for k in keys[at:]}
+
+
+def budget_sentence(budget: dict, rows: list[dict]) -> str:
+    """Which limit budgets the comparison, the others, and what stopped each row (a budget by wall
+    clock measures the machine's load too; training FLOPs and CPU time do not)."""
+    kind = budget_kind(budget)
+    limits = {"max_steps": budget["max_steps"], "max_seconds": budget["max_seconds"], "max_flops": budget.get("max_flops")}
+    shown = {k: f"{v:.3g}" if k == "max_flops" and v is not None else v for k, v in limits.items()}
+    head = {
+        "max_flops": f"Budget: training FLOPs (max_flops={shown['max_flops']}): each model trains the whole steps its own analytic "
+        "training FLOPs per step fit into (the count of `masked-mixers bench`: 3 x forward matrix-multiply FLOPs per token)",
+        "max_seconds": f"Budget: wall-clock (max_seconds={shown['max_seconds']}), which also measures how loaded the machine was: "
+        "compare the CPU time column",
+        "max_steps": f"Budget: steps (max_steps={shown['max_steps']}), the same training tokens for every model",
+    }[kind]
+    others = ", ".join(f"{k}={v}" for k, v in shown.items() if k != kind and limits[k] is not None)
+    stops = "; ".join(f"{r['label']} stopped by {r.get('stopped_by', 'unknown')} after {r['steps']:,} steps" for r in rows)
+    return (
+        f"{head}{f', also capped by {others}' if others else ''}. A model stops at whichever limit comes first: {stops}. "
+        f"Every model reads the same token stream (batch {budget['batch_size']} x its seq_len per step)."
+    )
+
+
+def budget_kind(budget: dict) -> str:
+    """The limit a comparison is budgeted by: max_flops when set, else max_seconds when set, else max_steps."""
+    return "max_flops" if budget.get("max_flops") else "max_seconds" if budget.get("max_seconds") else "max_steps"
+
+
 def render_markdown(results: dict) -> str:
     env = results["environment"]
     budget = results["budget"]
@@ -173,13 +217,14 @@ def render_markdown(results: dict) -> str:
     parts = [
         f"# Masked mixer vs transformer comparison: {TITLES[task]}",
         "",
-        f"Every model saw the same training tokens (batch {budget['batch_size']} x its seq_len) for the same budget "
-        f"(max_steps={budget['max_steps']}, max_seconds={budget['max_seconds']}); size matching: {results['size_matching']}.",
+        budget_sentence(budget, results["models"]) + f" Size matching: {results['size_matching']}.",
         objective_note,
         METRIC_NOTES[task] + " Peak memory is the training run's peak above its start (CUDA allocator on a GPU; "
-        "sampled resident memory on a CPU). Wall time includes the final evaluation.",
+        "sampled resident memory on a CPU). Train time is training's wall clock; CPU time is this process's over the "
+        "same span (all threads; well under train time x threads means the machine was shared); GPU time is the CUDA time of the "
+        "training steps; wall time also includes the final evaluation and samples.",
         "",
-        _table(results["models"], columns),
+        _table(results["models"], _with_gpu(columns, results["models"])),
         "",
         _mtp_table(results["models"]),
         "![eval loss vs time](eval_loss_vs_time.png) ![eval loss vs tokens](eval_loss_vs_tokens.png)",
@@ -201,6 +246,13 @@ def render_markdown(results: dict) -> str:
     return "\n".join(parts)
 
 
+def _budget(config: CompareConfig) -> dict:
+    """results.json's budget: every limit, and `kind`, the one the comparison is budgeted by."""
+    t = config.train
+    limits = {"max_steps": t.max_steps, "max_seconds": t.max_seconds, "max_flops": t.max_flops, "batch_size": t.batch_size}
+    return {**limits, "kind": budget_kind(limits)}
+
+
 def write_report(
     output_dir: Path, config: CompareConfig, task: str, rows: list[dict], matches: list[dict], env: dict, retrieval: dict | None = None
 ) -> Path:
@@ -213,7 +265,7 @@ def write_report(
         "objective": config.train.objective,
         "environment": env,
         "size_matching": config.size_matching,
-        "budget": {"max_steps": config.train.max_steps, "max_seconds": config.train.max_seconds, "batch_size": config.train.batch_size},
+        "budget": _budget(config),
         "models": rows,
         "matches": matches,
         "plots": list(PLOTS),

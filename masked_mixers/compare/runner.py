@@ -62,7 +62,7 @@ def _check(config: CompareConfig) -> str:
         if key not in FAMILIES and key not in labels:
             raise UserError(f"per_family: key {key!r} names no family ({', '.join(FAMILIES)}) and no model label")
     if config.train.max_steps <= 0 and not config.train.max_seconds:
-        raise UserError("train: set a budget, max_steps > 0 or max_seconds")
+        raise UserError("train: set a budget, max_steps > 0, max_seconds or max_flops")
     task = _task(config.models)
     check_retrieval(config, task)
     return task
@@ -138,6 +138,10 @@ def _row(spec: ModelSpec, train_cfg: TrainConfig, result, wall: float, examples:
         "tokens_per_second": result.tokens_per_second,
         "peak_memory_mib": result.peak_memory_bytes / 2**20 if result.peak_memory_bytes is not None else None,
         "train_seconds": result.train_seconds,
+        "cpu_seconds": result.cpu_seconds,
+        "gpu_seconds": result.gpu_seconds,
+        "flops": result.flops,
+        "flops_per_step": result.flops_per_step,
         "wall_seconds": wall,
         "output_dir": str(result.output_dir),
         "eval_curve": eval_curve(result.history, final),
