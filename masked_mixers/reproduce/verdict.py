@@ -66,11 +66,13 @@ def better(
     scale = abs(sum(a) + sum(b)) / (2 * len(a)) or 1.0
     allowed = tolerance * scale
     noise = max(_spread(a), _spread(b))
-    detail = f"mean gap {mean_gap:+.4g} ({'a' if mean_gap > 0 else 'b'} better; {len(gaps)} seed{'s' if len(gaps) > 1 else ''}"
-    detail += f", seed noise {noise:.3g})" if len(gaps) > 1 else ", no noise estimate)"
-    detail = detail.replace("(a ", f"({name_a} ").replace("(b ", f"({name_b} ")
+    leader = name_a if mean_gap > 0 else name_b if mean_gap < 0 else "neither"
+    seeds = f"{len(gaps)} seed{'s' if len(gaps) > 1 else ''}" + (f", seed noise {noise:.3g}" if len(gaps) > 1 else ", no noise estimate")
+    detail = f"mean gap {mean_gap:+.4g} ({leader} better; {seeds})"
     if tolerance and all(g >= -allowed for g in gaps):
         return Check(claim, published, measured, AGREES, f"{detail}; within the {tolerance:.0%} parity band or better on every seed", variant)
+    if mean_gap == 0:
+        return Check(claim, published, measured, INCONCLUSIVE, f"{detail}; no gap", variant)
     if len({g > 0 for g in gaps}) > 1:
         return Check(claim, published, measured, INCONCLUSIVE, f"{detail}; seeds disagree on the direction", variant)
     if len(gaps) > 1 and abs(mean_gap) <= noise:
