@@ -40,6 +40,11 @@ def _apply_padding(x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.
     return x * padding_mask[..., None].to(x.dtype)
 
 
+def _as(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """tensor in `dtype`; no call at all when it already is (a decoding step makes dozens of these)."""
+    return tensor if tensor.dtype == dtype else tensor.to(dtype)
+
+
 def _write(store: torch.Tensor, at, rows: torch.Tensor, values: torch.Tensor) -> None:
     """store[b, rows[b, i]] = values[b, i]: put new positions into a preallocated (batch, slots, ...) cache."""
     store[at.batch_index, rows] = values.to(store.dtype)
@@ -106,9 +111,9 @@ class FlatTokenMixing(nn.Module):
         store = state["x"]
         if at.slot is not None:  # one token per row, all at slot p - 1: row p - 1 of W, unmasked (SlotBatch.slot)
             store[:, at.slot : p] = x
-            w, bias = self.weight[at.slot : p, :p].to(store.dtype), self.bias[at.slot : p, None].to(store.dtype)  # (1, p), (1, 1)
+            w, bias = _as(self.weight[at.slot : p, :p], store.dtype), _as(self.bias[at.slot : p, None], store.dtype)  # (1, p), (1, 1)
             # (b, 1, p) @ (b, p, d) + (1, 1) -> (b, 1, d); expand is a view: W's row is not copied per row
-            return torch.baddbmm(bias, w.expand(x.shape[0], 1, p), store[:, :p]).to(x.dtype)
+            return _as(torch.baddbmm(bias, w.expand(x.shape[0], 1, p), store[:, :p]), x.dtype)
         _write(store, at, rows, _apply_padding(x, at.valid))
         w = _rows(self.weight, rows, p, rows, store.dtype)  # (b, t, p), masked to j <= row
         # one row of W per new position: (b, t, p) @ (b, p, d) + (b, t, 1) -> (b, t, d), O(t p d)
@@ -184,11 +189,11 @@ class ExpandedTokenMixing(nn.Module):
         b, e, p = x.shape[0], self.expansion, slot + 1
         dtype, wide = state["x"].dtype, slice(e * slot, e * p)
         state["x"][:, slot:p] = x
-        w_in = self.weight_in[wide, :p].to(dtype).expand(b, e, p)  # (b, e, p), a view
-        h = F.gelu(torch.baddbmm(self.bias_in[wide, None].to(dtype), w_in, state["x"][:, :p]))  # (b, e, d)
+        w_in = _as(self.weight_in[wide, :p], dtype).expand(b, e, p)  # (b, e, p), a view
+        h = F.gelu(torch.baddbmm(_as(self.bias_in[wide, None], dtype), w_in, state["x"][:, :p]))  # (b, e, d)
         state["h"][:, wide] = h
-        w_out = self.weight_out[slot:p, : e * p].to(dtype).expand(b, 1, e * p)  # (b, 1, e*p)
-        return torch.baddbmm(self.bias_out[slot:p, None].to(dtype), w_out, state["h"][:, : e * p]).to(x.dtype)  # (b, 1, d)
+        w_out = _as(self.weight_out[slot:p, : e * p], dtype).expand(b, 1, e * p)  # (b, 1, e*p)
+        return _as(torch.baddbmm(_as(self.bias_out[slot:p, None], dtype), w_out, state["h"][:, : e * p]), x.dtype)  # (b, 1, d)
 
 
 class MultiHeadTokenMixing(nn.Module):
@@ -233,9 +238,9 @@ class MultiHeadTokenMixing(nn.Module):
         v = self.proj_in(x).view(b, t, self.num_heads, self.head_dim)
         if at.slot is not None:  # one token per row, all at slot p - 1: each head's row p - 1, unmasked (SlotBatch.slot)
             store[:, :, at.slot] = v[:, 0]  # (b, h, d/h)
-            w, bias = self.weight[:, at.slot : p, :p].to(store.dtype), self.bias[:, at.slot : p, None].to(store.dtype)  # (h, 1, p), (h, 1, 1)
+            w, bias = _as(self.weight[:, at.slot : p, :p], store.dtype), _as(self.bias[:, at.slot : p, None], store.dtype)  # (h, 1, p), (h, 1, 1)
             y = torch.matmul(w, store[:, :, :p]) + bias  # (h, 1, p) @ (b, h, p, d/h) -> (b, h, 1, d/h)
-            return self.proj_out(y.transpose(1, 2).reshape(b, 1, -1).to(x.dtype))
+            return self.proj_out(_as(y.transpose(1, 2).reshape(b, 1, -1), x.dtype))
         if at.valid is not None:  # padded positions add nothing
             v = v * at.valid[..., None, None].to(v.dtype)
         store[at.batch_index, :, rows] = v.to(store.dtype)  # (b, t) index pairs, then heads: takes (b, t, h, d/h)
