@@ -16,6 +16,13 @@ on training. On CPU the cached mixing runs in fp32 even for a bf16 model (CPU bf
 mat-vec kernels are several times slower than fp32 ones). A new token then costs one row of each
 mixing matrix times the cached inputs (O(t d) per layer) plus the feed-forward.
 
+Two ways to address the new positions (`SlotBatch`): the general one, index tensors of each row's
+slot with the mixing rows gathered and masked per row (rows at different slots: a right-padded
+batch), and the one-slot path, taken when every row sits at the same slot (batch 1, prompts of one
+length): the mixing rows are slices of the parameters and the cache is written through a slice,
+with the same arithmetic and half the tensor operations (tests/test_decode_paths.py checks the two
+agree, wrapped mixings included).
+
 Beam search reorders the rows with `reorder_cache` (transformers' generate() calls it).
 """
 

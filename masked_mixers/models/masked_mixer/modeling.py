@@ -198,10 +198,11 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
 
     def _decode_step(self, token, x, cache: MaskedMixerCache, keep_all: bool) -> list[torch.Tensor]:
         """One new token per row (b, 1) at slot lengths[b], re-priming rows whose window is full."""
-        low, high = (int(n) for n in torch.aminmax(cache.lengths))
-        if high >= self.config.seq_len:
+        lengths = cache.lengths.tolist()  # on the host: no device sync
+        if max(lengths) >= self.config.seq_len:
             self._reprime(cache, (cache.lengths >= self.config.seq_len).nonzero().flatten())
-            low, high = (int(n) for n in torch.aminmax(cache.lengths))
+            lengths = cache.lengths.tolist()
+        low, high = min(lengths), max(lengths)
         if low == high:  # every row at one slot: the mixings read slices (SlotBatch.slot)
             at = cache.at_slot(high)
         else:
