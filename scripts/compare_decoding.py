@@ -8,7 +8,9 @@ prompt, then lets the workers take turns: CHUNK decoding steps each, the order f
 128 steps per round. Each step is `model(input_ids=token, cache=cache, logits_to_keep=1)` plus the
 argmax, timed in wall time and in the thread's CPU time (one torch thread: CPU time does not count
 the time other processes hold the core). Reported: medians over all steps, and ratios to the first
-checkout. `masked-mixers bench generate` (generate() included) remains the official measurement.
+checkout. With --generate N each turn is instead one whole generate() run of N tokens from the
+prompt, timed between streamed tokens as `bench generate` does (coarser turns: noisier).
+`masked-mixers bench generate` remains the official measurement.
 
   OMP_NUM_THREADS=1 python3 scripts/compare_decoding.py old=/path/to/old/checkout,new=. \
       --rounds 5 --chunk 8 flat:1 multihead:1 flat:8 multihead:8
@@ -47,10 +49,19 @@ def worker(tree: str, layers: int) -> None:
                     models[mixer_type] = build_model(spec)[0].eval()
                 ids = torch.randint(1, 4096, (batch, 256), generator=torch.Generator().manual_seed(0))
                 out = models[mixer_type](input_ids=ids, use_cache=True)
-                state.update(model=models[mixer_type], cache=out.cache, token=out.logits[:, -1:].argmax(-1))
+                state.update(model=models[mixer_type], cache=out.cache, token=out.logits[:, -1:].argmax(-1), prompt=ids)
                 print("ok", flush=True)
                 continue
             wall, cpu = [], []
+            if command[0] == "generate":  # one generate() run from the prompt; times between streamed tokens
+                stamps = []
+                streamer = type("Clock", (), {"put": lambda self, v: stamps.append((time.perf_counter(), time.thread_time())), "end": lambda self: None})()
+                ids = state["prompt"]
+                state["model"].generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=int(command[1]), min_new_tokens=int(command[1]),
+                                        do_sample=False, use_cache=True, streamer=streamer, pad_token_id=0, eos_token_id=None)
+                steps = list(zip(stamps[1:], stamps[2:]))  # after the prompt and the first token, as bench generate
+                print(json.dumps({"wall": [1e3 * (b[0] - a[0]) for a, b in steps], "cpu": [1e3 * (b[1] - a[1]) for a, b in steps]}), flush=True)
+                continue
             for _ in range(int(command[1])):
                 w, c = time.perf_counter(), time.thread_time()
                 state["token"] = state["model"](input_ids=state["token"], cache=state["cache"], logits_to_keep=1).logits[:, -1:].argmax(-1)
@@ -66,6 +77,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds of 128 steps (one more, first, is a warm-up)")
     parser.add_argument("--chunk", type=int, default=8, help="steps a worker takes per turn")
     parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--generate", type=int, metavar="N", help="time whole generate() runs of N new tokens instead, one run per turn")
     args = parser.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH="")
     workers = {}
@@ -79,17 +91,19 @@ def main() -> None:
         workers[name].stdin.flush()
         return workers[name].stdout.readline()
 
-    print(f"1 thread, {args.layers} layers, {args.rounds} rounds x 128 steps, turns of {args.chunk} steps", flush=True)
+    turns = f"one generate() of {args.generate} tokens per turn" if args.generate else f"128 steps in turns of {args.chunk}"
+    print(f"1 thread, {args.layers} layers, {args.rounds} rounds, {turns}", flush=True)
     for config in args.configs:
         mixer_type, batch = config.split(":")
         times = {name: {"wall": [], "cpu": []} for name in workers}
         for round_ in range(args.rounds + 1):
             for name in workers:
                 assert ask(name, f"reset {mixer_type} {batch}").strip() == "ok"
-            for turn in range(128 // args.chunk):
+            turns, command = (1, f"generate {args.generate}") if args.generate else (128 // args.chunk, f"steps {args.chunk}")
+            for turn in range(turns):
                 names = list(workers) if (round_ + turn) % 2 == 0 else list(workers)[::-1]
                 for name in names:
-                    out = json.loads(ask(name, f"steps {args.chunk}"))
+                    out = json.loads(ask(name, command))
                     for key in out if round_ else ():
                         times[name][key] += out[key]
         for key in ("cpu", "wall"):
