@@ -16,6 +16,13 @@ on training. On CPU the cached mixing runs in fp32 even for a bf16 model (CPU bf
 mat-vec kernels are several times slower than fp32 ones). A new token then costs one row of each
 mixing matrix times the cached inputs (O(t d) per layer) plus the feed-forward.
 
+Two ways to address the new positions (`SlotBatch`): the general one, index tensors of each row's
+slot with the mixing rows gathered and masked per row (rows at different slots: a right-padded
+batch), and the one-slot path, taken when every row sits at the same slot (batch 1, prompts of one
+length): the mixing rows are slices of the parameters and the cache is written through a slice,
+with the same arithmetic and half the tensor operations (tests/test_decode_paths.py checks the two
+agree, wrapped mixings included).
+
 Beam search reorders the rows with `reorder_cache` (transformers' generate() calls it).
 """
 
@@ -34,12 +41,18 @@ class SlotBatch:
     are real tokens (a decoding step), `end` = max row + 1.
 
     batch_index: (b, 1) row numbers, to index a (b, slots, ...) cache together with `rows`.
+    slot: set (and `rows` None) when every row writes one real token at this same slot, the usual
+    decoding step (batch 1, or prompts of one length); then end = slot + 1. A mixing then reads its
+    weight rows as slices (views of the parameter) and writes the cache through a slice: every
+    column < end is <= slot, so no mask and no index tensor is needed. At batch 1 a step is mostly
+    per-op overhead, and the index/mask ops of the general path cost about as much as the mixing.
     """
 
-    rows: torch.Tensor
+    rows: torch.Tensor | None
     valid: torch.Tensor | None
     end: int
     batch_index: torch.Tensor
+    slot: int | None = None
 
 
 class MaskedMixerCache:
@@ -74,8 +87,16 @@ class MaskedMixerCache:
     def at(self, rows: torch.Tensor, valid: torch.Tensor | None, end: int) -> SlotBatch:
         return SlotBatch(rows, valid, end, self.batch_index)
 
+    def at_slot(self, slot: int) -> SlotBatch:
+        """One new real token per row, every row at `slot` (see SlotBatch.slot)."""
+        return SlotBatch(None, None, slot + 1, self.batch_index, slot)
+
     def store(self, tokens: torch.Tensor, at: SlotBatch) -> None:
         """Remember the tokens written at slots `at.rows`, for a later re-prime."""
+        if at.slot is not None:
+            self.tokens[:, at.slot : at.end] = tokens  # (b, 1)
+            self.valid[:, at.slot] = True
+            return
         self.tokens[self.batch_index, at.rows] = tokens
         self.valid[self.batch_index, at.rows] = True if at.valid is None else at.valid
 

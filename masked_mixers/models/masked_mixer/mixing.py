@@ -40,6 +40,11 @@ def _apply_padding(x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.
     return x * padding_mask[..., None].to(x.dtype)
 
 
+def _as(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """tensor in `dtype`; no call at all when it already is (a decoding step makes dozens of these)."""
+    return tensor if tensor.dtype == dtype else tensor.to(dtype)
+
+
 def _write(store: torch.Tensor, at, rows: torch.Tensor, values: torch.Tensor) -> None:
     """store[b, rows[b, i]] = values[b, i]: put new positions into a preallocated (batch, slots, ...) cache."""
     store[at.batch_index, rows] = values.to(store.dtype)
@@ -104,6 +109,11 @@ class FlatTokenMixing(nn.Module):
         """
         rows, p = at.rows, at.end
         store = state["x"]
+        if at.slot is not None:  # one token per row, all at slot p - 1: row p - 1 of W, unmasked (SlotBatch.slot)
+            store[:, at.slot : p] = x
+            w, bias = _as(self.weight[at.slot : p, :p], store.dtype), _as(self.bias[at.slot : p, None], store.dtype)  # (1, p), (1, 1)
+            # (b, 1, p) @ (b, p, d) + (1, 1) -> (b, 1, d); expand is a view: W's row is not copied per row
+            return _as(torch.baddbmm(bias, w.expand(x.shape[0], 1, p), store[:, :p]), x.dtype)
         _write(store, at, rows, _apply_padding(x, at.valid))
         w = _rows(self.weight, rows, p, rows, store.dtype)  # (b, t, p), masked to j <= row
         # one row of W per new position: (b, t, p) @ (b, p, d) + (b, t, 1) -> (b, t, d), O(t p d)
@@ -161,6 +171,8 @@ class ExpandedTokenMixing(nn.Module):
         e = self.expansion
         rows, p = at.rows, at.end
         dtype = state["x"].dtype
+        if at.slot is not None:
+            return self._forward_slot(x, at.slot, state)
         _write(state["x"], at, rows, _apply_padding(x, at.valid))
         wide_rows = (e * rows[..., None] + torch.arange(e, device=rows.device)).flatten(1)  # (b, e*t)
         w_in = _rows(self.weight_in, wide_rows, p, wide_rows // e, dtype)  # (b, e*t, p)
@@ -169,6 +181,19 @@ class ExpandedTokenMixing(nn.Module):
         w_out = _rows(self.weight_out, rows, e * p, rows, dtype, col_group=e)  # (b, t, e*p)
         # (b, t, e*p) @ (b, e*p, d) -> (b, t, d)
         return torch.baddbmm(self.bias_out[rows, None].to(dtype), w_out, state["h"][:, : e * p]).to(x.dtype)
+
+    def _forward_slot(self, x: torch.Tensor, slot: int, state: dict) -> torch.Tensor:
+        """forward_cached for one token per row, every row at `slot` (SlotBatch.slot): the same
+        arithmetic on slices. Wide units e*slot .. e*slot+e-1 read positions <= slot, i.e. all of :p,
+        and position `slot` reads wide units < e*p: no mask applies."""
+        b, e, p = x.shape[0], self.expansion, slot + 1
+        dtype, wide = state["x"].dtype, slice(e * slot, e * p)
+        state["x"][:, slot:p] = x
+        w_in = _as(self.weight_in[wide, :p], dtype).expand(b, e, p)  # (b, e, p), a view
+        h = F.gelu(torch.baddbmm(_as(self.bias_in[wide, None], dtype), w_in, state["x"][:, :p]))  # (b, e, d)
+        state["h"][:, wide] = h
+        w_out = _as(self.weight_out[slot:p, : e * p], dtype).expand(b, 1, e * p)  # (b, 1, e*p)
+        return _as(torch.baddbmm(_as(self.bias_out[slot:p, None], dtype), w_out, state["h"][:, : e * p]), x.dtype)  # (b, 1, d)
 
 
 class MultiHeadTokenMixing(nn.Module):
@@ -211,6 +236,11 @@ class MultiHeadTokenMixing(nn.Module):
         rows, p = at.rows, at.end
         store = state["v"]
         v = self.proj_in(x).view(b, t, self.num_heads, self.head_dim)
+        if at.slot is not None:  # one token per row, all at slot p - 1: each head's row p - 1, unmasked (SlotBatch.slot)
+            store[:, :, at.slot] = v[:, 0]  # (b, h, d/h)
+            w, bias = _as(self.weight[:, at.slot : p, :p], store.dtype), _as(self.bias[:, at.slot : p, None], store.dtype)  # (h, 1, p), (h, 1, 1)
+            y = torch.matmul(w, store[:, :, :p]) + bias  # (h, 1, p) @ (b, h, p, d/h) -> (b, h, 1, d/h)
+            return self.proj_out(_as(y.transpose(1, 2).reshape(b, 1, -1), x.dtype))
         if at.valid is not None:  # padded positions add nothing
             v = v * at.valid[..., None, None].to(v.dtype)
         store[at.batch_index, :, rows] = v.to(store.dtype)  # (b, t) index pairs, then heads: takes (b, t, h, d/h)

@@ -198,11 +198,15 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
 
     def _decode_step(self, token, x, cache: MaskedMixerCache, keep_all: bool) -> list[torch.Tensor]:
         """One new token per row (b, 1) at slot lengths[b], re-priming rows whose window is full."""
-        end = int(cache.lengths.max())
-        if end >= self.config.seq_len:
+        lengths = cache.lengths.tolist()  # on the host: no device sync
+        if max(lengths) >= self.config.seq_len:
             self._reprime(cache, (cache.lengths >= self.config.seq_len).nonzero().flatten())
-            end = int(cache.lengths.max())
-        at = cache.at(cache.lengths.to(x.device)[:, None], None, end + 1)  # rows: (b, 1), all real tokens
+            lengths = cache.lengths.tolist()
+        low, high = min(lengths), max(lengths)
+        if low == high:  # every row at one slot: the mixings read slices (SlotBatch.slot)
+            at = cache.at_slot(high)
+        else:
+            at = cache.at(cache.lengths.to(x.device)[:, None], None, high + 1)  # rows: (b, 1), all real tokens
         cache.store(token, at)
         hidden = self._run(x, None, at, cache, keep_all)
         cache.lengths += 1
