@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub.dataclasses import strict
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -153,6 +154,7 @@ def train_direct(
     patience: int | None = None,
     min_delta: float = 1e-3,
     evaluate=None,
+    progress: bool = False,
 ) -> tuple[RetrievalMixer, list[dict]]:
     """Train a RetrievalMixer on (N, d) query and (D, d) passage embeddings; query i asks for passage targets[i].
 
@@ -168,7 +170,8 @@ def train_direct(
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
     plateau, history = Plateau(patience, min_delta), []
-    for epoch in range(epochs):
+    bar = tqdm(range(epochs), desc=f"direct n={n}", disable=not progress, unit="epoch")
+    for epoch in bar:
         negatives = sample_negatives(len(passages), n - 1, generator, exclude=targets)  # fresh negatives every epoch
         order = torch.randperm(len(queries), generator=generator)
         total = 0.0
@@ -184,6 +187,7 @@ def train_direct(
             record.update(evaluate(model.eval()))
             model.train()
         history.append(record)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k != "epoch"})
         if plateau.step(record["loss"]):
             break
     return model.eval(), history
@@ -224,13 +228,12 @@ def fit_direct(train: tuple, test: tuple, settings, device: str | torch.device =
     (ln n, 1/n), the binomial test of test top-1, the epochs run, and per epoch the train loss
     and test cross entropy. An n that the test passages cannot fill is skipped.
     """
-    from tqdm.auto import tqdm
-
     rows = []
-    for n in tqdm(settings.direct_candidates, desc="direct", disable=not progress):
+    for n in settings.direct_candidates:
         if n > min(len(train[1]), len(test[1])):
             continue
-        config = RetrievalMixerConfig(input_size=train[0].shape[1], hidden_size=train[0].shape[1], num_candidates=n, num_hidden_layers=settings.direct_layers)
+        d = train[0].shape[1]
+        config = RetrievalMixerConfig(input_size=d, hidden_size=settings.direct_hidden_size or d, num_candidates=n, num_hidden_layers=settings.direct_layers)
 
         def on_test(model):
             return {"test_ce": evaluate_direct(model, *test[:2], seed=settings.seed, targets=test[2])["ce"]}
@@ -238,7 +241,7 @@ def fit_direct(train: tuple, test: tuple, settings, device: str | torch.device =
         model, history = train_direct(
             train[0], train[1], config, epochs=settings.direct_epochs, batch_size=settings.direct_batch_size,
             learning_rate=settings.direct_learning_rate, seed=settings.seed, device=device, targets=train[2],
-            patience=settings.direct_patience, min_delta=settings.direct_min_delta, evaluate=on_test,
+            patience=settings.direct_patience, min_delta=settings.direct_min_delta, evaluate=on_test, progress=progress,
         )
         fit = evaluate_direct(model, *train[:2], seed=settings.seed, targets=train[2])
         held_out = evaluate_direct(model, *test[:2], seed=settings.seed, targets=test[2], significance=settings.significance)

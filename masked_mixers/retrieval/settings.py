@@ -61,6 +61,7 @@ class RetrievalSettings:
     direct_patience: int = field(default=5, metadata=_help("direct: stop after this many epochs without the train loss falling by direct_min_delta below its best"))
     direct_min_delta: float = field(default=1e-3, metadata=_help("direct: the fall of the train loss (nats) that counts as progress"))
     direct_layers: int = field(default=4, metadata=_help("direct: mixer layers of the retrieval model"))
+    direct_hidden_size: int | None = field(default=None, metadata=_help("direct: width of the retrieval model (default: the language model's d_model, as in the paper)"))
     direct_batch_size: int = field(default=32, metadata=_help("direct: training queries per step"))
     direct_learning_rate: float = field(default=1e-3, metadata=_help("direct: AdamW learning rate"))
     significance: float = field(default=0.01, metadata=_help("direct: p-value below which test top-1 counts as above chance (one-sided binomial test)"))
@@ -79,7 +80,7 @@ class RetrievalSettings:
         at_least(self, 0, "direct_min_delta")
         require(self.kind == "sentence" or self.queries_per_document == 1, "queries_per_document", self.queries_per_document, "must be 1 for keywords pairs")
         require(0 < self.significance < 1, "significance", self.significance, "must be in (0, 1)")
-        at_least(self, 1, "max_test", "max_length", optional=True)
+        at_least(self, 1, "max_test", "max_length", "direct_hidden_size", optional=True)
         at_least(self, 0, "seed")
         require(0 < self.test_fraction < 1, "test_fraction", self.test_fraction, "must be in (0, 1)")
         for key in ("candidates", "direct_candidates"):
@@ -100,7 +101,7 @@ PAIR_FIELDS = ("min_query_words", "num_keywords", "queries_per_document", "test_
 EMBED_FIELDS = ("position", "batch_size", "max_length")
 BENCHMARK_FIELDS = (
     "methods", "candidates", "position", "batch_size", "max_length", "direct_candidates", "direct_epochs", "direct_patience",
-    "direct_min_delta", "direct_layers", "direct_batch_size", "direct_learning_rate", "significance", "infonce_variant",
+    "direct_min_delta", "direct_layers", "direct_hidden_size", "direct_batch_size", "direct_learning_rate", "significance", "infonce_variant",
     "infonce_candidates", "infonce_steps", "infonce_batch_size", "infonce_learning_rate", "temperature", "seed",
 )
 
