@@ -69,7 +69,7 @@ class RetrievalSettings:
     infonce_candidates: int = field(default=31, metadata=_help("infonce (paper): candidate passages per step, the positive among them"))
     infonce_steps: int = field(default=200, metadata=_help("infonce: fine-tuning steps"))
     infonce_batch_size: int = field(default=32, metadata=_help("infonce (in-batch): pairs per step"))
-    infonce_learning_rate: float = field(default=1e-4, metadata=_help("infonce: peak learning rate (linear warmup over the first 10% of steps, then linear decay)"))
+    infonce_learning_rate: float = field(default=1e-4, metadata=_help("infonce: peak learning rate (linear warmup over the first tenth of the steps, then linear decay)"))
     temperature: float = field(default=0.02, metadata=_help("infonce: temperature of the cosine scores, f = exp(cos / temperature)"))
     seed: int = field(default=0, metadata=_help("seeds the pair split, the candidate draws and the trained retrievers"))
 
