@@ -28,7 +28,7 @@ from .benchmark import embed_splits
 from .direct import fit_direct
 from .embedding import load_embeddings, load_language_model, padding_side, save_embeddings
 from .infonce import finetune_infonce
-from .metrics import candidate_counts, cosine_scores, metrics_vs_candidates
+from .metrics import cosine_scores, metrics_vs_candidates
 from .pairs import PairSplits, build_pairs, passage_index, split_pairs
 from .settings import RetrievalSettings
 from .significance import chance_test
@@ -62,6 +62,14 @@ def _cached_embeddings(model, tokenizer, splits, settings, cache: Path | None, p
     return embedded
 
 
+def _cosine_rows(queries, passages, targets, counts, settings) -> list[dict]:
+    """Cosine top-1/top-10/MRR at each n, with the binomial chance test of top-1."""
+    rows = metrics_vs_candidates(cosine_scores(queries, passages), counts, settings.seed, targets)
+    for row in rows:
+        row.update(chance_test(round(row["top1"] * len(targets)), len(targets), row["candidates"], settings.significance))
+    return rows
+
+
 def _infonce(model, tokenizer, splits, settings, counts, targets, progress) -> dict:
     history = finetune_infonce(
         model, tokenizer, splits.train, position=settings.position, steps=settings.infonce_steps, batch_size=settings.infonce_batch_size,
@@ -69,9 +77,7 @@ def _infonce(model, tokenizer, splits, settings, counts, targets, progress) -> d
         seed=settings.seed, progress=progress, variant=settings.infonce_variant, candidates=settings.infonce_candidates,
     )
     tuned_q, tuned_p, _ = embed_splits(model, tokenizer, splits, settings, progress, train=False)["test"]
-    rows = metrics_vs_candidates(cosine_scores(tuned_q, tuned_p), counts, settings.seed, targets)
-    for row in rows:
-        row.update(chance_test(round(row["top1"] * len(targets)), len(targets), row["candidates"], settings.significance))
+    rows = _cosine_rows(tuned_q, tuned_p, targets, counts, settings)
     return {"variant": settings.infonce_variant, "steps": settings.infonce_steps, "candidates_per_step": settings.infonce_candidates,
             "temperature": settings.temperature, "loss_first": history[0]["loss"], "loss_last": history[-1]["loss"], "rows": rows}
 
@@ -85,7 +91,7 @@ def run_family(model_dir: str | Path, splits: PairSplits, settings: RetrievalSet
     result = {
         "model_dir": str(model_dir), "model_type": model.config.model_type, "padding_side": padding_side(model, tokenizer),
         "direct": fit_direct(embedded["train"], embedded["test"], settings, device, progress),
-        "cosine": metrics_vs_candidates(cosine_scores(test_q, test_p), counts, settings.seed, test_t),
+        "cosine": _cosine_rows(test_q, test_p, test_t, counts, settings),
     }
     if "infonce" in settings.methods:
         result["infonce"] = _infonce(model, tokenizer, splits, settings, counts, test_t, progress)
