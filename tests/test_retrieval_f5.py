@@ -15,7 +15,6 @@ from masked_mixers.retrieval.f5 import beats_chance, direct_table, f5_settings, 
 from masked_mixers.retrieval.infonce import candidates_nce_loss, finetune_infonce
 from masked_mixers.retrieval.embedding import load_language_model
 from masked_mixers.retrieval.pairs import build_pairs, passage_index, split_pairs
-from masked_mixers.retrieval.settings import RetrievalSettings
 from masked_mixers.retrieval.significance import binomial_upper_tail, chance_test
 
 

@@ -21,8 +21,6 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from ..errors import UserError
 from .benchmark import embed_splits
 from .direct import fit_direct
