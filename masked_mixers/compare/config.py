@@ -94,13 +94,17 @@ class RetrievalTaskConfig(RetrievalSettings):
     on (query, passage) pairs built from held-out documents, with BM25 on the same pairs.
     source: null builds pairs from the comparison's held-out documents: data.eval_source when set,
       else the documents of data.source after the first data.max_documents (those trained on).
-    num_documents: documents read for pairs. Every other key is a `RetrievalSettings` field (pair
-    kind and split, methods, candidates, ...), shared with the pairs/embed/retrieve commands.
+    num_documents: documents read for pairs. include_training_documents: also build pairs from the
+    documents the models trained on (data.source, up to data.max_documents), as the paper does (its
+    pairs come from the TinyStories its models learned); the split stays by document. Every other
+    key is a `RetrievalSettings` field (pair kind and split, queries per document, methods,
+    candidates, ...), shared with the pairs/embed/retrieve commands.
     """
 
     enabled: bool = False
     source: str | list[str] | None = None
     num_documents: int = 1000
+    include_training_documents: bool = False
 
 
 @dataclass

@@ -17,6 +17,7 @@ import torch
 from ..errors import UserError
 from ..retrieval.benchmark import benchmark_models, markdown_table, plot_benchmark
 from ..retrieval.corpus import load_documents
+from ..retrieval.f5 import direct_table
 from ..retrieval.pairs import build_pairs, save_splits, split_pairs
 from ..retrieval.settings import METHODS, PAIR_KINDS, POSITIONS
 from ..tasks import CAUSAL_LM
@@ -69,7 +70,12 @@ def heldout_documents(config: CompareConfig) -> tuple[list[str], dict]:
     documents = documents[first:]
     if len(documents) < 2:
         raise UserError(f"retrieval: {source} has {len(documents)} documents after the first {first} (those the models trained on); pairs need more")
-    return documents, {"source": source, "split": split, "first_document": first, "num_documents": len(documents)}
+    origin = {"source": source, "split": split, "first_document": first, "num_documents": len(documents)}
+    if task.include_training_documents:
+        trained = load_documents(data.source, split=data.split, text_field=data.text_field, lowercase=data.lowercase, max_documents=data.max_documents)
+        documents = list(trained) + documents
+        origin.update(training_documents=len(trained), training_source=data.source, num_documents=len(documents))
+    return documents, origin
 
 
 def _device() -> str:
@@ -99,16 +105,26 @@ def _infonce_losses(retrieval: dict) -> list[str]:
     ]
 
 
+def _direct_section(retrieval: dict) -> list[str]:
+    """The direct model as the paper reports it: train and test CE and top-1 per n, chance and the binomial test."""
+    families = {label: {"direct": m["direct"]} for label, m in retrieval["models"].items() if m.get("direct")}
+    if not families:
+        return []
+    return ["", "### Direct retrieval model (train and test cross entropy, chance ln n)", "", direct_table({"families": families})]
+
+
 def render_retrieval(retrieval: dict | None) -> str:
     """The report's retrieval section (empty when the task was off)."""
     if not retrieval:
         return ""
     p = retrieval["pairs"]
-    last = p["first_document"] + p["num_documents"] - 1
+    trained = p.get("training_documents", 0)
+    last = p["first_document"] + p["num_documents"] - trained - 1
+    also = f" and the {trained} documents the models trained on" if trained else ""
     lines = [
         "## Retrieval",
         "",
-        f"{p['num_pairs']} {p['kind']} pairs from held-out documents {p['first_document']}..{last} of {p['source']} "
+        f"{p['num_pairs']} {p['kind']} pairs from held-out documents {p['first_document']}..{last} of {p['source']}{also} "
         f"({retrieval['num_train']} train, {retrieval['num_test']} test; seed {retrieval['seed']}; saved in {p['saved_to']}/). "
         "Each test query ranks its own passage among n candidates (itself and n - 1 other test passages, the same draw "
         "for every column). cosine: the language model's embedding as trained; infonce: after InfoNCE fine-tuning on the "
@@ -118,5 +134,6 @@ def render_retrieval(retrieval: dict | None) -> str:
         lines += ["", "Keyword pairs: the positive is the one passage certain to lack the query's words, so BM25 falls below chance."]
     for metric, title in METRICS.items():
         lines += ["", f"### {title}", "", markdown_table(retrieval, metric)]
+    lines += _direct_section(retrieval)
     lines += ["", *_infonce_losses(retrieval), "", f"![{METRICS['top1']} vs candidates]({retrieval['plot']})", ""]
     return "\n".join(lines) + "\n"

@@ -17,22 +17,36 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import torch
+
 from ..errors import UserError
 from ..factory import count_parameters
 from ..files import save_figure
 from .bm25 import bm25_scores
-from .direct import RetrievalMixerConfig, evaluate_direct, train_direct
-from .embedding import embed_texts, load_language_model
+from .direct import fit_direct
+from .embedding import embed_texts, load_language_model, padding_side
 from .infonce import finetune_infonce
 from .metrics import candidate_counts, cosine_scores, metrics_vs_candidates
-from .pairs import PairSplits, load_splits
+from .pairs import PairSplits, load_splits, passage_index
 from .settings import METHODS, RetrievalSettings
 
 
-def _embed_pairs(model, tokenizer, pairs, position, batch_size, max_length, progress):
-    kw = {"position": position, "batch_size": batch_size, "max_length": max_length, "progress": progress}
-    return (embed_texts(model, tokenizer, [p.query for p in pairs], desc="embed queries", **kw),
-            embed_texts(model, tokenizer, [p.passage for p in pairs], desc="embed passages", **kw))
+def embed_splits(model, tokenizer, splits: PairSplits, settings: RetrievalSettings, progress: bool = True, train: bool = True) -> dict:
+    """Embeddings of the test (and train) split, each (queries (N, d), distinct passages (D, d), targets (N,)).
+
+    A passage shared by several queries (queries_per_document > 1) is embedded once; computed once
+    per language model, they serve every method that keeps it frozen (cosine, direct).
+    """
+    kw = {"position": settings.position, "batch_size": settings.batch_size, "max_length": settings.max_length, "progress": progress}
+    out = {}
+    for name, pairs in (("test", splits.test), ("train", splits.train)) if train else (("test", splits.test),):
+        passages, targets = passage_index(pairs)
+        out[name] = (
+            embed_texts(model, tokenizer, [p.query for p in pairs], desc=f"embed {name} queries", **kw),
+            embed_texts(model, tokenizer, passages, desc=f"embed {name} passages", **kw),
+            torch.tensor(targets),
+        )
+    return out
 
 
 def benchmark_model(
@@ -46,34 +60,28 @@ def benchmark_model(
 ) -> dict:
     """Every method of `settings.methods` on one language model (see the module docstring)."""
     s = settings or RetrievalSettings()
-    methods, position, seed = tuple(s.methods), s.position, s.seed
+    methods, seed = tuple(s.methods), s.seed
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise UserError(f"unknown retrieval methods {sorted(unknown)} (choose from {', '.join(METHODS)})")
     model, tokenizer = load_language_model(model_dir, device, trust_remote_code=trust_remote_code)
     result = {"model_dir": str(model_dir), "model_type": model.config.model_type, "parameters": count_parameters(model).total}
-
-    def embed(pairs):
-        return _embed_pairs(model, tokenizer, pairs, position, s.batch_size, s.max_length, progress)
-
-    test_q, test_p = embed(splits.test)
+    result["padding_side"] = padding_side(model, tokenizer)
+    embedded = embed_splits(model, tokenizer, splits, s, progress, train="direct" in methods)
+    test_q, test_p, test_t = embedded["test"]
     if "cosine" in methods:
-        result["cosine"] = metrics_vs_candidates(cosine_scores(test_q, test_p), counts, seed)
+        result["cosine"] = metrics_vs_candidates(cosine_scores(test_q, test_p), counts, seed, test_t)
     if "direct" in methods:
-        train_q, train_p = embed(splits.train)
-        result["direct"] = []
-        for n in s.direct_candidates:
-            config = RetrievalMixerConfig(input_size=train_q.shape[1], hidden_size=train_q.shape[1], num_candidates=n, num_hidden_layers=s.direct_layers)
-            retriever, history = train_direct(train_q, train_p, config, epochs=s.direct_epochs, seed=seed, device=device)
-            result["direct"].append({**evaluate_direct(retriever, test_q, test_p, seed=seed), "train_loss": history[-1]["loss"]})
+        result["direct"] = fit_direct(embedded["train"], embedded["test"], s, device)
     if "infonce" in methods:
         history = finetune_infonce(
-            model, tokenizer, splits.train, position=position, steps=s.infonce_steps, batch_size=s.infonce_batch_size,
+            model, tokenizer, splits.train, position=s.position, steps=s.infonce_steps, batch_size=s.infonce_batch_size,
             learning_rate=s.infonce_learning_rate, temperature=s.temperature, max_length=s.max_length, seed=seed, progress=progress,
+            variant=s.infonce_variant, candidates=s.infonce_candidates,
         )
-        tuned_q, tuned_p = embed(splits.test)
-        result["infonce"] = metrics_vs_candidates(cosine_scores(tuned_q, tuned_p), counts, seed)
-        result["infonce_loss"] = {"first": history[0]["loss"], "last": history[-1]["loss"]}
+        tuned_q, tuned_p, _ = embed_splits(model, tokenizer, splits, s, progress, train=False)["test"]
+        result["infonce"] = metrics_vs_candidates(cosine_scores(tuned_q, tuned_p), counts, seed, test_t)
+        result["infonce_loss"] = {"first": history[0]["loss"], "last": history[-1]["loss"], "variant": s.infonce_variant}
     return result
 
 
@@ -95,16 +103,17 @@ def benchmark_models(
     """
     settings = dataclasses.replace(settings or RetrievalSettings(), **overrides)
     splits = pairs if isinstance(pairs, PairSplits) else load_splits(pairs)
-    counts = settings.candidates or candidate_counts(len(splits.test))
-    if not counts or max(counts) > len(splits.test):
-        raise UserError(f"{len(splits.test)} test pairs cannot fill {max(counts or [32])} candidates")
-    lexical = bm25_scores([p.query for p in splits.test], [p.passage for p in splits.test])
+    passages, targets = passage_index(splits.test)
+    counts = settings.candidates or candidate_counts(len(passages))
+    if not counts or max(counts) > len(passages):
+        raise UserError(f"{len(passages)} test passages cannot fill {max(counts or [32])} candidates")
+    lexical = bm25_scores([p.query for p in splits.test], passages)
     return {
         "num_train": len(splits.train),
         "num_test": len(splits.test),
         "candidates": counts,
         "seed": settings.seed,
-        "bm25": metrics_vs_candidates(lexical, counts, settings.seed),
+        "bm25": metrics_vs_candidates(lexical, counts, settings.seed, torch.tensor(targets)),
         "models": {label: benchmark_model(path, splits, counts, settings, device, progress, trust_remote_code) for label, path in model_dirs.items()},
     }
 

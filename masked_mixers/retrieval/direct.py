@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub.dataclasses import strict
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -29,6 +30,7 @@ from ..errors import UserError
 from ..models.masked_mixer import MaskedMixerConfig
 from ..models.masked_mixer.modeling import MixerBlock
 from .metrics import rank_of_target, ranking_metrics, sample_negatives
+from .significance import chance_test
 
 
 @strict
@@ -106,19 +108,37 @@ class RetrievalMixer(PreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
-def candidate_batch(queries: torch.Tensor, passages: torch.Tensor, rows: torch.Tensor, negatives: torch.Tensor, generator: torch.Generator):
-    """(b, n + 1, d) inputs and (b,) labels: query `rows[k]`, its positive at a random slot among its n - 1 negatives."""
+def candidate_batch(queries, passages, rows, negatives, generator, targets=None):
+    """(b, n + 1, d) inputs and (b,) labels: query `rows[k]`, its positive at a random slot among its n - 1 negatives.
+
+    The positive of query i is passage `targets[i]` (default i: pairs aligned row by row).
+    """
     b, m = len(rows), negatives.shape[1] + 1  # m = n passage slots
     labels = torch.randint(m, (b,), generator=generator)
     slots = torch.cat([negatives, negatives[:, :1]], dim=1)  # (b, m), last column a placeholder
     slots[torch.arange(b), -1] = slots[torch.arange(b), labels]  # move the negative out of the label slot
-    slots[torch.arange(b), labels] = rows  # the positive takes its slot
+    slots[torch.arange(b), labels] = rows if targets is None else targets[rows]  # the positive takes its slot
     return torch.cat([queries[rows][:, None], passages[slots]], dim=1), labels
 
 
-def _check_size(num_pairs: int, n: int, what: str) -> None:
-    if num_pairs < n:
-        raise UserError(f"{what}: {num_pairs} pairs cannot fill {n} candidate passages")
+def _check_size(num_passages: int, n: int, what: str) -> None:
+    if num_passages < n:
+        raise UserError(f"{what}: {num_passages} passages cannot fill {n} candidates")
+
+
+class Plateau:
+    """Stop once the loss has not fallen `min_delta` below its best for `patience` epochs in a row."""
+
+    def __init__(self, patience: int | None, min_delta: float = 1e-3):
+        self.patience, self.min_delta, self.best, self.stale = patience, min_delta, math.inf, 0
+
+    def step(self, loss: float) -> bool:
+        """Record one epoch's loss; True when training should stop."""
+        if loss < self.best - self.min_delta:
+            self.best, self.stale = loss, 0
+        else:
+            self.stale += 1
+        return self.patience is not None and self.stale >= self.patience
 
 
 def train_direct(
@@ -130,41 +150,103 @@ def train_direct(
     learning_rate: float = 1e-3,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    targets: torch.Tensor | None = None,
+    patience: int | None = None,
+    min_delta: float = 1e-3,
+    evaluate=None,
+    progress: bool = False,
 ) -> tuple[RetrievalMixer, list[dict]]:
-    """Train a RetrievalMixer on (N, d) query and passage embeddings of training pairs i <-> i."""
+    """Train a RetrievalMixer on (N, d) query and (D, d) passage embeddings; query i asks for passage targets[i].
+
+    Runs at most `epochs` epochs, fewer once the train loss reaches a plateau (`Plateau`; patience
+    None: never). `evaluate(model) -> dict` (e.g. the test cross entropy) is merged into each
+    epoch's record of the history, so the curve of train and test loss is kept.
+    """
     n = config.num_candidates
-    _check_size(len(queries), n, "direct retrieval training")
+    _check_size(len(passages), n, "direct retrieval training")
+    targets = torch.arange(len(queries)) if targets is None else targets.long()
     torch.manual_seed(seed)
     model = RetrievalMixer(config).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
-    history = []
-    for epoch in range(epochs):
-        negatives = sample_negatives(len(queries), n - 1, generator)  # fresh negatives every epoch
+    plateau, history = Plateau(patience, min_delta), []
+    bar = tqdm(range(epochs), desc=f"direct n={n}", disable=not progress, unit="epoch")
+    for epoch in bar:
+        negatives = sample_negatives(len(passages), n - 1, generator, exclude=targets)  # fresh negatives every epoch
         order = torch.randperm(len(queries), generator=generator)
         total = 0.0
         for batch in order.split(batch_size):
-            inputs, labels = candidate_batch(queries, passages, batch, negatives[batch], generator)
+            inputs, labels = candidate_batch(queries, passages, batch, negatives[batch], generator, targets)
             loss = model(inputs.to(device), labels.to(device)).loss
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total += loss.item() * len(batch)
-        history.append({"epoch": epoch + 1, "loss": total / len(queries)})
+        record = {"epoch": epoch + 1, "loss": total / len(queries)}
+        if evaluate is not None:
+            record.update(evaluate(model.eval()))
+            model.train()
+        history.append(record)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k != "epoch"})
+        if plateau.step(record["loss"]):
+            break
     return model.eval(), history
 
 
 @torch.no_grad()
-def evaluate_direct(model: RetrievalMixer, queries: torch.Tensor, passages: torch.Tensor, seed: int = 0, batch_size: int = 64) -> dict[str, float]:
-    """top1, top10, mrr of the model on held-out pairs, at its own number of candidates."""
+def evaluate_direct(
+    model: RetrievalMixer, queries: torch.Tensor, passages: torch.Tensor, seed: int = 0, batch_size: int = 256,
+    targets: torch.Tensor | None = None, significance: float = 0.01,
+) -> dict:
+    """Ranking metrics, cross entropy (with its standard error, beside chance ln n) and the binomial
+    chance test of the model on pairs, at its own number of candidates; seeded candidate draws."""
     n = model.config.num_candidates
-    _check_size(len(queries), n, "direct retrieval evaluation")
+    _check_size(len(passages), n, "direct retrieval evaluation")
+    targets = torch.arange(len(queries)) if targets is None else targets.long()
     generator = torch.Generator().manual_seed(seed)
-    negatives = sample_negatives(len(queries), n - 1, generator)
+    negatives = sample_negatives(len(passages), n - 1, generator, exclude=targets)
     device = next(model.parameters()).device
-    ranks = []
+    ranks, losses = [], []
     for batch in torch.arange(len(queries)).split(batch_size):
-        inputs, labels = candidate_batch(queries, passages, batch, negatives[batch], generator)
-        logits = model(inputs.to(device)).logits.cpu()
+        inputs, labels = candidate_batch(queries, passages, batch, negatives[batch], generator, targets)
+        logits = model(inputs.to(device)).logits.float().cpu()
         ranks.append(rank_of_target(logits, labels, generator))
-    return {"candidates": n, **ranking_metrics(torch.cat(ranks)), "chance_top1": 1.0 / n}
+        losses.append(F.cross_entropy(logits, labels, reduction="none"))
+    ranks, losses = torch.cat(ranks), torch.cat(losses)
+    se = losses.std().item() / math.sqrt(len(losses)) if len(losses) > 1 else math.nan
+    return {
+        "candidates": n, **ranking_metrics(ranks), "ce": losses.mean().item(), "ce_se": se, "chance_ce": math.log(n),
+        **chance_test(int((ranks == 1).sum()), len(ranks), n, significance),
+    }
+
+
+def fit_direct(train: tuple, test: tuple, settings, device: str | torch.device = "cpu", progress: bool = False) -> list[dict]:
+    """The direct model at each of `settings.direct_candidates`, trained to a plateau and reported as the paper does.
+
+    train, test: (queries (N, d), passages (D, d), targets (N,)) of cached frozen-LM embeddings.
+    Per n: train and test cross entropy and top-1 (each on a seeded candidate draw), chance
+    (ln n, 1/n), the binomial test of test top-1, the epochs run, and per epoch the train loss
+    and test cross entropy. An n that the test passages cannot fill is skipped.
+    """
+    rows = []
+    for n in settings.direct_candidates:
+        if n > min(len(train[1]), len(test[1])):
+            continue
+        d = train[0].shape[1]
+        config = RetrievalMixerConfig(input_size=d, hidden_size=settings.direct_hidden_size or d, num_candidates=n, num_hidden_layers=settings.direct_layers)
+
+        def on_test(model):
+            return {"test_ce": evaluate_direct(model, *test[:2], seed=settings.seed, targets=test[2])["ce"]}
+
+        model, history = train_direct(
+            train[0], train[1], config, epochs=settings.direct_epochs, batch_size=settings.direct_batch_size,
+            learning_rate=settings.direct_learning_rate, seed=settings.seed, device=device, targets=train[2],
+            patience=settings.direct_patience, min_delta=settings.direct_min_delta, evaluate=on_test, progress=progress,
+        )
+        fit = evaluate_direct(model, *train[:2], seed=settings.seed, targets=train[2])
+        held_out = evaluate_direct(model, *test[:2], seed=settings.seed, targets=test[2], significance=settings.significance)
+        rows.append({
+            **held_out, "train_ce": fit["ce"], "train_top1": fit["top1"], "train_loss": history[-1]["loss"],
+            "epochs": len(history), "history": history,
+        })
+    return rows

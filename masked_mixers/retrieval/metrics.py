@@ -17,16 +17,21 @@ import torch
 import torch.nn.functional as F
 
 
-def sample_negatives(num_items: int, num_negatives: int, generator: torch.Generator, chunk: int = 1024) -> torch.Tensor:
-    """(num_items, num_negatives) indices; row i holds distinct indices, never i itself."""
+def sample_negatives(num_items: int, num_negatives: int, generator: torch.Generator, chunk: int = 1024, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """(rows, num_negatives) indices into num_items; each row distinct indices, never its own.
+
+    Its own index is row i (num_items rows), or `exclude[i]` when given (one row per entry of
+    `exclude`: several queries asking for one passage each draw negatives among the others).
+    """
     if not 0 <= num_negatives < num_items:
         raise ValueError(f"need fewer negatives than items: {num_negatives} negatives of {num_items} items")
+    own_all = torch.arange(num_items) if exclude is None else exclude.long()
     rows = []
-    for start in range(0, num_items, chunk):
-        own = torch.arange(start, min(start + chunk, num_items))[:, None]  # (c, 1)
-        drawn = torch.rand(len(own), num_items - 1, generator=generator).argsort(dim=1)[:, :num_negatives]
-        rows.append(drawn + (drawn >= own).long())  # skip over i: 0..N-2 -> 0..N-1 without i
-    return torch.cat(rows)
+    for start in range(0, len(own_all), chunk):
+        own = own_all[start : start + chunk, None]  # (c, 1)
+        drawn = torch.rand(len(own), num_items - 1, generator=generator).topk(num_negatives, dim=1).indices  # distinct, random order
+        rows.append(drawn + (drawn >= own).long())  # skip over own: 0..N-2 -> 0..N-1 without it
+    return torch.cat(rows) if rows else torch.empty(0, num_negatives, dtype=torch.long)
 
 
 def rank_of_target(scores: torch.Tensor, target: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -52,12 +57,16 @@ def cosine_scores(queries: torch.Tensor, passages: torch.Tensor, chunk: int = 40
     return torch.cat([F.normalize(q.float(), dim=-1) @ p.T for q in queries.split(chunk)])
 
 
-def candidate_ranks(scores: torch.Tensor, num_candidates: int, seed: int = 0) -> torch.Tensor:
-    """(n,) rank of each query's positive (the diagonal) among itself and n_candidates - 1 negatives."""
+def candidate_ranks(scores: torch.Tensor, num_candidates: int, seed: int = 0, targets: torch.Tensor | None = None) -> torch.Tensor:
+    """(queries,) rank of each query's positive among itself and n_candidates - 1 negatives.
+
+    scores: (queries, passages); the positive of query i is passage `targets[i]` (default i, the diagonal).
+    """
     generator = torch.Generator().manual_seed(seed)
-    negatives = sample_negatives(len(scores), num_candidates - 1, generator)  # (n, c - 1)
     rows = torch.arange(len(scores))
-    candidates = torch.cat([rows[:, None], negatives], dim=1)  # (n, c): positive in column 0
+    targets = rows if targets is None else targets.long()
+    negatives = sample_negatives(scores.shape[1], num_candidates - 1, generator, exclude=targets)  # (q, c - 1)
+    candidates = torch.cat([targets[:, None], negatives], dim=1)  # (q, c): positive in column 0
     return rank_of_target(scores.gather(1, candidates), torch.zeros_like(rows), generator)
 
 
@@ -70,10 +79,10 @@ def candidate_counts(num_pairs: int, smallest: int = 32, largest: int = 8192) ->
     return counts
 
 
-def metrics_vs_candidates(scores: torch.Tensor, counts: list[int], seed: int = 0) -> list[dict[str, float]]:
-    """top1, top10, mrr (and chance top-1) for each number of candidates in `counts`."""
+def metrics_vs_candidates(scores: torch.Tensor, counts: list[int], seed: int = 0, targets: torch.Tensor | None = None) -> list[dict[str, float]]:
+    """top1, top10, mrr (and chance top-1) for each number of candidates in `counts` (see candidate_ranks)."""
     return [
-        {"candidates": n, **ranking_metrics(candidate_ranks(scores, n, seed)), "chance_top1": 1.0 / n}
+        {"candidates": n, **ranking_metrics(candidate_ranks(scores, n, seed, targets)), "chance_top1": 1.0 / n}
         for n in counts
-        if n <= len(scores)
+        if n <= scores.shape[1]
     ]

@@ -5,7 +5,8 @@ two self-supervised kinds of pair take the query text out of the document:
 
 - "sentence": one sentence of the document (at least `min_query_words` words) is the query and the
   rest of the document, that sentence removed, is the passage. A sentence that also occurs
-  elsewhere in the document is never chosen.
+  elsewhere in the document is never chosen. With `queries_per_document` k > 1, k different
+  sentences are queries of one passage: the document with all k removed.
 - "keywords": a few distinct content words (not stopwords, three letters or more) of the
   document, in random order, are the query; the passage is the document with every whole-word
   occurrence of those words deleted. The passage keeps its story but loses the exact terms, so
@@ -69,19 +70,34 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
 
 
-def sentence_pair(text: str, rng: random.Random, min_query_words: int = 5) -> tuple[str, str] | None:
-    """(one sentence, the rest of the document), or None if no sentence qualifies."""
+def sentence_pairs(text: str, rng: random.Random, min_query_words: int = 5, queries_per_document: int = 1) -> list[tuple[str, str]]:
+    """Up to `queries_per_document` (sentence, passage) pairs of one document, all with one passage.
+
+    The passage is the document with *every* chosen query sentence removed, so no query of a
+    document can be found verbatim in its passage, the document has one passage whichever of its
+    queries asks, and its pairs stay one unit (`split_pairs` splits by document). A sentence that
+    also occurs elsewhere in the document is never chosen; at least two sentences stay in the passage.
+    """
     sentences = split_sentences(text)
     if len(sentences) < 3:
-        return None
+        return []
     order = list(range(len(sentences)))
     rng.shuffle(order)
+    chosen = []
     for i in order:
-        query = sentences[i]
-        passage = " ".join(sentences[:i] + sentences[i + 1 :])
-        if len(query.split()) >= min_query_words and _norm(query) not in _norm(passage):
-            return query, passage
-    return None
+        if len(chosen) == queries_per_document or len(sentences) - len(chosen) <= 2:
+            break
+        rest = " ".join(sentences[:i] + sentences[i + 1 :])
+        if len(sentences[i].split()) >= min_query_words and _norm(sentences[i]) not in _norm(rest):
+            chosen.append(i)
+    passage = " ".join(s for j, s in enumerate(sentences) if j not in chosen)
+    return [(sentences[i], passage) for i in chosen]
+
+
+def sentence_pair(text: str, rng: random.Random, min_query_words: int = 5) -> tuple[str, str] | None:
+    """(one sentence, the rest of the document), or None if no sentence qualifies."""
+    made = sentence_pairs(text, rng, min_query_words, 1)
+    return made[0] if made else None
 
 
 def content_words(text: str) -> list[str]:
@@ -105,35 +121,64 @@ def keyword_pair(text: str, rng: random.Random, num_keywords: int = 3) -> tuple[
     return " ".join(keywords), remove_words(text, keywords)
 
 
-def build_pairs(documents: Sequence[str], kind: str = "sentence", seed: int = 0, **options) -> list[Pair]:
-    """One pair per usable document (duplicates and documents too short are skipped).
+def build_pairs(documents: Sequence[str], kind: str = "sentence", seed: int = 0, queries_per_document: int = 1, **options) -> list[Pair]:
+    """Pairs of every usable document (duplicates and documents too short are skipped).
 
-    options: min_query_words for "sentence", num_keywords for "keywords".
+    queries_per_document: "sentence" pairs per document, each a different sentence, all sharing
+    the document's passage (see `sentence_pairs`); "keywords" makes one. options: min_query_words
+    for "sentence", num_keywords for "keywords".
     """
-    makers = {"sentence": sentence_pair, "keywords": keyword_pair}
-    if kind not in makers:
+    if kind not in PAIR_KINDS:
         raise UserError(f"pair kind {kind!r} is unknown (choose from {', '.join(PAIR_KINDS)})")
+    if queries_per_document < 1 or (kind != "sentence" and queries_per_document != 1):
+        raise UserError(f"queries_per_document: {queries_per_document} (at least 1, and only 'sentence' pairs take more than 1)")
     pairs, seen = [], set()
     for doc_id, text in enumerate(documents):
         key = _norm(text)
         if not key or key in seen:
             continue
         seen.add(key)
-        made = makers[kind](text, random.Random(f"{seed}:{doc_id}"), **options)
-        if made:
-            pairs.append(Pair(made[0], made[1], doc_id))
+        rng = random.Random(f"{seed}:{doc_id}")
+        if kind == "sentence":
+            made = sentence_pairs(text, rng, queries_per_document=queries_per_document, **options)
+        else:
+            made = [p] if (p := keyword_pair(text, rng, **options)) else []
+        pairs.extend(Pair(query, passage, doc_id) for query, passage in made)
     return pairs
 
 
 def split_pairs(pairs: Sequence[Pair], test_fraction: float = 0.2, seed: int = 0, max_test: int | None = None) -> PairSplits:
-    """Seeded shuffle, then the first `test_fraction` (at most `max_test`) pairs are the test split."""
+    """Split by document: a seeded shuffle of the documents, the first `test_fraction` of them
+    (at most `max_test` pairs) are the test split, so a document's pairs never straddle the split.
+
+    With one pair per document this is the same split as shuffling the pairs themselves.
+    """
     if not 0.0 < test_fraction < 1.0:
         raise UserError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    order = list(range(len(pairs)))
-    random.Random(seed).shuffle(order)
-    n_test = max(1, round(len(pairs) * test_fraction))
-    n_test = min(n_test, max_test) if max_test else n_test
-    return PairSplits(train=[pairs[i] for i in order[n_test:]], test=[pairs[i] for i in order[:n_test]])
+    groups: dict[int, list[Pair]] = {}
+    for pair in pairs:
+        groups.setdefault(pair.doc_id, []).append(pair)
+    docs = list(groups)
+    random.Random(seed).shuffle(docs)
+    n_test = max(1, round(len(docs) * test_fraction))
+    test, taken = [], 0
+    for doc in docs[:n_test]:
+        if max_test and len(test) + len(groups[doc]) > max_test:
+            break
+        test.extend(groups[doc])
+        taken += 1
+    return PairSplits(train=[p for doc in docs[max(taken, 1) :] for p in groups[doc]], test=test or groups[docs[0]][:max_test])
+
+
+def passage_index(pairs: Sequence[Pair]) -> tuple[list[str], list[int]]:
+    """(distinct passages in order of first appearance, the index of each pair's passage among them).
+
+    Several queries of one document ask for one passage: it is embedded once, and a query's
+    negatives are the *other* passages, never a copy of its own.
+    """
+    index: dict[str, int] = {}
+    targets = [index.setdefault(p.passage, len(index)) for p in pairs]
+    return list(index), targets
 
 
 def parse_tinystories_instruct(lines: Iterable[str]) -> list[tuple[str, str]]:

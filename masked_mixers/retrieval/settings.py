@@ -26,10 +26,12 @@ from ..errors import UserError
 PairKind = Literal["sentence", "keywords"]
 Method = Literal["cosine", "direct", "infonce"]
 Position = Literal["second-to-last", "last-token", "last"]
+InfoNCEVariant = Literal["paper", "in-batch"]
 
 PAIR_KINDS: tuple[str, ...] = typing.get_args(PairKind)
 METHODS: tuple[str, ...] = typing.get_args(Method)
 POSITIONS: tuple[str, ...] = typing.get_args(Position)
+INFONCE_VARIANTS: tuple[str, ...] = typing.get_args(InfoNCEVariant)
 
 
 def _help(text: str) -> dict:
@@ -46,6 +48,7 @@ class RetrievalSettings:
     kind: PairKind = field(default="sentence", metadata=_help("sentence: one sentence -> the rest of the document; keywords: a few content words -> the document without them"))
     min_query_words: int = field(default=5, metadata=_help("sentence: shortest sentence used as a query"))
     num_keywords: int = field(default=3, metadata=_help("keywords: words per query"))
+    queries_per_document: int = field(default=1, metadata=_help("sentence: query sentences per document, all asking for one passage (the document without any of them); the split is by document"))
     test_fraction: float = field(default=0.2, metadata=_help("fraction of the pairs held out for testing (seeded split)"))
     max_test: int | None = field(default=None, metadata=_help("cap on the number of test pairs"))
     candidates: list[int] | None = field(default=None, metadata=_help("numbers of candidate passages (default 32, 64, ... up to the test pairs)"))
@@ -54,37 +57,52 @@ class RetrievalSettings:
     batch_size: int = field(default=32, metadata=_help("texts embedded per batch"))
     max_length: int | None = field(default=None, metadata=_help("truncate inputs to this many tokens (default: the model's context)"))
     direct_candidates: list[int] = field(default_factory=lambda: [32], metadata=_help("direct: numbers of candidates the retrieval mixer is trained and tested at"))
-    direct_epochs: int = field(default=20, metadata=_help("direct: training epochs of the retrieval mixer"))
+    direct_epochs: int = field(default=100, metadata=_help("direct: most training epochs of the retrieval mixer (it stops earlier once its train loss stops falling)"))
+    direct_patience: int = field(default=5, metadata=_help("direct: stop after this many epochs without the train loss falling by direct_min_delta below its best"))
+    direct_min_delta: float = field(default=1e-3, metadata=_help("direct: the fall of the train loss (nats) that counts as progress"))
     direct_layers: int = field(default=4, metadata=_help("direct: mixer layers of the retrieval model"))
+    direct_hidden_size: int | None = field(default=None, metadata=_help("direct: width of the retrieval model (default: the language model's d_model, as in the paper)"))
+    direct_batch_size: int = field(default=32, metadata=_help("direct: training queries per step"))
+    direct_learning_rate: float = field(default=1e-3, metadata=_help("direct: AdamW learning rate"))
+    significance: float = field(default=0.01, metadata=_help("direct: p-value below which test top-1 counts as above chance (one-sided binomial test)"))
+    infonce_variant: InfoNCEVariant = field(default="paper", metadata=_help("infonce: paper: one query vs infonce_candidates passages per step (F5); in-batch: a batch of pairs, the other passages as negatives"))
+    infonce_candidates: int = field(default=31, metadata=_help("infonce (paper): candidate passages per step, the positive among them"))
     infonce_steps: int = field(default=200, metadata=_help("infonce: fine-tuning steps"))
-    infonce_batch_size: int = field(default=32, metadata=_help("infonce: pairs per step (in-batch negatives)"))
-    infonce_learning_rate: float = field(default=1e-4, metadata=_help("infonce: learning rate"))
-    temperature: float = field(default=0.05, metadata=_help("infonce: softmax temperature of the cosine scores"))
+    infonce_batch_size: int = field(default=32, metadata=_help("infonce (in-batch): pairs per step"))
+    infonce_learning_rate: float = field(default=1e-4, metadata=_help("infonce: peak learning rate (linear warmup over the first tenth of the steps, then linear decay)"))
+    temperature: float = field(default=0.02, metadata=_help("infonce: temperature of the cosine scores, f = exp(cos / temperature)"))
     seed: int = field(default=0, metadata=_help("seeds the pair split, the candidate draws and the trained retrievers"))
 
     def validate(self) -> None:
         """Counts and rates in range, so `--candidates 0 -5` or `--max-length 0` is refused before any model loads."""
-        at_least(self, 1, "min_query_words", "num_keywords", "batch_size", "direct_epochs", "direct_layers", "infonce_steps", "infonce_batch_size")
-        at_least(self, 1, "max_test", "max_length", optional=True)
+        at_least(self, 1, "min_query_words", "num_keywords", "queries_per_document", "batch_size", "direct_epochs", "direct_patience", "direct_layers", "direct_batch_size", "infonce_steps", "infonce_batch_size")
+        at_least(self, 2, "infonce_candidates")
+        at_least(self, 0, "direct_min_delta")
+        require(self.kind == "sentence" or self.queries_per_document == 1, "queries_per_document", self.queries_per_document, "must be 1 for keywords pairs")
+        require(0 < self.significance < 1, "significance", self.significance, "must be in (0, 1)")
+        at_least(self, 1, "max_test", "max_length", "direct_hidden_size", optional=True)
         at_least(self, 0, "seed")
         require(0 < self.test_fraction < 1, "test_fraction", self.test_fraction, "must be in (0, 1)")
         for key in ("candidates", "direct_candidates"):
             values = getattr(self, key) or []
             require(all(n >= 2 for n in values), key, values, "must be candidate counts of at least 2")
-        for key in ("infonce_learning_rate", "temperature"):
+        for key in ("infonce_learning_rate", "temperature", "direct_learning_rate"):
             value = getattr(self, key)
             require(math.isfinite(value) and value > 0, key, value, "must be a finite positive number")
 
     def pair_options(self) -> dict[str, int]:
-        """The keyword of `build_pairs` that this kind of pair reads."""
-        return {"min_query_words": self.min_query_words} if self.kind == "sentence" else {"num_keywords": self.num_keywords}
+        """The keywords of `build_pairs` that this kind of pair reads."""
+        if self.kind == "sentence":
+            return {"min_query_words": self.min_query_words, "queries_per_document": self.queries_per_document}
+        return {"num_keywords": self.num_keywords}
 
 
-PAIR_FIELDS = ("min_query_words", "num_keywords", "test_fraction", "max_test", "seed")
+PAIR_FIELDS = ("min_query_words", "num_keywords", "queries_per_document", "test_fraction", "max_test", "seed")
 EMBED_FIELDS = ("position", "batch_size", "max_length")
 BENCHMARK_FIELDS = (
-    "methods", "candidates", "position", "batch_size", "max_length", "direct_candidates", "direct_epochs", "direct_layers",
-    "infonce_steps", "infonce_batch_size", "infonce_learning_rate", "temperature", "seed",
+    "methods", "candidates", "position", "batch_size", "max_length", "direct_candidates", "direct_epochs", "direct_patience",
+    "direct_min_delta", "direct_layers", "direct_hidden_size", "direct_batch_size", "direct_learning_rate", "significance", "infonce_variant",
+    "infonce_candidates", "infonce_steps", "infonce_batch_size", "infonce_learning_rate", "temperature", "seed",
 )
 
 
@@ -124,6 +142,6 @@ def from_args(args: argparse.Namespace, names: tuple[str, ...], cls: type = Retr
 
 
 __all__ = [
-    "BENCHMARK_FIELDS", "EMBED_FIELDS", "METHODS", "PAIR_FIELDS", "PAIR_KINDS", "POSITIONS", "Method", "PairKind", "Position",
+    "BENCHMARK_FIELDS", "EMBED_FIELDS", "INFONCE_VARIANTS", "METHODS", "PAIR_FIELDS", "PAIR_KINDS", "POSITIONS", "Method", "PairKind", "Position",
     "RetrievalSettings", "add_options", "from_args",
 ]

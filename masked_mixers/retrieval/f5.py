@@ -1,0 +1,148 @@
+"""Finding F5 of the paper, run by its own protocol on a mixer and a Llama: `run_f5`.
+
+The paper trains its direct-embedding retrieval model (direct.py) on frozen embeddings of
+(summary, story) pairs until the train loss reaches 0 and reports train and test cross entropy
+against the number of candidates, then fine-tunes whole models with InfoNCE (infonce.py, one
+query against 31 candidates per step, temperature 0.02). No summaries exist for the stories this
+project can read offline, so the pairs here are sentence pairs, several per story
+(`queries_per_document`) from every story given, split by story: a test query's story, and so
+its passage, was never seen by the direct model.
+
+`run_f5` returns plain numbers (JSON-ready) for a scorecard and prints nothing but progress bars:
+per family, the direct model's train and test CE and top-1 at each n with chance beside them and
+the binomial test of test top-1 (significance.py), cosine top-1 of the raw embeddings and, when
+`infonce` is among `settings.methods`, top-1 after InfoNCE fine-tuning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import UserError
+from .benchmark import embed_splits
+from .direct import fit_direct
+from .embedding import load_embeddings, load_language_model, padding_side, save_embeddings
+from .infonce import finetune_infonce
+from .metrics import cosine_scores, metrics_vs_candidates
+from .pairs import PairSplits, build_pairs, passage_index, split_pairs
+from .settings import RetrievalSettings
+from .significance import chance_test
+
+F5_DEFAULTS = {"kind": "sentence", "methods": ["cosine", "direct", "infonce"], "direct_candidates": [32, 128], "temperature": 0.02}
+
+
+def f5_settings(**overrides) -> RetrievalSettings:
+    """RetrievalSettings with F5's choices (sentence pairs, cosine + direct + InfoNCE, direct at 32 and 128 candidates), then `overrides`."""
+    return RetrievalSettings(**{**F5_DEFAULTS, **overrides})
+
+
+def f5_pairs(documents: Sequence[str], settings: RetrievalSettings) -> PairSplits:
+    """Sentence pairs of every document, `queries_per_document` per story, split by story."""
+    pairs = build_pairs(documents, "sentence", seed=settings.seed, min_query_words=settings.min_query_words, queries_per_document=settings.queries_per_document)
+    splits = split_pairs(pairs, settings.test_fraction, settings.seed, settings.max_test)
+    if not splits.train or not splits.test:
+        raise UserError(f"F5: {len(pairs)} pairs from {len(documents)} documents are too few to split")
+    return splits
+
+
+def _cached_embeddings(model, tokenizer, splits, settings, cache: Path | None, progress: bool) -> dict:
+    """embed_splits, read from / written to `cache` (a safetensors file) when given."""
+    names = [f"{split}_{part}" for split in ("test", "train") for part in ("queries", "passages", "targets")]
+    if cache is not None and cache.is_file():
+        tensors, _ = load_embeddings(cache)
+        return {split: tuple(tensors[f"{split}_{part}"] for part in ("queries", "passages", "targets")) for split in ("test", "train")}
+    embedded = embed_splits(model, tokenizer, splits, settings, progress)
+    if cache is not None:
+        save_embeddings(cache, dict(zip(names, [t for split in ("test", "train") for t in embedded[split]])))
+    return embedded
+
+
+def _cosine_rows(queries, passages, targets, counts, settings) -> list[dict]:
+    """Cosine top-1/top-10/MRR at each n, with the binomial chance test of top-1."""
+    rows = metrics_vs_candidates(cosine_scores(queries, passages), counts, settings.seed, targets)
+    for row in rows:
+        row.update(chance_test(round(row["top1"] * len(targets)), len(targets), row["candidates"], settings.significance))
+    return rows
+
+
+def _infonce(model, tokenizer, splits, settings, counts, targets, progress) -> dict:
+    history = finetune_infonce(
+        model, tokenizer, splits.train, position=settings.position, steps=settings.infonce_steps, batch_size=settings.infonce_batch_size,
+        learning_rate=settings.infonce_learning_rate, temperature=settings.temperature, max_length=settings.max_length,
+        seed=settings.seed, progress=progress, variant=settings.infonce_variant, candidates=settings.infonce_candidates,
+    )
+    tuned_q, tuned_p, _ = embed_splits(model, tokenizer, splits, settings, progress, train=False)["test"]
+    rows = _cosine_rows(tuned_q, tuned_p, targets, counts, settings)
+    return {"variant": settings.infonce_variant, "steps": settings.infonce_steps, "candidates_per_step": settings.infonce_candidates,
+            "temperature": settings.temperature, "loss_first": history[0]["loss"], "loss_last": history[-1]["loss"], "rows": rows}
+
+
+def run_family(model_dir: str | Path, splits: PairSplits, settings: RetrievalSettings, device: str = "cpu", progress: bool = True, cache: Path | None = None) -> dict:
+    """F5 on one language model: direct model rows, cosine rows and (optionally) InfoNCE rows."""
+    model, tokenizer = load_language_model(model_dir, device)
+    embedded = _cached_embeddings(model, tokenizer, splits, settings, cache, progress)
+    test_q, test_p, test_t = embedded["test"]
+    counts = [n for n in sorted({32, 128, *settings.direct_candidates}) if n <= len(test_p)]
+    result = {
+        "model_dir": str(model_dir), "model_type": model.config.model_type, "padding_side": padding_side(model, tokenizer),
+        "direct": fit_direct(embedded["train"], embedded["test"], settings, device, progress),
+        "cosine": _cosine_rows(test_q, test_p, test_t, counts, settings),
+    }
+    if "infonce" in settings.methods:
+        result["infonce"] = _infonce(model, tokenizer, splits, settings, counts, test_t, progress)
+    return result
+
+
+def run_f5(
+    mixer_dir: str | Path, llama_dir: str | Path, settings: RetrievalSettings, documents: Sequence[str],
+    device: str = "cpu", progress: bool = True, cache_dir: str | Path | None = None,
+) -> dict:
+    """F5 on a mixer and a Llama (any two language models) by the paper's protocol; see the module docstring.
+
+    documents: the stories pairs are built from (all of them; e.g. train + valid TinyStories).
+    cache_dir: where each family's embeddings are kept between calls (they depend only on the model,
+    the documents and the settings' pair and embedding fields, so delete it when those change).
+    Returns {"pairs": counts, "settings": the settings used, "families": {"mixer": ..., "llama": ...}};
+    each direct row has candidates, train_ce, train_top1, ce (test), top1 (test), chance_ce (ln n),
+    chance_top1 (1/n), ce_se, hits, queries, p_value, beats_chance, epochs and the per-epoch history.
+    """
+    settings.validate()
+    splits = f5_pairs(documents, settings)
+    cache = Path(cache_dir) if cache_dir is not None else None
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+    families = {}
+    for label, model_dir in (("mixer", mixer_dir), ("llama", llama_dir)):
+        families[label] = run_family(model_dir, splits, settings, device, progress, cache / f"{label}-embeddings.safetensors" if cache else None)
+    return {
+        "pairs": {
+            "documents": len(documents), "queries_per_document": settings.queries_per_document,
+            "train_pairs": len(splits.train), "test_pairs": len(splits.test),
+            "train_passages": len(passage_index(splits.train)[0]), "test_passages": len(passage_index(splits.test)[0]),
+        },
+        "settings": dataclasses.asdict(settings),
+        "families": families,
+    }
+
+
+def beats_chance(result: dict) -> dict[str, bool]:
+    """Per family: does the direct model beat chance on test pairs at any n (the binomial test)?"""
+    return {label: any(row["beats_chance"] for row in family["direct"]) for label, family in result["families"].items()}
+
+
+def direct_table(result: dict) -> str:
+    """Markdown: per family and n, train/test CE (chance ln n) and test top-1 (chance 1/n) with the p-value."""
+    lines = ["| family | n | epochs | train CE | test CE ± se | ln n | train top-1 | test top-1 | 1/n | p (binomial) | beats chance |", "|---" * 11 + "|"]
+    for label, family in result["families"].items():
+        for r in family["direct"]:
+            lines.append(
+                f"| {label} | {r['candidates']} | {r['epochs']} | {r['train_ce']:.3f} | {r['ce']:.3f} ± {r['ce_se']:.3f} | {math.log(r['candidates']):.3f} "
+                f"| {r['train_top1']:.3f} | {r['top1']:.3f} | {r['chance_top1']:.4f} | {r['p_value']:.2g} | {'yes' if r['beats_chance'] else 'no'} |"
+            )
+    return "\n".join(lines)
+
+
+__all__ = ["F5_DEFAULTS", "beats_chance", "direct_table", "f5_pairs", "f5_settings", "run_f5", "run_family"]

@@ -1,0 +1,95 @@
+"""F5 by the paper's protocol: several queries per story split by story, the direct model's
+plateau rule, the one-query-vs-31 InfoNCE loss, the chance test, and run_f5 end to end (tiny)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from test_retrieval import model_dirs, stories  # noqa: F401  (module fixtures: a tiny mixer and Llama, real stories)
+
+from masked_mixers.retrieval import infonce
+from masked_mixers.retrieval.direct import Plateau, RetrievalMixerConfig, train_direct
+from masked_mixers.retrieval.f5 import beats_chance, direct_table, f5_settings, run_f5
+from masked_mixers.retrieval.infonce import candidates_nce_loss, finetune_infonce
+from masked_mixers.retrieval.embedding import load_language_model
+from masked_mixers.retrieval.pairs import build_pairs, passage_index, split_pairs
+from masked_mixers.retrieval.significance import binomial_upper_tail, chance_test
+
+
+def test_several_queries_per_story_share_one_passage_and_never_straddle_the_split(stories):
+    pairs = build_pairs(stories, "sentence", seed=0, queries_per_document=3)
+    by_doc: dict[int, list] = {}
+    for p in pairs:
+        by_doc.setdefault(p.doc_id, []).append(p)
+    assert max(len(v) for v in by_doc.values()) == 3 and len(pairs) > 2 * len(by_doc)
+    for group in by_doc.values():
+        assert len({p.query for p in group}) == len(group)  # different sentences
+        assert len({p.passage for p in group}) == 1  # one passage: the story without any of them
+        assert all(" ".join(p.query.split()) not in " ".join(group[0].passage.split()) for p in group)
+    splits = split_pairs(pairs, 0.3, seed=1)
+    assert {p.doc_id for p in splits.train}.isdisjoint({p.doc_id for p in splits.test})
+    assert len(splits.train) + len(splits.test) == len(pairs)
+    passages, targets = passage_index(splits.test)
+    assert len(passages) == len({p.doc_id for p in splits.test}) and [passages[t] for t in targets] == [p.passage for p in splits.test]
+    # one query per story: the very pairs and split as before this option existed
+    single = build_pairs(stories, "sentence", seed=0)
+    assert len({p.doc_id for p in single}) == len(single)
+
+
+def test_plateau_rule_stops_training():
+    rule = Plateau(patience=2, min_delta=0.01)
+    assert [rule.step(x) for x in (1.0, 0.5, 0.495, 0.49, 0.3)] == [False, False, False, True, False]
+    torch.manual_seed(0)
+    queries, passages = torch.randn(64, 8), torch.randn(64, 8)
+    config = RetrievalMixerConfig(input_size=8, hidden_size=8, num_candidates=4, num_hidden_layers=1)
+    # a learning rate too small to move the model: the loss only wanders with the negatives drawn, so it stops early
+    _, history = train_direct(queries, passages, config, epochs=50, learning_rate=1e-12, patience=3, evaluate=lambda m: {"test_ce": 0.0})
+    assert 4 <= len(history) < 50 and all("test_ce" in h for h in history)
+    replay = Plateau(patience=3, min_delta=1e-3)
+    assert [replay.step(h["loss"]) for h in history] == [False] * (len(history) - 1) + [True]  # stopped at the first plateau
+    _, capped = train_direct(queries, passages, config, epochs=3, learning_rate=1e-12, patience=None)
+    assert len(capped) == 3
+
+
+def test_infonce_loss_of_one_query_against_its_candidates_by_hand():
+    query = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    candidates = torch.tensor([[0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]], dtype=torch.float64)
+    cos = [0.0, 1 / math.sqrt(2), -1.0]
+    f = [math.exp(c / 0.02) for c in cos]
+    expected = -math.log(f[1] / sum(f))  # positive at slot 1
+    assert candidates_nce_loss(query, candidates, 1, 0.02).item() == pytest.approx(expected, rel=1e-9)
+
+
+def test_paper_infonce_embeds_one_query_and_31_candidates_per_step(model_dirs, stories, monkeypatch):
+    model, tokenizer = load_language_model(model_dirs["mixer"])
+    pairs = build_pairs(stories[:60], "sentence", queries_per_document=2)
+    seen, real = [], infonce.embed_batch
+    monkeypatch.setattr(infonce, "embed_batch", lambda m, ids, mask, pos: seen.append(len(ids)) or real(m, ids, mask, pos))
+    history = finetune_infonce(model, tokenizer, pairs, steps=3, progress=False)
+    assert seen == [32, 32, 32] and len(history) == 3 and all(math.isfinite(h["loss"]) for h in history)
+
+
+def test_chance_test_on_hand_made_counts():
+    assert binomial_upper_tail(2, 3, 0.5) == pytest.approx(0.5)  # (3 + 1) / 8
+    assert binomial_upper_tail(0, 10, 0.1) == pytest.approx(1.0)
+    assert binomial_upper_tail(3, 3, 0.1) == pytest.approx(0.001)
+    assert chance_test(3, 3, 10)["beats_chance"]  # p = 0.001
+    weak = chance_test(2, 3, 10)  # p = 3 * 0.01 * 0.9 + 0.001 = 0.028
+    assert weak["p_value"] == pytest.approx(0.028) and not weak["beats_chance"]
+    assert not chance_test(40, 1000, 32)["beats_chance"]  # 4.0% of 32 candidates: chance is 3.1%, p ~ 0.07
+    assert chance_test(60, 1000, 32)["beats_chance"]
+
+
+def test_run_f5_reports_both_families(model_dirs, stories, tmp_path):
+    settings = f5_settings(queries_per_document=2, test_fraction=0.5, direct_candidates=[8], direct_epochs=2, infonce_steps=2, infonce_candidates=4, batch_size=64)
+    result = run_f5(model_dirs["mixer"], model_dirs["llama"], settings, stories[:80], progress=False, cache_dir=tmp_path)
+    assert set(result["families"]) == {"mixer", "llama"} and result["pairs"]["test_pairs"] > 0
+    for family in result["families"].values():
+        (row,) = family["direct"]
+        assert row["candidates"] == 8 and row["chance_ce"] == pytest.approx(math.log(8)) and 1 <= row["epochs"] <= 2
+        assert {"train_ce", "ce", "ce_se", "train_top1", "top1", "p_value", "beats_chance", "history"} <= set(row)
+        assert family["infonce"]["rows"] and family["infonce"]["candidates_per_step"] == 4
+    assert set(beats_chance(result)) == {"mixer", "llama"} and "| mixer | 8 |" in direct_table(result)
+    assert (tmp_path / "mixer-embeddings.safetensors").is_file()
