@@ -69,7 +69,7 @@ def run(ctx: Context) -> Measured:
                "TinyStories CE after 1 epoch: nearly linear d 4096 3.25/3.27 vs one-layer nonlinear d 4096 2.51/2.38",
                "mixer-1-layer", loss["mixer-1-layer"], "near_linear", loss["near_linear"]),
         holds("A linear mixer collapses to one layer: the same outputs, one step per token instead of one per layer",
-              "generation costs one step instead of one per layer", {"max |logit diff| / max |logit|": differences,
+              "generation costs one step instead of one per layer", {"max abs logit difference / max abs logit": differences,
               "collapsed / deep tokens per second": speedups}, collapses,
               f"relative logit difference <= {max(differences):.2g}; collapsed decoding {min(speedups):.2f}-{max(speedups):.2f}x the deep model's speed"),
     ]  # fmt: skip

@@ -7,7 +7,7 @@ positions), F5's InfoNCE always scores one query against 31 candidates at temper
 one exception is `tiny`, a test-only scale that shortens F1's 500 steps so the test suite can run
 every section of the scorecard; its scorecard says so.
 
-- cpu: d_model 128, 4 blocks, L 128 on TinyStories; about 45 minutes on 2 idle CPU cores.
+- cpu: d_model 128, 4 blocks, L 128 on TinyStories, 100-250 steps per model: under an hour on 2 CPU cores.
 - paper: the paper's sizes (d_model 512/1024, L 512, 8-16 blocks), for a GPU; days, not minutes.
 - tiny: a few steps of d_model 16 models; for tests only, its numbers mean nothing.
 """
@@ -54,8 +54,8 @@ SCALES: dict[str, Scale] = {
     "cpu": Scale(
         name="cpu", d_model=128, layers=4, seq_len=128, heads=4, batch_size=16, seeds=2,
         max_documents=20_000, max_eval_documents=500, vocab_size=4096,
-        clm_steps=400, autoencoder_steps=200, ablation_steps=150, bidirectional_steps=200, linear_steps=300,
-        eval_batches=10, represent_texts=16, represent_steps=500, retrieval_documents=6_000,
+        clm_steps=250, autoencoder_steps=150, ablation_steps=100, bidirectional_steps=150, linear_steps=200,
+        eval_batches=10, represent_texts=16, represent_steps=500, retrieval_documents=2_000,
     ),
     "paper": Scale(
         name="paper", d_model=512, layers=8, seq_len=512, heads=4, batch_size=32, seeds=2,
