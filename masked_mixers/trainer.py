@@ -19,6 +19,13 @@
    of the logged training loss.
 3. Training objectives. A model whose config records one (objectives/: multi-token prediction,
    one-step completion) is trained on that objective's loss through `compute_loss`.
+4. The token count of a shifted loss. The Trainer divides a causal LM's summed loss by the
+   labelled tokens it counts in the batch (`num_items_in_batch`), over `labels[..., 1:]` only when
+   the model's `loss_type` maps to ForCausalLMLoss. transformers' GPT2LMHeadModel has
+   `loss_type = None` (its class name matches no LOSS_MAPPING key) yet shifts its labels (the
+   None falls back to ForCausalLMLoss), so the Trainer counted one token per row too many and
+   GPT-2's logged training and eval losses came out low by (L - 1) / L on packed rows
+   (`declare_shifted_loss`).
 """
 
 from __future__ import annotations
@@ -29,13 +36,16 @@ import shutil
 import torch
 import torch.distributed as dist
 from transformers import Trainer, TrainerCallback
+from transformers.loss.loss_utils import LOSS_MAPPING, ForCausalLMLoss
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 
 from .errors import UserError, reason
 from .files import share_like_umask
+from .models import family_of
 from .objectives import compute_loss as objective_loss
 from .objectives import objective_config
 from .rundir import MODEL_CONFIG, STAGING_DIR
+from .tasks import AUTOENCODE, model_task
 
 
 class NonFiniteLoss(UserError):
@@ -74,10 +84,29 @@ class _CheckAtSyncPoints(TrainerCallback):
             self.trainer.raise_if_nonfinite()
 
 
+def declare_shifted_loss(model) -> None:
+    """Give a next-token (shifting) causal LM the `loss_type` the Trainer reads to count its tokens.
+
+    transformers 5.24: `Trainer.__init__` sets `_loss_shifts_labels` from
+    `LOSS_MAPPING.get(model.loss_type) is ForCausalLMLoss` (transformers/trainer.py, "Causal LM
+    losses shift labels internally"), and `_get_num_items_in_batch` then counts `labels[..., 1:]`
+    or, otherwise, every label. `PreTrainedModel.__init__` (modeling_utils.py, "for initialization
+    of the loss") derives loss_type from the class name, which gives None for GPT2LMHeadModel,
+    while its `loss_function` falls back to ForCausalLMLoss for None: the loss is shifted, the
+    count is not. "ForCausalLM" selects the same loss function, so only the count changes.
+    Autoencoders and in-place (bidirectional) families do not shift; they are left as they are.
+    """
+    if model is None or model_task(model) == AUTOENCODE or family_of(model).capabilities.predicts_in_place:
+        return
+    if LOSS_MAPPING.get(getattr(model, "loss_type", None)) is not ForCausalLMLoss:
+        model.loss_type = "ForCausalLM"
+
+
 class RobustTrainer(Trainer):
     def __init__(self, *args, on_nonfinite: str = "stop", **kwargs):
         if on_nonfinite not in ("stop", "skip"):
             raise UserError(f"train.on_nonfinite: expected 'stop' or 'skip', got {on_nonfinite!r}")
+        declare_shifted_loss(kwargs.get("model", args[0] if args else None))  # before the Trainer reads loss_type
         super().__init__(*args, **kwargs)
         self.on_nonfinite = on_nonfinite
         self.drop_update = False
