@@ -11,6 +11,7 @@ Parametrized over `masked_mixers.models.FAMILIES`: a family added there is built
 - cached generation equal to uncached (`capabilities.cached_generation`), also past seq_len
   where the family slides (`capabilities.slides_past_context`);
 - its declared FLOPs (`Family.flops`) against torch's FlopCounterMode on one forward;
+- the HF Trainer's eval_loss equal to `evaluation.evaluate`'s loss on the same rows;
 - `context_length(config)` and `family_of(model)`.
 
 Nothing here names a family: behaviour is read from the declaration. Sizes are tiny
@@ -385,3 +386,44 @@ def test_generate_ids_with_its_defaults(name, tokenizer):
     tokenizer.padding_side = "right"
     default = generate_ids(model, tokenizer, PROMPTS, 4, greedy=True)
     assert default.tolist() == generate_ids(model, tokenizer, PROMPTS, 4, greedy=True, use_cache=False).tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# The Trainer's held-out loss is evaluate()'s
+# ---------------------------------------------------------------------------------------------
+
+
+def eval_rows(n: int = 6, seed: int = 0):
+    """n rows of length L as the prepared datasets hold them: full (packed) rows, and right-padded
+    ones whose pad labels are -100, so a per-row miscount of the labelled tokens shows."""
+    from datasets import Dataset
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, VOCAB, (n, L), generator=g)
+    mask = torch.ones(n, L, dtype=torch.long)
+    for row, real in enumerate((L, L, 11, 6, L, 9)[:n]):
+        mask[row, real:] = 0
+    ids = ids.masked_fill(mask == 0, 0)
+    return Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "labels": ids.masked_fill(mask == 0, -100).tolist()})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_trainer_eval_loss_equals_evaluate(name, tmp_path):
+    """The eval_loss the HF Trainer logs during training (RobustTrainer.evaluate) equals
+    `evaluation.evaluate`'s loss on the same rows: mean cross entropy over every labelled token.
+
+    One batch holds all rows, so the Trainer's mean over batches is that batch's loss and padding
+    can be in it. transformers 5.24 counted GPT-2's tokens unshifted (trainer.declare_shifted_loss),
+    which made its eval_loss (L - 1) / L of the true one on full rows.
+    """
+    from transformers import TrainingArguments, default_data_collator
+
+    from masked_mixers.evaluation import evaluate
+    from masked_mixers.trainer import RobustTrainer
+
+    model, rows = build(FAMILIES[name], seed=4), eval_rows()
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=len(rows), report_to="none", use_cpu=True, disable_tqdm=True)
+    trainer = RobustTrainer(model=model, args=args, eval_dataset=rows, data_collator=default_data_collator)
+    logged = trainer.evaluate()["eval_loss"]
+    ours = evaluate(model, rows, batch_size=len(rows), progress=False)["loss"]
+    assert logged == pytest.approx(ours, rel=1e-5), f"{name}: Trainer eval_loss {logged:.6f}, evaluate() {ours:.6f} (ratio {logged / ours:.4f})"
