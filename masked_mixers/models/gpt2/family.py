@@ -5,7 +5,10 @@ derives position ids from the attention mask (cumsum - 1), so a left-padded prom
 token sits at position 0 as in training; a plain forward without `position_ids` uses the column,
 which is what packed and right-padded training and evaluation see. Every pad key is masked by
 transformers' own causal mask (`masking_utils.create_causal_mask`), which tests/test_contract.py
-checks by perturbation with left and right padding.
+checks by perturbation with left and right padding. GPT2LMHeadModel's `loss_type` is None in
+transformers 5.24, which made the HF Trainer count its labelled tokens unshifted;
+`trainer.declare_shifted_loss` sets it to "ForCausalLM" before training (tests/test_contract.py
+checks the Trainer's eval_loss against `evaluation.evaluate` for every family).
 """
 
 from __future__ import annotations
