@@ -97,7 +97,7 @@ def run(ctx: Context) -> Measured:
     return Measured(
         checks=checks, table=table,
         budget=f"{pairs['train_pairs']} train / {pairs['test_pairs']} test pairs from {pairs['documents']} stories "
-        f"({settings.queries_per_document} queries per story); direct model up to {settings.direct_epochs} epochs (plateau: "
+        f"({settings.queries_per_document} {'query' if settings.queries_per_document == 1 else 'queries'} per story); direct model up to {settings.direct_epochs} epochs (plateau: "
         f"{settings.direct_patience}); InfoNCE {settings.infonce_steps} steps; F4's seed-0 models; one seed",
         headline=dict(metric=f"direct model test CE, {n} candidates", lower_is_better=True,
                       values={side: [(_row(result["families"][side], n) or {}).get("ce")] for side in ("mixer", "llama")}),

@@ -76,6 +76,13 @@ def render(card: dict) -> str:
     return "\n".join(lines)
 
 
+def _colour(side: str) -> str:
+    """Mixers blue, transformers orange, baselines grey."""
+    if "unigram" in side:
+        return "0.6"
+    return "C1" if any(name in side for name in ("llama", "gpt2", "transformer")) else "C0"
+
+
 def plot(card: dict, path: Path) -> None:
     """One panel per finding: its headline number per side, a dot per seed and a bar at the mean."""
     import matplotlib
@@ -86,13 +93,17 @@ def plot(card: dict, path: Path) -> None:
     entries = [e for e in card["findings"] if e.get("headline")]
     if not entries:
         return
-    fig, axes = plt.subplots(1, len(entries), figsize=(3.6 * len(entries), 3.4), squeeze=False)
-    for ax, entry in zip(axes[0], entries):
+    columns = min(4, len(entries))
+    rows = -(-len(entries) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.8 * columns, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(entries):]:
+        ax.axis("off")
+    for ax, entry in zip(axes.flat, entries):
         values = entry["headline"]["values"]
         for i, (side, seeds) in enumerate(values.items()):
             finite = [v for v in seeds if v is not None]
             if finite:
-                ax.bar(i, sum(finite) / len(finite), color="C0" if "mixer" in side else "C1", alpha=0.5)
+                ax.bar(i, sum(finite) / len(finite), color=_colour(side), alpha=0.5)
                 ax.plot([i] * len(finite), finite, "k.", ms=5)
         ax.set_xticks(range(len(values)), list(values), rotation=45, ha="right", fontsize=7)
         ax.set_title(f"{entry['id']}: {entry['verdict']}", fontsize=9)
