@@ -101,6 +101,20 @@ class Context:
         self.trained[folder] = rows
         return rows
 
+    def seeded(self, finding: str, models: list[ModelSpec], steps: int, packing: bool = True) -> list[dict[str, dict]]:
+        """One comparison per seed of the scale, into OUTPUT_DIR/<finding>/seed-<i>: [{label: row}, ...]."""
+        runs = [self.compare(f"{finding}/seed-{seed}", models, self.train(steps, seed), packing) for seed in range(self.scale.seeds)]
+        return [{row["label"]: row for row in rows} for rows in runs]
+
+    def reports(self, finding: str) -> list[str]:
+        """The compare reports `seeded` wrote, relative to the output directory."""
+        return [f"{finding}/seed-{seed}/report.md" for seed in range(self.scale.seeds)]
+
+
+def per_seed(seeds: list[dict[str, dict]], sides, key: str = "eval_loss") -> dict[str, list]:
+    """{side: [row[key] of each seed]}: the numbers a verdict compares."""
+    return {side: [rows[side][key] for rows in seeds] for side in sides}
+
 
 def _same(saved: Path, wanted: dict) -> bool:
     """Whether a compare.yaml written by an earlier run equals this config (so its results can be reused)."""
@@ -112,9 +126,5 @@ def _same(saved: Path, wanted: dict) -> bool:
         return False
 
 
-def by_family(rows: list[dict], key: str) -> dict[str, float | None]:
-    """{label: row[key]} of one comparison's rows."""
-    return {row["label"]: row.get(key) for row in rows}
 
-
-__all__ = ["HUB_SOURCE", "Context", "by_family"]
+__all__ = ["HUB_SOURCE", "Context", "per_seed"]

@@ -8,7 +8,7 @@ embedding and head, no positional signal in the decoder). Same tokens, steps and
 
 from __future__ import annotations
 
-from .context import Context
+from .context import Context, per_seed
 from .finding import Finding, Measured
 from .verdict import better
 
@@ -22,11 +22,8 @@ def run(ctx: Context) -> Measured:
         ctx.spec("mixer_autoencoder", name="mixer", mixer_type="flat", dropout=0.05, **depth),
         ctx.spec("llama_autoencoder", name="transformer", decoder_position_embedding=False, **depth),
     ]
-    seeds = []
-    for seed in range(s.seeds):
-        rows = ctx.compare(f"F3/seed-{seed}", specs, ctx.train(s.autoencoder_steps, seed), packing=False)
-        seeds.append({row["label"]: row for row in rows})
-    loss = {side: [rows[side]["eval_loss"] for rows in seeds] for side in SIDES}
+    seeds = ctx.seeded("F3", specs, s.autoencoder_steps, packing=False)
+    loss = per_seed(seeds, SIDES)
     checks = [
         better("A masked mixer autoencoder reconstructs its input far better than a transformer autoencoder",
                "TinyStories test CE: d 512 8+8 layers mixer 4.35 vs transformer 5.23; d 1024 4+4 3.66 vs 4.99", "mixer", loss["mixer"],
@@ -40,7 +37,7 @@ def run(ctx: Context) -> Measured:
         checks=checks, table=table,
         budget=f"{s.autoencoder_steps} steps per model, batch {s.batch_size} documents of up to L {s.seq_len} tokens (padded, not packed)",
         headline=dict(metric="held-out reconstruction loss (nats/token)", lower_is_better=True, values=loss),
-        artifacts=[f"F3/seed-{i}/report.md" for i in range(s.seeds)],
+        artifacts=ctx.reports("F3"),
     )  # fmt: skip
 
 

@@ -11,7 +11,7 @@ and CPU/GPU seconds are recorded beside it. F1 and F5 reuse these trained models
 from __future__ import annotations
 
 from ..bench.flops import forward_flops_per_token
-from .context import Context
+from .context import Context, per_seed
 from .finding import Finding, Measured
 from .verdict import better
 
@@ -40,7 +40,7 @@ def trained(ctx: Context, seed: int) -> dict[str, dict]:
 
 def run(ctx: Context) -> Measured:
     seeds = [trained(ctx, seed) for seed in range(ctx.scale.seeds)]
-    loss = {side: [rows[side]["eval_loss"] for rows in seeds] for side in SIDES}
+    loss = per_seed(seeds, SIDES)
     checks = [
         better("Masked mixers learn more efficiently than GPT-style transformers (lower held-out loss at equal compute)",
                "TinyStories: mixer below the original GPT-style transformer (no number published for GPT-2 itself)",

@@ -9,7 +9,7 @@ into its own prediction drives the loss below 0.1 quickly; separated streams mus
 
 from __future__ import annotations
 
-from .context import Context
+from .context import Context, per_seed
 from .f4_clm import PARITY, trained
 from .finding import Finding, Measured
 from .verdict import better, holds
@@ -31,8 +31,8 @@ def _same_side(bidirectional: list[float], causal: list[float]) -> bool:
 def run(ctx: Context) -> Measured:
     s = ctx.scale
     specs = [ctx.spec("bidirectional_mixer", name="mixer", mixer_type="flat"), ctx.spec("bidirectional_llama", name="llama")]
-    seeds = [{r["label"]: r for r in ctx.compare(f"F6/seed-{seed}", specs, ctx.train(s.bidirectional_steps, seed))} for seed in range(s.seeds)]
-    loss = {side: [rows[side]["eval_loss"] for rows in seeds] for side in ("mixer", "llama")}
+    seeds = ctx.seeded("F6", specs, s.bidirectional_steps)
+    loss = per_seed(seeds, ("mixer", "llama"))
     causal = [trained(ctx, seed) for seed in range(s.seeds)]
     causal_gap = _relative([rows["mixer"]["eval_loss"] for rows in causal], [rows["llama"]["eval_loss"] for rows in causal])
     gap = _relative(loss["mixer"], loss["llama"]) if None not in loss["mixer"] + loss["llama"] else []
@@ -54,7 +54,7 @@ def run(ctx: Context) -> Measured:
         checks=checks, table=table,
         budget=f"{s.bidirectional_steps} steps per model, batch {s.batch_size} x L {s.seq_len}; causal gap from F4 (equal training FLOPs)",
         headline=dict(metric="held-out loss, bidirectional (nats/token)", lower_is_better=True, values=loss),
-        artifacts=[f"F6/seed-{i}/report.md" for i in range(s.seeds)],
+        artifacts=ctx.reports("F6"),
     )  # fmt: skip
 
 

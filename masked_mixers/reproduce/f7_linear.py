@@ -14,7 +14,7 @@ import statistics
 
 import torch
 
-from .context import Context
+from .context import Context, per_seed
 from .finding import Finding, Measured
 from .verdict import better, holds
 
@@ -55,8 +55,8 @@ def run(ctx: Context) -> Measured:
         ctx.spec("linear_mixer", name="near_linear", linear_variant="near_linear"),
         ctx.spec("mixer", name="mixer-1-layer", mixer_type="flat", num_hidden_layers=1),
     ]
-    seeds = [{r["label"]: r for r in ctx.compare(f"F7/seed-{seed}", specs, ctx.train(s.linear_steps, seed))} for seed in range(s.seeds)]
-    loss = {side: [rows[side]["eval_loss"] for rows in seeds] for side in SIDES}
+    seeds = ctx.seeded("F7", specs, s.linear_steps)
+    loss = per_seed(seeds, SIDES)
     unigram = unigram_loss(ctx)
     collapse = [_collapse(rows["linear"], s.seq_len) for rows in seeds]
     differences, speedups = [c[0] for c in collapse], [c[1] for c in collapse]
@@ -79,7 +79,7 @@ def run(ctx: Context) -> Measured:
         checks=checks, table=table,
         budget=f"{s.linear_steps} steps per model, batch {s.batch_size} x L {s.seq_len}, d_model {s.d_model} (the paper: d 4096-16384)",
         headline=dict(metric="held-out loss (nats/token)", lower_is_better=True, values={**loss, "unigram": [unigram] * s.seeds}),
-        artifacts=[f"F7/seed-{i}/report.md" for i in range(s.seeds)],
+        artifacts=ctx.reports("F7"),
     )  # fmt: skip
 
 

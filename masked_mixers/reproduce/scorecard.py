@@ -57,7 +57,7 @@ def _finding(entry: dict) -> list[str]:
 def render(card: dict) -> str:
     scale = card["scale"]
     lines = [f"# Scorecard: the paper's findings at scale `{scale['name']}`", "",
-             f"Badger, *Masked Mixers for Language Generation and Retrieval* (arXiv 2409.01482), findings as listed in "
+             "Badger, *Masked Mixers for Language Generation and Retrieval* (arXiv 2409.01482), findings as listed in "
              "docs/findings.md, each run with the paper's protocol. Command: `" + card["command"] + "`.", "",
              "Verdicts compare the direction of each measured gap with the paper's: **agrees**, **disagrees**, or "
              "**inconclusive** (seeds disagree on the direction, or the mean gap is within the seed noise: the largest "
