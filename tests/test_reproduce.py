@@ -66,7 +66,9 @@ def test_a_second_run_reuses_every_finding(tiny_card, capsys):
 
 @pytest.mark.parametrize(
     "argv, message",
-    [(["reproduce", "F9"], "unknown finding 'F9'"), (["reproduce", "--scale", "huge"], "unknown scale 'huge'")],
+    [(["reproduce", "F9"], "unknown finding 'F9'"), (["reproduce", "--scale", "huge"], "unknown scale 'huge'"),
+     (["reproduce", "--data", "/nonexistent/train.jsonl"], "/nonexistent/train.jsonl: corpus file not found"),
+     (["reproduce", "--device", "cudaa"], "cudaa")],
 )
 def test_bad_finding_or_scale_is_one_line_exit_2(argv, message, tmp_path, capsys):
     assert main([*argv, "--output-dir", str(tmp_path / "out")]) == 2

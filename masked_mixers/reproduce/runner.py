@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..compare.report import environment
+from ..devices import resolve_device
 from ..errors import UserError
 from ..files import atomic_write_text, check_output_dir
 from .context import HUB_SOURCE, Context
@@ -54,6 +55,12 @@ class ReproduceRequest:
         if self.scale not in SCALES:
             raise UserError(f"--scale: unknown scale {self.scale!r} (choose from {', '.join(SCALES)})")
         self.selected()
+        from ..data.corpus import resolve_source  # a missing local corpus is one line before any folder is made
+
+        for source in (self.data, self.eval_data):
+            if source:
+                resolve_source(source)
+        resolve_device(self.device)  # `--device cudaa` fails here, not after an hour of training
         check_output_dir(self.output_dir)
 
 
