@@ -20,7 +20,7 @@ def test_higher_is_better_flips_the_direction():
 
 
 def test_seeds_that_disagree_on_the_direction_are_inconclusive():
-    check = better("a beats b", "-", "a", [1.0, 3.0], "b", [2.0, 2.0])
+    check = better("a beats b", "-", "a", [1.0, 2.5], "b", [2.0, 2.0])
     assert check.verdict == INCONCLUSIVE and "seeds disagree" in check.reason
 
 
@@ -54,3 +54,8 @@ def test_overall_counts_protocol_checks_and_ignores_variants():
     verdict, reason = overall([agree, disagree])
     assert verdict == INCONCLUSIVE and "split" in reason
     assert overall([variant])[0] == INCONCLUSIVE
+
+
+def test_an_exact_tie_is_inconclusive_as_no_gap():
+    check = better("a beats b", "-", "a", [1.0, 3.0], "b", [2.0, 2.0])
+    assert check.verdict == INCONCLUSIVE and check.reason.endswith("no gap")
