@@ -5,7 +5,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-from transformers import TrainerCallback
 
 from masked_mixers.budget import StepLimit, step_limit, training_flops_per_step
 from masked_mixers.compare import run_compare
@@ -18,6 +17,7 @@ from masked_mixers.training import train
 
 from standin_data import prepare_standin
 from test_compare import TINY
+from test_training import StopAt
 
 
 def spec(family):
@@ -95,13 +95,6 @@ def test_max_flops_gives_each_family_the_steps_its_count_implies(tiny_prepared, 
         assert f"- compute: {result.flops:.3g} training FLOPs" in card and "CPU time" in card
 
 
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= self.step:
-            control.should_training_stop = True
 
 
 def test_a_flops_budgeted_run_resumes_to_the_same_weights_and_stops_at_its_limit(tiny_prepared, tmp_path):
