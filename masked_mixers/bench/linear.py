@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device(parser, "the benchmark")
 
 
-def _timed_generate(model, prompt: torch.Tensor, new_tokens: int, use_cache: bool) -> tuple[float, torch.Tensor]:
+def timed_generate(model, prompt: torch.Tensor, new_tokens: int, use_cache: bool) -> tuple[float, torch.Tensor]:
+    """(tokens per second, output ids) of one greedy generate() of exactly `new_tokens` (also F7 of `reproduce`)."""
     if prompt.device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -66,10 +67,10 @@ def run(args: argparse.Namespace) -> int:
     outputs = {}
     with torch.inference_mode():
         for name, (model, use_cache) in contenders.items():  # warm-up
-            _timed_generate(model, prompt, min(8, args.new_tokens), use_cache)
+            timed_generate(model, prompt, min(8, args.new_tokens), use_cache)
         for _ in range(args.repeats):
             for name, (model, use_cache) in contenders.items():
-                speed, outputs[name] = _timed_generate(model, prompt, args.new_tokens, use_cache)
+                speed, outputs[name] = timed_generate(model, prompt, args.new_tokens, use_cache)
                 speeds[name].append(speed)
     print(f"linear mixer d={args.hidden_size} layers={args.layers} L={args.seq_len} batch={args.batch_size} "
           f"prompt={args.prompt_tokens} new={args.new_tokens} device={args.device} repeats={args.repeats}")

@@ -10,7 +10,7 @@ and CPU/GPU seconds are recorded beside it. F1 and F5 reuse these trained models
 
 from __future__ import annotations
 
-from ..bench.flops import forward_flops_per_token
+from ..budget import training_flops_per_step
 from .context import Context, per_seed
 from .finding import Finding, Measured
 from .verdict import better
@@ -24,11 +24,10 @@ def specs(ctx: Context) -> list:
 
 
 def flop_budget(ctx: Context) -> float:
-    """Training FLOPs of `clm_steps` Llama steps: per token (3 x forward) x batch x seq_len x steps."""
-    s = ctx.scale
+    """Training FLOPs of `clm_steps` Llama steps, counted as `train.max_flops` counts them (budget.py)."""
     llama = next(spec for spec in specs(ctx) if spec.family == "llama")
-    per_token = forward_flops_per_token(llama, s.vocab_size).training
-    return float(per_token * s.batch_size * s.seq_len * s.clm_steps)
+    per_step = training_flops_per_step(llama, ctx.train(ctx.scale.clm_steps, seed=0), ctx.scale.vocab_size)
+    return float(per_step * ctx.scale.clm_steps)
 
 
 def trained(ctx: Context, seed: int) -> dict[str, dict]:

@@ -30,7 +30,7 @@ def unigram_loss(ctx: Context) -> float:
 
 def _collapse(row: dict, seq_len: int) -> tuple[float, float]:
     """(max |logit difference| / max |logit|, collapsed / deep greedy tokens per second) of a trained linear mixer."""
-    from ..bench.linear import _timed_generate
+    from ..bench.linear import timed_generate
     from ..rundir import load_run
 
     deep, _ = load_run(row["output_dir"])
@@ -44,7 +44,7 @@ def _collapse(row: dict, seq_len: int) -> tuple[float, float]:
         speeds = {"deep": [], "collapsed": []}
         for _ in range(3):  # alternate, so a load change hits both
             for name, model in (("deep", deep), ("collapsed", collapsed)):
-                speeds[name].append(_timed_generate(model, prompt, new, use_cache=True)[0])
+                speeds[name].append(timed_generate(model, prompt, new, use_cache=True)[0])
     return difference, statistics.median(speeds["collapsed"]) / statistics.median(speeds["deep"])
 
 
