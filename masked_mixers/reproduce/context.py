@@ -21,7 +21,7 @@ import yaml
 from ..compare.config import CompareConfig, TrainOverrides
 from ..config import DataConfig, ModelSpec, TrainConfig
 from ..configfile import to_dict
-from ..files import atomic_write_text
+from ..files import atomic_write_text, make_dir
 from ..factory import spec_for
 from .scales import Scale
 
@@ -93,7 +93,7 @@ class Context:
             rows = json.loads((out / "results.json").read_text(encoding="utf-8"))["models"]
             print(f"[reproduce] reusing {out} (same config)", flush=True)
         else:
-            out.mkdir(parents=True, exist_ok=True)
+            make_dir(out)
             atomic_write_text(saved, yaml.safe_dump(wanted, sort_keys=False))
             start = time.perf_counter()
             rows = run_compare(config, out, progress=self.progress).rows

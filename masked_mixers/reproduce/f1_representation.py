@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..configfile import save_yaml
+from ..files import make_dir
 from .context import Context
 from .f4_clm import SIDES, trained
 from .finding import Finding, Measured
@@ -24,7 +25,7 @@ PAPER_STEPS = 500
 def _inputs_config(ctx: Context) -> Path:
     """A run config whose prepared held-out split gives the inputs (the data F4 trained on)."""
     path = ctx.output_dir / "F1" / "inputs.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent)
     save_yaml(RunConfig(model=ctx.spec("mixer"), data=ctx.data()), path)
     return path
 

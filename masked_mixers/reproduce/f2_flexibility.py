@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..config import RunConfig
 from ..configfile import save_yaml
+from ..files import make_dir
 from .context import Context
 from .finding import Finding, Measured
 from .verdict import holds
@@ -28,7 +29,7 @@ def _sweep(ctx: Context, folder: str, ablations: list[str], clip: bool) -> dict[
     from ..probes.ablate_runner import AblateRequest, run_ablation
 
     out = ctx.output_dir / "F2" / folder
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     config = out / "run.yaml"
     lr = ctx.scale.learning_rate("llama")  # one modest rate for every variant, as the paper's ablations
     save_yaml(RunConfig(model=ctx.spec("mixer"), data=ctx.data(), train=ctx.train(ctx.scale.ablation_steps, seed=0, learning_rate=lr)), config)

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..compare.report import environment
 from ..devices import resolve_device
 from ..errors import UserError
-from ..files import atomic_write_text, check_output_dir
+from ..files import atomic_write_text, check_output_dir, make_dir
 from .context import HUB_SOURCE, Context
 from .finding import Finding
 from .findings import FINDINGS, RUN_ORDER
@@ -111,6 +111,7 @@ def run_reproduce(request: ReproduceRequest) -> dict:
     out = Path(request.output_dir)
     ctx = Context(scale=scale, output_dir=out, data_source=request.data or HUB_SOURCE, eval_source=request.eval_data,
                   device=request.device, progress=request.progress, cache_dir=request.cache_dir)  # fmt: skip
+    make_dir(out)  # a folder that passes the checks but cannot be made (/proc/x as root) is one line here, before any work
     start, cpu = time.perf_counter(), cpu_seconds()
     card = dict(command=request.command, scale=dataclasses.asdict(scale), environment=environment("fp32" if scale.name != "paper" else "auto"), findings=[])
     selected = request.selected()
@@ -120,7 +121,7 @@ def run_reproduce(request: ReproduceRequest) -> dict:
         print(f"[reproduce {i}/{len(selected)}] {finding.id} {finding.title}: {'reusing ' + str(path) if entry else 'running'}", flush=True)
         if entry is None:
             entry = _measure(finding, ctx)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_dir(path.parent)
             atomic_write_text(path, json.dumps(entry, indent=2) + "\n")
         print(f"[reproduce] {finding.id}: {entry['verdict']} ({entry['reason']})", flush=True)
         card["findings"] = sorted(card["findings"] + [entry], key=lambda e: e["id"])
