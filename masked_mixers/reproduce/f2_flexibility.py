@@ -112,7 +112,7 @@ FINDING = Finding(
     "residuals); a 16-layer mixer without layer norms trains slightly less efficiently, without spikes at a modest lr.",
     protocol="`masked-mixers ablate` on both families: whole, no_layer_norm, no_residual, no_feed_forward, and (Llama) "
     "feed_forward_attention; same tokens, steps and learning rate; gradient clipping 1.0 (the HF Trainer default the paper "
-    "used). Variant: the norm and residual ablations without clipping. One seed.",
+    "used); fp32 on CPU, the Trainer's bf16 autocast on a GPU (the paper: 16-bit mixed precision). Variant: the norm and residual ablations without clipping. One seed.",
     run=run,
     seeded=False,
 )

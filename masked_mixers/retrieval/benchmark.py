@@ -74,15 +74,23 @@ def benchmark_model(
     if "direct" in methods:
         result["direct"] = fit_direct(embedded["train"], embedded["test"], s, device)
     if "infonce" in methods:
-        history = finetune_infonce(
-            model, tokenizer, splits.train, position=s.position, steps=s.infonce_steps, batch_size=s.infonce_batch_size,
-            learning_rate=s.infonce_learning_rate, temperature=s.temperature, max_length=s.max_length, seed=seed, progress=progress,
-            variant=s.infonce_variant, candidates=s.infonce_candidates,
-        )
-        tuned_q, tuned_p, _ = embed_splits(model, tokenizer, splits, s, progress, train=False)["test"]
-        result["infonce"] = metrics_vs_candidates(cosine_scores(tuned_q, tuned_p), counts, seed, test_t)
-        result["infonce_loss"] = {"first": history[0]["loss"], "last": history[-1]["loss"], "variant": s.infonce_variant}
+        result["infonce"], result["infonce_loss"] = infonce_then_cosine(model, tokenizer, splits, s, counts, test_t, progress)
     return result
+
+
+def infonce_then_cosine(model, tokenizer, splits: PairSplits, s: RetrievalSettings, counts: list[int], targets, progress: bool = True) -> tuple[list[dict], dict]:
+    """Fine-tune `model` in place with InfoNCE on the train pairs, re-embed the test pairs and rank them by cosine.
+
+    Returns (metric rows per number of candidates, {"first", "last": the InfoNCE loss, "variant"}).
+    """
+    history = finetune_infonce(
+        model, tokenizer, splits.train, position=s.position, steps=s.infonce_steps, batch_size=s.infonce_batch_size,
+        learning_rate=s.infonce_learning_rate, temperature=s.temperature, max_length=s.max_length, seed=s.seed, progress=progress,
+        variant=s.infonce_variant, candidates=s.infonce_candidates,
+    )
+    tuned_q, tuned_p, _ = embed_splits(model, tokenizer, splits, s, progress, train=False)["test"]
+    rows = metrics_vs_candidates(cosine_scores(tuned_q, tuned_p), counts, s.seed, targets)
+    return rows, {"first": history[0]["loss"], "last": history[-1]["loss"], "variant": s.infonce_variant}
 
 
 def benchmark_models(

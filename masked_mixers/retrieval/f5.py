@@ -22,10 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import UserError
-from .benchmark import embed_splits
+from .benchmark import embed_splits, infonce_then_cosine
 from .direct import fit_direct
 from .embedding import load_embeddings, load_language_model, padding_side, save_embeddings
-from .infonce import finetune_infonce
 from .metrics import cosine_scores, metrics_vs_candidates
 from .pairs import PairSplits, build_pairs, passage_index, split_pairs
 from .settings import RetrievalSettings
@@ -60,24 +59,24 @@ def _cached_embeddings(model, tokenizer, splits, settings, cache: Path | None, p
     return embedded
 
 
-def _cosine_rows(queries, passages, targets, counts, settings) -> list[dict]:
-    """Cosine top-1/top-10/MRR at each n, with the binomial chance test of top-1."""
-    rows = metrics_vs_candidates(cosine_scores(queries, passages), counts, settings.seed, targets)
+def _with_chance(rows: list[dict], targets, settings) -> list[dict]:
+    """Each metric row with the binomial chance test of its top-1 (significance.py)."""
     for row in rows:
         row.update(chance_test(round(row["top1"] * len(targets)), len(targets), row["candidates"], settings.significance))
     return rows
 
 
+def _cosine_rows(queries, passages, targets, counts, settings) -> list[dict]:
+    """Cosine top-1/top-10/MRR at each n, with the binomial chance test of top-1."""
+    return _with_chance(metrics_vs_candidates(cosine_scores(queries, passages), counts, settings.seed, targets), targets, settings)
+
+
 def _infonce(model, tokenizer, splits, settings, counts, targets, progress) -> dict:
-    history = finetune_infonce(
-        model, tokenizer, splits.train, position=settings.position, steps=settings.infonce_steps, batch_size=settings.infonce_batch_size,
-        learning_rate=settings.infonce_learning_rate, temperature=settings.temperature, max_length=settings.max_length,
-        seed=settings.seed, progress=progress, variant=settings.infonce_variant, candidates=settings.infonce_candidates,
-    )
-    tuned_q, tuned_p, _ = embed_splits(model, tokenizer, splits, settings, progress, train=False)["test"]
-    rows = _cosine_rows(tuned_q, tuned_p, targets, counts, settings)
-    return {"variant": settings.infonce_variant, "steps": settings.infonce_steps, "candidates_per_step": settings.infonce_candidates,
-            "temperature": settings.temperature, "loss_first": history[0]["loss"], "loss_last": history[-1]["loss"], "rows": rows}
+    """InfoNCE fine-tuning (benchmark.infonce_then_cosine), its rows with the chance test of top-1."""
+    rows, loss = infonce_then_cosine(model, tokenizer, splits, settings, counts, targets, progress)
+    _with_chance(rows, targets, settings)
+    return {"variant": loss["variant"], "steps": settings.infonce_steps, "candidates_per_step": settings.infonce_candidates,
+            "temperature": settings.temperature, "loss_first": loss["first"], "loss_last": loss["last"], "rows": rows}
 
 
 def run_family(model_dir: str | Path, splits: PairSplits, settings: RetrievalSettings, device: str = "cpu", progress: bool = True, cache: Path | None = None) -> dict:
