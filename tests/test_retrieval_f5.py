@@ -1,5 +1,6 @@
 """F5 by the paper's protocol: several queries per story split by story, the direct model's
-plateau rule, the one-query-vs-31 InfoNCE loss, the chance test, and run_f5 end to end (tiny)."""
+plateau rule and its mixing inits, the one-query-vs-31 InfoNCE loss, the chance test, and run_f5
+end to end (tiny)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from test_retrieval import model_dirs, stories  # noqa: F401  (module fixtures: a tiny mixer and Llama, real stories)
 
 from masked_mixers.retrieval import infonce
-from masked_mixers.retrieval.direct import Plateau, RetrievalMixerConfig, train_direct
+from masked_mixers.retrieval.direct import Plateau, RetrievalMixer, RetrievalMixerConfig, evaluate_direct, train_direct
 from masked_mixers.retrieval.f5 import beats_chance, direct_table, f5_settings, run_f5
 from masked_mixers.retrieval.infonce import candidates_nce_loss, finetune_infonce
 from masked_mixers.retrieval.embedding import load_language_model
@@ -51,6 +52,49 @@ def test_plateau_rule_stops_training():
     assert [replay.step(h["loss"]) for h in history] == [False] * (len(history) - 1) + [True]  # stopped at the first plateau
     _, capped = train_direct(queries, passages, config, epochs=3, learning_rate=1e-12, patience=None)
     assert len(capped) == 3
+
+
+@pytest.mark.parametrize("init", ["exchangeable", "uniform"])
+def test_exchangeable_mixing_init_treats_every_candidate_slot_alike(init):
+    """Permuting the candidates permutes the scores exactly at the exchangeable init; the uniform
+    (author's) init gives each slot its own mix, so the same check fails there."""
+    torch.manual_seed(0)
+    model = RetrievalMixer(RetrievalMixerConfig(input_size=12, hidden_size=16, num_candidates=6, num_hidden_layers=2, mixing_init=init))
+    inputs = torch.randn(3, 7, 12)  # (batch, query + 6 candidates, d)
+    order = torch.tensor([0, 4, 1, 6, 2, 5, 3])  # the query stays first, the candidates move
+    with torch.no_grad():
+        scores, moved = model(inputs).logits, model(inputs[:, order]).logits
+    equivariant = torch.allclose(moved, scores[:, order[1:] - 1], atol=1e-5)
+    assert equivariant == (init == "exchangeable")
+
+
+def _planted_pairs(n: int, d: int, noise: float, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    rotation = torch.linalg.qr(torch.randn(d, d, generator=g))[0]
+    queries = torch.randn(n, d, generator=g)
+    return queries, queries @ rotation + noise * torch.randn(n, d, generator=g)
+
+
+def test_exchangeable_init_learns_where_the_uniform_init_sits_at_chance(tmp_path):
+    """Noisy planted pairs (a rotation of the query plus noise as loud as the signal): in 10 epochs the
+    uniform init barely leaves ln 16, the exchangeable one learns and beats chance on held-out pairs."""
+    queries, passages = _planted_pairs(640, 16, noise=1.0)
+    final = {}
+    for init in ("uniform", "exchangeable"):
+        config = RetrievalMixerConfig(input_size=16, hidden_size=32, num_candidates=16, num_hidden_layers=2, mixing_init=init)
+        model, history = train_direct(queries[:512], passages[:512], config, epochs=10, batch_size=32, learning_rate=3e-3)
+        final[init] = history[-1]["loss"]
+    assert final["exchangeable"] < final["uniform"] - 0.5 and final["uniform"] > math.log(16) - 0.2, final
+    held_out = evaluate_direct(model, queries[512:], passages[512:])
+    assert held_out["beats_chance"] and held_out["top1"] > 5 / 16, held_out
+    model.save_pretrained(tmp_path / "retriever")  # the init is part of the config and survives the round trip
+    loaded = RetrievalMixer.from_pretrained(tmp_path / "retriever")
+    assert loaded.config.mixing_init == "exchangeable" and evaluate_direct(loaded, queries[512:], passages[512:]) == held_out
+
+
+def test_unknown_mixing_init_is_refused():
+    with pytest.raises(Exception, match="mixing_init must be one of exchangeable, uniform"):  # huggingface_hub's strict-dataclass error
+        RetrievalMixerConfig(mixing_init="zeros")
 
 
 def test_infonce_loss_of_one_query_against_its_candidates_by_hand():

@@ -6,6 +6,16 @@ against the positive's slot trains it. The token mixing is an unmasked (n + 1) x
 so every candidate is compared with the query and with the other candidates ("which of these is
 the match"). n counts passages, as the number of candidates of the cosine ranking does.
 
+Why the mixing starts exchangeable (`mixing_init`). The candidates are exchangeable (the positive
+sits at a random slot), so the model must learn one function of (query, candidate) for every slot.
+PyTorch's default uniform init (the author's Conv1d) gives each slot its own random mix of the
+query and the other candidates, and training sits at chance until those rows line up: measured on
+planted pairs (d 128, 4,878 pairs, 32 candidates, a bilinear match an oracle ranks first 72.5% of
+the time) it was still at ln 32 after 40 epochs, and on real mixer embeddings after 60. The
+`exchangeable` init, a named variant, starts every candidate slot as (itself + the query) / sqrt 2
+and the query slot as itself, the same for every slot: the same planted pairs then learn from the
+second epoch. `uniform`, the author's init, stays the default: it is the protocol.
+
 It reuses the masked mixer's `MixerBlock` (pre-norm, residuals, feed-forward) with the causal
 token mixing replaced by `CandidateMixing`. Training is a plain loop over cached embedding
 tensors rather than the HF Trainer: the model is small, the data sits in memory, and the
@@ -33,9 +43,14 @@ from .metrics import rank_of_target, ranking_metrics, sample_negatives
 from .significance import chance_test
 
 
+MIXING_INITS = ("exchangeable", "uniform")
+
+
 @strict
 class RetrievalMixerConfig(PreTrainedConfig):
-    """input_size: d of the language model's embeddings; num_candidates: n passages (the query comes on top)."""
+    """input_size: d of the language model's embeddings; num_candidates: n passages (the query comes on top);
+    mixing_init: uniform (PyTorch's default, the author's; the protocol) or exchangeable (a variant: every
+    candidate slot starts as itself plus the query; module docstring)."""
 
     model_type = "retrieval_mixer"
 
@@ -46,8 +61,11 @@ class RetrievalMixerConfig(PreTrainedConfig):
     ff_mult: int = 4
     dropout: float = 0.0
     layer_norm_eps: float = 1e-5
+    mixing_init: str = "uniform"
 
     def validate_architecture(self):
+        if self.mixing_init not in MIXING_INITS:
+            raise ValueError(f"mixing_init must be one of {', '.join(MIXING_INITS)}, got {self.mixing_init!r}")
         if not 2 <= self.num_candidates <= 4096:
             raise ValueError(f"num_candidates must be in [2, 4096], got {self.num_candidates}")
         for name in ("input_size", "hidden_size", "num_hidden_layers", "ff_mult"):
@@ -88,8 +106,16 @@ class RetrievalMixer(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """PyTorch's default uniform initialisation, through `transformers.initialization`."""
-        if isinstance(module, (nn.Linear, CandidateMixing)):
+        """PyTorch's default uniform initialisation, through `transformers.initialization`; the
+        candidate mixing exchangeable instead when `mixing_init` says so (module docstring)."""
+        if isinstance(module, CandidateMixing) and self.config.mixing_init == "exchangeable":
+            m = module.weight.shape[0]
+            weight = torch.eye(m)
+            weight[1:, 0] = 1.0  # (m, m): candidate slot i starts as itself + the query, the query slot as itself
+            weight[1:] /= math.sqrt(2.0)  # two roughly independent unit-variance terms: keep unit variance
+            init.copy_(module.weight, weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, (nn.Linear, CandidateMixing)):
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
             bound = 1.0 / math.sqrt(module.weight.shape[1])
             if module.bias is not None:
@@ -226,14 +252,18 @@ def fit_direct(train: tuple, test: tuple, settings, device: str | torch.device =
     train, test: (queries (N, d), passages (D, d), targets (N,)) of cached frozen-LM embeddings.
     Per n: train and test cross entropy and top-1 (each on a seeded candidate draw), chance
     (ln n, 1/n), the binomial test of test top-1, the epochs run, and per epoch the train loss
-    and test cross entropy. An n that the test passages cannot fill is skipped.
+    and test cross entropy. Trained to its plateau the model overfits (as the paper's does), and
+    an overconfident model's test CE can end above ln n while its top-1 beats chance, so the
+    lowest test CE over the epochs and its epoch are kept too (chosen on the test pairs, so an
+    optimistic figure, never the headline). An n that the test passages cannot fill is skipped.
     """
     rows = []
     for n in settings.direct_candidates:
         if n > min(len(train[1]), len(test[1])):
             continue
         d = train[0].shape[1]
-        config = RetrievalMixerConfig(input_size=d, hidden_size=settings.direct_hidden_size or d, num_candidates=n, num_hidden_layers=settings.direct_layers)
+        config = RetrievalMixerConfig(input_size=d, hidden_size=settings.direct_hidden_size or d, num_candidates=n, num_hidden_layers=settings.direct_layers,
+                                      mixing_init=settings.direct_mixing_init)
 
         def on_test(model):
             return {"test_ce": evaluate_direct(model, *test[:2], seed=settings.seed, targets=test[2])["ce"]}
@@ -245,8 +275,9 @@ def fit_direct(train: tuple, test: tuple, settings, device: str | torch.device =
         )
         fit = evaluate_direct(model, *train[:2], seed=settings.seed, targets=train[2])
         held_out = evaluate_direct(model, *test[:2], seed=settings.seed, targets=test[2], significance=settings.significance)
+        lowest = min(history, key=lambda h: h["test_ce"])  # chosen on the test pairs: optimistic, reported beside the end
         rows.append({
             **held_out, "train_ce": fit["ce"], "train_top1": fit["top1"], "train_loss": history[-1]["loss"],
-            "epochs": len(history), "history": history,
+            "epochs": len(history), "history": history, "min_test_ce": lowest["test_ce"], "min_test_ce_epoch": lowest["epoch"],
         })
     return rows

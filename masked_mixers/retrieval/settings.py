@@ -27,6 +27,7 @@ PairKind = Literal["sentence", "keywords"]
 Method = Literal["cosine", "direct", "infonce"]
 Position = Literal["second-to-last", "last-token", "last"]
 InfoNCEVariant = Literal["paper", "in-batch"]
+MixingInit = Literal["exchangeable", "uniform"]
 
 PAIR_KINDS: tuple[str, ...] = typing.get_args(PairKind)
 METHODS: tuple[str, ...] = typing.get_args(Method)
@@ -64,6 +65,7 @@ class RetrievalSettings:
     direct_hidden_size: int | None = field(default=None, metadata=_help("direct: width of the retrieval model (default: the language model's d_model, as in the paper)"))
     direct_batch_size: int = field(default=32, metadata=_help("direct: training queries per step"))
     direct_learning_rate: float = field(default=1e-3, metadata=_help("direct: AdamW learning rate"))
+    direct_mixing_init: MixingInit = field(default="uniform", metadata=_help("direct: uniform: PyTorch's default, as the author's code (the protocol); exchangeable: a variant, every candidate slot's mixing starts as itself plus the query, which learns at CPU budgets where uniform stays at chance (docs/retrieval.md)"))
     significance: float = field(default=0.01, metadata=_help("direct: p-value below which test top-1 counts as above chance (one-sided binomial test)"))
     infonce_variant: InfoNCEVariant = field(default="paper", metadata=_help("infonce: paper: one query vs infonce_candidates passages per step (F5); in-batch: a batch of pairs, the other passages as negatives"))
     infonce_candidates: int = field(default=31, metadata=_help("infonce (paper): candidate passages per step, the positive among them"))
@@ -101,7 +103,7 @@ PAIR_FIELDS = ("min_query_words", "num_keywords", "queries_per_document", "test_
 EMBED_FIELDS = ("position", "batch_size", "max_length")
 BENCHMARK_FIELDS = (
     "methods", "candidates", "position", "batch_size", "max_length", "direct_candidates", "direct_epochs", "direct_patience",
-    "direct_min_delta", "direct_layers", "direct_hidden_size", "direct_batch_size", "direct_learning_rate", "significance", "infonce_variant",
+    "direct_min_delta", "direct_layers", "direct_hidden_size", "direct_batch_size", "direct_learning_rate", "direct_mixing_init", "significance", "infonce_variant",
     "infonce_candidates", "infonce_steps", "infonce_batch_size", "infonce_learning_rate", "temperature", "seed",
 )
 
