@@ -4,6 +4,8 @@
 - `add_output(parser, ...)`: `--output FILE` for a file, `--output-dir DIR` for a folder, in every
   command; the spellings used before (`--out`, `--json`) still work as hidden, deprecated aliases
   (a note on stderr), so scripts and old notes keep running.
+- `add_no_progress(parser)` / `hide_progress(args)`: `--no-progress` hides every progress bar,
+  the Trainer's and the data libraries' too (through tqdm's own `TQDM_DISABLE` switch).
 - `add_device(parser)`: `--device auto|cpu|cuda|cuda:N|mps` wherever a model runs; `devices.py`
   resolves it when the command runs (importing torch here would slow every `--help`).
 
@@ -13,6 +15,7 @@ Standard library only: command parsers are built for `--help` too.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -69,6 +72,18 @@ def add_device(parser: argparse.ArgumentParser, what: str = "the model") -> None
     parser.add_argument("--device", default="auto", help=f"where {what} runs: auto, cpu, cuda, cuda:N or mps (auto: cuda if available, then mps, then cpu)")
 
 
+def add_no_progress(parser: argparse.ArgumentParser) -> None:
+    """`--no-progress`; the command calls `hide_progress(args)` before it starts work."""
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (the Trainer's included), e.g. for log files")
+
+
+def hide_progress(args: argparse.Namespace) -> None:
+    """Honour `--no-progress` for every bar, not only this package's: the HF Trainer, datasets and
+    our own bars all use tqdm, which reads TQDM_DISABLE for every bar it is not told about."""
+    if getattr(args, "no_progress", False):
+        os.environ["TQDM_DISABLE"] = "1"
+
+
 def add_trust_remote_code(parser: argparse.ArgumentParser) -> None:
     """`--trust-remote-code`: off by default, so a model folder is data and none of its Python code runs."""
     parser.add_argument(
@@ -76,4 +91,4 @@ def add_trust_remote_code(parser: argparse.ArgumentParser) -> None:
     )
 
 
-__all__ = ["HelpFormatter", "add_device", "add_output", "add_trust_remote_code"]
+__all__ = ["HelpFormatter", "add_device", "add_no_progress", "add_output", "add_trust_remote_code", "hide_progress"]

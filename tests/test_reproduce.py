@@ -75,3 +75,22 @@ def test_bad_finding_or_scale_is_one_line_exit_2(argv, message, tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_tiny_f5_runs_the_direct_model_with_both_mixing_inits(tiny_card):
+    _, _, card = tiny_card
+    f5 = next(e for e in card["findings"] if e["id"] == "F5")
+    direct = [row for row in f5["table"] if "mixing_init" in row]
+    assert {(row["family"], row["mixing_init"]) for row in direct} == {(f, i) for f in ("mixer", "llama") for i in ("uniform", "exchangeable")}
+    variants = [c for c in f5["checks"] if "exchangeable mixing init" in c["claim"]]
+    assert variants and all(c["variant"] for c in variants)
+    assert not any(c["variant"] for c in f5["checks"] if c["claim"].startswith("Mixer embeddings") and "exchangeable" not in c["claim"])
+
+
+def test_no_progress_hides_every_bar_the_trainers_included(tmp_path, monkeypatch):
+    monkeypatch.setenv("TQDM_DISABLE", "0")  # restored after the test
+    assert main(["reproduce", "F9", "--no-progress", "--output-dir", str(tmp_path / "out")]) == 2
+    import os
+
+    assert os.environ["TQDM_DISABLE"] == "1"

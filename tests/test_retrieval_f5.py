@@ -5,6 +5,7 @@ end to end (tiny)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -137,3 +138,23 @@ def test_run_f5_reports_both_families(model_dirs, stories, tmp_path):
         assert family["infonce"]["rows"] and family["infonce"]["candidates_per_step"] == 4
     assert set(beats_chance(result)) == {"mixer", "llama"} and "| mixer | 8 |" in direct_table(result)
     assert (tmp_path / "mixer-embeddings.safetensors").is_file()
+
+
+def test_cached_embeddings_are_reused_only_for_the_same_pairs_and_model(model_dirs, stories, tmp_path, monkeypatch):
+    import masked_mixers.retrieval.f5 as f5
+
+    calls = []
+    real = f5.embed_splits
+    monkeypatch.setattr(f5, "embed_splits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    settings = f5_settings(direct_candidates=[4], direct_epochs=1, methods=["direct"], batch_size=64)
+    cache = tmp_path / "mixer-embeddings.safetensors"
+    first, other = (f5.f5_pairs(stories[:k], settings) for k in (40, 60))
+    runs = [f5.run_family(model_dirs["mixer"], pairs, settings, progress=False, cache=cache) for pairs in (first, first, other, other)]
+    assert len(calls) == 2  # the second run reads the file; other pairs are embedded again, then read
+    assert runs[0]["direct"][0]["ce"] == runs[1]["direct"][0]["ce"]
+    import os
+
+    weights = next(Path(model_dirs["mixer"]).glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # as if retrained
+    f5.run_family(model_dirs["mixer"], other, settings, progress=False, cache=cache)
+    assert len(calls) == 3

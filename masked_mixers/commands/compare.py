@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..options import add_output
+from ..options import add_no_progress, add_output, hide_progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,10 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-data", help="held-out corpus: local file or hub dataset id (replaces data.eval_source)")
     add_output(parser, folder=True, help="where the report goes (default: train.output_dir of the config)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.max_steps=50")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars for size matching")
+    add_no_progress(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    hide_progress(args)
     from ..compare import run_compare
     from ..compare.config import load_compare_config
     from ..files import check_output_dir

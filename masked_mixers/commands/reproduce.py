@@ -22,7 +22,7 @@ import argparse
 import shlex
 import sys
 
-from ..options import add_device, add_output
+from ..options import add_device, add_no_progress, add_output, hide_progress
 
 FINDING_IDS = ("F1", "F2", "F3", "F4", "F5", "F6", "F7")
 SCALE_NAMES = ("cpu", "paper", "tiny")
@@ -36,10 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output(parser, folder=True, help="where the scorecard and every run go (default: runs/reproduce-SCALE)")
     parser.add_argument("--cache-dir", help="where prepared data is cached (default: ~/.cache/masked_mixers)")
     add_device(parser, "the probes (training uses the Trainer's device)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_no_progress(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    hide_progress(args)
     from ..reproduce import ReproduceRequest, run_reproduce
 
     request = ReproduceRequest(

@@ -17,6 +17,8 @@ the binomial test of test top-1 (significance.py), cosine top-1 of the raw embed
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,15 +49,26 @@ def f5_pairs(documents: Sequence[str], settings: RetrievalSettings) -> PairSplit
     return splits
 
 
-def _cached_embeddings(model, tokenizer, splits, settings, cache: Path | None, progress: bool) -> dict:
-    """embed_splits, read from / written to `cache` (a safetensors file) when given."""
+def _embedding_key(model_dir, splits, settings) -> str:
+    """What a cached embedding file depends on: the model's weights (file sizes and times), the pairs
+    and how texts are embedded. A file made for other pairs or a retrained model is not reused."""
+    weights = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(model_dir).glob("*.safetensors"))
+    texts = [(p.query, p.passage) for split in (splits.test, splits.train) for p in split]
+    blob = json.dumps([weights, texts, settings.position, settings.max_length], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _cached_embeddings(model_dir, model, tokenizer, splits, settings, cache: Path | None, progress: bool) -> dict:
+    """embed_splits, read from / written to `cache` (a safetensors file) when given and made for these inputs."""
     names = [f"{split}_{part}" for split in ("test", "train") for part in ("queries", "passages", "targets")]
+    key = _embedding_key(model_dir, splits, settings) if cache is not None else None
     if cache is not None and cache.is_file():
-        tensors, _ = load_embeddings(cache)
-        return {split: tuple(tensors[f"{split}_{part}"] for part in ("queries", "passages", "targets")) for split in ("test", "train")}
+        tensors, metadata = load_embeddings(cache)
+        if metadata.get("key") == key:
+            return {split: tuple(tensors[f"{split}_{part}"] for part in ("queries", "passages", "targets")) for split in ("test", "train")}
     embedded = embed_splits(model, tokenizer, splits, settings, progress)
     if cache is not None:
-        save_embeddings(cache, dict(zip(names, [t for split in ("test", "train") for t in embedded[split]])))
+        save_embeddings(cache, dict(zip(names, [t for split in ("test", "train") for t in embedded[split]])), {"key": key})
     return embedded
 
 
@@ -82,7 +95,7 @@ def _infonce(model, tokenizer, splits, settings, counts, targets, progress) -> d
 def run_family(model_dir: str | Path, splits: PairSplits, settings: RetrievalSettings, device: str = "cpu", progress: bool = True, cache: Path | None = None) -> dict:
     """F5 on one language model: direct model rows, cosine rows and (optionally) InfoNCE rows."""
     model, tokenizer = load_language_model(model_dir, device)
-    embedded = _cached_embeddings(model, tokenizer, splits, settings, cache, progress)
+    embedded = _cached_embeddings(model_dir, model, tokenizer, splits, settings, cache, progress)
     test_q, test_p, test_t = embedded["test"]
     counts = [n for n in sorted({32, 128, *settings.direct_candidates}) if n <= len(test_p)]
     result = {
