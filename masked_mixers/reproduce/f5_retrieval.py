@@ -1,7 +1,10 @@
 """F5: retrieval with the embeddings of causal-LM-trained mixers and transformers (retrieval/f5.py).
 
-F4's seed-0 mixer and Llama embed (query sentence, rest of the story) pairs, several per story,
-from every story available, split by story. The paper's direct-embedding retrieval model (a
+A mixer and a Llama embed (query sentence, rest of the story) pairs, several per story,
+from every story available, split by story. The language models are F4's seed-0 models, or at a
+scale with `retrieval_lm_steps` (cpu) a mixer and a Llama trained that many steps on the same
+tokens: at the cpu scale F4's FLOPs budget leaves embeddings the direct model finds nothing in
+(docs/retrieval.md, the budget search). The paper's direct-embedding retrieval model (a
 non-causal mixer over the query and n candidate embeddings) trains on the frozen embeddings until
 its train loss stops falling and is scored by test cross-entropy and top-1 against n, with a
 binomial test against chance. It runs twice on the same embeddings: with the author's (uniform)
@@ -48,6 +51,21 @@ def _documents(ctx: Context) -> list[str]:
     return texts
 
 
+def _language_models(ctx: Context) -> tuple[dict[str, dict], str]:
+    """{side: compare row} of the embedders, and where their report is."""
+    steps = ctx.scale.retrieval_lm_steps
+    if steps is None:
+        return trained(ctx, 0), "F4/seed-0"
+    models = [ctx.spec("mixer", name="mixer", mixer_type="flat"), ctx.spec("llama", name="llama")]
+    rows = ctx.compare("F5/language-models", models, ctx.train(steps, seed=0))
+    return {row["label"]: row for row in rows}, "F5/language-models"
+
+
+def _described(models: dict[str, dict], trained_in: str) -> str:
+    steps = ", ".join(f"{side} {row['steps']} steps (eval loss {row['eval_loss'] or float('nan'):.3f})" for side, row in models.items() if side in ("mixer", "llama"))
+    return f"{trained_in} ({steps})"
+
+
 def _row(family: dict, n: int) -> dict | None:
     return next((r for r in family["direct"] if r["candidates"] == n), None)
 
@@ -85,7 +103,7 @@ def run(ctx: Context) -> Measured:
     from ..devices import resolve_device
     from ..retrieval.f5 import f5_settings, run_f5
 
-    models = trained(ctx, 0)
+    models, trained_in = _language_models(ctx)
     settings = f5_settings(**SETTINGS[ctx.scale.name])
     run_both = dict(documents=_documents(ctx), device=str(resolve_device(ctx.device)), progress=ctx.progress,
                     cache_dir=ctx.output_dir / "F5" / "embeddings")  # the variant reuses the embeddings
@@ -118,11 +136,12 @@ def run(ctx: Context) -> Measured:
         checks=checks, table=table,
         budget=f"{pairs['train_pairs']} train / {pairs['test_pairs']} test pairs from {pairs['documents']} stories "
         f"({settings.queries_per_document} {'query' if settings.queries_per_document == 1 else 'queries'} per story); direct model up to {settings.direct_epochs} epochs (plateau: "
-        f"{settings.direct_patience}), mixing init {settings.direct_mixing_init} and (variant) {VARIANT_INIT}; InfoNCE {settings.infonce_steps} steps; F4's seed-0 models; one seed",
+        f"{settings.direct_patience}), mixing init {settings.direct_mixing_init} and (variant) {VARIANT_INIT}; InfoNCE {settings.infonce_steps} steps; "
+        f"language models: {_described(models, trained_in)}; one seed",
         headline=dict(metric=f"direct model test CE, {n} candidates", lower_is_better=True,
                       values={side: [(_row(result["families"][side], n) or {}).get("ce")] for side in ("mixer", "llama")}),
         notes=["queries are sentences of the story (no summaries exist offline); the paper used LLM-written one-sentence summaries"],
-        artifacts=["F4/seed-0/report.md"],
+        artifacts=[f"{trained_in}/report.md"],
     )  # fmt: skip
 
 
