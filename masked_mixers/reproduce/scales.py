@@ -7,8 +7,7 @@ positions), F5's InfoNCE always scores one query against 31 candidates at temper
 one exception is `tiny`, a test-only scale that shortens F1's 500 steps so the test suite can run
 every section of the scorecard; its scorecard says so.
 
-- cpu: d_model 128, 4 blocks, L 128 on TinyStories, 100-250 steps per model (F5's own embedders
-  1,000): under an hour on 2 CPU cores.
+- cpu: d_model 128, 4 blocks, L 128 on TinyStories, 100-250 steps per model: under an hour on 2 CPU cores.
 - paper: the paper's sizes (d_model 512/1024, L 512, 8-16 blocks), for a GPU; days, not minutes.
 - tiny: a few steps of d_model 16 models; for tests only, its numbers mean nothing.
 """
@@ -41,7 +40,6 @@ class Scale:
     represent_texts: int  # F1: sequences inverted per model
     represent_steps: int  # F1: gradient-descent steps (the paper's protocol: 500)
     retrieval_documents: int  # F5: documents that pairs are built from (train and test split by document)
-    retrieval_lm_steps: int | None = None  # F5: steps of its own mixer and Llama (None: F4's seed-0 models)
     learning_rates: tuple[tuple[str, float], ...] = (("mixer", 5e-3), ("llama", 2e-3), ("gpt2", 2e-3))
     autoencoder_layers: int | None = None  # F3: encoder and decoder depth (None: layers)
 
@@ -52,14 +50,12 @@ class Scale:
         return rates.get(kind, rates["llama"])
 
 
-RETRIEVAL_LM_STEPS_CPU = 1000  # docs/retrieval.md: F4's cpu budget (about 470 mixer steps) left the direct model at chance
-
 SCALES: dict[str, Scale] = {
     "cpu": Scale(
         name="cpu", d_model=128, layers=4, seq_len=128, heads=4, batch_size=16, seeds=2,
         max_documents=20_000, max_eval_documents=500, vocab_size=4096,
         clm_steps=250, autoencoder_steps=150, ablation_steps=100, bidirectional_steps=150, linear_steps=200,
-        eval_batches=10, represent_texts=16, represent_steps=500, retrieval_documents=10_000, retrieval_lm_steps=RETRIEVAL_LM_STEPS_CPU,
+        eval_batches=10, represent_texts=16, represent_steps=500, retrieval_documents=10_000,
     ),
     "paper": Scale(
         name="paper", d_model=512, layers=8, seq_len=512, heads=4, batch_size=32, seeds=2,
