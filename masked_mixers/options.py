@@ -78,10 +78,16 @@ def add_no_progress(parser: argparse.ArgumentParser) -> None:
 
 
 def hide_progress(args: argparse.Namespace) -> None:
-    """Honour `--no-progress` for every bar, not only this package's: the HF Trainer, datasets and
-    our own bars all use tqdm, which reads TQDM_DISABLE for every bar it is not told about."""
+    """Honour `--no-progress` for every bar, not only this package's: it sets tqdm's own switch,
+    TQDM_DISABLE, which tqdm reads when it is imported (so bars of libraries imported later stay
+    hidden) and `progress_hidden()` reads for the bars made before that (the Trainer's)."""
     if getattr(args, "no_progress", False):
         os.environ["TQDM_DISABLE"] = "1"
+
+
+def progress_hidden() -> bool:
+    """Whether progress bars are off: `--no-progress`, or TQDM_DISABLE set by the user."""
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes")
 
 
 def add_trust_remote_code(parser: argparse.ArgumentParser) -> None:
@@ -91,4 +97,4 @@ def add_trust_remote_code(parser: argparse.ArgumentParser) -> None:
     )
 
 
-__all__ = ["HelpFormatter", "add_device", "add_no_progress", "add_output", "add_trust_remote_code", "hide_progress"]
+__all__ = ["HelpFormatter", "add_device", "add_no_progress", "add_output", "add_trust_remote_code", "hide_progress", "progress_hidden"]

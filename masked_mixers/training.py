@@ -30,6 +30,7 @@ from .factory import ParameterCount, build_model, check_model_size, count_parame
 from .files import atomic_write_json, check_output_dir
 from .memory import PeakMemory
 from .objectives import check_objective, data_collator, objective_config, prepare_model
+from .options import progress_hidden
 from .tasks import model_task, trainer_metric_hooks
 from .rundir import METRICS, RUN_CONFIG, STAGING_DIR, SUMMARY, changed_keys, clear_run, locked, read_summary
 from .trainer import RobustTrainer
@@ -131,7 +132,7 @@ def training_arguments(run: RunConfig, has_eval: bool) -> TrainingArguments:
         fsdp=_fsdp(t.fsdp),
         fsdp_config=t.fsdp_config or None,
         use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=False,
+        disable_tqdm=progress_hidden(),  # --no-progress (options.hide_progress)
         **_precision(t.precision),
     )
 

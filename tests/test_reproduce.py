@@ -89,8 +89,32 @@ def test_tiny_f5_runs_the_direct_model_with_both_mixing_inits(tiny_card):
 
 
 def test_no_progress_hides_every_bar_the_trainers_included(tmp_path, monkeypatch):
-    monkeypatch.setenv("TQDM_DISABLE", "0")  # restored after the test
-    assert main(["reproduce", "F9", "--no-progress", "--output-dir", str(tmp_path / "out")]) == 2
-    import os
+    from masked_mixers.config import RunConfig
+    from masked_mixers.factory import spec_for
+    from masked_mixers.training import training_arguments
 
-    assert os.environ["TQDM_DISABLE"] == "1"
+    monkeypatch.setenv("TQDM_DISABLE", "0")  # restored after the test
+    run = RunConfig(model=spec_for("mixer"))
+    run.train.output_dir = str(tmp_path / "run")
+    assert training_arguments(run, has_eval=False).disable_tqdm is False
+    assert main(["reproduce", "F9", "--no-progress", "--output-dir", str(tmp_path / "out")]) == 2
+    assert training_arguments(run, has_eval=False).disable_tqdm is True
+
+
+def test_a_saved_comparison_missing_a_newer_setting_still_counts_as_the_same(tmp_path):
+    import yaml
+
+    from masked_mixers.compare.config import CompareConfig
+    from masked_mixers.configfile import to_dict
+    from masked_mixers.factory import spec_for
+    from masked_mixers.reproduce.context import _same
+
+    wanted = to_dict(CompareConfig(models=[spec_for("mixer"), spec_for("llama")]))
+    written = to_dict(CompareConfig(models=[spec_for("mixer"), spec_for("llama")]))
+    del written["retrieval"]["direct_mixing_init"]  # as a file written before that setting existed
+    path = tmp_path / "compare.yaml"
+    path.write_text(yaml.safe_dump(written))
+    assert _same(path, wanted)
+    written["train"]["max_steps"] += 1
+    path.write_text(yaml.safe_dump(written))
+    assert not _same(path, wanted)

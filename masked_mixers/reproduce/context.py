@@ -117,14 +117,17 @@ def per_seed(seeds: list[dict[str, dict]], sides, key: str = "eval_loss") -> dic
 
 
 def _same(saved: Path, wanted: dict) -> bool:
-    """Whether a compare.yaml written by an earlier run equals this config (so its results can be reused)."""
-    from ..configfile import load_yaml
+    """Whether a compare.yaml written by an earlier run equals this config (so its results can be reused).
+
+    The file is read through the config loader, so a setting added since it was written counts as
+    its default: a new option (a retrieval setting, say) does not make every earlier run stale.
+    """
+    from ..compare.config import load_compare_config
 
     try:
-        return load_yaml(saved) == json.loads(json.dumps(wanted))
+        return json.loads(json.dumps(to_dict(load_compare_config(saved)))) == json.loads(json.dumps(wanted))
     except Exception:  # an unreadable leftover is simply not reused
         return False
-
 
 
 __all__ = ["HUB_SOURCE", "Context", "per_seed"]
