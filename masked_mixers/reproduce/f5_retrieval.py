@@ -1,17 +1,19 @@
 """F5: retrieval with the embeddings of causal-LM-trained mixers and transformers (retrieval/f5.py).
 
-F4's seed-0 mixer and Llama embed (query sentence, rest of the story) pairs, several per story,
-from every story available, split by story. The result depends on how long the language models
-trained (docs/retrieval.md, the budget search): F4's models are used because every finding of a
-scale shares them, a rule fixed before any retrieval result was seen. The paper's direct-embedding retrieval model (a
-non-causal mixer over the query and n candidate embeddings) trains on the frozen embeddings until
-its train loss stops falling and is scored by test cross-entropy and top-1 against n, with a
-binomial test against chance. It runs twice on the same embeddings: with the author's (uniform)
-mixing init, the protocol, and with the exchangeable init, a named variant that escapes the plateau
-the uniform init sits in at CPU budgets (retrieval/direct.py). Then each whole model is fine-tuned with InfoNCE as F5 runs it (one
-query vs 31 candidates per step, temperature 0.02, the model's own padding side). Without
-summaries (none exist offline) the queries are sentences of the story, not LLM-written summaries:
-a named difference from the paper's data, not from its protocol.
+For each seed of the scale, F4's mixer and Llama of that seed embed (query sentence, rest of the
+story) pairs from every story available, split by story. F4's models are used because every
+finding of a scale shares them, a rule fixed before any retrieval result was seen; the result
+does depend on how long they trained (docs/retrieval.md, the budget search).
+
+The paper's direct-embedding retrieval model (a non-causal mixer over the query and n candidate
+embeddings) trains on the frozen embeddings until its train loss stops falling and is scored by
+test cross-entropy and top-1 against n, with a binomial test against chance. It runs twice on the
+same embeddings: with the author's (uniform) mixing init, the protocol, and with the exchangeable
+init, a named variant that leaves the plateau the uniform init sits on at CPU budgets
+(retrieval/direct.py). Then each whole model is fine-tuned with InfoNCE as F5 runs it (one query
+vs 31 candidates per step, temperature 0.02, the model's own padding side). Without summaries
+(none exist offline) the queries are sentences of the story, not LLM-written summaries: a named
+difference from the paper's data, not from its protocol.
 """
 
 from __future__ import annotations
@@ -50,29 +52,38 @@ def _documents(ctx: Context) -> list[str]:
     return texts
 
 
-def _described(models: dict[str, dict], trained_in: str) -> str:
-    steps = ", ".join(f"{side} {row['steps']} steps (eval loss {row['eval_loss'] or float('nan'):.3f})" for side, row in models.items() if side in ("mixer", "llama"))
-    return f"{trained_in} ({steps})"
+SIDES = ("mixer", "llama")
+PUBLISHED = {32: "TinyStories, 32 candidates, test CE: mixer 0.10 vs transformer ~3.43 (no learning; chance 3.47) at 512-dim; "
+                 "0.29 vs 0.40 at 1024-dim", 128: "128 candidates, test CE: mixer 0.76 vs transformer 2.27"}
+
+
+def _described(seeds: list[dict[str, dict]]) -> str:
+    """The language models of each seed: where they were trained, their steps and eval loss."""
+    return "; ".join(
+        f"F4/seed-{i} (" + ", ".join(f"{side} {rows[side]['steps']} steps, eval loss {rows[side]['eval_loss'] or float('nan'):.3f}" for side in SIDES) + ")"
+        for i, rows in enumerate(seeds)
+    )
 
 
 def _row(family: dict, n: int) -> dict | None:
     return next((r for r in family["direct"] if r["candidates"] == n), None)
 
 
-def _direct_checks(result: dict, n: int, published: str, variant: bool = False) -> list[Check]:
-    """The paper's direct-model comparison (test CE at n) and the same on test top-1, gated by chance."""
-    mixer, llama = (_row(result["families"][side], n) for side in ("mixer", "llama"))
+def _direct_checks(results: list[dict], n: int, variant: bool = False) -> list[Check]:
+    """The paper's direct-model comparison (test CE at n, one value per seed) and the same on test
+    top-1, inconclusive when no family beats chance on any seed."""
+    rows = {side: [_row(r["families"][side], n) for r in results] for side in SIDES}
     init = f" ({VARIANT_INIT} mixing init)" if variant else ""
     claim = f"Mixer embeddings support far better retrieval than transformer embeddings (direct model{init}, test CE, {n} candidates)"
-    if mixer is None or llama is None:
-        return [Check(claim, published, {}, INCONCLUSIVE, f"fewer than {n} test passages", variant)]
+    if any(row is None for side in SIDES for row in rows[side]):
+        return [Check(claim, PUBLISHED.get(n, "-"), {}, INCONCLUSIVE, f"fewer than {n} test passages", variant)]
     checks = [
-        better(claim, published, "mixer", [mixer["ce"]], "llama", [llama["ce"]], variant=variant),
-        better(f"The same, on test top-1 of {n} (direct model{init})", "-", "mixer", [mixer["top1"]], "llama", [llama["top1"]],
+        better(claim, PUBLISHED.get(n, "-"), *(x for side in SIDES for x in (side, [r["ce"] for r in rows[side]])), variant=variant),
+        better(f"The same, on test top-1 of {n} (direct model{init})", "-", *(x for side in SIDES for x in (side, [r["top1"] for r in rows[side]])),
                lower_is_better=False, variant=variant),
-    ]
-    for check in checks:
-        if not (mixer["beats_chance"] or llama["beats_chance"]):
+    ]  # fmt: skip
+    if not any(r["beats_chance"] for side in SIDES for r in rows[side]):
+        for check in checks:
             check.verdict, check.reason = INCONCLUSIVE, f"neither family beats chance (top-1 1/{n}) on test pairs: {check.reason}"
     return checks
 
@@ -88,49 +99,75 @@ def _gated(check: Check, rows: dict[str, list[dict]], n: int) -> Check:
     return check
 
 
-def run(ctx: Context) -> Measured:
-    from ..devices import resolve_device
-    from ..retrieval.f5 import f5_settings, run_f5
+def _ranked(results: list[dict], method: str, n: int, claim: str, published: str, variant: bool = False) -> Check:
+    """Mixer vs Llama on top-1 of n by `method` (cosine, or InfoNCE's rows), per seed, gated by chance."""
+    rows = {side: [row for r in results for row in _method_rows(r["families"][side], method)] for side in SIDES}
+    values = {side: [_top1(_method_rows(r["families"][side], method), n) for r in results] for side in SIDES}
+    check = better(claim, published, "mixer", values["mixer"], "llama", values["llama"], lower_is_better=False, variant=variant)
+    return _gated(check, rows, n)
 
-    models, trained_in = trained(ctx, 0), "F4/seed-0"
-    settings = f5_settings(**SETTINGS[ctx.scale.name])
-    run_both = dict(documents=_documents(ctx), device=str(resolve_device(ctx.device)), progress=ctx.progress,
-                    cache_dir=ctx.output_dir / "F5" / "embeddings")  # the variant reuses the embeddings
-    result = run_f5(models["mixer"]["output_dir"], models["llama"]["output_dir"], settings, **run_both)
+
+def _method_rows(family: dict, method: str) -> list[dict]:
+    return family["infonce"]["rows"] if method == "infonce" else family[method]
+
+
+def _run_seed(ctx: Context, seed: int, settings, documents: list[str]) -> tuple[dict, dict, dict]:
+    """F4's models of `seed`, their direct model with both inits (the variant on the same cached
+    embeddings), cosine and InfoNCE; pairs, candidates and retrievers drawn with the same seed."""
+    from ..devices import resolve_device
+    from ..retrieval.f5 import run_f5
+
+    models = trained(ctx, seed)
+    settings = dataclasses.replace(settings, seed=seed)
+    common = dict(documents=documents, device=str(resolve_device(ctx.device)), progress=ctx.progress,
+                  cache_dir=ctx.output_dir / "F5" / f"seed-{seed}" / "embeddings")  # fmt: skip
+    result = run_f5(models["mixer"]["output_dir"], models["llama"]["output_dir"], settings, **common)
     variant = run_f5(models["mixer"]["output_dir"], models["llama"]["output_dir"],
-                     dataclasses.replace(settings, direct_mixing_init=VARIANT_INIT, methods=["direct"]), **run_both)
+                     dataclasses.replace(settings, direct_mixing_init=VARIANT_INIT, methods=["direct"]), **common)  # fmt: skip
+    return models, result, variant
+
+
+def _table(results: list[dict], variants: list[dict], settings, infonce: dict[str, list], n: int) -> list[dict]:
+    table = [dict(seed=seed, family=side, candidates=r["candidates"], mixing_init=init, epochs=r["epochs"], train_ce=r["train_ce"],
+                  test_ce=r["ce"], min_test_ce=r["min_test_ce"], chance_ce=r["chance_ce"], train_top1=r["train_top1"], test_top1=r["top1"],
+                  chance_top1=r["chance_top1"], p_value=r["p_value"], beats_chance=r["beats_chance"])
+             for seed, pair in enumerate(zip(results, variants))
+             for init, run in zip((settings.direct_mixing_init, VARIANT_INIT), pair)
+             for side in SIDES for r in run["families"][side]["direct"]]  # fmt: skip
+    return table + [dict(seed=seed, family=side, candidates=n, method="InfoNCE, then cosine", test_top1=infonce[side][seed])
+                    for seed in range(len(results)) for side in SIDES]  # fmt: skip
+
+
+def run(ctx: Context) -> Measured:
+    from ..retrieval.f5 import f5_settings
+
+    settings = f5_settings(**SETTINGS[ctx.scale.name])
+    documents = _documents(ctx)
+    runs = [_run_seed(ctx, seed, settings, documents) for seed in range(ctx.scale.seeds)]
+    models, results, variants = (list(x) for x in zip(*runs))
     n = min(32, max(settings.direct_candidates))
-    infonce = {side: [_top1(result["families"][side]["infonce"]["rows"], n)] for side in ("mixer", "llama")}
-    cosine = {side: [_top1(result["families"][side]["cosine"], n)] for side in ("mixer", "llama")}
-    published = {32: "TinyStories, 32 candidates, test CE: mixer 0.10 vs transformer ~3.43 (no learning; chance 3.47) at 512-dim; "
-                     "0.29 vs 0.40 at 1024-dim", 128: "128 candidates, test CE: mixer 0.76 vs transformer 2.27"}
     counts = [m for m in settings.direct_candidates if m >= n]
     checks = [
-        *[c for m in counts for c in _direct_checks(result, m, published.get(m, "-"))],
-        *[c for m in counts for c in _direct_checks(variant, m, published.get(m, "-"), variant=True)],
-        _gated(better(f"After InfoNCE fine-tuning, the mixer retrieves more accurately (top-1 of {n})",
-                      "FineMath, top-1 of 32: mixer d 512 82.1% vs transformer d 512 70.4%", "mixer", infonce["mixer"], "llama",
-                      infonce["llama"], lower_is_better=False), {s: f["infonce"]["rows"] for s, f in result["families"].items()}, n),
-        _gated(better(f"Raw embeddings by cosine similarity (the paper: 'very inaccurate'; top-1 of {n})", "-", "mixer", cosine["mixer"],
-                      "llama", cosine["llama"], lower_is_better=False, variant=True), {s: f["cosine"] for s, f in result["families"].items()}, n),
+        *[c for m in counts for c in _direct_checks(results, m)],
+        *[c for m in counts for c in _direct_checks(variants, m, variant=True)],
+        _ranked(results, "infonce", n, f"After InfoNCE fine-tuning, the mixer retrieves more accurately (top-1 of {n})",
+                "FineMath, top-1 of 32: mixer d 512 82.1% vs transformer d 512 70.4%"),
+        _ranked(results, "cosine", n, f"Raw embeddings by cosine similarity (the paper: 'very inaccurate'; top-1 of {n})", "-", variant=True),
     ]  # fmt: skip
-    table = [dict(family=side, candidates=r["candidates"], mixing_init=init, epochs=r["epochs"], train_ce=r["train_ce"], test_ce=r["ce"],
-                  min_test_ce=r["min_test_ce"], chance_ce=r["chance_ce"], train_top1=r["train_top1"], test_top1=r["top1"],
-                  chance_top1=r["chance_top1"], p_value=r["p_value"], beats_chance=r["beats_chance"])
-             for init, run in ((settings.direct_mixing_init, result), (VARIANT_INIT, variant))
-             for side, family in run["families"].items() for r in family["direct"]]  # fmt: skip
-    table += [dict(family=side, candidates=n, method="InfoNCE, then cosine", test_top1=infonce[side][0]) for side in ("mixer", "llama")]
-    pairs = result["pairs"]
+    infonce = {side: [_top1(r["families"][side]["infonce"]["rows"], n) for r in results] for side in SIDES}
+    pairs = results[0]["pairs"]
     return Measured(
-        checks=checks, table=table,
+        checks=checks, table=_table(results, variants, settings, infonce, n),
         budget=f"{pairs['train_pairs']} train / {pairs['test_pairs']} test pairs from {pairs['documents']} stories "
-        f"({settings.queries_per_document} {'query' if settings.queries_per_document == 1 else 'queries'} per story); direct model up to {settings.direct_epochs} epochs (plateau: "
-        f"{settings.direct_patience}), mixing init {settings.direct_mixing_init} and (variant) {VARIANT_INIT}; InfoNCE {settings.infonce_steps} steps; "
-        f"language models: {_described(models, trained_in)}; one seed",
+        f"({settings.queries_per_document} {'query' if settings.queries_per_document == 1 else 'queries'} per story; counts of seed 0: the split, "
+        f"candidates and retriever are drawn per seed); direct model up to {settings.direct_epochs} epochs (plateau: {settings.direct_patience}), mixing init "
+        f"{settings.direct_mixing_init} and (variant) {VARIANT_INIT}; InfoNCE {settings.infonce_steps} steps; language models: {_described(models)}",
         headline=dict(metric=f"direct model test CE, {n} candidates", lower_is_better=True,
-                      values={side: [(_row(result["families"][side], n) or {}).get("ce")] for side in ("mixer", "llama")}),
-        notes=["queries are sentences of the story (no summaries exist offline); the paper used LLM-written one-sentence summaries"],
-        artifacts=[f"{trained_in}/report.md"],
+                      values={side: [(_row(r["families"][side], n) or {}).get("ce") for r in results] for side in SIDES}),
+        notes=["queries are sentences of the story (no summaries exist offline); the paper used LLM-written one-sentence summaries",
+               "the result depends on how long the language models trained: docs/retrieval.md has the budget search (F4's models are "
+               "used because every finding of a scale shares them)"],
+        artifacts=[f"F4/seed-{seed}/report.md" for seed in range(len(results))],
     )  # fmt: skip
 
 
@@ -147,5 +184,4 @@ FINDING = Finding(
     "test CE and top-1 vs n with a binomial test against chance. InfoNCE: the whole model, one query vs 31 candidates per step, "
     "f = exp(cos / 0.02), the model's padding side.",
     run=run,
-    seeded=False,
 )
