@@ -15,13 +15,13 @@ from itertools import islice
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 from transformers import default_data_collator
 
 from .metrics import evaluate_reconstruction
 from .models import family_of
 from .objectives import completion_settings, objective_config, objective_metrics
 from .tasks import AUTOENCODE, model_task
+from .progress import progress_bar
 
 
 _MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
@@ -44,7 +44,7 @@ def evaluate(model, dataset, batch_size: int = 16, max_batches: int | None = Non
             return evaluate_objective(model, dataset, batch_size, max_batches, progress)
         return evaluate_model(model, dataset, batch_size, max_batches, progress)
     was_training = model.training
-    batches = tqdm(islice(_batches(dataset, batch_size), max_batches), desc="eval", disable=not progress, leave=False)
+    batches = progress_bar(islice(_batches(dataset, batch_size), max_batches), desc="eval", disable=not progress, leave=False)
     metrics = evaluate_reconstruction(model, batches)
     model.train(was_training)
     return metrics
@@ -59,7 +59,7 @@ def evaluate_objective(model, dataset, batch_size: int = 16, max_batches: int | 
     """
     was_training = model.training
     model.eval()
-    batches = tqdm(islice(_batches(dataset, batch_size), max_batches), desc="eval objective", disable=not progress, leave=False)
+    batches = progress_bar(islice(_batches(dataset, batch_size), max_batches), desc="eval objective", disable=not progress, leave=False)
     extra = objective_metrics(model, batches)
     model.train(was_training)
     if completion_settings(model):
@@ -82,7 +82,7 @@ def evaluate_model(model, dataset, batch_size: int = 16, max_batches: int | None
     device = next(model.parameters()).device
     loader = _batches(dataset, batch_size)
     total_nats, total_tokens = 0.0, 0
-    for i, batch in enumerate(tqdm(loader, desc="eval", disable=not progress, leave=False)):
+    for i, batch in enumerate(progress_bar(loader, desc="eval", disable=not progress, leave=False)):
         if max_batches is not None and i >= max_batches:
             break
         batch = {k: v.to(device) for k, v in batch.items()}

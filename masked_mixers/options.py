@@ -5,7 +5,7 @@
   command; the spellings used before (`--out`, `--json`) still work as hidden, deprecated aliases
   (a note on stderr), so scripts and old notes keep running.
 - `add_no_progress(parser)` / `hide_progress(args)`: `--no-progress` hides every progress bar,
-  the Trainer's and the data libraries' too (through tqdm's own `TQDM_DISABLE` switch).
+  the Trainer's and the libraries' too (`progress.progress_bar` draws this package's).
 - `add_device(parser)`: `--device auto|cpu|cuda|cuda:N|mps` wherever a model runs; `devices.py`
   resolves it when the command runs (importing torch here would slow every `--help`).
 
@@ -78,11 +78,16 @@ def add_no_progress(parser: argparse.ArgumentParser) -> None:
 
 
 def hide_progress(args: argparse.Namespace) -> None:
-    """Honour `--no-progress` for every bar, not only this package's: it sets tqdm's own switch,
-    TQDM_DISABLE, which tqdm reads when it is imported (so bars of libraries imported later stay
-    hidden) and `progress_hidden()` reads for the bars made before that (the Trainer's)."""
+    """Honour `--no-progress` for every bar, not only this package's: tqdm's own switch
+    (TQDM_DISABLE, read by `progress_hidden()` for this package's bars and the Trainer's) and the
+    progress switches of transformers (loading and saving weights) and datasets (map, filter)."""
     if getattr(args, "no_progress", False):
         os.environ["TQDM_DISABLE"] = "1"
+        import datasets
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+        datasets.disable_progress_bars()
 
 
 def progress_hidden() -> bool:

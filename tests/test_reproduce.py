@@ -89,16 +89,26 @@ def test_tiny_f5_runs_the_direct_model_with_both_mixing_inits(tiny_card):
 
 
 def test_no_progress_hides_every_bar_the_trainers_included(tmp_path, monkeypatch):
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
     from masked_mixers.config import RunConfig
     from masked_mixers.factory import spec_for
+    from masked_mixers.progress import progress_bar
     from masked_mixers.training import training_arguments
 
     monkeypatch.setenv("TQDM_DISABLE", "0")  # restored after the test
     run = RunConfig(model=spec_for("mixer"))
     run.train.output_dir = str(tmp_path / "run")
-    assert training_arguments(run, has_eval=False).disable_tqdm is False
-    assert main(["reproduce", "F9", "--no-progress", "--output-dir", str(tmp_path / "out")]) == 2
-    assert training_arguments(run, has_eval=False).disable_tqdm is True
+    assert training_arguments(run, has_eval=False).disable_tqdm is False and not progress_bar(range(2)).disable
+    try:
+        assert main(["reproduce", "F9", "--no-progress", "--output-dir", str(tmp_path / "out")]) == 2
+        assert training_arguments(run, has_eval=False).disable_tqdm is True
+        assert progress_bar(range(2)).disable  # this package's bars, though tqdm was imported before the switch
+        assert not transformers_logging.is_progress_bar_enabled() and not datasets.is_progress_bar_enabled()
+    finally:
+        transformers_logging.enable_progress_bar()
+        datasets.enable_progress_bars()
 
 
 def test_a_saved_comparison_missing_a_newer_setting_still_counts_as_the_same(tmp_path):

@@ -29,7 +29,6 @@ import json
 import statistics
 
 import torch
-from tqdm.auto import tqdm
 
 from ..config import ModelSpec
 from ..devices import resolve_device
@@ -38,6 +37,7 @@ from ..files import atomic_write_text
 from ..models import FAMILIES
 from ..models.masked_mixer import MIXER_TYPES
 from ..options import add_device, add_output
+from ..progress import progress_bar
 from .flops import forward_flops_per_token, mfu
 from .timing import DTYPES, matmul_peak, timed
 
@@ -218,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     groups = list(itertools.product(args.seq_lens, args.d_models))
     total = len(groups) * len(args.families) * len(args.dtypes) * args.steps
     rows = []
-    with tqdm(total=total, desc="bench train", unit="step") as progress:
+    with progress_bar(total=total, desc="bench train", unit="step") as progress:
         for seq_len, d_model in groups:
             rows += bench_group(args, seq_len, d_model, peaks, progress)
     table = format_table(rows)

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
-from tqdm.auto import tqdm
 
 from ..config import ModelSpec
 from ..errors import UserError
@@ -22,6 +21,7 @@ from ..factory import build_model
 from ..models import FAMILIES
 from ..memory import PeakMemory, TensorPeakMemory
 from .config import MatchingConfig
+from ..progress import progress_bar
 
 
 @dataclass
@@ -135,7 +135,7 @@ def match_models(
     """Resize every non-reference model to its reference's measured memory; references stay as written."""
     resized, matches, reference_bytes = list(models), [], {}
     todo = [i for i, m in enumerate(models) if m.family != settings.reference]
-    for i in tqdm(todo, desc="size matching", disable=not progress):
+    for i in progress_bar(todo, desc="size matching", disable=not progress):
         ref = _reference_for(i, models, settings.reference)
         if ref not in reference_bytes:
             reference_bytes[ref] = measure(models[ref])

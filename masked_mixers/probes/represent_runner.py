@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM
 
 from ..config import load_run_config
@@ -29,6 +28,7 @@ from ..files import check_output_dir
 from ..rundir import load_model_config, load_run
 from .report import print_representation, write_representation_report
 from .representation import PROTOCOLS, InversionSettings, protocol_settings, representation_accuracy
+from ..progress import progress_bar
 
 UNTRAINED = "untrained:"
 
@@ -204,7 +204,7 @@ def probe_models(entries: list[dict], input_ids, attention_mask, blocks: list[in
     batches = math.ceil(input_ids.shape[0] / batch_size)
     total = sum(len(bs) for _, bs in plans) * batches * sum(s.steps for s in protocols)
     reports = []
-    with tqdm(total=total, desc="represent", unit="step") as bar:
+    with progress_bar(total=total, desc="represent", unit="step") as bar:
         def on_step(loss: float) -> None:
             bar.update(1)
             if bar.n % 25 == 0:

@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub.dataclasses import strict
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -41,6 +40,7 @@ from ..models.masked_mixer import MaskedMixerConfig
 from ..models.masked_mixer.modeling import MixerBlock
 from .metrics import rank_of_target, ranking_metrics, sample_negatives
 from .significance import chance_test
+from ..progress import progress_bar
 
 
 MIXING_INITS = ("exchangeable", "uniform")
@@ -196,7 +196,7 @@ def train_direct(
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
     plateau, history = Plateau(patience, min_delta), []
-    bar = tqdm(range(epochs), desc=f"direct n={n}", disable=not progress, unit="epoch")
+    bar = progress_bar(range(epochs), desc=f"direct n={n}", disable=not progress, unit="epoch")
     for epoch in bar:
         negatives = sample_negatives(len(passages), n - 1, generator, exclude=targets)  # fresh negatives every epoch
         order = torch.randperm(len(queries), generator=generator)

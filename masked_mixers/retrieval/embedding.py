@@ -31,13 +31,13 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..files import save_safetensors
 from ..models import CAUSAL_LM, context_length, family_of
 from ..rundir import load_run
 from .settings import POSITIONS
+from ..progress import progress_bar
 
 
 
@@ -149,7 +149,7 @@ def embed_texts(
     was_training = model.training
     model.eval()
     chunks = []
-    for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress, unit="batch"):
+    for start in progress_bar(range(0, len(texts), batch_size), desc=desc, disable=not progress, unit="batch"):
         batch = tokenize_for(model, tokenizer, texts[start : start + batch_size], max_length)  # (b, width) each
         batch = {k: v.to(device) for k, v in batch.items()}
         chunks.append(embed_batch(model, batch["input_ids"], batch["attention_mask"], position).float().cpu())

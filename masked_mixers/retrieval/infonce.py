@@ -28,12 +28,12 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from .embedding import embed_batch, tokenize_for
 from .metrics import sample_negatives
 from .pairs import Pair, passage_index
+from ..progress import progress_bar
 
 
 def info_nce_loss(queries: torch.Tensor, passages: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -93,7 +93,7 @@ def finetune_infonce(
     per_step = 1 if variant == "paper" else batch_size
     model.train()
     history, order = [], torch.empty(0, dtype=torch.long)
-    for step in tqdm(range(1, steps + 1), desc=f"infonce ({variant})", disable=not progress):
+    for step in progress_bar(range(1, steps + 1), desc=f"infonce ({variant})", disable=not progress):
         if len(order) < min(per_step, len(pairs)):  # a new epoch: reshuffle
             order = torch.randperm(len(pairs), generator=generator)
         batch, order = order[:per_step], order[per_step:]

@@ -1,0 +1,24 @@
+"""One switch for every progress bar this package draws.
+
+`--no-progress` (options.hide_progress) sets tqdm's own TQDM_DISABLE, but tqdm reads that variable
+once, when it is imported, and a bar given `disable=False` ignores it anyway. So the package's
+bars go through `progress_bar`, which checks the switch each time a bar is made; the Trainer's
+bars follow `TrainingArguments.disable_tqdm`, and transformers' and datasets' own bars are turned
+off through their logging utilities (options.hide_progress).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .options import progress_hidden
+
+
+def progress_bar(*args: Any, disable: bool = False, **kwargs: Any) -> tqdm:
+    """tqdm, hidden when the caller says so or when progress bars are off for the whole run."""
+    return tqdm(*args, disable=disable or progress_hidden(), **kwargs)
+
+
+__all__ = ["progress_bar"]
