@@ -302,7 +302,7 @@ def test_infonce_teaches_a_tiny_language_model_to_retrieve(model_dirs):
     assert after > 0.5 and after > before + 0.3, (before, after)
 
 
-def test_retrieval_benchmark_and_command(tmp_path, model_dirs, stories):
+def test_retrieval_benchmark_and_command(tmp_path, model_dirs, stories, capsys):
     pairs = build_pairs(stories[:300], "sentence")
     splits = split_pairs(pairs, 0.25, seed=0, max_test=70)
     result = retrieval_benchmark(
@@ -323,3 +323,8 @@ def test_retrieval_benchmark_and_command(tmp_path, model_dirs, stories):
     written = json.loads((out / "retrieval.json").read_text())
     assert written["candidates"] == [32] and (out / "retrieval.png").stat().st_size > 1000
     assert main(argv[:-2] + ["--candidates", "4096"]) == 2  # too few test pairs: a one-line error
+    direct = ["--methods", "direct", "--direct-candidates", "8", "--direct-epochs", "1", "--direct-mixing-init", "exchangeable"]
+    capsys.readouterr()
+    assert main(argv[:-4] + direct + ["--candidates", "32"]) == 0
+    printed = capsys.readouterr().out
+    assert "direct retrieval model" in printed and "| mixer | 8 | 1 |" in printed and "| transformer | 8 | 1 |" in printed

@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from ..devices import resolve_device
     from ..files import atomic_write_text
     from ..retrieval.benchmark import format_table, plot_benchmark, retrieval_benchmark
+    from ..retrieval.f5 import direct_table_of_models
 
     settings = from_args(args, BENCHMARK_FIELDS)
     check_output_dir(args.out)
@@ -50,5 +51,8 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_text(out / "retrieval.json", json.dumps(result, indent=2) + "\n")
     plot_benchmark(result, out / "retrieval.png")
     print(format_table(result))
+    direct = direct_table_of_models(result["models"])
+    if direct:
+        print(f"\ndirect retrieval model (train and test cross entropy, chance ln n):\n{direct}")
     print(f"wrote {out / 'retrieval.json'} and {out / 'retrieval.png'}")
     return 0

@@ -17,7 +17,7 @@ import torch
 from ..errors import UserError
 from ..retrieval.benchmark import benchmark_models, markdown_table, plot_benchmark
 from ..retrieval.corpus import load_documents
-from ..retrieval.f5 import direct_table
+from ..retrieval.f5 import direct_table_of_models
 from ..retrieval.pairs import build_pairs, save_splits, split_pairs
 from ..retrieval.settings import METHODS, PAIR_KINDS, POSITIONS
 from ..tasks import CAUSAL_LM
@@ -107,10 +107,8 @@ def _infonce_losses(retrieval: dict) -> list[str]:
 
 def _direct_section(retrieval: dict) -> list[str]:
     """The direct model as the paper reports it: train and test CE and top-1 per n, chance and the binomial test."""
-    families = {label: {"direct": m["direct"]} for label, m in retrieval["models"].items() if m.get("direct")}
-    if not families:
-        return []
-    return ["", "### Direct retrieval model (train and test cross entropy, chance ln n)", "", direct_table({"families": families})]
+    table = direct_table_of_models(retrieval["models"])
+    return ["", "### Direct retrieval model (train and test cross entropy, chance ln n)", "", table] if table else []
 
 
 def render_retrieval(retrieval: dict | None) -> str:

@@ -164,4 +164,10 @@ def direct_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["F5_DEFAULTS", "beats_chance", "direct_table", "f5_pairs", "f5_settings", "run_f5", "run_family"]
+def direct_table_of_models(models: dict[str, dict]) -> str | None:
+    """`direct_table` of a benchmark's models ({label: result}) that ran the direct model; None if none did."""
+    families = {label: {"direct": m["direct"]} for label, m in models.items() if m.get("direct")}
+    return direct_table({"families": families}) if families else None
+
+
+__all__ = ["F5_DEFAULTS", "beats_chance", "direct_table", "direct_table_of_models", "f5_pairs", "f5_settings", "run_f5", "run_family"]
