@@ -82,10 +82,7 @@ def _direct_checks(results: list[dict], n: int, variant: bool = False) -> list[C
         better(f"The same, on test top-1 of {n} (direct model{init})", "-", *(x for side in SIDES for x in (side, [r["top1"] for r in rows[side]])),
                lower_is_better=False, variant=variant),
     ]  # fmt: skip
-    if not any(r["beats_chance"] for side in SIDES for r in rows[side]):
-        for check in checks:
-            check.verdict, check.reason = INCONCLUSIVE, f"neither family beats chance (top-1 1/{n}) on test pairs: {check.reason}"
-    return checks
+    return [_gated(check, rows, n) for check in checks]
 
 
 def _top1(rows: list[dict], n: int) -> float | None:

@@ -6,7 +6,7 @@ against the positive's slot trains it. The token mixing is an unmasked (n + 1) x
 so every candidate is compared with the query and with the other candidates ("which of these is
 the match"). n counts passages, as the number of candidates of the cosine ranking does.
 
-Why the mixing starts exchangeable (`mixing_init`). The candidates are exchangeable (the positive
+The mixing init (`mixing_init`). The candidates are exchangeable (the positive
 sits at a random slot), so the model must learn one function of (query, candidate) for every slot.
 PyTorch's default uniform init (the author's Conv1d) gives each slot its own random mix of the
 query and the other candidates, and training sits at chance until those rows line up: measured on
@@ -39,11 +39,9 @@ from ..errors import UserError
 from ..models.masked_mixer import MaskedMixerConfig
 from ..models.masked_mixer.modeling import MixerBlock
 from .metrics import rank_of_target, ranking_metrics, sample_negatives
-from .significance import chance_test
 from ..progress import progress_bar
-
-
-MIXING_INITS = ("exchangeable", "uniform")
+from .settings import MIXING_INITS
+from .significance import chance_test
 
 
 @strict

@@ -33,6 +33,7 @@ PAIR_KINDS: tuple[str, ...] = typing.get_args(PairKind)
 METHODS: tuple[str, ...] = typing.get_args(Method)
 POSITIONS: tuple[str, ...] = typing.get_args(Position)
 INFONCE_VARIANTS: tuple[str, ...] = typing.get_args(InfoNCEVariant)
+MIXING_INITS: tuple[str, ...] = typing.get_args(MixingInit)
 
 
 def _help(text: str) -> dict:
@@ -144,6 +145,6 @@ def from_args(args: argparse.Namespace, names: tuple[str, ...], cls: type = Retr
 
 
 __all__ = [
-    "BENCHMARK_FIELDS", "EMBED_FIELDS", "INFONCE_VARIANTS", "METHODS", "PAIR_FIELDS", "PAIR_KINDS", "POSITIONS", "Method", "PairKind", "Position",
+    "BENCHMARK_FIELDS", "EMBED_FIELDS", "INFONCE_VARIANTS", "METHODS", "MIXING_INITS", "PAIR_FIELDS", "PAIR_KINDS", "POSITIONS", "Method", "PairKind", "Position",
     "RetrievalSettings", "add_options", "from_args",
 ]
