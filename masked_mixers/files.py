@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, reason
 
 
 def _umask() -> int:
@@ -170,10 +170,14 @@ def save_figure(fig, path: str | os.PathLike, **savefig: Any) -> None:
 
 def save_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:
     """Write named tensors as a safetensors file, atomically; metadata values become strings."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
+        try:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
+        except SafetensorError as err:  # not an OSError: "No space left on device" comes as safetensors' own type
+            raise UserError(f"{path}: cannot write ({reason(err)})") from None
 
 
 __all__ = [

@@ -145,6 +145,7 @@ def load_run(model_dir: str | os.PathLike, trust_remote_code: bool = False):
         raise
     except Exception as err:  # whatever the libraries fail on while parsing the folder's files
         raise UserError(f"{path}: cannot load the model or its tokenizer ({type(err).__name__}: {reason(err)})") from None
+    _check_vocabulary(path, model, tokenizer, exact=_trained_vocabulary(path))
     restored = model.state_dict().keys()
     info["unexpected_keys"] = [k for k in info.get("unexpected_keys", ()) if k not in restored]  # the objective's own weights
     wrong = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
@@ -152,6 +153,31 @@ def load_run(model_dir: str | os.PathLike, trust_remote_code: bool = False):
         what = "; ".join(f"{k.replace('_', ' ')}: {', '.join(map(str, sorted(v, key=str)[:3]))}{' ...' if len(v) > 3 else ''}" for k, v in wrong.items())
         raise UserError(f"{path}: the weights do not match {MODEL_CONFIG} ({what})")
     return model.eval(), tokenizer
+
+
+def _trained_vocabulary(path: Path) -> bool:
+    """Whether the run in `path` sized its model's vocabulary from its tokenizer (run.yaml: model.vocab_size
+    null and no train.init_from); such a model's vocabulary equals its tokenizer's size exactly."""
+    from .configfile import load_yaml
+
+    try:
+        run = load_yaml(path / RUN_CONFIG) if (path / RUN_CONFIG).is_file() else None
+    except (UserError, OSError):  # an unreadable run.yaml only loses this stricter check; the model still loads
+        return False
+    if not isinstance(run, dict) or not isinstance(run.get("model"), dict) or not isinstance(run.get("train", {}), dict):
+        return False
+    return run["model"].get("vocab_size") is None and not run.get("train", {}).get("init_from")
+
+
+def _check_vocabulary(where: str | os.PathLike, model, tokenizer, exact: bool = False) -> None:
+    """A tokenizer beside a model must be the one it was trained with: no token id past the model's vocabulary
+    (a padded embedding may be larger), and the same size where the run took its vocabulary from it (`exact`)."""
+    tokens, vocab = len(tokenizer), model.get_input_embeddings().num_embeddings
+    if tokens > vocab or (exact and tokens != vocab):
+        raise UserError(
+            f"{where}: the tokenizer has {tokens} tokens but the model's vocabulary is {vocab}; "
+            "the tokenizer is not the one this model was trained with"
+        )
 
 
 # Keys a resumed run may change: bookkeeping, budgets and where things live, never what is computed.
@@ -245,6 +271,7 @@ def load_pretrained(name: str, key: str = "train.init_from"):
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=False)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
         raise UserError(f"{key}: {name!r} is neither a run folder nor a loadable hub model ({reason(err)})") from None
+    _check_vocabulary(f"{key}: {name}", model, tokenizer)
     return model.eval(), tokenizer
 
 

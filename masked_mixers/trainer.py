@@ -35,6 +35,7 @@ import shutil
 
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 from transformers import Trainer, TrainerCallback
 from transformers.loss.loss_utils import LOSS_MAPPING, ForCausalLMLoss
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
@@ -119,8 +120,9 @@ class RobustTrainer(Trainer):
         self.args.output_dir = staging
         try:
             save()
-        except (OSError, RuntimeError) as err:  # torch.save's "enforce fail" on a full disk is a RuntimeError
+        except (OSError, RuntimeError, SafetensorError) as err:  # on a full disk: torch.save's "enforce fail", safetensors' own type
             shutil.rmtree(staging, ignore_errors=True)  # the disk is not left full of a partial save
+            self._close_progress_bar()  # a checkpoint fails mid-training: the error starts a line of its own
             raise UserError(f"{root}: cannot save the {what} ({reason(err)})") from None
         finally:
             self.args.output_dir = root

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .budget import check_countable, step_limit, tokens_per_step, training_flops_per_step
 from .callbacks import MetricsCallback, TimeBudgetCallback
+from .checkpoints import newest_intact
 from .config import RunConfig, check_loggers
 from .configfile import InvalidValue, save_yaml, validate
 from .errors import UserError
@@ -150,11 +152,17 @@ def _check_completion_layout(run: RunConfig) -> None:
         raise UserError("data.padding_side: completion splits examples at column L/2; use packing or right padding, not left")
 
 
-def _resume_checkpoint(output_dir: str, resume: bool) -> str | None:
+def _resume_checkpoint(output_dir: str, resume: bool, main: bool = True) -> str | None:
+    """The newest intact checkpoint to resume from (checkpoints.py); damaged newer ones are named on
+    stderr (by process 0) and skipped, never deleted."""
     if not os.path.isdir(output_dir):
         return None
     shutil.rmtree(os.path.join(output_dir, STAGING_DIR), ignore_errors=True)  # a save cut short by a kill
-    return get_last_checkpoint(output_dir) if resume else None
+    return newest_intact(output_dir, warn=_warn if main else None) if resume else None
+
+
+def _warn(line: str) -> None:
+    print(f"masked-mixers train: warning: {line}", file=sys.stderr, flush=True)
 
 
 def _checkpoint_step(checkpoint: str | None) -> int:
@@ -301,15 +309,35 @@ def _train(run: RunConfig, args, out: Path, prepared, model, callbacks, resume: 
         callbacks=extra,
         **trainer_metric_hooks(model_task(model)),
     )
-    checkpoint = _resume_checkpoint(run.train.output_dir, resume)
+    checkpoint = _resume_checkpoint(run.train.output_dir, resume, main=args.process_index == 0)
     with PeakMemory() as peak:
         if _checkpoint_step(checkpoint) >= limit.max_steps:  # killed after the last checkpoint: train no extra step
             output = _restore_only(trainer, checkpoint, metrics)
         else:
             output = trainer.train(resume_from_checkpoint=checkpoint)
+    _check_finite(trainer, metrics.history, out)
     trainer.save_final(str(out))  # model (safetensors) + tokenizer, staged then renamed into place
     output = output._replace(training_loss=_train_loss(metrics.history, output, _checkpoint_step(checkpoint), trainer.state.global_step))
     return _finish(run, trainer, output, metrics, _stopped_by(budget, limit, trainer.state.global_step), peak, prepared, out)
+
+
+def _check_finite(trainer: RobustTrainer, history: list[dict], out: Path) -> None:
+    """Refuse to save non-finite weights as the final model (or to write a summary for them).
+
+    "skip" drops the updates of steps whose loss is NaN/inf, but an update with a finite loss can
+    still overflow the weights (an absurd learning rate); every later loss is then skipped and
+    the logged mean covers only the few steps before.
+    """
+    bad = [name for name, p in trainer.model.named_parameters() if not torch.isfinite(p).all()]
+    steps = trainer.state.global_step
+    skipped = sum(1 for r in history if "skipped_step" in r)
+    if bad:
+        raise UserError(
+            f"{out}: the weights are non-finite after step {steps} ({bad[0]}{' and others' if len(bad) > 1 else ''}; "
+            f"{skipped} of {steps} steps skipped); not saved as the final model (lower train.learning_rate?)"
+        )
+    if steps and skipped * 2 > steps and trainer.is_world_process_zero():
+        _warn(f"{out}: {skipped} of {steps} steps were skipped (non-finite loss); the training loss covers only the others")
 
 
 def _stopped_by(budget: TimeBudgetCallback | None, limit, steps: int) -> str:
