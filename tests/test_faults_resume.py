@@ -155,6 +155,26 @@ def test_nonfinite_final_weights_are_never_saved_nor_summarised(tmp_path, cache)
     assert not (out / "train_summary.json").exists()
 
 
+def test_a_run_that_skipped_most_steps_says_so(tmp_path, cache, capsys):
+    from masked_mixers.factory import build_model
+
+    run = load_run_config(tiny_config(tmp_path, cache=cache, max_steps=4, on_nonfinite="skip"))
+    model, _ = build_model(run.model, 512)
+    forwards = []
+
+    def poison_after_the_first(module, args, kwargs, output):  # losses 2-4 are NaN; their updates are dropped
+        forwards.append(1)
+        if len(forwards) > 1 and module.training:
+            output.loss = output.loss * float("nan")
+        return output
+
+    model.register_forward_hook(poison_after_the_first, with_kwargs=True)
+    capsys.readouterr()
+    result = train(run, model=model)
+    assert result.skipped_steps == [2, 3, 4]
+    assert "3 of 4 steps were skipped (non-finite loss)" in capsys.readouterr().err and (tmp_path / "out" / "train_summary.json").is_file()
+
+
 # --- a real full disk ---------------------------------------------------------------------------
 
 
