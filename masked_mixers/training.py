@@ -331,13 +331,24 @@ def _check_finite(trainer: RobustTrainer, history: list[dict], out: Path) -> Non
     bad = [name for name, p in trainer.model.named_parameters() if not torch.isfinite(p).all()]
     steps = trainer.state.global_step
     skipped = sum(1 for r in history if "skipped_step" in r)
-    if bad:
+    if _any_process(bool(bad), trainer.args.device):  # FSDP shards differ: every process must stop together
         raise UserError(
-            f"{out}: the weights are non-finite after step {steps} ({bad[0]}{' and others' if len(bad) > 1 else ''}; "
+            f"{out}: the weights are non-finite after step {steps} ({bad[0] if bad else 'on another process'}{' and others' if len(bad) > 1 else ''}; "
             f"{skipped} of {steps} steps skipped); not saved as the final model (lower train.learning_rate?)"
         )
     if steps and skipped * 2 > steps and trainer.is_world_process_zero():
         _warn(f"{out}: {skipped} of {steps} steps were skipped (non-finite loss); the training loss covers only the others")
+
+
+def _any_process(flag: bool, device) -> bool:
+    """Whether `flag` holds on any process (itself when not distributed)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    value = torch.tensor(float(flag), device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def _stopped_by(budget: TimeBudgetCallback | None, limit, steps: int) -> str:
