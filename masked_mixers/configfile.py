@@ -4,7 +4,9 @@ The schemas live with their owners (the run schema in config.py, the compare sch
 compare/config.py, the retrieval settings in retrieval/settings.py); this module is only the
 machinery they share. Loading names the offender in one line (`configs/x.yaml: unknown key
 'train.lr_rate'`), so a typo never silently falls back to a default, and `--set section.key=value`
-overrides go through the same checks.
+overrides go through the same checks. A key written twice in one mapping and YAML aliases are
+refused too (ConfigLoader), where PyYAML would keep the last key silently or expand aliases without
+bound.
 
 Annotations understood: bool, int, float (an int is accepted and converted), str, `X | None`,
 unions, `list[X]`, `dict[K, V]`, nested dataclasses and `typing.Literal[...]` for closed choices.
@@ -200,7 +202,7 @@ class ConfigLoader(yaml.SafeLoader):
     bytes of nested aliases expand into more nodes than memory holds (a "billion laughs" file)."""
 
     def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
+        if self.check_event(yaml.AliasEvent) and self.peek_event().anchor in self.anchors:  # undefined: PyYAML's error
             event = self.peek_event()
             raise ConfigYamlError(f"line {event.start_mark.line + 1}: aliases (*{event.anchor}) are not allowed in config files")
         return super().compose_node(parent, index)
