@@ -51,6 +51,12 @@ def test_set_value_with_a_repeated_key_is_refused(tmp_path, capsys):
     expect_one_line(["train", config, "--set", "model={family: mixer, family: llama}"], capsys, names="--set", item=ITEM)
 
 
+def test_set_value_like_an_undefined_alias_is_still_text():
+    from masked_mixers.configfile import parse_override
+
+    assert parse_override("data.source=*stories") == (["data", "source"], "*stories")
+
+
 @pytest.mark.parametrize("value", [BIG_SEED, "-1", str(2**32)])
 def test_train_seed_out_of_range(tmp_path, capsys, value):
     config = tiny_config(tmp_path)
