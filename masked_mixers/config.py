@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .errors import UserError
-from .configfile import apply_overrides, at_least, from_dict, load_config, load_mapping, load_yaml, require, save_yaml, to_dict
+from .configfile import apply_overrides, at_least, from_dict, load_config, load_mapping, load_yaml, require, save_yaml, seeds, to_dict
 
 # An L x L mixing matrix per layer and L-token examples: past a million tokens no model here is
 # buildable, and refusing it in the config stops tokenizing (and caching) for a run that cannot start.
@@ -221,6 +221,7 @@ class TrainConfig:
         at_least(self, 1, "max_steps", "batch_size", "gradient_accumulation_steps", "logging_steps")
         at_least(self, 1, "eval_batch_size", "max_eval_batches", "save_total_limit", optional=True)
         at_least(self, 0, "num_workers", optional=True)  # null: chosen for the device (training._data_loading)
+        seeds(self, "seed")
         at_least(self, 0, "warmup_steps", "eval_steps", "save_steps", "weight_decay", "max_grad_norm")
         for key in ("max_seconds", "max_flops"):
             value = getattr(self, key)

@@ -4,7 +4,9 @@ The schemas live with their owners (the run schema in config.py, the compare sch
 compare/config.py, the retrieval settings in retrieval/settings.py); this module is only the
 machinery they share. Loading names the offender in one line (`configs/x.yaml: unknown key
 'train.lr_rate'`), so a typo never silently falls back to a default, and `--set section.key=value`
-overrides go through the same checks.
+overrides go through the same checks. A key written twice in one mapping and YAML aliases are
+refused too (ConfigLoader), where PyYAML would keep the last key silently or expand aliases without
+bound.
 
 Annotations understood: bool, int, float (an int is accepted and converted), str, `X | None`,
 unions, `list[X]`, `dict[K, V]`, nested dataclasses and `typing.Literal[...]` for closed choices.
@@ -56,6 +58,28 @@ def at_least(obj: Any, minimum: float, *keys: str, optional: bool = False) -> No
             continue
         finite = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
         require(finite and value >= minimum, key, value, f"must be at least {minimum:g}")
+
+
+SEED_LIMIT = 2**32  # numpy's and torch's seeds are unsigned 32-bit numbers (torch would take 64, numpy not)
+SEED_RULE = f"must be a seed from 0 to {SEED_LIMIT - 1}"
+
+
+def is_seed(value: Any) -> bool:
+    """`value` is an int that numpy and torch both accept as a seed."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < SEED_LIMIT
+
+
+def seeds(obj: Any, *keys: str) -> None:
+    """Each of `keys` of `obj` is a seed (None allowed: unseeded) that numpy and torch accept."""
+    for key in keys:
+        value = getattr(obj, key)
+        require(value is None or is_seed(value), key, value, SEED_RULE)
+
+
+def check_seed_option(value: Any, option: str = "--seed") -> None:
+    """A command-line seed (None: unseeded) that numpy and torch accept, else one line naming `option`."""
+    if value is not None and not is_seed(value):
+        raise UserError(f"{option} {SEED_RULE}, got {value!r}")
 
 
 def validate(obj: Any, source: str = "config", prefix: str = "") -> Any:
@@ -168,13 +192,48 @@ def to_dict(obj: Any) -> dict:
     return dataclasses.asdict(obj)
 
 
+class ConfigYamlError(yaml.YAMLError):
+    """A YAML construct config files do not allow (a key written twice, an alias); the message is whole."""
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` for config files: a key written twice in one mapping is refused (PyYAML keeps
+    the last one silently), and so are aliases (`*name`): configs never need them, and a few hundred
+    bytes of nested aliases expand into more nodes than memory holds (a "billion laughs" file)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent) and self.peek_event().anchor in self.anchors:  # undefined: PyYAML's error
+            event = self.peek_event()
+            raise ConfigYamlError(f"line {event.start_mark.line + 1}: aliases (*{event.anchor}) are not allowed in config files")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, typing.Hashable):
+                continue  # SafeLoader's own construct_mapping refuses it
+            if key in seen:
+                raise ConfigYamlError(f"line {key_node.start_mark.line + 1}: key {key!r} is written twice in one mapping")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """`text` read as config YAML (ConfigLoader): safe types only, no repeated keys, no aliases."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - ConfigLoader is a SafeLoader
+
+
 def load_yaml(path: str | os.PathLike) -> Any:
-    """The parsed YAML of `path`; a missing file or a syntax error is one line naming the file."""
+    """The parsed YAML of `path`; a missing file, a syntax error, a key written twice or an alias is one
+    line naming the file."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: config file not found")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return parse_yaml(path.read_text(encoding="utf-8"))
+    except ConfigYamlError as err:
+        raise UserError(f"{path}: {err}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
 
@@ -195,7 +254,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise UserError(f"--set {text!r}: expected section.key=value")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw)
+        value = parse_yaml(raw)
+    except ConfigYamlError as err:
+        raise UserError(f"--set {text!r}: {err}") from None
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value
@@ -225,4 +286,4 @@ def save_yaml(obj: Any, path: str | os.PathLike) -> None:
     atomic_write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False))
 
 
-__all__ = ["InvalidValue", "at_least", "require", "validate", "apply_overrides", "from_dict", "load_config", "load_mapping", "load_yaml", "parse_override", "save_yaml", "to_dict"]
+__all__ = ["InvalidValue", "SEED_LIMIT", "at_least", "check_seed_option", "is_seed", "require", "seeds", "validate", "apply_overrides", "from_dict", "load_config", "load_mapping", "load_yaml", "parse_override", "parse_yaml", "save_yaml", "to_dict"]

@@ -246,3 +246,23 @@ def test_cache_entries_follow_the_umask_and_killed_builds_are_removed(tmp_path):
         assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
     record(14)
     record(15)
+
+
+def _empty_test_passages(work, tmp_path):
+    """A pairs folder whose train pairs are fine and whose every test passage is empty."""
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    (folder / "train.jsonl").write_bytes((work / "pairs" / "train.jsonl").read_bytes())
+    (folder / "test.jsonl").write_text('{"query": "a dog", "passage": ""}\n{"query": "a cat", "passage": "  "}\n')
+    return folder
+
+
+EMPTY_TEXTS = [  # issue 24: nothing to embed used to be a traceback
+    ("embed, every query empty", lambda w, t: ["embed", w / "out", "--pairs", _pair_file(t, b'{"query": "", "passage": "b"}\n{"query": " ", "passage": "c"}\n'), "--out", t / "r"], "'query' is empty"),
+    ("retrieve, every test passage empty", lambda w, t: ["retrieve", "--mixer", w / "out", "--transformer", w / "out", "--pairs", _empty_test_passages(w, t), "--out", t / "r", "--methods", "cosine"], "test.jsonl:1: field 'passage' is empty"),
+]
+
+
+@pytest.mark.parametrize("name, make, names", EMPTY_TEXTS, ids=[c[0] for c in EMPTY_TEXTS])
+def test_empty_pair_texts_are_one_line(work, tmp_path, capsys, name, make, names):
+    expect_one_line(make(work, tmp_path), capsys, watched=(tmp_path / "r",), names=names, item=24)

@@ -170,6 +170,8 @@ def test_seeded_samples_repeat_and_differ_by_seed(server):
         ({"prompt": 42}, "prompt"),
         ({"prompt": []}, "prompt"),
         ({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"prompt": "x", "temperature": 1, "seed": 2**70}, "seed"),  # numpy and torch take seeds below 2**32
+        ({"prompt": "x", "temperature": 1, "seed": -1}, "seed"),
     ],
 )
 def test_bad_requests_get_400_naming_the_field(server, body, field):

@@ -50,9 +50,11 @@ def run(args: argparse.Namespace) -> int:
     from ..generation import generate_text
     from ..rundir import load_run
 
+    from ..configfile import check_seed_option
     from ..generation import sampling_kwargs
 
     # sampling values checked before the model loads: a NaN temperature costs nothing
+    check_seed_option(args.seed)
     sampling_kwargs(args.greedy, args.temperature, args.top_k, args.top_p, args.repetition_penalty)
     model, tokenizer = load_run(args.model_dir, trust_remote_code=args.trust_remote_code)
     model.to(resolve_device(args.device))

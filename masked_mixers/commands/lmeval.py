@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..configfile import check_seed_option
 from ..errors import UserError
 from ..options import add_device, add_output
 
@@ -45,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_seed_option(args.seed)
     try:
         from lm_eval.utils import handle_non_serializable, make_table
 

@@ -52,12 +52,23 @@ def _pairs(args: argparse.Namespace):
     return build_pairs(documents, args.kind, seed=args.seed, **from_args(args, PAIR_FIELDS, kind=args.kind).pair_options())
 
 
+def _too_short(args: argparse.Namespace) -> str:
+    """What a document lacks when it gives no pair of `args.kind`."""
+    if args.kind == "keywords":
+        return f"keywords pairs need documents of at least {args.num_keywords + 5} distinct content words"
+    if args.kind == "sentence":
+        return f"sentence pairs need a sentence of at least {args.min_query_words} words and text besides it"
+    return "the source holds none"
+
+
 def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     if args.max_documents is not None and args.max_documents < 1:
         raise UserError(f"--max-documents must be at least 1, got {args.max_documents}")
     from_args(args, PAIR_FIELDS, kind=args.kind if args.kind in PAIR_KINDS else RetrievalSettings.kind)  # ranges
     pairs = _pairs(args)
+    if not pairs:  # documents too short for the kind
+        raise UserError(f"{args.source}: no {args.kind} pairs could be made from these documents ({_too_short(args)})")
     splits = split_pairs(pairs, args.test_fraction, args.seed, args.max_test)
     train_path, test_path = save_splits(args.out, splits)
     print(f"{len(pairs)} pairs ({args.kind}): {len(splits.train)} -> {train_path}, {len(splits.test)} -> {test_path}")

@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:  # checked before the model loads (uvicorn would raise deep inside asyncio)
+        raise UserError(f"--port must be a TCP port from 0 to 65535, got {args.port}")
     try:
         import uvicorn
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..config import DataConfig, ModelSpec, TrainConfig, check_scheduler
-from ..configfile import at_least, load_config, require
+from ..configfile import at_least, load_config, require, seeds
 from ..retrieval.settings import RetrievalSettings
 
 SizeMatching = Literal["identical", "memory"]
@@ -83,7 +83,8 @@ class ReportConfig:
 
     def validate(self) -> None:
         require(math.isfinite(self.temperature) and self.temperature > 0, "temperature", self.temperature, "must be a finite positive number")
-        at_least(self, 0, "max_new_tokens", "top_k", "sample_seed", "reconstructions")
+        at_least(self, 0, "max_new_tokens", "top_k", "reconstructions")
+        seeds(self, "sample_seed")
 
 
 @dataclass

@@ -51,7 +51,10 @@ def resolve_source(source: str | Sequence[str]) -> list[Path] | str:
         raise UserError("data.source: no corpus files given")
     paths = []
     for item in source:
-        path = Path(item).expanduser().resolve()
+        try:
+            path = Path(item).expanduser().resolve()
+        except (OSError, RuntimeError) as err:  # a symlink loop: RuntimeError before Python 3.13, OSError since
+            raise UserError(f"{item}: corpus path cannot be resolved ({reason(err)})") from None
         if not path.is_file():
             raise UserError(f"{item}: corpus file not found")
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
@@ -94,6 +97,18 @@ def _scan_text_file(path: Path) -> bool:
     return found
 
 
+def _lines(path: str | Path) -> Iterator[str]:
+    """The lines of a UTF-8 file, streamed. The file was checked (_scan_text_file), so bytes that are
+    not UTF-8 mean it changed while being read: one line naming the file and where, not a traceback."""
+    number = 0
+    with open(path, encoding="utf-8") as handle:
+        try:
+            for number, line in enumerate(handle, 1):
+                yield line
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not valid UTF-8 text at or after line {number + 1} (did the file change while being read?)") from None
+
+
 def _txt_documents(path: str, by_marker: bool, limit: int | None, identity: dict) -> Iterator[dict]:
     """Yield {"text": document} from a .txt file, streaming line by line.
 
@@ -101,22 +116,32 @@ def _txt_documents(path: str, by_marker: bool, limit: int | None, identity: dict
     edited file is never served from datasets' generator cache.
     """
     count, lines = 0, []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            # pieces of this line, each but the first starting a new document
-            pieces = line.split(EOT_MARKER) if by_marker else ([line] if line.strip() else ["", ""])
-            for i, piece in enumerate(pieces):
-                if i:
-                    text = "".join(lines).strip()
-                    lines.clear()
-                    if text:
-                        yield {"text": text}
-                        count += 1
-                        if limit is not None and count >= limit:
-                            return
-                lines.append(piece)
+    for line in _lines(path):
+        # pieces of this line, each but the first starting a new document
+        pieces = line.split(EOT_MARKER) if by_marker else ([line] if line.strip() else ["", ""])
+        for i, piece in enumerate(pieces):
+            if i:
+                text = "".join(lines).strip()
+                lines.clear()
+                if text:
+                    yield {"text": text}
+                    count += 1
+                    if limit is not None and count >= limit:
+                        return
+            lines.append(piece)
     if text := "".join(lines).strip():
         yield {"text": text}
+
+
+def _from_generator(generator, kwargs: dict) -> datasets.Dataset:
+    """datasets' Dataset.from_generator; a UserError the generator raised comes out as itself, not
+    wrapped in datasets' DatasetGenerationError."""
+    try:
+        return datasets.Dataset.from_generator(generator, gen_kwargs=kwargs, features=TEXT_FEATURES)
+    except datasets.exceptions.DatasetGenerationError as err:
+        if isinstance(err.__cause__, UserError):
+            raise err.__cause__ from None
+        raise
 
 
 def _no_documents() -> datasets.Dataset:
@@ -127,11 +152,7 @@ def _load_txt(path: Path, max_documents: int | None) -> datasets.Dataset:
     kwargs = {"path": str(path), "by_marker": _scan_text_file(path), "limit": max_documents, "identity": file_identity(path)}
     if next(_txt_documents(**kwargs), None) is None:  # datasets cannot build a table from no rows
         return _no_documents()
-    return datasets.Dataset.from_generator(
-        _txt_documents,
-        gen_kwargs=kwargs,
-        features=TEXT_FEATURES,
-    )
+    return _from_generator(_txt_documents, kwargs)
 
 
 def _json_records(path: Path) -> Iterator[tuple[int, object]]:
@@ -149,13 +170,14 @@ def _json_records(path: Path) -> Iterator[tuple[int, object]]:
             return
         except json.JSONDecodeError:
             pass  # not one JSON document: read it as JSON Lines
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    yield number, json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise UserError(f"{path}: line {number} is not valid JSON ({err.msg})") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not valid UTF-8 text (did the file change while being read?)") from None
+    for number, line in enumerate(_lines(path), 1):
+        if line.strip():
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UserError(f"{path}: line {number} is not valid JSON ({err.msg})") from None
 
 
 def _json_text(path: Path, number: int, record: object, text_field: str) -> str | None:
@@ -187,7 +209,7 @@ def _load_json(path: Path, text_field: str) -> datasets.Dataset:
     if count == 0:
         return _no_documents()
     kwargs = {"path": str(path), "text_field": text_field, "identity": file_identity(path)}
-    return datasets.Dataset.from_generator(_json_documents, gen_kwargs=kwargs, features=TEXT_FEATURES)
+    return _from_generator(_json_documents, kwargs)
 
 
 def _load_parquet(path: Path, text_field: str) -> datasets.Dataset:

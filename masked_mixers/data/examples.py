@@ -21,6 +21,8 @@ evaluation can report bits per byte, a measure that does not depend on the token
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain
@@ -30,6 +32,8 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100  # label of positions that carry no loss (transformers' convention)
+PIECE_CHARS = 1 << 16  # a packed document longer than twice this is encoded in pieces of 1-2x this many characters
+_PIECE_END = re.compile(r"(?<=\S) ")  # a space after a non-space: no byte-level or Metaspace pre-token crosses it
 EXAMPLE_COLUMNS = ("input_ids", "attention_mask", "labels", "num_bytes")
 
 
@@ -115,17 +119,86 @@ class EncodedDocument:
         self.ids, self.head, self.count, self._byte_ends = state
         self._text = self._encoding = None
 
+    @classmethod
+    def from_pieces(cls, pieces: Iterator[str], backend, head: list[int], tail: list[int]) -> EncodedDocument:
+        """One document encoded piece by piece (`backend.encode` per piece): its ids and byte prefixes,
+        with each piece's Encoding dropped once read, so memory holds ids, not whole Encodings."""
+        ids, widths = [np.asarray(head, dtype=np.int64)], []
+        for piece in pieces:
+            encoding = backend.encode(piece, add_special_tokens=False)
+            ids.append(np.asarray(encoding.ids, dtype=np.int64))
+            widths.append(token_bytes(piece, encoding.offsets))
+        doc = cls.__new__(cls)
+        real = sum(len(w) for w in widths)
+        doc.__setstate__((np.concatenate(ids + [np.asarray(tail, dtype=np.int64)]), len(head), real, np.cumsum(np.concatenate(widths))))
+        return doc
 
-def encode_documents(texts: list[str], tokenizer: PreTrainedTokenizerBase, add_bos: bool, add_eos: bool) -> list[EncodedDocument]:
+
+def piece_end(text: str, start: int, size: int) -> int:
+    """Where the piece of `text` from `start` ends: before the first space that follows a non-space
+    `size` or more characters on, at most 2 * size characters on (a hard cut in text without such a
+    space there), or at the end of the text when that is within 2 * size characters."""
+    if len(text) - start <= 2 * size:
+        return len(text)
+    found = _PIECE_END.search(text, start + size, start + 2 * size)
+    return found.start() if found else start + 2 * size
+
+
+def text_pieces(text: str, size: int) -> Iterator[str]:
+    """`text` in consecutive pieces of size to 2 * size characters (the last one may be shorter), cut by piece_end.
+
+    For byte-level BPE (the tokenizers this package trains, GPT-2's) a cut before such a space is a
+    pre-token boundary, and merges never cross one, so the pieces' ids joined equal the whole text's;
+    so they do for the SentencePiece tokenizers load_tokenizer builds (leading spaces folded into one
+    "▁"), checked in tests/test_data.py. A hard cut may change the tokens on either side of it."""
+    start = 0
+    while start < len(text):
+        end = piece_end(text, start, size)
+        yield text[start:end]
+        start = end
+
+
+def max_token_chars(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The longest vocabulary entry: no token covers more characters of text than this (a byte-level
+    entry spells one byte per character; a byte covers at most one character)."""
+    cached = getattr(tokenizer, "_masked_mixers_max_token_chars", None)
+    if cached is None:
+        cached = max(map(len, tokenizer.get_vocab()), default=1)
+        tokenizer._masked_mixers_max_token_chars = cached
+    return cached
+
+
+def encode_documents(
+    texts: list[str], tokenizer: PreTrainedTokenizerBase, add_bos: bool, add_eos: bool, keep: int | None = None
+) -> list[EncodedDocument]:
     """Each document's ids, with bos/eos (0 bytes) as asked, and its byte prefixes.
 
     Calls the `tokenizers` backend's encode_batch directly (what the transformers tokenizer calls
     too): the same ids, without building a BatchEncoding of Python lists first.
+
+    Work and memory per document are bounded whatever its length. `keep`: only the first `keep` ids
+    of each document are used (the padded layout); a document longer than twice the characters
+    those can cover, `(keep + 1) * max_token_chars`, is encoded from a prefix of that many to twice
+    that many characters, cut before a space (piece_end). With `keep` None (packing, every token used)
+    a document over 2 * PIECE_CHARS characters is encoded in pieces (text_pieces). Shorter
+    documents are encoded whole, as before.
     """
-    encodings = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+    backend = tokenizer.backend_tokenizer
+    size = PIECE_CHARS if keep is None else (keep + 1) * max_token_chars(tokenizer)
+    long = {i for i, text in enumerate(texts) if len(text) > 2 * size}
+    encodings = iter(backend.encode_batch([t for i, t in enumerate(texts) if i not in long], add_special_tokens=False))
     head = [tokenizer.bos_token_id] if add_bos else []
     tail = [tokenizer.eos_token_id] if add_eos else []
-    return [EncodedDocument(text, encoding, head, tail) for text, encoding in zip(texts, encodings)]
+    docs = []
+    for i, text in enumerate(texts):
+        if i not in long:
+            docs.append(EncodedDocument(text, next(encodings), head, tail))
+        elif keep is None:
+            docs.append(EncodedDocument.from_pieces(text_pieces(text, size), backend, head, tail))
+        else:  # the prefix covers more than `keep` tokens, so the eos after it is never kept
+            prefix = text[: piece_end(text, 0, size)]
+            docs.append(EncodedDocument(prefix, backend.encode(prefix, add_special_tokens=False), head, tail))
+    return docs
 
 
 def pad_rows(encoded: list[EncodedDocument], seq_len: int) -> dict:

@@ -28,7 +28,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from ..config import DataConfig
 from ..errors import UserError, reason
-from ..files import atomic_write_json
+from ..files import atomic_write_json, check_output_dir
 from .cache import build_lock, discard, fingerprint, publish_work, remove_dead_builds, slug, work_dir
 from .corpus import corpus_identity, resolve_source
 from .examples import Layout, as_examples
@@ -267,6 +267,10 @@ def prepare_data(data: DataConfig, seq_len: int, progress: bool = True) -> Prepa
     (a UserError) discards the partial work, so nothing half written stays behind.
     """
     _check(data, seq_len)
+    try:  # a cache folder that is a file (or cannot be made) is one line naming the key, before any work
+        check_output_dir(Path(data.cache_dir).expanduser())
+    except UserError as err:
+        raise UserError(f"data.cache_dir: {err}") from None
     inputs = fingerprint_inputs(data, seq_len)
     path = cache_path(data, seq_len)
     if _current(path):

@@ -55,9 +55,9 @@ def _init_worker(tokenizer) -> None:
     _WORKER_TOKENIZER = tokenizer
 
 
-def _encode_chunk(args: tuple[list[str], bool, bool]):
-    texts, add_bos, add_eos = args
-    return encode_documents(texts, _WORKER_TOKENIZER, add_bos, add_eos)
+def _encode_chunk(args: tuple[list[str], bool, bool, int | None]):
+    texts, add_bos, add_eos, keep = args
+    return encode_documents(texts, _WORKER_TOKENIZER, add_bos, add_eos, keep)
 
 
 class Encoder:
@@ -85,19 +85,21 @@ class Encoder:
             self.pool.terminate()
             self.pool.join()
 
-    def __call__(self, texts: list[str], add_bos: bool, add_eos: bool):
+    def __call__(self, texts: list[str], add_bos: bool, add_eos: bool, keep: int | None = None):
+        """encode_documents of `texts` (`keep`: the ids used per document, None: all)."""
         if len(texts) > self.num_proc:  # started at the first shard worth spreading, not before
             self._start()
         if self.pool is None:
-            return encode_documents(texts, self.tokenizer, add_bos, add_eos)
+            return encode_documents(texts, self.tokenizer, add_bos, add_eos, keep)
         size = max(1, -(-len(texts) // (self.num_proc * 4)))  # a few chunks per worker evens out long documents
-        chunks = [(texts[i : i + size], add_bos, add_eos) for i in range(0, len(texts), size)]
+        chunks = [(texts[i : i + size], add_bos, add_eos, keep) for i in range(0, len(texts), size)]
         return [doc for chunk in self.pool.map(_encode_chunk, chunks) for doc in chunk]
 
 
 def shard_rows(texts: list[str], encoder: Callable, spec: ShardSpec) -> dict:
     """Stored rows (examples.py layout) of one shard's documents."""
-    encoded = encoder(texts, spec.add_bos, True if spec.layout.packed else spec.add_eos)
+    packed = spec.layout.packed
+    encoded = encoder(texts, spec.add_bos, True if packed else spec.add_eos, None if packed else spec.layout.seq_len)
     return (pack_rows if spec.layout.packed else pad_rows)(encoded, spec.layout.seq_len)
 
 

@@ -20,6 +20,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from ..config import load_run_config
+from ..configfile import check_seed_option
 from ..devices import resolve_device
 from ..errors import UserError
 from ..factory import build_model, count_parameters
@@ -77,6 +78,7 @@ class RepresentRequest:
             raise UserError(f"--lr must be a finite positive number, got {self.lr}")
         if self.lr_end_fraction is not None and not (math.isfinite(self.lr_end_fraction) and self.lr_end_fraction >= 0):
             raise UserError(f"--lr-end-fraction must be a finite number >= 0, got {self.lr_end_fraction}")
+        check_seed_option(self.seed)
         check_output_dir(self.out)
 
     def settings(self) -> list[InversionSettings]:

@@ -155,6 +155,8 @@ def split_pairs(pairs: Sequence[Pair], test_fraction: float = 0.2, seed: int = 0
     """
     if not 0.0 < test_fraction < 1.0:
         raise UserError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if not pairs:
+        raise UserError("no pairs to split: no document gave a pair")
     groups: dict[int, list[Pair]] = {}
     for pair in pairs:
         groups.setdefault(pair.doc_id, []).append(pair)
@@ -242,6 +244,9 @@ def read_pairs(path: str | Path, query_field: str = "query", passage_field: str 
             raise UserError(f"{path}:{number}: needs string fields {query_field!r} and {passage_field!r}") from None
         if not isinstance(query, str) or not isinstance(passage, str):
             raise UserError(f"{path}:{number}: fields {query_field!r} and {passage_field!r} must be strings")
+        blank = next((field for field, value in ((query_field, query), (passage_field, passage)) if not value.strip()), None)
+        if blank is not None:  # no tokens to embed: a pair needs text on both sides
+            raise UserError(f"{path}:{number}: field {blank!r} is empty")
         doc_id = record.get("doc_id", number - 1)
         if not isinstance(doc_id, int) or isinstance(doc_id, bool):
             raise UserError(f"{path}:{number}: field 'doc_id' must be an integer, got {doc_id!r}")

@@ -20,7 +20,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..configfile import InvalidValue, at_least, require
+from ..configfile import InvalidValue, at_least, require, seeds
 from ..errors import UserError
 
 PairKind = Literal["sentence", "keywords"]
@@ -84,7 +84,7 @@ class RetrievalSettings:
         require(self.kind == "sentence" or self.queries_per_document == 1, "queries_per_document", self.queries_per_document, "must be 1 for keywords pairs")
         require(0 < self.significance < 1, "significance", self.significance, "must be in (0, 1)")
         at_least(self, 1, "max_test", "max_length", "direct_hidden_size", optional=True)
-        at_least(self, 0, "seed")
+        seeds(self, "seed")
         require(0 < self.test_fraction < 1, "test_fraction", self.test_fraction, "must be in (0, 1)")
         for key in ("candidates", "direct_candidates"):
             values = getattr(self, key) or []

@@ -45,7 +45,7 @@ class CompletionRequest(BaseModel):
     repetition_penalty: float = Field(1.0, gt=0)
     stop: str | list[str] | None = None
     stream: bool = False
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, lt=2**32)  # numpy and torch take unsigned 32-bit seeds
     n: int = Field(1, ge=1, le=1)
     echo: bool = False
     user: str | None = None
