@@ -16,7 +16,8 @@
    bad step. "skip" has to know before every optimizer step, so it syncs every step.
    A skipped step still counts as a step (the learning-rate schedule advances) and is logged as
    {"skipped_step": N} in metrics.jsonl; the Trainer's logging_nan_inf_filter keeps the NaN out
-   of the logged training loss.
+   of the logged training loss. A NaN/inf loss is the first clause of the one definition of a
+   diverged run (divergence.py); its other clause is judged on the logged history.
 3. Training objectives. A model whose config records one (objectives/: multi-token prediction,
    one-step completion) is trained on that objective's loss through `compute_loss`.
 4. The token count of a shifted loss. The Trainer divides a causal LM's summed loss by the

@@ -207,7 +207,7 @@ SMALL = [
     ("pairs doc_id not an integer", lambda w, t: ["pairs", _pair_file(t, b'{"query": "a", "passage": "b", "doc_id": "x"}\n'), "--kind", "file", "--out", t / "r"], "doc_id"),
     ("pairs not UTF-8", lambda w, t: ["pairs", _pair_file(t, b'{"query": "\xff\xfe", "passage": "b"}\n'), "--kind", "file", "--out", t / "r"], "UTF-8"),
     ("embed pairs not UTF-8", lambda w, t: ["embed", w / "out", "--pairs", _pair_file(t, b"\xff\n"), "--out", t / "r"], "UTF-8"),
-    ("ablate --rise-factor 0", lambda w, t: ["ablate", tiny_config(t), "--rise-factor", "0", "--out", t / "r"], "--rise-factor"),
+    ("ablate --divergence-factor 0", lambda w, t: ["ablate", tiny_config(t), "--divergence-factor", "0", "--out", t / "r"], "--divergence-factor"),
     ("bench --device cuda", lambda w, t: ["bench", "train", "--device", "cuda", "--json", t / "r"], "cuda"),
 ]
 

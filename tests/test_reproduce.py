@@ -11,7 +11,7 @@ from masked_mixers.reproduce.verdict import AGREES, DISAGREES, INCONCLUSIVE
 
 ENTRY_FIELDS = ("id", "title", "claim", "published", "protocol", "budget", "verdict", "reason", "checks", "table", "headline",
                 "artifacts", "seeds", "seconds", "cpu_seconds")  # fmt: skip
-CHECK_FIELDS = ("claim", "published", "measured", "verdict", "reason", "variant")
+CHECK_FIELDS = ("claim", "published", "measured", "verdict", "reason", "variant", "gaps", "n", "interval")
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +36,11 @@ def test_tiny_scale_writes_every_section_with_every_field(tiny_card):
         for check in entry["checks"]:
             assert all(key in check for key in CHECK_FIELDS) and check["verdict"] in (AGREES, DISAGREES, INCONCLUSIVE)
             assert check["measured"], f"{entry['id']}: a check with nothing measured: {check['claim']}"
+            assert check["interval"] is None or (check["n"] >= 3 and check["interval"][0] <= check["interval"][1]), check
         for artifact in entry["artifacts"]:
             assert (out / artifact).is_file(), f"{entry['id']}: missing {artifact}"
     markdown = (out / "scorecard.md").read_text()
+    assert "| paired gaps (> 0: first side better) | n | 95% CI of the mean gap |" in markdown
     for entry in card["findings"]:
         assert f"## {entry['id']}. {entry['title']}" in markdown and entry["published"] in markdown
     assert (out / "scorecard.png").stat().st_size > 0

@@ -3,9 +3,10 @@
 For each family (mixer, llama) the run config's model is trained unablated and with one part
 removed at a time (and, for llama, with its feed-forward replaced by attention:
 `feed_forward_attention`), every variant for the same budget (the config's train section) on the same
-prepared data. A run diverged if its training loss became NaN/inf (training stops there and the
-sweep goes on to the next variant) or stayed above --rise-factor times its running minimum for
---patience logged points; the table reports that step, or the final loss. Llama variants are
+prepared data. A run diverged at its first logged training loss that is NaN/inf (training stops
+there and the sweep goes on to the next variant) or above --divergence-factor (3) times ln(vocab),
+the loss of a uniform guess (masked_mixers/divergence.py); the table reports that step, or else
+the final loss. Llama variants are
 built from transformers' own Llama modules (family "llama_ablated").
 
 Gradient clipping is the config's train.max_grad_norm (1.0 by default, as the paper's HF
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from ..divergence import DIVERGENCE_FACTOR
 from ..options import add_output
 from ..probes.ablation import ABLATABLE_FAMILIES, ABLATIONS
 
@@ -31,8 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="run config YAML: model sizes, data and the training budget every variant gets")
     parser.add_argument("--families", nargs="+", default=list(ABLATABLE_FAMILIES), choices=list(ABLATABLE_FAMILIES), help="families to ablate")
     parser.add_argument("--ablations", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS), help="parts to remove, one variant each")
-    parser.add_argument("--rise-factor", type=float, default=1.5, help="diverged: loss above this times its running minimum ...")
-    parser.add_argument("--patience", type=int, default=3, help="... for this many logged points in a row")
+    parser.add_argument(
+        "--divergence-factor", type=float, default=DIVERGENCE_FACTOR, help="diverged: a logged loss NaN/inf or above this times ln(vocab) (default: %(default)s)"
+    )
     parser.add_argument("--no-clip", dest="clip", action="store_false", help="train every variant without gradient clipping (train.max_grad_norm 0)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     add_output(parser, folder=True, dest="out", old=("--out",), default="runs/ablate", help="where the variants, ablation.md/.json/.png go")

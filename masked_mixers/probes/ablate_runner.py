@@ -1,4 +1,4 @@
-"""`masked-mixers ablate` end to end: train every variant on the same data, detect divergence, report.
+"""`masked-mixers ablate` end to end: train every variant on the same data, find where any diverged, report.
 
 ablation.py builds the variants (one run config per family and ablation) and scores a loss
 history; this module prepares the data once, trains each variant through the normal training
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import RunConfig, load_run_config, to_dict
+from ..divergence import DIVERGENCE_FACTOR
 from ..errors import UserError
 from ..factory import build_model, count_parameters
 from ..files import check_output_dir
@@ -27,8 +28,7 @@ class AblateRequest:
     config: str
     families: list[str] = field(default_factory=lambda: list(ABLATABLE_FAMILIES))
     ablations: list[str] = field(default_factory=lambda: list(ABLATIONS))
-    rise_factor: float = 1.5
-    patience: int = 3
+    divergence_factor: float = DIVERGENCE_FACTOR
     clip: bool = True
     overrides: list[str] = field(default_factory=list)
     out: str = "runs/ablate"
@@ -58,8 +58,8 @@ def run_ablation(request: AblateRequest) -> list[dict]:
     """Train every (family, ablation) variant for the config's budget; returns the table rows, writes the report."""
     from ..data import prepare_data
 
-    if not (math.isfinite(request.rise_factor) and request.rise_factor > 1) or request.patience < 1:
-        raise UserError(f"--rise-factor must be above 1 and --patience at least 1, got {request.rise_factor} and {request.patience}")
+    if not (math.isfinite(request.divergence_factor) and request.divergence_factor > 1):
+        raise UserError(f"--divergence-factor must be a number above 1, got {request.divergence_factor}")
     run_config = load_run_config(request.config, request.overrides)
     out = Path(request.out)
     check_output_dir(out)
@@ -69,9 +69,8 @@ def run_ablation(request: AblateRequest) -> list[dict]:
     for i, (family, ablation, variant) in enumerate(variants, 1):
         print(f"[{i}/{len(variants)}] {family} {ablation}: training into {variant.train.output_dir}")
         history, eval_metrics, parameters = train_variant(variant, prepared)
-        row = summarize_run(
-            family, ablation, history, eval_metrics, parameters, variant.train.max_grad_norm, rise_factor=request.rise_factor, patience=request.patience
-        )
+        vocab = len(prepared.tokenizer)
+        row = summarize_run(family, ablation, history, eval_metrics, parameters, vocab, variant.train.max_grad_norm, request.divergence_factor)
         rows.append(dict(row, config=to_dict(variant.model)))
         histories.setdefault(family, {})[ablation] = loss_points(history)
         write_ablation_report(rows, histories, out)  # after every variant, so a long sweep can be watched or resumed by hand

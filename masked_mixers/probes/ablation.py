@@ -4,8 +4,9 @@ Each family is trained unablated and with one part removed at a time (layer norm
 connections, feed-forward) or, where the family has the switch, with the feed-forward replaced by
 attention, all for the same budget. The paper trained with the HF Trainer's default gradient
 clipping (1.0), which can hide the divergence it describes; `clip=False` trains every variant
-without it (train.max_grad_norm 0), and the table records which. A run diverged if its loss became NaN/inf
-or rose far above its running minimum and stayed there; otherwise its final loss is reported.
+without it (train.max_grad_norm 0), and the table records which. Whether and where a run diverged
+is divergence.diverged_at (a NaN/inf loss, or one above 3 x ln(vocab)); a diverged run reports no
+final or eval loss, and its min_loss is the best it logged before that step.
 Llama variants use family "llama_ablated" (transformers' Llama modules with switchable parts;
 identical to LlamaForCausalLM with every switch on), the unablated one included, so all Llama
 runs share one code path.
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import ModelSpec, RunConfig
+from ..divergence import DIVERGENCE_FACTOR, diverged_at, healthy_points
 from ..errors import UserError
 from ..models import FAMILIES, Family
 
@@ -63,31 +65,6 @@ def _ablatable_families() -> dict[str, str]:
 
 # family named on the command line -> family of the table that honours the switches
 ABLATABLE_FAMILIES: dict[str, str] = _ablatable_families()
-
-
-def detect_divergence(losses: Sequence[float], rise_factor: float = 1.5, patience: int = 3, steps: Sequence[int] | None = None) -> int | None:
-    """The step at which training diverged, or None if it did not.
-
-    Diverged means a NaN/inf loss, or a loss above `rise_factor` times the lowest loss seen
-    before it for `patience` consecutive points (one noisy point is not divergence); the step
-    reported is where that rise began. `steps[i]` is the step of `losses[i]` (default: i).
-    """
-    if rise_factor <= 1 or patience < 1:
-        raise ValueError("rise_factor must be > 1 and patience >= 1")
-    steps = list(range(len(losses))) if steps is None else list(steps)
-    running_min, rise_start, rise_len = math.inf, None, 0
-    for i, loss in enumerate(losses):
-        if not math.isfinite(loss):
-            return steps[i]
-        if loss > rise_factor * running_min:
-            rise_start = i if rise_start is None else rise_start
-            rise_len += 1
-            if rise_len >= patience:
-                return steps[rise_start]
-        else:
-            rise_start, rise_len = None, 0
-        running_min = min(running_min, loss)
-    return None
 
 
 def ablation_runs(
@@ -135,20 +112,30 @@ def _finite_or_none(value: float | None) -> float | None:
 
 
 def summarize_run(
-    family: str, ablation: str, history: Sequence[dict], eval_metrics: dict | None, parameters: int, max_grad_norm: float | None = None, **divergence
+    family: str,
+    ablation: str,
+    history: Sequence[dict],
+    eval_metrics: dict | None,
+    parameters: int,
+    vocab_size: int,
+    max_grad_norm: float | None = None,
+    factor: float = DIVERGENCE_FACTOR,
 ) -> dict:
-    """One table row: where the run diverged (or None), its final and best training loss, its eval loss, its clipping (0: none)."""
+    """One table row: where the run diverged (divergence.diverged_at, or None), its final, best and eval loss, its clipping (0: none).
+
+    A diverged run has no final or eval loss (None); its min_loss is the best loss logged before it diverged.
+    """
     points = loss_points(history)
-    losses = [v for _, v in points]
-    finite = [v for v in losses if math.isfinite(v)]
-    eval_metrics = eval_metrics or {}
+    healthy = [v for _, v in healthy_points(points, vocab_size, factor)]
+    step = diverged_at(points, vocab_size, factor)
+    eval_metrics = (eval_metrics or {}) if step is None else {}
     return dict(
         family=family,
         ablation=ablation,
         parameters=parameters,
-        diverged_at=detect_divergence(losses, steps=[s for s, _ in points], **divergence),
-        final_loss=_finite_or_none(losses[-1]) if losses else None,
-        min_loss=min(finite) if finite else None,
+        diverged_at=step,
+        final_loss=healthy[-1] if healthy and step is None else None,
+        min_loss=min(healthy) if healthy else None,
         eval_loss=_finite_or_none(eval_metrics.get("eval_loss", eval_metrics.get("loss"))),
         steps=points[-1][0] if points else 0,
         max_grad_norm=max_grad_norm,
@@ -170,4 +157,4 @@ def markdown_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["ABLATABLE_FAMILIES", "ABLATIONS", "ablation_runs", "detect_divergence", "loss_points", "markdown_table", "summarize_run"]
+__all__ = ["ABLATABLE_FAMILIES", "ABLATIONS", "ablation_runs", "loss_points", "markdown_table", "summarize_run"]

@@ -36,6 +36,14 @@ def _measured(measured: dict) -> str:
     return "; ".join(f"{name} " + ", ".join(_cell(v) for v in values) for name, values in measured.items())
 
 
+def _statistics(check: dict) -> str:
+    """Paired gaps, n and the 95% interval of a compared check ('-' where there is none: a yes/no check, a missing value)."""
+    gaps = ", ".join(f"{g:+.4g}" for g in check.get("gaps") or []) or "-"
+    low_high = check.get("interval")
+    ci = f"[{low_high[0]:+.4g}, {low_high[1]:+.4g}]" if low_high else "-"
+    return f"{gaps} | {check.get('n', '-')} | {ci}"
+
+
 def _finding(entry: dict) -> list[str]:
     lines = [f"## {entry['id']}. {entry['title']}: {MARK.get(entry['verdict'], entry['verdict'])}", "",
              f"**Claim.** {entry['claim']}", "", f"**Published.** {entry['published']}", "",
@@ -43,10 +51,11 @@ def _finding(entry: dict) -> list[str]:
              f"**Verdict.** {entry['verdict']}: {entry['reason']}", ""]  # fmt: skip
     if entry.get("error"):
         return lines + [f"**Failed.** `{entry['error']}`", ""]
-    lines += ["| check | published | measured (per seed) | verdict | reason |", "|---|---|---|---|---|"]
+    lines += ["| check | published | measured (per seed) | paired gaps (> 0: first side better) | n | 95% CI of the mean gap | verdict | reason |",
+              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for check in entry["checks"]:
         claim = ("*variant:* " if check["variant"] else "") + check["claim"]
-        lines.append(f"| {claim} | {check['published']} | {_measured(check['measured'])} | {check['verdict']} | {check['reason']} |")
+        lines.append(f"| {claim} | {check['published']} | {_measured(check['measured'])} | {_statistics(check)} | {check['verdict']} | {check['reason']} |")
     lines += ["", *_table(entry["table"])]
     lines += [f"- note: {note}" for note in entry.get("notes", [])]
     lines += [f"- time: {entry['seconds']:.0f} s wall, {entry['cpu_seconds']:.0f} s CPU (this process and its workers)", ""]
@@ -59,10 +68,11 @@ def render(card: dict) -> str:
     lines = [f"# Scorecard: the paper's findings at scale `{scale['name']}`", "",
              "Badger, *Masked Mixers for Language Generation and Retrieval* (arXiv 2409.01482), findings as listed in "
              "docs/findings.md, each run with the paper's protocol. Command: `" + card["command"] + "`.", "",
-             "Verdicts compare the direction of each measured gap with the paper's: **agrees**, **disagrees**, or "
-             "**inconclusive** (seeds disagree on the direction, or the mean gap is within the seed noise: the largest "
-             "spread over seeds of either side; one-seed findings have no noise estimate and say so). Numbers at a "
-             "small scale test the direction of a claim, not its size.", "",
+             "Verdicts: per check, the per-seed paired gaps, their mean and its 95% confidence interval (Student's t). "
+             "**agrees** / **disagrees** only with at least 3 seeds and an interval wholly on one side of the claim's "
+             "threshold (0 for a direction, the stated effect for a size claim such as \"far\", the band's edge for a "
+             "parity claim); otherwise **inconclusive** (fewer seeds: \"too few seeds\"). On identical sides the rule is "
+             "decisive 5% of the time. docs/reproduce.md states the rule.", "",
              "| finding | verdict | reason | budget | seeds |", "|---|---|---|---|---|"]  # fmt: skip
     for entry in card["findings"]:
         lines.append(f"| {entry['id']} {entry['title']} | {MARK.get(entry['verdict'], entry['verdict'])} | {entry['reason']} | "

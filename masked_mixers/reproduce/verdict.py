@@ -1,29 +1,47 @@
-"""Whether a measured difference agrees with the paper's direction: agrees, disagrees, inconclusive.
+"""Whether a measured difference agrees with the paper's claim: agrees, disagrees, inconclusive.
 
 Every check compares two sides (usually two families trained with the same seeds on the same
 tokens) on one number, per seed. The rule, stated in every scorecard:
 
-- the gap's sign must be the same for every seed, else "inconclusive: seeds disagree";
-- with two or more seeds the mean gap must exceed the seed noise, the largest spread (max - min
-  over seeds) of either side, else "inconclusive: gap within seed noise";
-- with one seed there is no noise estimate: the direction decides, and the reason says so.
+- per seed i the paired gap g_i = b_i - a_i (a_i - b_i where higher is better): > 0 means a did
+  better on that seed;
+- a 95% confidence interval for the mean gap, Student's t on the paired gaps:
+  mean +- t(0.975, n - 1) * sd / sqrt(n);
+- with fewer than MIN_SEEDS (3) seeds: "inconclusive: too few seeds", whatever the gaps;
+- a claim that a is better (by at least `effect`, a fraction of b's mean, for a size claim such
+  as "far better", stated in the claim's words): agrees when the whole interval lies above that
+  threshold, disagrees when it lies below it, otherwise inconclusive. With `effect` 0, identical
+  sides give a decisive verdict 5% of the time (2.5% each way);
+- a parity claim ("about as good as b, or better"; `tolerance` > 0) is an equivalence test against
+  the band the paper states: a at most `tolerance` x b's mean worse than b. Agrees when the
+  interval lies inside the band, disagrees when it lies wholly outside it, otherwise inconclusive.
 
-A check's `tolerance` (relative) makes it a parity claim ("about as efficient as"): a gap within
-tolerance of the mean agrees.
+A missing or non-finite value (a run that failed or diverged, masked_mixers/divergence.py) makes
+the check inconclusive.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 AGREES, DISAGREES, INCONCLUSIVE = "agrees", "disagrees", "inconclusive"
+MIN_SEEDS = 3
+FAR = 0.10  # a size claim's "far better": better by at least 10% of the other side's mean, on the whole interval
+# two-sided 95% Student t quantiles t(0.975, df) for df = 1..30; above 30 the normal's 1.96 is within 2%
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
 
 
 @dataclass
 class Check:
-    """One claim tested: the claim, the paper's numbers, ours, and the verdict with its reason."""
+    """One claim tested: the claim, the paper's numbers, ours, and the verdict with its reason.
+
+    gaps: the per-seed paired gaps (> 0: the first side better), n their count, interval the 95%
+    confidence interval of their mean ([low, high]; None with fewer than two seeds or for a yes/no check).
+    """
 
     claim: str
     published: str
@@ -32,13 +50,26 @@ class Check:
     reason: str
     variant: bool = False  # a named variant of the protocol: reported, not counted in the finding's verdict
     extra: dict = field(default_factory=dict)
+    gaps: list[float] = field(default_factory=list)
+    n: int = 0
+    interval: list[float] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _spread(values: Sequence[float]) -> float:
-    return max(values) - min(values) if len(values) > 1 else 0.0
+def t_quantile(df: int) -> float:
+    """t(0.975, df): the two-sided 95% quantile of Student's t with `df` degrees of freedom."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    return _T975[df - 1] if df <= len(_T975) else 1.96
+
+
+def interval(gaps: Sequence[float]) -> tuple[float, float]:
+    """The 95% confidence interval of the mean of `gaps` (at least two): mean +- t * sd / sqrt(n)."""
+    mean = statistics.fmean(gaps)
+    half = t_quantile(len(gaps) - 1) * statistics.stdev(gaps) / math.sqrt(len(gaps))
+    return mean - half, mean + half
 
 
 def _missing(measured: dict[str, list]) -> str | None:
@@ -48,44 +79,52 @@ def _missing(measured: dict[str, list]) -> str | None:
     return None
 
 
+def _decide(low: float, high: float, threshold: float, parity: bool) -> tuple[str, str]:
+    """(verdict, what it means) of an interval against the claim's threshold (the band's edge for parity)."""
+    inside, outside = ("inside the band", "outside the band") if parity else (f"above {threshold:+.4g}", f"below {threshold:+.4g}")
+    if low > threshold:
+        return AGREES, f"interval {inside}"
+    if high < threshold:
+        return DISAGREES, f"interval {outside}"
+    return INCONCLUSIVE, f"interval straddles {threshold:+.4g}"
+
+
 def better(
     claim: str, published: str, name_a: str, a: Sequence[float], name_b: str, b: Sequence[float],
-    lower_is_better: bool = True, tolerance: float = 0.0, variant: bool = False,
+    lower_is_better: bool = True, tolerance: float = 0.0, variant: bool = False, effect: float = 0.0,
 ) -> Check:
-    """The claim "a is better than b" (tolerance 0) or "a is about as good as b, or better" (tolerance > 0).
+    """The claim "a is better than b" (by at least `effect` x b's mean), or with `tolerance` > 0 "a is about as good as b, or better".
 
-    a[i] and b[i] come from the same seed i.
+    a[i] and b[i] come from the same seed i. `tolerance` is the parity band and `effect` the size a
+    size claim requires, both as fractions of b's mean; the module docstring gives the rule.
     """
+    if tolerance < 0 or effect < 0 or (tolerance and effect):
+        raise ValueError(f"tolerance and effect are fractions >= 0, at most one of them set; got {tolerance} and {effect}")
     measured = {name_a: list(a), name_b: list(b)}
-    missing = _missing(measured)
-    if missing or len(a) != len(b):
-        return Check(claim, published, measured, INCONCLUSIVE, missing or "unequal numbers of seeds", variant)
+    missing = _missing(measured) or (None if len(a) == len(b) else "unequal numbers of seeds")
+    if missing:
+        return Check(claim, published, measured, INCONCLUSIVE, missing, variant)
     sign = 1.0 if lower_is_better else -1.0
     gaps = [sign * (y - x) for x, y in zip(a, b)]  # > 0: a better on that seed
-    mean_gap = sum(gaps) / len(gaps)
-    scale = abs(sum(a) + sum(b)) / (2 * len(a)) or 1.0
-    allowed = tolerance * scale
-    noise = max(_spread(a), _spread(b))
-    leader = name_a if mean_gap > 0 else name_b if mean_gap < 0 else "neither"
-    seeds = f"{len(gaps)} seed{'s' if len(gaps) > 1 else ''}" + (f", seed noise {noise:.3g}" if len(gaps) > 1 else ", no noise estimate")
-    detail = f"mean gap {mean_gap:+.4g} ({leader} better; {seeds})"
-    if tolerance and all(g >= -allowed for g in gaps):
-        return Check(claim, published, measured, AGREES, f"{detail}; within the {tolerance:.0%} parity band or better on every seed", variant)
-    if mean_gap == 0:
-        return Check(claim, published, measured, INCONCLUSIVE, f"{detail}; no gap", variant)
-    if len({g > 0 for g in gaps}) > 1:
-        return Check(claim, published, measured, INCONCLUSIVE, f"{detail}; seeds disagree on the direction", variant)
-    if len(gaps) > 1 and abs(mean_gap) <= noise:
-        return Check(claim, published, measured, INCONCLUSIVE, f"{detail}; gap within seed noise", variant)
-    return Check(claim, published, measured, AGREES if mean_gap > 0 else DISAGREES, detail, variant)
+    scale = abs(statistics.fmean(b)) or 1.0
+    threshold = -tolerance * scale if tolerance else effect * scale
+    wanted = f"parity band: {name_a} at most {tolerance:.0%} worse" if tolerance else f"{name_a} better by more than {effect:.0%}" if effect else f"{name_a} better"
+    detail = f"mean gap {statistics.fmean(gaps):+.4g} ({wanted}: gap > {threshold:+.4g}; n {len(gaps)}"
+    if len(gaps) < MIN_SEEDS:
+        return Check(claim, published, measured, INCONCLUSIVE, f"too few seeds: {detail}, at least {MIN_SEEDS} needed)", variant, gaps=gaps, n=len(gaps))
+    low, high = interval(gaps)
+    verdict, meaning = _decide(low, high, threshold, bool(tolerance))
+    reason = f"{detail}, 95% CI [{low:+.4g}, {high:+.4g}]: {meaning})"
+    return Check(claim, published, measured, verdict, reason, variant, gaps=gaps, n=len(gaps), interval=[low, high])
 
 
-def holds(claim: str, published: str, measured: dict[str, list], ok: bool, reason: str, variant: bool = False) -> Check:
-    """A yes/no claim (a run diverged, logits match): agrees when `ok`; missing values make it inconclusive."""
+def holds(claim: str, published: str, measured: dict[str, list], ok: bool | None, reason: str, variant: bool = False) -> Check:
+    """A yes/no claim (a run diverged, logits match): agrees when `ok`, disagrees when not; None or missing values: inconclusive."""
     missing = _missing({k: v for k, v in measured.items() if v is not None})
     if missing:
         return Check(claim, published, measured, INCONCLUSIVE, missing, variant)
-    return Check(claim, published, measured, AGREES if ok else DISAGREES, reason, variant)
+    verdict = INCONCLUSIVE if ok is None else AGREES if ok else DISAGREES
+    return Check(claim, published, measured, verdict, reason, variant, n=max((len(v) for v in measured.values() if v), default=0))
 
 
 def overall(checks: Sequence[Check]) -> tuple[str, str]:
@@ -107,4 +146,4 @@ def overall(checks: Sequence[Check]) -> tuple[str, str]:
     return INCONCLUSIVE, f"partly {lead}, the rest undecided ({tally})"
 
 
-__all__ = ["AGREES", "DISAGREES", "INCONCLUSIVE", "Check", "better", "holds", "overall"]
+__all__ = ["AGREES", "DISAGREES", "FAR", "INCONCLUSIVE", "MIN_SEEDS", "Check", "better", "holds", "interval", "overall", "t_quantile"]
