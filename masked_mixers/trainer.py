@@ -39,6 +39,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.loss.loss_utils import LOSS_MAPPING, ForCausalLMLoss
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 
+from . import manifest
 from .errors import UserError, reason
 from .files import share_like_umask
 from .models import family_of
@@ -137,6 +138,9 @@ class RobustTrainer(Trainer):
             share_like_umask(staging)
             names = sorted(os.listdir(staging), key=lambda name: name == MODEL_CONFIG)  # config.json last: it marks a model folder
             for name in names:
+                manifest.check_own(root, name)  # a user's file where the model goes is refused, not replaced
+            manifest.record(root, *names)
+            for name in names:
                 target = os.path.join(root, name)
                 if os.path.isdir(target) and not os.path.islink(target):
                     shutil.rmtree(target)
@@ -156,7 +160,9 @@ class RobustTrainer(Trainer):
             share_like_umask(staging)  # transformers writes weights 0600
             name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             target = os.path.join(root, name)
-            shutil.rmtree(target, ignore_errors=True)  # a stale copy of the same step from an earlier run
+            manifest.check_own(root, name)
+            manifest.record(root, name)
+            shutil.rmtree(target, ignore_errors=True)  # a stale copy of the same step from an earlier run (ours: checked above)
             os.replace(os.path.join(staging, name), target)
             shutil.rmtree(staging, ignore_errors=True)
             rotate_checkpoints(root, self.args.save_total_limit)

@@ -63,12 +63,22 @@ def _check(config: CompareConfig) -> str:
             raise UserError(f"per_family: key {key!r} names no family ({', '.join(FAMILIES)}) and no model label")
     if config.train.max_steps <= 0 and not config.train.max_seconds:
         raise UserError("train: set a budget, max_steps > 0, max_seconds or max_flops")
+    _check_names(config.models)
     task = _task(config.models)
     check_retrieval(config, task)
     return task
 
 
+def _check_names(models: list[ModelSpec]) -> None:
+    """Labels name the models' folders (OUTPUT_DIR/models/LABEL): no path may climb out of models/."""
+    for i, model in enumerate(models):
+        label = model.label
+        if not label or label.startswith(".") or any(c in label for c in "/\\"):
+            raise UserError(f"models[{i}].name: {label!r} cannot name a folder; use letters, digits, '-' and '_' (no '/', '\\', '..', no leading '.')")
+
+
 def _unique_labels(models: list[ModelSpec]) -> None:
+    _check_names(models)
     labels = [m.label for m in models]
     for i, label in enumerate(labels):
         if label in labels[:i]:
@@ -164,7 +174,7 @@ def run_compare(config: CompareConfig, output_dir: str | Path, prepare: Callable
 
     task = _check(config)
     prepare = prepare or _default_prepare()
-    out = Path(output_dir)
+    out = Path(output_dir).expanduser()
     seq_lens = sorted({m.seq_len for m in config.models})
     prepared = {L: prepare(config.data, L) for L in seq_lens}  # once per distinct L, shared
     models, matches = _resolve_sizes(config, prepared, progress)
