@@ -160,3 +160,10 @@ def test_an_old_run_without_a_manifest_resumes_and_gets_one(work, tmp_path):
     assert {"run.yaml", "model.safetensors", "checkpoint-4"} <= manifest.owned(run) and (run / manifest.MANIFEST).is_file()
     load_run(run)
     record(ITEM)
+
+
+def test_compare_refuses_an_output_folder_of_the_users(tmp_path, capsys):
+    compare = tmp_path / "compare.yaml"
+    compare.write_text(json.dumps({"models": [{"family": "mixer", "hidden_size": 32, "num_hidden_layers": 1, "seq_len": 32}]}))
+    plant(tmp_path / "root", {"report.md": "# my own report\n", "data.csv": "a,b\n"})
+    expect_one_line(["compare", compare, "--output-dir", tmp_path / "root"], capsys, watched=(tmp_path / "root",), names="data.csv", item=ITEM)

@@ -24,9 +24,9 @@ from ..models import FAMILIES
 from ..tasks import AUTOENCODE
 from .config import CompareConfig
 from .matching import match_models, measure_training_memory
-from .plots import eval_curve, plot_curves
+from .plots import PLOTS, eval_curve, plot_curves
 from .report import environment, write_report
-from .retrieval import check_retrieval, run_retrieval
+from .retrieval import PAIRS_DIR, PLOT, check_retrieval, run_retrieval
 from .samples import generate_samples, reconstruction_samples
 
 SIZE_MATCHING = ("identical", "memory")
@@ -83,6 +83,16 @@ def _unique_labels(models: list[ModelSpec]) -> None:
     for i, label in enumerate(labels):
         if label in labels[:i]:
             raise UserError(f"models[{i}]: label {label!r} repeats an earlier model; give it a distinct `name`")
+
+
+def _claim_root(out: Path) -> None:
+    """The compare folder holds only what compare writes (manifest.py): a folder of the user's is refused."""
+    from .. import manifest
+    from ..files import make_dir
+
+    manifest.check_destination(out, "compare", "--output-dir")
+    make_dir(out)
+    manifest.record(out, "models", "results.json", "report.md", *PLOTS, PLOT, PAIRS_DIR, what="compare")
 
 
 def _train_config(config: CompareConfig, spec: ModelSpec, original_label: str, output_dir: Path) -> TrainConfig:
@@ -175,6 +185,7 @@ def run_compare(config: CompareConfig, output_dir: str | Path, prepare: Callable
     task = _check(config)
     prepare = prepare or _default_prepare()
     out = Path(output_dir).expanduser()
+    _claim_root(out)
     seq_lens = sorted({m.seq_len for m in config.models})
     prepared = {L: prepare(config.data, L) for L in seq_lens}  # once per distinct L, shared
     models, matches = _resolve_sizes(config, prepared, progress)
