@@ -145,11 +145,16 @@ def _data_section(run, sources: list[str]) -> str:
     )
 
 
-def stage(run_dir: str | os.PathLike, repo_id: str, into: Path) -> Path:
-    """Copy the run's publishable files into `into` and write the model card there."""
+def _require_model(run_dir: str | os.PathLike) -> Path:
     run_dir = Path(run_dir)
     if not is_model_dir(run_dir):
         raise UserError(f"{run_dir}: not a model directory (no {MODEL_CONFIG}); pass the output_dir of a training run")
+    return run_dir
+
+
+def stage(run_dir: str | os.PathLike, repo_id: str, into: Path) -> Path:
+    """Copy the run's publishable files into `into` and write the model card there."""
+    run_dir = _require_model(run_dir)
     shutil.copytree(run_dir, into, ignore=shutil.ignore_patterns(*_NOT_PUBLISHED), dirs_exist_ok=True)
     (into / CARD).write_text(model_card(run_dir, repo_id), encoding="utf-8")
     return into
@@ -157,10 +162,12 @@ def stage(run_dir: str | os.PathLike, repo_id: str, into: Path) -> Path:
 
 def push(run_dir: str | os.PathLike, target: str, private: bool = False, token: str | None = None) -> str:
     """Publish `run_dir` to `target` (a hub repo id or a local path); returns where it went."""
+    run_dir = _require_model(run_dir)
+    dest = _local_destination(run_dir, _local_path(target)) if is_local_target(target) else None  # refused before any work
     with tempfile.TemporaryDirectory(prefix="masked-mixers-push-") as tmp:
         staged = stage(run_dir, target, Path(tmp) / "repo")
-        if is_local_target(target):
-            return _copy_local(staged, _local_destination(Path(run_dir), _local_path(target)))
+        if dest is not None:
+            return _copy_local(staged, dest)
         from huggingface_hub import HfApi
         from huggingface_hub.errors import HfHubHTTPError
 

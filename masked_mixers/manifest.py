@@ -37,7 +37,7 @@ LEGACY_NAMES = frozenset({
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "chat_template.jinja",
     "training_args.bin", ".checkpoint-staging", ".lock",
 })
-LEGACY_MARKERS = ("metrics.jsonl", "train_summary.json", ".lock", "config.json")
+LEGACY_MARKERS = ("metrics.jsonl", "train_summary.json", ".lock")  # written only by a run (config.json is any model's)
 _SHARD = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
 _CHECKPOINT = re.compile(r"checkpoint-\d+")
 _TEMPORARY = re.compile(r"\..+\.tmp")  # files.atomic_path's temporaries, present only while a write is under way
@@ -62,7 +62,9 @@ def _read(folder: Path) -> dict | None:
 
 
 def _is_legacy_run(folder: Path) -> bool:
-    return (folder / "run.yaml").is_file() and any((folder / name).exists() for name in LEGACY_MARKERS)
+    if not (folder / "run.yaml").is_file():
+        return False
+    return any((folder / name).exists() for name in LEGACY_MARKERS) or any(is_checkpoint(p) for p in folder.glob("checkpoint-*"))
 
 
 def _code_files() -> frozenset[str]:
@@ -127,6 +129,14 @@ def forget(folder: str | os.PathLike, *names: str) -> None:
         atomic_write_json(folder / MANIFEST, data)
 
 
+def forget_missing(folder: str | os.PathLike, pattern: str) -> None:
+    """Drop from the manifest the entries matching the glob `pattern` that no longer exist (rotated checkpoints)."""
+    folder = Path(folder)
+    gone = [name for name in owned(folder) if Path(name).match(pattern) and not (folder / name).exists()]
+    if gone:
+        forget(folder, *gone)
+
+
 def remove(folder: str | os.PathLike, name: str) -> bool:
     """Delete folder/name if this package wrote it; False (nothing touched) otherwise."""
     folder = Path(folder)
@@ -176,4 +186,4 @@ def check_destination(folder: str | os.PathLike, what: str, option: str) -> None
         raise UserError(f"{folder}: holds {stray[0]!r}{more}, which masked-mixers did not write; choose an empty or new {option}")
 
 
-__all__ = ["MANIFEST", "PUSH", "RUN", "check_destination", "check_own", "enclosing_run", "forget", "foreign", "is_checkpoint", "kind", "owned", "record", "remove"]
+__all__ = ["MANIFEST", "PUSH", "RUN", "check_destination", "check_own", "enclosing_run", "forget", "foreign", "forget_missing", "is_checkpoint", "kind", "owned", "record", "remove"]

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from . import manifest
 from .errors import UserError, reason
 from .files import make_dir
 
@@ -54,6 +55,7 @@ def locked(run_dir: str | os.PathLike, enabled: bool = True) -> Iterator[Path]:
     if not enabled:
         yield path
         return
+    manifest.record(path, LOCK)  # recorded before it is written (claim_run checked the folder first)
     try:
         handle = open(path / LOCK, "a+", encoding="utf-8")
     except OSError as err:
@@ -69,6 +71,7 @@ def locked(run_dir: str | os.PathLike, enabled: bool = True) -> Iterator[Path]:
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
+        manifest.record(path, RUN_CONFIG, METRICS, SUMMARY, STAGING_DIR, "runs")  # runs/: TensorBoard's logs
         try:
             yield path
         finally:
@@ -197,19 +200,15 @@ def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     return summary if isinstance(summary, dict) and is_model_dir(run_dir) else None
 
 
-def claim_run(run_dir: str | os.PathLike, option: str = "train.output_dir") -> Path:
-    """Make `run_dir` a run folder of this package, refusing one that holds anything else (manifest.py).
+def claim_run(run_dir: str | os.PathLike, option: str = "train.output_dir") -> None:
+    """Refuse, before any work, a run folder that holds anything this package did not write (manifest.py).
 
-    Refused with one line: a folder with entries this package did not write (a user's config, a
-    project), a checkpoint or a folder inside another run. The names a run writes from the start
-    are recorded before they are written; checkpoints and the final model's files as they are saved.
+    Refused with one line: a folder with entries of the user's (a project, the user's own config,
+    a downloaded model), a checkpoint or a folder inside another run. `locked` then records the
+    names a run writes from the start; checkpoints and the final model's files are recorded as
+    they are saved (trainer.py).
     """
-    from . import manifest
-
     manifest.check_destination(run_dir, manifest.RUN, option)
-    path = make_dir(run_dir)
-    manifest.record(path, LOCK, RUN_CONFIG, METRICS, SUMMARY, STAGING_DIR, "runs")  # runs/: TensorBoard's logs
-    return path
 
 
 def clear_run(run_dir: str | os.PathLike) -> None:
@@ -219,8 +218,6 @@ def clear_run(run_dir: str | os.PathLike) -> None:
     the lock and anything this package did not write stay. Without this, a later plain run
     would resume the old run's checkpoints.
     """
-    from . import manifest
-
     path = Path(run_dir)
     if not path.is_dir():
         return

@@ -166,6 +166,7 @@ class RobustTrainer(Trainer):
             os.replace(os.path.join(staging, name), target)
             shutil.rmtree(staging, ignore_errors=True)
             rotate_checkpoints(root, self.args.save_total_limit)
+            manifest.forget_missing(root, f"{PREFIX_CHECKPOINT_DIR}-*")
         self.accelerator.wait_for_everyone()
 
     def _record_nonfinite(self, loss: torch.Tensor) -> None:
