@@ -17,12 +17,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from . import manifest
 from .errors import UserError, reason
-from .manifest import MANIFEST
 from .rundir import CHECKPOINT_PREFIX, LOCK, MODEL_CONFIG, RUN_CONFIG, STAGING_DIR, SUMMARY, is_model_dir
 
 CARD = "README.md"
-_NOT_PUBLISHED = (CHECKPOINT_PREFIX + "-*", STAGING_DIR, "runs", "*.tmp", LOCK, MANIFEST)  # Trainer checkpoints, TensorBoard logs, bookkeeping
+_NOT_PUBLISHED = (CHECKPOINT_PREFIX + "-*", STAGING_DIR, "runs", "*.tmp", LOCK, manifest.MANIFEST)  # Trainer checkpoints, TensorBoard logs, bookkeeping
 
 
 def is_local_target(target: str) -> bool:
@@ -184,8 +184,6 @@ def _local_destination(run_dir: Path, dest: Path) -> Path:
     """Where a local push writes: `dest` when it is new, empty or an earlier push; else a new
     subfolder named after the run (like `cp -r`). Its own run folder, a folder inside it or inside
     any run, or a subfolder that holds something else is refused with one line."""
-    from . import manifest
-
     if dest.exists() and not dest.is_dir():
         raise UserError(f"{dest}: exists and is not a folder; push to a new or empty folder")
     run, where = Path(os.path.realpath(run_dir)), Path(os.path.realpath(dest))
@@ -204,8 +202,6 @@ def _local_destination(run_dir: Path, dest: Path) -> Path:
 def _copy_local(staged: Path, dest: Path) -> str:
     """Replace `dest` (new, empty or an earlier push of ours) with the staged folder as a whole:
     a reader sees the old or the new model, never a mix. The folder records what it holds (manifest.py)."""
-    from . import manifest
-
     dest.parent.mkdir(parents=True, exist_ok=True)
     incoming = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.incoming-"))
     shutil.copytree(staged, incoming, dirs_exist_ok=True)
