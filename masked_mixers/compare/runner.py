@@ -85,14 +85,17 @@ def _unique_labels(models: list[ModelSpec]) -> None:
             raise UserError(f"models[{i}]: label {label!r} repeats an earlier model; give it a distinct `name`")
 
 
-def _claim_root(out: Path) -> None:
-    """The compare folder holds only what compare writes (manifest.py): a folder of the user's is refused."""
+def claim_output(out: Path, *extra: str) -> None:
+    """The compare folder holds only what compare writes (manifest.py): a folder of the user's is refused.
+
+    extra: names a caller writes there too (reproduce's compare.yaml), recorded with compare's own.
+    """
     from .. import manifest
     from ..files import make_dir
 
     manifest.check_destination(out, "compare", "--output-dir")
     make_dir(out)
-    manifest.record(out, "models", "results.json", "report.md", *PLOTS, PLOT, PAIRS_DIR, what="compare")
+    manifest.record(out, "models", "results.json", "report.md", *PLOTS, PLOT, PAIRS_DIR, *extra, what="compare")
 
 
 def _train_config(config: CompareConfig, spec: ModelSpec, original_label: str, output_dir: Path) -> TrainConfig:
@@ -185,7 +188,7 @@ def run_compare(config: CompareConfig, output_dir: str | Path, prepare: Callable
     task = _check(config)
     prepare = prepare or _default_prepare()
     out = Path(output_dir).expanduser()
-    _claim_root(out)
+    claim_output(out)
     seq_lens = sorted({m.seq_len for m in config.models})
     prepared = {L: prepare(config.data, L) for L in seq_lens}  # once per distinct L, shared
     models, matches = _resolve_sizes(config, prepared, progress)
