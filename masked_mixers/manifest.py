@@ -9,12 +9,11 @@ An entry is recorded before it is written, so a kill between the two leaves at m
 that does not exist (harmless), never a written name that is not listed.
 
 Run folders written before manifests existed have none. Such a folder counts as an old run when it
-holds run.yaml beside one of the files only a run writes (LEGACY_MARKERS); its entries are then ours
-only where their EXACT names are those an old run wrote (LEGACY_NAMES, checkpoint-<digits>/ holding
-trainer_state.json, sharded weights model-0000i-of-0000n.safetensors, the modeling files of this
-package's models), never by prefix, so a
-user's model.safetensors.bak or tokenizer-notes/ beside them stays foreign. The manifest is written
-from then on.
+holds run.yaml beside a file only a run writes (LEGACY_MARKERS) or a checkpoint; its entries are
+then ours only where their EXACT names are those an old run wrote (LEGACY_NAMES, checkpoint-<digits>/
+holding trainer_state.json, sharded weights model-0000i-of-0000n.safetensors, the modeling files of
+this package's models), never by prefix, so a user's model.safetensors.bak or tokenizer-notes/
+beside them stays foreign. The first write records the manifest from then on (`record`).
 """
 
 from __future__ import annotations
