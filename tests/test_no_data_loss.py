@@ -17,6 +17,7 @@ from faults import expect_one_line, record, snapshot, tiny_config
 from masked_mixers import manifest
 from masked_mixers.cli import main
 from masked_mixers.config import load_run_config
+from masked_mixers.errors import UserError
 from masked_mixers.rundir import clear_run, load_run
 from masked_mixers.training import train
 
@@ -167,3 +168,19 @@ def test_compare_refuses_an_output_folder_of_the_users(tmp_path, capsys):
     compare.write_text(json.dumps({"models": [{"family": "mixer", "hidden_size": 32, "num_hidden_layers": 1, "seq_len": 32}]}))
     plant(tmp_path / "root", {"report.md": "# my own report\n", "data.csv": "a,b\n"})
     expect_one_line(["compare", compare, "--output-dir", tmp_path / "root"], capsys, watched=(tmp_path / "root",), names="data.csv", item=ITEM)
+
+
+def test_manifest_helpers_touch_only_recorded_names(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    manifest.record(folder, "checkpoint-2", "metrics.jsonl")
+    (folder / "checkpoint-2").mkdir()
+    user = plant(folder, {"checkpoint-9/notes.txt": "mine\n", "metrics.jsonl.bak": "mine\n"})
+    user = {k: v for k, v in user.items() if not k.startswith(("checkpoint-2", manifest.MANIFEST))}
+    with pytest.raises(UserError, match="checkpoint-9"):
+        manifest.check_own(folder, "checkpoint-9")  # a save of step 9 would replace the user's folder: refused
+    assert not manifest.remove(folder, "checkpoint-9") and not manifest.remove(folder, "metrics.jsonl.bak")
+    assert manifest.remove(folder, "checkpoint-2") and not (folder / "checkpoint-2").exists()
+    manifest.forget_missing(folder, "checkpoint-*")
+    assert manifest.owned(folder) == {"metrics.jsonl"} and manifest.foreign(folder) == ["checkpoint-9", "metrics.jsonl.bak"]
+    kept(user, folder)
