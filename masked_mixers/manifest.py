@@ -185,4 +185,4 @@ def check_destination(folder: str | os.PathLike, what: str, option: str) -> None
         raise UserError(f"{folder}: holds {stray[0]!r}{more}, which masked-mixers did not write; choose an empty or new {option}")
 
 
-__all__ = ["MANIFEST", "PUSH", "RUN", "check_destination", "check_own", "enclosing_run", "forget", "foreign", "forget_missing", "is_checkpoint", "kind", "owned", "record", "remove"]
+__all__ = ["MANIFEST", "PUSH", "RUN", "check_destination", "check_own", "enclosing_run", "foreign", "forget", "forget_missing", "is_checkpoint", "kind", "owned", "record", "remove"]
