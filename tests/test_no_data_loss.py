@@ -184,3 +184,16 @@ def test_manifest_helpers_touch_only_recorded_names(tmp_path):
     manifest.forget_missing(folder, "checkpoint-*")
     assert manifest.owned(folder) == {"metrics.jsonl"} and manifest.foreign(folder) == ["checkpoint-9", "metrics.jsonl.bak"]
     kept(user, folder)
+
+
+def test_a_compare_folder_from_before_manifests_is_still_compares(tmp_path):
+    from masked_mixers.compare.runner import claim_output
+
+    old = tmp_path / "old"
+    plant(old, {"results.json": "{}\n", "report.md": "# r\n", "models/mixer/run.yaml": "x\n"})
+    claim_output(old)
+    assert manifest.kind(old) == "compare" and not manifest.foreign(old)
+    (tmp_path / "mine").mkdir()
+    plant(tmp_path / "mine", {"results.json": "{}\n", "models/a.txt": "mine\n", "thesis.tex": "x\n"})
+    with pytest.raises(UserError, match="did not write"):
+        claim_output(tmp_path / "mine")

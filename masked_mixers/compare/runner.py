@@ -93,9 +93,14 @@ def claim_output(out: Path, *extra: str) -> None:
     from .. import manifest
     from ..files import make_dir
 
+    names = ("models", "results.json", "report.md", *PLOTS, PLOT, PAIRS_DIR, *extra)
+    if manifest.kind(out) is None and (out / "results.json").is_file() and (out / "models").is_dir():
+        # a compare folder from before manifests: its entries are compare's when every name is one compare writes
+        if all(entry.name in names for entry in out.iterdir()):
+            manifest.record(out, *names, what="compare")
     manifest.check_destination(out, "compare", "--output-dir")
     make_dir(out)
-    manifest.record(out, "models", "results.json", "report.md", *PLOTS, PLOT, PAIRS_DIR, *extra, what="compare")
+    manifest.record(out, *names, what="compare")
 
 
 def _train_config(config: CompareConfig, spec: ModelSpec, original_label: str, output_dir: Path) -> TrainConfig:
