@@ -215,6 +215,10 @@ class TrainConfig:
     optimizer: Optimizer = "adamw"
     gradient_checkpointing: bool = False
 
+    def __post_init__(self) -> None:
+        if isinstance(self.output_dir, str):  # `~/runs/x` is the home folder's, not a folder named `~` here
+            self.output_dir = os.path.expanduser(self.output_dir)
+
     def validate(self) -> None:
         """Every value Hugging Face / torch would otherwise meet only after data preparation."""
         require(bool(self.output_dir), "output_dir", self.output_dir, "must be a directory")

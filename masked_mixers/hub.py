@@ -17,11 +17,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from . import manifest
 from .errors import UserError, reason
-from .rundir import CHECKPOINT_PREFIX, MODEL_CONFIG, RUN_CONFIG, STAGING_DIR, SUMMARY, is_model_dir
+from .rundir import CHECKPOINT_PREFIX, LOCK, MODEL_CONFIG, RUN_CONFIG, STAGING_DIR, SUMMARY, is_model_dir
 
 CARD = "README.md"
-_NOT_PUBLISHED = (CHECKPOINT_PREFIX + "-*", STAGING_DIR, "runs", "*.tmp")  # Trainer checkpoints, TensorBoard logs
+_NOT_PUBLISHED = (CHECKPOINT_PREFIX + "-*", STAGING_DIR, "runs", "*.tmp", LOCK, manifest.MANIFEST)  # Trainer checkpoints, TensorBoard logs, bookkeeping
 
 
 def is_local_target(target: str) -> bool:
@@ -144,11 +145,16 @@ def _data_section(run, sources: list[str]) -> str:
     )
 
 
-def stage(run_dir: str | os.PathLike, repo_id: str, into: Path) -> Path:
-    """Copy the run's publishable files into `into` and write the model card there."""
+def _require_model(run_dir: str | os.PathLike) -> Path:
     run_dir = Path(run_dir)
     if not is_model_dir(run_dir):
         raise UserError(f"{run_dir}: not a model directory (no {MODEL_CONFIG}); pass the output_dir of a training run")
+    return run_dir
+
+
+def stage(run_dir: str | os.PathLike, repo_id: str, into: Path) -> Path:
+    """Copy the run's publishable files into `into` and write the model card there."""
+    run_dir = _require_model(run_dir)
     shutil.copytree(run_dir, into, ignore=shutil.ignore_patterns(*_NOT_PUBLISHED), dirs_exist_ok=True)
     (into / CARD).write_text(model_card(run_dir, repo_id), encoding="utf-8")
     return into
@@ -156,10 +162,12 @@ def stage(run_dir: str | os.PathLike, repo_id: str, into: Path) -> Path:
 
 def push(run_dir: str | os.PathLike, target: str, private: bool = False, token: str | None = None) -> str:
     """Publish `run_dir` to `target` (a hub repo id or a local path); returns where it went."""
+    run_dir = _require_model(run_dir)
+    dest = _local_destination(run_dir, _local_path(target)) if is_local_target(target) else None  # refused before any work
     with tempfile.TemporaryDirectory(prefix="masked-mixers-push-") as tmp:
         staged = stage(run_dir, target, Path(tmp) / "repo")
-        if is_local_target(target):
-            return _copy_local(staged, _local_path(target))
+        if dest is not None:
+            return _copy_local(staged, dest)
         from huggingface_hub import HfApi
         from huggingface_hub.errors import HfHubHTTPError
 
@@ -172,20 +180,40 @@ def push(run_dir: str | os.PathLike, target: str, private: bool = False, token: 
         return str(url)
 
 
+def _local_destination(run_dir: Path, dest: Path) -> Path:
+    """Where a local push writes: `dest` when it is new, empty or an earlier push; else a new
+    subfolder named after the run (like `cp -r`). Its own run folder, a folder inside it or inside
+    any run, or a subfolder that holds something else is refused with one line."""
+    if dest.exists() and not dest.is_dir():
+        raise UserError(f"{dest}: exists and is not a folder; push to a new or empty folder")
+    run, where = Path(os.path.realpath(run_dir)), Path(os.path.realpath(dest))
+    if where == run or run in where.parents:
+        raise UserError(f"{dest}: is the run folder {run_dir} itself or inside it; push to a folder outside the run")
+    if dest.is_dir() and (manifest.kind(dest) == manifest.RUN or manifest.is_checkpoint(dest)):
+        raise UserError(f"{dest}: is another run's folder; push to a new or empty folder")
+    if dest.is_dir() and manifest.kind(dest) != manifest.PUSH and any(dest.iterdir()):
+        dest = dest / run.name  # a folder of the user's: the model goes into a new subfolder of it
+        if dest.exists() and manifest.kind(dest) != manifest.PUSH and (not dest.is_dir() or any(dest.iterdir())):
+            raise UserError(f"{dest}: exists and was not written by `masked-mixers push`; push to a new or empty folder")
+    manifest.check_destination(dest, manifest.PUSH, "push destination")
+    return dest
+
+
 def _copy_local(staged: Path, dest: Path) -> str:
-    """Replace `dest` with the staged folder as a whole: a reader sees the old or the new model, never a mix."""
+    """Replace `dest` (new, empty or an earlier push of ours) with the staged folder as a whole:
+    a reader sees the old or the new model, never a mix. The folder records what it holds (manifest.py)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     incoming = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.incoming-"))
     shutil.copytree(staged, incoming, dirs_exist_ok=True)
+    manifest.record(incoming, *os.listdir(staged), what=manifest.PUSH)
     mask = os.umask(0)
     os.umask(mask)
     os.chmod(incoming, 0o777 & ~mask)  # mkdtemp makes 0700
-    old = dest.parent / f".{dest.name}.old"
+    aside = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))  # a fresh name: nothing of the user's is in the way
     if dest.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dest, old)
+        os.replace(dest, aside / "old")  # dest holds only our earlier push (checked by _local_destination)
     os.replace(incoming, dest)
-    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(aside, ignore_errors=True)
     return str(dest)
 
 

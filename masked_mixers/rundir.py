@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from . import manifest
 from .errors import UserError, reason
 from .files import make_dir
 
@@ -54,6 +55,7 @@ def locked(run_dir: str | os.PathLike, enabled: bool = True) -> Iterator[Path]:
     if not enabled:
         yield path
         return
+    manifest.record(path, LOCK)  # recorded before it is written (claim_run checked the folder first)
     try:
         handle = open(path / LOCK, "a+", encoding="utf-8")
     except OSError as err:
@@ -69,6 +71,7 @@ def locked(run_dir: str | os.PathLike, enabled: bool = True) -> Iterator[Path]:
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
+        manifest.record(path, RUN_CONFIG, METRICS, SUMMARY, STAGING_DIR, "runs")  # runs/: TensorBoard's logs
         try:
             yield path
         finally:
@@ -223,30 +226,30 @@ def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     return summary if isinstance(summary, dict) and is_model_dir(run_dir) else None
 
 
+def claim_run(run_dir: str | os.PathLike, option: str = "train.output_dir") -> None:
+    """Refuse, before any work, a run folder that holds anything this package did not write (manifest.py).
+
+    Refused with one line: a folder with entries of the user's (a project, the user's own config,
+    a downloaded model), a checkpoint or a folder inside another run. `locked` then records the
+    names a run writes from the start; checkpoints and the final model's files are recorded as
+    they are saved (trainer.py).
+    """
+    manifest.check_destination(run_dir, manifest.RUN, option)
+
+
 def clear_run(run_dir: str | os.PathLike) -> None:
     """Remove what an earlier run left (checkpoints, metrics, summary, model) before --no-resume starts over.
 
-    Kept: the lock and anything this package did not write. Without this, a later plain run
+    Only entries the folder's manifest lists go (manifest.py; an old run folder's exact names);
+    the lock and anything this package did not write stay. Without this, a later plain run
     would resume the old run's checkpoints.
     """
-    import shutil
-
     path = Path(run_dir)
     if not path.is_dir():
         return
-    run_folder = (path / RUN_CONFIG).is_file()  # else only Trainer-named entries go: a model of the user's stays
-    for entry in path.iterdir():
-        if not run_folder and not entry.name.startswith((f"{CHECKPOINT_PREFIX}-", STAGING_DIR)):
-            continue
-        ours = entry.name in (METRICS, SUMMARY, MODEL_CONFIG, RUN_CONFIG, STAGING_DIR, "generation_config.json") or entry.name.startswith(
-            (f"{CHECKPOINT_PREFIX}-", "tokenizer", "special_tokens_map", "model.safetensors", "model-", "pytorch_model", "training_args")
-        )
-        if not ours:
-            continue
-        try:
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-        except OSError as err:
-            raise UserError(f"{entry}: cannot remove the earlier run's file ({err.strerror or err})") from None
+    removed = [name for name in sorted(manifest.owned(path)) if name != LOCK and manifest.remove(path, name)]
+    manifest.forget(path, *(name for name in removed if name not in (RUN_CONFIG, METRICS, SUMMARY, STAGING_DIR, "runs")))
+
 
 def load_pretrained(name: str, key: str = "train.init_from"):
     """(model, tokenizer) from a run folder (`load_run`) or a Hugging Face hub id, for further training.
@@ -313,6 +316,7 @@ __all__ = [
     "CHECKPOINT_PREFIX",
     "RESUMABLE_KEYS",
     "changed_keys",
+    "claim_run",
     "clear_run",
     "read_summary",
     "LOCK",

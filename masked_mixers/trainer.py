@@ -41,6 +41,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.loss.loss_utils import LOSS_MAPPING, ForCausalLMLoss
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 
+from . import manifest
 from .errors import UserError, reason
 from .files import share_like_umask
 from .models import family_of
@@ -140,6 +141,9 @@ class RobustTrainer(Trainer):
             share_like_umask(staging)
             names = sorted(os.listdir(staging), key=lambda name: name == MODEL_CONFIG)  # config.json last: it marks a model folder
             for name in names:
+                manifest.check_own(root, name)  # a user's file where the model goes is refused, not replaced
+            manifest.record(root, *names)
+            for name in names:
                 target = os.path.join(root, name)
                 if os.path.isdir(target) and not os.path.islink(target):
                     shutil.rmtree(target)
@@ -159,10 +163,13 @@ class RobustTrainer(Trainer):
             share_like_umask(staging)  # transformers writes weights 0600
             name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             target = os.path.join(root, name)
-            shutil.rmtree(target, ignore_errors=True)  # a stale copy of the same step from an earlier run
+            manifest.check_own(root, name)
+            manifest.record(root, name)
+            shutil.rmtree(target, ignore_errors=True)  # a stale copy of the same step from an earlier run (ours: checked above)
             os.replace(os.path.join(staging, name), target)
             shutil.rmtree(staging, ignore_errors=True)
             rotate_checkpoints(root, self.args.save_total_limit)
+            manifest.forget_missing(root, f"{PREFIX_CHECKPOINT_DIR}-*")
         self.accelerator.wait_for_everyone()
 
     def _record_nonfinite(self, loss: torch.Tensor) -> None:

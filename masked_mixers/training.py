@@ -34,7 +34,7 @@ from .memory import PeakMemory
 from .objectives import check_objective, data_collator, objective_config, prepare_model
 from .options import progress_hidden
 from .tasks import model_task, trainer_metric_hooks
-from .rundir import METRICS, RUN_CONFIG, STAGING_DIR, SUMMARY, changed_keys, clear_run, locked, read_summary
+from .rundir import METRICS, RUN_CONFIG, STAGING_DIR, SUMMARY, changed_keys, claim_run, clear_run, locked, read_summary
 from .trainer import RobustTrainer
 
 
@@ -254,6 +254,8 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
     check_output_dir(out)
     if model is None:
         check_model_size(run.model, run.model.vocab_size or (len(prepared.tokenizer) if prepared is not None else run.data.vocab_size))
+    if args.process_index == 0:
+        claim_run(out)  # a folder holding anything this package did not write is refused, never cleared
     with locked(out, enabled=args.process_index == 0):
         finished = _check_previous_run(run, out, resume, main=args.process_index == 0)
         if finished is not None:

@@ -20,6 +20,7 @@ a Retrieval section in the report (docs/retrieval.md).
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..options import add_no_progress, add_output, hide_progress
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         config.data.source = args.data
     if args.eval_data:
         config.data.eval_source = args.eval_data
-    output_dir = args.output_dir or config.train.output_dir
+    output_dir = os.path.expanduser(args.output_dir or config.train.output_dir)
     check_output_dir(output_dir)
     result = run_compare(config, output_dir, progress=not args.no_progress)
     best = min((r for r in result.rows if r["eval_loss"] is not None), key=lambda r: r["eval_loss"], default=None)

@@ -10,6 +10,11 @@ the tokenizer (its padding side and model_max_length = L), run.yaml, train_summa
 README.md model card recording the family, size, data, training budget and held-out metrics;
 not the Trainer checkpoints. The result loads without this package:
 AutoModelForCausalLM.from_pretrained(REPO_ID, trust_remote_code=True).
+
+A local target that is new, empty or an earlier push (it records what it holds in
+.masked-mixers.json) is replaced as a whole; an existing folder holding anything else gets the model
+in a new subfolder named after the run (like `cp -r`), never replaced. The run folder itself, a
+folder inside a run, or a subfolder that is in the way is refused with one line.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ Examples:
   accelerate launch --num_processes 2 -m masked_mixers.cli train configs/tinystories-cpu-mixer.yaml
   (multi-node and FSDP: docs/distributed.md)
 
-A run resumes from the newest checkpoint in train.output_dir unless --no-resume is given.
+A run resumes from the newest checkpoint in train.output_dir unless --no-resume is given. The
+folder must be new, empty or a run folder of this toolkit (OUTPUT_DIR/.masked-mixers.json lists what
+it wrote); a folder holding anything else, a checkpoint or a folder inside another run is refused.
 Metrics go to OUTPUT_DIR/metrics.jsonl; the model and its tokenizer to OUTPUT_DIR. The model's
 family sets what it is scored on: next-token loss for language models, reconstruction loss,
 token accuracy and exact match for autoencoders.
@@ -27,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="run config YAML")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.max_steps=100")
     add_output(parser, folder=True, help="where the model, tokenizer, metrics and checkpoints go (shortcut for --set train.output_dir=DIR)")
-    parser.add_argument("--no-resume", action="store_true", help="start from scratch: the earlier run's checkpoints, metrics and model in the folder are removed")
+    parser.add_argument("--no-resume", action="store_true", help="start from scratch: the earlier run's checkpoints, metrics and model in the folder are removed (only what the run wrote)")
 
 
 def run(args: argparse.Namespace) -> int:

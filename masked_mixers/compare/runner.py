@@ -24,9 +24,9 @@ from ..models import FAMILIES
 from ..tasks import AUTOENCODE
 from .config import CompareConfig
 from .matching import match_models, measure_training_memory
-from .plots import eval_curve, plot_curves
+from .plots import PLOTS, eval_curve, plot_curves
 from .report import environment, write_report
-from .retrieval import check_retrieval, run_retrieval
+from .retrieval import PAIRS_DIR, PLOT, check_retrieval, run_retrieval
 from .samples import generate_samples, reconstruction_samples
 
 SIZE_MATCHING = ("identical", "memory")
@@ -63,16 +63,44 @@ def _check(config: CompareConfig) -> str:
             raise UserError(f"per_family: key {key!r} names no family ({', '.join(FAMILIES)}) and no model label")
     if config.train.max_steps <= 0 and not config.train.max_seconds:
         raise UserError("train: set a budget, max_steps > 0, max_seconds or max_flops")
+    _check_names(config.models)
     task = _task(config.models)
     check_retrieval(config, task)
     return task
 
 
+def _check_names(models: list[ModelSpec]) -> None:
+    """Labels name the models' folders (OUTPUT_DIR/models/LABEL): no path may climb out of models/."""
+    for i, model in enumerate(models):
+        label = model.label
+        if not label or label.startswith(".") or any(c in label for c in "/\\"):
+            raise UserError(f"models[{i}].name: {label!r} cannot name a folder; use letters, digits, '-' and '_' (no '/', '\\', '..', no leading '.')")
+
+
 def _unique_labels(models: list[ModelSpec]) -> None:
+    _check_names(models)
     labels = [m.label for m in models]
     for i, label in enumerate(labels):
         if label in labels[:i]:
             raise UserError(f"models[{i}]: label {label!r} repeats an earlier model; give it a distinct `name`")
+
+
+def claim_output(out: Path, *extra: str) -> None:
+    """The compare folder holds only what compare writes (manifest.py): a folder of the user's is refused.
+
+    extra: names a caller writes there too (reproduce's compare.yaml), recorded with compare's own.
+    """
+    from .. import manifest
+    from ..files import make_dir
+
+    names = ("models", "results.json", "report.md", *PLOTS, PLOT, PAIRS_DIR, *extra)
+    if manifest.kind(out) is None and (out / "results.json").is_file() and (out / "models").is_dir():
+        # a compare folder from before manifests: its entries are compare's when every name is one compare writes
+        if all(entry.name in names for entry in out.iterdir()):
+            manifest.record(out, *names, what="compare")
+    manifest.check_destination(out, "compare", "--output-dir")
+    make_dir(out)
+    manifest.record(out, *names, what="compare")
 
 
 def _train_config(config: CompareConfig, spec: ModelSpec, original_label: str, output_dir: Path) -> TrainConfig:
@@ -164,7 +192,8 @@ def run_compare(config: CompareConfig, output_dir: str | Path, prepare: Callable
 
     task = _check(config)
     prepare = prepare or _default_prepare()
-    out = Path(output_dir)
+    out = Path(output_dir).expanduser()
+    claim_output(out)
     seq_lens = sorted({m.seq_len for m in config.models})
     prepared = {L: prepare(config.data, L) for L in seq_lens}  # once per distinct L, shared
     models, matches = _resolve_sizes(config, prepared, progress)

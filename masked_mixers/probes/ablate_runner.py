@@ -61,7 +61,7 @@ def run_ablation(request: AblateRequest) -> list[dict]:
     if not (math.isfinite(request.divergence_factor) and request.divergence_factor > 1):
         raise UserError(f"--divergence-factor must be a number above 1, got {request.divergence_factor}")
     run_config = load_run_config(request.config, request.overrides)
-    out = Path(request.out)
+    out = Path(request.out).expanduser()
     check_output_dir(out)
     variants = ablation_runs(run_config, request.families, request.ablations, out, clip=request.clip)
     prepared = prepare_data(run_config.data, run_config.model.seq_len)  # one tokenization shared by every variant

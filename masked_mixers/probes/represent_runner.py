@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +80,7 @@ class RepresentRequest:
         if self.lr_end_fraction is not None and not (math.isfinite(self.lr_end_fraction) and self.lr_end_fraction >= 0):
             raise UserError(f"--lr-end-fraction must be a finite number >= 0, got {self.lr_end_fraction}")
         check_seed_option(self.seed)
+        self.out = os.path.expanduser(self.out)
         check_output_dir(self.out)
 
     def settings(self) -> list[InversionSettings]:

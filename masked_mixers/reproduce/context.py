@@ -21,7 +21,7 @@ import yaml
 from ..compare.config import CompareConfig, TrainOverrides
 from ..config import DataConfig, ModelSpec, TrainConfig
 from ..configfile import to_dict
-from ..files import atomic_write_text, make_dir
+from ..files import atomic_write_text
 from ..factory import spec_for
 from .scales import Scale
 
@@ -80,6 +80,7 @@ class Context:
         Reuses the folder's results when they were made by the same config.
         """
         from ..compare import run_compare
+        from ..compare.runner import claim_output
 
         out = self.output_dir / folder
         config = CompareConfig(models=models, data=self.data(packing), train=train, per_family=self.per_family(models))
@@ -93,7 +94,7 @@ class Context:
             rows = json.loads((out / "results.json").read_text(encoding="utf-8"))["models"]
             print(f"[reproduce] reusing {out} (same config)", flush=True)
         else:
-            make_dir(out)
+            claim_output(out, saved.name)  # a folder of the user's is refused before compare.yaml is written
             atomic_write_text(saved, yaml.safe_dump(wanted, sort_keys=False))
             start = time.perf_counter()
             rows = run_compare(config, out, progress=self.progress).rows
