@@ -18,8 +18,8 @@ import sys
 
 from masked_mixers_entry import COMMANDS, requested_command, top_parser
 
-from .errors import UserError
-from .options import HelpFormatter
+from .core.errors import UserError
+from .core.options import HelpFormatter
 
 
 def _module(name: str):

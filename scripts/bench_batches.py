@@ -14,7 +14,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 from torch.utils.data import DataLoader
 from transformers import default_data_collator
-from masked_mixers.config import DataConfig
+from masked_mixers.runs.config import DataConfig
 from masked_mixers.data import prepare_data
 out = {}
 for packing, L in ((False, 128), (True, 512)):

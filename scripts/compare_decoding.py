@@ -32,8 +32,8 @@ def worker(tree: str, layers: int) -> None:
 
     torch.set_num_threads(1)
     import masked_mixers
-    from masked_mixers.config import ModelSpec
-    from masked_mixers.factory import build_model
+    from masked_mixers.runs.config import ModelSpec
+    from masked_mixers.runs.factory import build_model
 
     assert masked_mixers.__file__.startswith(os.path.abspath(tree)), masked_mixers.__file__  # this checkout's code
     models, state = {}, {}

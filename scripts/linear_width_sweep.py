@@ -2,7 +2,7 @@
 
 A small, CPU-sized version of the paper's linear-mixer experiment: every model trains the same
 number of steps on the same packed TinyStories blocks (a byte-level BPE trained on the slice),
-through `masked_mixers.training.train`, and is evaluated on held-out stories.
+through `masked_mixers.training.train.train`, and is evaluated on held-out stories.
 
   OMP_NUM_THREADS=1 PYTHONPATH=. python scripts/linear_width_sweep.py \
       --train ../shared/data/tinystories/train-lowercase.jsonl \
@@ -20,8 +20,8 @@ from datasets import Dataset
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from masked_mixers.config import ModelSpec, RunConfig, TrainConfig
-from masked_mixers.training import train
+from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig
+from masked_mixers.training.train import train
 
 # label -> ModelSpec fields
 KINDS = {

@@ -16,7 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def tiny_data_config(tmp_path_factory):
     """A DataConfig over a real TinyStories slice: 1,500 stories, vocabulary 1024, L=64."""
-    from masked_mixers.config import DataConfig
+    from masked_mixers.runs.config import DataConfig
 
     return DataConfig(
         source=str(TRAIN),

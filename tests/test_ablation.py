@@ -8,11 +8,11 @@ import torch
 from transformers import LlamaForCausalLM
 
 from masked_mixers.cli import main
-from masked_mixers.config import ModelSpec, RunConfig, TrainConfig, save_yaml
-from masked_mixers.errors import UserError
-from masked_mixers.factory import build_model, count_parameters
+from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig, save_yaml
+from masked_mixers.core.errors import UserError
+from masked_mixers.runs.factory import build_model, count_parameters
 from masked_mixers.models import FAMILIES
-from masked_mixers.divergence import diverged_at, divergence_threshold, healthy_points
+from masked_mixers.training.divergence import diverged_at, divergence_threshold, healthy_points
 from masked_mixers.probes.ablation import ABLATABLE_FAMILIES, ablation_runs, markdown_table, summarize_run
 
 VOCAB, L = 40, 12

@@ -13,10 +13,10 @@ from masked_mixers import (
     AutoencodingTransformer,
     AutoencodingTransformerConfig,
 )
-from masked_mixers.config import ModelSpec, load_run_config
-from masked_mixers.errors import UserError
-from masked_mixers.factory import build_model
-from masked_mixers.metrics import ReconstructionCounts, evaluate_reconstruction, reconstruction_metrics
+from masked_mixers.runs.config import ModelSpec, load_run_config
+from masked_mixers.core.errors import UserError
+from masked_mixers.runs.factory import build_model
+from masked_mixers.training.metrics import ReconstructionCounts, evaluate_reconstruction, reconstruction_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB, D, L = 24, 32, 12

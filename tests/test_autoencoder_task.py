@@ -17,11 +17,11 @@ from masked_mixers.compare import run_compare
 from masked_mixers.compare.matching import _step
 from masked_mixers.compare.report import RECONSTRUCTION_COLUMNS
 from masked_mixers.compare.config import load_compare_config
-from masked_mixers.config import ModelSpec, RunConfig, TrainConfig
-from masked_mixers.errors import UserError
-from masked_mixers.factory import FAMILIES, family_task
-from masked_mixers.tasks import AUTOENCODE, CAUSAL_LM, model_task
-from masked_mixers.training import train
+from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig
+from masked_mixers.core.errors import UserError
+from masked_mixers.runs.factory import FAMILIES, family_task
+from masked_mixers.training.tasks import AUTOENCODE, CAUSAL_LM, model_task
+from masked_mixers.training.train import train
 
 from standin_data import prepare_standin
 

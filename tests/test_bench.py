@@ -10,8 +10,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from masked_mixers.bench.flops import forward_flops_per_token, mfu
 from masked_mixers.cli import main
-from masked_mixers.config import ModelSpec
-from masked_mixers.factory import build_model
+from masked_mixers.runs.config import ModelSpec
+from masked_mixers.runs.factory import build_model
 
 
 def test_mixer_flops_hand_computed():

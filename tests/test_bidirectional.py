@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
-from masked_mixers.config import ModelSpec
-from masked_mixers.factory import build_model
+from masked_mixers.runs.config import ModelSpec
+from masked_mixers.runs.factory import build_model
 from masked_mixers.models import family_of
 from masked_mixers.models import BidirectionalLlamaConfig, BidirectionalLlamaLM, BidirectionalMixerConfig, BidirectionalMixerLM
 from masked_mixers.models.bidirectional import combine_streams, reverse_real_tokens
@@ -127,7 +127,7 @@ def test_evaluation_scores_in_place_not_shifted(kind):
     """evaluate_model must score a bidirectional model on its own (unshifted) targets."""
     from datasets import Dataset
 
-    from masked_mixers.evaluation import evaluate_model
+    from masked_mixers.training.evaluation import evaluate_model
 
     model = make(kind).eval()
     ids = torch.randint(0, model.config.vocab_size, (4, 12))

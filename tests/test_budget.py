@@ -6,14 +6,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from masked_mixers.budget import StepLimit, step_limit, training_flops_per_step
+from masked_mixers.training.budget import StepLimit, step_limit, training_flops_per_step
 from masked_mixers.compare import run_compare
 from masked_mixers.compare.config import load_compare_config
-from masked_mixers.config import ModelSpec, RunConfig, TrainConfig, from_dict
-from masked_mixers.errors import UserError
-from masked_mixers.hub import model_card
+from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig, from_dict
+from masked_mixers.core.errors import UserError
+from masked_mixers.runs.hub import model_card
 from masked_mixers.models import FAMILIES
-from masked_mixers.training import train
+from masked_mixers.training.train import train
 
 from standin_data import prepare_standin
 from test_compare import TINY
@@ -134,7 +134,7 @@ def test_train_command_with_max_flops_stops_there_and_a_rerun_is_finished(tmp_pa
     run killed after its last checkpoint finished from it (the flop-derived limit, not max_steps)."""
     from faults import tiny_config
     from masked_mixers.cli import main
-    from masked_mixers.config import load_run_config
+    from masked_mixers.runs.config import load_run_config
 
     config = tiny_config(tmp_path, max_steps=1000, save_steps=3)
     run = load_run_config(config)
@@ -153,7 +153,7 @@ def test_train_command_with_max_flops_stops_there_and_a_rerun_is_finished(tmp_pa
 
 
 def test_clocks_continue_from_a_resume_and_count_this_process_cpu_time():
-    from masked_mixers.clocks import TrainingClocks
+    from masked_mixers.core.clocks import TrainingClocks
 
     clocks = TrainingClocks()
     clocks.start(wall=10.0, cpu=4.0, gpu=2.0)

@@ -13,8 +13,8 @@ import torch
 import masked_mixers
 import masked_mixers_entry
 from masked_mixers.cli import COMMANDS, build_parser, main
-from masked_mixers.devices import resolve_device
-from masked_mixers.errors import UserError
+from masked_mixers.core.devices import resolve_device
+from masked_mixers.core.errors import UserError
 
 from clirun import ROOT, child_env
 

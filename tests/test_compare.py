@@ -11,9 +11,9 @@ from masked_mixers.compare import match_memory, measure_training_memory, run_com
 from masked_mixers.compare.report import COLUMNS
 from masked_mixers.compare.runner import _first_batch
 from masked_mixers.compare.config import CompareConfig, MatchingConfig, load_compare_config
-from masked_mixers.config import ModelSpec, from_dict
+from masked_mixers.runs.config import ModelSpec, from_dict
 from masked_mixers.models import FAMILIES
-from masked_mixers.errors import UserError
+from masked_mixers.core.errors import UserError
 
 from standin_data import prepare_standin
 

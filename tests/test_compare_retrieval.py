@@ -8,7 +8,7 @@ import pytest
 from masked_mixers.compare import run_compare
 from masked_mixers.compare.retrieval import heldout_documents
 from masked_mixers.compare.config import load_compare_config
-from masked_mixers.errors import UserError
+from masked_mixers.core.errors import UserError
 from masked_mixers.retrieval import read_pairs
 
 from conftest import TRAIN, VALID

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from masked_mixers.config import ModelSpec
-from masked_mixers.errors import UserError
-from masked_mixers.factory import build_model
+from masked_mixers.runs.config import ModelSpec
+from masked_mixers.core.errors import UserError
+from masked_mixers.runs.factory import build_model
 from masked_mixers.generation.compiled import static_greedy_generate
 
 

@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from masked_mixers.compare.config import load_compare_config
-from masked_mixers.config import RunConfig, apply_overrides, from_dict, load_run_config, save_yaml, to_dict
-from masked_mixers.errors import UserError
-from masked_mixers.factory import build_model, count_parameters
+from masked_mixers.runs.config import RunConfig, apply_overrides, from_dict, load_run_config, save_yaml, to_dict
+from masked_mixers.core.errors import UserError
+from masked_mixers.runs.factory import build_model, count_parameters
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -137,7 +137,7 @@ def test_closed_choices_match_the_models_own_lists():
     """The schema's Literal choices are checked at load time; the model configs check the same lists."""
     import typing
 
-    from masked_mixers.config import LinearVariant, MixerType
+    from masked_mixers.runs.config import LinearVariant, MixerType
     from masked_mixers.models.linear_mixer.configuration import LINEAR_VARIANTS
     from masked_mixers.models.masked_mixer.configuration import MIXER_TYPES
 

@@ -30,8 +30,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import PreTrainedTokenizerFast
 
-from masked_mixers.config import ModelSpec
-from masked_mixers.factory import build_model
+from masked_mixers.runs.config import ModelSpec
+from masked_mixers.runs.factory import build_model
 from masked_mixers.generation import encode_prompts, generate_ids
 from masked_mixers.models import AUTOENCODE, FAMILIES, context_length, family_of
 
@@ -418,8 +418,8 @@ def test_trainer_eval_loss_equals_evaluate(name, tmp_path):
     """
     from transformers import TrainingArguments, default_data_collator
 
-    from masked_mixers.evaluation import evaluate
-    from masked_mixers.trainer import RobustTrainer
+    from masked_mixers.training.evaluation import evaluate
+    from masked_mixers.training.trainer import RobustTrainer
 
     model, rows = build(FAMILIES[name], seed=4), eval_rows()
     args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=len(rows), report_to="none", use_cpu=True, disable_tqdm=True)

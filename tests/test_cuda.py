@@ -5,8 +5,8 @@ import copy
 import pytest
 import torch
 
-from masked_mixers.config import ModelSpec
-from masked_mixers.factory import build_model
+from masked_mixers.runs.config import ModelSpec
+from masked_mixers.runs.factory import build_model
 from masked_mixers.generation.compiled import static_greedy_generate
 from masked_mixers.models.masked_mixer.triangular import set_triangular_tile
 
@@ -114,8 +114,8 @@ def test_training_records_gpu_time_of_its_steps(tmp_path):
     """gpu_seconds: CUDA time of the training steps, positive and within the training's wall clock."""
     import json
 
-    from masked_mixers.config import RunConfig, TrainConfig
-    from masked_mixers.training import train
+    from masked_mixers.runs.config import RunConfig, TrainConfig
+    from masked_mixers.training.train import train
     from standin_data import prepare_standin
 
     run = RunConfig(

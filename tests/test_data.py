@@ -17,7 +17,7 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from masked_mixers.cli import main
-from masked_mixers.config import DataConfig, ModelSpec
+from masked_mixers.runs.config import DataConfig, ModelSpec
 from masked_mixers.data import (
     IGNORE_INDEX,
     load_corpus,
@@ -29,8 +29,8 @@ from masked_mixers.data import (
 from masked_mixers.data import prepare as prepare_module
 from masked_mixers.data import shards as shards_module
 from masked_mixers.data.examples import token_bytes
-from masked_mixers.errors import UserError
-from masked_mixers.factory import build_model
+from masked_mixers.core.errors import UserError
+from masked_mixers.runs.factory import build_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRAIN = SHARED / "tinystories" / "train-lowercase.jsonl"

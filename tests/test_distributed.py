@@ -13,7 +13,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from clirun import cli, finish, loss_curve, metrics, run, start, write_config
 from masked_mixers.models import MaskedMixerForCausalLM
-from masked_mixers.trainer import STAGING_DIR
+from masked_mixers.training.trainer import STAGING_DIR
 
 LOSS_TOLERANCE = 1e-4  # absolute, per logged step: DDP all-reduces gradients in another summation order
 

@@ -17,8 +17,8 @@ import torch
 from conftest import VALID
 from faults import copy_model, expect_one_line, record, tiny_config
 from masked_mixers.cli import main
-from masked_mixers.config import load_run_config
-from masked_mixers.training import train
+from masked_mixers.runs.config import load_run_config
+from masked_mixers.training.train import train
 
 COMMANDS = ("eval", "generate", "represent", "embed", "retrieve")
 

@@ -52,7 +52,7 @@ def test_set_value_with_a_repeated_key_is_refused(tmp_path, capsys):
 
 
 def test_set_value_like_an_undefined_alias_is_still_text():
-    from masked_mixers.configfile import parse_override
+    from masked_mixers.core.configfile import parse_override
 
     assert parse_override("data.source=*stories") == (["data", "source"], "*stories")
 
@@ -65,8 +65,8 @@ def test_train_seed_out_of_range(tmp_path, capsys, value):
 
 
 def test_largest_seed_is_accepted():
-    from masked_mixers.config import RunConfig
-    from masked_mixers.configfile import from_dict
+    from masked_mixers.runs.config import RunConfig
+    from masked_mixers.core.configfile import from_dict
 
     run = from_dict(RunConfig, {"model": {"family": "mixer"}, "train": {"seed": 2**32 - 1}}, "x.yaml")
     assert run.train.seed == 2**32 - 1

@@ -14,12 +14,12 @@ from transformers import TrainerCallback
 
 from faults import copy_model, expect_one_line, record, snapshot, tiny_config
 from masked_mixers import training
-from masked_mixers.checkpoints import damage, newest_intact
-from masked_mixers.config import load_run_config
-from masked_mixers.errors import UserError
-from masked_mixers.files import save_safetensors
-from masked_mixers.rundir import load_run, read_metrics
-from masked_mixers.training import train
+from masked_mixers.runs.checkpoints import damage, newest_intact
+from masked_mixers.runs.config import load_run_config
+from masked_mixers.core.errors import UserError
+from masked_mixers.core.files import save_safetensors
+from masked_mixers.runs.rundir import load_run, read_metrics
+from masked_mixers.training.train import train
 from test_faults_train import StopAt
 
 
@@ -156,7 +156,7 @@ def test_nonfinite_final_weights_are_never_saved_nor_summarised(tmp_path, cache)
 
 
 def test_a_run_that_skipped_most_steps_says_so(tmp_path, cache, capsys):
-    from masked_mixers.factory import build_model
+    from masked_mixers.runs.factory import build_model
 
     run = load_run_config(tiny_config(tmp_path, cache=cache, max_steps=4, on_nonfinite="skip"))
     model, _ = build_model(run.model, 512)

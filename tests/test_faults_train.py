@@ -13,10 +13,10 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from faults import edit_yaml, expect_one_line, record, snapshot, tiny_config
-from masked_mixers.config import load_run_config
-from masked_mixers.errors import UserError
-from masked_mixers.rundir import locked, read_metrics
-from masked_mixers.training import train
+from masked_mixers.runs.config import load_run_config
+from masked_mixers.core.errors import UserError
+from masked_mixers.runs.rundir import locked, read_metrics
+from masked_mixers.training.train import train
 
 
 @pytest.fixture(scope="module")

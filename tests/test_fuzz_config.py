@@ -5,8 +5,8 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from masked_mixers.config import RunConfig, from_dict, load_run_config
-from masked_mixers.errors import UserError
+from masked_mixers.runs.config import RunConfig, from_dict, load_run_config
+from masked_mixers.core.errors import UserError
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -69,7 +69,7 @@ numeric_section = st.sampled_from(sorted(NUMERIC_KEYS)).flatmap(
 def test_numeric_values_are_refused_in_one_line_or_accepted_downstream(change):
     import math
 
-    from masked_mixers.training import training_arguments
+    from masked_mixers.training.train import training_arguments
 
     section, values = change
     base = {"model": {"family": "mixer", "hidden_size": 32, "num_hidden_layers": 1, "seq_len": 32, "num_heads": 4}}

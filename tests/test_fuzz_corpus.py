@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from masked_mixers.config import DataConfig
+from masked_mixers.runs.config import DataConfig
 from masked_mixers.data import prepare_data, train_tokenizer
-from masked_mixers.errors import UserError
+from masked_mixers.core.errors import UserError
 
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 _names = itertools.count()  # a new file per example: no reader cache can serve an older example

@@ -6,7 +6,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from masked_mixers.errors import UserError
+from masked_mixers.core.errors import UserError
 from masked_mixers.retrieval.pairs import read_pairs
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from masked_mixers.cli import build_parser
-from masked_mixers.config import RunConfig, TrainConfig, load_run_config, save_yaml
-from masked_mixers.errors import UserError
-from masked_mixers.training import training_arguments
+from masked_mixers.runs.config import RunConfig, TrainConfig, load_run_config, save_yaml
+from masked_mixers.core.errors import UserError
+from masked_mixers.training.train import training_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu-check.sh"

@@ -15,7 +15,7 @@ from lm_eval.api.instance import Instance  # noqa: E402
 
 from masked_mixers.cli import main  # noqa: E402
 from masked_mixers.generation import generate_text  # noqa: E402
-from masked_mixers.harness import MaskedMixersLM  # noqa: E402
+from masked_mixers.generation.harness import MaskedMixersLM  # noqa: E402
 
 from tinyrun import make_run, stories  # noqa: E402
 

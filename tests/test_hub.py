@@ -17,10 +17,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from masked_mixers.cli import main
-from masked_mixers.config import ModelSpec, RunConfig, TrainConfig
-from masked_mixers.hub import is_local_target
-from masked_mixers.rundir import load_run
-from masked_mixers.training import train
+from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig
+from masked_mixers.runs.hub import is_local_target
+from masked_mixers.runs.rundir import load_run
+from masked_mixers.training.train import train
 
 L = 64
 

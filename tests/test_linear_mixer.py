@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from masked_mixers.config import ModelSpec
-from masked_mixers.errors import UserError
-from masked_mixers.factory import build_model
+from masked_mixers.runs.config import ModelSpec
+from masked_mixers.core.errors import UserError
+from masked_mixers.runs.factory import build_model
 from masked_mixers.models import LinearMixerConfig, LinearMixerForCausalLM
 from masked_mixers.models.masked_mixer.cache import MaskedMixerCache
 from masked_mixers.models.masked_mixer.modeling import MixerBlock

@@ -16,10 +16,10 @@ import pytest
 from faults import expect_one_line, record, snapshot, tiny_config
 from masked_mixers import manifest
 from masked_mixers.cli import main
-from masked_mixers.config import load_run_config
-from masked_mixers.errors import UserError
-from masked_mixers.rundir import clear_run, load_run
-from masked_mixers.training import train
+from masked_mixers.runs.config import load_run_config
+from masked_mixers.core.errors import UserError
+from masked_mixers.runs.rundir import clear_run, load_run
+from masked_mixers.training.train import train
 
 ITEM = 24
 

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
-from masked_mixers.config import ModelSpec, RunConfig, TrainConfig
-from masked_mixers.errors import UserError
-from masked_mixers.factory import build_model
+from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig
+from masked_mixers.core.errors import UserError
+from masked_mixers.runs.factory import build_model
 from masked_mixers.models import CAUSAL_LM, FAMILIES
 from masked_mixers.objectives import compute_loss, prepare_model, restore, speculative_greedy
 from masked_mixers.objectives.completion import completion_forward, one_step_ids
@@ -142,7 +142,7 @@ def test_mtp_every_pass_is_causal(name, mode):
 
 
 def test_mtp_refused_for_a_family_that_is_not_causal(tiny_prepared, tmp_path):
-    from masked_mixers.training import train
+    from masked_mixers.training.train import train
 
     run = RunConfig(model=ModelSpec(family="bidirectional_mixer", hidden_size=32, num_hidden_layers=2, seq_len=64),
                     train=TrainConfig(output_dir=str(tmp_path), objective="mtp"))
@@ -244,7 +244,7 @@ def test_one_step_generation_is_the_argmax_of_one_pass():
 
 
 def test_completion_refused_for_a_family_without_the_capability(tiny_prepared, tmp_path):
-    from masked_mixers.training import train
+    from masked_mixers.training.train import train
 
     run = RunConfig(model=ModelSpec(family="mixer_autoencoder", hidden_size=32, num_hidden_layers=2, seq_len=64),
                     train=TrainConfig(output_dir=str(tmp_path), objective="completion"))
@@ -278,12 +278,12 @@ def tiny_run(family, output_dir, **train):
 
 def test_mtp_training_run_reports_next_token_and_each_head(tiny_prepared, tmp_path):
     from masked_mixers.cli import main
-    from masked_mixers.training import train
+    from masked_mixers.training.train import train
 
     result = train(tiny_run("mixer", tmp_path, objective="mtp", mtp_tokens=2, mtp_mode="heads"), tiny_prepared)
     ev = result.eval_metrics
     assert ev["mtp_loss_0"] == pytest.approx(ev["loss"], rel=1e-5) and math.isfinite(ev["mtp_loss_1"])
-    from masked_mixers.rundir import read_metrics
+    from masked_mixers.runs.rundir import read_metrics
 
     assert [r for r in read_metrics(tmp_path) if "eval_loss" in r], "the Trainer's evaluations are logged"
     assert main(["generate", str(tmp_path), "--prompt", "once upon a time", "--max-new-tokens", "6", "--greedy", "--speculative"]) == 0
@@ -296,9 +296,9 @@ def test_mtp_training_run_reports_next_token_and_each_head(tiny_prepared, tmp_pa
 
 def test_completion_training_run_and_one_step_generation(tiny_prepared, tmp_path, capsys):
     from masked_mixers.cli import main
-    from masked_mixers.training import train
+    from masked_mixers.training.train import train
 
-    from masked_mixers.rundir import read_metrics
+    from masked_mixers.runs.rundir import read_metrics
 
     result = train(tiny_run("llama", tmp_path, objective="completion"), tiny_prepared)
     ev = result.eval_metrics

@@ -16,12 +16,12 @@ from transformers import TrainerCallback
 
 from conftest import TRAIN
 from masked_mixers.cli import main
-from masked_mixers.config import DataConfig, ModelSpec
+from masked_mixers.runs.config import DataConfig, ModelSpec
 from masked_mixers.data import prepare_data, train_tokenizer
 from masked_mixers.data.prepare import load_prepared
-from masked_mixers.errors import UserError
-from masked_mixers.factory import build_model
-from masked_mixers.training import train, training_arguments
+from masked_mixers.core.errors import UserError
+from masked_mixers.runs.factory import build_model
+from masked_mixers.training.train import train, training_arguments
 from test_training import tiny_run
 
 # --- non-finite loss guard ---------------------------------------------------------------------

@@ -8,8 +8,8 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from masked_mixers.cli import main
-from masked_mixers.config import ModelSpec, RunConfig, save_yaml
-from masked_mixers.factory import build_model
+from masked_mixers.runs.config import ModelSpec, RunConfig, save_yaml
+from masked_mixers.runs.factory import build_model
 from masked_mixers.probes.representation import (
     PROTOCOLS,
     InversionSettings,

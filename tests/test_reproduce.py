@@ -94,10 +94,10 @@ def test_no_progress_hides_every_bar_the_trainers_included(tmp_path, monkeypatch
     import datasets
     from transformers.utils import logging as transformers_logging
 
-    from masked_mixers.config import RunConfig
-    from masked_mixers.factory import spec_for
-    from masked_mixers.progress import progress_bar
-    from masked_mixers.training import training_arguments
+    from masked_mixers.runs.config import RunConfig
+    from masked_mixers.runs.factory import spec_for
+    from masked_mixers.core.progress import progress_bar
+    from masked_mixers.training.train import training_arguments
 
     monkeypatch.setenv("TQDM_DISABLE", "0")  # restored after the test
     run = RunConfig(model=spec_for("mixer"))
@@ -117,8 +117,8 @@ def test_a_saved_comparison_missing_a_newer_setting_still_counts_as_the_same(tmp
     import yaml
 
     from masked_mixers.compare.config import CompareConfig
-    from masked_mixers.configfile import to_dict
-    from masked_mixers.factory import spec_for
+    from masked_mixers.core.configfile import to_dict
+    from masked_mixers.runs.factory import spec_for
     from masked_mixers.reproduce.context import _same
 
     wanted = to_dict(CompareConfig(models=[spec_for("mixer"), spec_for("llama")]))

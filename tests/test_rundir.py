@@ -13,11 +13,11 @@ import torch  # noqa: E402
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers  # noqa: E402
 from transformers import PreTrainedTokenizerFast  # noqa: E402
 
-from masked_mixers.config import ModelSpec  # noqa: E402
-from masked_mixers.errors import UserError  # noqa: E402
-from masked_mixers.factory import build_model  # noqa: E402
-from masked_mixers.files import atomic_write_json, atomic_write_text, save_figure, save_safetensors  # noqa: E402
-from masked_mixers.rundir import load_run, read_metrics  # noqa: E402
+from masked_mixers.runs.config import ModelSpec  # noqa: E402
+from masked_mixers.core.errors import UserError  # noqa: E402
+from masked_mixers.runs.factory import build_model  # noqa: E402
+from masked_mixers.core.files import atomic_write_json, atomic_write_text, save_figure, save_safetensors  # noqa: E402
+from masked_mixers.runs.rundir import load_run, read_metrics  # noqa: E402
 
 # --- files.py -------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 from masked_mixers.generation import generate_text  # noqa: E402
-from masked_mixers.rundir import load_run  # noqa: E402
+from masked_mixers.runs.rundir import load_run  # noqa: E402
 
 from clirun import ROOT, child_env  # noqa: E402
 from tinyrun import make_run, stories  # noqa: E402

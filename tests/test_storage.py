@@ -19,14 +19,14 @@ import pyarrow as pa
 import pytest
 from transformers import default_data_collator
 
-from masked_mixers.config import DataConfig
+from masked_mixers.runs.config import DataConfig
 from masked_mixers.data import FORMAT_VERSION, IGNORE_INDEX, Layout, as_examples, cache_path, load_prepared, load_tokenizer, prepare_data, token_dtype, train_tokenizer
 from masked_mixers.data import shards as shards_module
 from masked_mixers.data.examples import encode_documents, token_bytes
 from masked_mixers.data.shards import ShardSpec, rows_table
 from masked_mixers.data.stream import stream_texts
-from masked_mixers.errors import UserError
-from masked_mixers.evaluation import _batches
+from masked_mixers.core.errors import UserError
+from masked_mixers.training.evaluation import _batches
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -181,7 +181,7 @@ def test_token_dtype_and_a_uint32_store_round_trip():
 KILLER = textwrap.dedent(
     """
     import json, os, signal, sys
-    from masked_mixers.config import DataConfig
+    from masked_mixers.runs.config import DataConfig
     from masked_mixers.data import prepare_data, shards
 
     write = shards._write_table
@@ -289,7 +289,7 @@ def test_old_format_cache_is_rebuilt_not_misread(tmp_path):
 MEMORY = textwrap.dedent(
     """
     import json, resource, sys
-    from masked_mixers.config import DataConfig
+    from masked_mixers.runs.config import DataConfig
     from masked_mixers.data import prepare_data
 
     big, small, headroom, corpus_bytes = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])

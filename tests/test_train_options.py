@@ -6,9 +6,9 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from masked_mixers import MaskedMixerConfig, MaskedMixerForCausalLM
-from masked_mixers.config import ModelSpec, RunConfig, TrainConfig, load_run_config
-from masked_mixers.errors import UserError
-from masked_mixers.training import train
+from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig, load_run_config
+from masked_mixers.core.errors import UserError
+from masked_mixers.training.train import train
 
 
 def tiny_run(output_dir, family="mixer", **train_overrides):

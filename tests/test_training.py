@@ -7,10 +7,10 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from masked_mixers.config import ModelSpec, RunConfig, TrainConfig
-from masked_mixers.errors import UserError
-from masked_mixers.factory import build_model
-from masked_mixers.training import train
+from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig
+from masked_mixers.core.errors import UserError
+from masked_mixers.runs.factory import build_model
+from masked_mixers.training.train import train
 
 
 def tiny_run(family, output_dir, **train_overrides):

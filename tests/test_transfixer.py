@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from masked_mixers.config import ModelSpec
-from masked_mixers.factory import build_model
+from masked_mixers.runs.config import ModelSpec
+from masked_mixers.runs.factory import build_model
 from masked_mixers.models import TransfixerConfig, TransfixerForCausalLM
 
 VOCAB, L = 40, 16

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from masked_mixers.config import ModelSpec
-from masked_mixers.factory import build_model
+from masked_mixers.runs.config import ModelSpec
+from masked_mixers.runs.factory import build_model
 from masked_mixers.models.masked_mixer import MaskedMixerConfig
 from masked_mixers.models.masked_mixer.triangular import lower_triangular_matmul, set_triangular_tile, triangular_flop_fraction
 

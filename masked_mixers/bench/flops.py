@@ -15,7 +15,7 @@ tiles: for Llama the count can overstate the work done, never understate it.
 
 from __future__ import annotations
 
-from ..config import ModelSpec
+from ..runs.config import ModelSpec
 from ..models import FAMILIES, FlopCount
 
 

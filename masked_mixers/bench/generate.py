@@ -46,13 +46,13 @@ import time
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from ..config import ModelSpec
-from ..devices import resolve_device
-from ..files import atomic_write_text
-from ..errors import UserError
-from ..factory import build_model
+from ..runs.config import ModelSpec
+from ..core.devices import resolve_device
+from ..core.files import atomic_write_text
+from ..core.errors import UserError
+from ..runs.factory import build_model
 from ..generation.full_window import full_window_generate
-from ..options import add_device, add_output
+from ..core.options import add_device, add_output
 from .timing import memory_bandwidth, synchronize
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -243,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_speculative(args: argparse.Namespace) -> int:
-    from ..rundir import load_run
+    from ..runs.rundir import load_run
     from .speculative import measure_speculative, table
 
     model, tokenizer = load_run(args.speculative)

@@ -21,10 +21,10 @@ import time
 
 import torch
 
-from ..devices import resolve_device
-from ..errors import UserError
+from ..core.devices import resolve_device
+from ..core.errors import UserError
 from ..models import LinearMixerConfig, LinearMixerForCausalLM
-from ..options import add_device
+from ..core.options import add_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..config import DataConfig
-from ..files import atomic_write_text
-from ..options import add_output
+from ..runs.config import DataConfig
+from ..core.files import atomic_write_text
+from ..core.options import add_output
 
 
 def _ints(text: str) -> list[int]:

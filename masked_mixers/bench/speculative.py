@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from ..errors import UserError
+from ..core.errors import UserError
 from ..models import context_length, family_of
 from ..objectives import can_speculate, speculative_greedy
 

@@ -30,14 +30,14 @@ import statistics
 
 import torch
 
-from ..config import ModelSpec
-from ..devices import resolve_device
-from ..factory import build_model, spec_for
-from ..files import atomic_write_text
+from ..runs.config import ModelSpec
+from ..core.devices import resolve_device
+from ..runs.factory import build_model, spec_for
+from ..core.files import atomic_write_text
 from ..models import FAMILIES
 from ..models.masked_mixer import MIXER_TYPES
-from ..options import add_device, add_output
-from ..progress import progress_bar
+from ..core.options import add_device, add_output
+from ..core.progress import progress_bar
 from .flops import forward_flops_per_token, mfu
 from .timing import DTYPES, matmul_peak, timed
 
@@ -204,11 +204,11 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     unknown = [d for d in args.dtypes if d not in DTYPES]
     if unknown:
-        from ..errors import UserError
+        from ..core.errors import UserError
 
         raise UserError(f"--dtypes: unknown {unknown[0]!r} (choose from {', '.join(DTYPES)})")
     if min(args.triangular_tiles, default=0) < 0:
-        from ..errors import UserError
+        from ..core.errors import UserError
 
         raise UserError(f"--triangular-tiles: a tile must be >= 0 (0: dense), got {min(args.triangular_tiles)}")
     peaks = {dtype: matmul_peak(args.device, dtype) for dtype in args.dtypes}

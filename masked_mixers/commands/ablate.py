@@ -5,7 +5,7 @@ removed at a time (and, for llama, with its feed-forward replaced by attention:
 `feed_forward_attention`), every variant for the same budget (the config's train section) on the same
 prepared data. A run diverged at its first logged training loss that is NaN/inf (training stops
 there and the sweep goes on to the next variant) or above --divergence-factor (3) times ln(vocab),
-the loss of a uniform guess (masked_mixers/divergence.py); the table reports that step, or else
+the loss of a uniform guess (masked_mixers/training/divergence.py); the table reports that step, or else
 the final loss. Llama variants are
 built from transformers' own Llama modules (family "llama_ablated").
 
@@ -24,8 +24,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ..divergence import DIVERGENCE_FACTOR
-from ..options import add_output
+from ..training.divergence import DIVERGENCE_FACTOR
+from ..core.options import add_output
 from ..probes.ablation import ABLATABLE_FAMILIES, ABLATIONS
 
 

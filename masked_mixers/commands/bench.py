@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from ..options import HelpFormatter
+from ..core.options import HelpFormatter
 
 # benchmark name -> (module in masked_mixers.bench, one line of summary). New benchmarks add one line.
 BENCHMARKS: dict[str, tuple[str, str]] = {
@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..devices import check_device
-    from ..files import check_output_file
+    from ..core.devices import check_device
+    from ..core.files import check_output_file
 
     if getattr(args, "device", None):
         check_device(args.device)

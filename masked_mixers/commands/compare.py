@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..options import add_no_progress, add_output, hide_progress
+from ..core.options import add_no_progress, add_output, hide_progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     hide_progress(args)
     from ..compare import run_compare
     from ..compare.config import load_compare_config
-    from ..files import check_output_dir
+    from ..core.files import check_output_dir
 
     config = load_compare_config(args.config, args.overrides)
     if args.data:

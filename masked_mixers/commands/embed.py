@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..devices import check_device
-from ..files import check_output_file
-from ..options import add_device, add_output, add_trust_remote_code
+from ..core.devices import check_device
+from ..core.files import check_output_file
+from ..core.options import add_device, add_output, add_trust_remote_code
 from ..retrieval.settings import EMBED_FIELDS, add_options, from_args
 
 
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..devices import resolve_device
+    from ..core.devices import resolve_device
     from ..retrieval.corpus import load_documents
     from ..retrieval.embedding import embed_texts, load_language_model, save_embeddings
     from ..retrieval.pairs import read_pairs

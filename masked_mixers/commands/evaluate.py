@@ -15,12 +15,12 @@ import argparse
 import json
 from pathlib import Path
 
-from ..config import DataConfig, RunConfig, load_run_config
-from ..devices import check_device
-from ..errors import UserError
-from ..files import atomic_write_json, check_output_file
-from ..options import add_device, add_output, add_trust_remote_code
-from ..rundir import RUN_CONFIG, load_run
+from ..runs.config import DataConfig, RunConfig, load_run_config
+from ..core.devices import check_device
+from ..core.errors import UserError
+from ..core.files import atomic_write_json, check_output_file
+from ..core.options import add_device, add_output, add_trust_remote_code
+from ..runs.rundir import RUN_CONFIG, load_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,10 +55,10 @@ def _data_config(args: argparse.Namespace) -> DataConfig:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import prepare_eval_data
-    from ..evaluation import evaluate
+    from ..training.evaluation import evaluate
     from ..models import context_length
 
-    from ..devices import resolve_device
+    from ..core.devices import resolve_device
 
     if args.batch_size < 1 or (args.max_batches is not None and args.max_batches < 1) or (args.max_documents is not None and args.max_documents < 1):
         raise UserError(f"--batch-size, --max-batches and --max-documents must be at least 1, got {args.batch_size}, {args.max_batches}, {args.max_documents}")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..options import add_device, add_trust_remote_code
+from ..core.options import add_device, add_trust_remote_code
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,11 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from transformers import TextStreamer
 
-    from ..devices import resolve_device
+    from ..core.devices import resolve_device
     from ..generation import generate_text
-    from ..rundir import load_run
+    from ..runs.rundir import load_run
 
-    from ..configfile import check_seed_option
+    from ..core.configfile import check_seed_option
     from ..generation import sampling_kwargs
 
     # sampling values checked before the model loads: a NaN temperature costs nothing
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _objective_run(model, tokenizer, args: argparse.Namespace) -> int:
     """--speculative (greedy by construction) or --one-step (the argmax of one pass): no sampling options."""
-    from ..errors import UserError
+    from ..core.errors import UserError
     from ..generation import one_step_text, speculative_text
 
     if args.speculative and args.one_step:

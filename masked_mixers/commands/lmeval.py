@@ -2,7 +2,7 @@
 
 Loglikelihood tasks (multiple choice), rolling loglikelihood (perplexity: documents longer than the
 model's length L are scored in windows of L tokens) and generate_until tasks all work; prompts
-for generation are laid out the way the model was trained (masked_mixers/harness.py says how).
+for generation are laid out the way the model was trained (masked_mixers/generation/harness.py says how).
 Tasks are lm-eval's own (`lm-eval ls tasks`; most read their data from the Hugging Face hub) or
 YAML tasks of your own in --include-path folders, e.g. over a local .jsonl:
 
@@ -27,9 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..configfile import check_seed_option
-from ..errors import UserError
-from ..options import add_device, add_output
+from ..core.configfile import check_seed_option
+from ..core.errors import UserError
+from ..core.options import add_device, add_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         from lm_eval.utils import handle_non_serializable, make_table
 
-        from ..harness import evaluate_run
+        from ..generation.harness import evaluate_run
     except ImportError as err:
         raise UserError(f"lm-eval is not installed ({err.name} is missing): pip install \"masked-mixers[lm-eval]\"") from None
-    from ..files import atomic_write_text
+    from ..core.files import atomic_write_text
 
     results = evaluate_run(
         args.model_dir, args.tasks, include_path=args.include_path, builtin_tasks=not args.no_builtin_tasks,

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import UserError
-from ..files import check_output_dir
-from ..options import add_output
+from ..core.errors import UserError
+from ..core.files import check_output_dir
+from ..core.options import add_output
 from ..retrieval.corpus import load_documents
 from ..retrieval.pairs import build_pairs, load_tinystories_instruct, read_pairs, save_splits, split_pairs
 from ..retrieval.settings import PAIR_FIELDS, PAIR_KINDS, RetrievalSettings, add_options, from_args

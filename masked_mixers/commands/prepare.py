@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import load_run_config
-from ..factory import check_model_size, model_config
+from ..runs.config import load_run_config
+from ..runs.factory import check_model_size, model_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..hub import push
+    from ..runs.hub import push
 
     where = push(args.run_dir, args.repo_id, private=args.private, token=args.token)
     print(f"pushed {args.run_dir} -> {where}")

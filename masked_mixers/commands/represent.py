@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ..options import add_device, add_output, add_trust_remote_code
+from ..core.options import add_device, add_output, add_trust_remote_code
 from ..probes.representation import DECODERS, LOSSES, OPTIMIZERS, PROTOCOLS, SCHEDULES
 
 

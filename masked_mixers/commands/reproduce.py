@@ -22,7 +22,7 @@ import argparse
 import shlex
 import sys
 
-from ..options import add_device, add_no_progress, add_output, hide_progress
+from ..core.options import add_device, add_no_progress, add_output, hide_progress
 
 FINDING_IDS = ("F1", "F2", "F3", "F4", "F5", "F6", "F7")
 SCALE_NAMES = ("cpu", "paper", "tiny")

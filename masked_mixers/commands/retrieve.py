@@ -18,10 +18,10 @@ import argparse
 import json
 from pathlib import Path
 
-from ..devices import check_device
-from ..files import check_output_dir
-from ..options import add_device, add_output, add_trust_remote_code
-from ..rundir import load_model_config
+from ..core.devices import check_device
+from ..core.files import check_output_dir
+from ..core.options import add_device, add_output, add_trust_remote_code
+from ..runs.rundir import load_model_config
 from ..retrieval.settings import BENCHMARK_FIELDS, add_options, from_args
 
 
@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..devices import resolve_device
-    from ..files import atomic_write_text
+    from ..core.devices import resolve_device
+    from ..core.files import atomic_write_text
     from ..retrieval.benchmark import format_table, plot_benchmark, retrieval_benchmark
     from ..retrieval.f5 import direct_table_of_models
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import UserError
-from ..options import add_device
+from ..core.errors import UserError
+from ..core.options import add_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
         from ..serving.api import build_app
     except ImportError as err:
         raise UserError(f"serve needs FastAPI and uvicorn ({err.name} is missing): pip install \"masked-mixers[serve]\"") from None
-    from ..devices import resolve_device
+    from ..core.devices import resolve_device
     from ..generation import require_causal_lm
-    from ..rundir import load_run
+    from ..runs.rundir import load_run
     from ..serving.engine import Engine
 
     model, tokenizer = load_run(args.model_dir)

@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..config import load_run_config
-from ..options import add_output
+from ..runs.config import load_run_config
+from ..core.options import add_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tasks import describe_metrics, model_task
-    from ..training import train
+    from ..training.tasks import describe_metrics, model_task
+    from ..training.train import train
 
     overrides = list(args.overrides)
     if args.output_dir:

@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config import DataConfig, ModelSpec, TrainConfig, check_scheduler
-from ..configfile import at_least, load_config, require, seeds
+from ..runs.config import DataConfig, ModelSpec, TrainConfig, check_scheduler
+from ..core.configfile import at_least, load_config, require, seeds
 from ..retrieval.settings import RetrievalSettings
 
 SizeMatching = Literal["identical", "memory"]

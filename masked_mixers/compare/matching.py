@@ -3,7 +3,7 @@ d_model=512 Llama use about the same GPU memory).
 
 Memory is measured, never estimated: a fresh model of each candidate size runs a few real AdamW
 steps at the configured batch and seq_len inside a peak-memory tracker (CUDA's allocator peak on
-a GPU, live tensor storage bytes elsewhere; see masked_mixers/memory.py). Peak memory grows with
+a GPU, live tensor storage bytes elsewhere; see masked_mixers/training/memory.py). Peak memory grows with
 hidden_size, so a bracket-and-bisect search over multiples of `multiple_of` needs few measurements.
 """
 
@@ -15,13 +15,13 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from ..config import ModelSpec
-from ..errors import UserError
-from ..factory import build_model
+from ..runs.config import ModelSpec
+from ..core.errors import UserError
+from ..runs.factory import build_model
 from ..models import FAMILIES
-from ..memory import PeakMemory, TensorPeakMemory
+from ..training.memory import PeakMemory, TensorPeakMemory
 from .config import MatchingConfig
-from ..progress import progress_bar
+from ..core.progress import progress_bar
 
 
 @dataclass

@@ -13,8 +13,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..files import save_figure  # noqa: E402
-from ..tasks import AUTOENCODE, CAUSAL_LM  # noqa: E402
+from ..core.files import save_figure  # noqa: E402
+from ..training.tasks import AUTOENCODE, CAUSAL_LM  # noqa: E402
 
 PLOTS = {
     "eval_loss_vs_time.png": ("elapsed_s", "wall-clock training time (s)"),

@@ -12,9 +12,9 @@ import torch
 import transformers
 import yaml
 
-from ..configfile import to_dict
-from ..files import atomic_write_text
-from ..tasks import AUTOENCODE, CAUSAL_LM
+from ..core.configfile import to_dict
+from ..core.files import atomic_write_text
+from ..training.tasks import AUTOENCODE, CAUSAL_LM
 from .config import CompareConfig
 from .plots import PLOTS
 from .retrieval import render_retrieval

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
+from ..core.errors import UserError
 from ..retrieval.benchmark import benchmark_models, markdown_table, plot_benchmark
 from ..retrieval.corpus import load_documents
 from ..retrieval.f5 import direct_table_of_models
 from ..retrieval.pairs import build_pairs, save_splits, split_pairs
 from ..retrieval.settings import METHODS, PAIR_KINDS, POSITIONS
-from ..tasks import CAUSAL_LM
+from ..training.tasks import CAUSAL_LM
 from .config import CompareConfig
 
 PLOT = "retrieval.png"

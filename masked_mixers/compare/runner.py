@@ -1,7 +1,7 @@
 """Train every model of a comparison on the same tokens for the same budget, then report.
 
 Data is prepared once per distinct seq_len and shared; each model trains through
-`masked_mixers.training.train` (HF Trainer) into OUTPUT_DIR/models/<label>, is evaluated on the
+`masked_mixers.training.train.train` (HF Trainer) into OUTPUT_DIR/models/<label>, is evaluated on the
 same held-out examples for the comparison's task (tasks.py: one task per comparison, set by the
 families), and generates text for the same prompts (language models) or rebuilds the same
 held-out examples (autoencoders). With `retrieval.enabled`, the
@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..config import ModelSpec, RunConfig, TrainConfig
+from ..runs.config import ModelSpec, RunConfig, TrainConfig
 from ..data.examples import first_examples
-from ..errors import UserError
-from ..factory import family_task
+from ..core.errors import UserError
+from ..runs.factory import family_task
 from ..models import FAMILIES
-from ..tasks import AUTOENCODE
+from ..training.tasks import AUTOENCODE
 from .config import CompareConfig
 from .matching import match_models, measure_training_memory
 from .plots import PLOTS, eval_curve, plot_curves
@@ -90,8 +90,8 @@ def claim_output(out: Path, *extra: str) -> None:
 
     extra: names a caller writes there too (reproduce's compare.yaml), recorded with compare's own.
     """
-    from .. import manifest
-    from ..files import make_dir
+    from ..runs import manifest
+    from ..core.files import make_dir
 
     names = ("models", "results.json", "report.md", *PLOTS, PLOT, PAIRS_DIR, *extra)
     if manifest.kind(out) is None and (out / "results.json").is_file() and (out / "models").is_dir():
@@ -188,7 +188,7 @@ def run_compare(config: CompareConfig, output_dir: str | Path, prepare: Callable
 
     prepare: `prepare_data(data_config, seq_len)`; tests pass a small stand-in.
     """
-    from ..training import _precision, train
+    from ..training.train import _precision, train
 
     task = _check(config)
     prepare = prepare or _default_prepare()

@@ -7,7 +7,7 @@ import torch
 
 from .config import ReportConfig
 from ..data.examples import first_examples
-from ..metrics import IGNORE_INDEX
+from ..training.metrics import IGNORE_INDEX
 from ..models import family_of
 from ..objectives import completion_settings, one_step_ids
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..files import share_like_umask
+from ..core.files import share_like_umask
 
 
 def fingerprint(inputs: dict) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import datasets
 
-from ..errors import UserError, reason
+from ..core.errors import UserError, reason
 
 EOT_MARKER = "<|endoftext|>"
 TEXT_SUFFIXES = (".txt",)

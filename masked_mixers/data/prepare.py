@@ -26,9 +26,9 @@ import datasets
 import pyarrow as pa
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from ..config import DataConfig
-from ..errors import UserError, reason
-from ..files import atomic_write_json, check_output_dir
+from ..runs.config import DataConfig
+from ..core.errors import UserError, reason
+from ..core.files import atomic_write_json, check_output_dir
 from .cache import build_lock, discard, fingerprint, publish_work, remove_dead_builds, slug, work_dir
 from .corpus import corpus_identity, resolve_source
 from .examples import Layout, as_examples

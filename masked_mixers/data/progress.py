@@ -7,7 +7,7 @@ over-estimate); a streamed hub corpus of unknown size shows the rate only.
 
 from __future__ import annotations
 
-from ..progress import progress_bar
+from ..core.progress import progress_bar
 
 
 class PrepareProgress:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ..files import atomic_path, atomic_write_json
+from ..core.files import atomic_path, atomic_write_json
 from .examples import Layout, encode_documents, pack_rows, pad_rows, token_dtype, utf8_length
 
 SPLITS = ("train", "eval")

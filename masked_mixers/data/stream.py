@@ -18,8 +18,8 @@ from pathlib import Path
 
 import datasets
 
-from ..config import DataConfig
-from ..errors import UserError, reason
+from ..runs.config import DataConfig
+from ..core.errors import UserError, reason
 from .corpus import JSON_SUFFIXES, TEXT_SUFFIXES, _json_documents, _scan_text_file, _txt_documents, resolve_source
 
 

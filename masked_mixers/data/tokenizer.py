@@ -15,7 +15,7 @@ import datasets
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from ..errors import UserError, reason
+from ..core.errors import UserError, reason
 from .corpus import EOT_MARKER, file_identity
 
 PAD_TOKEN = "<|pad|>"

@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 
 class StaticDecoder:

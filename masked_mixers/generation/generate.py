@@ -30,7 +30,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
-from ..errors import UserError
+from ..core.errors import UserError
 from ..models import context_length, family_of
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..errors import UserError
+from ..core.errors import UserError
 from ..models import context_length
 from ..objectives import can_speculate, completion_settings, one_step_ids, speculative_greedy
 from .generate import _encode, _pad_token_id

@@ -15,7 +15,7 @@ the model's config; the HF Trainer calls `compute_loss` (trainer.py); evaluation
 
 from __future__ import annotations
 
-from ..errors import UserError
+from ..core.errors import UserError
 from ..models import CAUSAL_LM, family_of
 from .base import OBJECTIVE_KEY, objective_config, record, restore_modules
 from .completion import attach_mask, completion_eval_sums, completion_forward, completion_labels, completion_settings, one_step_ids

@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import RunConfig, load_run_config, to_dict
-from ..divergence import DIVERGENCE_FACTOR
-from ..errors import UserError
-from ..factory import build_model, count_parameters
-from ..files import check_output_dir
+from ..runs.config import RunConfig, load_run_config, to_dict
+from ..training.divergence import DIVERGENCE_FACTOR
+from ..core.errors import UserError
+from ..runs.factory import build_model, count_parameters
+from ..core.files import check_output_dir
 from .ablation import ABLATABLE_FAMILIES, ABLATIONS, ablation_runs, loss_points, markdown_table, summarize_run
 from .report import write_ablation_report
 
@@ -40,9 +40,9 @@ def train_variant(variant: RunConfig, prepared) -> tuple[list[dict], dict, int]:
     A NaN/inf loss stops that run (train.on_nonfinite "stop"); its history is what metrics.jsonl
     logged up to then, plus a NaN point at the step that failed, so the sweep records it and goes on.
     """
-    from ..trainer import NonFiniteLoss
-    from ..rundir import read_metrics
-    from ..training import train
+    from ..training.trainer import NonFiniteLoss
+    from ..runs.rundir import read_metrics
+    from ..training.train import train
 
     try:
         result = train(variant, prepared)

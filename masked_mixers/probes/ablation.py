@@ -24,9 +24,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..config import ModelSpec, RunConfig
-from ..divergence import DIVERGENCE_FACTOR, diverged_at, healthy_points
-from ..errors import UserError
+from ..runs.config import ModelSpec, RunConfig
+from ..training.divergence import DIVERGENCE_FACTOR, diverged_at, healthy_points
+from ..core.errors import UserError
 from ..models import FAMILIES, Family
 
 # ablation name -> the ModelSpec switches it sets (every other switch keeps ModelSpec's default: the whole model)

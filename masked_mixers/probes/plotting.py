@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from ..files import save_figure  # noqa: E402
+from ..core.files import save_figure  # noqa: E402
 
 
 def plot_representation(report: dict, path: str | os.PathLike) -> None:

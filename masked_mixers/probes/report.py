@@ -11,7 +11,7 @@ import json
 import math
 from pathlib import Path
 
-from ..files import atomic_write_text
+from ..core.files import atomic_write_text
 from .ablation import markdown_table
 
 

@@ -20,17 +20,17 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
-from ..config import load_run_config
-from ..configfile import check_seed_option
-from ..devices import resolve_device
-from ..errors import UserError
-from ..factory import build_model, count_parameters
+from ..runs.config import load_run_config
+from ..core.configfile import check_seed_option
+from ..core.devices import resolve_device
+from ..core.errors import UserError
+from ..runs.factory import build_model, count_parameters
 from ..models import context_length
-from ..files import check_output_dir
-from ..rundir import load_model_config, load_run
+from ..core.files import check_output_dir
+from ..runs.rundir import load_model_config, load_run
 from .report import print_representation, write_representation_report
 from .representation import PROTOCOLS, InversionSettings, protocol_settings, representation_accuracy
-from ..progress import progress_bar
+from ..core.progress import progress_bar
 
 UNTRAINED = "untrained:"
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import yaml
 
 from ..compare.config import CompareConfig, TrainOverrides
-from ..config import DataConfig, ModelSpec, TrainConfig
-from ..configfile import to_dict
-from ..files import atomic_write_text
-from ..factory import spec_for
+from ..runs.config import DataConfig, ModelSpec, TrainConfig
+from ..core.configfile import to_dict
+from ..core.files import atomic_write_text
+from ..runs.factory import spec_for
 from .scales import Scale
 
 HUB_SOURCE = "roneneldan/TinyStories"

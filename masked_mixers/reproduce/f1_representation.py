@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import RunConfig
-from ..configfile import save_yaml
-from ..files import make_dir
+from ..runs.config import RunConfig
+from ..core.configfile import save_yaml
+from ..core.files import make_dir
 from .context import Context
 from .f4_clm import SIDES, trained
 from .finding import Finding, Measured

@@ -7,7 +7,7 @@ gradient clipping (1.0) as in the paper. Variant: the norm and residual ablation
 clipping, since clipping can hide the spikes the paper describes.
 
 The claim's words as bands that do not overlap, stated before any run: "trains very poorly" is a
-run that diverged (masked_mixers/divergence.py: a NaN/inf loss, or one above 3 x ln(vocab)) or a
+run that diverged (masked_mixers/training/divergence.py: a NaN/inf loss, or one above 3 x ln(vocab)) or a
 held-out loss at least POOR (1.15) x the whole model's; "trains fine, slightly less efficiently"
 is no divergence and a held-out loss at most SLIGHT (1.05) x the whole model's. A ratio between
 the two bands is neither, and the check is inconclusive; so is every check whose whole model
@@ -16,9 +16,9 @@ diverged, since then there is nothing to compare against.
 
 from __future__ import annotations
 
-from ..config import RunConfig
-from ..configfile import save_yaml
-from ..files import make_dir
+from ..runs.config import RunConfig
+from ..core.configfile import save_yaml
+from ..core.files import make_dir
 from .context import Context
 from .finding import Finding, Measured
 from .verdict import holds

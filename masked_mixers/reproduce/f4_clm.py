@@ -10,7 +10,7 @@ and CPU/GPU seconds are recorded beside it. F1 and F5 reuse these trained models
 
 from __future__ import annotations
 
-from ..budget import training_flops_per_step
+from ..training.budget import training_flops_per_step
 from .context import Context, per_seed
 from .finding import Finding, Measured
 from .verdict import better

@@ -111,7 +111,7 @@ def _method_rows(family: dict, method: str) -> list[dict]:
 def _run_seed(ctx: Context, seed: int, settings, documents: list[str]) -> tuple[dict, dict, dict]:
     """F4's models of `seed`, their direct model with both inits (the variant on the same cached
     embeddings), cosine and InfoNCE; pairs, candidates and retrievers drawn with the same seed."""
-    from ..devices import resolve_device
+    from ..core.devices import resolve_device
     from ..retrieval.f5 import run_f5
 
     models = trained(ctx, seed)

@@ -31,7 +31,7 @@ def unigram_loss(ctx: Context) -> float:
 def _collapse(row: dict, seq_len: int) -> tuple[float, float]:
     """(max |logit difference| / max |logit|, collapsed / deep greedy tokens per second) of a trained linear mixer."""
     from ..bench.linear import timed_generate
-    from ..rundir import load_run
+    from ..runs.rundir import load_run
 
     deep, _ = load_run(row["output_dir"])
     deep.eval()

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..compare.report import environment
-from ..devices import resolve_device
-from ..errors import UserError
-from ..files import atomic_write_text, check_output_dir, make_dir
+from ..core.devices import resolve_device
+from ..core.errors import UserError
+from ..core.files import atomic_write_text, check_output_dir, make_dir
 from .context import HUB_SOURCE, Context
 from .finding import Finding
 from .findings import FINDINGS, RUN_ORDER

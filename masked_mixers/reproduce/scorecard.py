@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..files import atomic_write_text, save_figure
+from ..core.files import atomic_write_text, save_figure
 from .verdict import AGREES, DISAGREES
 
 MARK = {AGREES: "agrees", DISAGREES: "**disagrees**"}

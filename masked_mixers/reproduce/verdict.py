@@ -16,7 +16,7 @@ tokens) on one number, per seed. The rule, stated in every scorecard:
   the band the paper states: a at most `tolerance` x b's mean worse than b. Agrees when the
   interval lies inside the band, disagrees when it lies wholly outside it, otherwise inconclusive.
 
-A missing or non-finite value (a run that failed or diverged, masked_mixers/divergence.py) makes
+A missing or non-finite value (a run that failed or diverged, masked_mixers/training/divergence.py) makes
 the check inconclusive.
 """
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
-from ..factory import count_parameters
-from ..files import save_figure
+from ..core.errors import UserError
+from ..runs.factory import count_parameters
+from ..core.files import save_figure
 from .bm25 import bm25_scores
 from .direct import fit_direct
 from .embedding import embed_texts, load_language_model, padding_side

@@ -35,11 +35,11 @@ from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ..errors import UserError
+from ..core.errors import UserError
 from ..models.masked_mixer import MaskedMixerConfig
 from ..models.masked_mixer.modeling import MixerBlock
 from .metrics import rank_of_target, ranking_metrics, sample_negatives
-from ..progress import progress_bar
+from ..core.progress import progress_bar
 from .settings import MIXING_INITS
 from .significance import chance_test
 

@@ -32,12 +32,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from ..errors import UserError
-from ..files import save_safetensors
+from ..core.errors import UserError
+from ..core.files import save_safetensors
 from ..models import CAUSAL_LM, context_length, family_of
-from ..rundir import load_run
+from ..runs.rundir import load_run
 from .settings import POSITIONS
-from ..progress import progress_bar
+from ..core.progress import progress_bar
 
 
 

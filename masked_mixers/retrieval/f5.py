@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .benchmark import embed_splits, infonce_then_cosine
 from .direct import fit_direct
 from .embedding import load_embeddings, load_language_model, padding_side, save_embeddings

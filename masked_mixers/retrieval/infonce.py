@@ -33,7 +33,7 @@ from transformers import get_linear_schedule_with_warmup
 from .embedding import embed_batch, tokenize_for
 from .metrics import sample_negatives
 from .pairs import Pair, passage_index
-from ..progress import progress_bar
+from ..core.progress import progress_bar
 
 
 def info_nce_loss(queries: torch.Tensor, passages: torch.Tensor, temperature: float) -> torch.Tensor:

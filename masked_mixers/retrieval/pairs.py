@@ -30,8 +30,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import UserError
-from ..files import atomic_write_text
+from ..core.errors import UserError
+from ..core.files import atomic_write_text
 from .settings import PAIR_KINDS
 
 # Small English stopword list: words too common to say what a document is about.

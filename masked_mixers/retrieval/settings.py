@@ -20,8 +20,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..configfile import InvalidValue, at_least, require, seeds
-from ..errors import UserError
+from ..core.configfile import InvalidValue, at_least, require, seeds
+from ..core.errors import UserError
 
 PairKind = Literal["sentence", "keywords"]
 Method = Literal["cosine", "direct", "infonce"]

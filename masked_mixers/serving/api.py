@@ -25,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .engine import Engine, Event, Job, Sampling
 
 MAX_STOP_STRINGS = 4  # as OpenAI

@@ -32,7 +32,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
-from ..errors import UserError
+from ..core.errors import UserError
 from ..generation import check_length, cut_at_stop, encode_prompts, generate_ids
 
 

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from . import manifest
-from .errors import UserError, reason
-from .files import make_dir
+from ..core.errors import UserError, reason
+from ..core.files import make_dir
 
 MODEL_CONFIG = "config.json"
 RUN_CONFIG = "run.yaml"
@@ -108,7 +108,7 @@ def load_model_config(model_dir: str | os.PathLike, trust_remote_code: bool = Fa
     """The transformers config of a saved model folder; a damaged or foreign one is one line."""
     from transformers import AutoConfig
 
-    from . import models  # noqa: F401  registers this package's model types with the Auto classes
+    from .. import models  # noqa: F401  registers this package's model types with the Auto classes
 
     path = Path(model_dir)
     if not is_model_dir(path):
@@ -132,8 +132,8 @@ def load_run(model_dir: str | os.PathLike, trust_remote_code: bool = False):
     """
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-    from .models import AUTOENCODE, family_of
-    from .objectives import restore as restore_objective
+    from ..models import AUTOENCODE, family_of
+    from ..objectives import restore as restore_objective
 
     path = Path(model_dir)
     config = load_model_config(path, trust_remote_code)
@@ -161,7 +161,7 @@ def load_run(model_dir: str | os.PathLike, trust_remote_code: bool = False):
 def _trained_vocabulary(path: Path) -> bool:
     """Whether the run in `path` sized its model's vocabulary from its tokenizer (run.yaml: model.vocab_size
     null and no train.init_from); such a model's vocabulary equals its tokenizer's size exactly."""
-    from .configfile import load_yaml
+    from ..core.configfile import load_yaml
 
     try:
         run = load_yaml(path / RUN_CONFIG) if (path / RUN_CONFIG).is_file() else None
@@ -207,7 +207,7 @@ def changed_keys(run_dir: str | os.PathLike, run) -> list[str]:
     A resume that silently used the old learning rate, or failed on a size mismatch after
     overwriting run.yaml, would lose the record of what the checkpoints were trained with.
     """
-    from .configfile import load_yaml, to_dict
+    from ..core.configfile import load_yaml, to_dict
 
     path = Path(run_dir) / RUN_CONFIG
     if not path.is_file():
@@ -265,7 +265,7 @@ def load_pretrained(name: str, key: str = "train.init_from"):
             raise UserError(f"{key}: {err}") from None
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-    from .models import AUTOENCODE, family_of
+    from ..models import AUTOENCODE, family_of
 
     try:
         config = AutoConfig.from_pretrained(name, trust_remote_code=False)

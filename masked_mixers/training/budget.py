@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import ModelSpec, TrainConfig
-from .errors import UserError
-from .factory import family
+from ..runs.config import ModelSpec, TrainConfig
+from ..core.errors import UserError
+from ..runs.factory import family
 
 # objectives whose forward is one pass of the model, as the count assumes (completion replaces
 # half the hidden states by a vector, computing the same products); mtp runs n passes or heads

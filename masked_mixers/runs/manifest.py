@@ -24,8 +24,8 @@ import re
 import shutil
 from pathlib import Path
 
-from .errors import UserError
-from .files import atomic_write_json
+from ..core.errors import UserError
+from ..core.files import atomic_write_json
 
 MANIFEST = ".masked-mixers.json"
 RUN = "run"

@@ -16,8 +16,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .errors import UserError
-from .configfile import apply_overrides, at_least, from_dict, load_config, load_mapping, load_yaml, require, save_yaml, seeds, to_dict
+from ..core.errors import UserError
+from ..core.configfile import apply_overrides, at_least, from_dict, load_config, load_mapping, load_yaml, require, save_yaml, seeds, to_dict
 
 # An L x L mixing matrix per layer and L-token examples: past a million tokens no model here is
 # buildable, and refusing it in the config stops tokenizing (and caching) for a run that cannot start.

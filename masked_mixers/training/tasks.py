@@ -13,7 +13,7 @@ exists), so no config ever states the task a second time.
 from __future__ import annotations
 
 from .metrics import argmax_logits, compute_reconstruction_metrics
-from .models import AUTOENCODE, CAUSAL_LM, TASKS, family_of
+from ..models import AUTOENCODE, CAUSAL_LM, TASKS, family_of
 
 
 def model_task(model) -> str:

@@ -23,18 +23,18 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .budget import check_countable, step_limit, tokens_per_step, training_flops_per_step
 from .callbacks import MetricsCallback, TimeBudgetCallback
-from .checkpoints import newest_intact
-from .config import RunConfig, check_loggers
-from .configfile import InvalidValue, save_yaml, validate
-from .errors import UserError
+from ..runs.checkpoints import newest_intact
+from ..runs.config import RunConfig, check_loggers
+from ..core.configfile import InvalidValue, save_yaml, validate
+from ..core.errors import UserError
 from .evaluation import evaluate
-from .factory import ParameterCount, build_model, check_model_size, count_parameters, family
-from .files import atomic_write_json, check_output_dir
+from ..runs.factory import ParameterCount, build_model, check_model_size, count_parameters, family
+from ..core.files import atomic_write_json, check_output_dir
 from .memory import PeakMemory
-from .objectives import check_objective, data_collator, objective_config, prepare_model
-from .options import progress_hidden
+from ..objectives import check_objective, data_collator, objective_config, prepare_model
+from ..core.options import progress_hidden
 from .tasks import model_task, trainer_metric_hooks
-from .rundir import METRICS, RUN_CONFIG, STAGING_DIR, SUMMARY, changed_keys, claim_run, clear_run, locked, read_summary
+from ..runs.rundir import METRICS, RUN_CONFIG, STAGING_DIR, SUMMARY, changed_keys, claim_run, clear_run, locked, read_summary
 from .trainer import RobustTrainer
 
 
@@ -200,7 +200,7 @@ def _check_previous_run(run: RunConfig, out: Path, resume: bool, main: bool) -> 
 
 def _finished_result(out: Path, summary: dict) -> TrainResult:
     """The TrainResult of a run that had already finished, read back from its folder."""
-    from .rundir import load_run, read_metrics
+    from ..runs.rundir import load_run, read_metrics
 
     model, _ = load_run(out)
     fields = (
@@ -265,7 +265,7 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
 
 def _train(run: RunConfig, args, out: Path, prepared, model, callbacks, resume: bool) -> TrainResult:
     if prepared is None:
-        from .data import prepare_data
+        from ..data import prepare_data
 
         # one process per node tokenizes; the others then read its cache instead of racing it
         with args.main_process_first(desc="preparing data"):
@@ -377,8 +377,8 @@ def _init_from(run: RunConfig) -> tuple[PreTrainedModel, RunConfig]:
     The saved config decides the architecture; model.family and model.seq_len (which the data is
     cut to) must agree with it, so a run config cannot silently describe a different model.
     """
-    from .models import context_length, family_of
-    from .rundir import load_pretrained
+    from ..models import context_length, family_of
+    from ..runs.rundir import load_pretrained
 
     source = run.train.init_from
     model, _ = load_pretrained(source)

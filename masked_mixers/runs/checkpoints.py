@@ -25,7 +25,7 @@ import os
 import re
 from pathlib import Path
 
-from .errors import UserError, reason
+from ..core.errors import UserError, reason
 from .rundir import CHECKPOINT_PREFIX, WEIGHTS_SUFFIXES
 
 TRAINER_STATE = "trainer_state.json"

@@ -41,13 +41,13 @@ from transformers import Trainer, TrainerCallback
 from transformers.loss.loss_utils import LOSS_MAPPING, ForCausalLMLoss
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 
-from . import manifest
-from .errors import UserError, reason
-from .files import share_like_umask
-from .models import family_of
-from .objectives import compute_loss as objective_loss
-from .objectives import objective_config
-from .rundir import MODEL_CONFIG, STAGING_DIR
+from ..runs import manifest
+from ..core.errors import UserError, reason
+from ..core.files import share_like_umask
+from ..models import family_of
+from ..objectives import compute_loss as objective_loss
+from ..objectives import objective_config
+from ..runs.rundir import MODEL_CONFIG, STAGING_DIR
 from .tasks import AUTOENCODE, model_task
 
 

@@ -18,10 +18,10 @@ from torch.utils.data import DataLoader
 from transformers import default_data_collator
 
 from .metrics import evaluate_reconstruction
-from .models import family_of
-from .objectives import completion_settings, objective_config, objective_metrics
+from ..models import family_of
+from ..objectives import completion_settings, objective_config, objective_metrics
 from .tasks import AUTOENCODE, model_task
-from .progress import progress_bar
+from ..core.progress import progress_bar
 
 
 _MODEL_INPUTS = ("input_ids", "attention_mask", "labels")

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from . import manifest
-from .errors import UserError, reason
+from ..core.errors import UserError, reason
 from .rundir import CHECKPOINT_PREFIX, LOCK, MODEL_CONFIG, RUN_CONFIG, STAGING_DIR, SUMMARY, is_model_dir
 
 CARD = "README.md"

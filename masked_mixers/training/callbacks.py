@@ -8,10 +8,10 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from .clocks import TrainingClocks
-from .errors import UserError
-from .files import atomic_write_text
-from .rundir import read_metrics
+from ..core.clocks import TrainingClocks
+from ..core.errors import UserError
+from ..core.files import atomic_write_text
+from ..runs.rundir import read_metrics
 
 CLOCK_KEYS = {"wall": "elapsed_s", "cpu": "cpu_s", "gpu": "gpu_s"}  # TrainingClocks.start argument -> metrics.jsonl key
 

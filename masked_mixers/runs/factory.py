@@ -16,8 +16,8 @@ from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 
 from .config import ModelSpec
-from .errors import UserError, reason
-from .models import FAMILIES, Family
+from ..core.errors import UserError, reason
+from ..models import FAMILIES, Family
 
 
 @dataclass

@@ -17,7 +17,7 @@ right-padded and packed training (this package's default). A mixer trained with 
 (text ending at position L - 1) is scored off its training layout; a warning says so.
 
 From Python: `lm_eval.simple_evaluate(model=MaskedMixersLM("runs/mixer"), tasks=[...])`, or after
-`import masked_mixers.harness`, `simple_evaluate(model="masked-mixers", model_args="pretrained=runs/mixer")`.
+`import masked_mixers.generation.harness`, `simple_evaluate(model="masked-mixers", model_args="pretrained=runs/mixer")`.
 Needs the `lm-eval` extra: pip install "masked-mixers[lm-eval]".
 """
 
@@ -29,11 +29,11 @@ import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
-from .devices import resolve_device
-from .errors import UserError
-from .generation import generate_ids, require_causal_lm
-from .models import context_length, family_of
-from .rundir import load_run
+from ..core.devices import resolve_device
+from ..core.errors import UserError
+from . import generate_ids, require_causal_lm
+from ..models import context_length, family_of
+from ..runs.rundir import load_run
 
 log = logging.getLogger(__name__)
 
