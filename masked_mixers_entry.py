@@ -5,8 +5,13 @@ package is what registers its model types with transformers' Auto classes (users
 `import masked_mixers; AutoModelForCausalLM.from_pretrained(run_dir)`); that costs seconds of
 CPU. A package's `__init__` always runs before any of its modules, so the only way for
 `masked-mixers --help` to stay fast (well under a second) is an entry module outside the package:
-this one, standard library only. It holds the command table and the top-level parser; as soon as a
-command is named it hands over to `masked_mixers.cli`, which builds that command's parser and runs it.
+this one, standard library only at import. It holds the command table, the top-level parser and the
+dispatch: as soon as a command is named it imports that command's module (`masked_mixers.commands.X`,
+which has `add_arguments(parser)` and `run(args) -> int`; its docstring becomes the command's --help),
+builds its parser and runs it. `masked_mixers.cli` is this module under the package's name, for
+`python -m masked_mixers.cli` (torchrun, accelerate launch); the import goes one way only (cli -> here).
+
+A `UserError` (bad file, key or value) prints one line and exits 2; nothing else is caught.
 """
 
 from __future__ import annotations
@@ -73,18 +78,45 @@ def requested_command(argv: list[str]) -> str | None:
     return command if command in COMMANDS else None
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if requested_command(argv) is not None:
-        from masked_mixers.cli import main as run_command  # the package (torch, models) only now
+def _module(name: str):
+    import importlib
 
-        return run_command(argv)
+    return importlib.import_module(f"masked_mixers.commands.{COMMANDS[name][0]}")  # the package (torch, models) only now
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; only `command`'s module is imported, the others appear with their summary."""
     parser, sub = top_parser()
     for name, (_, summary) in COMMANDS.items():
-        sub.add_parser(name, help=summary)
-    parser.parse_args(argv)  # --help, --version or an unknown command exit here
-    parser.print_help()
-    return 2
+        if command == name:
+            module = _module(name)
+            from masked_mixers.core.options import HelpFormatter
+
+            p = sub.add_parser(name, help=summary, description=module.__doc__, formatter_class=HelpFormatter)
+            module.add_arguments(p)
+        else:
+            sub.add_parser(name, help=summary)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(requested_command(argv))
+    args = parser.parse_args(argv)  # --help, --version or an unknown command exit here
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = _module(args.command)
+    from masked_mixers.core.errors import UserError
+
+    try:
+        return int(module.run(args) or 0)
+    except UserError as err:
+        print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

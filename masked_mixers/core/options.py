@@ -79,7 +79,7 @@ def add_no_progress(parser: argparse.ArgumentParser) -> None:
 
 def hide_progress(args: argparse.Namespace) -> None:
     """Honour `--no-progress` for every bar, not only this package's: tqdm's own switch
-    (TQDM_DISABLE, read by `progress_hidden()` for this package's bars and the Trainer's) and the
+    (TQDM_DISABLE, read by `progress.progress_hidden()` for this package's bars and the Trainer's) and the
     progress switches of transformers (loading and saving weights) and datasets (map, filter)."""
     if getattr(args, "no_progress", False):
         os.environ["TQDM_DISABLE"] = "1"
@@ -90,11 +90,6 @@ def hide_progress(args: argparse.Namespace) -> None:
         datasets.disable_progress_bars()
 
 
-def progress_hidden() -> bool:
-    """Whether progress bars are off: `--no-progress`, or TQDM_DISABLE set by the user."""
-    return os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes")
-
-
 def add_trust_remote_code(parser: argparse.ArgumentParser) -> None:
     """`--trust-remote-code`: off by default, so a model folder is data and none of its Python code runs."""
     parser.add_argument(
@@ -102,4 +97,4 @@ def add_trust_remote_code(parser: argparse.ArgumentParser) -> None:
     )
 
 
-__all__ = ["HelpFormatter", "add_device", "add_no_progress", "add_output", "add_trust_remote_code", "hide_progress", "progress_hidden"]
+__all__ = ["HelpFormatter", "add_device", "add_no_progress", "add_output", "add_trust_remote_code", "hide_progress"]

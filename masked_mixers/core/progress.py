@@ -9,11 +9,16 @@ off through their logging utilities (options.hide_progress).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from .options import progress_hidden
+
+
+def progress_hidden() -> bool:
+    """Whether progress bars are off: `--no-progress` (options.hide_progress), or TQDM_DISABLE set by the user."""
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes")
 
 
 def progress_bar(*args: Any, disable: bool = False, **kwargs: Any) -> tqdm:
@@ -21,4 +26,4 @@ def progress_bar(*args: Any, disable: bool = False, **kwargs: Any) -> tqdm:
     return tqdm(*args, disable=disable or progress_hidden(), **kwargs)
 
 
-__all__ = ["progress_bar"]
+__all__ = ["progress_bar", "progress_hidden"]

@@ -32,7 +32,7 @@ from ..runs.factory import ParameterCount, build_model, check_model_size, count_
 from ..core.files import atomic_write_json, check_output_dir
 from .memory import PeakMemory
 from ..objectives import check_objective, data_collator, objective_config, prepare_model
-from ..core.options import progress_hidden
+from ..core.progress import progress_hidden
 from .tasks import model_task, trainer_metric_hooks
 from ..runs.rundir import METRICS, RUN_CONFIG, STAGING_DIR, SUMMARY, changed_keys, claim_run, clear_run, locked, read_summary
 from .trainer import RobustTrainer
