@@ -1,119 +1,77 @@
-"""The package's layers, read from the source with `ast` (nothing is imported or executed).
+"""The package's layers: one rule per package saying which packages it may import.
 
-Every `import` and `from ... import` counts, wherever it is (module level, inside functions, under
-`if TYPE_CHECKING:`), relative imports resolved against the importing module, and so do
-`importlib.import_module("masked_mixers...")` calls (an f-string counts as its constant prefix:
-`f"masked_mixers.commands.{name}"` imports `masked_mixers.commands`). `from pkg import name`
-is an edge to `pkg.name` when that is a module of the package, else to `pkg`.
-
-Rules:
-- no import cycle between modules;
-- models/** imports nothing of masked_mixers outside models/;
-- models/family.py and errors.py import nothing of masked_mixers;
-- commands/** and cli.py are the top: only cli.py (and commands/** among themselves) import them.
+The graph is read from the source (scripts/import_graph.py: `ast`, nothing imported), the entry
+module `masked_mixers_entry.py` included. A package missing from LAYERS fails (a new folder
+declares its layer here), and so does any import across packages that its row does not allow:
+an upward import is a test failure, not a review comment. docs/architecture.md draws the same
+graph and is checked against it.
 """
 
 from __future__ import annotations
 
-import ast
+import importlib.util
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "masked_mixers"
+_spec = importlib.util.spec_from_file_location("import_graph", ROOT / "scripts" / "import_graph.py")
+graph = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(graph)
 
-
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-FILES = {module_name(p): p for p in sorted((ROOT / PACKAGE).rglob("*.py"))}
-MODULES = set(FILES)
-
-
-def is_package(module: str) -> bool:
-    return FILES[module].name == "__init__.py"
-
-
-def resolve_relative(module: str, level: int, target: str | None) -> str:
-    """`from .x import` (level 1) in module a.b.c -> a.b.x; in package a.b (its __init__) -> a.b.x."""
-    base = module.split(".")
-    if not is_package(module):
-        base = base[:-1]
-    if level > 1:
-        base = base[: len(base) - (level - 1)]
-    return ".".join(base + ([target] if target else []))
-
-
-def _import_module_target(call: ast.Call) -> str | None:
-    """The module an `importlib.import_module(...)` / `import_module(...)` call names, if it is visible."""
-    func = call.func
-    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
-    if name != "import_module" or not call.args:
-        return None
-    arg = call.args[0]
-    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-        return arg.value
-    if isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
-        return arg.values[0].value.rstrip(".") or None
-    return None
-
-
-def imports_of(module: str) -> dict[str, int]:
-    """Modules of the package that `module` imports -> first line number."""
-    tree = ast.parse(FILES[module].read_text(encoding="utf-8"), filename=str(FILES[module]))
-    found: dict[str, int] = {}
-
-    def add(target: str, line: int) -> None:
-        # the longest prefix that is a module of the package (an attribute import names its module)
-        parts = target.split(".")
-        while parts and ".".join(parts) not in MODULES:
-            parts.pop()
-        if parts:
-            found.setdefault(".".join(parts), line)
-
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.split(".")[0] == PACKAGE:
-                    add(alias.name, node.lineno)
-        elif isinstance(node, ast.ImportFrom):
-            base = resolve_relative(module, node.level, node.module) if node.level else (node.module or "")
-            if base.split(".")[0] != PACKAGE:
-                continue
-            for alias in node.names:
-                candidate = f"{base}.{alias.name}"
-                add(candidate if candidate in MODULES else base, node.lineno)
-        elif isinstance(node, ast.Call):
-            target = _import_module_target(node)
-            if target and target.split(".")[0] == PACKAGE:
-                add(target, node.lineno)
-    found.pop(module, None)  # a package __init__ naming a non-module attribute of itself is no edge
-    return found
-
-
-GRAPH = {m: imports_of(m) for m in sorted(MODULES)}
-
-
-def where(module: str, target: str) -> str:
-    return f"{FILES[module].relative_to(ROOT)}:{GRAPH[module][target]} imports {target}"
+# package -> the packages it may import (bottom first). Within a package, imports are free (no cycles).
+LAYERS: dict[str, set[str]] = {
+    "core": set(),  # errors, files, YAML configs, progress, devices, clocks, argparse pieces
+    "models": set(),  # the families: Hugging Face models, nothing of the toolkit
+    "objectives": {"core", "models"},
+    "runs": {"core", "models", "objectives"},  # run config, model factory, run folders, publishing
+    "data": {"core", "runs"},
+    "training": {"core", "data", "models", "objectives", "runs"},
+    "generation": {"core", "models", "objectives", "runs"},
+    "retrieval": {"core", "data", "models", "runs"},
+    "serving": {"core", "generation"},
+    "probes": {"core", "data", "models", "runs", "training"},
+    "compare": {"core", "data", "models", "objectives", "retrieval", "runs", "training"},
+    "bench": {"compare", "core", "data", "generation", "models", "objectives", "runs"},
+    "reproduce": {"bench", "compare", "core", "data", "probes", "retrieval", "runs", "training"},
+    "commands": {"bench", "compare", "core", "data", "generation", "models", "objectives", "probes", "reproduce", "retrieval", "runs", "serving", "training"},
+    "entry": {"commands", "core"},  # masked_mixers_entry.py: the dispatch table; the package only once a command runs
+    "cli": {"entry"},  # `python -m masked_mixers.cli`
+    "main": {"entry"},  # `python -m masked_mixers`
+    "(root)": {"models"},  # `import masked_mixers` registers the families with the Auto classes
+}
+LEAVES = ("masked_mixers.models.family", "masked_mixers.core.errors")  # import nothing of the toolkit
 
 
 def test_the_graph_sees_known_imports():
     """Guard against a parser that silently finds nothing."""
-    assert "masked_mixers.models.family" in GRAPH["masked_mixers.models.masked_mixer.family"]  # from ..family import
-    assert "masked_mixers.models" in GRAPH["masked_mixers.runs.factory"]  # from .models import FAMILIES
-    assert "masked_mixers.commands" in GRAPH["masked_mixers.cli"] or any(
-        m.startswith("masked_mixers.commands") for m in GRAPH["masked_mixers.cli"]
-    )
-    assert sum(map(len, GRAPH.values())) > len(GRAPH)
+    g = graph.GRAPH
+    assert "masked_mixers.models.family" in g["masked_mixers.models.masked_mixer.family"]  # from ..family import
+    assert "masked_mixers.models" in g["masked_mixers.runs.factory"]  # from ..models import FAMILIES
+    assert "masked_mixers.commands" in g["masked_mixers_entry"]  # importlib.import_module(f"masked_mixers.commands.{...}")
+    assert "masked_mixers_entry" in g["masked_mixers.cli"]
+    assert sum(map(len, g.values())) > len(g)
 
 
-def strongly_connected(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+def test_every_package_declares_its_layer():
+    packages = {graph.layer(m) for m in graph.MODULES}
+    assert packages - LAYERS.keys() == set(), "declare these packages in LAYERS"
+    assert LAYERS.keys() - packages == set(), "LAYERS names packages that do not exist"
+
+
+@pytest.mark.parametrize("package", sorted(LAYERS))
+def test_imports_only_what_its_layer_allows(package):
+    edges = graph.layer_edges().get(package, {})
+    upward = {target: where for target, where in edges.items() if target not in LAYERS[package]}
+    assert not upward, f"{package} may import only {sorted(LAYERS[package])}; found:\n  " + "\n  ".join(upward.values())
+
+
+@pytest.mark.parametrize("leaf", LEAVES)
+def test_leaves_import_nothing_of_the_toolkit(leaf):
+    assert not graph.GRAPH[leaf], f"{leaf} imports {sorted(graph.GRAPH[leaf])}"
+
+
+def strongly_connected(g: dict[str, dict[str, int]]) -> list[list[str]]:
     """Tarjan's algorithm, iterative; components with a cycle (size > 1 or a self-loop)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
@@ -121,10 +79,10 @@ def strongly_connected(graph: dict[str, dict[str, int]]) -> list[list[str]]:
     on_stack: set[str] = set()
     components = []
     counter = 0
-    for root in graph:
+    for root in g:
         if root in index:
             continue
-        work = [(root, iter(graph[root]))]
+        work = [(root, iter(g[root]))]
         index[root] = low[root] = counter
         counter += 1
         stack.append(root)
@@ -137,7 +95,7 @@ def strongly_connected(graph: dict[str, dict[str, int]]) -> list[list[str]]:
                     counter += 1
                     stack.append(child)
                     on_stack.add(child)
-                    work.append((child, iter(graph[child])))
+                    work.append((child, iter(g[child])))
                     break
                 if child in on_stack:
                     low[node] = min(low[node], index[child])
@@ -153,48 +111,25 @@ def strongly_connected(graph: dict[str, dict[str, int]]) -> list[list[str]]:
                         component.append(member)
                         if member == node:
                             break
-                    if len(component) > 1 or node in graph[node]:
+                    if len(component) > 1 or node in g[node]:
                         components.append(sorted(component))
     return components
 
 
 def test_no_import_cycles():
-    cycles = strongly_connected(GRAPH)
-    detail = []
-    for component in cycles:
-        members = set(component)
-        edges = [where(m, t) for m in component for t in GRAPH[m] if t in members]
-        detail.append(" <-> ".join(component) + "\n    " + "\n    ".join(edges))
-    assert not cycles, "import cycles:\n  " + "\n  ".join(detail)
+    cycles = strongly_connected(graph.GRAPH)
+    assert not cycles, "import cycles:\n  " + "\n  ".join(" <-> ".join(c) for c in cycles)
 
 
-def inside(module: str, prefix: str) -> bool:
-    return module == prefix or module.startswith(prefix + ".")
+def test_the_rules_catch_an_upward_import(monkeypatch):
+    """The checker itself: an invented edge data -> training is reported."""
+    fake = dict(graph.GRAPH)
+    fake["masked_mixers.data.stream"] = {**fake["masked_mixers.data.stream"], "masked_mixers.training.train": 1}
+    monkeypatch.setattr(graph, "GRAPH", fake)
+    assert "training" in graph.layer_edges()["data"] and "training" not in LAYERS["data"]
 
 
-MODELS = f"{PACKAGE}.models"
-COMMANDS = f"{PACKAGE}.commands"
-CLI = f"{PACKAGE}.cli"
-
-
-def upward_imports() -> dict[str, list[str]]:
-    rules = {
-        "models/** imports only models/**": (lambda m: inside(m, MODELS), lambda t: not inside(t, MODELS)),
-        "models/family.py imports nothing of masked_mixers": (lambda m: m == f"{MODELS}.family", lambda t: True),
-        "errors.py imports nothing of masked_mixers": (lambda m: m == f"{PACKAGE}.errors", lambda t: True),
-        "only cli.py (and commands/**) import commands/**": (
-            lambda m: m != CLI and not inside(m, COMMANDS),
-            lambda t: inside(t, COMMANDS),
-        ),
-        "nothing imports cli.py": (lambda m: True, lambda t: t == CLI),
-    }
-    return {
-        rule: [where(m, t) for m, targets in GRAPH.items() if applies(m) for t in targets if forbidden(t)]
-        for rule, (applies, forbidden) in rules.items()
-    }
-
-
-@pytest.mark.parametrize("rule", list(upward_imports()))
-def test_no_upward_imports(rule):
-    violations = upward_imports()[rule]
-    assert not violations, f"{rule}; violated by:\n  " + "\n  ".join(violations)
+def test_architecture_doc_draws_the_current_graph():
+    """docs/architecture.md embeds `python3 scripts/import_graph.py --mermaid`, regenerated, not hand-made."""
+    doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    assert graph.mermaid() in doc, "regenerate the drawing: python3 scripts/import_graph.py --mermaid"
