@@ -137,9 +137,9 @@ def test_closed_choices_match_the_models_own_lists():
     """The schema's Literal choices are checked at load time; the model configs check the same lists."""
     import typing
 
-    from masked_mixers.runs.config import LinearVariant, MixerType
     from masked_mixers.models.linear_mixer.configuration import LINEAR_VARIANTS
     from masked_mixers.models.masked_mixer.configuration import MIXER_TYPES
+    from masked_mixers.runs.config import KNOBS
 
-    assert typing.get_args(MixerType) == MIXER_TYPES
-    assert typing.get_args(LinearVariant) == LINEAR_VARIANTS
+    assert typing.get_args(KNOBS["mixer_type"].type) == MIXER_TYPES
+    assert typing.get_args(KNOBS["linear_variant"].type) == LINEAR_VARIANTS

@@ -33,7 +33,7 @@ LAYERS: dict[str, set[str]] = {
     "probes": {"core", "data", "models", "runs", "training"},
     "compare": {"core", "data", "models", "objectives", "retrieval", "runs", "training"},
     "bench": {"compare", "core", "data", "generation", "models", "objectives", "runs"},
-    "reproduce": {"bench", "compare", "core", "data", "probes", "retrieval", "runs", "training"},
+    "reproduce": {"bench", "compare", "core", "data", "models", "probes", "retrieval", "runs", "training"},
     "commands": {"bench", "compare", "core", "data", "generation", "models", "objectives", "probes", "reproduce", "retrieval", "runs", "serving", "training"},
     "entry": {"commands", "core"},  # masked_mixers_entry.py: the dispatch table; the package only once a command runs
     "cli": {"entry"},  # `python -m masked_mixers.cli`

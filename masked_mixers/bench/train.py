@@ -43,7 +43,6 @@ from .timing import DTYPES, matmul_peak, timed
 
 
 LLAMA_ATTENTION = ("sdpa", "eager", "flex_attention", "flash_attention_2")
-TILED_FAMILIES = ("mixer",)  # families whose token mixing takes --triangular-tiles
 
 
 def _ints(text: str) -> list[int]:
@@ -112,10 +111,10 @@ def _peak_memory(spec: ModelSpec, batch: torch.Tensor, vocab: int, dtype: str) -
 
 
 def _contenders(args) -> list[tuple[str, str, int]]:
-    """(family, dtype, triangular tile) triples; only TILED_FAMILIES take tiles other than 0."""
+    """(family, dtype, triangular tile) triples; only families with `Capabilities.triangular_tiles` take tiles other than 0."""
     out = []
     for family, dtype in itertools.product(args.families, args.dtypes):
-        tiles = args.triangular_tiles if family in TILED_FAMILIES else [0]
+        tiles = args.triangular_tiles if FAMILIES[family].capabilities.triangular_tiles else [0]
         out += [(family, dtype, tile) for tile in dict.fromkeys(tiles)]
     return out
 
@@ -127,7 +126,7 @@ def _prepare(args, spec: ModelSpec, tile: int):
     model, params = build_model(spec, args.vocab_size)
     if tile:
         set_triangular_tile(model, tile)
-    if spec.family.startswith("llama"):
+    if FAMILIES[spec.family].capabilities.switchable_attention:
         model.set_attn_implementation(args.llama_attention)
     model.to(args.device).train()
     fused = args.fused_adamw and args.device.startswith("cuda")
@@ -142,9 +141,9 @@ def bench_group(args, seq_len: int, d_model: int, peaks: dict, progress) -> list
     for family, dtype, tile in _contenders(args):
         spec = _spec(args, family, seq_len, d_model)
         row = {"family": family, "seq_len": seq_len, "d_model": d_model, "layers": args.layers, "batch_size": args.batch_size, "dtype": dtype}
-        if family in TILED_FAMILIES:
+        if FAMILIES[family].capabilities.triangular_tiles:
             row["triangular_tile"] = tile
-        if family.startswith("llama"):
+        if FAMILIES[family].capabilities.switchable_attention:
             row["attention"] = args.llama_attention
         rows.append(row)
         estimate = estimate_bytes(spec, args.batch_size, args.vocab_size)

@@ -29,6 +29,7 @@ import time
 import torch
 
 from ..core.errors import UserError
+from ..models import family_of
 
 
 class StaticDecoder:
@@ -97,9 +98,7 @@ def _restore(decoder: StaticDecoder, saved: list[torch.Tensor]) -> None:
 
 
 def _check(model, input_ids: torch.Tensor, max_new_tokens: int, graphs: bool) -> None:
-    from ..models.masked_mixer import MaskedMixerForCausalLM
-
-    if not isinstance(model, MaskedMixerForCausalLM):
+    if not family_of(model).capabilities.compiled_decoding:
         raise UserError(f"compiled decoding: only masked mixers have it, not {type(model).__name__}")
     if graphs and model.device.type != "cuda":
         raise UserError(f"compiled decoding: CUDA graphs need a CUDA device; the model is on {model.device.type}")

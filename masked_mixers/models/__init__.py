@@ -1,37 +1,38 @@
 """Model architectures, one package per family, and the family table everything else reads.
 
-Each package declares its family (`Family`, see family.py) in its `family.py`. `FAMILIES` below
-lists them: adding a family is one new package and one line here. Importing this module
-registers every family's config and model classes with transformers' Auto classes.
+Each package declares its families (`Family`, see family.py) in its `family.py` and lists them as
+`FAMILIES` in its `__init__.py`. `FAMILY_PACKAGES` below names the packages: adding a family is one
+new package and one line there (docs/families.md). Importing this module registers every family's
+config and model classes with transformers' Auto classes.
 """
 
 from __future__ import annotations
 
+import importlib
+
 import transformers
 
-from . import ablated_llama, autoencoder, bidirectional, gpt2, linear_mixer, llama, masked_mixer, transfixer
 from .ablated_llama import AblatedLlamaConfig, AblatedLlamaForCausalLM, AblatedLlamaModel
 from .autoencoder import AutoencodingMixer, AutoencodingMixerConfig, AutoencodingTransformer, AutoencodingTransformerConfig
 from .bidirectional import BidirectionalLlamaConfig, BidirectionalLlamaLM, BidirectionalMixerConfig, BidirectionalMixerLM
-from .family import AUTOENCODE, CAUSAL_LM, TASKS, Capabilities, Family, FlopCount, context_length
+from .family import AUTOENCODE, CAUSAL_LM, TASKS, Capabilities, Family, FlopCount, Knob, context_length, default_label, lm_head_flops
 from .linear_mixer import LinearMixerConfig, LinearMixerForCausalLM, LinearMixerModel
 from .masked_mixer import MaskedMixerConfig, MaskedMixerForCausalLM, MaskedMixerModel
 from .transfixer import TransfixerConfig, TransfixerForCausalLM, TransfixerModel
 
+# The family packages, in the order choices are listed (the masked mixer and its baselines first).
+FAMILY_PACKAGES = (
+    "masked_mixer",
+    "llama",
+    "gpt2",
+    "ablated_llama",
+    "autoencoder",
+    "linear_mixer",
+    "transfixer",
+    "bidirectional",
+)
 FAMILIES: dict[str, Family] = {
-    family.name: family
-    for family in (
-        masked_mixer.FAMILY,
-        llama.FAMILY,
-        gpt2.FAMILY,
-        ablated_llama.FAMILY,
-        autoencoder.MIXER_FAMILY,
-        autoencoder.LLAMA_FAMILY,
-        linear_mixer.FAMILY,
-        transfixer.FAMILY,
-        bidirectional.MIXER_FAMILY,
-        bidirectional.LLAMA_FAMILY,
-    )
+    family.name: family for package in FAMILY_PACKAGES for family in importlib.import_module(f"{__name__}.{package}").FAMILIES
 }
 _BY_MODEL_TYPE = {family.model_type: family for family in FAMILIES.values()}
 
@@ -92,6 +93,7 @@ __all__ = [
     "Capabilities",
     "Family",
     "FlopCount",
+    "Knob",
     "LinearMixerConfig",
     "LinearMixerForCausalLM",
     "LinearMixerModel",
@@ -102,5 +104,7 @@ __all__ = [
     "TransfixerForCausalLM",
     "TransfixerModel",
     "context_length",
+    "default_label",
+    "lm_head_flops",
     "family_of",
 ]

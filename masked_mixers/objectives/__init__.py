@@ -16,7 +16,7 @@ the model's config; the HF Trainer calls `compute_loss` (trainer.py); evaluation
 from __future__ import annotations
 
 from ..core.errors import UserError
-from ..models import CAUSAL_LM, family_of
+from ..models import family_of
 from .base import OBJECTIVE_KEY, objective_config, record, restore_modules
 from .completion import attach_mask, completion_eval_sums, completion_forward, completion_labels, completion_settings, one_step_ids
 from .mtp import MODES, attach_heads, mtp_compute_loss, mtp_eval_sums, mtp_settings
@@ -35,8 +35,7 @@ def check_objective(train, family, key: str = "train") -> None:
             raise UserError(f"{key}.mtp_tokens: must be >= 1, got {train.mtp_tokens}")
         if train.mtp_mode not in MODES:
             raise UserError(f"{key}.mtp_mode: unknown value {train.mtp_mode!r} (choose from {', '.join(MODES)})")
-        caps = family.capabilities
-        if family.task != CAUSAL_LM or caps.predicts_in_place or not caps.generates:
+        if family.label_shift != 1 or not family.capabilities.generates:
             raise UserError(f"{key}.objective: mtp needs a causal language model; family {family.name!r} is not one")
     if name == "completion" and not family.capabilities.one_step_completion:
         from ..models import FAMILIES

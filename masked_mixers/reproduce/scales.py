@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.errors import UserError
+
 
 @dataclass(frozen=True)
 class Scale:
@@ -44,10 +46,15 @@ class Scale:
     autoencoder_layers: int | None = None  # F3: encoder and decoder depth (None: layers)
 
     def learning_rate(self, family: str) -> float:
-        """The family's learning rate (the paper tunes one per family); unlisted families take Llama's."""
+        """The family's learning rate (the paper tunes one per kind of model): that of the group its
+        declaration names (`Family.learning_rate_group`); a group this scale does not list is refused."""
+        from ..models import FAMILIES
+
+        group = FAMILIES[family].learning_rate_group
         rates = dict(self.learning_rates)
-        kind = "mixer" if "mixer" in family else "gpt2" if family == "gpt2" else "llama"
-        return rates.get(kind, rates["llama"])
+        if group not in rates:
+            raise UserError(f"scale {self.name}: no learning rate for family {family!r} (its group {group!r}; the scale has {', '.join(rates)})")
+        return rates[group]
 
 
 SCALES: dict[str, Scale] = {

@@ -87,10 +87,16 @@ def render(card: dict) -> str:
 
 
 def _colour(side: str) -> str:
-    """Mixers blue, transformers orange, baselines grey."""
+    """The colour of the family a side names (`Family.colour`: mixers blue, transformers orange; the
+    longest name found wins, so "mixer_autoencoder" is not read as "mixer"); F3's "transformer" is
+    the Llama autoencoder; the unigram baseline is grey; F7's mixer variants ("linear",
+    "near_linear") name no family and are drawn as mixers."""
+    from ..models import FAMILIES
+
     if "unigram" in side:
         return "0.6"
-    return "C1" if any(name in side for name in ("llama", "gpt2", "transformer")) else "C0"
+    named = [name for name in FAMILIES if name in side] or (["llama"] if "transformer" in side else ["mixer"])
+    return FAMILIES[max(named, key=len)].colour
 
 
 def plot(card: dict, path: Path) -> None:

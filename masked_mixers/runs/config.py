@@ -11,6 +11,7 @@ The compare schema, which reuses ModelSpec, DataConfig and TrainConfig, is in co
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -24,8 +25,6 @@ from ..core.configfile import apply_overrides, at_least, from_dict, load_config,
 MAX_SEQ_LEN = 2**20
 LOGGERS_BUILT_IN = ("jsonl", "none")  # jsonl: our metrics.jsonl; none: no Trainer integration
 
-MixerType = Literal["flat", "expanded", "multihead"]
-LinearVariant = Literal["linear", "relu", "near_linear"]
 PaddingSide = Literal["right", "left"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 OnNonfinite = Literal["stop", "skip"]
@@ -35,25 +34,15 @@ MtpMode = Literal["recurrent", "heads"]
 
 
 @dataclass
-class ModelSpec:
-    """One model, in the size terms both families share.
+class CommonSpec:
+    """The size terms every family shares; `ModelSpec` adds every family's own knobs to these.
 
-    family: "mixer" (masked mixer), "llama" (transformers' LlamaForCausalLM), "gpt2" (transformers'
-      GPT2LMHeadModel), "llama_ablated" (the same Llama modules, with use_layer_norm/use_residual/
-      use_feed_forward switchable and feed_forward_attention),
-      "mixer_autoencoder" or "llama_autoencoder" (one-vector-bottleneck autoencoders), "linear_mixer",
-      "transfixer", "bidirectional_mixer", "bidirectional_llama" (see models.FAMILIES; an open set, so
-      checked by the factory against the registry rather than here).
+    family: one of models.FAMILIES ("mixer", "llama", "gpt2", "llama_ablated", "mixer_autoencoder",
+      "llama_autoencoder", "linear_mixer", "transfixer", "bidirectional_mixer", "bidirectional_llama";
+      an open set, so checked by the factory against the registry rather than here).
+    name: a label for tables and plots; null derives one from the family and the sizes.
     vocab_size: null takes the tokenizer's size when the run is prepared.
-    num_heads: attention heads for llama; heads of a multihead mixer.
-    intermediate_size: llama MLP width; null means ff_mult * hidden_size.
-    encoder_layers, decoder_layers: autoencoder stack depths; null means num_hidden_layers each.
-    compression_dim: autoencoder bottleneck width; null keeps hidden_size.
-    decoder_position_embedding: llama autoencoder only; false reproduces the paper's decoder, which
-      gets no position signal (see AutoencodingTransformerConfig).
-    linear_variant: for family linear_mixer, "linear", "relu" (ReLU before the head) or "near_linear".
-    feed_forward_attention: llama_ablated only; true replaces each block's MLP with a second
-      (pre-norm, residual) self-attention, the paper's "feed-forward replaced by attention".
+    seq_len: L, the fixed context length.
     """
 
     family: str = "mixer"
@@ -62,37 +51,55 @@ class ModelSpec:
     hidden_size: int = 256
     num_hidden_layers: int = 8
     seq_len: int = 512
-    num_heads: int = 4
-    mixer_type: MixerType = "flat"
-    expansion: int = 2
-    ff_mult: int = 4
-    intermediate_size: int | None = None
-    dropout: float = 0.0
     tie_word_embeddings: bool = False
-    use_layer_norm: bool = True
-    use_residual: bool = True
-    use_feed_forward: bool = True
-    feed_forward_attention: bool = False
-    encoder_layers: int | None = None
-    decoder_layers: int | None = None
-    compression_dim: int | None = None
-    decoder_position_embedding: bool = True
-    linear_variant: LinearVariant = "linear"
 
     def validate(self) -> None:
-        """Sizes in range (each family's own knobs are checked by the factory against its declaration)."""
-        at_least(self, 1, "hidden_size", "num_hidden_layers", "seq_len", "num_heads", "expansion", "ff_mult")
-        at_least(self, 1, "vocab_size", "intermediate_size", "encoder_layers", "decoder_layers", "compression_dim", optional=True)
+        """Sizes in range, and every family knob in the range its declaration states."""
+        at_least(self, 1, "hidden_size", "num_hidden_layers", "seq_len")
+        at_least(self, 1, "vocab_size", optional=True)
         require(self.seq_len <= MAX_SEQ_LEN, "seq_len", self.seq_len, f"must be at most {MAX_SEQ_LEN}")
-        require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
+        for knob in KNOBS.values():
+            if knob.minimum is not None:
+                at_least(self, knob.minimum, knob.name, optional=True)
+            if knob.below is not None:
+                value = getattr(self, knob.name)
+                require(value is None or value < knob.below, knob.name, value, f"must be below {knob.below:g}")
 
     @property
     def label(self) -> str:
-        """A short name for tables and plots."""
+        """A short name for tables and plots: `name`, else the family's own label of the sizes."""
+        from ..models import FAMILIES, default_label
+
         if self.name:
             return self.name
-        kind = self.family if self.family != "mixer" else f"mixer-{self.mixer_type}"
-        return f"{kind}-d{self.hidden_size}-n{self.num_hidden_layers}-L{self.seq_len}"
+        family = FAMILIES.get(self.family)
+        return family.label_of(self) if family else default_label(self.family, self)
+
+
+def _collect_knobs() -> dict:
+    """Every family's knobs by name; a knob two families declare must be the same declaration."""
+    from ..models import FAMILIES
+
+    knobs: dict = {}
+    for family in FAMILIES.values():
+        for knob in family.knobs:
+            if knobs.setdefault(knob.name, knob) != knob:
+                raise TypeError(f"families declare knob {knob.name!r} twice, differently: {knobs[knob.name]} vs {knob} ({family.name})")
+    return knobs
+
+
+KNOBS = _collect_knobs()
+# One model: the shared sizes plus every family's knobs (models/*/family.py declares them), so a
+# new knob edits only its family's package. The factory refuses a knob the spec's family does not read.
+ModelSpec = dataclasses.make_dataclass(
+    "ModelSpec",
+    [(knob.name, knob.type, field(default=knob.default)) for knob in KNOBS.values()],
+    bases=(CommonSpec,),
+)
+ModelSpec.__module__ = __name__
+ModelSpec.__doc__ = "One model, in the size terms every family shares plus each family's knobs:\n\n" + "\n".join(
+    f"  {knob.name} (default {knob.default!r}): {knob.doc}" for knob in KNOBS.values()
+)
 
 
 @dataclass
@@ -289,7 +296,7 @@ def load_run_config(path: str | os.PathLike, overrides: list[str] | None = None)
 
 # the YAML machinery, re-exported for code that reads a run's config by hand
 __all__ = [
-    "MAX_SEQ_LEN", "check_loggers", "check_scheduler", "DataConfig", "LinearVariant", "MixerType", "ModelSpec", "MtpMode", "Objective",
+    "MAX_SEQ_LEN", "check_loggers", "check_scheduler", "CommonSpec", "DataConfig", "KNOBS", "ModelSpec", "MtpMode", "Objective",
     "OnNonfinite", "Optimizer", "PaddingSide", "Precision", "RunConfig", "TrainConfig",
     "apply_overrides", "from_dict", "load_run_config", "load_yaml", "save_yaml", "to_dict",
 ]

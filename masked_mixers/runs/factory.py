@@ -1,7 +1,7 @@
 """Turn a `ModelSpec` into a model of its declared family (models/__init__.py), and count its parameters.
 
 Nothing here knows a family by name: each family's package says how a spec becomes its config
-(`Family.build_config`), which spec fields it reads (`Family.knobs`) and what hidden_size must be
+(`Family.build_config`), which spec fields it reads (`Family.knobs`, declared there) and what hidden_size must be
 a multiple of (`Family.size_multiple`).
 """
 
@@ -56,7 +56,7 @@ def check_knobs(spec: ModelSpec, key: str = "model") -> Family:
     defaults = ModelSpec()
     for f in dataclasses.fields(ModelSpec):
         if f.name not in fam.takes and getattr(spec, f.name) != getattr(defaults, f.name):
-            others = [name for name, other in FAMILIES.items() if f.name in other.knobs]
+            others = [name for name, other in FAMILIES.items() if f.name in other.knob_names]
             raise UserError(
                 f"{key}.{f.name}: family {spec.family!r} does not take it (families that do: {', '.join(others) or 'none'})"
             )

@@ -72,11 +72,11 @@ def evaluate_objective(model, dataset, batch_size: int = 16, max_batches: int | 
 def evaluate_model(model, dataset, batch_size: int = 16, max_batches: int | None = None, progress: bool = True) -> dict[str, float]:
     """Mean next-token cross entropy over all labelled tokens of `dataset` (not a mean of batch means).
 
-    Families that predict in place (bidirectional models, `Capabilities.predicts_in_place`) predict
-    token n at position n from both sides; shifting their labels would score them on a token the
-    backward stream has seen.
+    The shift is the family's (`Family.label_shift`): families that predict in place (bidirectional
+    models) predict token n at position n from both sides; shifting their labels would score them on
+    a token the backward stream has seen.
     """
-    shift = 0 if family_of(model).capabilities.predicts_in_place else 1
+    shift = family_of(model).label_shift
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

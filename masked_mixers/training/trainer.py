@@ -48,7 +48,6 @@ from ..models import family_of
 from ..objectives import compute_loss as objective_loss
 from ..objectives import objective_config
 from ..runs.rundir import MODEL_CONFIG, STAGING_DIR
-from .tasks import AUTOENCODE, model_task
 
 
 class NonFiniteLoss(UserError):
@@ -99,7 +98,7 @@ def declare_shifted_loss(model) -> None:
     count is not. "ForCausalLM" selects the same loss function, so only the count changes.
     Autoencoders and in-place (bidirectional) families do not shift; they are left as they are.
     """
-    if model is None or model_task(model) == AUTOENCODE or family_of(model).capabilities.predicts_in_place:
+    if model is None or family_of(model).label_shift == 0:
         return
     if LOSS_MAPPING.get(getattr(model, "loss_type", None)) is not ForCausalLMLoss:
         model.loss_type = "ForCausalLM"

@@ -3,14 +3,14 @@ and the MLP replaceable by attention (`feed_forward_attention`)."""
 
 from __future__ import annotations
 
-from ..family import ABLATION_SWITCHES, Capabilities, Family, FlopCount
+from ..family import ABLATION_KNOBS, ABLATION_SWITCHES, Capabilities, Family, FlopCount, Knob, lm_head_flops
 from ..llama.family import LLAMA_KNOBS, heads, llama_block_flops, llama_config_kwargs
-from ..masked_mixer.family import lm_head_flops
 from .modeling import AblatedLlamaConfig, AblatedLlamaForCausalLM, AblatedLlamaModel
 
 
 # the three removals every ablatable family has, and this family's replacement of the MLP by attention
-SWITCHES = ABLATION_SWITCHES + ("feed_forward_attention",)
+FEED_FORWARD_ATTENTION = Knob("feed_forward_attention", bool, False, "true replaces each block's MLP with a second (pre-norm, residual) self-attention")
+SWITCHES = ABLATION_SWITCHES + (FEED_FORWARD_ATTENTION.name,)
 
 
 def _config(spec, common: dict) -> AblatedLlamaConfig:
@@ -34,8 +34,8 @@ FAMILY = Family(
     model_class=AblatedLlamaForCausalLM,
     build_config=_config,
     flops=_flops,
-    knobs=LLAMA_KNOBS + SWITCHES,
-    capabilities=Capabilities(ablation_switches=SWITCHES, one_step_completion=True),
+    knobs=LLAMA_KNOBS + ABLATION_KNOBS + (FEED_FORWARD_ATTENTION,),
+    capabilities=Capabilities(ablation_switches=SWITCHES, one_step_completion=True, switchable_attention=True),
     auto={"AutoModel": AblatedLlamaModel, "AutoModelForCausalLM": AblatedLlamaForCausalLM},
     size_multiple=heads,
 )

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from ..family import AUTOENCODE, Capabilities, Family, FlopCount
+from ..family import AUTOENCODE, Capabilities, Family, FlopCount, Knob, lm_head_flops
 from ..llama.family import LLAMA_KNOBS, heads, llama_block_flops, llama_config_kwargs
-from ..masked_mixer.family import MIXER_KNOBS, lm_head_flops, mixer_block_flops, mixer_config_kwargs, mixer_size_multiple
+from ..masked_mixer.family import MIXER_KNOBS, mixer_block_flops, mixer_config_kwargs, mixer_size_multiple
 from .configuration import AutoencodingMixerConfig, AutoencodingTransformerConfig
 from .modeling import AutoencodingMixer, AutoencodingTransformer
 
-AUTOENCODER_KNOBS = ("encoder_layers", "decoder_layers", "compression_dim")
+AUTOENCODER_KNOBS = (
+    Knob("encoder_layers", int | None, None, "encoder depth; null means num_hidden_layers", minimum=1),
+    Knob("decoder_layers", int | None, None, "decoder depth; null means num_hidden_layers", minimum=1),
+    Knob("compression_dim", int | None, None, "bottleneck width; null keeps hidden_size", minimum=1),
+)
+DECODER_POSITION_EMBEDDING = Knob(
+    "decoder_position_embedding", bool, True,
+    "llama autoencoder: learned positions added to the decoder's input; false reproduces the paper's decoder, which gets no position signal",
+)
 
 
 def _depths(spec) -> int:
@@ -37,10 +45,12 @@ MIXER_FAMILY = Family(
     build_config=lambda spec, common: AutoencodingMixerConfig(**mixer_config_kwargs(spec), **_fields(spec), **common),
     flops=lambda spec, vocab, t: _depths(spec) * mixer_block_flops(spec, t) + _bottleneck(spec, t) + lm_head_flops(spec, vocab),
     knobs=MIXER_KNOBS + AUTOENCODER_KNOBS,
-    capabilities=Capabilities(positions_are_rows=True, positional_encoding=False, **_CAPABILITIES),
+    capabilities=Capabilities(positions_are_rows=True, **_CAPABILITIES),
     task=AUTOENCODE,
     auto={"AutoModel": AutoencodingMixer},
     size_multiple=mixer_size_multiple,
+    learning_rate_group="mixer",
+    colour="C0",
 )
 
 LLAMA_FAMILY = Family(
@@ -52,8 +62,8 @@ LLAMA_FAMILY = Family(
         **llama_config_kwargs(spec), **_fields(spec), decoder_position_embedding=spec.decoder_position_embedding, **common
     ),
     flops=lambda spec, vocab, t: _depths(spec) * llama_block_flops(spec, t) + _bottleneck(spec, t) + lm_head_flops(spec, vocab),
-    knobs=LLAMA_KNOBS + AUTOENCODER_KNOBS + ("decoder_position_embedding",),
-    capabilities=Capabilities(**_CAPABILITIES),
+    knobs=LLAMA_KNOBS + AUTOENCODER_KNOBS + (DECODER_POSITION_EMBEDDING,),
+    capabilities=Capabilities(switchable_attention=True, **_CAPABILITIES),
     task=AUTOENCODE,
     auto={"AutoModel": AutoencodingTransformer},
     size_multiple=heads,

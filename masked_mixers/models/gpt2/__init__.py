@@ -8,4 +8,6 @@ description becomes a `GPT2Config`.
 
 from .family import FAMILY, gpt2_config_kwargs, gpt2_flops
 
-__all__ = ["FAMILY", "gpt2_config_kwargs", "gpt2_flops"]
+FAMILIES = (FAMILY,)  # what models/__init__.py collects
+
+__all__ = ["FAMILIES", "FAMILY", "gpt2_config_kwargs", "gpt2_flops"]

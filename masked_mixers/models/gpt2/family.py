@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from ..family import Capabilities, Family, FlopCount
+from ..family import Capabilities, Family, FlopCount, lm_head_flops
 from ..llama.family import LLAMA_KNOBS, heads
-from ..masked_mixer.family import lm_head_flops
 
 GPT2_KNOBS = LLAMA_KNOBS  # num_heads, ff_mult, intermediate_size, dropout: the same knobs, GPT-2's names below
 
@@ -64,8 +63,9 @@ FAMILY = Family(
     build_config=lambda spec, common: GPT2Config(**gpt2_config_kwargs(spec, common)),
     flops=gpt2_flops,
     knobs=GPT2_KNOBS,
-    capabilities=Capabilities(cached_generation=True),
+    capabilities=Capabilities(cached_generation=True, switchable_attention=True),
     size_multiple=heads,
+    learning_rate_group="gpt2",
 )
 
 __all__ = ["FAMILY", "GPT2_KNOBS", "gpt2_block_flops", "gpt2_config_kwargs", "gpt2_flops"]

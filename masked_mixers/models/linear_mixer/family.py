@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from ..family import Capabilities, Family, FlopCount
-from ..masked_mixer.family import MIXER_CAPABILITIES, lm_head_flops
-from .configuration import LinearMixerConfig
+from typing import Literal
+
+from ..family import FF_MULT, Capabilities, Family, FlopCount, Knob, lm_head_flops
+from ..masked_mixer.family import MIXER_CAPABILITIES
+from .configuration import LINEAR_VARIANTS, LinearMixerConfig
 from .modeling import LinearMixerForCausalLM, LinearMixerModel
+
+LINEAR_VARIANT = Knob("linear_variant", Literal[LINEAR_VARIANTS], "linear", "linear (collapsible to one layer), relu (ReLU before the head) or near_linear")
 
 
 def _flops(spec, vocab_size: int, t: int) -> FlopCount:
@@ -22,7 +26,9 @@ FAMILY = Family(
     model_class=LinearMixerForCausalLM,
     build_config=lambda spec, common: LinearMixerConfig(seq_len=spec.seq_len, variant=spec.linear_variant, ff_mult=spec.ff_mult, **common),
     flops=_flops,
-    knobs=("linear_variant", "ff_mult"),
-    capabilities=Capabilities(**{**MIXER_CAPABILITIES.__dict__, "ablation_switches": ()}),
+    knobs=(LINEAR_VARIANT, FF_MULT),
+    capabilities=Capabilities(**{**MIXER_CAPABILITIES.__dict__, "ablation_switches": (), "triangular_tiles": False}),
     auto={"AutoModel": LinearMixerModel, "AutoModelForCausalLM": LinearMixerForCausalLM},
+    learning_rate_group="mixer",
+    colour="C0",
 )

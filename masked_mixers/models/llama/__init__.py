@@ -6,4 +6,6 @@ is against the real thing. `family.py` says how a size description becomes a `Ll
 
 from .family import FAMILY, llama_block_flops, llama_config_kwargs
 
-__all__ = ["FAMILY", "llama_block_flops", "llama_config_kwargs"]
+FAMILIES = (FAMILY,)  # what models/__init__.py collects
+
+__all__ = ["FAMILIES", "FAMILY", "llama_block_flops", "llama_config_kwargs"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from ..family import Capabilities, Family, FlopCount
-from ..masked_mixer.family import lm_head_flops
+from ..family import DROPOUT, FF_MULT, NUM_HEADS, Capabilities, Family, FlopCount, Knob, lm_head_flops
 
-LLAMA_KNOBS = ("num_heads", "ff_mult", "intermediate_size", "dropout")
-LLAMA_CAPABILITIES = Capabilities(cached_generation=True, one_step_completion=True)
+INTERMEDIATE_SIZE = Knob("intermediate_size", int | None, None, "MLP width; null means ff_mult * hidden_size", minimum=1)
+LLAMA_KNOBS = (NUM_HEADS, FF_MULT, INTERMEDIATE_SIZE, DROPOUT)
+LLAMA_CAPABILITIES = Capabilities(cached_generation=True, one_step_completion=True, switchable_attention=True)
 
 
 def llama_config_kwargs(spec) -> dict:

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from ..family import ABLATION_SWITCHES, Capabilities, Family, FlopCount
-from .configuration import MaskedMixerConfig
+from typing import Literal
+
+from ..family import ABLATION_KNOBS, ABLATION_SWITCHES, DROPOUT, FF_MULT, NUM_HEADS, Capabilities, Family, FlopCount, Knob, default_label, lm_head_flops
+from .configuration import MIXER_TYPES, MaskedMixerConfig
 from .modeling import MaskedMixerForCausalLM, MaskedMixerModel
 
-MIXER_KNOBS = ("mixer_type", "num_heads", "expansion", "ff_mult", "dropout")
+MIXER_TYPE = Knob("mixer_type", Literal[MIXER_TYPES], "flat", "token mixing: one L x L matrix (flat), expanded, or one per head (multihead)")
+EXPANSION = Knob("expansion", int, 2, "expanded mixers: the mixing goes through expansion x L positions", minimum=1)
+MIXER_KNOBS = (MIXER_TYPE, NUM_HEADS, EXPANSION, FF_MULT, DROPOUT)
 
 # Positions are mixing-matrix rows, there is no positional encoding, and the cache slides past L.
 MIXER_CAPABILITIES = Capabilities(
     positions_are_rows=True,
-    positional_encoding=False,
     cached_generation=True,
     slides_past_context=True,
     ablation_switches=ABLATION_SWITCHES,
     one_step_completion=True,
+    triangular_tiles=True,
+    compiled_decoding=True,
 )
 
 
@@ -50,10 +55,6 @@ def mixer_block_flops(spec, t: int) -> FlopCount:
     return FlopCount(dense=dense, token_mixing=mixing, attention=0, lm_head=0)
 
 
-def lm_head_flops(spec, vocab_size: int) -> FlopCount:
-    return FlopCount(dense=0, token_mixing=0, attention=0, lm_head=2 * spec.hidden_size * vocab_size)
-
-
 def mixer_flops(spec, vocab_size: int, t: int) -> FlopCount:
     return spec.num_hidden_layers * mixer_block_flops(spec, t) + lm_head_flops(spec, vocab_size)
 
@@ -69,11 +70,14 @@ FAMILY = Family(
     model_class=MaskedMixerForCausalLM,
     build_config=lambda spec, common: MaskedMixerConfig(**mixer_config_kwargs(spec), **common),
     flops=mixer_flops,
-    knobs=MIXER_KNOBS + ABLATION_SWITCHES,
+    knobs=MIXER_KNOBS + ABLATION_KNOBS,
     capabilities=MIXER_CAPABILITIES,
     auto={"AutoModel": MaskedMixerModel, "AutoModelForCausalLM": MaskedMixerForCausalLM},
     size_multiple=mixer_size_multiple,
     standalone=True,
+    learning_rate_group="mixer",
+    colour="C0",
+    label=lambda spec: default_label(f"mixer-{spec.mixer_type}", spec),
 )
 
-__all__ = ["FAMILY", "MIXER_CAPABILITIES", "MIXER_KNOBS", "lm_head_flops", "mixer_block_flops", "mixer_config_kwargs", "mixer_flops"]
+__all__ = ["FAMILY", "MIXER_CAPABILITIES", "MIXER_KNOBS", "mixer_block_flops", "mixer_config_kwargs", "mixer_flops"]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ..family import Capabilities, Family, FlopCount
+from ..family import Capabilities, Family, FlopCount, lm_head_flops
 from ..llama.family import LLAMA_KNOBS, heads, llama_block_flops, llama_config_kwargs
-from ..masked_mixer.family import lm_head_flops
 from .modeling import TransfixerConfig, TransfixerForCausalLM, TransfixerModel
 
 
@@ -21,7 +20,7 @@ FAMILY = Family(
     build_config=lambda spec, common: TransfixerConfig(**llama_config_kwargs(spec), **common),
     flops=_flops,
     knobs=LLAMA_KNOBS,
-    capabilities=Capabilities(positions_are_rows=True, one_step_completion=True),
+    capabilities=Capabilities(positions_are_rows=True, one_step_completion=True, switchable_attention=True),
     auto={"AutoModel": TransfixerModel, "AutoModelForCausalLM": TransfixerForCausalLM},
     size_multiple=heads,
 )
