@@ -36,7 +36,8 @@ from masked_mixers.retrieval import (
     train_direct,
 )
 from masked_mixers.retrieval.direct import candidate_batch
-from masked_mixers.retrieval.embedding import POSITIONS, padding_side
+from masked_mixers.retrieval.embedding import POSITIONS
+from masked_mixers.runs.layout import SCORE, input_side
 from masked_mixers.retrieval.pairs import (
     content_words,
     parse_tinystories_instruct,
@@ -203,7 +204,7 @@ def test_mixer_embeddings_pad_on_the_side_it_was_trained_with(tmp_path, stories,
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     model, tokenizer = load_language_model(tmp_path)
-    assert padding_side(model, tokenizer) == side  # the saved side survives loading
+    assert input_side(model, tokenizer, SCORE) == side  # the saved side survives loading
     text = "the cat sat on the mat."
     ids = tokenizer(text)["input_ids"]
     n = len(ids)
@@ -229,7 +230,7 @@ def test_only_families_whose_positions_are_rows_take_the_tokenizers_padding_side
     for family, expected in (("mixer", "left"), ("linear_mixer", "left"), ("llama", "right")):
         heads = dict(num_heads=2) if family == "llama" else {}
         model, _ = build_model(ModelSpec(family=family, hidden_size=32, num_hidden_layers=1, seq_len=16, **heads), len(tokenizer))
-        assert padding_side(model, tokenizer) == expected, family
+        assert input_side(model, tokenizer, SCORE) == expected, family
 
 
 def test_second_to_last_differs_from_last_token(model_dirs):

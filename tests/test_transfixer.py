@@ -93,3 +93,29 @@ def test_factory_family_and_loss():
     assert model.model.layers[0].token_mixing.weight.shape == (8, 8)
     ids = torch.randint(0, 30, (2, 8))
     assert torch.isfinite(model(ids, labels=ids).loss)
+
+
+def test_trained_right_padded_it_places_a_left_padded_prompt_at_position_zero():
+    """Like the masked mixer: a transfixer that records right-padded training skips leading pads
+    (a batched pipeline pads left, yet each prompt reads as if alone); unrecorded, leading pads keep
+    their positions as before (old run folders load unchanged)."""
+    model = make()
+    ids = torch.randint(1, VOCAB, (1, 6), generator=torch.Generator().manual_seed(3))
+    padded = torch.cat([torch.zeros(1, 4, dtype=torch.long), ids], dim=1)
+    mask = torch.cat([torch.zeros(1, 4), torch.ones(1, 6)], dim=1).long()
+    with torch.no_grad():
+        alone = model(ids).logits
+        kept = model(padded, attention_mask=mask).logits[:, 4:]
+        model.config.padding_side = "right"
+        skipped = model(padded, attention_mask=mask).logits[:, 4:]
+    torch.testing.assert_close(skipped, alone, atol=1e-5, rtol=0)
+    assert (kept - alone).abs().amax() > 1e-4  # leading pads kept their positions: the text sat at 4..9
+
+
+def test_padding_side_survives_save_and_load(tmp_path):
+    model = make()
+    model.config.padding_side = "right"
+    model.save_pretrained(tmp_path)
+    assert AutoModelForCausalLM.from_pretrained(tmp_path).config.padding_side == "right"
+    with pytest.raises(Exception, match="padding_side"):
+        TransfixerConfig(**SIZES, padding_side="up")

@@ -31,6 +31,8 @@ import datasets
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
+from ..runs.layout import columns
+
 IGNORE_INDEX = -100  # label of positions that carry no loss (transformers' convention)
 PIECE_CHARS = 1 << 16  # a packed document longer than twice this is encoded in pieces of 1-2x this many characters
 _PIECE_END = re.compile(r"(?<=\S) ")  # a space after a non-space: no byte-level or Metaspace pre-token crosses it
@@ -245,7 +247,7 @@ def expand_batch(batch: dict, layout: Layout) -> dict:
         labels = np.full((len(rows), L), IGNORE_INDEX, dtype=np.int64)
         mask = np.zeros((len(rows), L), dtype=np.int64)
         for i, row in enumerate(rows):
-            cols = slice(0, len(row)) if layout.padding_side == "right" else slice(L - len(row), L)
+            cols = columns(len(row), L, layout.padding_side)  # runs/layout.py: the one placement rule
             ids[i, cols] = labels[i, cols] = row
             mask[i, cols] = 1
         out.update(input_ids=ids, attention_mask=mask, labels=labels)

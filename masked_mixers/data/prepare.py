@@ -29,6 +29,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from ..runs.config import DataConfig
 from ..core.errors import UserError, reason
 from ..core.files import atomic_write_json, check_output_dir
+from ..runs.layout import check_padding_side
 from .cache import build_lock, discard, fingerprint, publish_work, remove_dead_builds, slug, work_dir
 from .corpus import corpus_identity, resolve_source
 from .examples import Layout, as_examples
@@ -66,8 +67,7 @@ class PreparedData:
 def _check(data: DataConfig, seq_len: int) -> None:
     if seq_len < 2:
         raise UserError(f"model.seq_len: {seq_len} is too short (at least 2 tokens)")
-    if data.padding_side not in ("right", "left"):
-        raise UserError(f"data.padding_side: {data.padding_side!r} is not 'right' or 'left'")
+    check_padding_side(data.padding_side, "data.padding_side")
     if data.eval_source is None and not 0 < data.eval_fraction < 1:
         raise UserError(f"data.eval_fraction: {data.eval_fraction} must be between 0 and 1 (or set data.eval_source)")
     for key in ("max_tokens", "shard_documents", "num_proc", "tokenizer_sample_documents"):

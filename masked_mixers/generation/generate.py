@@ -32,6 +32,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from ..core.errors import UserError
 from ..models import context_length, family_of
+from ..runs.layout import GENERATE, input_side, pad_token_id, place, positions_are_rows
 
 
 def sampling_kwargs(
@@ -48,12 +49,6 @@ def sampling_kwargs(
     if greedy:
         return {**kwargs, "do_sample": False, "temperature": None, "top_k": None, "top_p": None}
     return {**kwargs, "do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p}
-
-
-def _pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
-        if token_id is not None:
-            return token_id
 
 
 def _encode(tokenizer: PreTrainedTokenizerBase, prompt: str | list[int]) -> list[int]:
@@ -73,22 +68,12 @@ def encode_prompts(
     """input_ids and attention_mask (b, width) laid out as the module docstring says; prompts are texts or token ids."""
     if not prompts:
         raise UserError("prompt: give at least one prompt")
-    rows = family_of(model).capabilities.positions_are_rows
-    side = (padding_side or tokenizer.padding_side) if rows else "left"
-    if side not in ("left", "right"):
-        raise UserError(f"padding_side: {side!r} is not 'left' or 'right'")
+    side = input_side(model, tokenizer, GENERATE, override=padding_side)  # runs/layout.py owns the side
     encoded = [_encode(tokenizer, p) for p in prompts]
     width = max(map(len, encoded))
-    if rows and side == "left":
+    if positions_are_rows(model) and side == "left":
         width = max(width, context_length(model.config) - max_new_tokens)
-    pad = _pad_token_id(tokenizer)
-    ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, tokens in enumerate(encoded):
-        cols = slice(width - len(tokens), width) if side == "left" else slice(0, len(tokens))
-        ids[row, cols] = torch.tensor(tokens)
-        mask[row, cols] = 1
-    return {"input_ids": ids.to(model.device), "attention_mask": mask.to(model.device)}
+    return {k: v.to(model.device) for k, v in place(encoded, width, side, pad_token_id(tokenizer)).items()}
 
 
 @contextlib.contextmanager
@@ -142,7 +127,7 @@ def generate_ids(
             max_new_tokens=max_new_tokens,
             use_cache=use_cache and capabilities.cached_generation,
             streamer=streamer,
-            pad_token_id=_pad_token_id(tokenizer),
+            pad_token_id=pad_token_id(tokenizer),
             eos_token_id=tokenizer.eos_token_id,
             **sampling_kwargs(**sampling),
             **stops,

@@ -32,7 +32,8 @@ from lm_eval.models.huggingface import HFLM
 from ..core.devices import resolve_device
 from ..core.errors import UserError
 from . import generate_ids, require_causal_lm
-from ..models import context_length, family_of
+from ..models import context_length
+from ..runs.layout import positions_are_rows, trained_side
 from ..runs.rundir import load_run
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class MaskedMixersLM(HFLM):
             model, tokenizer = load_run(pretrained)
         require_causal_lm(model, str(pretrained or type(model).__name__))
         model.to(resolve_device(device))
-        if family_of(model).capabilities.positions_are_rows and tokenizer.padding_side == "left":
+        if positions_are_rows(model) and trained_side(model, tokenizer) == "left":
             log.warning("%s was trained with left padding; lm-eval scores text from position 0 (right-padded layout)", pretrained)
         super().__init__(pretrained=model, tokenizer=tokenizer, backend="causal", max_length=max_length or context_length(model),
                          batch_size=batch_size if str(batch_size).startswith("auto") else int(batch_size), **kwargs)  # fmt: skip

@@ -13,7 +13,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..core.errors import UserError
 from ..models import context_length
 from ..objectives import can_speculate, completion_settings, one_step_ids, speculative_greedy
-from .generate import _encode, _pad_token_id
+from ..runs.layout import pad_token_id
+from .generate import _encode
 
 
 def _decode(tokenizer: PreTrainedTokenizerBase, row: list[int]) -> str:
@@ -50,7 +51,7 @@ def one_step_text(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pr
     """The L/2 tokens a completion model writes after each prompt, in one forward pass."""
     if completion_settings(model) is None:
         raise UserError("--one-step: the model was not trained with train.objective: completion")
-    ids = one_step_ids(model, [_encode(tokenizer, p) for p in prompts], _pad_token_id(tokenizer))
+    ids = one_step_ids(model, [_encode(tokenizer, p) for p in prompts], pad_token_id(tokenizer))
     return [_decode(tokenizer, row) for row in ids.tolist()]
 
 

@@ -24,7 +24,8 @@ from ..runs.factory import count_parameters
 from ..core.files import save_figure
 from .bm25 import bm25_scores
 from .direct import fit_direct
-from .embedding import embed_texts, load_language_model, padding_side
+from ..runs.layout import SCORE, input_side
+from .embedding import embed_texts, load_language_model
 from .infonce import finetune_infonce
 from .metrics import candidate_counts, cosine_scores, metrics_vs_candidates
 from .pairs import PairSplits, load_splits, passage_index
@@ -66,7 +67,7 @@ def benchmark_model(
         raise UserError(f"unknown retrieval methods {sorted(unknown)} (choose from {', '.join(METHODS)})")
     model, tokenizer = load_language_model(model_dir, device, trust_remote_code=trust_remote_code)
     result = {"model_dir": str(model_dir), "model_type": model.config.model_type, "parameters": count_parameters(model).total}
-    result["padding_side"] = padding_side(model, tokenizer)
+    result["padding_side"] = input_side(model, tokenizer, SCORE)
     embedded = embed_splits(model, tokenizer, splits, s, progress, train="direct" in methods)
     test_q, test_p, test_t = embedded["test"]
     if "cosine" in methods:

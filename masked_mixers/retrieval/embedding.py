@@ -17,9 +17,9 @@ model saw text in training:
 
 - families whose positions are rows of mixing matrices (`Capabilities.positions_are_rows`: the
   masked and linear mixers, the transfixer) learned each row for one position, so they are padded
-  on the side their tokenizer was trained and saved with (`tokenizer.padding_side`): on the right
-  (text from position 0, the default and what packed training amounts to), or on the left to the
-  full L (text ending at position L - 1, as `data.padding_side: left` trained it);
+  on the side they were trained with (runs/layout.py, the one owner of the padding side): on the
+  right (text from position 0, the default and what packed training amounts to), or on the left to
+  the full L (text ending at position L - 1, as `data.padding_side: left` trained it);
 - every other family (Llama) is padded on the right: its positions then run from 0 as in packed
   training, and causality keeps the pads out of the real positions.
 """
@@ -35,6 +35,7 @@ from safetensors.torch import load_file
 from ..core.errors import UserError
 from ..core.files import save_safetensors
 from ..models import CAUSAL_LM, context_length, family_of
+from ..runs.layout import PADDING_SIDES, SCORE, input_side, pad_token_id, place
 from ..runs.rundir import load_run
 from .settings import POSITIONS
 from ..core.progress import progress_bar
@@ -45,7 +46,7 @@ def load_language_model(model_dir: str | Path, device: str | torch.device = "cpu
     """(model, tokenizer) of a run folder (rundir.load_run), set up for embedding.
 
     Only language models embed text here (an autoencoder's hidden states are not next-token
-    states). The tokenizer keeps the padding side the run trained with (see `padding_side`).
+    states). The tokenizer keeps the padding side the run trained with (runs/layout.py).
     """
     model, tokenizer = load_run(model_dir, trust_remote_code=trust_remote_code)
     if family_of(model).task != CAUSAL_LM:
@@ -58,24 +59,6 @@ def load_language_model(model_dir: str | Path, device: str | torch.device = "cpu
     return model, tokenizer
 
 
-def padding_side(model, tokenizer) -> str:
-    """The side inputs are padded on for this model: see the module docstring."""
-    try:
-        rows = family_of(model).capabilities.positions_are_rows
-    except ValueError:  # not a family of this package: no mixing rows
-        rows = False
-    side = tokenizer.padding_side if rows else "right"
-    if side not in ("left", "right"):
-        raise UserError(f"tokenizer padding_side {side!r} is not 'left' or 'right'")
-    return side
-
-
-def _pad_token_id(tokenizer) -> int:
-    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
-        if token_id is not None:
-            return token_id
-
-
 def tokenize(tokenizer, texts: Sequence[str], length: int, side: str = "right", width: int | None = None) -> dict[str, torch.Tensor]:
     """input_ids and attention_mask, (n, width): each text truncated to `length` tokens, padded on `side`.
 
@@ -83,16 +66,10 @@ def tokenize(tokenizer, texts: Sequence[str], length: int, side: str = "right", 
     The tokenizer's own padding_side is not consulted (the caller chose `side`).
     """
     width = length if width is None else width
-    if side not in ("left", "right") or width < length:
+    if side not in PADDING_SIDES or width < length:
         raise ValueError(f"need side 'left' or 'right' and width >= length (got {side!r}, {width} < {length})")
     encoded = tokenizer(list(texts), truncation=True, max_length=length)["input_ids"]  # n lists of <= length ids
-    ids = torch.full((len(encoded), width), _pad_token_id(tokenizer), dtype=torch.long)  # (n, width)
-    mask = torch.zeros_like(ids)
-    for row, tokens in enumerate(encoded):
-        cols = slice(width - len(tokens), width) if side == "left" else slice(0, len(tokens))
-        ids[row, cols] = torch.tensor(tokens, dtype=torch.long)
-        mask[row, cols] = 1
-    return {"input_ids": ids, "attention_mask": mask}
+    return place(encoded, width, side, pad_token_id(tokenizer))  # (n, width) each
 
 
 def tokenize_for(model, tokenizer, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
@@ -102,7 +79,7 @@ def tokenize_for(model, tokenizer, texts: Sequence[str], max_length: int | None 
     text ends at position L - 1 as in training. Embedding and fine-tuning both tokenize through here.
     """
     length = min(max_length or context_length(model), context_length(model))
-    side = padding_side(model, tokenizer)
+    side = input_side(model, tokenizer, SCORE)
     return tokenize(tokenizer, texts, length, side, context_length(model) if side == "left" else length)
 
 

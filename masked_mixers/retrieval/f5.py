@@ -26,7 +26,8 @@ from pathlib import Path
 from ..core.errors import UserError
 from .benchmark import embed_splits, infonce_then_cosine
 from .direct import fit_direct
-from .embedding import load_embeddings, load_language_model, padding_side, save_embeddings
+from ..runs.layout import SCORE, input_side
+from .embedding import load_embeddings, load_language_model, save_embeddings
 from .metrics import cosine_scores, metrics_vs_candidates
 from .pairs import PairSplits, build_pairs, passage_index, split_pairs
 from .settings import RetrievalSettings
@@ -99,7 +100,7 @@ def run_family(model_dir: str | Path, splits: PairSplits, settings: RetrievalSet
     test_q, test_p, test_t = embedded["test"]
     counts = [n for n in sorted({32, 128, *settings.direct_candidates}) if n <= len(test_p)]
     result = {
-        "model_dir": str(model_dir), "model_type": model.config.model_type, "padding_side": padding_side(model, tokenizer),
+        "model_dir": str(model_dir), "model_type": model.config.model_type, "padding_side": input_side(model, tokenizer, SCORE),
         "direct": fit_direct(embedded["train"], embedded["test"], settings, device, progress),
         "cosine": _cosine_rows(test_q, test_p, test_t, counts, settings),
     }

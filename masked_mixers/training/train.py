@@ -34,6 +34,7 @@ from .memory import PeakMemory
 from ..objectives import check_objective, data_collator, objective_config, prepare_model
 from ..core.progress import progress_hidden
 from .tasks import model_task, trainer_metric_hooks
+from ..runs.layout import record_padding_side
 from ..runs.rundir import METRICS, RUN_CONFIG, STAGING_DIR, SUMMARY, changed_keys, claim_run, clear_run, locked, read_summary
 from .trainer import RobustTrainer
 
@@ -271,8 +272,6 @@ def _train(run: RunConfig, args, out: Path, prepared, model, callbacks, resume: 
         with args.main_process_first(desc="preparing data"):
             prepared = prepare_data(run.data, run.model.seq_len)
     tokenizer = prepared.tokenizer
-    tokenizer.padding_side = run.data.padding_side  # saved with the model: generation and embeddings pad the same way
-    tokenizer.init_kwargs["padding_side"] = run.data.padding_side  # what save_pretrained writes (transformers 5 ignores the attribute)
     # L, where tokenizers' users (pipelines, lm-eval, sentence-transformers) look for the longest input
     tokenizer.model_max_length = tokenizer.init_kwargs["model_max_length"] = run.model.seq_len
     if model is None:
@@ -280,8 +279,7 @@ def _train(run: RunConfig, args, out: Path, prepared, model, callbacks, resume: 
         model, _ = build_model(
             run.model, len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
         )
-    if "padding_side" in model.config.to_dict():  # rows-positioned mixers place left-padded inputs by it
-        model.config.padding_side = run.data.padding_side
+    record_padding_side(model, tokenizer, run.data.padding_side)  # saved with the model: generation and embeddings pad the same way
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         raise UserError(f"data.tokenizer: {len(tokenizer)} tokens, more than the model's vocabulary ({model.get_input_embeddings().num_embeddings})")
     if run.train.gradient_checkpointing and not model.supports_gradient_checkpointing:

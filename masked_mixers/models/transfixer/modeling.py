@@ -12,7 +12,9 @@ efficient model it trained on TinyStories. The causal attention mask (models/att
 is passed to every layer explicitly, so causality never rests on an attention backend's default.
 
 Positions are mixing rows, so with an attention mask they follow it (models/masked_mixer/positions.py), as
-in the masked mixer: leading pads keep their positions, a pad after a real token takes none. The
+in the masked mixer: a pad after a real token takes no position, and leading pads keep theirs unless
+the model was trained on right-padded examples (`config.padding_side == "right"`, recorded by
+training as for the masked mixer): then a left-padded prompt sits at positions 0.. as if alone. The
 layers run on positions ("slots"): the rotary position of a token and its mixing row are both
 its slot index, and each column reports its slot's output. A prompt thus gets the same outputs
 alone as in a batch of prompts of other lengths, padded on either side.
@@ -41,11 +43,21 @@ from ..masked_mixer.positions import token_positions
 
 @strict
 class TransfixerConfig(LlamaConfig):
-    """A LlamaConfig; `max_position_embeddings` is also L, the size of each layer's token mixing."""
+    """A LlamaConfig; `max_position_embeddings` is also L, the size of each layer's token mixing.
+
+    `padding_side`: the side the training examples were padded on (None: not recorded, as in runs
+    saved before it was; leading pads then keep their positions).
+    """
 
     model_type = "transfixer"
 
     use_cache: bool = False
+    padding_side: str | None = None
+
+    def validate_architecture(self):
+        super().validate_architecture()
+        if self.padding_side not in (None, "left", "right"):
+            raise ValueError(f"padding_side must be 'left', 'right' or None, got {self.padding_side!r}")
 
 
 class TransfixerDecoderLayer(LlamaDecoderLayer):
@@ -99,7 +111,7 @@ class TransfixerModel(TransfixerPreTrainedModel):
             if x.shape[1] > L:
                 raise ValueError(f"input has {x.shape[1]} tokens but this transfixer was built for seq_len={L}")
             return BaseModelOutput(last_hidden_state=self.norm(self._run(x, None)))
-        pos = token_positions(attention_mask, L)
+        pos = token_positions(attention_mask, L, leading_pads=self.config.padding_side != "right")
         hidden = self._run(pos.scatter(x), pos.valid())  # (b, S, d): slots
         return BaseModelOutput(last_hidden_state=self.norm(pos.gather(hidden)))  # back to (b, t, d) columns
 
