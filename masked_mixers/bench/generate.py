@@ -48,7 +48,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from ..runs.config import ModelSpec
 from ..core.devices import resolve_device
-from ..core.files import atomic_write_text
+from ..core.files import atomic_write_json
 from ..core.errors import UserError
 from ..runs.factory import build_model
 from ..generation.full_window import full_window_generate
@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     settings["copy_bandwidth_bytes_per_s"] = bandwidth
     print(f"masked-mixers bench generate: {json.dumps(settings)}")
     print(_table(rows, ratios))
-    atomic_write_text(args.output, json.dumps({"settings": settings, "results": rows, "ratios": ratios}, indent=2) + "\n")
+    atomic_write_json(args.output, {"settings": settings, "results": rows, "ratios": ratios})
     print(f"wrote {args.output}")
     return 0
 
@@ -251,6 +251,6 @@ def _run_speculative(args: argparse.Namespace) -> int:
     settings = {"model_dir": args.speculative, "new_tokens": args.new_tokens, "repeats": args.repeats, "torch_threads": torch.get_num_threads()}
     print(f"masked-mixers bench generate --speculative: {json.dumps(settings)}")
     print(table(result))
-    atomic_write_text(args.output, json.dumps({"settings": settings, **result}, indent=2) + "\n")
+    atomic_write_json(args.output, {"settings": settings, **result})
     print(f"wrote {args.output}")
     return 0

@@ -17,14 +17,13 @@ counts differ by the eos tokens and the packing remainder). Tokenizer training, 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
 from ..runs.config import DataConfig
-from ..core.files import atomic_write_text
+from ..core.files import atomic_write_json
 from ..core.options import add_output
 
 
@@ -117,6 +116,6 @@ def run(args: argparse.Namespace) -> int:
               f"{r['text_mb_per_second_per_core']:.3f} | {r['vs_encode_batch_per_core']:.0%} | {per_token} |")
     results = {"documents": len(texts), "text_bytes": text_bytes, "seq_len": args.seq_len, "packing": args.packing,
                "vocab_size": len(tokenizer), "tokenizer_train_seconds": train_seconds, "rows": rows}
-    atomic_write_text(args.json_out, json.dumps(results, indent=2) + "\n")
+    atomic_write_json(args.json_out, results)
     print(f"bench prepare -> {args.json_out}")
     return 0

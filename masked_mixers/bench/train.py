@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import statistics
 
 import torch
@@ -33,7 +32,7 @@ import torch
 from ..runs.config import ModelSpec
 from ..core.devices import resolve_device
 from ..runs.factory import build_model, spec_for
-from ..core.files import atomic_write_text
+from ..core.files import atomic_write_json
 from ..models import FAMILIES
 from ..models.masked_mixer import MIXER_TYPES
 from ..core.options import add_device, add_output
@@ -223,6 +222,6 @@ def run(args: argparse.Namespace) -> int:
     table = format_table(rows)
     print(table)
     results = {"environment": environment(",".join(args.dtypes)), "settings": {k: v for k, v in vars(args).items() if k not in ("func",)}, "matmul_peak": peaks, "rows": rows}
-    atomic_write_text(args.json_out, json.dumps(results, indent=2) + "\n")
+    atomic_write_json(args.json_out, results)
     print(f"bench train: {sum('skipped' not in r for r in rows)} measured, {sum('skipped' in r for r in rows)} skipped -> {args.json_out}")
     return 0

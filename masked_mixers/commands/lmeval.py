@@ -25,7 +25,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 
 from ..core.configfile import check_seed_option
 from ..core.errors import UserError
@@ -53,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         from ..generation.harness import evaluate_run
     except ImportError as err:
         raise UserError(f"lm-eval is not installed ({err.name} is missing): pip install \"masked-mixers[lm-eval]\"") from None
-    from ..core.files import atomic_write_text
+    from ..core.files import atomic_write_json
 
     results = evaluate_run(
         args.model_dir, args.tasks, include_path=args.include_path, builtin_tasks=not args.no_builtin_tasks,
@@ -61,6 +60,6 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(make_table(results))
     if args.output:
-        atomic_write_text(args.output, json.dumps(results, indent=2, default=handle_non_serializable) + "\n")
+        atomic_write_json(args.output, results, default=handle_non_serializable)
         print(f"wrote {args.output}")
     return 0

@@ -15,11 +15,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..core.devices import check_device
-from ..core.files import check_output_dir
+from ..core.files import atomic_write_json, check_output_dir
 from ..core.options import add_device, add_output, add_trust_remote_code
 from ..runs.rundir import load_model_config
 from ..retrieval.settings import BENCHMARK_FIELDS, add_options, from_args
@@ -37,7 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..core.devices import resolve_device
-    from ..core.files import atomic_write_text
     from ..retrieval.benchmark import format_table, plot_benchmark, retrieval_benchmark
     from ..retrieval.f5 import direct_table_of_models
 
@@ -48,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         load_model_config(model_dir, args.trust_remote_code)  # both folders checked before any work
     result = retrieval_benchmark(args.mixer, args.transformer, args.pairs, settings, device=str(resolve_device(args.device)), trust_remote_code=args.trust_remote_code)
     out = Path(args.out)
-    atomic_write_text(out / "retrieval.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_json(out / "retrieval.json", result)
     plot_benchmark(result, out / "retrieval.png")
     print(format_table(result))
     direct = direct_table_of_models(result["models"])

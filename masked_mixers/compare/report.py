@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import transformers
 import yaml
 
 from ..core.configfile import to_dict
-from ..core.files import atomic_write_text
+from ..core.files import atomic_write_json, atomic_write_text
 from ..training.tasks import AUTOENCODE, CAUSAL_LM
 from .config import CompareConfig
 from .plots import PLOTS
@@ -273,6 +272,6 @@ def write_report(
     }
     if retrieval:
         results["retrieval"] = retrieval
-    atomic_write_text(output_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_json(output_dir / "results.json", results)
     atomic_write_text(output_dir / "report.md", render_markdown(results))
     return output_dir / "report.md"

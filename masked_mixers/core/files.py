@@ -147,9 +147,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
-    """Write `obj` as JSON with a final newline, atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2, **dumps: Any) -> None:
+    """Write `obj` as JSON with a final newline, atomically; `dumps`: more `json.dumps` arguments (default=...)."""
+    atomic_write_text(path, json.dumps(obj, indent=indent, **dumps) + "\n")
+
+
+def atomic_write_jsonl(path: str | os.PathLike, records: Any, **dumps: Any) -> None:
+    """Write `records` as JSON lines (one object per line), atomically; `dumps` as for atomic_write_json."""
+    atomic_write_text(path, "".join(json.dumps(record, **dumps) + "\n" for record in records))
 
 
 def save_figure(fig, path: str | os.PathLike, **savefig: Any) -> None:
@@ -187,6 +192,7 @@ __all__ = [
     "make_dir",
     "atomic_write_bytes",
     "atomic_write_json",
+    "atomic_write_jsonl",
     "atomic_write_text",
     "save_figure",
     "save_safetensors",

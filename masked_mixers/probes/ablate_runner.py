@@ -7,7 +7,6 @@ path, and rewrites the report after every variant so a long sweep can be watched
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -7,11 +7,10 @@ a report rewritten while a sweep runs is always whole.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-from ..core.files import atomic_write_text
+from ..core.files import atomic_write_json, atomic_write_text
 from .ablation import markdown_table
 
 
@@ -20,7 +19,7 @@ def write_representation_report(report: dict, out: Path) -> tuple[Path, Path, Pa
     from .plotting import plot_representation  # matplotlib only when a report is drawn
 
     json_path, md_path, png_path = out / "represent.json", out / "represent.md", out / "represent.png"
-    atomic_write_text(json_path, json.dumps(report, indent=1))
+    atomic_write_json(json_path, report, indent=1)
     atomic_write_text(md_path, representation_table(report))
     plot_representation(report, png_path)
     return json_path, md_path, png_path
@@ -65,7 +64,7 @@ def write_ablation_report(rows: list[dict], histories: dict, out: Path) -> None:
 
     atomic_write_text(out / "ablation.md", markdown_table(rows))
     curves = {f: {a: [(s, v if math.isfinite(v) else None) for s, v in pts] for a, pts in runs.items()} for f, runs in histories.items()}
-    atomic_write_text(out / "ablation.json", json.dumps(dict(rows=rows, loss_histories=curves), indent=1))
+    atomic_write_json(out / "ablation.json", dict(rows=rows, loss_histories=curves), indent=1)
     marks = {row["family"]: {} for row in rows}
     for row in rows:
         marks[row["family"]][row["ablation"]] = row["diverged_at"]

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..compare.report import environment
 from ..core.devices import resolve_device
 from ..core.errors import UserError
-from ..core.files import atomic_write_text, check_output_dir, make_dir
+from ..core.files import atomic_write_json, check_output_dir, make_dir
 from .context import HUB_SOURCE, Context
 from .finding import Finding
 from .findings import FINDINGS, RUN_ORDER
@@ -122,7 +122,7 @@ def run_reproduce(request: ReproduceRequest) -> dict:
         if entry is None:
             entry = _measure(finding, ctx)
             make_dir(path.parent)
-            atomic_write_text(path, json.dumps(entry, indent=2) + "\n")
+            atomic_write_json(path, entry)
         print(f"[reproduce] {finding.id}: {entry['verdict']} ({entry['reason']})", flush=True)
         card["findings"] = sorted(card["findings"] + [entry], key=lambda e: e["id"])
         card.update(seconds=time.perf_counter() - start, cpu_seconds=cpu_seconds() - cpu)

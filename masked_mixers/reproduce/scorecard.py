@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..core.files import atomic_write_text, save_figure
+from ..core.files import atomic_write_json, atomic_write_text, save_figure
 from .verdict import AGREES, DISAGREES
 
 MARK = {AGREES: "agrees", DISAGREES: "**disagrees**"}
@@ -132,7 +132,7 @@ def plot(card: dict, path: Path) -> None:
 def write(card: dict, output_dir: Path) -> list[Path]:
     """scorecard.json, scorecard.md and scorecard.png in output_dir, each written atomically."""
     paths = [output_dir / "scorecard.json", output_dir / "scorecard.md", output_dir / "scorecard.png"]
-    atomic_write_text(paths[0], json.dumps(card, indent=2) + "\n")
+    atomic_write_json(paths[0], card)
     atomic_write_text(paths[1], render(card))
     plot(card, paths[2])
     return paths

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..core.errors import UserError
-from ..core.files import atomic_write_text
+from ..core.files import atomic_write_jsonl
 from .settings import PAIR_KINDS
 
 # Small English stopword list: words too common to say what a document is about.
@@ -258,7 +258,7 @@ def read_pairs(path: str | Path, query_field: str = "query", passage_field: str 
 
 def write_pairs(path: str | Path, pairs: Iterable[Pair]) -> None:
     """Write pairs as .jsonl, atomically."""
-    atomic_write_text(path, "".join(json.dumps(asdict(p), ensure_ascii=False) + "\n" for p in pairs))
+    atomic_write_jsonl(path, (asdict(p) for p in pairs), ensure_ascii=False)
 
 
 def save_splits(out_dir: str | Path, splits: PairSplits) -> tuple[Path, Path]:

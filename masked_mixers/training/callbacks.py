@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 
 from ..core.clocks import TrainingClocks
 from ..core.errors import UserError
-from ..core.files import atomic_write_text
+from ..core.files import atomic_write_jsonl
 from ..runs.rundir import read_metrics
 
 CLOCK_KEYS = {"wall": "elapsed_s", "cpu": "cpu_s", "gpu": "gpu_s"}  # TrainingClocks.start argument -> metrics.jsonl key
@@ -36,7 +36,7 @@ class MetricsCallback(TrainerCallback):
             kept = [r for r in read_metrics(self.path) if r.get("skipped_step", r["step"]) <= state.global_step]
             self.history = kept
             before = {key: max((r.get(name) or 0.0 for r in kept), default=0.0) for key, name in CLOCK_KEYS.items()}
-            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+            atomic_write_jsonl(self.path, kept)
         self.clocks.start(**before)
 
     def on_step_begin(self, args, state, control, **kwargs):

@@ -9,7 +9,6 @@ and a training-FLOPs budget (budget.py), peak memory, and a final evaluation tha
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import sys
