@@ -1,4 +1,8 @@
-"""Shared fixtures: the real data in ../shared/data and one small prepared TinyStories slice."""
+"""Shared fixtures: the real data in ../shared/data, one small prepared TinyStories slice, and the
+switches several test files need (one torch thread, a private datasets cache).
+
+Test files import the data paths from here (`from conftest import TRAIN`) rather than spelling them.
+"""
 
 import os
 from pathlib import Path
@@ -11,6 +15,27 @@ VALID = SHARED / "tinystories" / "valid-lowercase.jsonl"
 
 # Keep test runs off the user's caches and quiet.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads; on a shared 2-core machine idle worker threads only spin.
+    A module opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def datasets_cache(tmp_path_factory, monkeypatch):
+    """Keep datasets' own builder cache (and its progress bars) out of the user's home directory."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path_factory.getbasetemp() / "hf-datasets"))
+    datasets.disable_progress_bars()
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,8 @@ what a user would see, as the issue counts it:
              written through), counted once its assertions passed
 
 The suite asserts "one line" and "nothing left behind" for every bad input; `OUTCOMES` collects
-the classification so `test_faults_commands.py::test_outcome_table` can print the table that
-docs/distributed.md reports.
+the classification, and tests/conftest.py's `pytest_terminal_summary` prints the table that
+docs/distributed.md reports at the end of a run that included the fault suite.
 """
 
 from __future__ import annotations

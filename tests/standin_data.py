@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 from datasets import Dataset
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
+from conftest import SHARED
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tinystories"
+DATA = SHARED / "tinystories"
 
 
 @dataclass

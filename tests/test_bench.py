@@ -2,7 +2,6 @@
 and the `bench train` command on a tiny grid."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +11,7 @@ from masked_mixers.bench.flops import forward_flops_per_token, mfu
 from masked_mixers.cli import main
 from masked_mixers.runs.config import ModelSpec
 from masked_mixers.runs.factory import build_model
+from conftest import TRAIN
 
 
 def test_mixer_flops_hand_computed():
@@ -74,7 +74,7 @@ def test_bench_train_command_writes_table_and_json(tmp_path, capsys):
 
 
 def test_bench_prepare_compares_with_encode_batch_and_reports_bytes_per_token(tmp_path, capsys):
-    corpus = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinystories" / "train-lowercase.jsonl"
+    corpus = TRAIN
     out = tmp_path / "prepare.json"
     args = ["bench", "prepare", "--source", str(corpus), "--max-documents", "150", "--vocab-size", "400", "--seq-len", "64",
             "--packing", "--num-proc", "1,2", "--output", str(out)]

@@ -35,22 +35,15 @@ from masked_mixers.runs.factory import build_model
 from masked_mixers.generation import encode_prompts, generate_ids
 from masked_mixers.models import AUTOENCODE, FAMILIES, context_length, family_of
 
-from pathlib import Path
+from conftest import TRAIN
 
-TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinystories" / "train-lowercase.jsonl"
 
 VOCAB, D, LAYERS, L, HEADS = 64, 32, 2, 16, 4
 NAMES = list(FAMILIES)
 SIZES = dict(vocab_size=VOCAB, hidden_size=D, num_hidden_layers=LAYERS, seq_len=L, num_heads=HEADS)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads; on a shared 2-core machine idle worker threads only spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def spec_for(family, **knobs) -> ModelSpec:

@@ -31,21 +31,15 @@ from masked_mixers.data import shards as shards_module
 from masked_mixers.data.examples import token_bytes
 from masked_mixers.core.errors import UserError
 from masked_mixers.runs.factory import build_model
+from conftest import SHARED, TRAIN, VALID
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-TRAIN = SHARED / "tinystories" / "train-lowercase.jsonl"
-VALID = SHARED / "tinystories" / "valid-lowercase.jsonl"
 SP_MODEL = SHARED / "tokenizers" / "tinystories-sp4096.model"
 MIXED_TEXT = "café naïve 日本語 🙂 once upon a time"
 
 DOCS = ["The cat sat.", "A much longer document about dogs that runs on " * 6, "Émile went to Zürich."]
 
 
-@pytest.fixture(autouse=True)
-def _datasets_cache(tmp_path_factory, monkeypatch):
-    """Keep datasets' own builder cache out of the user's home directory."""
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path_factory.getbasetemp() / "hf-datasets"))
-    datasets.disable_progress_bars()
+pytestmark = pytest.mark.usefixtures("datasets_cache")
 
 
 def write_jsonl(path: Path, texts: list[str], field: str = "text") -> Path:

@@ -9,7 +9,6 @@ import itertools
 import json
 from pathlib import Path
 
-import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -57,15 +56,9 @@ def tokenizer_file(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def private_datasets_cache(tmp_path, monkeypatch):
-    """datasets' own builder cache for this test only, so fuzzing leaves nothing in ~/.cache."""
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
-
-
 @SETTINGS
 @given(file=corpus_files())
-def test_any_corpus_file_prepares_or_is_one_user_error(tmp_path, tokenizer_file, private_datasets_cache, file):
+def test_any_corpus_file_prepares_or_is_one_user_error(tmp_path, tokenizer_file, datasets_cache, file):
     suffix, content = file
     corpus = tmp_path / f"corpus{next(_names)}{suffix}"
     corpus.write_bytes(content)

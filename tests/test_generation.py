@@ -16,8 +16,9 @@ from masked_mixers import MaskedMixerConfig, MaskedMixerForCausalLM
 from masked_mixers.bench.generate import CONTENDERS
 from masked_mixers.cli import main
 from masked_mixers.generation import encode_prompts, full_window_generate, generate_ids, generate_text
+from conftest import SHARED
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = SHARED
 VARIANTS = ["flat", "expanded", "multihead"]
 PROMPTS = ["once upon a time", "the dog", "lily and tom went to the park to play"]
 

@@ -27,12 +27,7 @@ CAUSAL = [n for n, f in FAMILIES.items() if f.task == CAUSAL_LM and f.capabiliti
 COMPLETING = [n for n, f in FAMILIES.items() if f.capabilities.one_step_completion]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(name: str, layers: int = 2, seed: int = 0, **train):

@@ -1,11 +1,12 @@
 """Representation accuracy: the probe recovers real inputs from an untrained mixer, and the metric counts right."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+from conftest import VALID
 
 from masked_mixers.cli import main
 from masked_mixers.runs.config import ModelSpec, RunConfig, save_yaml
@@ -22,7 +23,7 @@ from masked_mixers.probes.representation import (
     representation_accuracy,
 )
 
-STORIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinystories" / "valid-lowercase.jsonl"
+STORIES = VALID
 VOCAB = 256
 
 

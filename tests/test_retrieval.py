@@ -12,6 +12,8 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from conftest import TRAIN
+
 from masked_mixers.cli import main
 from masked_mixers.runs.config import ModelSpec
 from masked_mixers.runs.factory import build_model
@@ -45,7 +47,7 @@ from masked_mixers.retrieval.pairs import (
     split_sentences,
 )
 
-STORIES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tinystories" / "train-lowercase.jsonl"
+STORIES = TRAIN
 
 
 @pytest.fixture(scope="module")

@@ -27,18 +27,14 @@ from masked_mixers.data.shards import ShardSpec, rows_table
 from masked_mixers.data.stream import stream_texts
 from masked_mixers.core.errors import UserError
 from masked_mixers.training.evaluation import _batches
+from conftest import SHARED, TRAIN
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-TRAIN = SHARED / "tinystories" / "train-lowercase.jsonl"
 SP_MODEL = SHARED / "tokenizers" / "tinystories-sp4096.model"
 TEXTS = [json.loads(line)["text"] for line in TRAIN.read_text(encoding="utf-8").splitlines()[:120]]
 
 
-@pytest.fixture(autouse=True)
-def _datasets_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path_factory.getbasetemp() / "hf-datasets"))
-    datasets.disable_progress_bars()
+pytestmark = pytest.mark.usefixtures("datasets_cache")
 
 
 def _jsonl(path: Path, texts: list[str]) -> Path:
