@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import manifest
 from ..core.errors import UserError, reason
+from ..core.files import share_like_umask
 from .rundir import CHECKPOINT_PREFIX, LOCK, MODEL_CONFIG, RUN_CONFIG, STAGING_DIR, SUMMARY, is_model_dir
 
 CARD = "README.md"
@@ -206,9 +207,7 @@ def _copy_local(staged: Path, dest: Path) -> str:
     incoming = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.incoming-"))
     shutil.copytree(staged, incoming, dirs_exist_ok=True)
     manifest.record(incoming, *os.listdir(staged), what=manifest.PUSH)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(incoming, 0o777 & ~mask)  # mkdtemp makes 0700
+    share_like_umask(incoming)  # mkdtemp makes 0700, the staged weights may be 0600
     aside = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))  # a fresh name: nothing of the user's is in the way
     if dest.exists():
         os.replace(dest, aside / "old")  # dest holds only our earlier push (checked by _local_destination)

@@ -159,6 +159,24 @@ def check_own(folder: str | os.PathLike, name: str) -> None:
         raise UserError(f"{entry}: exists and was not written by masked-mixers; move it away or choose another output folder")
 
 
+def move_in(staging: str | os.PathLike, folder: str | os.PathLike, names: list[str], what: str = RUN) -> None:
+    """Move `names` from a complete staging folder into `folder`, in the order given: the one staged swap.
+
+    Each name must be absent or ours (`check_own`) and is recorded before it moves; an earlier entry
+    of the same name (ours) is replaced. Each move is a rename within one filesystem, so a reader
+    sees the old entry or the whole new one; callers order the names so the one that marks the
+    folder complete (config.json) comes last.
+    """
+    for name in names:
+        check_own(folder, name)  # a user's file where ours goes is refused, not replaced
+    record(folder, *names, what=what)
+    for name in names:
+        target = Path(folder) / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)  # ours: checked above
+        os.replace(Path(staging) / name, target)
+
+
 def enclosing_run(path: str | os.PathLike) -> Path | None:
     """The run folder or checkpoint that `path` lies inside (not `path` itself), or None."""
     path = Path(os.path.realpath(os.path.expanduser(path)))

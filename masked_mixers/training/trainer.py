@@ -139,14 +139,7 @@ class RobustTrainer(Trainer):
         if self.args.should_save:
             share_like_umask(staging)
             names = sorted(os.listdir(staging), key=lambda name: name == MODEL_CONFIG)  # config.json last: it marks a model folder
-            for name in names:
-                manifest.check_own(root, name)  # a user's file where the model goes is refused, not replaced
-            manifest.record(root, *names)
-            for name in names:
-                target = os.path.join(root, name)
-                if os.path.isdir(target) and not os.path.islink(target):
-                    shutil.rmtree(target)
-                os.replace(os.path.join(staging, name), target)
+            manifest.move_in(staging, root, names)
             shutil.rmtree(staging, ignore_errors=True)
         self.accelerator.wait_for_everyone()
 
@@ -161,11 +154,7 @@ class RobustTrainer(Trainer):
         if self.args.should_save:
             share_like_umask(staging)  # transformers writes weights 0600
             name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            target = os.path.join(root, name)
-            manifest.check_own(root, name)
-            manifest.record(root, name)
-            shutil.rmtree(target, ignore_errors=True)  # a stale copy of the same step from an earlier run (ours: checked above)
-            os.replace(os.path.join(staging, name), target)
+            manifest.move_in(staging, root, [name])  # replaces a stale copy of the same step from an earlier run (ours)
             shutil.rmtree(staging, ignore_errors=True)
             rotate_checkpoints(root, self.args.save_total_limit)
             manifest.forget_missing(root, f"{PREFIX_CHECKPOINT_DIR}-*")
