@@ -13,7 +13,8 @@ import torch
 from transformers import TrainerCallback
 
 from faults import copy_model, expect_one_line, record, snapshot, tiny_config
-from masked_mixers import training
+from masked_mixers.runs import manifest
+from masked_mixers.training import train as training
 from masked_mixers.runs.checkpoints import damage, newest_intact
 from masked_mixers.runs.config import load_run_config
 from masked_mixers.core.errors import UserError
@@ -102,8 +103,9 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(stopped_run, tmp_path
 
     config = _copy(stopped_run, tmp_path, cache, save_steps=0)  # no new checkpoint: the damaged one must stay as it is
     out = tmp_path / "out"
-    if kind == "empty checkpoint-999":
+    if kind == "empty checkpoint-999":  # left by a save cut short: the manifest lists it (a user's own is refused, below)
         (out / "checkpoint-999").mkdir()
+        manifest.record(out, "checkpoint-999")
         skipped, used = out / "checkpoint-999", out / "checkpoint-4"
     else:
         DAMAGES[kind][0](out / "checkpoint-4")
@@ -120,6 +122,15 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(stopped_run, tmp_path
     assert json.loads((out / "train_summary.json").read_text())["steps"] == 6
     assert snapshot(skipped) == evidence  # skipped, never deleted or changed
     record(24)
+
+
+def test_a_checkpoint_folder_the_toolkit_did_not_write_is_refused(stopped_run, tmp_path, cache, capsys):
+    """An empty checkpoint-999 the user made (not in the manifest) is not the toolkit's: one line, nothing touched."""
+    config = _copy(stopped_run, tmp_path, cache)
+    out = tmp_path / "out"
+    (out / "checkpoint-999").mkdir()
+    line = expect_one_line(["train", config], capsys, watched=(out,), names="checkpoint-999", item=24)
+    assert "did not write" in line
 
 
 def test_resume_with_no_intact_checkpoint_is_one_line(stopped_run, tmp_path, cache, capsys):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from faults import expect_one_line, record, snapshot, tiny_config
-from masked_mixers import manifest
+from masked_mixers.runs import manifest
 from masked_mixers.cli import main
 from masked_mixers.runs.config import load_run_config
 from masked_mixers.core.errors import UserError

@@ -68,7 +68,7 @@ def _is_legacy_run(folder: Path) -> bool:
 
 def _code_files() -> frozenset[str]:
     """The modeling files save_pretrained copies beside a standalone family's weights: this package's model modules."""
-    return frozenset(p.name for p in (Path(__file__).parent / "models").rglob("*.py") if p.name != "__init__.py")
+    return frozenset(p.name for p in (Path(__file__).parents[1] / "models").rglob("*.py") if p.name != "__init__.py")
 
 
 def _legacy_owned(folder: Path) -> set[str]:
