@@ -27,15 +27,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("compare", "train masked mixers and transformers side by side on the same tokens; write a report"),
     "prepare": ("prepare", "tokenize a corpus into cached fixed-length examples"),
     "train": ("train", "train one model from a run config"),
-    "eval": ("evaluate", "held-out metrics of a trained model (loss, perplexity, bits per byte; reconstruction for autoencoders)"),
+    "eval": (
+        "evaluate",
+        "held-out metrics of a trained model (loss, perplexity, bits per byte; reconstruction for autoencoders)",
+    ),
     "generate": ("generate", "sample text from a trained model"),
     "push": ("push", "publish a run as a self-contained Hugging Face model with a model card (hub or local folder)"),
-    "lm-eval": ("lmeval", "run lm-evaluation-harness tasks on a trained model (loglikelihood, rolling, generate_until)"),
+    "lm-eval": (
+        "lmeval",
+        "run lm-evaluation-harness tasks on a trained model (loglikelihood, rolling, generate_until)",
+    ),
     "serve": ("serve", "HTTP server with an OpenAI-compatible /v1/completions endpoint (streaming or not)"),
     "represent": ("represent", "how much of its input a model keeps: invert hidden states back to tokens"),
     "ablate": ("ablate", "train without layer norms, residuals or feed-forward and detect divergence"),
     "reproduce": ("reproduce", "run the paper's findings (F1-F7) with its protocols and write one scorecard"),
-    "bench": ("bench", "benchmarks: `bench train` (tokens/s, MFU, memory), `bench generate`, `bench linear` (decoding speed), `bench prepare`"),
+    "bench": (
+        "bench",
+        "benchmarks: `bench train` (tokens/s, MFU, memory), `bench generate`, `bench linear` (decoding speed), `bench prepare`",
+    ),
     "pairs": ("pairs", "build (query, passage) retrieval pairs and split them"),
     "embed": ("embed", "embed texts with a trained model's hidden state (safetensors)"),
     "retrieve": ("retrieve", "retrieval benchmark: mixer vs transformer vs BM25"),
@@ -56,7 +65,9 @@ def version() -> str:
 class _VersionAction(argparse.Action):
     """`--version`, reading the version only when asked (importlib.metadata is not free)."""
 
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help="print the version and exit"):
+    def __init__(
+        self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help="print the version and exit"
+    ):
         super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
 
     def __call__(self, parser, namespace, values, option_string=None):
@@ -66,7 +77,9 @@ class _VersionAction(argparse.Action):
 
 def top_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     """The parser of `masked-mixers` itself and its (still empty) command subparsers."""
-    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=f"`{PROG} COMMAND --help` explains each command.")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=DESCRIPTION, epilog=f"`{PROG} COMMAND --help` explains each command."
+    )
     parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     return parser, sub
@@ -81,7 +94,9 @@ def requested_command(argv: list[str]) -> str | None:
 def _module(name: str):
     import importlib
 
-    return importlib.import_module(f"masked_mixers.commands.{COMMANDS[name][0]}")  # the package (torch, models) only now
+    return importlib.import_module(
+        f"masked_mixers.commands.{COMMANDS[name][0]}"
+    )  # the package (torch, models) only now
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

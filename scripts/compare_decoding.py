@@ -45,7 +45,15 @@ def worker(tree: str, layers: int) -> None:
                 mixer_type, batch = command[1], int(command[2])
                 if mixer_type not in models:
                     torch.manual_seed(0)
-                    spec = ModelSpec(family="mixer", mixer_type=mixer_type, vocab_size=4096, hidden_size=256, num_hidden_layers=layers, seq_len=512, num_heads=4)
+                    spec = ModelSpec(
+                        family="mixer",
+                        mixer_type=mixer_type,
+                        vocab_size=4096,
+                        hidden_size=256,
+                        num_hidden_layers=layers,
+                        seq_len=512,
+                        num_heads=4,
+                    )
                     models[mixer_type] = build_model(spec)[0].eval()
                 ids = torch.randint(1, 4096, (batch, 256), generator=torch.Generator().manual_seed(0))
                 out = models[mixer_type](input_ids=ids, use_cache=True)
@@ -55,16 +63,44 @@ def worker(tree: str, layers: int) -> None:
             wall, cpu = [], []
             if command[0] == "generate":  # one generate() run from the prompt; times between streamed tokens
                 stamps = []
-                streamer = type("Clock", (), {"put": lambda self, v: stamps.append((time.perf_counter(), time.thread_time())), "end": lambda self: None})()
+                streamer = type(
+                    "Clock",
+                    (),
+                    {
+                        "put": lambda self, v: stamps.append((time.perf_counter(), time.thread_time())),
+                        "end": lambda self: None,
+                    },
+                )()
                 ids = state["prompt"]
-                state["model"].generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=int(command[1]), min_new_tokens=int(command[1]),
-                                        do_sample=False, use_cache=True, streamer=streamer, pad_token_id=0, eos_token_id=None)
+                state["model"].generate(
+                    ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=int(command[1]),
+                    min_new_tokens=int(command[1]),
+                    do_sample=False,
+                    use_cache=True,
+                    streamer=streamer,
+                    pad_token_id=0,
+                    eos_token_id=None,
+                )
                 steps = list(zip(stamps[1:], stamps[2:]))  # after the prompt and the first token, as bench generate
-                print(json.dumps({"wall": [1e3 * (b[0] - a[0]) for a, b in steps], "cpu": [1e3 * (b[1] - a[1]) for a, b in steps]}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "wall": [1e3 * (b[0] - a[0]) for a, b in steps],
+                            "cpu": [1e3 * (b[1] - a[1]) for a, b in steps],
+                        }
+                    ),
+                    flush=True,
+                )
                 continue
             for _ in range(int(command[1])):
                 w, c = time.perf_counter(), time.thread_time()
-                state["token"] = state["model"](input_ids=state["token"], cache=state["cache"], logits_to_keep=1).logits[:, -1:].argmax(-1)
+                state["token"] = (
+                    state["model"](input_ids=state["token"], cache=state["cache"], logits_to_keep=1)
+                    .logits[:, -1:]
+                    .argmax(-1)
+                )
                 wall.append(1e3 * (time.perf_counter() - w))
                 cpu.append(1e3 * (time.thread_time() - c))
             print(json.dumps({"wall": wall, "cpu": cpu}), flush=True)
@@ -74,10 +110,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trees", help="name=CHECKOUT,name=CHECKOUT,... (ratios are to the first)")
     parser.add_argument("configs", nargs="+", help="MIXER_TYPE:BATCH, e.g. flat:1 multihead:8")
-    parser.add_argument("--rounds", type=int, default=5, help="timed rounds of 128 steps (one more, first, is a warm-up)")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="timed rounds of 128 steps (one more, first, is a warm-up)"
+    )
     parser.add_argument("--chunk", type=int, default=8, help="steps a worker takes per turn")
     parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--generate", type=int, metavar="N", help="time whole generate() runs of N new tokens instead, one run per turn")
+    parser.add_argument(
+        "--generate", type=int, metavar="N", help="time whole generate() runs of N new tokens instead, one run per turn"
+    )
     args = parser.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH="")
     workers = {}
@@ -91,7 +131,9 @@ def main() -> None:
         workers[name].stdin.flush()
         return workers[name].stdout.readline()
 
-    turns = f"one generate() of {args.generate} tokens per turn" if args.generate else f"128 steps in turns of {args.chunk}"
+    turns = (
+        f"one generate() of {args.generate} tokens per turn" if args.generate else f"128 steps in turns of {args.chunk}"
+    )
     print(f"1 thread, {args.layers} layers, {args.rounds} rounds, {turns}", flush=True)
     for config in args.configs:
         mixer_type, batch = config.split(":")
@@ -99,7 +141,9 @@ def main() -> None:
         for round_ in range(args.rounds + 1):
             for name in workers:
                 assert ask(name, f"reset {mixer_type} {batch}").strip() == "ok"
-            turns, command = (1, f"generate {args.generate}") if args.generate else (128 // args.chunk, f"steps {args.chunk}")
+            turns, command = (
+                (1, f"generate {args.generate}") if args.generate else (128 // args.chunk, f"steps {args.chunk}")
+            )
             for turn in range(turns):
                 names = list(workers) if (round_ + turn) % 2 == 0 else list(workers)[::-1]
                 for name in names:
@@ -108,7 +152,10 @@ def main() -> None:
                         times[name][key] += out[key]
         for key in ("cpu", "wall"):
             base = statistics.median(times[next(iter(workers))][key])
-            cells = [f"{name} {statistics.median(t[key]):.3f} ms ({statistics.median(t[key]) / base:.3f}x)" for name, t in times.items()]
+            cells = [
+                f"{name} {statistics.median(t[key]):.3f} ms ({statistics.median(t[key]) / base:.3f}x)"
+                for name, t in times.items()
+            ]
             print(f"{mixer_type} batch {batch}, {key} ms/step: " + "  ".join(cells), flush=True)
     for process in workers.values():
         process.stdin.close()

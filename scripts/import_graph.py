@@ -70,7 +70,9 @@ def imports_of(module: str) -> dict[str, int]:
     found: dict[str, int] = {}
 
     def add(target: str, line: int) -> None:
-        parts = target.split(".")  # the longest prefix that is one of our modules (an attribute import names its module)
+        parts = target.split(
+            "."
+        )  # the longest prefix that is one of our modules (an attribute import names its module)
         while parts and ".".join(parts) not in MODULES:
             parts.pop()
         if parts:

@@ -79,20 +79,34 @@ def main() -> None:
     rows = []
     for kind in args.kinds:
         for width in args.widths:
-            spec = ModelSpec(name=f"{kind}-d{width}", hidden_size=width, num_hidden_layers=args.layers, seq_len=args.seq_len, **KINDS[kind])
+            spec = ModelSpec(
+                name=f"{kind}-d{width}",
+                hidden_size=width,
+                num_hidden_layers=args.layers,
+                seq_len=args.seq_len,
+                **KINDS[kind],
+            )
             run = RunConfig(
                 model=spec,
                 train=TrainConfig(
-                    output_dir=str(Path(args.output_dir) / spec.label), max_steps=args.steps, batch_size=args.batch_size,
-                    learning_rate=args.learning_rate, warmup_steps=args.steps // 10, eval_steps=0, save_steps=0,
-                    logging_steps=max(args.steps // 5, 1), report_to=[],
+                    output_dir=str(Path(args.output_dir) / spec.label),
+                    max_steps=args.steps,
+                    batch_size=args.batch_size,
+                    learning_rate=args.learning_rate,
+                    warmup_steps=args.steps // 10,
+                    eval_steps=0,
+                    save_steps=0,
+                    logging_steps=max(args.steps // 5, 1),
+                    report_to=[],
                 ),
             )
             result = train(run, prepared, resume=False)
             rows.append((kind, width, result.parameters.non_embedding, result.train_loss, result.eval_metrics["loss"]))
             print(f"{kind:12s} d={width:4d} eval loss {rows[-1][-1]:.3f}", flush=True)
-    print(f"\n{args.layers} layers, L={args.seq_len}, {args.steps} steps x {args.batch_size} blocks, "
-          f"{len(prepared.train)} train / {len(prepared.eval)} eval blocks, vocab {len(tokenizer)}")
+    print(
+        f"\n{args.layers} layers, L={args.seq_len}, {args.steps} steps x {args.batch_size} blocks, "
+        f"{len(prepared.train)} train / {len(prepared.eval)} eval blocks, vocab {len(tokenizer)}"
+    )
     print(f"{'kind':12s} {'d_model':>7s} {'non-emb params':>14s} {'train loss':>10s} {'eval loss':>9s}")
     for kind, width, params, train_loss, eval_loss in rows:
         print(f"{kind:12s} {width:7d} {params:14,d} {train_loss:10.3f} {eval_loss:9.3f}")

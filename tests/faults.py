@@ -23,8 +23,8 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
-
 from clirun import write_config
+
 from masked_mixers.cli import main
 
 OUTCOMES: Counter = Counter()
@@ -36,7 +36,10 @@ def snapshot(path: Path) -> dict[str, str]:
         return {}
     if path.is_file():
         return {".": hashlib.sha256(path.read_bytes()).hexdigest()}
-    return {str(p.relative_to(path)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.rglob("*"))}
+    return {
+        str(p.relative_to(path)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+    }
 
 
 def classify(argv: list[str], capsys, watched: tuple[Path, ...] = ()) -> tuple[str, str]:
@@ -59,7 +62,9 @@ def classify(argv: list[str], capsys, watched: tuple[Path, ...] = ()) -> tuple[s
     return "traceback", err[-2000:]
 
 
-def expect_one_line(argv: list[str], capsys, *, watched: tuple[Path, ...] = (), names: str | None = None, item: int | None = None) -> str:
+def expect_one_line(
+    argv: list[str], capsys, *, watched: tuple[Path, ...] = (), names: str | None = None, item: int | None = None
+) -> str:
     """Assert the bad input `argv` is one line (naming `names` when given) and changes nothing watched."""
     outcome, line = classify(argv, capsys, watched)
     OUTCOMES[(item, outcome)] += 1

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
+from conftest import SHARED
 from datasets import Dataset
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
-from conftest import SHARED
 
 DATA = SHARED / "tinystories"
 
@@ -24,18 +24,20 @@ class StandinPrepared:
     tokenizer: PreTrainedTokenizerFast
 
 
-@lru_cache(maxsize=None)
+@cache
 def _texts(name: str, n: int) -> tuple[str, ...]:
     with open(DATA / name, encoding="utf-8") as handle:
         return tuple(json.loads(line)["text"] for _, line in zip(range(n), handle))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(_texts("train-lowercase.jsonl", 300), trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
 
@@ -52,7 +54,9 @@ def _examples(texts, tokenizer, seq_len: int) -> Dataset:
     return Dataset.from_dict(rows)
 
 
-def prepare_standin(data=None, seq_len: int = 32, n_train: int = 300, n_eval: int = 40, vocab_size: int = 512) -> StandinPrepared:
+def prepare_standin(
+    data=None, seq_len: int = 32, n_train: int = 300, n_eval: int = 40, vocab_size: int = 512
+) -> StandinPrepared:
     """Same call shape as prepare_data(data, seq_len); `data` is ignored."""
     tokenizer = _tokenizer(vocab_size)
     return StandinPrepared(

@@ -8,12 +8,12 @@ import torch
 from transformers import LlamaForCausalLM
 
 from masked_mixers.cli import main
-from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig, save_yaml
 from masked_mixers.core.errors import UserError
-from masked_mixers.runs.factory import build_model, count_parameters
 from masked_mixers.models import FAMILIES
-from masked_mixers.training.divergence import diverged_at, divergence_threshold, healthy_points
 from masked_mixers.probes.ablation import ABLATABLE_FAMILIES, ablation_runs, markdown_table, summarize_run
+from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig, save_yaml
+from masked_mixers.runs.factory import build_model, count_parameters
+from masked_mixers.training.divergence import diverged_at, divergence_threshold, healthy_points
 
 VOCAB, L = 40, 12
 SWITCHES = ("use_layer_norm", "use_residual", "use_feed_forward")
@@ -52,7 +52,9 @@ def test_a_loss_above_factor_times_ln_vocab_diverges_at_its_step():
     threshold = divergence_threshold(VOCAB)
     assert threshold == pytest.approx(3 * math.log(VOCAB))
     losses = _decreasing(30) + [threshold, threshold * 1.01, 5.0]
-    assert diverged_at(_points(losses), VOCAB) == 31  # at the threshold is not above it; a later recovery does not undo it
+    assert (
+        diverged_at(_points(losses), VOCAB) == 31
+    )  # at the threshold is not above it; a later recovery does not undo it
     assert diverged_at(_points(losses), VOCAB, factor=4.0) is None
     assert [v for _, v in healthy_points(_points(losses), VOCAB)] == losses[:31]
 
@@ -97,7 +99,9 @@ def test_ablated_llama_with_every_part_equals_llama(attn):
 def test_ablated_llama_drops_the_part(switch):
     whole, _ = build_model(_spec("llama_ablated"), VOCAB)
     ablated, _ = build_model(_spec("llama_ablated", **{switch: False}), VOCAB)
-    names = {n.split(".")[-2] for n, _ in ablated.named_parameters() if "layers" in n} | {n for n, _ in ablated.named_parameters()}
+    names = {n.split(".")[-2] for n, _ in ablated.named_parameters() if "layers" in n} | {
+        n for n, _ in ablated.named_parameters()
+    }
     if switch == "use_layer_norm":
         assert not any("layernorm" in n or n.startswith("model.norm") for n in names)
     if switch == "use_feed_forward":
@@ -111,7 +115,9 @@ def test_ablated_llama_drops_the_part(switch):
 
 def test_ablatable_families_come_from_the_family_table():
     """Every family declaring ablation switches is in the sweep, under its CLI name; llama means llama_ablated."""
-    assert sorted(ABLATABLE_FAMILIES.values()) == sorted(n for n, f in FAMILIES.items() if f.capabilities.ablation_switches)
+    assert sorted(ABLATABLE_FAMILIES.values()) == sorted(
+        n for n, f in FAMILIES.items() if f.capabilities.ablation_switches
+    )
     assert ABLATABLE_FAMILIES == {"mixer": "mixer", "llama": "llama_ablated"}
 
 
@@ -177,9 +183,11 @@ def test_ablated_llama_trains_and_generates():
 def test_variants_switch_one_part_each(tmp_path):
     variants = ablation_runs(RunConfig(model=_spec("mixer")), ["mixer", "llama"], ["none", "no_residual"], tmp_path)
     assert [(f, a, v.model.family) for f, a, v in variants] == [
-        ("mixer", "none", "mixer"), ("mixer", "no_residual", "mixer"),
-        ("llama", "none", "llama_ablated"), ("llama", "no_residual", "llama_ablated"),
-    ]  # fmt: skip
+        ("mixer", "none", "mixer"),
+        ("mixer", "no_residual", "mixer"),
+        ("llama", "none", "llama_ablated"),
+        ("llama", "no_residual", "llama_ablated"),
+    ]
     off = {(f, a): [s for s in SWITCHES if not getattr(v.model, s)] for f, a, v in variants}
     assert off[("mixer", "none")] == [] and off[("llama", "no_residual")] == ["use_residual"]
     assert len({v.train.output_dir for _, _, v in variants}) == 4
@@ -190,37 +198,66 @@ def test_variants_switch_one_part_each(tmp_path):
 
 def test_feed_forward_attention_variant_and_no_clip(tmp_path, capsys):
     """feed_forward_attention is a llama row only (the mixer has no such switch); clip=False turns clipping off."""
-    variants = ablation_runs(RunConfig(model=_spec("mixer")), ["mixer", "llama"], ["none", "feed_forward_attention"], tmp_path, clip=False)
-    assert [(f, a) for f, a, _ in variants] == [("mixer", "none"), ("llama", "none"), ("llama", "feed_forward_attention")]
+    variants = ablation_runs(
+        RunConfig(model=_spec("mixer")), ["mixer", "llama"], ["none", "feed_forward_attention"], tmp_path, clip=False
+    )
+    assert [(f, a) for f, a, _ in variants] == [
+        ("mixer", "none"),
+        ("llama", "none"),
+        ("llama", "feed_forward_attention"),
+    ]
     assert "mixer: skipping feed_forward_attention" in capsys.readouterr().out
     switched = {a: v.model.feed_forward_attention for f, a, v in variants if f == "llama"}
     assert switched == {"none": False, "feed_forward_attention": True}
     assert all(v.train.max_grad_norm == 0.0 and v.model.use_feed_forward for _, _, v in variants)
-    row = summarize_run("llama", "feed_forward_attention", [{"step": 1, "loss": 3.0}], None, 10, VOCAB, max_grad_norm=0.0)
+    row = summarize_run(
+        "llama", "feed_forward_attention", [{"step": 1, "loss": 3.0}], None, 10, VOCAB, max_grad_norm=0.0
+    )
     assert markdown_table([row]).splitlines()[-1].endswith("| 0 (off) |")
 
 
 def test_summary_row_and_table():
-    history = [{"step": 10 * i, "loss": v} for i, v in enumerate(_decreasing(10))] + [{"step": 100, "eval_loss": 2.5}, {"step": 110, "loss": float("nan")}]
+    history = [{"step": 10 * i, "loss": v} for i, v in enumerate(_decreasing(10))] + [
+        {"step": 100, "eval_loss": 2.5},
+        {"step": 110, "loss": float("nan")},
+    ]
     row = summarize_run("llama", "no_residual", history, {"eval_loss": 2.5}, 1234, VOCAB)
     assert row["diverged_at"] == 110 and row["final_loss"] is None and row["eval_loss"] is None and row["steps"] == 110
     assert row["min_loss"] == pytest.approx(_decreasing(10)[-1])
     table = markdown_table([row])
     assert "| llama | no_residual | 1234 | 110 | - |" in table
     healthy = summarize_run("llama", "none", history[:10], {"eval_loss": 2.5}, 1234, VOCAB)
-    assert healthy["diverged_at"] is None and healthy["final_loss"] == history[9]["loss"] and healthy["eval_loss"] == 2.5
+    assert (
+        healthy["diverged_at"] is None and healthy["final_loss"] == history[9]["loss"] and healthy["eval_loss"] == 2.5
+    )
 
 
 def test_a_finite_blow_up_ends_the_final_loss_where_the_run_diverged():
     """A run that blew up without reaching NaN has no final loss; its min_loss is from before the blow-up."""
-    history = [{"step": 4, "loss": 3.0}, {"step": 8, "loss": 2.5}, {"step": 12, "loss": 4e16}, {"step": 16, "loss": 1.0}]
+    history = [
+        {"step": 4, "loss": 3.0},
+        {"step": 8, "loss": 2.5},
+        {"step": 12, "loss": 4e16},
+        {"step": 16, "loss": 1.0},
+    ]
     row = summarize_run("mixer", "no_layer_norm", history, {"eval_loss": 9e15}, 10, VOCAB)
-    assert (row["diverged_at"], row["final_loss"], row["min_loss"], row["eval_loss"], row["steps"]) == (12, None, 2.5, None, 16)
+    assert (row["diverged_at"], row["final_loss"], row["min_loss"], row["eval_loss"], row["steps"]) == (
+        12,
+        None,
+        2.5,
+        None,
+        16,
+    )
 
 
 def _ablate_config(tmp_path, data_config, **train):
     """A run config over the session's prepared TinyStories slice (L=64, so its cache is reused)."""
-    options = dict(max_steps=20, batch_size=8, logging_steps=4, eval_steps=0, save_steps=0, warmup_steps=2, learning_rate=5e-3) | train
+    options = (
+        dict(
+            max_steps=20, batch_size=8, logging_steps=4, eval_steps=0, save_steps=0, warmup_steps=2, learning_rate=5e-3
+        )
+        | train
+    )
     run = RunConfig(model=_spec("mixer", layers=1, seq_len=64), data=data_config, train=TrainConfig(**options))
     path = tmp_path / "run.yaml"
     save_yaml(run, path)
@@ -237,7 +274,12 @@ def test_ablate_command_on_real_data(tmp_path, tiny_data_config, tiny_prepared):
     """Every variant trains through the real train() for the same budget; healthy runs report a final loss."""
     out = tmp_path / "ablate"
     ablations = ["none", "no_residual"]
-    assert main(["ablate", _ablate_config(tmp_path, tiny_data_config), "--ablations", *ablations, "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            ["ablate", _ablate_config(tmp_path, tiny_data_config), "--ablations", *ablations, "--output-dir", str(out)]
+        )
+        == 0
+    )
     report, rows = _report(out)
     assert list(rows) == [(f, a) for f in ("mixer", "llama") for a in ablations]
     baseline = tiny_prepared.stats["unigram_baseline"]
@@ -246,7 +288,10 @@ def test_ablate_command_on_real_data(tmp_path, tiny_data_config, tiny_prepared):
         assert row["final_loss"] < math.log(1024) and row["eval_loss"] < baseline + 1.0, row  # it learned something
         assert (out / family / ablation / "model.safetensors").is_file()
         assert [s for s, _ in report["loss_histories"][family][ablation]] == [4, 8, 12, 16, 20]
-    assert rows[("llama", "none")]["config"]["family"] == "llama_ablated" and not rows[("mixer", "no_residual")]["config"]["use_residual"]
+    assert (
+        rows[("llama", "none")]["config"]["family"] == "llama_ablated"
+        and not rows[("mixer", "no_residual")]["config"]["use_residual"]
+    )
     table = (out / "ablation.md").read_text()
     assert all(f"| {f} | {a} |" in table for f, a in rows)
 
@@ -259,17 +304,30 @@ def test_ablate_command_records_a_real_divergence_and_goes_on(tmp_path, tiny_dat
     """
     out = tmp_path / "ablate"
     config = _ablate_config(tmp_path, tiny_data_config, learning_rate=10.0, max_grad_norm=0.0)
-    assert main(["ablate", config, "--families", "llama", "mixer", "--ablations", "no_layer_norm", "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            ["ablate", config, "--families", "llama", "mixer", "--ablations", "no_layer_norm", "--output-dir", str(out)]
+        )
+        == 0
+    )
     report, rows = _report(out)
     vocab = len(tiny_prepared.tokenizer)
     diverged = rows[("llama", "no_layer_norm")]
-    history = [(step, math.nan if loss is None else loss) for step, loss in report["loss_histories"]["llama"]["no_layer_norm"]]  # NaN written as null
+    history = [
+        (step, math.nan if loss is None else loss) for step, loss in report["loss_histories"]["llama"]["no_layer_norm"]
+    ]  # NaN written as null
     assert diverged["diverged_at"] is not None and 0 < diverged["diverged_at"] <= 20
     assert diverged["diverged_at"] == diverged_at(history, vocab)
     assert diverged["final_loss"] is None and diverged["eval_loss"] is None
-    assert diverged["min_loss"] == (min(v for _, v in healthy_points(history, vocab)) if healthy_points(history, vocab) else None)
-    model, _ = build_model(_spec("llama_ablated", layers=1, seq_len=64, use_layer_norm=False), len(tiny_prepared.tokenizer))
+    assert diverged["min_loss"] == (
+        min(v for _, v in healthy_points(history, vocab)) if healthy_points(history, vocab) else None
+    )
+    model, _ = build_model(
+        _spec("llama_ablated", layers=1, seq_len=64, use_layer_norm=False), len(tiny_prepared.tokenizer)
+    )
     assert diverged["parameters"] == count_parameters(model).total  # counted though training failed
     for row, points in ((r, report["loss_histories"][r["family"]][r["ablation"]]) for r in report["rows"]):
-        assert row["diverged_at"] == diverged_at([(s, math.nan if v is None else v) for s, v in points], vocab)  # every row, one definition
+        assert row["diverged_at"] == diverged_at(
+            [(s, math.nan if v is None else v) for s, v in points], vocab
+        )  # every row, one definition
     assert ("mixer", "no_layer_norm") in rows  # the sweep went on after the failure

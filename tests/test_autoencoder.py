@@ -13,8 +13,8 @@ from masked_mixers import (
     AutoencodingTransformer,
     AutoencodingTransformerConfig,
 )
-from masked_mixers.runs.config import ModelSpec, load_run_config
 from masked_mixers.core.errors import UserError
+from masked_mixers.runs.config import ModelSpec, load_run_config
 from masked_mixers.runs.factory import build_model
 from masked_mixers.training.metrics import ReconstructionCounts, evaluate_reconstruction, reconstruction_metrics
 
@@ -28,8 +28,13 @@ def tiny(kind: str, **overrides):
         config = AutoencodingMixerConfig(vocab_size=VOCAB, hidden_size=D, num_hidden_layers=2, seq_len=L, **overrides)
         return AutoencodingMixer(config).eval()
     config = AutoencodingTransformerConfig(
-        vocab_size=VOCAB, hidden_size=D, intermediate_size=2 * D, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=L, **overrides,
+        vocab_size=VOCAB,
+        hidden_size=D,
+        intermediate_size=2 * D,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=L,
+        **overrides,
     )
     return AutoencodingTransformer(config).eval()
 
@@ -151,7 +156,9 @@ def test_save_load_round_trip(kind, tmp_path):
 
 @pytest.mark.parametrize("family", ["mixer_autoencoder", "llama_autoencoder"])
 def test_factory_builds_autoencoders_and_names_bad_sizes(family):
-    model, count = build_model(ModelSpec(family=family, hidden_size=32, num_hidden_layers=3, decoder_layers=1, seq_len=16), 40)
+    model, count = build_model(
+        ModelSpec(family=family, hidden_size=32, num_hidden_layers=3, decoder_layers=1, seq_len=16), 40
+    )
     assert (model.config.encoder_layers, model.config.decoder_layers) == (3, 1)
     assert len(model.encoder) == 3 and len(model.decoder) == 1 and count.total > 0
     with pytest.raises(UserError, match="compression_dim"):

@@ -10,20 +10,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from standin_data import prepare_standin
 from transformers import LlamaForCausalLM
 
 from masked_mixers.cli import main
 from masked_mixers.compare import run_compare
+from masked_mixers.compare.config import load_compare_config
 from masked_mixers.compare.matching import _step
 from masked_mixers.compare.report import RECONSTRUCTION_COLUMNS
-from masked_mixers.compare.config import load_compare_config
-from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig
 from masked_mixers.core.errors import UserError
+from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig
 from masked_mixers.runs.factory import FAMILIES, family_task
 from masked_mixers.training.tasks import AUTOENCODE, CAUSAL_LM, model_task
 from masked_mixers.training.train import train
-
-from standin_data import prepare_standin
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_AE = ROOT / "configs" / "compare-autoencoder-tiny.yaml"
@@ -42,7 +41,9 @@ def test_task_follows_the_family():
 def _unshifted_reference(model, dataset):
     """Reconstruction loss and token accuracy computed here, independently of the package."""
     model.eval()
-    rows = {k: torch.as_tensor(v) for k, v in dataset[:].items() if k != "num_bytes"}  # a compact store expands the slice
+    rows = {
+        k: torch.as_tensor(v) for k, v in dataset[:].items() if k != "num_bytes"
+    }  # a compact store expands the slice
     with torch.no_grad():
         logits = model(input_ids=rows["input_ids"], attention_mask=rows["attention_mask"]).logits  # (n, L, vocab)
     labels = rows["labels"]
@@ -54,7 +55,16 @@ def _unshifted_reference(model, dataset):
 
 def test_train_scores_autoencoder_by_reconstruction(tiny_prepared, tmp_path):
     spec = ModelSpec(family="mixer_autoencoder", hidden_size=32, num_hidden_layers=1, seq_len=64)
-    options = dict(max_steps=30, batch_size=8, learning_rate=5e-3, warmup_steps=2, eval_steps=15, max_eval_batches=None, save_steps=0, logging_steps=5)
+    options = dict(
+        max_steps=30,
+        batch_size=8,
+        learning_rate=5e-3,
+        warmup_steps=2,
+        eval_steps=15,
+        max_eval_batches=None,
+        save_steps=0,
+        logging_steps=5,
+    )
     result = train(RunConfig(model=spec, train=TrainConfig(output_dir=str(tmp_path), **options)), tiny_prepared)
     ev = result.eval_metrics
     assert set(ev) == {"loss", "token_accuracy", "exact_match"}  # no perplexity/bits per byte: not a next-token loss
@@ -74,9 +84,22 @@ def test_train_scores_autoencoder_by_reconstruction(tiny_prepared, tmp_path):
 def test_train_command_prints_reconstruction_metrics(tiny_data_config, tiny_prepared, tmp_path, capsys):
     config = tmp_path / "ae.yaml"
     run = {
-        "model": {"family": "llama_autoencoder", "hidden_size": 32, "num_hidden_layers": 1, "seq_len": 64, "num_heads": 2},
+        "model": {
+            "family": "llama_autoencoder",
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "seq_len": 64,
+            "num_heads": 2,
+        },
         "data": dataclasses.asdict(tiny_data_config),  # the prepared slice's cache is reused
-        "train": {"output_dir": str(tmp_path / "out"), "max_steps": 3, "batch_size": 4, "eval_steps": 0, "max_eval_batches": 2, "save_steps": 0},
+        "train": {
+            "output_dir": str(tmp_path / "out"),
+            "max_steps": 3,
+            "batch_size": 4,
+            "eval_steps": 0,
+            "max_eval_batches": 2,
+            "save_steps": 0,
+        },
     }
     config.write_text(yaml.safe_dump(run))
     assert main(["train", str(config)]) == 0
@@ -99,14 +122,18 @@ def test_compare_autoencoders_reports_reconstruction(tmp_path):
     assert (tmp_path / "eval_loss_vs_tokens.png").read_bytes()[:4] == b"\x89PNG"
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["task"] == AUTOENCODE
-    first_input = prepared[32].tokenizer.decode([t for t in prepared[32].eval[0]["labels"] if t != -100], skip_special_tokens=True)
+    first_input = prepared[32].tokenizer.decode(
+        [t for t in prepared[32].eval[0]["labels"] if t != -100], skip_special_tokens=True
+    )
     for row in results["models"]:
         for key in RECONSTRUCTION_COLUMNS:
             assert row[key] is not None and (isinstance(row[key], str) or math.isfinite(row[key])), key
         assert row["perplexity"] is None and row["bits_per_byte"] is None and "samples" not in row
         assert row["steps"] == 4 and row["eval_curve"][-1]["eval_loss"] == pytest.approx(row["eval_loss"], rel=1e-3)
         assert len(row["reconstructions"]) == 2 and row["reconstructions"][0]["input"] == first_input
-        assert all(0 <= r["token_accuracy"] <= 1 and isinstance(r["reconstruction"], str) for r in row["reconstructions"])
+        assert all(
+            0 <= r["token_accuracy"] <= 1 and isinstance(r["reconstruction"], str) for r in row["reconstructions"]
+        )
     report = (tmp_path / "report.md").read_text()
     assert "| reconstruction loss | token accuracy | exact match |" in report
     assert "## Reconstructions" in report and "## Samples" not in report and "autoencoding" in report.splitlines()[0]
@@ -119,7 +146,9 @@ def test_compare_with_mixed_tasks_fails_before_any_work(tmp_path, capsys):
     def prepare(data, seq_len):
         raise AssertionError("data was prepared for a config that cannot run")
 
-    message = r"models\[1\]\.family: 'llama' has task causal_lm but models\[0\] \('mixer_autoencoder'\) has task autoencode"
+    message = (
+        r"models\[1\]\.family: 'llama' has task causal_lm but models\[0\] \('mixer_autoencoder'\) has task autoencode"
+    )
     with pytest.raises(UserError, match=message):
         run_compare(config, tmp_path, prepare=prepare, progress=False)
     raw = yaml.safe_load(TINY_AE.read_text())

@@ -5,13 +5,13 @@ import json
 
 import pytest
 import torch
+from conftest import TRAIN
 from torch.utils.flop_counter import FlopCounterMode
 
 from masked_mixers.bench.flops import forward_flops_per_token, mfu
 from masked_mixers.cli import main
 from masked_mixers.runs.config import ModelSpec
 from masked_mixers.runs.factory import build_model
-from conftest import TRAIN
 
 
 def test_mixer_flops_hand_computed():
@@ -61,7 +61,24 @@ def test_flops_match_pytorch_flop_counter(spec):
 
 def test_bench_train_command_writes_table_and_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    args = ["bench", "train", "--seq-lens", "16", "--d-models", "16", "--layers", "1", "--steps", "2", "--vocab-size", "64", "--families", "mixer,llama,gpt2", "--output", str(out)]
+    args = [
+        "bench",
+        "train",
+        "--seq-lens",
+        "16",
+        "--d-models",
+        "16",
+        "--layers",
+        "1",
+        "--steps",
+        "2",
+        "--vocab-size",
+        "64",
+        "--families",
+        "mixer,llama,gpt2",
+        "--output",
+        str(out),
+    ]
     assert main(args + ["--max-memory-gb", "1e-6"]) == 0
     assert all("skipped" in r for r in json.loads(out.read_text())["rows"])
     assert main(args) == 0
@@ -69,15 +86,36 @@ def test_bench_train_command_writes_table_and_json(tmp_path, capsys):
     assert {r["family"] for r in results["rows"]} == {"mixer", "llama", "gpt2"}
     for row in results["rows"]:
         assert row["tokens_per_second"] > 0 and 0 < row["mfu"] and row["peak_memory_mib"] > 0
-        assert row["mfu"] == pytest.approx(mfu(row["training_flops_per_token"], row["tokens_per_second"], results["matmul_peak"]["fp32"]["flops_per_second"]))
+        assert row["mfu"] == pytest.approx(
+            mfu(
+                row["training_flops_per_token"],
+                row["tokens_per_second"],
+                results["matmul_peak"]["fp32"]["flops_per_second"],
+            )
+        )
     assert "tokens/s" in capsys.readouterr().out
 
 
 def test_bench_prepare_compares_with_encode_batch_and_reports_bytes_per_token(tmp_path, capsys):
     corpus = TRAIN
     out = tmp_path / "prepare.json"
-    args = ["bench", "prepare", "--source", str(corpus), "--max-documents", "150", "--vocab-size", "400", "--seq-len", "64",
-            "--packing", "--num-proc", "1,2", "--output", str(out)]
+    args = [
+        "bench",
+        "prepare",
+        "--source",
+        str(corpus),
+        "--max-documents",
+        "150",
+        "--vocab-size",
+        "400",
+        "--seq-len",
+        "64",
+        "--packing",
+        "--num-proc",
+        "1,2",
+        "--output",
+        str(out),
+    ]
     assert main(args) == 0
     results = json.loads(out.read_text())
     encode, *prepared = results["rows"]

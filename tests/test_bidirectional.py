@@ -5,11 +5,16 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
+from masked_mixers.models import (
+    BidirectionalLlamaConfig,
+    BidirectionalLlamaLM,
+    BidirectionalMixerConfig,
+    BidirectionalMixerLM,
+    family_of,
+)
+from masked_mixers.models.bidirectional import combine_streams, reverse_real_tokens
 from masked_mixers.runs.config import ModelSpec
 from masked_mixers.runs.factory import build_model
-from masked_mixers.models import family_of
-from masked_mixers.models import BidirectionalLlamaConfig, BidirectionalLlamaLM, BidirectionalMixerConfig, BidirectionalMixerLM
-from masked_mixers.models.bidirectional import combine_streams, reverse_real_tokens
 
 VOCAB, L, T = 40, 12, 7
 
@@ -17,9 +22,18 @@ VOCAB, L, T = 40, 12, 7
 def make(kind: str, layers: int = 2):
     torch.manual_seed(layers)
     if kind == "mixer":
-        return BidirectionalMixerLM(BidirectionalMixerConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=layers, seq_len=L)).eval()
-    config = BidirectionalLlamaConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=layers,
-                                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=L)
+        return BidirectionalMixerLM(
+            BidirectionalMixerConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=layers, seq_len=L)
+        ).eval()
+    config = BidirectionalLlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=L,
+    )
     return BidirectionalLlamaLM(config).eval()
 
 
@@ -100,7 +114,9 @@ def test_loss_predicts_each_token_in_place():
     out = model(ids, labels=labels)
     expected = F.cross_entropy(out.logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
     torch.testing.assert_close(out.loss, expected)
-    assert model.loss_type is None and family_of(model).capabilities.predicts_in_place  # Trainer and evaluation must not shift labels
+    assert (
+        model.loss_type is None and family_of(model).capabilities.predicts_in_place
+    )  # Trainer and evaluation must not shift labels
 
 
 @pytest.mark.parametrize("kind", ["mixer", "llama"])
@@ -114,7 +130,9 @@ def test_save_load_round_trip(tmp_path, kind):
         torch.testing.assert_close(loaded(ids).logits, model(ids).logits, atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("family, cls", [("bidirectional_mixer", BidirectionalMixerLM), ("bidirectional_llama", BidirectionalLlamaLM)])
+@pytest.mark.parametrize(
+    "family, cls", [("bidirectional_mixer", BidirectionalMixerLM), ("bidirectional_llama", BidirectionalLlamaLM)]
+)
 def test_factory_families(family, cls):
     model, _ = build_model(ModelSpec(family=family, hidden_size=16, num_heads=2, num_hidden_layers=1, seq_len=8), 30)
     assert isinstance(model, cls)
@@ -131,7 +149,9 @@ def test_evaluation_scores_in_place_not_shifted(kind):
 
     model = make(kind).eval()
     ids = torch.randint(0, model.config.vocab_size, (4, 12))
-    dataset = Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist(), "labels": ids.tolist()})
+    dataset = Dataset.from_dict(
+        {"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist(), "labels": ids.tolist()}
+    )
     with torch.no_grad():
         own = model(input_ids=ids, labels=ids).loss.item()
     assert evaluate_model(model, dataset, batch_size=4, progress=False)["loss"] == pytest.approx(own, rel=1e-5)

@@ -5,19 +5,18 @@ from dataclasses import replace
 
 import pytest
 import torch
-
-from masked_mixers.training.budget import StepLimit, step_limit, training_flops_per_step
-from masked_mixers.compare import run_compare
-from masked_mixers.compare.config import load_compare_config
-from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig, from_dict
-from masked_mixers.core.errors import UserError
-from masked_mixers.runs.hub import model_card
-from masked_mixers.models import FAMILIES
-from masked_mixers.training.train import train
-
 from standin_data import prepare_standin
 from test_compare import TINY
 from test_training import StopAt
+
+from masked_mixers.compare import run_compare
+from masked_mixers.compare.config import load_compare_config
+from masked_mixers.core.errors import UserError
+from masked_mixers.models import FAMILIES
+from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig, from_dict
+from masked_mixers.runs.hub import model_card
+from masked_mixers.training.budget import StepLimit, step_limit, training_flops_per_step
+from masked_mixers.training.train import train
 
 
 def spec(family):
@@ -25,7 +24,15 @@ def spec(family):
 
 
 def tiny_run(family, output_dir, **train_overrides):
-    options = dict(output_dir=str(output_dir), max_steps=1000, batch_size=4, eval_steps=0, save_steps=0, logging_steps=2, warmup_steps=1)
+    options = dict(
+        output_dir=str(output_dir),
+        max_steps=1000,
+        batch_size=4,
+        eval_steps=0,
+        save_steps=0,
+        logging_steps=2,
+        warmup_steps=1,
+    )
     return RunConfig(model=spec(family), train=TrainConfig(**{**options, **train_overrides}))
 
 
@@ -38,7 +45,9 @@ def test_per_step_count_is_benchs_training_count_times_the_tokens_of_a_step():
     assert count.training == 3 * count.forward
     assert per_step("llama", 300) == count.training * 4 * 64
     assert per_step("llama", 300, gradient_accumulation_steps=3) == 3 * per_step("llama", 300)
-    assert training_flops_per_step(spec("llama"), TrainConfig(batch_size=4), 300, world_size=2) == 2 * per_step("llama", 300)
+    assert training_flops_per_step(spec("llama"), TrainConfig(batch_size=4), 300, world_size=2) == 2 * per_step(
+        "llama", 300
+    )
     assert per_step("llama", 300, objective="mtp") is None  # n passes or heads: not what the count covers
 
 
@@ -69,7 +78,9 @@ def test_bad_max_flops_is_one_line_naming_the_key(value):
     import yaml
 
     with pytest.raises(UserError, match=r"x.yaml: key 'train.max_flops'") as err:
-        from_dict(RunConfig, {"model": {"family": "mixer"}, "train": {"max_flops": yaml.safe_load(str(value))}}, "x.yaml")
+        from_dict(
+            RunConfig, {"model": {"family": "mixer"}, "train": {"max_flops": yaml.safe_load(str(value))}}, "x.yaml"
+        )
     assert "\n" not in str(err.value)
 
 
@@ -80,7 +91,10 @@ def test_max_flops_gives_each_family_the_steps_its_count_implies(tiny_prepared, 
     assert steps["mixer"] == 60 and steps["llama"] < 60  # Llama's step costs more at the same d, depth and L
     for family, result in results.items():
         assert result.steps == steps[family] and result.stopped_by == "max_flops"
-        assert result.flops == result.steps * result.flops_per_step and budget - result.flops_per_step < result.flops <= budget
+        assert (
+            result.flops == result.steps * result.flops_per_step
+            and budget - result.flops_per_step < result.flops <= budget
+        )
         assert result.cpu_seconds > 0 and result.train_seconds > 0
         assert (result.gpu_seconds is None) == (not torch.cuda.is_available())
         summary = json.loads((tmp_path / family / "train_summary.json").read_text())
@@ -89,12 +103,12 @@ def test_max_flops_gives_each_family_the_steps_its_count_implies(tiny_prepared, 
         assert records and all(r["flops"] == r["step"] * result.flops_per_step and r["cpu_s"] >= 0 for r in records)
         assert [r["cpu_s"] for r in records] == sorted(r["cpu_s"] for r in records)
         rates = [r["learning_rate"] for r in records if "learning_rate" in r]
-        assert rates[-1] < 0.1 * rates[len(rates) // 2]  # the linear schedule decays over the flop-derived steps, not max_steps
+        assert (
+            rates[-1] < 0.1 * rates[len(rates) // 2]
+        )  # the linear schedule decays over the flop-derived steps, not max_steps
         card = model_card(tmp_path / family, "me/tiny")  # the model card states the budget and the compute spent
         assert f"steps: {result.steps} (stopped by max_flops)" in card and f"max_flops {budget}" in card
         assert f"- compute: {result.flops:.3g} training FLOPs" in card and "CPU time" in card
-
-
 
 
 def test_a_flops_budgeted_run_resumes_to_the_same_weights_and_stops_at_its_limit(tiny_prepared, tmp_path):
@@ -116,7 +130,12 @@ def test_a_flops_budgeted_run_resumes_to_the_same_weights_and_stops_at_its_limit
 
 def test_compare_with_a_flops_budget_reports_steps_flops_and_what_stopped_each_row(tmp_path):
     config = load_compare_config(TINY, ["train.max_steps=1000", "train.max_flops=2.0e+8"])
-    result = run_compare(config, tmp_path, prepare=lambda data, seq_len: prepare_standin(data, seq_len, n_train=64, n_eval=16), progress=False)
+    result = run_compare(
+        config,
+        tmp_path,
+        prepare=lambda data, seq_len: prepare_standin(data, seq_len, n_train=64, n_eval=16),
+        progress=False,
+    )
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["budget"]["max_flops"] == 2e8 and results["budget"]["kind"] == "max_flops"
     mixer, llama = results["models"]
@@ -133,12 +152,15 @@ def test_train_command_with_max_flops_stops_there_and_a_rerun_is_finished(tmp_pa
     """`masked-mixers train` end to end: the step limit, the printed reason, a finished rerun, and a
     run killed after its last checkpoint finished from it (the flop-derived limit, not max_steps)."""
     from faults import tiny_config
+
     from masked_mixers.cli import main
     from masked_mixers.runs.config import load_run_config
 
     config = tiny_config(tmp_path, max_steps=1000, save_steps=3)
     run = load_run_config(config)
-    budget = 6.5 * training_flops_per_step(run.model, run.train, run.data.vocab_size)  # the tokenizer may come out smaller: >= 6 steps
+    budget = 6.5 * training_flops_per_step(
+        run.model, run.train, run.data.vocab_size
+    )  # the tokenizer may come out smaller: >= 6 steps
     args = ["train", str(config), "--set", f"train.max_flops={budget}"]
     assert main(args) == 0
     out = capsys.readouterr().out

@@ -9,14 +9,13 @@ import sys
 
 import pytest
 import torch
+from clirun import ROOT, child_env
 
 import masked_mixers
 import masked_mixers_entry
 from masked_mixers.cli import COMMANDS, build_parser, main
 from masked_mixers.core.devices import resolve_device
 from masked_mixers.core.errors import UserError
-
-from clirun import ROOT, child_env
 
 
 def _command_parser(command: str) -> argparse.ArgumentParser:
@@ -48,7 +47,9 @@ def test_every_option_and_argument_has_help():
     missing = [
         f"{path}: {'/'.join(action.option_strings) or action.dest}"
         for path, action in _all_actions()
-        if not isinstance(action, argparse._HelpAction) and action.help != argparse.SUPPRESS and not (action.help or "").strip()
+        if not isinstance(action, argparse._HelpAction)
+        and action.help != argparse.SUPPRESS
+        and not (action.help or "").strip()
     ]
     assert not missing, "options without help text:\n" + "\n".join(missing)
 
@@ -67,8 +68,15 @@ def test_help_shows_defaults_and_hides_deprecated_spellings(capsys):
 
 def test_one_output_spelling_per_kind():
     """Files are written with --output, folders with --output-dir, in every command."""
-    spellings = {s for _, action in _all_actions() for s in action.option_strings if s.startswith("--out") or s == "--json"}
-    shown = {s for _, action in _all_actions() for s in action.option_strings if s in spellings and s not in getattr(action, "deprecated_aliases", ())}
+    spellings = {
+        s for _, action in _all_actions() for s in action.option_strings if s.startswith("--out") or s == "--json"
+    }
+    shown = {
+        s
+        for _, action in _all_actions()
+        for s in action.option_strings
+        if s in spellings and s not in getattr(action, "deprecated_aliases", ())
+    }
     assert shown == {"--output", "--output-dir"}
     for path, action in _all_actions():
         if "--output" in action.option_strings:
@@ -126,11 +134,20 @@ def test_top_level_help_imports_neither_torch_nor_the_package():
         "try:\n    masked_mixers_entry.main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print('IMPORTED', sorted(m for m in ('torch', 'transformers', 'masked_mixers') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=60
+    ).stdout
     assert "IMPORTED []" in out and all(name in out for name in COMMANDS)
 
 
 def test_python_dash_m_masked_mixers_runs_the_cli():
-    done = subprocess.run([sys.executable, "-m", "masked_mixers", "generate", "--help"], cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "masked_mixers", "generate", "--help"],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "usage: masked-mixers generate" in done.stdout and "--device" in done.stdout

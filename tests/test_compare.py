@@ -6,16 +6,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from standin_data import prepare_standin
 
 from masked_mixers.compare import match_memory, measure_training_memory, run_compare
+from masked_mixers.compare.config import CompareConfig, MatchingConfig, load_compare_config
 from masked_mixers.compare.report import COLUMNS
 from masked_mixers.compare.runner import _first_batch
-from masked_mixers.compare.config import CompareConfig, MatchingConfig, load_compare_config
-from masked_mixers.runs.config import ModelSpec, from_dict
-from masked_mixers.models import FAMILIES
 from masked_mixers.core.errors import UserError
-
-from standin_data import prepare_standin
+from masked_mixers.models import FAMILIES
+from masked_mixers.runs.config import ModelSpec, from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "compare-tiny.yaml"
@@ -119,13 +118,27 @@ def test_every_language_model_family_trains_and_compares_on_real_data(tmp_path, 
     config = from_dict(
         CompareConfig,
         {
-            "models": [{"family": f, **{k: v for k, v in small.items() if k in FAMILIES[f].takes}} for f in families] + [{"family": "mixer", "mixer_type": t, **small} for t in ("expanded", "multihead")],
-            "train": {"max_steps": 3, "batch_size": 4, "warmup_steps": 0, "eval_steps": 0, "max_eval_batches": 2, "save_steps": 0, "logging_steps": 1},
+            "models": [{"family": f, **{k: v for k, v in small.items() if k in FAMILIES[f].takes}} for f in families]
+            + [{"family": "mixer", "mixer_type": t, **small} for t in ("expanded", "multihead")],
+            "train": {
+                "max_steps": 3,
+                "batch_size": 4,
+                "warmup_steps": 0,
+                "eval_steps": 0,
+                "max_eval_batches": 2,
+                "save_steps": 0,
+                "logging_steps": 1,
+            },
             "report": {"prompts": ["once upon a time"], "max_new_tokens": 4},
         },
     )
     config.models[4].use_layer_norm = False  # an ablated Llama
-    result = run_compare(config, tmp_path, prepare=lambda data, seq_len: prepare_data(tiny_data_config, seq_len, progress=False), progress=False)
+    result = run_compare(
+        config,
+        tmp_path,
+        prepare=lambda data, seq_len: prepare_data(tiny_data_config, seq_len, progress=False),
+        progress=False,
+    )
     rows = {r["label"]: r for r in json.loads((tmp_path / "results.json").read_text())["models"]}
     assert len(rows) == len(config.models) == len(result.rows)
     for label, row in rows.items():

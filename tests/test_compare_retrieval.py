@@ -4,15 +4,14 @@ import json
 from pathlib import Path
 
 import pytest
-
-from masked_mixers.compare import run_compare
-from masked_mixers.compare.retrieval import heldout_documents
-from masked_mixers.compare.config import load_compare_config
-from masked_mixers.core.errors import UserError
-from masked_mixers.retrieval import read_pairs
-
 from conftest import TRAIN, VALID
 from standin_data import prepare_standin
+
+from masked_mixers.compare import run_compare
+from masked_mixers.compare.config import load_compare_config
+from masked_mixers.compare.retrieval import heldout_documents
+from masked_mixers.core.errors import UserError
+from masked_mixers.retrieval import read_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "compare-retrieval-tiny.yaml"
@@ -26,7 +25,9 @@ def _lines(path: Path, n: int | None = None) -> list[str]:
 def test_compare_with_retrieval_writes_tables_plot_and_results(tmp_path):
     config = load_compare_config(TINY)
     config.data.source, config.data.eval_source = str(TRAIN), str(VALID)
-    run_compare(config, tmp_path, prepare=lambda data, L: prepare_standin(data, L, n_train=64, n_eval=16), progress=False)
+    run_compare(
+        config, tmp_path, prepare=lambda data, L: prepare_standin(data, L, n_train=64, n_eval=16), progress=False
+    )
 
     results = json.loads((tmp_path / "results.json").read_text())
     retrieval = results["retrieval"]
@@ -52,7 +53,12 @@ def test_compare_with_retrieval_writes_tables_plot_and_results(tmp_path):
     assert (tmp_path / "retrieval.png").read_bytes()[:4] == b"\x89PNG"
     report = (tmp_path / "report.md").read_text()
     section = report[report.index("## Retrieval") : report.index("## Samples")]
-    for title in ("### top-1 accuracy", "### top-10 accuracy", "### mean reciprocal rank", "![top-1 accuracy vs candidates](retrieval.png)"):
+    for title in (
+        "### top-1 accuracy",
+        "### top-10 accuracy",
+        "### mean reciprocal rank",
+        "![top-1 accuracy vs candidates](retrieval.png)",
+    ):
         assert title in section, title
     header = f"| candidates | chance | bm25 | {labels[0]} cosine | {labels[0]} direct | {labels[0]} infonce |"
     assert header in section
@@ -79,7 +85,10 @@ def test_heldout_documents_skip_what_the_models_trained_on():
     ("overrides", "message"),
     [
         (["retrieval.kind=summary"], r"key 'retrieval.kind' expects one of 'sentence', 'keywords', got 'summary'"),
-        (["retrieval.methods=[cosine, bm42]"], r"key 'retrieval.methods\[1\]' expects one of 'cosine', 'direct', 'infonce', got 'bm42'"),
+        (
+            ["retrieval.methods=[cosine, bm42]"],
+            r"key 'retrieval.methods\[1\]' expects one of 'cosine', 'direct', 'infonce', got 'bm42'",
+        ),
         (["retrieval.position=first"], r"key 'retrieval.position' expects one of"),
         (["retrieval.methods=[]"], r"retrieval.methods: empty list"),
         (["retrieval.candidates=[1, 32]"], r"at least 2"),

@@ -3,15 +3,17 @@
 import pytest
 import torch
 
-from masked_mixers.runs.config import ModelSpec
 from masked_mixers.core.errors import UserError
-from masked_mixers.runs.factory import build_model
 from masked_mixers.generation.compiled import static_greedy_generate
+from masked_mixers.runs.config import ModelSpec
+from masked_mixers.runs.factory import build_model
 
 
 def _model(mixer_type: str, seq_len: int = 16):
     torch.manual_seed(0)
-    spec = ModelSpec(family="mixer", mixer_type=mixer_type, hidden_size=16, num_hidden_layers=2, seq_len=seq_len, num_heads=2)
+    spec = ModelSpec(
+        family="mixer", mixer_type=mixer_type, hidden_size=16, num_hidden_layers=2, seq_len=seq_len, num_heads=2
+    )
     return build_model(spec, 40)[0].eval()
 
 
@@ -19,7 +21,9 @@ def _model(mixer_type: str, seq_len: int = 16):
 def test_static_step_matches_generate(mixer_type):
     model = _model(mixer_type)
     ids = torch.randint(1, 40, (3, 5), generator=torch.Generator().manual_seed(1))
-    expected = model.generate(ids, max_new_tokens=11, do_sample=False, use_cache=False, pad_token_id=0, eos_token_id=None)
+    expected = model.generate(
+        ids, max_new_tokens=11, do_sample=False, use_cache=False, pad_token_id=0, eos_token_id=None
+    )
     times = {}
     got = static_greedy_generate(model, ids, 11, graphs=False, times=times)
     assert torch.equal(got, expected)

@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from masked_mixers.compare.config import load_compare_config
-from masked_mixers.runs.config import RunConfig, apply_overrides, from_dict, load_run_config, save_yaml, to_dict
 from masked_mixers.core.errors import UserError
+from masked_mixers.runs.config import RunConfig, apply_overrides, from_dict, load_run_config, save_yaml, to_dict
 from masked_mixers.runs.factory import build_model, count_parameters
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
@@ -69,7 +69,10 @@ def test_yaml_round_trip_and_overrides(tmp_path):
 
 @pytest.mark.parametrize("family", ["mixer", "llama"])
 def test_build_model_counts_parameters(family):
-    run = from_dict(RunConfig, {"model": {"family": family, "hidden_size": 32, "num_hidden_layers": 2, "seq_len": 16, "num_heads": 4}})
+    run = from_dict(
+        RunConfig,
+        {"model": {"family": family, "hidden_size": 32, "num_hidden_layers": 2, "seq_len": 16, "num_heads": 4}},
+    )
     model, count = build_model(run.model, vocab_size=100)
     assert count.total == sum(p.numel() for p in model.parameters())
     assert count.embedding == 2 * 100 * 32  # untied: input embedding + LM head
@@ -90,9 +93,13 @@ def test_model_vocab_smaller_than_tokenizer_is_an_error():
 
 
 def test_closed_choices_name_the_key_and_the_choices(tmp_path):
-    with pytest.raises(UserError, match=r"^x.yaml: key 'model.mixer_type' expects one of 'flat', 'expanded', 'multihead', got 'x'$"):
+    with pytest.raises(
+        UserError, match=r"^x.yaml: key 'model.mixer_type' expects one of 'flat', 'expanded', 'multihead', got 'x'$"
+    ):
         from_dict(RunConfig, {"model": {"mixer_type": "x"}}, "x.yaml")
-    with pytest.raises(UserError, match=r"key 'train.precision' expects one of 'auto', 'fp32', 'bf16', 'fp16', got 'fp8'"):
+    with pytest.raises(
+        UserError, match=r"key 'train.precision' expects one of 'auto', 'fp32', 'bf16', 'fp16', got 'fp8'"
+    ):
         load_run_config(_write(tmp_path / "run.yaml", "train: {}\n"), ["train.precision=fp8"])
     assert from_dict(RunConfig, {"data": {"padding_side": "left"}}).data.padding_side == "left"
 
@@ -110,7 +117,9 @@ def test_top_level_that_is_not_a_mapping_is_one_line(tmp_path, text, loader):
     assert "\n" not in str(err.value)
     with pytest.raises(UserError, match="no 'model' section"):  # an empty file would train the default model unasked
         load_run_config(_write(tmp_path / "empty.yaml", ""))
-    assert load_run_config(_write(tmp_path / "model-only.yaml", "model: {}\n")) == RunConfig()  # sections present: defaults
+    assert (
+        load_run_config(_write(tmp_path / "model-only.yaml", "model: {}\n")) == RunConfig()
+    )  # sections present: defaults
 
 
 def test_retrieval_settings_are_one_definition_for_config_and_cli():
@@ -129,7 +138,10 @@ def test_retrieval_settings_are_one_definition_for_config_and_cli():
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
         for action in sub._actions:
             if action.dest in {f.name for f in dataclasses.fields(RetrievalSettings)}:
-                assert action.default == getattr(defaults, action.dest) == getattr(config, action.dest), (command, action.dest)
+                assert action.default == getattr(defaults, action.dest) == getattr(config, action.dest), (
+                    command,
+                    action.dest,
+                )
                 assert action.help, (command, action.dest)
 
 

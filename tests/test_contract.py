@@ -26,17 +26,15 @@ import json
 import pytest
 import torch
 import transformers
+from conftest import TRAIN
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import PreTrainedTokenizerFast
 
-from masked_mixers.runs.config import ModelSpec
-from masked_mixers.runs.factory import build_model
 from masked_mixers.generation import encode_prompts, generate_ids
 from masked_mixers.models import AUTOENCODE, FAMILIES, context_length, family_of
-
-from conftest import TRAIN
-
+from masked_mixers.runs.config import ModelSpec
+from masked_mixers.runs.factory import build_model
 
 VOCAB, D, LAYERS, L, HEADS = 64, 32, 2, 16, 4
 NAMES = list(FAMILIES)
@@ -62,7 +60,9 @@ def build(family, seed: int = 0, **knobs):
 def families(predicate=lambda f: True, reason: str = ""):
     """pytest params over every family; those failing `predicate` are skipped with `reason`."""
     return [
-        pytest.param(name, id=name) if predicate(f) else pytest.param(name, id=name, marks=pytest.mark.skip(reason=f"{name}: {reason}"))
+        pytest.param(name, id=name)
+        if predicate(f)
+        else pytest.param(name, id=name, marks=pytest.mark.skip(reason=f"{name}: {reason}"))
         for name, f in FAMILIES.items()
     ]
 
@@ -129,7 +129,9 @@ def test_causal_by_perturbation(name, padding):
     assert torch.equal(out[1:], base[1:]), f"{name}/{padding}: changing row 0 moved another row of the batch"
     for pick in (lambda n: 0, lambda n: 1, lambda n: n // 2, lambda n: n - 1):  # first, second, middle, last real token
         changed = ids
-        for row, cols in enumerate(columns):  # one real token of every row at once (rows are independent, checked above)
+        for row, cols in enumerate(
+            columns
+        ):  # one real token of every row at once (rows are independent, checked above)
             changed = perturbed(changed, row, cols[pick(len(cols))])
         out = per_position_outputs(model, family, changed, mask)
         for row, cols in enumerate(columns):
@@ -137,12 +139,16 @@ def test_causal_by_perturbation(name, padding):
             j = cols[k]
             diff = (out[row] - base[row]).abs().flatten(1).amax(1)  # (t,): largest change per column
             if in_place:
-                assert diff[j] == 0, f"{name}/{padding}: row {row}: the prediction of real position {k} depends on token {k} itself"
+                assert diff[j] == 0, (
+                    f"{name}/{padding}: row {row}: the prediction of real position {k} depends on token {k} itself"
+                )
                 neighbours = [cols[m] for m in (k - 1, k + 1) if 0 <= m < len(cols)]
                 assert all(diff[c] > 0 for c in neighbours), f"{name}/{padding}: token {k} reaches neither neighbour"
                 continue
             moved = [cols.index(c) for c in cols[:k] if diff[c] != 0]
-            assert not moved, f"{name}/{padding}: row {row}: changing real position {k} moved earlier real positions {moved}"
+            assert not moved, (
+                f"{name}/{padding}: row {row}: changing real position {k} moved earlier real positions {moved}"
+            )
             if padding == "left":
                 pads = [c for c in range(L) if c not in cols]
                 leaked = [c for c in pads if diff[c] != 0]
@@ -194,7 +200,12 @@ def test_auto_save_load_round_trip_on_logits(name, tie, tmp_path):
     ids, mask, _ = padded_batch("right")
     with torch.no_grad():
         torch.testing.assert_close(loaded(input_ids=ids).logits, model(input_ids=ids).logits, atol=0, rtol=0)
-        torch.testing.assert_close(loaded(input_ids=ids, attention_mask=mask).logits, model(input_ids=ids, attention_mask=mask).logits, atol=0, rtol=0)
+        torch.testing.assert_close(
+            loaded(input_ids=ids, attention_mask=mask).logits,
+            model(input_ids=ids, attention_mask=mask).logits,
+            atol=0,
+            rtol=0,
+        )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -208,11 +219,18 @@ def test_other_declared_auto_classes_load_the_trunk(name, tmp_path):
     model.save_pretrained(tmp_path)
     ids = padded_batch("none")[0]
     for auto_name, cls in others.items():
-        loaded, info = getattr(transformers, auto_name).from_pretrained(tmp_path, trust_remote_code=False, output_loading_info=True)
+        loaded, info = getattr(transformers, auto_name).from_pretrained(
+            tmp_path, trust_remote_code=False, output_loading_info=True
+        )
         assert type(loaded) is cls, auto_name
         assert not info["missing_keys"], f"{name}: {auto_name} left {info['missing_keys']} uninitialised"
         with torch.no_grad():
-            torch.testing.assert_close(loaded.eval()(input_ids=ids).last_hidden_state, model.base_model(input_ids=ids).last_hidden_state, atol=0, rtol=0)
+            torch.testing.assert_close(
+                loaded.eval()(input_ids=ids).last_hidden_state,
+                model.base_model(input_ids=ids).last_hidden_state,
+                atol=0,
+                rtol=0,
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,8 +249,12 @@ def tokenizer() -> PreTrainedTokenizerFast:
     backend = Tokenizer(models.BPE(unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Metaspace()
     backend.decoder = decoders.Metaspace()
-    backend.train_from_iterator(lines, trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=["<pad>", "<eos>", "<unk>"], limit_alphabet=40))
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", bos_token="<eos>", unk_token="<unk>")
+    backend.train_from_iterator(
+        lines, trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=["<pad>", "<eos>", "<unk>"], limit_alphabet=40)
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", bos_token="<eos>", unk_token="<unk>"
+    )
     assert len(tok) == VOCAB
     assert [len(tok(p)["input_ids"]) for p in PROMPTS] == [1, 5, 8]
     return tok
@@ -275,7 +297,9 @@ def cached_cases():
     cases = []
     for case in generation_cases(lambda f: f.capabilities.cached_generation, "has no generation cache"):
         cases.append(pytest.param(*case.values, NEW, id=case.id, marks=case.marks))
-    for param in families(lambda f: f.capabilities.cached_generation and f.capabilities.slides_past_context, "does not slide past seq_len"):
+    for param in families(
+        lambda f: f.capabilities.cached_generation and f.capabilities.slides_past_context, "does not slide past seq_len"
+    ):
         cases.append(pytest.param(param.values[0], "right", 3 * L, id=f"{param.id}-past-seq_len", marks=param.marks))
     return cases
 
@@ -287,7 +311,9 @@ def test_cached_generation_equals_uncached(name, side, new, tokenizer):
     cached = ids_with_side(model, tokenizer, PROMPTS, side, new, use_cache=True)
     uncached = ids_with_side(model, tokenizer, PROMPTS, side, new, use_cache=False)
     assert cached.shape[1] == new or (cached == tokenizer.eos_token_id).any()
-    assert cached.tolist() == uncached.tolist(), f"{name}/{side}/{new} new tokens: cached {cached.tolist()} uncached {uncached.tolist()}"
+    assert cached.tolist() == uncached.tolist(), (
+        f"{name}/{side}/{new} new tokens: cached {cached.tolist()} uncached {uncached.tolist()}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,7 +381,14 @@ def test_context_length_and_family_of(name):
     assert family_of(model) is family and family_of(model.config) is family
     assert isinstance(model, family.model_class) and isinstance(model.config, family.config_class)
     other = dataclasses.replace(spec_for(family), seq_len=2 * L)
-    assert context_length(family.build_config(other, dict(vocab_size=VOCAB, hidden_size=D, num_hidden_layers=LAYERS, tie_word_embeddings=False))) == 2 * L
+    assert (
+        context_length(
+            family.build_config(
+                other, dict(vocab_size=VOCAB, hidden_size=D, num_hidden_layers=LAYERS, tie_word_embeddings=False)
+            )
+        )
+        == 2 * L
+    )
 
 
 def test_family_of_a_model_class():
@@ -397,7 +430,13 @@ def eval_rows(n: int = 6, seed: int = 0):
     for row, real in enumerate((L, L, 11, 6, L, 9)[:n]):
         mask[row, real:] = 0
     ids = ids.masked_fill(mask == 0, 0)
-    return Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "labels": ids.masked_fill(mask == 0, -100).tolist()})
+    return Dataset.from_dict(
+        {
+            "input_ids": ids.tolist(),
+            "attention_mask": mask.tolist(),
+            "labels": ids.masked_fill(mask == 0, -100).tolist(),
+        }
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -415,8 +454,16 @@ def test_trainer_eval_loss_equals_evaluate(name, tmp_path):
     from masked_mixers.training.trainer import RobustTrainer
 
     model, rows = build(FAMILIES[name], seed=4), eval_rows()
-    args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=len(rows), report_to="none", use_cpu=True, disable_tqdm=True)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_eval_batch_size=len(rows),
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
     trainer = RobustTrainer(model=model, args=args, eval_dataset=rows, data_collator=default_data_collator)
     logged = trainer.evaluate()["eval_loss"]
     ours = evaluate(model, rows, batch_size=len(rows), progress=False)["loss"]
-    assert logged == pytest.approx(ours, rel=1e-5), f"{name}: Trainer eval_loss {logged:.6f}, evaluate() {ours:.6f} (ratio {logged / ours:.4f})"
+    assert logged == pytest.approx(ours, rel=1e-5), (
+        f"{name}: Trainer eval_loss {logged:.6f}, evaluate() {ours:.6f} (ratio {logged / ours:.4f})"
+    )

@@ -5,10 +5,10 @@ import copy
 import pytest
 import torch
 
-from masked_mixers.runs.config import ModelSpec
-from masked_mixers.runs.factory import build_model
 from masked_mixers.generation.compiled import static_greedy_generate
 from masked_mixers.models.masked_mixer.triangular import set_triangular_tile
+from masked_mixers.runs.config import ModelSpec
+from masked_mixers.runs.factory import build_model
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -17,7 +17,9 @@ VOCAB = 256
 
 def _mixer(mixer_type: str = "flat", **sizes):
     torch.manual_seed(0)
-    spec = ModelSpec(family="mixer", mixer_type=mixer_type, hidden_size=64, num_hidden_layers=2, seq_len=64, num_heads=4, **sizes)
+    spec = ModelSpec(
+        family="mixer", mixer_type=mixer_type, hidden_size=64, num_hidden_layers=2, seq_len=64, num_heads=4, **sizes
+    )
     return build_model(spec, VOCAB)[0]
 
 
@@ -37,7 +39,9 @@ def _exact_fp32():
 @pytest.mark.parametrize("family", ["mixer", "llama"])
 def test_fp32_cuda_logits_match_cpu(family):
     torch.manual_seed(0)
-    model = build_model(ModelSpec(family=family, hidden_size=64, num_hidden_layers=2, seq_len=64, num_heads=4), VOCAB)[0].eval()
+    model = build_model(ModelSpec(family=family, hidden_size=64, num_hidden_layers=2, seq_len=64, num_heads=4), VOCAB)[
+        0
+    ].eval()
     ids = _ids()
     with torch.no_grad():
         cpu = model(input_ids=ids).logits
@@ -48,7 +52,11 @@ def test_fp32_cuda_logits_match_cpu(family):
 @pytest.mark.parametrize("family", ["mixer", "llama"])
 def test_bf16_training_step_is_finite(family):
     torch.manual_seed(0)
-    model = build_model(ModelSpec(family=family, hidden_size=64, num_hidden_layers=2, seq_len=64, num_heads=4), VOCAB)[0].cuda().train()
+    model = (
+        build_model(ModelSpec(family=family, hidden_size=64, num_hidden_layers=2, seq_len=64, num_heads=4), VOCAB)[0]
+        .cuda()
+        .train()
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     ids = _ids(4).cuda()
     losses = []
@@ -78,7 +86,9 @@ def test_cached_generation_equals_uncached_on_cuda(mixer_type):
 def test_cuda_graph_decoding_in_bf16_matches_eager_static_step():
     model = _mixer().cuda().to(torch.bfloat16).eval()
     ids = _ids(2, 16).cuda()
-    assert torch.equal(static_greedy_generate(model, ids, 40, graphs=True), static_greedy_generate(model, ids, 40, graphs=False))
+    assert torch.equal(
+        static_greedy_generate(model, ids, 40, graphs=True), static_greedy_generate(model, ids, 40, graphs=False)
+    )
 
 
 def test_compiled_model_matches_eager_forward_and_backward():
@@ -92,7 +102,9 @@ def test_compiled_model_matches_eager_forward_and_backward():
     compiled_out.loss.backward()
     eager_grads = dict(model.named_parameters())
     for name, p in compiled.named_parameters():
-        torch.testing.assert_close(p.grad, eager_grads[name.removeprefix("_orig_mod.")].grad, rtol=1e-3, atol=1e-5, msg=name)
+        torch.testing.assert_close(
+            p.grad, eager_grads[name.removeprefix("_orig_mod.")].grad, rtol=1e-3, atol=1e-5, msg=name
+        )
 
 
 def test_triangular_tiles_match_dense_on_cuda():
@@ -114,13 +126,22 @@ def test_training_records_gpu_time_of_its_steps(tmp_path):
     """gpu_seconds: CUDA time of the training steps, positive and within the training's wall clock."""
     import json
 
+    from standin_data import prepare_standin
+
     from masked_mixers.runs.config import RunConfig, TrainConfig
     from masked_mixers.training.train import train
-    from standin_data import prepare_standin
 
     run = RunConfig(
         model=ModelSpec(family="mixer", hidden_size=32, num_hidden_layers=2, seq_len=32),
-        train=TrainConfig(output_dir=str(tmp_path), max_steps=6, batch_size=4, eval_steps=0, save_steps=0, logging_steps=2, precision="fp32"),
+        train=TrainConfig(
+            output_dir=str(tmp_path),
+            max_steps=6,
+            batch_size=4,
+            eval_steps=0,
+            save_steps=0,
+            logging_steps=2,
+            precision="fp32",
+        ),
     )
     result = train(run, prepare_standin(None, 32, n_train=64, n_eval=16))
     assert result.gpu_seconds is not None and 0 < result.gpu_seconds <= result.train_seconds

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -13,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 import sentencepiece
 import yaml
-from pathlib import Path
+from conftest import SHARED, TRAIN, VALID
 from transformers import AutoTokenizer
 
 from masked_mixers.cli import main
-from masked_mixers.runs.config import DataConfig, ModelSpec
+from masked_mixers.core.errors import UserError
 from masked_mixers.data import (
     IGNORE_INDEX,
     load_corpus,
@@ -29,9 +30,8 @@ from masked_mixers.data import (
 from masked_mixers.data import prepare as prepare_module
 from masked_mixers.data import shards as shards_module
 from masked_mixers.data.examples import token_bytes
-from masked_mixers.core.errors import UserError
+from masked_mixers.runs.config import DataConfig, ModelSpec
 from masked_mixers.runs.factory import build_model
-from conftest import SHARED, TRAIN, VALID
 
 SP_MODEL = SHARED / "tokenizers" / "tinystories-sp4096.model"
 MIXED_TEXT = "café naïve 日本語 🙂 once upon a time"
@@ -71,7 +71,11 @@ def test_json_array_and_several_files_in_order(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps([{"text": "one"}, {"text": "two"}]), encoding="utf-8")
     b = write_jsonl(tmp_path / "b.jsonl", ["three"])
     (tmp_path / "empty.txt").write_bytes(b"")
-    assert load_corpus([str(tmp_path / "a.json"), str(tmp_path / "empty.txt"), str(b)])["text"] == ["one", "two", "three"]
+    assert load_corpus([str(tmp_path / "a.json"), str(tmp_path / "empty.txt"), str(b)])["text"] == [
+        "one",
+        "two",
+        "three",
+    ]
 
 
 def test_parquet(tmp_path):
@@ -81,7 +85,9 @@ def test_parquet(tmp_path):
 
 def test_txt_split_on_end_of_text_markers_keeps_blank_lines_inside(tmp_path):
     path = tmp_path / "c.txt"
-    path.write_text("Para one.\n\nPara two.\n<|endoftext|>\nSecond doc.<|endoftext|>Third\ndoc\n<|endoftext|>\n", encoding="utf-8")
+    path.write_text(
+        "Para one.\n\nPara two.\n<|endoftext|>\nSecond doc.<|endoftext|>Third\ndoc\n<|endoftext|>\n", encoding="utf-8"
+    )
     assert load_corpus(str(path))["text"] == ["Para one.\n\nPara two.", "Second doc.", "Third\ndoc"]
 
 
@@ -135,8 +141,19 @@ def _bad_sources(tmp_path: Path) -> dict[str, tuple[str, dict]]:
     }
 
 
-BAD_CASES = ["missing", "empty", "no documents", "undecodable txt", "undecodable jsonl", "missing field",
-             "missing parquet column", "field not text", "unsupported extension", "corrupt parquet", "bad eval source"]
+BAD_CASES = [
+    "missing",
+    "empty",
+    "no documents",
+    "undecodable txt",
+    "undecodable jsonl",
+    "missing field",
+    "missing parquet column",
+    "field not text",
+    "unsupported extension",
+    "corrupt parquet",
+    "bad eval source",
+]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -226,7 +243,9 @@ def test_token_bytes_cover_the_utf8_text_exactly(bpe, which):
 def _fixture_data(tmp_path: Path, **overrides) -> DataConfig:
     """Three known documents as train (in order) and as eval, so rows map to documents."""
     path = write_jsonl(tmp_path / "docs.jsonl", DOCS)
-    return config(tmp_path, source=str(path), eval_source=str(path), max_documents=None, tokenizer=str(SP_MODEL), **overrides)
+    return config(
+        tmp_path, source=str(path), eval_source=str(path), max_documents=None, tokenizer=str(SP_MODEL), **overrides
+    )
 
 
 def _rows(dataset):
@@ -296,7 +315,9 @@ def test_eval_fraction_split_is_deterministic_and_disjoint(tmp_path):
 
 
 def test_cache_is_reused_without_retokenizing_and_rebuilt_on_change(tmp_path, monkeypatch):
-    source = write_jsonl(tmp_path / "c.jsonl", [json.loads(line)["text"] for line in TRAIN.read_text().splitlines()[:200]])
+    source = write_jsonl(
+        tmp_path / "c.jsonl", [json.loads(line)["text"] for line in TRAIN.read_text().splitlines()[:200]]
+    )
     data = config(tmp_path, source=str(source), max_documents=None)
     first = prepare_data(data, 64, progress=False)
     assert not first.reused and first.cache_path.is_dir()
@@ -355,7 +376,9 @@ def test_failed_build_publishes_nothing_and_resumes(tmp_path, monkeypatch):
 
 def test_bad_input_discards_partial_work(tmp_path):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text("".join(json.dumps({"text": f"story {i}"}) + "\n" for i in range(50)) + "{broken\n", encoding="utf-8")
+    bad.write_text(
+        "".join(json.dumps({"text": f"story {i}"}) + "\n" for i in range(50)) + "{broken\n", encoding="utf-8"
+    )
     with pytest.raises(UserError, match="bad.jsonl"):
         prepare_data(config(tmp_path, source=str(bad), max_documents=None, shard_documents=10), 8, progress=False)
     assert prepared_dirs(tmp_path / "cache") == []
@@ -383,7 +406,9 @@ def test_unigram_baseline_by_hand():
     # predicted eval tokens: 1, 2 (first row), 1 (second row); add-one over 3 tokens: p = (c + 1) / 6
     expected = -(2 * math.log(3 / 6) + math.log(2 / 6)) / 3
     assert unigram_baseline(train, held_out) == pytest.approx(expected)
-    assert unigram_baseline(train, held_out, vocab_size=10) == pytest.approx(-(2 * math.log(3 / 13) + math.log(2 / 13)) / 3)
+    assert unigram_baseline(train, held_out, vocab_size=10) == pytest.approx(
+        -(2 * math.log(3 / 13) + math.log(2 / 13)) / 3
+    )
 
 
 def test_unigram_baseline_on_real_data_is_below_uniform(tmp_path):
@@ -398,8 +423,16 @@ def test_unigram_baseline_on_real_data_is_below_uniform(tmp_path):
 
 def _run_config(tmp_path: Path, **data) -> str:
     path = tmp_path / "run.yaml"
-    body = {"model": {"seq_len": 64, "hidden_size": 16, "num_hidden_layers": 1},
-            "data": {"source": str(TRAIN), "max_documents": 200, "vocab_size": 512, "cache_dir": str(tmp_path / "cache"), **data}}
+    body = {
+        "model": {"seq_len": 64, "hidden_size": 16, "num_hidden_layers": 1},
+        "data": {
+            "source": str(TRAIN),
+            "max_documents": 200,
+            "vocab_size": 512,
+            "cache_dir": str(tmp_path / "cache"),
+            **data,
+        },
+    }
     path.write_text(yaml.safe_dump(body), encoding="utf-8")
     return str(path)
 

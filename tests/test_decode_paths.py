@@ -20,13 +20,23 @@ VOCAB, L = 50, 8
 
 def _mixer(mixer_type: str) -> MaskedMixerForCausalLM:
     torch.manual_seed(0)
-    config = MaskedMixerConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, seq_len=L, mixer_type=mixer_type, num_heads=4, expansion=2)
+    config = MaskedMixerConfig(
+        vocab_size=VOCAB,
+        hidden_size=16,
+        num_hidden_layers=2,
+        seq_len=L,
+        mixer_type=mixer_type,
+        num_heads=4,
+        expansion=2,
+    )
     return MaskedMixerForCausalLM(config).eval()
 
 
 def _linear_mixer() -> LinearMixerForCausalLM:
     torch.manual_seed(0)
-    config = LinearMixerConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=3, seq_len=L, variant="near_linear", ff_mult=2)
+    config = LinearMixerConfig(
+        vocab_size=VOCAB, hidden_size=16, num_hidden_layers=3, seq_len=L, variant="near_linear", ff_mult=2
+    )
     return LinearMixerForCausalLM(config).eval()
 
 

@@ -8,10 +8,10 @@ import time
 
 import pytest
 import torch
+from clirun import cli, finish, loss_curve, metrics, run, start, write_config
 from safetensors.torch import load_file
 from transformers.trainer_utils import get_last_checkpoint
 
-from clirun import cli, finish, loss_curve, metrics, run, start, write_config
 from masked_mixers.models import MaskedMixerForCausalLM
 from masked_mixers.training.trainer import STAGING_DIR
 
@@ -25,7 +25,10 @@ def test_two_processes_with_batch_b_follow_one_process_with_batch_2b(tmp_path):
     config = write_config(tmp_path / "run.yaml", cache, tmp_path / "ddp")
     torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
     log = run(cli("train", str(config), launcher=torchrun), tmp_path / "ddp.log")
-    run(cli("train", str(config), "--set", "train.batch_size=16", "--output-dir", str(tmp_path / "one")), tmp_path / "one.log")
+    run(
+        cli("train", str(config), "--set", "train.batch_size=16", "--output-dir", str(tmp_path / "one")),
+        tmp_path / "one.log",
+    )
 
     ddp, one = loss_curve(tmp_path / "ddp"), loss_curve(tmp_path / "one")
     assert sorted(ddp) == sorted(one) == list(range(1, 13))

@@ -28,7 +28,7 @@ TOY_PACKAGE = {
 
         FAMILIES = (FAMILY,)
         ''',
-    "family.py": '''
+    "family.py": """
         from transformers import LlamaConfig, LlamaForCausalLM
 
         from ..family import DROPOUT, NUM_HEADS, Capabilities, Family, Knob, lm_head_flops
@@ -62,10 +62,10 @@ TOY_PACKAGE = {
             auto={"AutoModelForCausalLM": ToyForCausalLM}, size_multiple=heads,
             learning_rate_group="mixer", colour="C2", label=lambda spec: f"toy-w{spec.toy_width}",
         )
-        ''',
+        """,
 }
 
-CHECKS = '''
+CHECKS = """
 import dataclasses, sys
 from masked_mixers.core.errors import UserError
 from masked_mixers.models import FAMILIES
@@ -97,7 +97,7 @@ assert run.model.family == "toy_llama" and run.model.toy_width == 2
 result = train(run)
 assert result.steps == 3, result.steps
 print("OK", params.total)
-'''
+"""
 
 
 def test_a_new_family_is_one_package_and_one_line(tmp_path):
@@ -111,17 +111,24 @@ def test_a_new_family_is_one_package_and_one_line(tmp_path):
     init = copy / "masked_mixers" / "models" / "__init__.py"
     text = init.read_text(encoding="utf-8")
     assert text.count('    "bidirectional",\n)') == 1
-    init.write_text(text.replace('    "bidirectional",\n)', '    "bidirectional",\n    "toy_llama",\n)'), encoding="utf-8")  # the one line
+    init.write_text(
+        text.replace('    "bidirectional",\n)', '    "bidirectional",\n    "toy_llama",\n)'), encoding="utf-8"
+    )  # the one line
 
     config = tmp_path / "toy.yaml"
-    config.write_text(textwrap.dedent(f"""
+    config.write_text(
+        textwrap.dedent(f"""
         model: {{family: toy_llama, hidden_size: 32, num_hidden_layers: 2, seq_len: 32, num_heads: 4, toy_width: 2}}
         data: {{source: "{TRAIN}", eval_source: "{VALID}", max_documents: 200, max_eval_documents: 20, vocab_size: 300,
-                cache_dir: "{tmp_path / 'cache'}"}}
-        train: {{output_dir: "{tmp_path / 'run'}", max_steps: 3, batch_size: 4, eval_steps: 0, save_steps: 0, max_eval_batches: 1}}
-        """), encoding="utf-8")
+                cache_dir: "{tmp_path / "cache"}"}}
+        train: {{output_dir: "{tmp_path / "run"}", max_steps: 3, batch_size: 4, eval_steps: 0, save_steps: 0, max_eval_batches: 1}}
+        """),
+        encoding="utf-8",
+    )
     env = {**os.environ, "PYTHONPATH": str(copy), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", CHECKS, str(config)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", CHECKS, str(config)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "OK" in done.stdout
     assert not (ROOT / "masked_mixers" / "models" / "toy_llama").exists()

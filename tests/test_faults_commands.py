@@ -13,9 +13,9 @@ import subprocess
 
 import pytest
 import torch
-
 from conftest import VALID
 from faults import copy_model, expect_one_line, record, tiny_config
+
 from masked_mixers.cli import main
 from masked_mixers.runs.config import load_run_config
 from masked_mixers.training.train import train
@@ -44,7 +44,19 @@ def _argv(command: str, model, work, out) -> list:
         "generate": ["generate", model, "--prompt", "once upon", "--max-new-tokens", "2"],
         "represent": ["represent", model, "--ids", work / "ids.json", "--steps", "2", "--out", out],
         "embed": ["embed", model, "--pairs", work / "pairs" / "test.jsonl", "--out", out],
-        "retrieve": ["retrieve", "--mixer", model, "--transformer", work / "out", "--pairs", work / "pairs", "--out", out, "--methods", "cosine"],
+        "retrieve": [
+            "retrieve",
+            "--mixer",
+            model,
+            "--transformer",
+            work / "out",
+            "--pairs",
+            work / "pairs",
+            "--out",
+            out,
+            "--methods",
+            "cosine",
+        ],
     }[command]
 
 
@@ -103,7 +115,9 @@ def test_damaged_model_folder_is_one_line_and_writes_nothing(work, tmp_path, cap
 def test_auto_map_code_is_never_run_without_trust_remote_code(work, tmp_path, capsys, model_type):
     model = copy_model(work / "out", tmp_path / "model")
     marker = tmp_path / "RAN"
-    (model / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nfrom transformers import PretrainedConfig as EvilConfig\n")
+    (model / "evil.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\nfrom transformers import PretrainedConfig as EvilConfig\n"
+    )
     config = json.loads((model / "config.json").read_text())
     config["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilConfig"}
     if model_type:
@@ -146,7 +160,11 @@ def test_json_written_through_a_symlink_and_into_a_device(work, tmp_path, capsys
 
 def _bad_outputs(tmp_path):
     (tmp_path / "a_file").write_text("x")
-    return {"under a file": tmp_path / "a_file" / "x", "full device": _device(tmp_path, "full", 7), "a folder": tmp_path}
+    return {
+        "under a file": tmp_path / "a_file" / "x",
+        "full device": _device(tmp_path, "full", 7),
+        "a folder": tmp_path,
+    }
 
 
 @pytest.mark.parametrize("where", ["under a file", "full device"])
@@ -174,8 +192,17 @@ def test_output_path_that_is_a_file_is_one_line_before_work(work, tmp_path, caps
     (tmp_path / "a_file").write_text("x")
     compare = tmp_path / "compare.yaml"
     compare.write_text("models: [{family: mixer, hidden_size: 32, num_hidden_layers: 1, seq_len: 32}]\n")
-    fill = dict(model=work / "out", work=work, file=tmp_path / "a_file", config=tiny_config(tmp_path), compare=compare, tmp=tmp_path)
-    expect_one_line([a.format(**fill) for a in argv], capsys, watched=(tmp_path / "a_file", tmp_path / "cache"), item=10)
+    fill = dict(
+        model=work / "out",
+        work=work,
+        file=tmp_path / "a_file",
+        config=tiny_config(tmp_path),
+        compare=compare,
+        tmp=tmp_path,
+    )
+    expect_one_line(
+        [a.format(**fill) for a in argv], capsys, watched=(tmp_path / "a_file", tmp_path / "cache"), item=10
+    )
 
 
 # --- 11, 12, 14, 15: ranges and shapes ------------------------------------------------------------
@@ -198,16 +225,94 @@ def _pair_file(tmp_path, data: bytes):
 
 
 SMALL = [
-    ("generate --temperature nan", lambda w, t: ["generate", w / "out", "--prompt", "a", "--temperature", "nan"], "sampling"),
-    ("represent negative ids", lambda w, t: ["represent", w / "out", "--ids", _ids(t, [[3, -1]]), "--out", t / "r"], "token ids"),
-    ("represent --steps 0", lambda w, t: ["represent", w / "out", "--ids", w / "ids.json", "--steps", "0", "--out", t / "r"], "--steps"),
-    ("represent --blocks 99", lambda w, t: ["represent", w / "out", "--ids", w / "ids.json", "--steps", "1", "--blocks", "99", "--out", t / "r"], "--blocks"),
-    ("embed --max-length 0", lambda w, t: ["embed", w / "out", "--pairs", w / "pairs" / "test.jsonl", "--max-length", "0", "--out", t / "r"], "--max-length"),
-    ("retrieve --candidates 0 -5", lambda w, t: ["retrieve", "--mixer", w / "out", "--transformer", w / "out", "--pairs", w / "pairs", "--out", t / "r", "--candidates", "0", "-5"], "--candidates"),
-    ("pairs doc_id not an integer", lambda w, t: ["pairs", _pair_file(t, b'{"query": "a", "passage": "b", "doc_id": "x"}\n'), "--kind", "file", "--out", t / "r"], "doc_id"),
-    ("pairs not UTF-8", lambda w, t: ["pairs", _pair_file(t, b'{"query": "\xff\xfe", "passage": "b"}\n'), "--kind", "file", "--out", t / "r"], "UTF-8"),
-    ("embed pairs not UTF-8", lambda w, t: ["embed", w / "out", "--pairs", _pair_file(t, b"\xff\n"), "--out", t / "r"], "UTF-8"),
-    ("ablate --divergence-factor 0", lambda w, t: ["ablate", tiny_config(t), "--divergence-factor", "0", "--out", t / "r"], "--divergence-factor"),
+    (
+        "generate --temperature nan",
+        lambda w, t: ["generate", w / "out", "--prompt", "a", "--temperature", "nan"],
+        "sampling",
+    ),
+    (
+        "represent negative ids",
+        lambda w, t: ["represent", w / "out", "--ids", _ids(t, [[3, -1]]), "--out", t / "r"],
+        "token ids",
+    ),
+    (
+        "represent --steps 0",
+        lambda w, t: ["represent", w / "out", "--ids", w / "ids.json", "--steps", "0", "--out", t / "r"],
+        "--steps",
+    ),
+    (
+        "represent --blocks 99",
+        lambda w, t: [
+            "represent",
+            w / "out",
+            "--ids",
+            w / "ids.json",
+            "--steps",
+            "1",
+            "--blocks",
+            "99",
+            "--out",
+            t / "r",
+        ],
+        "--blocks",
+    ),
+    (
+        "embed --max-length 0",
+        lambda w, t: ["embed", w / "out", "--pairs", w / "pairs" / "test.jsonl", "--max-length", "0", "--out", t / "r"],
+        "--max-length",
+    ),
+    (
+        "retrieve --candidates 0 -5",
+        lambda w, t: [
+            "retrieve",
+            "--mixer",
+            w / "out",
+            "--transformer",
+            w / "out",
+            "--pairs",
+            w / "pairs",
+            "--out",
+            t / "r",
+            "--candidates",
+            "0",
+            "-5",
+        ],
+        "--candidates",
+    ),
+    (
+        "pairs doc_id not an integer",
+        lambda w, t: [
+            "pairs",
+            _pair_file(t, b'{"query": "a", "passage": "b", "doc_id": "x"}\n'),
+            "--kind",
+            "file",
+            "--out",
+            t / "r",
+        ],
+        "doc_id",
+    ),
+    (
+        "pairs not UTF-8",
+        lambda w, t: [
+            "pairs",
+            _pair_file(t, b'{"query": "\xff\xfe", "passage": "b"}\n'),
+            "--kind",
+            "file",
+            "--out",
+            t / "r",
+        ],
+        "UTF-8",
+    ),
+    (
+        "embed pairs not UTF-8",
+        lambda w, t: ["embed", w / "out", "--pairs", _pair_file(t, b"\xff\n"), "--out", t / "r"],
+        "UTF-8",
+    ),
+    (
+        "ablate --divergence-factor 0",
+        lambda w, t: ["ablate", tiny_config(t), "--divergence-factor", "0", "--out", t / "r"],
+        "--divergence-factor",
+    ),
     ("bench --device cuda", lambda w, t: ["bench", "train", "--device", "cuda", "--json", t / "r"], "cuda"),
 ]
 
@@ -258,8 +363,35 @@ def _empty_test_passages(work, tmp_path):
 
 
 EMPTY_TEXTS = [  # issue 24: nothing to embed used to be a traceback
-    ("embed, every query empty", lambda w, t: ["embed", w / "out", "--pairs", _pair_file(t, b'{"query": "", "passage": "b"}\n{"query": " ", "passage": "c"}\n'), "--out", t / "r"], "'query' is empty"),
-    ("retrieve, every test passage empty", lambda w, t: ["retrieve", "--mixer", w / "out", "--transformer", w / "out", "--pairs", _empty_test_passages(w, t), "--out", t / "r", "--methods", "cosine"], "test.jsonl:1: field 'passage' is empty"),
+    (
+        "embed, every query empty",
+        lambda w, t: [
+            "embed",
+            w / "out",
+            "--pairs",
+            _pair_file(t, b'{"query": "", "passage": "b"}\n{"query": " ", "passage": "c"}\n'),
+            "--out",
+            t / "r",
+        ],
+        "'query' is empty",
+    ),
+    (
+        "retrieve, every test passage empty",
+        lambda w, t: [
+            "retrieve",
+            "--mixer",
+            w / "out",
+            "--transformer",
+            w / "out",
+            "--pairs",
+            _empty_test_passages(w, t),
+            "--out",
+            t / "r",
+            "--methods",
+            "cosine",
+        ],
+        "test.jsonl:1: field 'passage' is empty",
+    ),
 ]
 
 

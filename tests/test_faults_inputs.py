@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import TRAIN
 from faults import expect_one_line, tiny_config
 
@@ -27,7 +26,9 @@ def test_yaml_key_written_twice_is_refused_naming_key_file_and_line(tmp_path, ca
     config = tiny_config(tmp_path)
     text = config.read_text().replace("  max_steps: 12\n", "  max_steps: 12\n  max_steps: 2\n")
     _write(config, text)
-    line = expect_one_line(["train", config], capsys, watched=(tmp_path / "out", tmp_path / "cache"), names="'max_steps'", item=ITEM)
+    line = expect_one_line(
+        ["train", config], capsys, watched=(tmp_path / "out", tmp_path / "cache"), names="'max_steps'", item=ITEM
+    )
     number = text.splitlines().index("  max_steps: 2") + 1
     assert str(config) in line and f"line {number}" in line and "twice" in line
 
@@ -48,7 +49,9 @@ def test_yaml_alias_bomb_is_refused_at_once(tmp_path, capsys):
 
 def test_set_value_with_a_repeated_key_is_refused(tmp_path, capsys):
     config = tiny_config(tmp_path)
-    expect_one_line(["train", config, "--set", "model={family: mixer, family: llama}"], capsys, names="--set", item=ITEM)
+    expect_one_line(
+        ["train", config, "--set", "model={family: mixer, family: llama}"], capsys, names="--set", item=ITEM
+    )
 
 
 def test_set_value_like_an_undefined_alias_is_still_text():
@@ -65,8 +68,8 @@ def test_train_seed_out_of_range(tmp_path, capsys, value):
 
 
 def test_largest_seed_is_accepted():
-    from masked_mixers.runs.config import RunConfig
     from masked_mixers.core.configfile import from_dict
+    from masked_mixers.runs.config import RunConfig
 
     run = from_dict(RunConfig, {"model": {"family": "mixer"}, "train": {"seed": 2**32 - 1}}, "x.yaml")
     assert run.train.seed == 2**32 - 1
@@ -79,10 +82,21 @@ def test_compare_sample_seed_out_of_range(tmp_path, capsys):
 
 def _seed_argv(command: str, tmp_path) -> list:
     missing = tmp_path / "no-model"  # the seed is checked before the model is looked at
-    stories = _write(tmp_path / "docs.txt", "\n\n".join(json.loads(line)["text"] for line in TRAIN.read_text().splitlines()[:40]))
+    stories = _write(
+        tmp_path / "docs.txt", "\n\n".join(json.loads(line)["text"] for line in TRAIN.read_text().splitlines()[:40])
+    )
     return {
         "generate": ["generate", missing, "--prompt", "a", "--seed", BIG_SEED],
-        "represent": ["represent", missing, "--ids", tmp_path / "ids.json", "--seed", BIG_SEED, "--out", tmp_path / "r"],
+        "represent": [
+            "represent",
+            missing,
+            "--ids",
+            tmp_path / "ids.json",
+            "--seed",
+            BIG_SEED,
+            "--out",
+            tmp_path / "r",
+        ],
         "lm-eval": ["lm-eval", missing, "--tasks", "x", "--seed", BIG_SEED],
         "pairs": ["pairs", stories, "--seed", BIG_SEED, "--out", tmp_path / "r"],
     }[command]

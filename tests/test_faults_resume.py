@@ -10,18 +10,18 @@ import subprocess
 
 import pytest
 import torch
+from faults import copy_model, expect_one_line, record, snapshot, tiny_config
+from test_faults_train import StopAt
 from transformers import TrainerCallback
 
-from faults import copy_model, expect_one_line, record, snapshot, tiny_config
-from masked_mixers.runs import manifest
-from masked_mixers.training import train as training
-from masked_mixers.runs.checkpoints import damage, newest_intact
-from masked_mixers.runs.config import load_run_config
 from masked_mixers.core.errors import UserError
 from masked_mixers.core.files import save_safetensors
+from masked_mixers.runs import manifest
+from masked_mixers.runs.checkpoints import damage, newest_intact
+from masked_mixers.runs.config import load_run_config
 from masked_mixers.runs.rundir import load_run, read_metrics
+from masked_mixers.training import train as training
 from masked_mixers.training.train import train
-from test_faults_train import StopAt
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,9 @@ def test_an_empty_folder_and_a_non_checkpoint_name(tmp_path):
     (tmp_path / "checkpoint-999").mkdir()
     (tmp_path / "checkpoint-x").mkdir()  # not a checkpoint name: never considered
     assert damage(tmp_path / "checkpoint-999") == "no trainer_state.json"
-    with pytest.raises(UserError, match=r"no intact checkpoint to resume from \(checkpoint-999 \(no trainer_state.json\)\)"):
+    with pytest.raises(
+        UserError, match=r"no intact checkpoint to resume from \(checkpoint-999 \(no trainer_state.json\)\)"
+    ):
         newest_intact(tmp_path)
     assert newest_intact(tmp_path / "absent") is None
 
@@ -103,7 +105,9 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(stopped_run, tmp_path
 
     config = _copy(stopped_run, tmp_path, cache, save_steps=0)  # no new checkpoint: the damaged one must stay as it is
     out = tmp_path / "out"
-    if kind == "empty checkpoint-999":  # left by a save cut short: the manifest lists it (a user's own is refused, below)
+    if (
+        kind == "empty checkpoint-999"
+    ):  # left by a save cut short: the manifest lists it (a user's own is refused, below)
         (out / "checkpoint-999").mkdir()
         manifest.record(out, "checkpoint-999")
         skipped, used = out / "checkpoint-999", out / "checkpoint-4"
@@ -139,7 +143,9 @@ def test_resume_with_no_intact_checkpoint_is_one_line(stopped_run, tmp_path, cac
     for step in (2, 4):
         (out / f"checkpoint-{step}" / "scheduler.pt").unlink()  # e.g. copied without it: warm-up would restart
     watched = tuple(out / f"checkpoint-{step}" for step in (2, 4))
-    line = expect_one_line(["train", config], capsys, watched=watched, names="no intact checkpoint to resume from", item=24)
+    line = expect_one_line(
+        ["train", config], capsys, watched=watched, names="no intact checkpoint to resume from", item=24
+    )
     assert "checkpoint-4 (no scheduler.pt" in line and "checkpoint-2 (no scheduler.pt" in line
 
 
@@ -158,7 +164,10 @@ class Overflow(TrainerCallback):
 
 def test_nonfinite_final_weights_are_never_saved_nor_summarised(tmp_path, cache):
     run = load_run_config(tiny_config(tmp_path, cache=cache, max_steps=6, on_nonfinite="skip", logging_steps=1))
-    with pytest.raises(UserError, match=r"the weights are non-finite after step 6 \(.*; 5 of 6 steps skipped\); not saved as the final model"):
+    with pytest.raises(
+        UserError,
+        match=r"the weights are non-finite after step 6 \(.*; 5 of 6 steps skipped\); not saved as the final model",
+    ):
         train(run, callbacks=[Overflow(1)])
     out = tmp_path / "out"
     assert [r["skipped_step"] for r in read_metrics(out) if "skipped_step" in r] == [2, 3, 4, 5, 6]
@@ -183,7 +192,10 @@ def test_a_run_that_skipped_most_steps_says_so(tmp_path, cache, capsys):
     capsys.readouterr()
     result = train(run, model=model)
     assert result.skipped_steps == [2, 3, 4]
-    assert "3 of 4 steps were skipped (non-finite loss)" in capsys.readouterr().err and (tmp_path / "out" / "train_summary.json").is_file()
+    assert (
+        "3 of 4 steps were skipped (non-finite loss)" in capsys.readouterr().err
+        and (tmp_path / "out" / "train_summary.json").is_file()
+    )
 
 
 # --- a real full disk ---------------------------------------------------------------------------
@@ -194,7 +206,9 @@ def small_disk(tmp_path):
     """A 1 MiB tmpfs mounted at tmp_path/disk (root only); skipped where mounting is not permitted."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or mounted.returncode})")
     try:
@@ -235,7 +249,12 @@ def test_a_foreign_smaller_tokenizer_beside_a_run_is_one_line(stopped_run, tmp_p
     model = copy_model(stopped_run, tmp_path / "model")
     foreign = tokenizer()  # 300 tokens; the run's model and tokenizer have 512
     foreign.save_pretrained(model)
-    line = expect_one_line(["eval", model, "--max-batches", "1"], capsys, names=f"{model}: the tokenizer has {len(foreign)} tokens", item=24)
+    line = expect_one_line(
+        ["eval", model, "--max-batches", "1"],
+        capsys,
+        names=f"{model}: the tokenizer has {len(foreign)} tokens",
+        item=24,
+    )
     assert "the model's vocabulary is 512" in line
 
 
@@ -248,7 +267,9 @@ def test_a_larger_tokenizer_is_refused_and_a_padded_vocabulary_loads(tmp_path):
     model, loaded = load_run(padded)
     assert len(loaded) == model.get_input_embeddings().num_embeddings  # as saved
     tok.save_pretrained(padded)
-    with pytest.raises(UserError, match=rf"{padded}: the tokenizer has {len(tok)} tokens but the model's vocabulary is {len(tok) - 2}"):
+    with pytest.raises(
+        UserError, match=rf"{padded}: the tokenizer has {len(tok)} tokens but the model's vocabulary is {len(tok) - 2}"
+    ):
         load_run(padded)
     from masked_mixers import MaskedMixerConfig, MaskedMixerForCausalLM
 

@@ -10,11 +10,11 @@ import os
 
 import pytest
 import torch
+from faults import edit_yaml, expect_one_line, record, snapshot, tiny_config
 from transformers import Trainer, TrainerCallback
 
-from faults import edit_yaml, expect_one_line, record, snapshot, tiny_config
-from masked_mixers.runs.config import load_run_config
 from masked_mixers.core.errors import UserError
+from masked_mixers.runs.config import load_run_config
 from masked_mixers.runs.rundir import locked, read_metrics
 from masked_mixers.training.train import train
 
@@ -95,9 +95,10 @@ def test_no_resume_clears_old_checkpoints_so_a_later_run_cannot_resume_them(tmp_
 # --- 3. a resume with a changed config ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("change, key", [("train.learning_rate=0.001", "train.learning_rate"), ("model.hidden_size=64", "model.hidden_size")])
+@pytest.mark.parametrize(
+    "change, key", [("train.learning_rate=0.001", "train.learning_rate"), ("model.hidden_size=64", "model.hidden_size")]
+)
 def test_resume_with_a_changed_config_names_the_keys_before_touching_run_yaml(tmp_path, cache, capsys, change, key):
-    from masked_mixers.cli import main
 
     config = _config(tmp_path, cache, max_steps=6)
     run = load_run_config(config)
@@ -151,11 +152,31 @@ def test_a_kill_during_the_final_save_leaves_no_half_model(tmp_path, cache, monk
 # --- 9. every training value checked before any data is read ------------------------------------
 
 BAD_VALUES = [
-    ("train.batch_size", 0), ("train.gradient_accumulation_steps", 0), ("train.learning_rate", ".nan"), ("train.learning_rate", -1),
-    ("train.lr_scheduler", "wobbly"), ("train.warmup_steps", -1), ("train.logging_steps", 0), ("train.report_to", "[not_a_logger]"), ("train.report_to", "[wandb]"),
-    ("train.max_steps", -5), ("train.save_steps", -1), ("train.max_seconds", -1), ("train.max_seconds", ".inf"), ("train.max_flops", 0), ("train.max_flops", -1), ("train.eval_batch_size", 0),
-    ("train.adam_beta1", 1.5), ("train.weight_decay", -0.1), ("train.seed", -1), ("train.save_total_limit", 0),
-    ("model.dropout", 1.0), ("model.hidden_size", 0), ("model.seq_len", 10**9), ("data.eval_fraction", 1.5), ("data.max_documents", 0),
+    ("train.batch_size", 0),
+    ("train.gradient_accumulation_steps", 0),
+    ("train.learning_rate", ".nan"),
+    ("train.learning_rate", -1),
+    ("train.lr_scheduler", "wobbly"),
+    ("train.warmup_steps", -1),
+    ("train.logging_steps", 0),
+    ("train.report_to", "[not_a_logger]"),
+    ("train.report_to", "[wandb]"),
+    ("train.max_steps", -5),
+    ("train.save_steps", -1),
+    ("train.max_seconds", -1),
+    ("train.max_seconds", ".inf"),
+    ("train.max_flops", 0),
+    ("train.max_flops", -1),
+    ("train.eval_batch_size", 0),
+    ("train.adam_beta1", 1.5),
+    ("train.weight_decay", -0.1),
+    ("train.seed", -1),
+    ("train.save_total_limit", 0),
+    ("model.dropout", 1.0),
+    ("model.hidden_size", 0),
+    ("model.seq_len", 10**9),
+    ("data.eval_fraction", 1.5),
+    ("data.max_documents", 0),
 ]
 
 
@@ -168,7 +189,9 @@ def test_bad_training_values_are_one_line_before_data_is_read(tmp_path, capsys, 
 
 def test_missing_model_section_is_refused(tmp_path, capsys):
     config = edit_yaml(tiny_config(tmp_path), model=None)
-    expect_one_line(["train", config], capsys, watched=(tmp_path / "out", tmp_path / "cache"), names="no 'model' section", item=15)
+    expect_one_line(
+        ["train", config], capsys, watched=(tmp_path / "out", tmp_path / "cache"), names="no 'model' section", item=15
+    )
 
 
 # --- 10. output folders -------------------------------------------------------------------------
@@ -176,7 +199,13 @@ def test_missing_model_section_is_refused(tmp_path, capsys):
 
 def test_output_dir_that_is_a_file_is_one_line(tmp_path, capsys):
     (tmp_path / "out").write_text("not a folder")
-    expect_one_line(["train", tiny_config(tmp_path)], capsys, watched=(tmp_path / "out", tmp_path / "cache"), names="not a folder", item=10)
+    expect_one_line(
+        ["train", tiny_config(tmp_path)],
+        capsys,
+        watched=(tmp_path / "out", tmp_path / "cache"),
+        names="not a folder",
+        item=10,
+    )
 
 
 def test_output_dir_under_a_file_is_one_line(tmp_path, capsys):
@@ -207,8 +236,20 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_frees_the_staging_folde
 
 def test_huge_seq_len_is_refused_before_tokenizing_naming_seq_len(tmp_path, capsys):
     watched = (tmp_path / "out", tmp_path / "cache")
-    expect_one_line(["train", tiny_config(tmp_path), "--set", "model.seq_len=100000"], capsys, watched=watched, names="seq_len", item=13)
-    expect_one_line(["prepare", tiny_config(tmp_path), "--set", "model.seq_len=100000"], capsys, watched=watched, names="seq_len", item=13)
+    expect_one_line(
+        ["train", tiny_config(tmp_path), "--set", "model.seq_len=100000"],
+        capsys,
+        watched=watched,
+        names="seq_len",
+        item=13,
+    )
+    expect_one_line(
+        ["prepare", tiny_config(tmp_path), "--set", "model.seq_len=100000"],
+        capsys,
+        watched=watched,
+        names="seq_len",
+        item=13,
+    )
 
 
 # --- 15. the training loss of a resumed run -----------------------------------------------------
@@ -222,7 +263,10 @@ def test_train_loss_of_a_resumed_run_averages_every_step(tmp_path, cache):
     resumed = train(load_run_config(config))
     assert resumed.steps == straight.steps == 8
     # the steps before the checkpoint come from the logged losses, which the Trainer rounds to 4 decimals
-    assert math.isclose(resumed.train_loss, straight.train_loss, abs_tol=1e-4), (resumed.train_loss, straight.train_loss)
+    assert math.isclose(resumed.train_loss, straight.train_loss, abs_tol=1e-4), (
+        resumed.train_loss,
+        straight.train_loss,
+    )
     summary = json.loads((tmp_path / "b" / "out" / "train_summary.json").read_text())
     assert math.isclose(summary["train_loss"], straight.train_loss, abs_tol=1e-4)
     record(15)

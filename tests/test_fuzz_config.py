@@ -5,15 +5,32 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from masked_mixers.runs.config import RunConfig, from_dict, load_run_config
 from masked_mixers.core.errors import UserError
+from masked_mixers.runs.config import RunConfig, from_dict, load_run_config
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(10**30), 10**30), st.floats(allow_nan=True), st.text(max_size=20))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=12)
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**30), 10**30), st.floats(allow_nan=True), st.text(max_size=20)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12,
+)
 keys = st.sampled_from(["model", "data", "train", "hidden_size", "max_steps", "source", "family", "x"])
-sections = st.dictionaries(keys, st.one_of(values, st.dictionaries(st.sampled_from(["hidden_size", "seq_len", "source", "max_steps", "learning_rate", "report_to", "bogus"]), values, max_size=4)), max_size=4)
+sections = st.dictionaries(
+    keys,
+    st.one_of(
+        values,
+        st.dictionaries(
+            st.sampled_from(["hidden_size", "seq_len", "source", "max_steps", "learning_rate", "report_to", "bogus"]),
+            values,
+            max_size=4,
+        ),
+    ),
+    max_size=4,
+)
 
 
 def _only_user_errors(load):
@@ -50,17 +67,48 @@ def test_random_structures(data):
 # --- numeric values: whatever the loader accepts, Hugging Face and the model factory accept too -------
 
 NUMERIC_KEYS = {
-    "train": ["max_steps", "max_seconds", "max_flops", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "learning_rate", "warmup_steps",
-              "weight_decay", "adam_beta1", "adam_beta2", "max_grad_norm", "eval_steps", "max_eval_batches", "save_steps", "save_total_limit",
-              "logging_steps", "seed", "num_workers"],
-    "model": ["hidden_size", "num_hidden_layers", "seq_len", "num_heads", "expansion", "ff_mult", "dropout", "vocab_size"],
+    "train": [
+        "max_steps",
+        "max_seconds",
+        "max_flops",
+        "batch_size",
+        "eval_batch_size",
+        "gradient_accumulation_steps",
+        "learning_rate",
+        "warmup_steps",
+        "weight_decay",
+        "adam_beta1",
+        "adam_beta2",
+        "max_grad_norm",
+        "eval_steps",
+        "max_eval_batches",
+        "save_steps",
+        "save_total_limit",
+        "logging_steps",
+        "seed",
+        "num_workers",
+    ],
+    "model": [
+        "hidden_size",
+        "num_hidden_layers",
+        "seq_len",
+        "num_heads",
+        "expansion",
+        "ff_mult",
+        "dropout",
+        "vocab_size",
+    ],
     "data": ["eval_fraction", "max_documents", "vocab_size", "num_proc"],
 }
 numbers = st.one_of(
-    st.integers(-(10**12), 10**12), st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0, 1, -1, 0.0, 0.5, 1.0, 2**32, 10**9]),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0, 1, -1, 0.0, 0.5, 1.0, 2**32, 10**9]),
 )
 numeric_section = st.sampled_from(sorted(NUMERIC_KEYS)).flatmap(
-    lambda section: st.tuples(st.just(section), st.dictionaries(st.sampled_from(NUMERIC_KEYS[section]), numbers, min_size=1, max_size=4))
+    lambda section: st.tuples(
+        st.just(section), st.dictionaries(st.sampled_from(NUMERIC_KEYS[section]), numbers, min_size=1, max_size=4)
+    )
 )
 
 

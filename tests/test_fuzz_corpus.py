@@ -15,16 +15,18 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from masked_mixers.runs.config import DataConfig
-from masked_mixers.data import prepare_data, train_tokenizer
 from masked_mixers.core.errors import UserError
+from masked_mixers.data import prepare_data, train_tokenizer
+from masked_mixers.runs.config import DataConfig
 
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 _names = itertools.count()  # a new file per example: no reader cache can serve an older example
 
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), st.text(max_size=30)),
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["text", "id", "x"]), inner, max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["text", "id", "x"]), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 records = st.dictionaries(st.sampled_from(["text", "id", "story"]), json_values, max_size=3)
@@ -43,7 +45,13 @@ def corpus_files(draw) -> tuple[str, bytes]:
         return suffix, "\n".join(lines).encode("utf-8", "surrogatepass")
     if suffix == ".json":
         return suffix, json.dumps(draw(st.one_of(st.lists(records, max_size=6), json_values))).encode()
-    column = draw(st.one_of(st.lists(st.text(max_size=40), max_size=8), st.lists(st.integers(-5, 5), max_size=8), st.lists(st.booleans(), max_size=4)))
+    column = draw(
+        st.one_of(
+            st.lists(st.text(max_size=40), max_size=8),
+            st.lists(st.integers(-5, 5), max_size=8),
+            st.lists(st.booleans(), max_size=4),
+        )
+    )
     sink = io.BytesIO()
     pq.write_table(pa.table({draw(st.sampled_from(["text", "content"])): column}), sink)
     return suffix, sink.getvalue()

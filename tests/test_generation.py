@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SHARED
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -16,7 +17,6 @@ from masked_mixers import MaskedMixerConfig, MaskedMixerForCausalLM
 from masked_mixers.bench.generate import CONTENDERS
 from masked_mixers.cli import main
 from masked_mixers.generation import encode_prompts, full_window_generate, generate_ids, generate_text
-from conftest import SHARED
 
 DATA = SHARED
 VARIANTS = ["flat", "expanded", "multihead"]
@@ -30,14 +30,24 @@ def tokenizer() -> PreTrainedTokenizerFast:
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = __import__("tokenizers").decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     backend.train_from_iterator((json.loads(line)["text"] for line in lines), trainer)
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", bos_token="<eos>")
 
 
 def _mixer(mixer_type: str, vocab: int = 300, seq_len: int = 12, seed: int = 0) -> MaskedMixerForCausalLM:
     torch.manual_seed(seed)
-    config = MaskedMixerConfig(vocab_size=vocab, hidden_size=16, num_hidden_layers=2, seq_len=seq_len, mixer_type=mixer_type, num_heads=4, expansion=2)
+    config = MaskedMixerConfig(
+        vocab_size=vocab,
+        hidden_size=16,
+        num_hidden_layers=2,
+        seq_len=seq_len,
+        mixer_type=mixer_type,
+        num_heads=4,
+        expansion=2,
+    )
     return MaskedMixerForCausalLM(config).eval()
 
 
@@ -140,7 +150,9 @@ def test_batched_generation_equals_one_by_one(tokenizer, mixer_type, side):
 def test_generate_feeds_one_new_token_per_step_with_the_cache(tokenizer):
     model = _mixer("flat", vocab=len(tokenizer))
     seen = []
-    model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["input_ids"].shape), with_kwargs=True)
+    model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["input_ids"].shape), with_kwargs=True
+    )
     tokenizer.padding_side = "right"
     generate_ids(model, tokenizer, PROMPTS[:2], max_new_tokens=20, greedy=True)
     width = encode_prompts(model, tokenizer, PROMPTS[:2], 20)["input_ids"].shape[1]
@@ -191,7 +203,14 @@ def test_cli_generate_streams_text(tokenizer, tmp_path, capsys, family):
         model = _mixer("flat", vocab=len(tokenizer))
     else:
         torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=64)
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=64,
+        )
         model = LlamaForCausalLM(config).eval()
     tokenizer.padding_side = "right"
     model_dir = _save(model, tokenizer, tmp_path / family)
@@ -213,8 +232,29 @@ def test_cli_generate_bad_model_dir_is_one_line(tmp_path, capsys):
 
 def test_bench_generate_runs_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    args = ["bench", "generate", "--hidden-size", "16", "--layers", "1", "--seq-len", "16", "--prompt-tokens", "8",
-            "--new-tokens", "4", "--batch-sizes", "1", "2", "--dtypes", "fp32", "--repeats", "1", "--output", str(out)]
+    args = [
+        "bench",
+        "generate",
+        "--hidden-size",
+        "16",
+        "--layers",
+        "1",
+        "--seq-len",
+        "16",
+        "--prompt-tokens",
+        "8",
+        "--new-tokens",
+        "4",
+        "--batch-sizes",
+        "1",
+        "2",
+        "--dtypes",
+        "fp32",
+        "--repeats",
+        "1",
+        "--output",
+        str(out),
+    ]
     assert main(args) == 0
     rows = json.loads(out.read_text())["results"]
     assert {(r["model"], r["batch_size"]) for r in rows} == {(m, b) for m in CONTENDERS for b in (1, 2)}

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from masked_mixers.cli import build_parser
-from masked_mixers.runs.config import RunConfig, TrainConfig, load_run_config, save_yaml
 from masked_mixers.core.errors import UserError
+from masked_mixers.runs.config import RunConfig, TrainConfig, load_run_config, save_yaml
 from masked_mixers.training.train import training_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +21,9 @@ SCRIPT = ROOT / "scripts" / "gpu-check.sh"
 def _commands(prefix: str) -> list[list[str]]:
     """The script's command lines that start with `prefix`, continuations joined, variables filled in."""
     text = SCRIPT.read_text().replace("\\\n", " ")
-    lines = [line.split(prefix, 1)[1] for line in text.splitlines() if prefix in line and not line.lstrip().startswith("#")]
+    lines = [
+        line.split(prefix, 1)[1] for line in text.splitlines() if prefix in line and not line.lstrip().startswith("#")
+    ]
     return [shlex.split(re.sub(r"\$\{?[A-Z_]+\}?", "X", line)) for line in lines]
 
 
@@ -54,13 +56,17 @@ def test_compare_overrides_are_valid_keys(tmp_path):
 
 
 def test_pytest_marker_is_registered():
-    out = subprocess.run(["python3", "-m", "pytest", "--markers"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["python3", "-m", "pytest", "--markers"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     assert "@pytest.mark.cuda" in out
     assert ["-m", "cuda"] == _commands("python3 -m pytest -q")[0][:2]
 
 
 def test_speed_switches_reach_training_arguments(tmp_path):
-    run = RunConfig(train=TrainConfig(output_dir=str(tmp_path), torch_compile=True, optimizer="adamw", num_workers=None))
+    run = RunConfig(
+        train=TrainConfig(output_dir=str(tmp_path), torch_compile=True, optimizer="adamw", num_workers=None)
+    )
     save_yaml(run, tmp_path / "run.yaml")
     back = load_run_config(tmp_path / "run.yaml")
     assert back.train.torch_compile and back.train.optimizer == "adamw" and back.train.num_workers is None

@@ -12,12 +12,11 @@ import torch
 
 pytest.importorskip("lm_eval")
 from lm_eval.api.instance import Instance  # noqa: E402
+from tinyrun import make_run, stories  # noqa: E402
 
 from masked_mixers.cli import main  # noqa: E402
 from masked_mixers.generation import generate_text  # noqa: E402
 from masked_mixers.generation.harness import MaskedMixersLM  # noqa: E402
-
-from tinyrun import make_run, stories  # noqa: E402
 
 L = 24
 
@@ -48,9 +47,16 @@ def test_the_model_length_is_l(lm):
 
 
 def test_loglikelihood_is_the_sum_of_continuation_log_probs(lm):
-    pairs = [("once upon a time", " there was a dog"), ("the dog", " ran"), ("lily and tom went to the park", " to play"), ("", "lily")]
+    pairs = [
+        ("once upon a time", " there was a dog"),
+        ("the dog", " ran"),
+        ("lily and tom went to the park", " to play"),
+        ("", "lily"),
+    ]
     got = lm.loglikelihood(_instances("loglikelihood", pairs))
-    alone = MaskedMixersLM(pretrained=None, model=lm.model, tokenizer=lm.tokenizer, batch_size=1).loglikelihood(_instances("loglikelihood", pairs))
+    alone = MaskedMixersLM(pretrained=None, model=lm.model, tokenizer=lm.tokenizer, batch_size=1).loglikelihood(
+        _instances("loglikelihood", pairs)
+    )
     encode = lm.tokenizer
     for (context, continuation), (score, greedy), (score_alone, _) in zip(pairs, got, alone):
         if context:
@@ -73,7 +79,10 @@ def test_rolling_loglikelihood_scores_long_documents_in_windows_of_l(lm):
     ids = [lm.tokenizer(d)["input_ids"] for d in docs]
     assert len(ids[0]) > 3 * L and len(ids[1]) < L
     widths = []
-    hook = lm.model.register_forward_pre_hook(lambda module, args, kwargs: widths.append((args[0] if args else kwargs["input_ids"]).shape[1]), with_kwargs=True)
+    hook = lm.model.register_forward_pre_hook(
+        lambda module, args, kwargs: widths.append((args[0] if args else kwargs["input_ids"]).shape[1]),
+        with_kwargs=True,
+    )
     try:
         got = lm.loglikelihood_rolling(_instances("loglikelihood_rolling", [(d,) for d in docs]))
     finally:
@@ -99,7 +108,9 @@ def test_generate_until_is_the_package_generation_batched_or_not(lm):
     until = {"until": ["\n", "."], "max_gen_toks": 8, "do_sample": False}
     got = lm.generate_until(_instances("generate_until", [(p, dict(until)) for p in prompts]))
     for prompt, text in zip(prompts, got):
-        expected = generate_text(lm.model, lm.tokenizer, [prompt], 8, greedy=True, stop_strings=["\n", ".", lm.tokenizer.eos_token])[0]
+        expected = generate_text(
+            lm.model, lm.tokenizer, [prompt], 8, greedy=True, stop_strings=["\n", ".", lm.tokenizer.eos_token]
+        )[0]
         assert text == expected, prompt
 
 
@@ -108,7 +119,9 @@ def _write_tasks(folder: Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     docs = stories(4, skip=40)
     (folder / "docs.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
-    choice = [{"context": d[:30], "choices": [d[30:50], docs[(i + 1) % 4][30:50]], "label": 0} for i, d in enumerate(docs)]
+    choice = [
+        {"context": d[:30], "choices": [d[30:50], docs[(i + 1) % 4][30:50]], "label": 0} for i, d in enumerate(docs)
+    ]
     (folder / "choice.jsonl").write_text("".join(json.dumps(c) + "\n" for c in choice))
     (folder / "gen.jsonl").write_text("".join(json.dumps({"context": d[:25], "answer": d[25:40]}) + "\n" for d in docs))
     common = "dataset_path: json\ntest_split: test\nmetadata: {version: 1.0}\n"
@@ -131,8 +144,23 @@ def _write_tasks(folder: Path) -> dict:
 def test_cli_runs_local_yaml_tasks_of_every_kind(lm, run_dir, tmp_path, capsys):
     written = _write_tasks(tmp_path / "tasks")
     out = tmp_path / "lm-eval.json"
-    argv = ["lm-eval", str(run_dir), "--tasks", "mm_ppl", "mm_choice", "mm_gen", "--include-path", str(tmp_path / "tasks"),
-            "--no-builtin-tasks", "--device", "cpu", "--batch-size", "3", "--output", str(out)]  # fmt: skip
+    argv = [
+        "lm-eval",
+        str(run_dir),
+        "--tasks",
+        "mm_ppl",
+        "mm_choice",
+        "mm_gen",
+        "--include-path",
+        str(tmp_path / "tasks"),
+        "--no-builtin-tasks",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "3",
+        "--output",
+        str(out),
+    ]
     assert main(argv) == 0
     assert "mm_ppl" in capsys.readouterr().out
     results = json.loads(out.read_text())["results"]
@@ -146,7 +174,15 @@ def test_cli_runs_local_yaml_tasks_of_every_kind(lm, run_dir, tmp_path, capsys):
 
 def test_cli_unknown_task_is_one_line(run_dir, tmp_path, capsys):
     (tmp_path / "tasks").mkdir()
-    argv = ["lm-eval", str(run_dir), "--tasks", "no_such_task", "--include-path", str(tmp_path / "tasks"), "--no-builtin-tasks"]
+    argv = [
+        "lm-eval",
+        str(run_dir),
+        "--tasks",
+        "no_such_task",
+        "--include-path",
+        str(tmp_path / "tasks"),
+        "--no-builtin-tasks",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "no_such_task" in err and len(err.splitlines()) == 1

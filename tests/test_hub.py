@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
 from masked_mixers.cli import main
 from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig
@@ -29,7 +29,16 @@ L = 64
 def run_dir(tiny_prepared, tiny_data_config, tmp_path_factory):
     out = tmp_path_factory.mktemp("hub") / "run"
     spec = ModelSpec(family="mixer", hidden_size=32, num_hidden_layers=2, seq_len=L)
-    options = dict(output_dir=str(out), max_steps=6, batch_size=8, eval_steps=0, save_steps=3, logging_steps=2, warmup_steps=1, max_eval_batches=2)
+    options = dict(
+        output_dir=str(out),
+        max_steps=6,
+        batch_size=8,
+        eval_steps=0,
+        save_steps=3,
+        logging_steps=2,
+        warmup_steps=1,
+        max_eval_batches=2,
+    )
     train(RunConfig(model=spec, data=tiny_data_config, train=TrainConfig(**options)), prepared=tiny_prepared)
     return out
 
@@ -78,10 +87,23 @@ BLOCKED = textwrap.dedent(
 
 def test_a_run_folder_loads_and_generates_without_this_package(run_dir, tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["auto_map"] == {"AutoConfig": "configuration.MaskedMixerConfig", "AutoModelForCausalLM": "modeling.MaskedMixerForCausalLM"}
-    assert {"modeling.py", "configuration.py", "mixing.py", "cache.py", "positions.py", "lm_head.py"} <= {p.name for p in run_dir.iterdir()}
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration.MaskedMixerConfig",
+        "AutoModelForCausalLM": "modeling.MaskedMixerForCausalLM",
+    }
+    assert {"modeling.py", "configuration.py", "mixing.py", "cache.py", "positions.py", "lm_head.py"} <= {
+        p.name for p in run_dir.iterdir()
+    }
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
-    done = subprocess.run([sys.executable, "-c", BLOCKED, str(run_dir)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED, str(run_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got["module"].startswith("transformers_modules.") and not got["masked_mixers_loaded"]
@@ -112,19 +134,32 @@ def test_push_to_a_local_folder_writes_the_model_and_its_card(run_dir, tmp_path,
     target = tmp_path / "published" / "tiny-mixer"
     assert main(["push", str(run_dir), f"file://{target}"]) == 0
     names = {p.name for p in target.iterdir()}
-    assert {"config.json", "model.safetensors", "modeling.py", "tokenizer.json", "README.md", "train_summary.json"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "modeling.py",
+        "tokenizer.json",
+        "README.md",
+        "train_summary.json",
+    } <= names
     assert not any(n.startswith("checkpoint-") for n in names)  # the Trainer's checkpoints stay home
     card = (target / "README.md").read_text()
     summary = json.loads((run_dir / "train_summary.json").read_text())
     assert "library_name: transformers" in card and "family: `mixer`" in card
     assert f"{summary['parameters']['total']:,} parameters" in card
-    assert "train-lowercase.jsonl" in card and f"steps: {summary['steps']}" in card and f"{summary['tokens_seen']:,}" in card
+    assert (
+        "train-lowercase.jsonl" in card
+        and f"steps: {summary['steps']}" in card
+        and f"{summary['tokens_seen']:,}" in card
+    )
     assert f"| loss | {summary['eval_metrics']['loss']:.4f} |" in card
     model = AutoModelForCausalLM.from_pretrained(target, trust_remote_code=False)
     assert model.config.max_position_embeddings == L
     # pushing again replaces the folder as a whole
     assert main(["push", str(run_dir), str(target)]) == 0
-    assert {p.name for p in target.iterdir()} == names and not [p for p in target.parent.iterdir() if p.name.startswith(".")]
+    assert {p.name for p in target.iterdir()} == names and not [
+        p for p in target.parent.iterdir() if p.name.startswith(".")
+    ]
 
 
 def test_push_to_the_hub_hands_the_staged_folder_to_huggingface_hub(run_dir, monkeypatch):

@@ -34,7 +34,21 @@ LAYERS: dict[str, set[str]] = {
     "compare": {"core", "data", "models", "objectives", "retrieval", "runs", "training"},
     "bench": {"compare", "core", "data", "generation", "models", "objectives", "runs"},
     "reproduce": {"bench", "compare", "core", "data", "models", "probes", "retrieval", "runs", "training"},
-    "commands": {"bench", "compare", "core", "data", "generation", "models", "objectives", "probes", "reproduce", "retrieval", "runs", "serving", "training"},
+    "commands": {
+        "bench",
+        "compare",
+        "core",
+        "data",
+        "generation",
+        "models",
+        "objectives",
+        "probes",
+        "reproduce",
+        "retrieval",
+        "runs",
+        "serving",
+        "training",
+    },
     "entry": {"commands", "core"},  # masked_mixers_entry.py: the dispatch table; the package only once a command runs
     "cli": {"entry"},  # `python -m masked_mixers.cli`
     "main": {"entry"},  # `python -m masked_mixers`
@@ -48,7 +62,9 @@ def test_the_graph_sees_known_imports():
     g = graph.GRAPH
     assert "masked_mixers.models.family" in g["masked_mixers.models.masked_mixer.family"]  # from ..family import
     assert "masked_mixers.models" in g["masked_mixers.runs.factory"]  # from ..models import FAMILIES
-    assert "masked_mixers.commands" in g["masked_mixers_entry"]  # importlib.import_module(f"masked_mixers.commands.{...}")
+    assert (
+        "masked_mixers.commands" in g["masked_mixers_entry"]
+    )  # importlib.import_module(f"masked_mixers.commands.{...}")
     assert "masked_mixers_entry" in g["masked_mixers.cli"]
     assert sum(map(len, g.values())) > len(g)
 

@@ -9,7 +9,15 @@ from masked_mixers.core.errors import UserError
 from masked_mixers.models import FAMILIES
 from masked_mixers.runs.config import ModelSpec
 from masked_mixers.runs.factory import build_model
-from masked_mixers.runs.layout import GENERATE, SCORE, check_padding_side, columns, input_side, place, record_padding_side
+from masked_mixers.runs.layout import (
+    GENERATE,
+    SCORE,
+    check_padding_side,
+    columns,
+    input_side,
+    place,
+    record_padding_side,
+)
 
 
 def _tokenizer(side: str = "right") -> PreTrainedTokenizerFast:
@@ -23,7 +31,9 @@ def _tokenizer(side: str = "right") -> PreTrainedTokenizerFast:
 
 def _model(family: str):
     heads = dict(num_heads=2) if "num_heads" in FAMILIES[family].knob_names else {}
-    model, _ = build_model(ModelSpec(family=family, hidden_size=16, num_hidden_layers=1, seq_len=8, **heads), vocab_size=8)
+    model, _ = build_model(
+        ModelSpec(family=family, hidden_size=16, num_hidden_layers=1, seq_len=8, **heads), vocab_size=8
+    )
     return model
 
 
@@ -37,11 +47,19 @@ def test_place_and_columns_put_rows_on_their_side():
     assert columns(3, 5, "right") == slice(0, 3) and columns(3, 5, "left") == slice(2, 5)
     right = place([[4, 5, 6], [7]], 4, "right", 0)
     left = place([[4, 5, 6], [7]], 4, "left", 0)
-    assert right["input_ids"].tolist() == [[4, 5, 6, 0], [7, 0, 0, 0]] and right["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]
-    assert left["input_ids"].tolist() == [[0, 4, 5, 6], [0, 0, 0, 7]] and left["attention_mask"].tolist() == [[0, 1, 1, 1], [0, 0, 0, 1]]
+    assert right["input_ids"].tolist() == [[4, 5, 6, 0], [7, 0, 0, 0]] and right["attention_mask"].tolist() == [
+        [1, 1, 1, 0],
+        [1, 0, 0, 0],
+    ]
+    assert left["input_ids"].tolist() == [[0, 4, 5, 6], [0, 0, 0, 7]] and left["attention_mask"].tolist() == [
+        [0, 1, 1, 1],
+        [0, 0, 0, 1],
+    ]
 
 
-@pytest.mark.parametrize("family", [name for name, f in FAMILIES.items() if f.task == "causal_lm" and f.capabilities.generates])
+@pytest.mark.parametrize(
+    "family", [name for name, f in FAMILIES.items() if f.task == "causal_lm" and f.capabilities.generates]
+)
 def test_rows_families_keep_their_trained_side_and_the_others_follow_the_purpose(family):
     model, tokenizer = _model(family), _tokenizer()
     record_padding_side(model, tokenizer, "left")
@@ -72,7 +90,9 @@ def test_data_preparation_places_rows_by_the_same_rule():
     from masked_mixers.data.examples import Layout, expand_batch
 
     for side in ("right", "left"):
-        out = expand_batch({"input_ids": [[4, 5, 6], [7]]}, Layout(seq_len=4, packed=False, padding_side=side, pad_token_id=0))
+        out = expand_batch(
+            {"input_ids": [[4, 5, 6], [7]]}, Layout(seq_len=4, packed=False, padding_side=side, pad_token_id=0)
+        )
         expected = place([[4, 5, 6], [7]], 4, side, 0)
         assert np.array_equal(out["input_ids"], expected["input_ids"].numpy())
         assert np.array_equal(out["attention_mask"], expected["attention_mask"].numpy())

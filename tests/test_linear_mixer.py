@@ -6,19 +6,21 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from masked_mixers.runs.config import ModelSpec
 from masked_mixers.core.errors import UserError
-from masked_mixers.runs.factory import build_model
 from masked_mixers.models import LinearMixerConfig, LinearMixerForCausalLM
 from masked_mixers.models.masked_mixer.cache import MaskedMixerCache
 from masked_mixers.models.masked_mixer.modeling import MixerBlock
+from masked_mixers.runs.config import ModelSpec
+from masked_mixers.runs.factory import build_model
 
 VOCAB, L = 40, 20
 
 
 def make(variant: str = "linear", layers: int = 4, seed: int = 0) -> LinearMixerForCausalLM:
     torch.manual_seed(seed)
-    config = LinearMixerConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=layers, seq_len=L, variant=variant, ff_mult=2)
+    config = LinearMixerConfig(
+        vocab_size=VOCAB, hidden_size=16, num_hidden_layers=layers, seq_len=L, variant=variant, ff_mult=2
+    )
     return LinearMixerForCausalLM(config).eval()
 
 
@@ -113,7 +115,21 @@ def test_config_saved_before_it_was_a_masked_mixer_config_loads_without_norms(tm
     model = make("near_linear", layers=2)
     model.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
-    old = {k: v for k, v in saved.items() if k not in ("use_layer_norm", "use_residual", "use_feed_forward", "mixer_type", "dropout", "num_heads", "expansion", "layer_norm_eps")}
+    old = {
+        k: v
+        for k, v in saved.items()
+        if k
+        not in (
+            "use_layer_norm",
+            "use_residual",
+            "use_feed_forward",
+            "mixer_type",
+            "dropout",
+            "num_heads",
+            "expansion",
+            "layer_norm_eps",
+        )
+    }
     (tmp_path / "config.json").write_text(json.dumps(old))
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     assert not loaded.config.use_layer_norm and loaded.config.use_feed_forward and loaded.config.mixer_type == "flat"
@@ -156,7 +172,9 @@ def test_training_loss_and_gradients():
 
 
 def test_factory_family():
-    model, _ = build_model(ModelSpec(family="linear_mixer", linear_variant="relu", hidden_size=8, num_hidden_layers=2, seq_len=8), 30)
+    model, _ = build_model(
+        ModelSpec(family="linear_mixer", linear_variant="relu", hidden_size=8, num_hidden_layers=2, seq_len=8), 30
+    )
     assert isinstance(model, LinearMixerForCausalLM) and model.config.variant == "relu"
     with pytest.raises(UserError, match="variant"):
         build_model(ModelSpec(family="linear_mixer", linear_variant="cubic"), 30)

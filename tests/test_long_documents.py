@@ -9,10 +9,17 @@ import pickle
 
 import numpy as np
 import pytest
-
 from conftest import SHARED, VALID
+
 from masked_mixers.data import examples
-from masked_mixers.data.examples import EncodedDocument, encode_documents, max_token_chars, pack_rows, pad_rows, text_pieces
+from masked_mixers.data.examples import (
+    EncodedDocument,
+    encode_documents,
+    max_token_chars,
+    pack_rows,
+    pad_rows,
+    text_pieces,
+)
 from masked_mixers.data.tokenizer import load_tokenizer, train_tokenizer
 
 STORIES = [json.loads(line)["text"] for line in VALID.read_text(encoding="utf-8").splitlines()[:2000]]
@@ -56,7 +63,9 @@ def _whole(text: str, tokenizer, add_bos: bool, add_eos: bool) -> EncodedDocumen
     """The document encoded whole, as before; sent through pickle, which keeps its per-token byte
     counts instead of its Encoding (the same numbers, and prefix_bytes no longer slices the text)."""
     encoding = tokenizer.backend_tokenizer.encode(text, add_special_tokens=False)
-    doc = EncodedDocument(text, encoding, [tokenizer.bos_token_id] if add_bos else [], [tokenizer.eos_token_id] if add_eos else [])
+    doc = EncodedDocument(
+        text, encoding, [tokenizer.bos_token_id] if add_bos else [], [tokenizer.eos_token_id] if add_eos else []
+    )
     return pickle.loads(pickle.dumps(doc))
 
 

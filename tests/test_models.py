@@ -11,13 +11,26 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from masked_mixers import MaskedMixerConfig, MaskedMixerForCausalLM
-from masked_mixers.models.masked_mixer.mixing import ExpandedTokenMixing, FlatTokenMixing, MultiHeadTokenMixing, causal_mask
+from masked_mixers.models.masked_mixer.mixing import (
+    ExpandedTokenMixing,
+    FlatTokenMixing,
+    MultiHeadTokenMixing,
+    causal_mask,
+)
 
 VOCAB = 37
 
 
 def _config(mixer_type="flat", **overrides) -> MaskedMixerConfig:
-    fields = dict(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, seq_len=9, mixer_type=mixer_type, num_heads=4, expansion=2)
+    fields = dict(
+        vocab_size=VOCAB,
+        hidden_size=16,
+        num_hidden_layers=2,
+        seq_len=9,
+        mixer_type=mixer_type,
+        num_heads=4,
+        expansion=2,
+    )
     fields.update(overrides)
     return MaskedMixerConfig(**fields)
 
@@ -41,9 +54,15 @@ def _random_config(seed: int) -> MaskedMixerConfig:
 
 
 CONFIGS = [_config(t) for t in ("flat", "expanded", "multihead")]
-CONFIGS += [_config(t, use_layer_norm=False, use_residual=False, use_feed_forward=False) for t in ("flat", "expanded", "multihead")]
+CONFIGS += [
+    _config(t, use_layer_norm=False, use_residual=False, use_feed_forward=False)
+    for t in ("flat", "expanded", "multihead")
+]
 CONFIGS += [_random_config(seed) for seed in range(6)]
-IDS = [f"{c.mixer_type}-ln{int(c.use_layer_norm)}res{int(c.use_residual)}ff{int(c.use_feed_forward)}-L{c.seq_len}" for c in CONFIGS]
+IDS = [
+    f"{c.mixer_type}-ln{int(c.use_layer_norm)}res{int(c.use_residual)}ff{int(c.use_feed_forward)}-L{c.seq_len}"
+    for c in CONFIGS
+]
 
 
 def _model(config: MaskedMixerConfig, seed: int = 0) -> MaskedMixerForCausalLM:
@@ -108,7 +127,12 @@ def test_masked_entries_stay_exactly_zero_under_adamw(config):
     for param, forbidden in _masked_entries(model):
         assert forbidden.any()
         state = optimizer.state[param]
-        for name, tensor in (("weight", param.detach()), ("grad", param.grad), ("exp_avg", state["exp_avg"]), ("exp_avg_sq", state["exp_avg_sq"])):
+        for name, tensor in (
+            ("weight", param.detach()),
+            ("grad", param.grad),
+            ("exp_avg", state["exp_avg"]),
+            ("exp_avg_sq", state["exp_avg_sq"]),
+        ):
             assert torch.count_nonzero(tensor[..., forbidden]) == 0, f"{name} has non-zero masked entries"
         assert torch.count_nonzero(param.detach()[..., ~forbidden]) > 0
 
@@ -152,7 +176,9 @@ def test_padding_semantics(mixer_type):
     ids = torch.randint(1, VOCAB, (1, 6))
     with torch.no_grad():
         alone = model(ids).logits
-        right = model(torch.cat([ids, torch.zeros(1, 3, dtype=torch.long)], 1), attention_mask=torch.tensor([[1] * 6 + [0] * 3])).logits
+        right = model(
+            torch.cat([ids, torch.zeros(1, 3, dtype=torch.long)], 1), attention_mask=torch.tensor([[1] * 6 + [0] * 3])
+        ).logits
         torch.testing.assert_close(right[:, :6], alone, atol=1e-6, rtol=0)
         torch.testing.assert_close(right[:, 6:], alone[:, -1:].expand(-1, 3, -1), atol=1e-6, rtol=0)
         # left padding: the text sits at positions 3..8, as a model trained on left-padded examples saw it
@@ -160,5 +186,8 @@ def test_padding_semantics(mixer_type):
         left = model(left_ids, attention_mask=torch.tensor([[0] * 3 + [1] * 6])).logits[:, 3:]
         assert not torch.allclose(left, alone, atol=1e-4)
         # pads are zeroed before mixing, so whatever token they hold changes nothing
-        other = model(left_ids.clone().fill_(5).index_copy(1, torch.arange(3, 9), ids), attention_mask=torch.tensor([[0] * 3 + [1] * 6])).logits[:, 3:]
+        other = model(
+            left_ids.clone().fill_(5).index_copy(1, torch.arange(3, 9), ids),
+            attention_mask=torch.tensor([[0] * 3 + [1] * 6]),
+        ).logits[:, 3:]
         torch.testing.assert_close(other, left, atol=1e-6, rtol=0)

@@ -12,12 +12,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from faults import expect_one_line, record, snapshot, tiny_config
-from masked_mixers.runs import manifest
+
 from masked_mixers.cli import main
-from masked_mixers.runs.config import load_run_config
 from masked_mixers.core.errors import UserError
+from masked_mixers.runs import manifest
+from masked_mixers.runs.config import load_run_config
 from masked_mixers.runs.rundir import clear_run, load_run
 from masked_mixers.training.train import train
 
@@ -46,8 +46,10 @@ def kept(before: dict[str, str], folder: Path) -> None:
     assert {k: after.get(k) for k in before} == before
 
 
-USER_FILES = {"home": {".bashrc": "alias ll='ls -l'\n", "notes/todo.txt": "buy milk\n"},
-              "project": {"thesis.tex": "\\documentclass{article}\n", "chapters/one.tex": "Intro.\n"}}
+USER_FILES = {
+    "home": {".bashrc": "alias ll='ls -l'\n", "notes/todo.txt": "buy milk\n"},
+    "project": {"thesis.tex": "\\documentclass{article}\n", "chapters/one.tex": "Intro.\n"},
+}
 
 
 @pytest.mark.parametrize("kind", sorted(USER_FILES))
@@ -89,9 +91,18 @@ def test_repush_replaces_our_push_but_not_a_users_file_in_it(work, tmp_path, cap
 def test_no_resume_refuses_a_run_folder_holding_user_files(work, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(work / "out", run)
-    plant(run, {"model.safetensors.bak": "old weights\n", "tokenizer-notes/a.md": "merges\n", "model-card-draft.md": "# draft\n"})
+    plant(
+        run,
+        {
+            "model.safetensors.bak": "old weights\n",
+            "tokenizer-notes/a.md": "merges\n",
+            "model-card-draft.md": "# draft\n",
+        },
+    )
     config = tiny_config(tmp_path / "cfg", output_dir=run, max_steps=2)
-    expect_one_line(["train", config, "--no-resume"], capsys, watched=(run,), names="masked-mixers did not write", item=ITEM)
+    expect_one_line(
+        ["train", config, "--no-resume"], capsys, watched=(run,), names="masked-mixers did not write", item=ITEM
+    )
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["manifest", "old-run-without-manifest"])
@@ -100,12 +111,28 @@ def test_clear_run_removes_only_what_the_run_wrote(work, tmp_path, legacy):
     shutil.copytree(work / "out", run)
     if legacy:
         (run / manifest.MANIFEST).unlink()
-    user = plant(run, {"model.safetensors.bak": "old weights\n", "tokenizer-notes/a.md": "merges\n", "model-card-draft.md": "# draft\n",
-                       "training_args_notes.txt": "x\n"})
-    user = {k: v for k, v in user.items() if k.split("/")[0] in ("model.safetensors.bak", "tokenizer-notes", "model-card-draft.md", "training_args_notes.txt")}
+    user = plant(
+        run,
+        {
+            "model.safetensors.bak": "old weights\n",
+            "tokenizer-notes/a.md": "merges\n",
+            "model-card-draft.md": "# draft\n",
+            "training_args_notes.txt": "x\n",
+        },
+    )
+    user = {
+        k: v
+        for k, v in user.items()
+        if k.split("/")[0]
+        in ("model.safetensors.bak", "tokenizer-notes", "model-card-draft.md", "training_args_notes.txt")
+    }
     clear_run(run)
     kept(user, run)
-    assert not list(run.glob("checkpoint-*")) and not (run / "model.safetensors").exists() and not (run / "run.yaml").exists()
+    assert (
+        not list(run.glob("checkpoint-*"))
+        and not (run / "model.safetensors").exists()
+        and not (run / "run.yaml").exists()
+    )
 
 
 def test_train_refuses_to_overwrite_the_users_config_in_the_output_folder(tmp_path, capsys):
@@ -120,7 +147,13 @@ def test_train_into_another_runs_checkpoint_is_refused(work, tmp_path, capsys):
     shutil.copytree(work / "out", other)
     config = tiny_config(tmp_path / "cfg", max_steps=2)
     for dest in (other / "checkpoint-2", other / "checkpoint-2" / "sub", other / "inner"):
-        expect_one_line(["train", config, "--output-dir", dest], capsys, watched=(other,), names="checkpoint" if "checkpoint" in str(dest) else "run folder", item=ITEM)
+        expect_one_line(
+            ["train", config, "--output-dir", dest],
+            capsys,
+            watched=(other,),
+            names="checkpoint" if "checkpoint" in str(dest) else "run folder",
+            item=ITEM,
+        )
 
 
 def test_train_refuses_a_folder_with_a_users_model(tmp_path, capsys):
@@ -133,9 +166,23 @@ def test_train_refuses_a_folder_with_a_users_model(tmp_path, capsys):
 def test_compare_model_names_cannot_climb_out_of_the_models_folder(tmp_path, capsys):
     for name in ("..", "../x", "a/b", ".hidden"):
         compare = tmp_path / "compare.yaml"
-        compare.write_text(json.dumps({"models": [{"family": "mixer", "name": name, "hidden_size": 32, "num_hidden_layers": 1, "seq_len": 32}]}))
+        compare.write_text(
+            json.dumps(
+                {
+                    "models": [
+                        {"family": "mixer", "name": name, "hidden_size": 32, "num_hidden_layers": 1, "seq_len": 32}
+                    ]
+                }
+            )
+        )
         report = plant(tmp_path / "root", {"report.md": "# earlier report\n"})
-        expect_one_line(["compare", compare, "--output-dir", tmp_path / "root"], capsys, watched=(tmp_path / "root",), names="models[0].name", item=ITEM)
+        expect_one_line(
+            ["compare", compare, "--output-dir", tmp_path / "root"],
+            capsys,
+            watched=(tmp_path / "root",),
+            names="models[0].name",
+            item=ITEM,
+        )
         kept(report, tmp_path / "root")
 
 
@@ -154,20 +201,36 @@ def test_tilde_in_output_dir_is_the_home_folder(work, tmp_path, monkeypatch):
 def test_an_old_run_without_a_manifest_resumes_and_gets_one(work, tmp_path):
     run = tmp_path / "old"
     shutil.copytree(work / "out", run)
-    for name in (manifest.MANIFEST, "train_summary.json", "checkpoint-4"):  # an old run killed after its checkpoint at step 2
+    for name in (
+        manifest.MANIFEST,
+        "train_summary.json",
+        "checkpoint-4",
+    ):  # an old run killed after its checkpoint at step 2
         shutil.rmtree(run / name) if (run / name).is_dir() else (run / name).unlink()
-    result = train(load_run_config(tiny_config(tmp_path / "cfg", output_dir=run, max_steps=4, save_steps=2, cache=work / "cache")))
+    result = train(
+        load_run_config(tiny_config(tmp_path / "cfg", output_dir=run, max_steps=4, save_steps=2, cache=work / "cache"))
+    )
     assert result.steps == 4 and not result.already_finished
-    assert {"run.yaml", "model.safetensors", "checkpoint-4"} <= manifest.owned(run) and (run / manifest.MANIFEST).is_file()
+    assert {"run.yaml", "model.safetensors", "checkpoint-4"} <= manifest.owned(run) and (
+        run / manifest.MANIFEST
+    ).is_file()
     load_run(run)
     record(ITEM)
 
 
 def test_compare_refuses_an_output_folder_of_the_users(tmp_path, capsys):
     compare = tmp_path / "compare.yaml"
-    compare.write_text(json.dumps({"models": [{"family": "mixer", "hidden_size": 32, "num_hidden_layers": 1, "seq_len": 32}]}))
+    compare.write_text(
+        json.dumps({"models": [{"family": "mixer", "hidden_size": 32, "num_hidden_layers": 1, "seq_len": 32}]})
+    )
     plant(tmp_path / "root", {"report.md": "# my own report\n", "data.csv": "a,b\n"})
-    expect_one_line(["compare", compare, "--output-dir", tmp_path / "root"], capsys, watched=(tmp_path / "root",), names="data.csv", item=ITEM)
+    expect_one_line(
+        ["compare", compare, "--output-dir", tmp_path / "root"],
+        capsys,
+        watched=(tmp_path / "root",),
+        names="data.csv",
+        item=ITEM,
+    )
 
 
 def test_manifest_helpers_touch_only_recorded_names(tmp_path):
@@ -182,7 +245,10 @@ def test_manifest_helpers_touch_only_recorded_names(tmp_path):
     assert not manifest.remove(folder, "checkpoint-9") and not manifest.remove(folder, "metrics.jsonl.bak")
     assert manifest.remove(folder, "checkpoint-2") and not (folder / "checkpoint-2").exists()
     manifest.forget_missing(folder, "checkpoint-*")
-    assert manifest.owned(folder) == {"metrics.jsonl"} and manifest.foreign(folder) == ["checkpoint-9", "metrics.jsonl.bak"]
+    assert manifest.owned(folder) == {"metrics.jsonl"} and manifest.foreign(folder) == [
+        "checkpoint-9",
+        "metrics.jsonl.bak",
+    ]
     kept(user, folder)
 
 

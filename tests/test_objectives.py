@@ -14,16 +14,20 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
-from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig
 from masked_mixers.core.errors import UserError
-from masked_mixers.runs.factory import build_model
 from masked_mixers.models import CAUSAL_LM, FAMILIES
 from masked_mixers.objectives import compute_loss, prepare_model, restore, speculative_greedy
 from masked_mixers.objectives.completion import completion_forward, one_step_ids
 from masked_mixers.objectives.mtp import mtp_forward
+from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig
+from masked_mixers.runs.factory import build_model
 
 VOCAB, D, L, HEADS = 64, 32, 16, 4
-CAUSAL = [n for n, f in FAMILIES.items() if f.task == CAUSAL_LM and f.capabilities.generates and not f.capabilities.predicts_in_place]
+CAUSAL = [
+    n
+    for n, f in FAMILIES.items()
+    if f.task == CAUSAL_LM and f.capabilities.generates and not f.capabilities.predicts_in_place
+]
 COMPLETING = [n for n, f in FAMILIES.items() if f.capabilities.one_step_completion]
 
 
@@ -129,9 +133,13 @@ def test_mtp_every_pass_is_causal(name, mode):
             _, out, _ = mtp_forward(model, perturbed(ids, j), tokens=3, mode=mode)
             for i, (a, b) in enumerate(zip(base, out)):
                 diff = (a - b).abs().amax(-1).amax(0)  # (t,)
-                assert not diff[:j].any(), f"{name}/{mode}: pass {i}: token {j} moved positions {diff[:j].nonzero().flatten().tolist()}"
+                assert not diff[:j].any(), (
+                    f"{name}/{mode}: pass {i}: token {j} moved positions {diff[:j].nonzero().flatten().tolist()}"
+                )
                 reached[i] |= bool(diff[j:].any())
-                if i == 0 or mode == "heads":  # a later recurrent pass moves only where an argmax of the pass before moved
+                if (
+                    i == 0 or mode == "heads"
+                ):  # a later recurrent pass moves only where an argmax of the pass before moved
                     assert diff[j] > 0, f"{name}/{mode}: pass {i}: token {j} did not move its own position (vacuous)"
     assert all(reached), f"{name}/{mode}: some pass never reacted to any perturbation (vacuous): {reached}"
 
@@ -139,8 +147,10 @@ def test_mtp_every_pass_is_causal(name, mode):
 def test_mtp_refused_for_a_family_that_is_not_causal(tiny_prepared, tmp_path):
     from masked_mixers.training.train import train
 
-    run = RunConfig(model=ModelSpec(family="bidirectional_mixer", hidden_size=32, num_hidden_layers=2, seq_len=64),
-                    train=TrainConfig(output_dir=str(tmp_path), objective="mtp"))
+    run = RunConfig(
+        model=ModelSpec(family="bidirectional_mixer", hidden_size=32, num_hidden_layers=2, seq_len=64),
+        train=TrainConfig(output_dir=str(tmp_path), objective="mtp"),
+    )
     with pytest.raises(UserError, match="train.objective: mtp needs a causal language model"):
         train(run, tiny_prepared)
 
@@ -155,7 +165,7 @@ def greedy_reference(model, prompt: list[int], new: int) -> list[int]:
     with torch.no_grad():
         for _ in range(new):
             text.append(int(model(input_ids=torch.tensor([text])).logits[0, -1].argmax()))
-    return text[len(prompt):]
+    return text[len(prompt) :]
 
 
 def fit_periodic(model, steps: int = 150) -> None:
@@ -188,8 +198,9 @@ def test_self_speculative_decoding_returns_the_greedy_tokens(name):
 def test_self_speculative_decoding_matches_generate():
     model = build("mixer", objective="mtp", mtp_tokens=2, mtp_mode="heads")
     fit_periodic(model)
-    reference = model.generate(torch.tensor([[3, 4, 5]]), max_new_tokens=10, do_sample=False, eos_token_id=None,
-                               pad_token_id=0, use_cache=True)[0, 3:].tolist()
+    reference = model.generate(
+        torch.tensor([[3, 4, 5]]), max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=0, use_cache=True
+    )[0, 3:].tolist()
     assert speculative_greedy(model, [3, 4, 5], 10)[0] == reference
 
 
@@ -210,7 +221,9 @@ def test_completion_reads_no_token_of_the_predicted_half(name):
         moved = (completion_forward(model, perturbed(ids, 2)).logits - base).abs().amax(-1)[0]
         assert moved[h - 1 :].all(), f"{name}: a first-half token does not reach every prediction (vacuous)"
         plain = model(input_ids=ids).logits
-        assert not torch.equal(model(input_ids=perturbed(ids, h + 1)).logits, plain), "without the mask the token does leak (sanity)"
+        assert not torch.equal(model(input_ids=perturbed(ids, h + 1)).logits, plain), (
+            "without the mask the token does leak (sanity)"
+        )
 
 
 @pytest.mark.parametrize("name", ["mixer", "llama"])
@@ -241,8 +254,10 @@ def test_one_step_generation_is_the_argmax_of_one_pass():
 def test_completion_refused_for_a_family_without_the_capability(tiny_prepared, tmp_path):
     from masked_mixers.training.train import train
 
-    run = RunConfig(model=ModelSpec(family="mixer_autoencoder", hidden_size=32, num_hidden_layers=2, seq_len=64),
-                    train=TrainConfig(output_dir=str(tmp_path), objective="completion"))
+    run = RunConfig(
+        model=ModelSpec(family="mixer_autoencoder", hidden_size=32, num_hidden_layers=2, seq_len=64),
+        train=TrainConfig(output_dir=str(tmp_path), objective="completion"),
+    )
     with pytest.raises(UserError, match="completion is supported by mixer, llama"):
         train(run, tiny_prepared)
 
@@ -252,7 +267,9 @@ def test_completion_refused_for_a_family_without_the_capability(tiny_prepared, t
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("objective", [dict(objective="mtp", mtp_tokens=3, mtp_mode="heads"), dict(objective="completion")])
+@pytest.mark.parametrize(
+    "objective", [dict(objective="mtp", mtp_tokens=3, mtp_mode="heads"), dict(objective="completion")]
+)
 @pytest.mark.parametrize("name", ["mixer", "llama"])
 def test_objective_parameters_survive_save_and_load(name, objective, tmp_path):
     model = build(name, layers=2, **objective)
@@ -267,7 +284,16 @@ def test_objective_parameters_survive_save_and_load(name, objective, tmp_path):
 
 def tiny_run(family, output_dir, **train):
     model = ModelSpec(family=family, hidden_size=32, num_hidden_layers=2, seq_len=64, num_heads=4)
-    options = dict(output_dir=str(output_dir), max_steps=6, batch_size=8, eval_steps=3, max_eval_batches=2, save_steps=0, logging_steps=3, warmup_steps=1)
+    options = dict(
+        output_dir=str(output_dir),
+        max_steps=6,
+        batch_size=8,
+        eval_steps=3,
+        max_eval_batches=2,
+        save_steps=0,
+        logging_steps=3,
+        warmup_steps=1,
+    )
     return RunConfig(model=model, train=TrainConfig(**{**options, **train}))
 
 
@@ -281,9 +307,39 @@ def test_mtp_training_run_reports_next_token_and_each_head(tiny_prepared, tmp_pa
     from masked_mixers.runs.rundir import read_metrics
 
     assert [r for r in read_metrics(tmp_path) if "eval_loss" in r], "the Trainer's evaluations are logged"
-    assert main(["generate", str(tmp_path), "--prompt", "once upon a time", "--max-new-tokens", "6", "--greedy", "--speculative"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                str(tmp_path),
+                "--prompt",
+                "once upon a time",
+                "--max-new-tokens",
+                "6",
+                "--greedy",
+                "--speculative",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "bench.json"
-    assert main(["bench", "generate", "--speculative", str(tmp_path), "--new-tokens", "4", "--repeats", "1", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "generate",
+                "--speculative",
+                str(tmp_path),
+                "--new-tokens",
+                "4",
+                "--repeats",
+                "1",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     bench = json.loads(out.read_text())
     assert {r["model"] for r in bench["rows"]} == {"speculative", "greedy-no-cache", "greedy-cached"}
     assert 0.5 <= bench["passes_per_token"] <= 1 and bench["speedups"]["speculative_vs_greedy-no-cache"] > 0
@@ -291,9 +347,8 @@ def test_mtp_training_run_reports_next_token_and_each_head(tiny_prepared, tmp_pa
 
 def test_completion_training_run_and_one_step_generation(tiny_prepared, tmp_path, capsys):
     from masked_mixers.cli import main
-    from masked_mixers.training.train import train
-
     from masked_mixers.runs.rundir import read_metrics
+    from masked_mixers.training.train import train
 
     result = train(tiny_run("llama", tmp_path, objective="completion"), tiny_prepared)
     ev = result.eval_metrics
@@ -312,16 +367,23 @@ def test_completion_training_run_and_one_step_generation(tiny_prepared, tmp_path
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overrides, says", [
-    (["train.objective=mtp", "train.mtp_mode=heads", "train.mtp_tokens=3"], "multi-token prediction (mtp, n = 3, mode heads)"),
-    (["train.objective=completion"], "one-step completion"),
-])
+@pytest.mark.parametrize(
+    "overrides, says",
+    [
+        (
+            ["train.objective=mtp", "train.mtp_mode=heads", "train.mtp_tokens=3"],
+            "multi-token prediction (mtp, n = 3, mode heads)",
+        ),
+        (["train.objective=completion"], "one-step completion"),
+    ],
+)
 def test_compare_runs_an_objective_and_the_report_names_it(overrides, says, tmp_path):
     from pathlib import Path
 
+    from standin_data import prepare_standin
+
     from masked_mixers.compare import run_compare
     from masked_mixers.compare.config import load_compare_config
-    from standin_data import prepare_standin
 
     config = load_compare_config(Path(__file__).resolve().parents[1] / "configs" / "compare-tiny.yaml", overrides)
     run_compare(config, tmp_path, prepare=lambda d, L: prepare_standin(d, L, n_train=64, n_eval=16), progress=False)

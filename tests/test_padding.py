@@ -26,7 +26,9 @@ from masked_mixers.models.attention_mask import causal_attention_bias
 
 PROMPTS = ["once upon a time there was", "the dog", "lily and tom went to the park to play with a ball"]
 WORDS = sorted({w for p in PROMPTS for w in p.split()} | {f"w{i}" for i in range(40)})
-LLAMA_SIZES = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4)
+LLAMA_SIZES = dict(
+    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +42,18 @@ def tokenizer() -> PreTrainedTokenizerFast:
 def _model(family: str, vocab: int, seq_len: int, attn: str = "sdpa"):
     torch.manual_seed(0)
     if family == "transfixer":
-        config = TransfixerConfig(vocab_size=vocab, max_position_embeddings=seq_len, attn_implementation=attn, **LLAMA_SIZES)
+        config = TransfixerConfig(
+            vocab_size=vocab, max_position_embeddings=seq_len, attn_implementation=attn, **LLAMA_SIZES
+        )
         return TransfixerForCausalLM(config).eval()
     if family == "llama_ablated":
-        config = AblatedLlamaConfig(vocab_size=vocab, max_position_embeddings=seq_len, attn_implementation=attn, **LLAMA_SIZES)
+        config = AblatedLlamaConfig(
+            vocab_size=vocab, max_position_embeddings=seq_len, attn_implementation=attn, **LLAMA_SIZES
+        )
         return AblatedLlamaForCausalLM(config).eval()
-    config = LinearMixerConfig(vocab_size=vocab, hidden_size=16, num_hidden_layers=3, seq_len=seq_len, variant="near_linear", ff_mult=2)
+    config = LinearMixerConfig(
+        vocab_size=vocab, hidden_size=16, num_hidden_layers=3, seq_len=seq_len, variant="near_linear", ff_mult=2
+    )
     return LinearMixerForCausalLM(config).eval()
 
 
@@ -68,7 +76,10 @@ def _left_padded(vocab: int, t: int = 12, pads=(4, 0, 7)) -> tuple[torch.Tensor,
     return ids, mask
 
 
-@pytest.mark.parametrize("family,attn", [("transfixer", "sdpa"), ("transfixer", "eager"), ("llama_ablated", "sdpa"), ("llama_ablated", "eager")])
+@pytest.mark.parametrize(
+    "family,attn",
+    [("transfixer", "sdpa"), ("transfixer", "eager"), ("llama_ablated", "sdpa"), ("llama_ablated", "eager")],
+)
 def test_left_padding_leaks_no_future_token(family, attn):
     model = _model(family, vocab=40, seq_len=16, attn=attn)
     ids, mask = _left_padded(40)
@@ -84,7 +95,9 @@ def test_left_padding_leaks_no_future_token(family, attn):
 
 def test_llama_autoencoder_encoder_leaks_no_future_token_with_left_padding():
     torch.manual_seed(0)
-    config = AutoencodingTransformerConfig(vocab_size=40, max_position_embeddings=16, encoder_layers=2, decoder_layers=1, **LLAMA_SIZES)
+    config = AutoencodingTransformerConfig(
+        vocab_size=40, max_position_embeddings=16, encoder_layers=2, decoder_layers=1, **LLAMA_SIZES
+    )
     model = AutoencodingTransformer(config).eval()
     ids, mask = _left_padded(40)
     with torch.no_grad():
@@ -99,7 +112,9 @@ def test_ablated_llama_positions_ignore_left_padding():
     model = _model("llama_ablated", vocab=40, seq_len=16)
     ids, mask = _left_padded(40, pads=(5,))
     seen = []
-    model.model.rotary_emb.register_forward_hook(lambda module, args, kwargs, out: seen.append(kwargs["position_ids"]), with_kwargs=True)
+    model.model.rotary_emb.register_forward_hook(
+        lambda module, args, kwargs, out: seen.append(kwargs["position_ids"]), with_kwargs=True
+    )
     with torch.no_grad():
         padded = model(ids, attention_mask=mask).logits[:, 5:]
     assert seen[0].tolist() == [[0] * 6 + list(range(1, 7))]  # pads at 0, the text at 0..6 as alone
@@ -120,10 +135,18 @@ def test_transfixer_positions_follow_the_mask():
         alone = model(ids).logits
         got = model(gapped, attention_mask=mask).logits
     torch.testing.assert_close(got[:, mask[0].bool()], alone, atol=1e-5, rtol=0)
-    torch.testing.assert_close(got[:, 5:8], alone[:, 4:5].expand(-1, 3, -1), atol=1e-5, rtol=0)  # pads report the last real token
+    torch.testing.assert_close(
+        got[:, 5:8], alone[:, 4:5].expand(-1, 3, -1), atol=1e-5, rtol=0
+    )  # pads report the last real token
 
 
-CASES = [("transfixer", "left"), ("transfixer", "right"), ("linear_mixer", "left"), ("linear_mixer", "right"), ("llama_ablated", "left")]
+CASES = [
+    ("transfixer", "left"),
+    ("transfixer", "right"),
+    ("linear_mixer", "left"),
+    ("linear_mixer", "right"),
+    ("llama_ablated", "left"),
+]
 
 
 @pytest.mark.parametrize("family,side", CASES)

@@ -12,17 +12,17 @@ import re
 import pytest
 import torch
 import yaml
+from conftest import TRAIN
+from test_training import tiny_run
 from transformers import TrainerCallback
 
-from conftest import TRAIN
 from masked_mixers.cli import main
-from masked_mixers.runs.config import DataConfig, ModelSpec
+from masked_mixers.core.errors import UserError
 from masked_mixers.data import prepare_data, train_tokenizer
 from masked_mixers.data.prepare import load_prepared
-from masked_mixers.core.errors import UserError
+from masked_mixers.runs.config import DataConfig, ModelSpec
 from masked_mixers.runs.factory import build_model
 from masked_mixers.training.train import train, training_arguments
-from test_training import tiny_run
 
 # --- non-finite loss guard ---------------------------------------------------------------------
 
@@ -77,12 +77,24 @@ def _write_run_yaml(path, data: DataConfig, output_dir, **train):
     return path
 
 
-def test_stop_policy_is_one_line_naming_step_and_an_existing_checkpoint(tiny_data_config, tiny_prepared, tmp_path, capsys):
+def test_stop_policy_is_one_line_naming_step_and_an_existing_checkpoint(
+    tiny_data_config, tiny_prepared, tmp_path, capsys
+):
     # a learning rate of 1e30 makes every weight ~1e30 after one Adam step: the loss overflows soon after
-    config = _write_run_yaml(tmp_path / "run.yaml", tiny_data_config, tmp_path / "out", max_steps=20, learning_rate=1e30, warmup_steps=0, save_steps=1)
+    config = _write_run_yaml(
+        tmp_path / "run.yaml",
+        tiny_data_config,
+        tmp_path / "out",
+        max_steps=20,
+        learning_rate=1e30,
+        warmup_steps=0,
+        save_steps=1,
+    )
     assert main(["train", str(config)]) == 2
     err = _error_line(capsys)
-    match = re.fullmatch(r"masked-mixers train: error: step (\d+): loss is (nan|inf|-inf); last good checkpoint: (\S+)", err)
+    match = re.fullmatch(
+        r"masked-mixers train: error: step (\d+): loss is (nan|inf|-inf); last good checkpoint: (\S+)", err
+    )
     assert match, err
     step, checkpoint = int(match[1]), match[3]
     assert os.path.isdir(checkpoint) and checkpoint.endswith(f"checkpoint-{step - 1}")
@@ -95,7 +107,8 @@ ABSURD = [dict(hidden_size=10**12), dict(hidden_size=60_000), dict(num_hidden_la
 
 
 @pytest.mark.parametrize(
-    "family, sizes", [(f, s) for f in ("mixer", "llama") for s in ABSURD] + [("mixer", dict(seq_len=10**7))]  # an L x L mixing matrix
+    "family, sizes",
+    [(f, s) for f in ("mixer", "llama") for s in ABSURD] + [("mixer", dict(seq_len=10**7))],  # an L x L mixing matrix
 )
 def test_absurd_model_sizes_are_one_user_error(family, sizes):
     spec = ModelSpec(family=family, **{**dict(hidden_size=32, num_hidden_layers=1, seq_len=32, num_heads=4), **sizes})
@@ -129,7 +142,14 @@ def _small_corpus(path, n=120):
 
 
 def _data(tmp_path, **overrides) -> DataConfig:
-    return DataConfig(**{**dict(source=str(_small_corpus(tmp_path / "corpus.jsonl")), vocab_size=300, cache_dir=str(tmp_path / "cache")), **overrides})
+    return DataConfig(
+        **{
+            **dict(
+                source=str(_small_corpus(tmp_path / "corpus.jsonl")), vocab_size=300, cache_dir=str(tmp_path / "cache")
+            ),
+            **overrides,
+        }
+    )
 
 
 def _entries(tmp_path):
@@ -191,4 +211,6 @@ def test_two_processes_preparing_one_cache_at_once(tmp_path):
     assert sorted([reused_a, reused_b]) == [False, True]
     assert path_a == path_b and ids_a == ids_b and vocab_a == vocab_b
     assert _entries(tmp_path) == [os.path.basename(path_a)]  # no temporary leftovers
-    assert load_prepared(tmp_path / "cache" / "prepared" / _entries(tmp_path)[0]).train[:]["input_ids"].tolist() == ids_a
+    assert (
+        load_prepared(tmp_path / "cache" / "prepared" / _entries(tmp_path)[0]).train[:]["input_ids"].tolist() == ids_a
+    )

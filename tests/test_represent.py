@@ -4,13 +4,10 @@ import json
 
 import pytest
 import torch
+from conftest import VALID
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from conftest import VALID
-
 from masked_mixers.cli import main
-from masked_mixers.runs.config import ModelSpec, RunConfig, save_yaml
-from masked_mixers.runs.factory import build_model
 from masked_mixers.probes.representation import (
     PROTOCOLS,
     InversionSettings,
@@ -22,6 +19,8 @@ from masked_mixers.probes.representation import (
     recovery_counts,
     representation_accuracy,
 )
+from masked_mixers.runs.config import ModelSpec, RunConfig, save_yaml
+from masked_mixers.runs.factory import build_model
 
 STORIES = VALID
 VOCAB = 256
@@ -33,7 +32,9 @@ def story_ids() -> torch.Tensor:
     texts = [json.loads(line)["text"] for line in STORIES.read_text(encoding="utf-8").splitlines()[:100]]
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel()
-    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=["<pad>"], show_progress=False))
+    tokenizer.train_from_iterator(
+        texts, trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=["<pad>"], show_progress=False)
+    )
     return torch.tensor([tokenizer.encode(t).ids[:16] for t in texts[:4]])
 
 
@@ -45,7 +46,9 @@ def _mixer(layers: int = 1):
 
 def test_untrained_one_layer_mixer_gives_back_its_input(story_ids):
     model = _mixer()
-    result = representation_accuracy(model, story_ids, None, block=1, settings=protocol_settings("adam", steps=150), batch_size=4)
+    result = representation_accuracy(
+        model, story_ids, None, block=1, settings=protocol_settings("adam", steps=150), batch_size=4
+    )
     assert result.hamming <= 0.05
     assert result.top1 >= 0.9
     assert result.num_tokens == story_ids.numel()
@@ -55,7 +58,9 @@ def test_untrained_one_layer_mixer_gives_back_its_input(story_ids):
 
 def test_without_descent_the_random_start_decodes_to_noise(story_ids):
     """The control: zero steps leaves random embeddings, which must score near the worst."""
-    result = representation_accuracy(_mixer(), story_ids, None, block=1, settings=InversionSettings(steps=0), batch_size=4)
+    result = representation_accuracy(
+        _mixer(), story_ids, None, block=1, settings=InversionSettings(steps=0), batch_size=4
+    )
     assert result.hamming > 0.8
 
 
@@ -120,13 +125,17 @@ def test_metric_adds_up_over_batches():
 def test_metric_per_sequence_is_the_papers_average():
     """The paper averages each sequence's miss fraction; pooling over tokens weighs long sequences more."""
     true = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 4]])
-    topk = torch.tensor([[[1], [2], [3], [4]], [[1], [7], [7], [7]]])  # row 0 all right; row 1: 1 of its 2 real tokens wrong
+    topk = torch.tensor(
+        [[[1], [2], [3], [4]], [[1], [7], [7], [7]]]
+    )  # row 0 all right; row 1: 1 of its 2 real tokens wrong
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
     counts = recovery_counts(topk, true, mask)
     assert counts.sequence_misses == [0.0, 0.5]
     assert counts.sequence_hamming == 0.25  # (0 + 1/2) / 2 sequences
     assert counts.hamming == pytest.approx(1 / 6)  # 1 miss in 6 real tokens
-    assert recovery_counts(torch.tensor([[[5]]]), torch.tensor([[1]]), torch.tensor([[0]])).sequence_misses == []  # no real token: left out
+    assert (
+        recovery_counts(torch.tensor([[[5]]]), torch.tensor([[1]]), torch.tensor([[0]])).sequence_misses == []
+    )  # no real token: left out
 
 
 # --- the paper's protocol (findings.md F1) ----------------------------------------------------
@@ -134,15 +143,21 @@ def test_metric_per_sequence_is_the_papers_average():
 
 def _llama(layers: int = 2):
     torch.manual_seed(0)
-    model, _ = build_model(ModelSpec(family="llama", hidden_size=16, num_hidden_layers=layers, seq_len=8, num_heads=2), VOCAB)
+    model, _ = build_model(
+        ModelSpec(family="llama", hidden_size=16, num_hidden_layers=layers, seq_len=8, num_heads=2), VOCAB
+    )
     return model
 
 
 def _last_layer_output(model, embeds, mask):
     """The last decoder layer's own output, read by a forward hook: before any final norm, independent of hidden_states."""
-    layers = next(m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == model.config.num_hidden_layers)
+    layers = next(
+        m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == model.config.num_hidden_layers
+    )
     seen = []
-    handle = layers[-1].register_forward_hook(lambda mod, args, out: seen.append(out[0] if isinstance(out, tuple) else out))
+    handle = layers[-1].register_forward_hook(
+        lambda mod, args, out: seen.append(out[0] if isinstance(out, tuple) else out)
+    )
     try:
         model(inputs_embeds=embeds, attention_mask=mask)
     finally:
@@ -152,8 +167,21 @@ def _last_layer_output(model, embeds, mask):
 
 def test_paper_protocol_is_findings_f1():
     paper = PROTOCOLS["paper"]
-    assert (paper.optimizer, paper.learning_rate, paper.final_lr_fraction, paper.schedule, paper.steps) == ("sgd", 0.02, 0.1, "linear", 500)
-    assert (paper.loss, paper.reduction, paper.start, paper.decode, paper.top_k, paper.average) == ("l1", "sum", "normal", "pinv", 5, "sequence")
+    assert (paper.optimizer, paper.learning_rate, paper.final_lr_fraction, paper.schedule, paper.steps) == (
+        "sgd",
+        0.02,
+        0.1,
+        "linear",
+        500,
+    )
+    assert (paper.loss, paper.reduction, paper.start, paper.decode, paper.top_k, paper.average) == (
+        "l1",
+        "sum",
+        "normal",
+        "pinv",
+        5,
+        "sequence",
+    )
     assert paper.lr_factor(0) == 1.0 and paper.lr_factor(500) == pytest.approx(0.1)  # 0.02 -> 0.002
     assert InversionSettings() == paper  # the default
     assert protocol_settings("paper").protocol == "paper"
@@ -170,7 +198,9 @@ def test_two_paper_steps_equal_the_hand_computed_update():
     mask = torch.tensor([[1] * 8, [1] * 5 + [0] * 3])
     with frozen(model):
         target = _last_layer_output(model, model.get_input_embeddings()(ids), mask)
-        assert not torch.allclose(target, model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1])  # the norm matters
+        assert not torch.allclose(
+            target, model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+        )  # the norm matters
 
         def grad_and_loss(x):
             x = x.clone().requires_grad_(True)
@@ -197,7 +227,9 @@ def test_every_block_target_is_before_any_final_norm(family):
     ids = torch.randint(3, VOCAB, (2, 8), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         embeds = model.get_input_embeddings()(ids)
-        torch.testing.assert_close(block_hidden_state(model, embeds, None, 2), _last_layer_output(model, embeds, None), rtol=0, atol=0)
+        torch.testing.assert_close(
+            block_hidden_state(model, embeds, None, 2), _last_layer_output(model, embeds, None), rtol=0, atol=0
+        )
         assert "tie_last_hidden_states" not in model.config.to_dict()  # the switch is put back
 
 
@@ -211,7 +243,9 @@ def test_settings_reject_unknown_choices():
 
 def _yaml(tmp_path, family):
     path = tmp_path / f"{family}.yaml"
-    path.write_text(f"model:\n  family: {family}\n  hidden_size: 32\n  num_hidden_layers: 2\n  seq_len: 12\n  vocab_size: {VOCAB}\n")
+    path.write_text(
+        f"model:\n  family: {family}\n  hidden_size: 32\n  num_hidden_layers: 2\n  seq_len: 12\n  vocab_size: {VOCAB}\n"
+    )
     return str(path)
 
 
@@ -219,8 +253,24 @@ def test_represent_command_writes_json_and_plot(tmp_path, story_ids, capsys):
     ids = tmp_path / "ids.json"
     ids.write_text(json.dumps([story_ids[0].tolist(), story_ids[1, :6].tolist()]))  # the second is shorter: padded
     out = tmp_path / "out"
-    argv = ["represent", _yaml(tmp_path, "mixer"), _yaml(tmp_path, "llama"), "--ids", str(ids), "--blocks", "1", "2", "3", "--steps", "4",
-            "--protocol", "paper", "adam", "--output-dir", str(out)]  # fmt: skip
+    argv = [
+        "represent",
+        _yaml(tmp_path, "mixer"),
+        _yaml(tmp_path, "llama"),
+        "--ids",
+        str(ids),
+        "--blocks",
+        "1",
+        "2",
+        "3",
+        "--steps",
+        "4",
+        "--protocol",
+        "paper",
+        "adam",
+        "--output-dir",
+        str(out),
+    ]
     assert main(argv) == 0
     report = json.loads((out / "represent.json").read_text())
     assert (out / "represent.png").stat().st_size > 0
@@ -230,7 +280,9 @@ def test_represent_command_writes_json_and_plot(tmp_path, story_ids, capsys):
     assert report["inputs"]["seq_len"] == 12 and report["inputs"]["num_tokens"] == 12 + 6
     assert [m["model_type"] for m in report["models"]] == ["masked_mixer", "llama"]
     for entry in report["models"]:
-        assert [(r["protocol"], r["block"]) for r in entry["results"]] == [(n, b) for n in names for b in (1, 2)]  # block 3 is beyond the depth: skipped
+        assert [(r["protocol"], r["block"]) for r in entry["results"]] == [
+            (n, b) for n in names for b in (1, 2)
+        ]  # block 3 is beyond the depth: skipped
         assert all(0.0 <= r["hamming"] <= 1.0 and len(r["loss_curve"]) == 4 for r in entry["results"])
         assert len(entry["results"][0]["per_position"]) == 12
     assert "skipping block(s) [3]" in capsys.readouterr().out
@@ -239,7 +291,10 @@ def test_represent_command_writes_json_and_plot(tmp_path, story_ids, capsys):
 def test_represent_command_names_a_bad_ids_file(tmp_path, capsys):
     bad = tmp_path / "ids.json"
     bad.write_text('{"not": "a list"}')
-    assert main(["represent", _yaml(tmp_path, "mixer"), "--ids", str(bad), "--steps", "1", "--output-dir", str(tmp_path)]) == 2
+    assert (
+        main(["represent", _yaml(tmp_path, "mixer"), "--ids", str(bad), "--steps", "1", "--output-dir", str(tmp_path)])
+        == 2
+    )
     assert str(bad) in capsys.readouterr().err
 
 
@@ -252,20 +307,75 @@ def test_represent_on_a_saved_model_dir_with_text_and_data(tmp_path, tiny_data_c
     model.save_pretrained(saved)
     tokenizer.save_pretrained(saved)
     out = tmp_path / "text"
-    argv = ["represent", str(saved), f"untrained:{saved}", "--text", str(STORIES), "--num-texts", "2", "--steps", "150", "--protocol", "adam", "--output-dir", str(out)]
+    argv = [
+        "represent",
+        str(saved),
+        f"untrained:{saved}",
+        "--text",
+        str(STORIES),
+        "--num-texts",
+        "2",
+        "--steps",
+        "150",
+        "--protocol",
+        "adam",
+        "--output-dir",
+        str(out),
+    ]
     assert main(argv) == 0
     report = json.loads((out / "represent.json").read_text())
-    assert report["inputs"] == {"text": str(STORIES), "tokenizer": str(saved), "num_texts": 2, "seq_len": 16, "num_tokens": 32}
-    assert [(m["label"], m["trained"]) for m in report["models"]] == [("mixer (trained)", True), ("mixer (untrained)", False)]
+    assert report["inputs"] == {
+        "text": str(STORIES),
+        "tokenizer": str(saved),
+        "num_texts": 2,
+        "seq_len": 16,
+        "num_tokens": 32,
+    }
+    assert [(m["label"], m["trained"]) for m in report["models"]] == [
+        ("mixer (trained)", True),
+        ("mixer (untrained)", False),
+    ]
     assert report["models"][0]["results"][0]["hamming"] <= 0.1  # the saved weights, the real story tokens: recovered
-    run = RunConfig(model=ModelSpec(family="mixer", hidden_size=32, num_hidden_layers=1, seq_len=64), data=tiny_data_config)
+    run = RunConfig(
+        model=ModelSpec(family="mixer", hidden_size=32, num_hidden_layers=1, seq_len=64), data=tiny_data_config
+    )
     save_yaml(run, tmp_path / "run.yaml")
-    assert main(["represent", str(tmp_path / "run.yaml"), "--data", str(tmp_path / "run.yaml"), "--num-texts", "3", "--steps", "2", "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "represent",
+                str(tmp_path / "run.yaml"),
+                "--data",
+                str(tmp_path / "run.yaml"),
+                "--num-texts",
+                "3",
+                "--steps",
+                "2",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     inputs = json.loads((out / "represent.json").read_text())["inputs"]
     eval_tokens = sum(sum(mask) for mask in tiny_prepared.eval[:3]["attention_mask"])
     assert inputs["num_texts"] == 3 and inputs["seq_len"] == 64 and inputs["num_tokens"] == eval_tokens
 
 
 def test_represent_text_needs_a_tokenizer(tmp_path, capsys):
-    assert main(["represent", _yaml(tmp_path, "mixer"), "--text", str(STORIES), "--steps", "1", "--output-dir", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "represent",
+                _yaml(tmp_path, "mixer"),
+                "--text",
+                str(STORIES),
+                "--steps",
+                "1",
+                "--output-dir",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "--tokenizer" in capsys.readouterr().err

@@ -3,22 +3,43 @@
 import json
 
 import pytest
-
 from conftest import TRAIN, VALID
+
 from masked_mixers.cli import main
 from masked_mixers.reproduce import FINDINGS, ReproduceRequest, run_reproduce
 from masked_mixers.reproduce.verdict import AGREES, DISAGREES, INCONCLUSIVE
 
-ENTRY_FIELDS = ("id", "title", "claim", "published", "protocol", "budget", "verdict", "reason", "checks", "table", "headline",
-                "artifacts", "seeds", "seconds", "cpu_seconds")  # fmt: skip
+ENTRY_FIELDS = (
+    "id",
+    "title",
+    "claim",
+    "published",
+    "protocol",
+    "budget",
+    "verdict",
+    "reason",
+    "checks",
+    "table",
+    "headline",
+    "artifacts",
+    "seeds",
+    "seconds",
+    "cpu_seconds",
+)
 CHECK_FIELDS = ("claim", "published", "measured", "verdict", "reason", "variant", "gaps", "n", "interval")
 
 
 @pytest.fixture(scope="module")
 def tiny_card(tmp_path_factory):
     out = tmp_path_factory.mktemp("reproduce")
-    request = ReproduceRequest(scale="tiny", output_dir=str(out), data=str(TRAIN), eval_data=str(VALID), progress=False,
-                               cache_dir=str(out / "cache"))  # fmt: skip
+    request = ReproduceRequest(
+        scale="tiny",
+        output_dir=str(out),
+        data=str(TRAIN),
+        eval_data=str(VALID),
+        progress=False,
+        cache_dir=str(out / "cache"),
+    )
     return out, request, run_reproduce(request)
 
 
@@ -36,7 +57,9 @@ def test_tiny_scale_writes_every_section_with_every_field(tiny_card):
         for check in entry["checks"]:
             assert all(key in check for key in CHECK_FIELDS) and check["verdict"] in (AGREES, DISAGREES, INCONCLUSIVE)
             assert check["measured"], f"{entry['id']}: a check with nothing measured: {check['claim']}"
-            assert check["interval"] is None or (check["n"] >= 3 and check["interval"][0] <= check["interval"][1]), check
+            assert check["interval"] is None or (check["n"] >= 3 and check["interval"][0] <= check["interval"][1]), (
+                check
+            )
         for artifact in entry["artifacts"]:
             assert (out / artifact).is_file(), f"{entry['id']}: missing {artifact}"
     markdown = (out / "scorecard.md").read_text()
@@ -68,9 +91,12 @@ def test_a_second_run_reuses_every_finding(tiny_card, capsys):
 
 @pytest.mark.parametrize(
     "argv, message",
-    [(["reproduce", "F9"], "unknown finding 'F9'"), (["reproduce", "--scale", "huge"], "unknown scale 'huge'"),
-     (["reproduce", "--data", "/nonexistent/train.jsonl"], "/nonexistent/train.jsonl: corpus file not found"),
-     (["reproduce", "--device", "cudaa"], "cudaa")],
+    [
+        (["reproduce", "F9"], "unknown finding 'F9'"),
+        (["reproduce", "--scale", "huge"], "unknown scale 'huge'"),
+        (["reproduce", "--data", "/nonexistent/train.jsonl"], "/nonexistent/train.jsonl: corpus file not found"),
+        (["reproduce", "--device", "cudaa"], "cudaa"),
+    ],
 )
 def test_bad_finding_or_scale_is_one_line_exit_2(argv, message, tmp_path, capsys):
     assert main([*argv, "--output-dir", str(tmp_path / "out")]) == 2
@@ -84,19 +110,25 @@ def test_tiny_f5_runs_the_direct_model_with_both_mixing_inits(tiny_card):
     _, _, card = tiny_card
     f5 = next(e for e in card["findings"] if e["id"] == "F5")
     direct = [row for row in f5["table"] if "mixing_init" in row]
-    assert {(row["family"], row["mixing_init"]) for row in direct} == {(f, i) for f in ("mixer", "llama") for i in ("uniform", "exchangeable")}
+    assert {(row["family"], row["mixing_init"]) for row in direct} == {
+        (f, i) for f in ("mixer", "llama") for i in ("uniform", "exchangeable")
+    }
     variants = [c for c in f5["checks"] if "exchangeable mixing init" in c["claim"]]
     assert variants and all(c["variant"] for c in variants)
-    assert not any(c["variant"] for c in f5["checks"] if c["claim"].startswith("Mixer embeddings") and "exchangeable" not in c["claim"])
+    assert not any(
+        c["variant"]
+        for c in f5["checks"]
+        if c["claim"].startswith("Mixer embeddings") and "exchangeable" not in c["claim"]
+    )
 
 
 def test_no_progress_hides_every_bar_the_trainers_included(tmp_path, monkeypatch):
     import datasets
     from transformers.utils import logging as transformers_logging
 
+    from masked_mixers.core.progress import progress_bar
     from masked_mixers.runs.config import RunConfig
     from masked_mixers.runs.factory import spec_for
-    from masked_mixers.core.progress import progress_bar
     from masked_mixers.training.train import training_arguments
 
     monkeypatch.setenv("TQDM_DISABLE", "0")  # restored after the test
@@ -118,8 +150,8 @@ def test_a_saved_comparison_missing_a_newer_setting_still_counts_as_the_same(tmp
 
     from masked_mixers.compare.config import CompareConfig
     from masked_mixers.core.configfile import to_dict
-    from masked_mixers.runs.factory import spec_for
     from masked_mixers.reproduce.context import _same
+    from masked_mixers.runs.factory import spec_for
 
     wanted = to_dict(CompareConfig(models=[spec_for("mixer"), spec_for("llama")]))
     written = to_dict(CompareConfig(models=[spec_for("mixer"), spec_for("llama")]))

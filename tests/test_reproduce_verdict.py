@@ -5,7 +5,16 @@ import random
 
 import pytest
 
-from masked_mixers.reproduce.verdict import AGREES, DISAGREES, INCONCLUSIVE, better, holds, interval, overall, t_quantile
+from masked_mixers.reproduce.verdict import (
+    AGREES,
+    DISAGREES,
+    INCONCLUSIVE,
+    better,
+    holds,
+    interval,
+    overall,
+    t_quantile,
+)
 
 SIMULATIONS, NOISE = 2000, 0.05  # seed noise: each side's held-out loss varies by this sd between seeds
 
@@ -67,7 +76,9 @@ def test_the_check_records_gaps_n_and_interval():
 
 def test_direction_and_higher_is_better():
     assert better("a beats b", "-", "a", [3.0, 3.1, 3.05], "b", [2.0, 2.1, 2.0]).verdict == DISAGREES
-    assert better("a beats b", "-", "a", [0.9, 0.8, 0.85], "b", [0.1, 0.2, 0.15], lower_is_better=False).verdict == AGREES
+    assert (
+        better("a beats b", "-", "a", [0.9, 0.8, 0.85], "b", [0.1, 0.2, 0.15], lower_is_better=False).verdict == AGREES
+    )
 
 
 def test_a_gap_within_seed_noise_is_inconclusive():
@@ -95,7 +106,9 @@ def test_parity_inside_the_band_agrees_straddling_it_is_inconclusive_outside_dis
 def test_the_papers_own_f4_numbers_do_not_disagree_with_its_parity_claim():
     from masked_mixers.reproduce.f4_clm import PARITY
 
-    assert better("mixer about Llama", "-", "mixer", [1.86], "llama", [1.71], tolerance=PARITY).verdict != DISAGREES  # one seed
+    assert (
+        better("mixer about Llama", "-", "mixer", [1.86], "llama", [1.71], tolerance=PARITY).verdict != DISAGREES
+    )  # one seed
     rng = random.Random(0)
     for _ in range(100):  # the same numbers with seed noise, 5 seeds
         mixer, llama = [1.86 + rng.gauss(0, 0.01) for _ in range(5)], [1.71 + rng.gauss(0, 0.01) for _ in range(5)]
@@ -132,7 +145,12 @@ def test_f2_bands_do_not_overlap_and_a_ratio_between_them_is_inconclusive():
     from masked_mixers.reproduce.f2_flexibility import FINE, POOR, SLIGHT, VERY_POOR, _band_check
 
     assert SLIGHT < POOR
-    for ratio, poor, fine in ((1.0, DISAGREES, AGREES), (SLIGHT, DISAGREES, AGREES), (1.1, INCONCLUSIVE, INCONCLUSIVE), (POOR, AGREES, DISAGREES)):
+    for ratio, poor, fine in (
+        (1.0, DISAGREES, AGREES),
+        (SLIGHT, DISAGREES, AGREES),
+        (1.1, INCONCLUSIVE, INCONCLUSIVE),
+        (POOR, AGREES, DISAGREES),
+    ):
         rows = {("mixer", "none"): _row("mixer", "none", 2.0), ("mixer", "x"): _row("mixer", "x", 2.0 * ratio)}
         assert _band_check("c", "-", rows, "mixer", "x", VERY_POOR).verdict == poor, ratio
         assert _band_check("c", "-", rows, "mixer", "x", FINE).verdict == fine, ratio

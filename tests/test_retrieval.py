@@ -9,14 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TRAIN
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from conftest import TRAIN
-
 from masked_mixers.cli import main
-from masked_mixers.runs.config import ModelSpec
-from masked_mixers.runs.factory import build_model
 from masked_mixers.retrieval import (
     Pair,
     RetrievalMixer,
@@ -39,13 +36,15 @@ from masked_mixers.retrieval import (
 )
 from masked_mixers.retrieval.direct import candidate_batch
 from masked_mixers.retrieval.embedding import POSITIONS
-from masked_mixers.runs.layout import SCORE, input_side
 from masked_mixers.retrieval.pairs import (
     content_words,
     parse_tinystories_instruct,
     save_splits,
     split_sentences,
 )
+from masked_mixers.runs.config import ModelSpec
+from masked_mixers.runs.factory import build_model
+from masked_mixers.runs.layout import SCORE, input_side
 
 STORIES = TRAIN
 
@@ -60,7 +59,9 @@ def _tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
     """A tiny byte-level BPE trained on the fly, wrapped for transformers with pad and eos."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<eos>"], show_progress=False))
+    tok.train_from_iterator(
+        texts, trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<eos>"], show_progress=False)
+    )
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
 
 
@@ -72,7 +73,9 @@ def model_dirs(tmp_path_factory, stories) -> dict[str, Path]:
     for family in ("mixer", "llama"):
         torch.manual_seed(0)
         spec = ModelSpec(family=family, hidden_size=32, num_hidden_layers=2, seq_len=48, num_heads=2)
-        model, _ = build_model(spec, len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        model, _ = build_model(
+            spec, len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+        )
         dirs[family] = tmp_path_factory.mktemp(family)
         model.save_pretrained(dirs[family])
         tokenizer.save_pretrained(dirs[family])
@@ -118,18 +121,40 @@ def test_split_sentences_keeps_quotes_with_their_sentence():
 
 
 def test_tinystories_instruct_parser():
-    rows = ["Features: Dialogue", "Summary: a cat finds a hat.", "Story: ", "the cat saw a hat.", "", "it was red.", "<|endoftext|>",
-            "Words: x", "Story: no summary here", "<|endoftext|>", "Summary: a dog runs.", "Story: the dog ran."]
-    assert parse_tinystories_instruct(rows) == [("a cat finds a hat.", "the cat saw a hat.\n\nit was red."), ("a dog runs.", "the dog ran.")]
+    rows = [
+        "Features: Dialogue",
+        "Summary: a cat finds a hat.",
+        "Story: ",
+        "the cat saw a hat.",
+        "",
+        "it was red.",
+        "<|endoftext|>",
+        "Words: x",
+        "Story: no summary here",
+        "<|endoftext|>",
+        "Summary: a dog runs.",
+        "Story: the dog ran.",
+    ]
+    assert parse_tinystories_instruct(rows) == [
+        ("a cat finds a hat.", "the cat saw a hat.\n\nit was red."),
+        ("a dog runs.", "the dog ran."),
+    ]
 
 
 def test_pairs_command_writes_splits(tmp_path, stories):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"text": s}) + "\n" for s in stories[:100]))
-    assert main(["pairs", str(corpus), "--output-dir", str(tmp_path / "p"), "--kind", "sentence", "--test-fraction", "0.3"]) == 0
+    assert (
+        main(
+            ["pairs", str(corpus), "--output-dir", str(tmp_path / "p"), "--kind", "sentence", "--test-fraction", "0.3"]
+        )
+        == 0
+    )
     train, test = read_pairs(tmp_path / "p" / "train.jsonl"), read_pairs(tmp_path / "p" / "test.jsonl")
     assert len(test) == round(0.3 * (len(train) + len(test))) and len(train) > 50
-    assert main(["pairs", str(tmp_path / "p" / "test.jsonl"), "--kind", "file", "--output-dir", str(tmp_path / "q")]) == 0
+    assert (
+        main(["pairs", str(tmp_path / "p" / "test.jsonl"), "--kind", "file", "--output-dir", str(tmp_path / "q")]) == 0
+    )
 
 
 def test_bad_pair_file_is_one_line_error(tmp_path, capsys):
@@ -202,7 +227,9 @@ def test_mixer_embeddings_pad_on_the_side_it_was_trained_with(tmp_path, stories,
     torch.manual_seed(0)
     L = 48
     spec = ModelSpec(family="mixer", hidden_size=32, num_hidden_layers=2, seq_len=L)
-    model, _ = build_model(spec, len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    model, _ = build_model(
+        spec, len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+    )
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     model, tokenizer = load_language_model(tmp_path)
@@ -220,7 +247,9 @@ def test_mixer_embeddings_pad_on_the_side_it_was_trained_with(tmp_path, stories,
     expected_column = {"second-to-last": last - 1, "last-token": last, "last": L - 1}
     for position in POSITIONS:
         alone = embed_texts(model, tokenizer, [text], position, progress=False)[0]
-        batched = embed_texts(model, tokenizer, [stories[0], text, stories[1] * 3], position, batch_size=3, progress=False)[1]
+        batched = embed_texts(
+            model, tokenizer, [stories[0], text, stories[1] * 3], position, batch_size=3, progress=False
+        )[1]
         torch.testing.assert_close(alone, batched, rtol=0, atol=1e-5)
         torch.testing.assert_close(alone, hidden[expected_column[position]], rtol=0, atol=1e-5)
 
@@ -231,7 +260,9 @@ def test_only_families_whose_positions_are_rows_take_the_tokenizers_padding_side
     tokenizer.padding_side = "left"
     for family, expected in (("mixer", "left"), ("linear_mixer", "left"), ("llama", "right")):
         heads = dict(num_heads=2) if family == "llama" else {}
-        model, _ = build_model(ModelSpec(family=family, hidden_size=32, num_hidden_layers=1, seq_len=16, **heads), len(tokenizer))
+        model, _ = build_model(
+            ModelSpec(family=family, hidden_size=32, num_hidden_layers=1, seq_len=16, **heads), len(tokenizer)
+        )
         assert input_side(model, tokenizer, SCORE) == expected, family
 
 
@@ -247,7 +278,10 @@ def test_embed_command_and_safetensors_round_trip(tmp_path, model_dirs, stories)
     pair_file = tmp_path / "pairs.jsonl"
     pair_file.write_text("".join(json.dumps({"query": p.query, "passage": p.passage}) + "\n" for p in pairs))
     out = tmp_path / "emb.safetensors"
-    assert main(["embed", str(model_dirs["mixer"]), "--pairs", str(pair_file), "--output", str(out), "--batch-size", "7"]) == 0
+    assert (
+        main(["embed", str(model_dirs["mixer"]), "--pairs", str(pair_file), "--output", str(out), "--batch-size", "7"])
+        == 0
+    )
     tensors, metadata = load_embeddings(out)
     model, tokenizer = load_language_model(model_dirs["mixer"])
     expected = embed_texts(model, tokenizer, [p.passage for p in pairs], progress=False)
@@ -299,7 +333,17 @@ def test_infonce_teaches_a_tiny_language_model_to_retrieve(model_dirs):
     pairs = [Pair(f"find {k}", f"it was {v} all day", i) for i, (k, v) in enumerate(zip(keys, values))]
     model, tokenizer = load_language_model(model_dirs["mixer"])
     before = _cosine_top1(model, tokenizer, pairs)
-    history = finetune_infonce(model, tokenizer, pairs, steps=60, batch_size=20, learning_rate=3e-3, temperature=0.1, progress=False, variant="in-batch")
+    history = finetune_infonce(
+        model,
+        tokenizer,
+        pairs,
+        steps=60,
+        batch_size=20,
+        learning_rate=3e-3,
+        temperature=0.1,
+        progress=False,
+        variant="in-batch",
+    )
     after = _cosine_top1(model, tokenizer, pairs)
     assert history[-1]["loss"] < history[0]["loss"]
     assert after > 0.5 and after > before + 0.3, (before, after)
@@ -309,8 +353,16 @@ def test_retrieval_benchmark_and_command(tmp_path, model_dirs, stories, capsys):
     pairs = build_pairs(stories[:300], "sentence")
     splits = split_pairs(pairs, 0.25, seed=0, max_test=70)
     result = retrieval_benchmark(
-        model_dirs["mixer"], model_dirs["llama"], splits, methods=("cosine", "direct", "infonce"),
-        direct_candidates=(16,), direct_epochs=2, direct_layers=1, infonce_steps=2, infonce_batch_size=8, progress=False,
+        model_dirs["mixer"],
+        model_dirs["llama"],
+        splits,
+        methods=("cosine", "direct", "infonce"),
+        direct_candidates=(16,),
+        direct_epochs=2,
+        direct_layers=1,
+        infonce_steps=2,
+        infonce_batch_size=8,
+        progress=False,
     )
     assert result["candidates"] == [32, 64]
     for name in ("mixer", "transformer"):
@@ -320,14 +372,38 @@ def test_retrieval_benchmark_and_command(tmp_path, model_dirs, stories, capsys):
     assert result["bm25"][0]["top1"] > 0.3  # sentences share names with the rest of their story
     save_splits(tmp_path / "pairs", splits)
     out = tmp_path / "out"
-    argv = ["retrieve", "--mixer", str(model_dirs["mixer"]), "--transformer", str(model_dirs["llama"]), "--pairs", str(tmp_path / "pairs"),
-            "--output-dir", str(out), "--methods", "cosine", "--candidates", "32"]
+    argv = [
+        "retrieve",
+        "--mixer",
+        str(model_dirs["mixer"]),
+        "--transformer",
+        str(model_dirs["llama"]),
+        "--pairs",
+        str(tmp_path / "pairs"),
+        "--output-dir",
+        str(out),
+        "--methods",
+        "cosine",
+        "--candidates",
+        "32",
+    ]
     assert main(argv) == 0
     written = json.loads((out / "retrieval.json").read_text())
     assert written["candidates"] == [32] and (out / "retrieval.png").stat().st_size > 1000
     assert main(argv[:-2] + ["--candidates", "4096"]) == 2  # too few test pairs: a one-line error
-    direct = ["--methods", "direct", "--direct-candidates", "8", "--direct-epochs", "1", "--direct-mixing-init", "exchangeable"]
+    direct = [
+        "--methods",
+        "direct",
+        "--direct-candidates",
+        "8",
+        "--direct-epochs",
+        "1",
+        "--direct-mixing-init",
+        "exchangeable",
+    ]
     capsys.readouterr()
     assert main(argv[:-4] + direct + ["--candidates", "32"]) == 0
     printed = capsys.readouterr().out
-    assert "direct retrieval model" in printed and "| mixer | 8 | 1 |" in printed and "| transformer | 8 | 1 |" in printed
+    assert (
+        "direct retrieval model" in printed and "| mixer | 8 | 1 |" in printed and "| transformer | 8 | 1 |" in printed
+    )

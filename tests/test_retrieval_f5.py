@@ -13,9 +13,9 @@ from test_retrieval import model_dirs, stories  # noqa: F401  (module fixtures: 
 
 from masked_mixers.retrieval import infonce
 from masked_mixers.retrieval.direct import Plateau, RetrievalMixer, RetrievalMixerConfig, evaluate_direct, train_direct
+from masked_mixers.retrieval.embedding import load_language_model
 from masked_mixers.retrieval.f5 import beats_chance, direct_table, f5_settings, run_f5
 from masked_mixers.retrieval.infonce import candidates_nce_loss, finetune_infonce
-from masked_mixers.retrieval.embedding import load_language_model
 from masked_mixers.retrieval.pairs import build_pairs, passage_index, split_pairs
 from masked_mixers.retrieval.significance import binomial_upper_tail, chance_test
 
@@ -34,7 +34,9 @@ def test_several_queries_per_story_share_one_passage_and_never_straddle_the_spli
     assert {p.doc_id for p in splits.train}.isdisjoint({p.doc_id for p in splits.test})
     assert len(splits.train) + len(splits.test) == len(pairs)
     passages, targets = passage_index(splits.test)
-    assert len(passages) == len({p.doc_id for p in splits.test}) and [passages[t] for t in targets] == [p.passage for p in splits.test]
+    assert len(passages) == len({p.doc_id for p in splits.test}) and [passages[t] for t in targets] == [
+        p.passage for p in splits.test
+    ]
     # one query per story: the very pairs and split as before this option existed
     single = build_pairs(stories, "sentence", seed=0)
     assert len({p.doc_id for p in single}) == len(single)
@@ -47,10 +49,14 @@ def test_plateau_rule_stops_training():
     queries, passages = torch.randn(64, 8), torch.randn(64, 8)
     config = RetrievalMixerConfig(input_size=8, hidden_size=8, num_candidates=4, num_hidden_layers=1)
     # a learning rate too small to move the model: the loss only wanders with the negatives drawn, so it stops early
-    _, history = train_direct(queries, passages, config, epochs=50, learning_rate=1e-12, patience=3, evaluate=lambda m: {"test_ce": 0.0})
+    _, history = train_direct(
+        queries, passages, config, epochs=50, learning_rate=1e-12, patience=3, evaluate=lambda m: {"test_ce": 0.0}
+    )
     assert 4 <= len(history) < 50 and all("test_ce" in h for h in history)
     replay = Plateau(patience=3, min_delta=1e-3)
-    assert [replay.step(h["loss"]) for h in history] == [False] * (len(history) - 1) + [True]  # stopped at the first plateau
+    assert [replay.step(h["loss"]) for h in history] == [False] * (len(history) - 1) + [
+        True
+    ]  # stopped at the first plateau
     _, capped = train_direct(queries, passages, config, epochs=3, learning_rate=1e-12, patience=None)
     assert len(capped) == 3
 
@@ -60,7 +66,9 @@ def test_exchangeable_mixing_init_treats_every_candidate_slot_alike(init):
     """Permuting the candidates permutes the scores exactly at the exchangeable init; the uniform
     (author's) init gives each slot its own mix, so the same check fails there."""
     torch.manual_seed(0)
-    model = RetrievalMixer(RetrievalMixerConfig(input_size=12, hidden_size=16, num_candidates=6, num_hidden_layers=2, mixing_init=init))
+    model = RetrievalMixer(
+        RetrievalMixerConfig(input_size=12, hidden_size=16, num_candidates=6, num_hidden_layers=2, mixing_init=init)
+    )
     inputs = torch.randn(3, 7, 12)  # (batch, query + 6 candidates, d)
     order = torch.tensor([0, 4, 1, 6, 2, 5, 3])  # the query stays first, the candidates move
     with torch.no_grad():
@@ -82,19 +90,28 @@ def test_exchangeable_init_learns_where_the_uniform_init_sits_at_chance(tmp_path
     queries, passages = _planted_pairs(640, 16, noise=1.0)
     final = {}
     for init in ("uniform", "exchangeable"):
-        config = RetrievalMixerConfig(input_size=16, hidden_size=32, num_candidates=16, num_hidden_layers=2, mixing_init=init)
-        model, history = train_direct(queries[:512], passages[:512], config, epochs=10, batch_size=32, learning_rate=3e-3)
+        config = RetrievalMixerConfig(
+            input_size=16, hidden_size=32, num_candidates=16, num_hidden_layers=2, mixing_init=init
+        )
+        model, history = train_direct(
+            queries[:512], passages[:512], config, epochs=10, batch_size=32, learning_rate=3e-3
+        )
         final[init] = history[-1]["loss"]
     assert final["exchangeable"] < final["uniform"] - 0.5 and final["uniform"] > math.log(16) - 0.2, final
     held_out = evaluate_direct(model, queries[512:], passages[512:])
     assert held_out["beats_chance"] and held_out["top1"] > 5 / 16, held_out
     model.save_pretrained(tmp_path / "retriever")  # the init is part of the config and survives the round trip
     loaded = RetrievalMixer.from_pretrained(tmp_path / "retriever")
-    assert loaded.config.mixing_init == "exchangeable" and evaluate_direct(loaded, queries[512:], passages[512:]) == held_out
+    assert (
+        loaded.config.mixing_init == "exchangeable"
+        and evaluate_direct(loaded, queries[512:], passages[512:]) == held_out
+    )
 
 
 def test_unknown_mixing_init_is_refused():
-    with pytest.raises(Exception, match="mixing_init must be one of exchangeable, uniform"):  # huggingface_hub's strict-dataclass error
+    with pytest.raises(
+        Exception, match="mixing_init must be one of exchangeable, uniform"
+    ):  # huggingface_hub's strict-dataclass error
         RetrievalMixerConfig(mixing_init="zeros")
 
 
@@ -111,7 +128,9 @@ def test_paper_infonce_embeds_one_query_and_31_candidates_per_step(model_dirs, s
     model, tokenizer = load_language_model(model_dirs["mixer"])
     pairs = build_pairs(stories[:60], "sentence", queries_per_document=2)
     seen, real = [], infonce.embed_batch
-    monkeypatch.setattr(infonce, "embed_batch", lambda m, ids, mask, pos: seen.append(len(ids)) or real(m, ids, mask, pos))
+    monkeypatch.setattr(
+        infonce, "embed_batch", lambda m, ids, mask, pos: seen.append(len(ids)) or real(m, ids, mask, pos)
+    )
     history = finetune_infonce(model, tokenizer, pairs, steps=3, progress=False)
     assert seen == [32, 32, 32] and len(history) == 3 and all(math.isfinite(h["loss"]) for h in history)
 
@@ -128,8 +147,18 @@ def test_chance_test_on_hand_made_counts():
 
 
 def test_run_f5_reports_both_families(model_dirs, stories, tmp_path):
-    settings = f5_settings(queries_per_document=2, test_fraction=0.5, direct_candidates=[8], direct_epochs=2, infonce_steps=2, infonce_candidates=4, batch_size=64)
-    result = run_f5(model_dirs["mixer"], model_dirs["llama"], settings, stories[:80], progress=False, cache_dir=tmp_path)
+    settings = f5_settings(
+        queries_per_document=2,
+        test_fraction=0.5,
+        direct_candidates=[8],
+        direct_epochs=2,
+        infonce_steps=2,
+        infonce_candidates=4,
+        batch_size=64,
+    )
+    result = run_f5(
+        model_dirs["mixer"], model_dirs["llama"], settings, stories[:80], progress=False, cache_dir=tmp_path
+    )
     assert set(result["families"]) == {"mixer", "llama"} and result["pairs"]["test_pairs"] > 0
     for family in result["families"].values():
         (row,) = family["direct"]
@@ -149,7 +178,10 @@ def test_cached_embeddings_are_reused_only_for_the_same_pairs_and_model(model_di
     settings = f5_settings(direct_candidates=[4], direct_epochs=1, methods=["direct"], batch_size=64)
     cache = tmp_path / "mixer-embeddings.safetensors"
     first, other = (f5.f5_pairs(stories[:k], settings) for k in (40, 60))
-    runs = [f5.run_family(model_dirs["mixer"], pairs, settings, progress=False, cache=cache) for pairs in (first, first, other, other)]
+    runs = [
+        f5.run_family(model_dirs["mixer"], pairs, settings, progress=False, cache=cache)
+        for pairs in (first, first, other, other)
+    ]
     assert len(calls) == 2  # the second run reads the file; other pairs are embedded again, then read
     assert runs[0]["direct"][0]["ce"] == runs[1]["direct"][0]["ce"]
     import os

@@ -13,10 +13,10 @@ import torch  # noqa: E402
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers  # noqa: E402
 from transformers import PreTrainedTokenizerFast  # noqa: E402
 
-from masked_mixers.runs.config import ModelSpec  # noqa: E402
 from masked_mixers.core.errors import UserError  # noqa: E402
-from masked_mixers.runs.factory import build_model  # noqa: E402
 from masked_mixers.core.files import atomic_write_json, atomic_write_text, save_figure, save_safetensors  # noqa: E402
+from masked_mixers.runs.config import ModelSpec  # noqa: E402
+from masked_mixers.runs.factory import build_model  # noqa: E402
 from masked_mixers.runs.rundir import load_run, read_metrics  # noqa: E402
 
 # --- files.py -------------------------------------------------------------------------------
@@ -79,15 +79,24 @@ def test_read_metrics_names_a_damaged_middle_line(tmp_path):
 def _tokenizer(padding_side: str) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.train_from_iterator(["once upon a time there was a dog"] * 20, trainers.BpeTrainer(vocab_size=280, special_tokens=["<pad>", "<eos>"], show_progress=False))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", padding_side=padding_side)
+    tok.train_from_iterator(
+        ["once upon a time there was a dog"] * 20,
+        trainers.BpeTrainer(vocab_size=280, special_tokens=["<pad>", "<eos>"], show_progress=False),
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", padding_side=padding_side
+    )
 
 
-@pytest.mark.parametrize(("family", "class_name"), [("mixer", "MaskedMixerForCausalLM"), ("mixer_autoencoder", "AutoencodingMixer")])
+@pytest.mark.parametrize(
+    ("family", "class_name"), [("mixer", "MaskedMixerForCausalLM"), ("mixer_autoencoder", "AutoencodingMixer")]
+)
 def test_load_run_picks_the_class_by_task_and_keeps_the_padding_side(tmp_path, family, class_name):
     tokenizer = _tokenizer("left")
     spec = ModelSpec(family=family, hidden_size=16, num_hidden_layers=2, seq_len=8)
-    model, _ = build_model(spec, len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    model, _ = build_model(
+        spec, len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+    )
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     loaded, loaded_tokenizer = load_run(tmp_path)

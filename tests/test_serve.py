@@ -20,13 +20,19 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from masked_mixers.generation import generate_text  # noqa: E402
-from masked_mixers.runs.rundir import load_run  # noqa: E402
-
 from clirun import ROOT, child_env  # noqa: E402
 from tinyrun import make_run, stories  # noqa: E402
 
-PROMPTS = ["once upon a time", "the dog", "lily and tom went to the park to play", "a", "one day, a little girl named sue"]
+from masked_mixers.generation import generate_text  # noqa: E402
+from masked_mixers.runs.rundir import load_run  # noqa: E402
+
+PROMPTS = [
+    "once upon a time",
+    "the dog",
+    "lily and tom went to the park to play",
+    "a",
+    "one day, a little girl named sue",
+]
 
 
 def _free_port() -> int:
@@ -41,8 +47,23 @@ def server(tmp_path_factory):
     run_dir = make_run(tmp_path_factory.mktemp("serve") / "run", seq_len=32)
     port = _free_port()
     log_path = run_dir.parent / "server.log"
-    command = [sys.executable, "-m", "masked_mixers", "serve", str(run_dir), "--port", str(port), "--device", "cpu",
-               "--max-batch-size", "4", "--batch-wait-ms", "100", "--log-level", "warning"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "masked_mixers",
+        "serve",
+        str(run_dir),
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        "--max-batch-size",
+        "4",
+        "--batch-wait-ms",
+        "100",
+        "--log-level",
+        "warning",
+    ]
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -105,7 +126,10 @@ def test_greedy_completion_is_generate_text(server):
     assert choice["finish_reason"] in ("length", "stop") and choice["index"] == 0
     usage = answer["usage"]
     assert usage["prompt_tokens"] == len(server[2](PROMPTS[0])["input_ids"])
-    assert 1 <= usage["completion_tokens"] <= 12 and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert (
+        1 <= usage["completion_tokens"] <= 12
+        and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    )
 
 
 def test_concurrent_requests_get_their_own_text_and_are_batched(server):
@@ -178,16 +202,22 @@ def test_bad_requests_get_400_naming_the_field(server, body, field):
     response = httpx.post(f"{server[0]}/v1/completions", json=body, timeout=30)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
-    assert error["type"] == "invalid_request_error" and error["message"].startswith(field) and "\n" not in error["message"]
+    assert (
+        error["type"] == "invalid_request_error" and error["message"].startswith(field) and "\n" not in error["message"]
+    )
 
 
 def test_server_keeps_serving_after_bad_input(server):
     base = server[0]
-    garbage = httpx.post(f"{base}/v1/completions", content=b"{not json", headers={"content-type": "application/json"}, timeout=30)
+    garbage = httpx.post(
+        f"{base}/v1/completions", content=b"{not json", headers={"content-type": "application/json"}, timeout=30
+    )
     assert garbage.status_code == 400 and "JSON" in garbage.json()["error"]["message"]
     assert httpx.post(f"{base}/v1/completions", json={"prompt": "x", "max_tokens": -3}, timeout=30).status_code == 400
     assert httpx.get(f"{base}/v1/nothing-here", timeout=30).status_code == 404
-    assert _complete(base, prompt=PROMPTS[3], max_tokens=5, temperature=0)["choices"][0]["text"] == _expected(server, PROMPTS[3], 5)
+    assert _complete(base, prompt=PROMPTS[3], max_tokens=5, temperature=0)["choices"][0]["text"] == _expected(
+        server, PROMPTS[3], 5
+    )
     models = httpx.get(f"{base}/v1/models", timeout=30).json()
     assert [m["id"] for m in models["data"]] == ["run"]
 
@@ -197,14 +227,21 @@ def test_engine_batches_left_padded_llama_prompts_without_cross_talk():
     import threading
 
     import torch
+    from tinyrun import tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from masked_mixers.serving.engine import Engine, Job, Sampling
-    from tinyrun import tokenizer
 
     tok = tokenizer("left")
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=64)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+    )
     model = LlamaForCausalLM(config).eval()
     texts, finished, all_done = {i: "" for i in range(len(PROMPTS))}, [], threading.Event()
 
@@ -216,6 +253,7 @@ def test_engine_batches_left_padded_llama_prompts_without_cross_talk():
                 finished.append((i, event.kind))
                 if len(finished) == len(PROMPTS):
                     all_done.set()
+
         return emit
 
     engine = Engine(model, tok, max_batch_size=len(PROMPTS), batch_wait_s=0.5).start()

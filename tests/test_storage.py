@@ -14,20 +14,31 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-import pyarrow.parquet as pq
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from conftest import SHARED, TRAIN
 from transformers import default_data_collator
 
-from masked_mixers.runs.config import DataConfig
-from masked_mixers.data import FORMAT_VERSION, IGNORE_INDEX, Layout, as_examples, cache_path, load_prepared, load_tokenizer, prepare_data, token_dtype, train_tokenizer
+from masked_mixers.core.errors import UserError
+from masked_mixers.data import (
+    FORMAT_VERSION,
+    IGNORE_INDEX,
+    Layout,
+    as_examples,
+    cache_path,
+    load_prepared,
+    load_tokenizer,
+    prepare_data,
+    token_dtype,
+    train_tokenizer,
+)
 from masked_mixers.data import shards as shards_module
 from masked_mixers.data.examples import encode_documents, token_bytes
 from masked_mixers.data.shards import ShardSpec, rows_table
 from masked_mixers.data.stream import stream_texts
-from masked_mixers.core.errors import UserError
+from masked_mixers.runs.config import DataConfig
 from masked_mixers.training.evaluation import _batches
-from conftest import SHARED, TRAIN
 
 ROOT = Path(__file__).resolve().parents[1]
 SP_MODEL = SHARED / "tokenizers" / "tinystories-sp4096.model"
@@ -45,7 +56,9 @@ def _jsonl(path: Path, texts: list[str]) -> Path:
 def _data(tmp_path: Path, **overrides) -> DataConfig:
     """TEXTS as train and as eval (so stored rows map to documents in order), SentencePiece 4096."""
     path = _jsonl(tmp_path / "docs.jsonl", TEXTS)
-    defaults = dict(source=str(path), eval_source=str(path), tokenizer=str(SP_MODEL), cache_dir=str(tmp_path / "cache"), num_proc=1)
+    defaults = dict(
+        source=str(path), eval_source=str(path), tokenizer=str(SP_MODEL), cache_dir=str(tmp_path / "cache"), num_proc=1
+    )
     return DataConfig(**{**defaults, **overrides})
 
 
@@ -63,7 +76,11 @@ def _previous_rows(texts, tokenizer, seq_len, packing, padding_side="right", add
     docs = []
     for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"]):
         nbytes = token_bytes(text, offsets).tolist()
-        ids = ([tokenizer.bos_token_id] if add_bos else []) + ids + ([tokenizer.eos_token_id] if add_eos or packing else [])
+        ids = (
+            ([tokenizer.bos_token_id] if add_bos else [])
+            + ids
+            + ([tokenizer.eos_token_id] if add_eos or packing else [])
+        )
         nbytes = ([0] if add_bos else []) + nbytes + ([0] if add_eos or packing else [])
         docs.append((ids, nbytes))
     if packing:
@@ -77,7 +94,11 @@ def _previous_rows(texts, tokenizer, seq_len, packing, padding_side="right", add
     for ids, nbytes in docs:
         real = min(len(ids), seq_len)
         pad = [tokenizer.pad_token_id] * (seq_len - real)
-        place = (lambda real_part, fill: real_part + fill) if padding_side == "right" else (lambda real_part, fill: fill + real_part)
+        place = (
+            (lambda real_part, fill: real_part + fill)
+            if padding_side == "right"
+            else (lambda real_part, fill: fill + real_part)
+        )
         rows["input_ids"].append(place(ids[:real], pad))
         rows["attention_mask"].append(place([1] * real, [0] * len(pad)))
         rows["labels"].append(place(ids[:real], [IGNORE_INDEX] * len(pad)))
@@ -105,7 +126,9 @@ def test_compact_batches_equal_the_previous_layout(tmp_path, packing, side):
 
 # multi-byte UTF-8 (2, 3 and 4 bytes), a ligature and spaces the tokenizers fold or drop at the ends
 MIXED = ["café naïve 日本語 🙂 ", "Émile went to Zürich — “quoted” ", "  ½ ü ß and ﬁ\u00a0 ", "\t🙂🙂 ok\n  "]
-MIXED_TEXTS = [f"{MIXED[i % 4]}{t[:150]} {MIXED[(i + 1) % 4]}{t[150:300]}{MIXED[(i + 2) % 4]}" for i, t in enumerate(TEXTS[:50])]
+MIXED_TEXTS = [
+    f"{MIXED[i % 4]}{t[:150]} {MIXED[(i + 1) % 4]}{t[150:300]}{MIXED[(i + 2) % 4]}" for i, t in enumerate(TEXTS[:50])
+]
 
 
 @pytest.mark.parametrize("num_proc", [1, 2])
@@ -116,7 +139,15 @@ def test_num_bytes_equal_the_per_token_sums_on_multibyte_text(tmp_path, which, p
     per-token token_bytes sums of the previous layout, in process and from worker processes."""
     path = _jsonl(tmp_path / "mixed.jsonl", MIXED_TEXTS)
     tokenizer = str(SP_MODEL) if which == "sentencepiece" else None  # None: a byte-level BPE is trained
-    data = _data(tmp_path, source=str(path), eval_source=str(path), tokenizer=tokenizer, vocab_size=400, packing=packing, num_proc=num_proc)
+    data = _data(
+        tmp_path,
+        source=str(path),
+        eval_source=str(path),
+        tokenizer=tokenizer,
+        vocab_size=400,
+        packing=packing,
+        num_proc=num_proc,
+    )
     seq_len = 40
     prepared = prepare_data(data, seq_len, progress=False)
     previous = _previous_rows(MIXED_TEXTS, prepared.tokenizer, seq_len, packing)
@@ -159,7 +190,12 @@ def test_packed_store_is_at_most_2_1_bytes_per_token(tmp_path):
 
 
 def test_token_dtype_and_a_uint32_store_round_trip():
-    assert (token_dtype(4096), token_dtype(65536), token_dtype(65537), token_dtype(128256)) == ("uint16", "uint16", "uint32", "uint32")
+    assert (token_dtype(4096), token_dtype(65536), token_dtype(65537), token_dtype(128256)) == (
+        "uint16",
+        "uint16",
+        "uint32",
+        "uint32",
+    )
     layout = Layout(seq_len=4, packed=False, padding_side="left", pad_token_id=7)
     spec = ShardSpec(layout, vocab_size=128256, add_bos=False, add_eos=True, shard_documents=10)
     rows = {"input_ids": [np.array([128000, 70000, 3]), np.array([65536])], "num_bytes": np.array([5, 2])}
@@ -195,16 +231,30 @@ KILLER = textwrap.dedent(
 
 def test_killed_prepare_resumes_without_redoing_shards_and_matches(tmp_path, monkeypatch):
     path = _jsonl(tmp_path / "docs.jsonl", TEXTS)
-    data = DataConfig(source=str(path), eval_fraction=0.1, vocab_size=512, shard_documents=25, packing=True,
-                      cache_dir=str(tmp_path / "killed"), num_proc=1)
+    data = DataConfig(
+        source=str(path),
+        eval_fraction=0.1,
+        vocab_size=512,
+        shard_documents=25,
+        packing=True,
+        cache_dir=str(tmp_path / "killed"),
+        num_proc=1,
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_DATASETS_CACHE": str(tmp_path / "hf")}
-    done = subprocess.run([sys.executable, "-c", KILLER, json.dumps(dataclasses.asdict(data)), "32"], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", KILLER, json.dumps(dataclasses.asdict(data)), "32"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == -9, done.stderr
     assert not cache_path(data, 32).exists()
 
     built = []
     build = shards_module._build_shard
-    monkeypatch.setattr(shards_module, "_build_shard", lambda index, *a, **k: built.append(index) or build(index, *a, **k))
+    monkeypatch.setattr(
+        shards_module, "_build_shard", lambda index, *a, **k: built.append(index) or build(index, *a, **k)
+    )
     resumed = prepare_data(dataclasses.replace(data, num_proc=2), 32, progress=False)
     assert built == [2, 3, 4]  # 120 documents in shards of 25: shards 0 and 1 were finished before the kill
     monkeypatch.undo()
@@ -219,16 +269,29 @@ def test_killed_prepare_resumes_without_redoing_shards_and_matches(tmp_path, mon
 
 def test_max_tokens_caps_the_training_split_and_stops_reading(tmp_path):
     path = _jsonl(tmp_path / "docs.jsonl", TEXTS)
-    data = DataConfig(source=str(path), eval_fraction=0.1, tokenizer=str(SP_MODEL), shard_documents=10, packing=True,
-                      max_tokens=2000, cache_dir=str(tmp_path / "cache"), num_proc=1)
+    data = DataConfig(
+        source=str(path),
+        eval_fraction=0.1,
+        tokenizer=str(SP_MODEL),
+        shard_documents=10,
+        packing=True,
+        max_tokens=2000,
+        cache_dir=str(tmp_path / "cache"),
+        num_proc=1,
+    )
     prepared = prepare_data(data, 32, progress=False)
-    assert 2000 - 32 < prepared.stats["train_tokens"] <= 2000 and len(prepared.train) * 32 == prepared.stats["train_tokens"]
+    assert (
+        2000 - 32 < prepared.stats["train_tokens"] <= 2000
+        and len(prepared.train) * 32 == prepared.stats["train_tokens"]
+    )
     assert prepared.stats["train_documents"] + prepared.stats["eval_documents"] < len(TEXTS)
 
 
 def test_eval_is_every_stride_th_document(tmp_path):
     path = _jsonl(tmp_path / "docs.jsonl", TEXTS)
-    data = DataConfig(source=str(path), eval_fraction=0.1, tokenizer=str(SP_MODEL), cache_dir=str(tmp_path / "cache"), num_proc=1)
+    data = DataConfig(
+        source=str(path), eval_fraction=0.1, tokenizer=str(SP_MODEL), cache_dir=str(tmp_path / "cache"), num_proc=1
+    )
     prepared = prepare_data(data, 16, progress=False)
     assert prepared.stats["eval_documents"] == 12 and prepared.stats["train_documents"] == 108
     first_eval = prepared.tokenizer(TEXTS[10], add_special_tokens=False)["input_ids"][:16]
@@ -251,8 +314,14 @@ def test_parquet_and_hub_ids_stream_through_load_dataset(tmp_path, monkeypatch):
     assert list(stream_texts(str(parquet))) == TEXTS
     assert list(stream_texts("someone/fineweb", config_name="sample-10BT")) == TEXTS
     assert calls == [("parquet", None, True), ("someone/fineweb", "sample-10BT", True)]
-    hub = DataConfig(source="someone/fineweb", config_name="sample-10BT", eval_fraction=0.1, tokenizer=str(SP_MODEL),
-                     cache_dir=str(tmp_path / "cache"), num_proc=1)
+    hub = DataConfig(
+        source="someone/fineweb",
+        config_name="sample-10BT",
+        eval_fraction=0.1,
+        tokenizer=str(SP_MODEL),
+        cache_dir=str(tmp_path / "cache"),
+        num_proc=1,
+    )
     local = dataclasses.replace(hub, source=str(_jsonl(tmp_path / "docs.jsonl", TEXTS)), config_name=None)
     a, b = prepare_data(hub, 32, progress=False), prepare_data(local, 32, progress=False)
     np.testing.assert_array_equal(a.train[:]["input_ids"], b.train[:]["input_ids"])
@@ -261,8 +330,14 @@ def test_parquet_and_hub_ids_stream_through_load_dataset(tmp_path, monkeypatch):
 
 def test_tokenizer_trains_on_the_sample_only(tmp_path):
     path = _jsonl(tmp_path / "docs.jsonl", TEXTS)
-    data = DataConfig(source=str(path), eval_source=str(path), vocab_size=400, tokenizer_sample_documents=30,
-                      cache_dir=str(tmp_path / "cache"), num_proc=1)
+    data = DataConfig(
+        source=str(path),
+        eval_source=str(path),
+        vocab_size=400,
+        tokenizer_sample_documents=30,
+        cache_dir=str(tmp_path / "cache"),
+        num_proc=1,
+    )
     prepared = prepare_data(data, 32, progress=False)
     assert prepared.tokenizer.get_vocab() == train_tokenizer(TEXTS[:30], 400).get_vocab()
     assert prepared.stats["train_documents"] == len(TEXTS)
@@ -320,8 +395,13 @@ def test_a_corpus_larger_than_the_memory_limit_prepares(tmp_path):
     common = dict(tokenizer=str(SP_MODEL), eval_fraction=0.01, shard_documents=16, num_proc=1)
     big = dict(source=str(tmp_path / "big.jsonl"), cache_dir=str(tmp_path / "cache"), **common)
     small = dict(source=str(_jsonl(tmp_path / "small.jsonl", TEXTS)), cache_dir=str(tmp_path / "warm"), **common)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_DATASETS_CACHE": str(tmp_path / "hf"), "TOKENIZERS_PARALLELISM": "false",
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HF_DATASETS_CACHE": str(tmp_path / "hf"),
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+    }
     args = [json.dumps(big), json.dumps(small), str(headroom), str(corpus_bytes)]
     done = subprocess.run([sys.executable, "-c", MEMORY, *args], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]

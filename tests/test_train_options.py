@@ -6,14 +6,22 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from masked_mixers import MaskedMixerConfig, MaskedMixerForCausalLM
-from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig, load_run_config
 from masked_mixers.core.errors import UserError
+from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig, load_run_config
 from masked_mixers.training.train import train
 
 
 def tiny_run(output_dir, family="mixer", **train_overrides):
     model = ModelSpec(family=family, hidden_size=32, num_hidden_layers=2, seq_len=64, num_heads=4)
-    options = dict(output_dir=str(output_dir), max_steps=3, batch_size=8, eval_steps=0, save_steps=0, logging_steps=1, warmup_steps=0)
+    options = dict(
+        output_dir=str(output_dir),
+        max_steps=3,
+        batch_size=8,
+        eval_steps=0,
+        save_steps=0,
+        logging_steps=1,
+        warmup_steps=0,
+    )
     options.update(train_overrides)
     return RunConfig(model=model, train=TrainConfig(**options))
 
@@ -23,7 +31,9 @@ class Record(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
         self.optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps it
-        self.checkpointing = [getattr(m, "gradient_checkpointing", False) for m in model.modules() if hasattr(m, "gradient_checkpointing")]
+        self.checkpointing = [
+            getattr(m, "gradient_checkpointing", False) for m in model.modules() if hasattr(m, "gradient_checkpointing")
+        ]
 
 
 def _weights(run_dir):
@@ -57,7 +67,9 @@ def test_init_from_refuses_a_different_model(tiny_prepared, tmp_path):
 
 def test_gradient_checkpointing_gives_the_same_gradients():
     torch.manual_seed(0)
-    model = MaskedMixerForCausalLM(MaskedMixerConfig(vocab_size=50, hidden_size=16, num_hidden_layers=3, seq_len=12, mixer_type="multihead"))
+    model = MaskedMixerForCausalLM(
+        MaskedMixerConfig(vocab_size=50, hidden_size=16, num_hidden_layers=3, seq_len=12, mixer_type="multihead")
+    )
     ids = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(1))
     model.train()
 
@@ -83,7 +95,9 @@ def test_gradient_checkpointing_in_training(tiny_prepared, tmp_path):
 @pytest.mark.parametrize("name, class_name", [("adamw", "AdamW"), ("adafactor", "Adafactor"), ("sgd", "SGD")])
 def test_optimizer_choice(name, class_name, tiny_prepared, tmp_path):
     record = Record()
-    result = train(tiny_run(tmp_path / name, optimizer=name, learning_rate=1e-2), prepared=tiny_prepared, callbacks=[record])
+    result = train(
+        tiny_run(tmp_path / name, optimizer=name, learning_rate=1e-2), prepared=tiny_prepared, callbacks=[record]
+    )
     assert type(record.optimizer).__name__ == class_name
     assert result.train_loss == result.train_loss  # finite
 
@@ -99,7 +113,9 @@ def test_an_unknown_optimizer_is_one_line_naming_the_key(tmp_path):
 def test_beam_search_with_the_cache_equals_beam_search_without(mixer_type):
     """Past L too (seq_len 8, 20 new tokens): the reordered cache re-primes each beam's own window."""
     torch.manual_seed(0)
-    config = MaskedMixerConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, seq_len=8, mixer_type=mixer_type, num_heads=4)
+    config = MaskedMixerConfig(
+        vocab_size=40, hidden_size=16, num_hidden_layers=2, seq_len=8, mixer_type=mixer_type, num_heads=4
+    )
     model = MaskedMixerForCausalLM(config).eval()
     prompt = torch.randint(0, 40, (2, 3), generator=torch.Generator().manual_seed(2))
     options = dict(max_new_tokens=20, num_beams=4, do_sample=False, early_stopping=False, length_penalty=0.0)

@@ -7,15 +7,23 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig
 from masked_mixers.core.errors import UserError
+from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig
 from masked_mixers.runs.factory import build_model
 from masked_mixers.training.train import train
 
 
 def tiny_run(family, output_dir, **train_overrides):
     model = ModelSpec(family=family, hidden_size=64, num_hidden_layers=2, seq_len=64, num_heads=4)
-    options = dict(output_dir=str(output_dir), max_steps=24, batch_size=8, eval_steps=0, save_steps=0, logging_steps=4, warmup_steps=2)
+    options = dict(
+        output_dir=str(output_dir),
+        max_steps=24,
+        batch_size=8,
+        eval_steps=0,
+        save_steps=0,
+        logging_steps=4,
+        warmup_steps=2,
+    )
     options.update(train_overrides)
     return RunConfig(model=model, train=TrainConfig(**options))
 
@@ -41,7 +49,9 @@ def test_learns_well_below_unigram_baseline(family, lr, tiny_prepared, tmp_path)
     assert loss < baseline - 0.75, (loss, baseline)
     assert result.eval_metrics["bits_per_byte"] > 0 and math.isfinite(result.eval_metrics["perplexity"])
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert any("eval_loss" in r for r in records) and all({"step", "elapsed_s", "tokens_seen"} <= r.keys() for r in records)
+    assert any("eval_loss" in r for r in records) and all(
+        {"step", "elapsed_s", "tokens_seen"} <= r.keys() for r in records
+    )
     assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "tokenizer.json").is_file()
 
 
@@ -81,12 +91,26 @@ def test_nonfinite_loss_stops_naming_step_and_checkpoint(tiny_prepared, tmp_path
 
 
 def test_eval_command_on_a_trained_model_dir(tiny_prepared, tmp_path, capsys):
-    from masked_mixers.cli import main
-
     from conftest import VALID
+
+    from masked_mixers.cli import main
 
     train(tiny_run("mixer", tmp_path, max_steps=4), tiny_prepared)
     capsys.readouterr()
-    assert main(["eval", str(tmp_path), "--data", str(VALID), "--max-documents", "16", "--output", str(tmp_path / "eval.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(tmp_path),
+                "--data",
+                str(VALID),
+                "--max-documents",
+                "16",
+                "--output",
+                str(tmp_path / "eval.json"),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((tmp_path / "eval.json").read_text())
     assert metrics["tokens"] > 0 and math.isfinite(metrics["loss"]) and metrics["bits_per_byte"] > 0

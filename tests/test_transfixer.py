@@ -4,13 +4,20 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from masked_mixers.models import TransfixerConfig, TransfixerForCausalLM
 from masked_mixers.runs.config import ModelSpec
 from masked_mixers.runs.factory import build_model
-from masked_mixers.models import TransfixerConfig, TransfixerForCausalLM
 
 VOCAB, L = 40, 16
-SIZES = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=4, max_position_embeddings=L)
+SIZES = dict(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    max_position_embeddings=L,
+)
 
 
 def make(attn: str = "sdpa") -> TransfixerForCausalLM:
@@ -37,7 +44,9 @@ def test_right_padding_leaves_real_positions_alone():
     padded = torch.cat([ids, torch.zeros(1, 4, dtype=torch.long)], dim=1)
     mask = torch.cat([torch.ones(1, 10), torch.zeros(1, 4)], dim=1).long()
     with torch.no_grad():
-        torch.testing.assert_close(model(padded, attention_mask=mask).logits[:, :10], model(ids).logits, atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            model(padded, attention_mask=mask).logits[:, :10], model(ids).logits, atol=1e-5, rtol=0
+        )
 
 
 def test_without_mixing_it_is_llama():
@@ -88,7 +97,9 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_factory_family_and_loss():
-    model, _ = build_model(ModelSpec(family="transfixer", hidden_size=16, num_heads=2, num_hidden_layers=1, seq_len=8), 30)
+    model, _ = build_model(
+        ModelSpec(family="transfixer", hidden_size=16, num_heads=2, num_hidden_layers=1, seq_len=8), 30
+    )
     assert isinstance(model, TransfixerForCausalLM)
     assert model.model.layers[0].token_mixing.weight.shape == (8, 8)
     ids = torch.randint(0, 30, (2, 8))

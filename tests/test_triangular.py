@@ -3,10 +3,14 @@
 import pytest
 import torch
 
+from masked_mixers.models.masked_mixer import MaskedMixerConfig
+from masked_mixers.models.masked_mixer.triangular import (
+    lower_triangular_matmul,
+    set_triangular_tile,
+    triangular_flop_fraction,
+)
 from masked_mixers.runs.config import ModelSpec
 from masked_mixers.runs.factory import build_model
-from masked_mixers.models.masked_mixer import MaskedMixerConfig
-from masked_mixers.models.masked_mixer.triangular import lower_triangular_matmul, set_triangular_tile, triangular_flop_fraction
 
 
 @pytest.mark.parametrize("t, tile", [(1, 4), (7, 3), (13, 4), (16, 4), (33, 8), (40, 64)])
@@ -41,7 +45,9 @@ def test_flop_fraction_tends_to_half():
 @pytest.mark.parametrize("mixer_type", ["flat", "multihead"])
 def test_model_with_triangular_tiles_matches_dense(mixer_type):
     torch.manual_seed(0)
-    spec = ModelSpec(family="mixer", mixer_type=mixer_type, hidden_size=16, num_hidden_layers=2, seq_len=24, num_heads=2)
+    spec = ModelSpec(
+        family="mixer", mixer_type=mixer_type, hidden_size=16, num_hidden_layers=2, seq_len=24, num_heads=2
+    )
     model, _ = build_model(spec, 50)
     model.double()
     ids = torch.randint(0, 50, (2, 19))  # 19: not a multiple of the tile

@@ -19,7 +19,9 @@ VOCAB, L = 60, 10
 
 def _mixer(mixer_type: str = "flat", seed: int = 0) -> MaskedMixerForCausalLM:
     torch.manual_seed(seed)
-    config = MaskedMixerConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, seq_len=L, mixer_type=mixer_type, num_heads=4)
+    config = MaskedMixerConfig(
+        vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, seq_len=L, mixer_type=mixer_type, num_heads=4
+    )
     return MaskedMixerForCausalLM(config).eval()
 
 
@@ -41,7 +43,10 @@ LORA_TARGETS = {
     "feed-forward": ("flat", dict(target_modules=["up", "down"])),
     "multihead projections": ("multihead", dict(target_modules=["proj_in", "proj_out"])),
     "flat mixing matrix": ("flat", dict(target_modules=[], target_parameters=["token_mixing.weight"])),
-    "expanded mixing matrices": ("expanded", dict(target_modules=[], target_parameters=["token_mixing.weight_in", "token_mixing.weight_out"])),
+    "expanded mixing matrices": (
+        "expanded",
+        dict(target_modules=[], target_parameters=["token_mixing.weight_in", "token_mixing.weight_out"]),
+    ),
 }
 
 
@@ -85,7 +90,9 @@ def test_lora_changes_the_output_in_every_path_and_trains(where):
 def _cached_step_logits(model, ids: torch.Tensor, prompt: int = 4) -> torch.Tensor:
     with torch.no_grad():
         cache = model(input_ids=ids[:, :prompt], use_cache=True).cache
-        return torch.stack([model(input_ids=ids[:, n - 1 : n], cache=cache).logits[:, -1] for n in range(prompt + 1, L + 1)])
+        return torch.stack(
+            [model(input_ids=ids[:, n - 1 : n], cache=cache).logits[:, -1] for n in range(prompt + 1, L + 1)]
+        )
 
 
 def test_dynamic_int8_quantization_runs_in_every_path():
@@ -110,18 +117,28 @@ def test_dynamic_int8_quantization_runs_in_every_path():
 def test_forward_hooks_fire_during_cached_generation(mixer_type):
     model = _mixer(mixer_type)
     seen: dict[str, list[tuple[int, ...]]] = {}
-    names = ["model.layers.0.feed_forward.up", "model.layers.1.feed_forward.down", "model.layers.0.token_mixing", "model.layers.1.token_norm"]
+    names = [
+        "model.layers.0.feed_forward.up",
+        "model.layers.1.feed_forward.down",
+        "model.layers.0.token_mixing",
+        "model.layers.1.token_norm",
+    ]
     if mixer_type == "multihead":
         names.append("model.layers.0.token_mixing.proj_in")
     for name in names:
-        model.get_submodule(name).register_forward_hook(lambda m, args, out, name=name: seen.setdefault(name, []).append(tuple(out.shape)))
+        model.get_submodule(name).register_forward_hook(
+            lambda m, args, out, name=name: seen.setdefault(name, []).append(tuple(out.shape))
+        )
     new = 6
     with torch.no_grad():
         model.generate(_ids()[:, :4], max_new_tokens=new, do_sample=False, use_cache=True)
     for name in names:
         shapes = seen.get(name, [])
         assert len(shapes) == new, (name, shapes)  # the prompt, then one call per later token
-        assert all(shape[:2] == (2, 1) for shape in shapes[1:]), (name, shapes)  # decoding steps: one new position per row
+        assert all(shape[:2] == (2, 1) for shape in shapes[1:]), (
+            name,
+            shapes,
+        )  # decoding steps: one new position per row
 
 
 def test_hooks_can_change_cached_generation():

@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import torch
+from conftest import VALID
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from masked_mixers import MaskedMixerConfig, MaskedMixerForCausalLM
-
-from conftest import VALID
 
 
 def stories(n: int, skip: int = 0) -> list[str]:
@@ -23,7 +22,9 @@ def tokenizer(padding_side: str = "right") -> PreTrainedTokenizerFast:
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     backend.train_from_iterator(stories(200), trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", bos_token="<eos>")
     tok.padding_side = padding_side

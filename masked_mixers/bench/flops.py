@@ -15,8 +15,8 @@ tiles: for Llama the count can overstate the work done, never understate it.
 
 from __future__ import annotations
 
-from ..runs.config import ModelSpec
 from ..models import FAMILIES, FlopCount
+from ..runs.config import ModelSpec
 
 
 def forward_flops_per_token(spec: ModelSpec, vocab_size: int, seq_len: int | None = None) -> FlopCount:

@@ -46,13 +46,13 @@ import time
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from ..runs.config import ModelSpec
 from ..core.devices import resolve_device
-from ..core.files import atomic_write_json
 from ..core.errors import UserError
-from ..runs.factory import build_model
-from ..generation.full_window import full_window_generate
+from ..core.files import atomic_write_json
 from ..core.options import add_device, add_output
+from ..generation.full_window import full_window_generate
+from ..runs.config import ModelSpec
+from ..runs.factory import build_model
 from .timing import memory_bandwidth, synchronize
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -66,16 +66,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-tokens", type=int, default=256, help="random prompt length")
     parser.add_argument("--new-tokens", type=int, default=256, help="tokens generated per run (EOS off)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="batch sizes to measure")
-    parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=["fp32", "bf16"], help="dtypes to measure")
+    parser.add_argument(
+        "--dtypes", nargs="+", choices=sorted(DTYPES), default=["fp32", "bf16"], help="dtypes to measure"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per contender (medians reported)")
-    parser.add_argument("--mixer-type", default="flat", choices=("flat", "expanded", "multihead"), help="token mixing of the masked mixer")
+    parser.add_argument(
+        "--mixer-type",
+        default="flat",
+        choices=("flat", "expanded", "multihead"),
+        help="token mixing of the masked mixer",
+    )
     parser.add_argument("--heads", type=int, default=4, help="Llama attention heads (and multihead mixer heads)")
     parser.add_argument("--vocab-size", type=int, default=4096, help="vocabulary of the random models")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     add_output(parser, folder=False, default="bench-generate.json", help="JSON file with every measurement")
     add_device(parser, "the benchmark")
-    parser.add_argument("--compile", action="store_true", help="add (d) mixer-cuda-graph: the cached step as a CUDA graph (CUDA only)")
-    parser.add_argument("--speculative", metavar="MODEL_DIR", help="time self-speculative decoding of this MTP-heads model instead")
+    parser.add_argument(
+        "--compile", action="store_true", help="add (d) mixer-cuda-graph: the cached step as a CUDA graph (CUDA only)"
+    )
+    parser.add_argument(
+        "--speculative", metavar="MODEL_DIR", help="time self-speculative decoding of this MTP-heads model instead"
+    )
 
 
 class _StepClock(BaseStreamer):
@@ -97,7 +108,13 @@ class _StepClock(BaseStreamer):
 
 
 def _models(args: argparse.Namespace) -> dict:
-    common = dict(vocab_size=args.vocab_size, hidden_size=args.hidden_size, num_hidden_layers=args.layers, seq_len=args.seq_len, num_heads=args.heads)
+    common = dict(
+        vocab_size=args.vocab_size,
+        hidden_size=args.hidden_size,
+        num_hidden_layers=args.layers,
+        seq_len=args.seq_len,
+        num_heads=args.heads,
+    )
     mixer, _ = build_model(ModelSpec(family="mixer", mixer_type=args.mixer_type, **common))
     llama, _ = build_model(ModelSpec(family="llama", **common))
     return {"mixer": mixer.eval().to(args.device), "llama": llama.eval().to(args.device)}
@@ -109,8 +126,15 @@ def _time_once(model, ids: torch.Tensor, new_tokens: int, use_cache: bool) -> di
     synchronize(str(ids.device))
     start = time.perf_counter()
     out = model.generate(
-        ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-        use_cache=use_cache, streamer=clock, pad_token_id=0, eos_token_id=None,
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        use_cache=use_cache,
+        streamer=clock,
+        pad_token_id=0,
+        eos_token_id=None,
     )
     synchronize(str(ids.device))
     total = time.perf_counter() - start
@@ -121,7 +145,11 @@ def _time_once(model, ids: torch.Tensor, new_tokens: int, use_cache: bool) -> di
 def _timing(start: float, token_times: list[float], total: float) -> dict:
     """Prefill = time to the first new token; step = median time between two later tokens."""
     steps = [b - a for a, b in zip(token_times, token_times[1:])]
-    return {"total_s": total, "prefill_s": token_times[0] - start, "step_s": statistics.median(steps) if steps else total}
+    return {
+        "total_s": total,
+        "prefill_s": token_times[0] - start,
+        "step_s": statistics.median(steps) if steps else total,
+    }
 
 
 def _time_full_window(model, ids: torch.Tensor, new_tokens: int) -> dict:
@@ -151,7 +179,9 @@ def _weight_bytes(model) -> int:
 
 def _measure(args: argparse.Namespace, models: dict, batch: int, dtype: str, bandwidth: float) -> list[dict]:
     mixer, llama = models["mixer"].to(args.device, DTYPES[dtype]), models["llama"].to(args.device, DTYPES[dtype])
-    ids = torch.randint(1, args.vocab_size, (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(0)).to(args.device)
+    ids = torch.randint(1, args.vocab_size, (batch, args.prompt_tokens), generator=torch.Generator().manual_seed(0)).to(
+        args.device
+    )
     setups = {
         "mixer-cached": lambda n: _time_once(mixer, ids, n, use_cache=True),
         "mixer-full-window": lambda n: _time_full_window(mixer, ids, n),
@@ -170,13 +200,19 @@ def _measure(args: argparse.Namespace, models: dict, batch: int, dtype: str, ban
     for name, timings in runs.items():
         total = statistics.median(t["total_s"] for t in timings)
         weights = _weight_bytes(llama if name.startswith("llama") else mixer)
-        rows.append({
-            "model": name, "dtype": dtype, "batch_size": batch, "weight_bytes": weights, "floor_ms": 1e3 * weights / bandwidth,
-            "tokens_per_s": batch * args.new_tokens / total,
-            "ms_per_token": 1e3 * statistics.median(t["step_s"] for t in timings),
-            "prefill_ms": 1e3 * statistics.median(t["prefill_s"] for t in timings),
-            "runs": timings,
-        })
+        rows.append(
+            {
+                "model": name,
+                "dtype": dtype,
+                "batch_size": batch,
+                "weight_bytes": weights,
+                "floor_ms": 1e3 * weights / bandwidth,
+                "tokens_per_s": batch * args.new_tokens / total,
+                "ms_per_token": 1e3 * statistics.median(t["step_s"] for t in timings),
+                "prefill_ms": 1e3 * statistics.median(t["prefill_s"] for t in timings),
+                "runs": timings,
+            }
+        )
     return rows
 
 
@@ -184,23 +220,37 @@ def _ratios(rows: list[dict]) -> list[dict]:
     out = []
     for batch, dtype in dict.fromkeys((r["batch_size"], r["dtype"]) for r in rows):  # in measuring order
         speed = {r["model"]: r["tokens_per_s"] for r in rows if (r["batch_size"], r["dtype"]) == (batch, dtype)}
-        out.append({
-            "batch_size": batch, "dtype": dtype,
-            "cached_vs_full_window": speed["mixer-cached"] / speed["mixer-full-window"],
-            "cached_vs_no_cache": speed["mixer-cached"] / speed["mixer-no-cache"],
-            "cached_vs_llama": speed["mixer-cached"] / speed["llama-kv-cache"],
-            **({"graph_vs_cached": speed["mixer-cuda-graph"] / speed["mixer-cached"]} if "mixer-cuda-graph" in speed else {}),
-        })
+        out.append(
+            {
+                "batch_size": batch,
+                "dtype": dtype,
+                "cached_vs_full_window": speed["mixer-cached"] / speed["mixer-full-window"],
+                "cached_vs_no_cache": speed["mixer-cached"] / speed["mixer-no-cache"],
+                "cached_vs_llama": speed["mixer-cached"] / speed["llama-kv-cache"],
+                **(
+                    {"graph_vs_cached": speed["mixer-cuda-graph"] / speed["mixer-cached"]}
+                    if "mixer-cuda-graph" in speed
+                    else {}
+                ),
+            }
+        )
     return out
 
 
 def _table(rows: list[dict], ratios: list[dict]) -> str:
-    lines = ["| model | dtype | batch | tokens/s | ms/token | weights-read floor ms | prefill ms |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | dtype | batch | tokens/s | ms/token | weights-read floor ms | prefill ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
     lines += [
         f"| {r['model']} | {r['dtype']} | {r['batch_size']} | {r['tokens_per_s']:.0f} | {r['ms_per_token']:.2f} | {r['floor_ms']:.3f} | {r['prefill_ms']:.1f} |"
         for r in rows
     ]
-    lines += ["", "| dtype | batch | (a)/(b) cached vs full window | (a)/(b') cached vs no cache | (a)/(c) cached mixer vs Llama |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| dtype | batch | (a)/(b) cached vs full window | (a)/(b') cached vs no cache | (a)/(c) cached mixer vs Llama |",
+        "|---|---|---|---|---|",
+    ]
     lines += [
         f"| {r['dtype']} | {r['batch_size']} | {r['cached_vs_full_window']:.1f}x | {r['cached_vs_no_cache']:.1f}x | {r['cached_vs_llama']:.2f}x |"
         for r in ratios
@@ -221,7 +271,9 @@ def run(args: argparse.Namespace) -> int:
     if args.compile and not args.device.startswith("cuda"):
         raise UserError(f"bench generate --compile: CUDA graphs need a CUDA device, got --device {args.device}")
     if args.compile and args.prompt_tokens + args.new_tokens > args.seq_len:
-        raise UserError(f"bench generate --compile: --prompt-tokens + --new-tokens must fit in --seq-len {args.seq_len} (no sliding window)")
+        raise UserError(
+            f"bench generate --compile: --prompt-tokens + --new-tokens must fit in --seq-len {args.seq_len} (no sliding window)"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.speculative:
@@ -230,7 +282,12 @@ def run(args: argparse.Namespace) -> int:
     models = _models(args)
     bandwidth = memory_bandwidth(args.device)
     print(f"copy bandwidth ({args.device}): {bandwidth / 1e9:,.1f} GB/s (bytes read + written)")
-    rows = [row for dtype in args.dtypes for batch in args.batch_sizes for row in _measure(args, models, batch, dtype, bandwidth)]
+    rows = [
+        row
+        for dtype in args.dtypes
+        for batch in args.batch_sizes
+        for row in _measure(args, models, batch, dtype, bandwidth)
+    ]
     ratios = _ratios(rows)
     settings = {k: v for k, v in vars(args).items() if k not in ("command", "benchmark", "output")}
     settings["torch_threads"] = torch.get_num_threads()
@@ -248,7 +305,12 @@ def _run_speculative(args: argparse.Namespace) -> int:
 
     model, tokenizer = load_run(args.speculative)
     result = measure_speculative(model, tokenizer, args.new_tokens, args.repeats)
-    settings = {"model_dir": args.speculative, "new_tokens": args.new_tokens, "repeats": args.repeats, "torch_threads": torch.get_num_threads()}
+    settings = {
+        "model_dir": args.speculative,
+        "new_tokens": args.new_tokens,
+        "repeats": args.repeats,
+        "torch_threads": torch.get_num_threads(),
+    }
     print(f"masked-mixers bench generate --speculative: {json.dumps(settings)}")
     print(table(result))
     atomic_write_json(args.output, {"settings": settings, **result})

@@ -23,8 +23,8 @@ import torch
 
 from ..core.devices import resolve_device
 from ..core.errors import UserError
-from ..models import LinearMixerConfig, LinearMixerForCausalLM
 from ..core.options import add_device
+from ..models import LinearMixerConfig, LinearMixerForCausalLM
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,8 +45,13 @@ def timed_generate(model, prompt: torch.Tensor, new_tokens: int, use_cache: bool
         torch.cuda.synchronize()
     start = time.perf_counter()
     out = model.generate(
-        prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-        do_sample=False, use_cache=use_cache, pad_token_id=0,
+        prompt,
+        attention_mask=torch.ones_like(prompt),
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        use_cache=use_cache,
+        pad_token_id=0,
     )
     if prompt.device.type == "cuda":
         torch.cuda.synchronize()
@@ -56,8 +61,12 @@ def timed_generate(model, prompt: torch.Tensor, new_tokens: int, use_cache: bool
 def run(args: argparse.Namespace) -> int:
     args.device = str(resolve_device(args.device))
     if args.prompt_tokens + args.new_tokens > args.seq_len:
-        raise UserError(f"--prompt-tokens + --new-tokens ({args.prompt_tokens + args.new_tokens}) exceeds --seq-len {args.seq_len}")
-    config = LinearMixerConfig(vocab_size=args.vocab_size, hidden_size=args.hidden_size, num_hidden_layers=args.layers, seq_len=args.seq_len)
+        raise UserError(
+            f"--prompt-tokens + --new-tokens ({args.prompt_tokens + args.new_tokens}) exceeds --seq-len {args.seq_len}"
+        )
+    config = LinearMixerConfig(
+        vocab_size=args.vocab_size, hidden_size=args.hidden_size, num_hidden_layers=args.layers, seq_len=args.seq_len
+    )
     torch.manual_seed(0)
     deep = LinearMixerForCausalLM(config).to(args.device).eval()
     collapsed = deep.collapse()
@@ -72,8 +81,10 @@ def run(args: argparse.Namespace) -> int:
             for name, (model, use_cache) in contenders.items():
                 speed, outputs[name] = timed_generate(model, prompt, args.new_tokens, use_cache)
                 speeds[name].append(speed)
-    print(f"linear mixer d={args.hidden_size} layers={args.layers} L={args.seq_len} batch={args.batch_size} "
-          f"prompt={args.prompt_tokens} new={args.new_tokens} device={args.device} repeats={args.repeats}")
+    print(
+        f"linear mixer d={args.hidden_size} layers={args.layers} L={args.seq_len} batch={args.batch_size} "
+        f"prompt={args.prompt_tokens} new={args.new_tokens} device={args.device} repeats={args.repeats}"
+    )
     base = statistics.median(speeds["deep, cached"])
     for name, values in speeds.items():
         median = statistics.median(values)

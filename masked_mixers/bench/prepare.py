@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..runs.config import DataConfig
 from ..core.files import atomic_write_json
 from ..core.options import add_output
+from ..runs.config import DataConfig
 
 
 def _ints(text: str) -> list[int]:
@@ -34,14 +34,29 @@ def _ints(text: str) -> list[int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", required=True, nargs="+", help="local corpus file(s) (.jsonl, .txt, .parquet)")
     parser.add_argument("--text-field", default="text", help="text field of .jsonl/.parquet records")
-    parser.add_argument("--max-documents", type=int, default=None, help="read only the first N documents (default: all)")
-    parser.add_argument("--tokenizer", default=None, help="tokenizer to use as is; default: train a BPE on a sample first")
-    parser.add_argument("--vocab-size", type=int, default=4096, help="vocabulary of the BPE trained when --tokenizer is not given")
+    parser.add_argument(
+        "--max-documents", type=int, default=None, help="read only the first N documents (default: all)"
+    )
+    parser.add_argument(
+        "--tokenizer", default=None, help="tokenizer to use as is; default: train a BPE on a sample first"
+    )
+    parser.add_argument(
+        "--vocab-size", type=int, default=4096, help="vocabulary of the BPE trained when --tokenizer is not given"
+    )
     parser.add_argument("--seq-len", type=int, default=512, help="L: tokens per example")
     parser.add_argument("--packing", action="store_true", help="pack documents (default: truncate + pad)")
-    parser.add_argument("--num-proc", type=_ints, default=[1], help="comma list of worker counts for prepare (default 1)")
+    parser.add_argument(
+        "--num-proc", type=_ints, default=[1], help="comma list of worker counts for prepare (default 1)"
+    )
     parser.add_argument("--repeats", type=int, default=1, help="time each contender this many times, keep the fastest")
-    add_output(parser, folder=False, dest="json_out", old=("--json",), default="runs/bench/prepare.json", help="JSON file with every measurement")
+    add_output(
+        parser,
+        folder=False,
+        dest="json_out",
+        old=("--json",),
+        default="runs/bench/prepare.json",
+        help="JSON file with every measurement",
+    )
 
 
 def _best(repeats: int, function):
@@ -83,8 +98,13 @@ def run(args: argparse.Namespace) -> int:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per encoder: per-core rates on both sides
     from ..data import load_tokenizer, stream_texts
 
-    data = DataConfig(source=args.source if len(args.source) > 1 else args.source[0], text_field=args.text_field,
-                      max_documents=args.max_documents, vocab_size=args.vocab_size, packing=args.packing)
+    data = DataConfig(
+        source=args.source if len(args.source) > 1 else args.source[0],
+        text_field=args.text_field,
+        max_documents=args.max_documents,
+        vocab_size=args.vocab_size,
+        packing=args.packing,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data.tokenizer, train_seconds = _tokenizer_path(args, data, work)
@@ -92,30 +112,63 @@ def run(args: argparse.Namespace) -> int:
         texts = list(stream_texts(data.source, text_field=data.text_field, max_documents=data.max_documents))
         text_bytes = sum(len(t.encode("utf-8")) for t in texts)
         seconds, tokens = _best(args.repeats, lambda: _encode_batch(texts, tokenizer))
-        rows = [{"contender": "encode_batch", "workers": 1, "seconds": seconds, "tokens": tokens,
-                 "tokens_per_second": tokens / seconds, "text_mb_per_second_per_core": text_bytes / seconds / 1e6}]
+        rows = [
+            {
+                "contender": "encode_batch",
+                "workers": 1,
+                "seconds": seconds,
+                "tokens": tokens,
+                "tokens_per_second": tokens / seconds,
+                "text_mb_per_second_per_core": text_bytes / seconds / 1e6,
+            }
+        ]
         for workers in args.num_proc:
             data.num_proc = workers
             caches = iter(range(args.repeats))
-            seconds, stats = _best(args.repeats, lambda: _prepare(data, args.seq_len, work / f"cache-{workers}-{next(caches)}"))
+            seconds, stats = _best(
+                args.repeats, lambda: _prepare(data, args.seq_len, work / f"cache-{workers}-{next(caches)}")
+            )
             stored = stats["train_tokens"] + stats["eval_tokens"]
             disk = stats["train_disk_bytes"] + stats["eval_disk_bytes"]
-            rows.append({"contender": "prepare", "workers": workers, "seconds": seconds, "tokens": stored,
-                         "tokens_per_second": stored / seconds, "text_mb_per_second_per_core": text_bytes / seconds / workers / 1e6,
-                         "disk_bytes": disk, "bytes_per_token": disk / stored})
+            rows.append(
+                {
+                    "contender": "prepare",
+                    "workers": workers,
+                    "seconds": seconds,
+                    "tokens": stored,
+                    "tokens_per_second": stored / seconds,
+                    "text_mb_per_second_per_core": text_bytes / seconds / workers / 1e6,
+                    "disk_bytes": disk,
+                    "bytes_per_token": disk / stored,
+                }
+            )
     base = rows[0]["text_mb_per_second_per_core"]
     for row in rows:
         row["vs_encode_batch_per_core"] = row["text_mb_per_second_per_core"] / base
-    print(f"{len(texts):,} documents, {text_bytes / 1e6:,.1f} MB of text, L={args.seq_len} {'packed' if args.packing else 'padded'}, "
-          f"vocabulary {len(tokenizer):,}" + (f", tokenizer trained in {train_seconds:.1f} s" if train_seconds is not None else ""))
-    print("| contender | workers | seconds | tokens | tokens/s | text MB/s per core | vs encode_batch per core | bytes/token on disk |")
+    print(
+        f"{len(texts):,} documents, {text_bytes / 1e6:,.1f} MB of text, L={args.seq_len} {'packed' if args.packing else 'padded'}, "
+        f"vocabulary {len(tokenizer):,}"
+        + (f", tokenizer trained in {train_seconds:.1f} s" if train_seconds is not None else "")
+    )
+    print(
+        "| contender | workers | seconds | tokens | tokens/s | text MB/s per core | vs encode_batch per core | bytes/token on disk |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         per_token = f"{r['bytes_per_token']:.3f}" if "bytes_per_token" in r else "-"
-        print(f"| {r['contender']} | {r['workers']} | {r['seconds']:.2f} | {r['tokens']:,} | {r['tokens_per_second']:,.0f} | "
-              f"{r['text_mb_per_second_per_core']:.3f} | {r['vs_encode_batch_per_core']:.0%} | {per_token} |")
-    results = {"documents": len(texts), "text_bytes": text_bytes, "seq_len": args.seq_len, "packing": args.packing,
-               "vocab_size": len(tokenizer), "tokenizer_train_seconds": train_seconds, "rows": rows}
+        print(
+            f"| {r['contender']} | {r['workers']} | {r['seconds']:.2f} | {r['tokens']:,} | {r['tokens_per_second']:,.0f} | "
+            f"{r['text_mb_per_second_per_core']:.3f} | {r['vs_encode_batch_per_core']:.0%} | {per_token} |"
+        )
+    results = {
+        "documents": len(texts),
+        "text_bytes": text_bytes,
+        "seq_len": args.seq_len,
+        "packing": args.packing,
+        "vocab_size": len(tokenizer),
+        "tokenizer_train_seconds": train_seconds,
+        "rows": rows,
+    }
     atomic_write_json(args.json_out, results)
     print(f"bench prepare -> {args.json_out}")
     return 0

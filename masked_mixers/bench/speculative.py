@@ -31,18 +31,30 @@ PROMPTS = ("once upon a time, there was a", "the little dog wanted to", "one day
 @torch.inference_mode()
 def _greedy(model, ids: list[int], new: int, use_cache: bool) -> list[int]:
     x = torch.tensor([ids])
-    out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=new, min_new_tokens=new, do_sample=False,
-                         use_cache=use_cache, pad_token_id=0, eos_token_id=None)
-    return out[0, len(ids):].tolist()
+    out = model.generate(
+        x,
+        attention_mask=torch.ones_like(x),
+        max_new_tokens=new,
+        min_new_tokens=new,
+        do_sample=False,
+        use_cache=use_cache,
+        pad_token_id=0,
+        eos_token_id=None,
+    )
+    return out[0, len(ids) :].tolist()
 
 
 def measure_speculative(model, tokenizer, new_tokens: int, repeats: int, prompts=PROMPTS) -> dict:
     """{"rows": [...], "speedups": {...}, "passes_per_token": float} on `prompts`."""
     if not can_speculate(model):
-        raise UserError("bench generate --speculative: the model was not trained with train.objective: mtp, mtp_mode: heads")
+        raise UserError(
+            "bench generate --speculative: the model was not trained with train.objective: mtp, mtp_mode: heads"
+        )
     encoded = [tokenizer(p)["input_ids"] for p in prompts]
     if max(map(len, encoded)) + new_tokens > context_length(model):
-        raise UserError(f"bench generate --speculative: prompt plus --new-tokens {new_tokens} exceeds seq_len={context_length(model)}")
+        raise UserError(
+            f"bench generate --speculative: prompt plus --new-tokens {new_tokens} exceeds seq_len={context_length(model)}"
+        )
     contenders = {
         "speculative": lambda ids: speculative_greedy(model, ids, new_tokens)[0],
         "greedy-no-cache": lambda ids: _greedy(model, ids, new_tokens, use_cache=False),

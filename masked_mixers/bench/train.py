@@ -29,17 +29,16 @@ import statistics
 
 import torch
 
-from ..runs.config import ModelSpec
 from ..core.devices import resolve_device
-from ..runs.factory import build_model, spec_for
 from ..core.files import atomic_write_json
-from ..models import FAMILIES
-from ..models.masked_mixer import MIXER_TYPES
 from ..core.options import add_device, add_output
 from ..core.progress import progress_bar
+from ..models import FAMILIES
+from ..models.masked_mixer import MIXER_TYPES
+from ..runs.config import ModelSpec
+from ..runs.factory import build_model, spec_for
 from .flops import forward_flops_per_token, mfu
 from .timing import DTYPES, matmul_peak, timed
-
 
 LLAMA_ATTENTION = ("sdpa", "eager", "flex_attention", "flash_attention_2")
 
@@ -61,7 +60,9 @@ def _families(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--families", type=_families, default=["mixer", "llama"], help=f"comma list of {', '.join(FAMILIES)}")
+    parser.add_argument(
+        "--families", type=_families, default=["mixer", "llama"], help=f"comma list of {', '.join(FAMILIES)}"
+    )
     parser.add_argument("--seq-lens", type=_ints, default=[128, 512], help="comma list of L")
     parser.add_argument("--d-models", type=_ints, default=[256], help="comma list of d_model")
     parser.add_argument("--layers", type=int, default=4, help="layers of every model")
@@ -73,13 +74,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per model (median is reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--max-memory-gb", type=float, default=8.0, help="skip combinations estimated above this")
-    parser.add_argument("--max-seconds", type=float, default=120.0, help="skip a combination whose steps would take longer")
-    parser.add_argument("--triangular-tiles", type=_ints, default=[0], help="comma list of mixer token-mixing tiles; 0 = dense (default 0)")
-    parser.add_argument("--llama-attention", default="sdpa", choices=LLAMA_ATTENTION, help="Llama attention kernel (default sdpa)")
+    parser.add_argument(
+        "--max-seconds", type=float, default=120.0, help="skip a combination whose steps would take longer"
+    )
+    parser.add_argument(
+        "--triangular-tiles",
+        type=_ints,
+        default=[0],
+        help="comma list of mixer token-mixing tiles; 0 = dense (default 0)",
+    )
+    parser.add_argument(
+        "--llama-attention", default="sdpa", choices=LLAMA_ATTENTION, help="Llama attention kernel (default sdpa)"
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile every model before timing it")
-    parser.add_argument("--no-fused-adamw", dest="fused_adamw", action="store_false", help="for-each AdamW on CUDA instead of the fused kernel")
+    parser.add_argument(
+        "--no-fused-adamw",
+        dest="fused_adamw",
+        action="store_false",
+        help="for-each AdamW on CUDA instead of the fused kernel",
+    )
     add_device(parser, "the benchmark")
-    add_output(parser, folder=False, dest="json_out", old=("--json",), default="runs/bench/train.json", help="JSON file with every measurement")
+    add_output(
+        parser,
+        folder=False,
+        dest="json_out",
+        old=("--json",),
+        default="runs/bench/train.json",
+        help="JSON file with every measurement",
+    )
 
 
 def estimate_bytes(spec: ModelSpec, batch: int, vocab: int) -> int:
@@ -99,7 +121,13 @@ def _step(model, optimizer, batch, device: str, dtype: str) -> None:
 
 
 def _spec(args, family: str, seq_len: int, d_model: int) -> ModelSpec:
-    sizes = dict(hidden_size=d_model, num_hidden_layers=args.layers, seq_len=seq_len, num_heads=args.num_heads, mixer_type=args.mixer_type)
+    sizes = dict(
+        hidden_size=d_model,
+        num_hidden_layers=args.layers,
+        seq_len=seq_len,
+        num_heads=args.num_heads,
+        mixer_type=args.mixer_type,
+    )
     return spec_for(family, **sizes)
 
 
@@ -139,7 +167,14 @@ def bench_group(args, seq_len: int, d_model: int, peaks: dict, progress) -> list
     batch = torch.randint(0, args.vocab_size, (args.batch_size, seq_len), device=args.device)
     for family, dtype, tile in _contenders(args):
         spec = _spec(args, family, seq_len, d_model)
-        row = {"family": family, "seq_len": seq_len, "d_model": d_model, "layers": args.layers, "batch_size": args.batch_size, "dtype": dtype}
+        row = {
+            "family": family,
+            "seq_len": seq_len,
+            "d_model": d_model,
+            "layers": args.layers,
+            "batch_size": args.batch_size,
+            "dtype": dtype,
+        }
         if FAMILIES[family].capabilities.triangular_tiles:
             row["triangular_tile"] = tile
         if FAMILIES[family].capabilities.switchable_attention:
@@ -150,9 +185,14 @@ def bench_group(args, seq_len: int, d_model: int, peaks: dict, progress) -> list
             row["skipped"] = f"estimated {estimate / 2**30:.1f} GB > --max-memory-gb {args.max_memory_gb}"
             continue
         model, optimizer, params = _prepare(args, spec, tile)
-        first = [timed(lambda: _step(model, optimizer, batch, args.device, dtype), args.device) for _ in range(max(1, args.warmup))][-1]
+        first = [
+            timed(lambda: _step(model, optimizer, batch, args.device, dtype), args.device)
+            for _ in range(max(1, args.warmup))
+        ][-1]
         if first * args.steps > args.max_seconds:
-            row["skipped"] = f"one step took {first:.1f} s; {args.steps} steps exceed --max-seconds {args.max_seconds:g}"
+            row["skipped"] = (
+                f"one step took {first:.1f} s; {args.steps} steps exceed --max-seconds {args.max_seconds:g}"
+            )
             continue
         row["parameters"] = params.total
         runners.append((row, spec, model, optimizer, []))
@@ -191,7 +231,9 @@ def format_table(rows: list[dict]) -> str:
         if "skipped" in r:
             lines.append(f"{prefix} skipped: {r['skipped']}")
         else:
-            lines.append(f"{prefix} {r['tokens_per_second']:>10,.0f} {r['mfu']:>6.1%} {r['peak_memory_mib']:>9,.1f} {r['step_seconds']:>7.3f}")
+            lines.append(
+                f"{prefix} {r['tokens_per_second']:>10,.0f} {r['mfu']:>6.1%} {r['peak_memory_mib']:>9,.1f} {r['step_seconds']:>7.3f}"
+            )
     return "\n".join(lines)
 
 
@@ -212,7 +254,9 @@ def run(args: argparse.Namespace) -> int:
     peaks = {dtype: matmul_peak(args.device, dtype) for dtype in args.dtypes}
     for dtype, peak in peaks.items():
         print(f"matmul peak ({args.device}, {dtype}): {peak['flops_per_second'] / 1e9:,.1f} GFLOP/s at n={peak['n']}")
-    print(f"Llama attention: {args.llama_attention}; torch.compile: {args.compile}; fused AdamW: {args.fused_adamw and args.device.startswith('cuda')}")
+    print(
+        f"Llama attention: {args.llama_attention}; torch.compile: {args.compile}; fused AdamW: {args.fused_adamw and args.device.startswith('cuda')}"
+    )
     groups = list(itertools.product(args.seq_lens, args.d_models))
     total = len(groups) * len(args.families) * len(args.dtypes) * args.steps
     rows = []
@@ -221,7 +265,14 @@ def run(args: argparse.Namespace) -> int:
             rows += bench_group(args, seq_len, d_model, peaks, progress)
     table = format_table(rows)
     print(table)
-    results = {"environment": environment(",".join(args.dtypes)), "settings": {k: v for k, v in vars(args).items() if k not in ("func",)}, "matmul_peak": peaks, "rows": rows}
+    results = {
+        "environment": environment(",".join(args.dtypes)),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("func",)},
+        "matmul_peak": peaks,
+        "rows": rows,
+    }
     atomic_write_json(args.json_out, results)
-    print(f"bench train: {sum('skipped' not in r for r in rows)} measured, {sum('skipped' in r for r in rows)} skipped -> {args.json_out}")
+    print(
+        f"bench train: {sum('skipped' not in r for r in rows)} measured, {sum('skipped' in r for r in rows)} skipped -> {args.json_out}"
+    )
     return 0

@@ -24,21 +24,50 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ..training.divergence import DIVERGENCE_FACTOR
 from ..core.options import add_output
 from ..probes.ablation import ABLATABLE_FAMILIES, ABLATIONS
+from ..training.divergence import DIVERGENCE_FACTOR
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="run config YAML: model sizes, data and the training budget every variant gets")
-    parser.add_argument("--families", nargs="+", default=list(ABLATABLE_FAMILIES), choices=list(ABLATABLE_FAMILIES), help="families to ablate")
-    parser.add_argument("--ablations", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS), help="parts to remove, one variant each")
     parser.add_argument(
-        "--divergence-factor", type=float, default=DIVERGENCE_FACTOR, help="diverged: a logged loss NaN/inf or above this times ln(vocab) (default: %(default)s)"
+        "--families",
+        nargs="+",
+        default=list(ABLATABLE_FAMILIES),
+        choices=list(ABLATABLE_FAMILIES),
+        help="families to ablate",
     )
-    parser.add_argument("--no-clip", dest="clip", action="store_false", help="train every variant without gradient clipping (train.max_grad_norm 0)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    add_output(parser, folder=True, dest="out", old=("--out",), default="runs/ablate", help="where the variants, ablation.md/.json/.png go")
+    parser.add_argument(
+        "--ablations",
+        nargs="+",
+        default=list(ABLATIONS),
+        choices=list(ABLATIONS),
+        help="parts to remove, one variant each",
+    )
+    parser.add_argument(
+        "--divergence-factor",
+        type=float,
+        default=DIVERGENCE_FACTOR,
+        help="diverged: a logged loss NaN/inf or above this times ln(vocab) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-clip",
+        dest="clip",
+        action="store_false",
+        help="train every variant without gradient clipping (train.max_grad_norm 0)",
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
+    )
+    add_output(
+        parser,
+        folder=True,
+        dest="out",
+        old=("--out",),
+        default="runs/ablate",
+        help="where the variants, ablation.md/.json/.png go",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

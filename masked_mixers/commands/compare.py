@@ -30,7 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="training corpus: local file or hub dataset id (replaces data.source)")
     parser.add_argument("--eval-data", help="held-out corpus: local file or hub dataset id (replaces data.eval_source)")
     add_output(parser, folder=True, help="where the report goes (default: train.output_dir of the config)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.max_steps=50")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. train.max_steps=50",
+    )
     add_no_progress(parser)
 
 

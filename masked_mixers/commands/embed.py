@@ -47,13 +47,23 @@ def run(args: argparse.Namespace) -> int:
         pairs = read_pairs(args.pairs)
         texts = {"queries": [p.query for p in pairs], "passages": [p.passage for p in pairs]}
     else:
-        texts = {"documents": load_documents(args.corpus, split=args.split, text_field=args.text_field, max_documents=args.max_documents)}
-    model, tokenizer = load_language_model(args.model_dir, str(resolve_device(args.device)), trust_remote_code=args.trust_remote_code)
+        texts = {
+            "documents": load_documents(
+                args.corpus, split=args.split, text_field=args.text_field, max_documents=args.max_documents
+            )
+        }
+    model, tokenizer = load_language_model(
+        args.model_dir, str(resolve_device(args.device)), trust_remote_code=args.trust_remote_code
+    )
     tensors = {
-        name: embed_texts(model, tokenizer, items, args.position, args.batch_size, args.max_length, desc=f"embed {name}")
+        name: embed_texts(
+            model, tokenizer, items, args.position, args.batch_size, args.max_length, desc=f"embed {name}"
+        )
         for name, items in texts.items()
     }
-    save_embeddings(args.out, tensors, {"model_dir": args.model_dir, "position": args.position, "source": args.pairs or args.corpus})
+    save_embeddings(
+        args.out, tensors, {"model_dir": args.model_dir, "position": args.position, "source": args.pairs or args.corpus}
+    )
     shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in tensors.items())
     print(f"wrote {args.out}: {shapes}")
     return 0

@@ -15,11 +15,11 @@ import argparse
 import json
 from pathlib import Path
 
-from ..runs.config import DataConfig, RunConfig, load_run_config
 from ..core.devices import check_device
 from ..core.errors import UserError
 from ..core.files import atomic_write_json, check_output_file
 from ..core.options import add_device, add_output, add_trust_remote_code
+from ..runs.config import DataConfig, RunConfig, load_run_config
 from ..runs.rundir import RUN_CONFIG, load_run
 
 
@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-field", default=None, help="text field of .jsonl/.parquet/hub records")
     parser.add_argument("--max-documents", type=int, default=None, help="evaluate on the first N documents")
     parser.add_argument("--batch-size", type=int, default=16, help="examples per forward pass")
-    parser.add_argument("--max-batches", type=int, default=None, help="stop after this many batches (default: the whole data)")
+    parser.add_argument(
+        "--max-batches", type=int, default=None, help="stop after this many batches (default: the whole data)"
+    )
     add_output(parser, folder=False, old=("--json",), help="also write the metrics to this JSON file")
     add_device(parser)
     add_trust_remote_code(parser)
@@ -54,14 +56,19 @@ def _data_config(args: argparse.Namespace) -> DataConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import prepare_eval_data
-    from ..training.evaluation import evaluate
-    from ..models import context_length
-
     from ..core.devices import resolve_device
+    from ..data import prepare_eval_data
+    from ..models import context_length
+    from ..training.evaluation import evaluate
 
-    if args.batch_size < 1 or (args.max_batches is not None and args.max_batches < 1) or (args.max_documents is not None and args.max_documents < 1):
-        raise UserError(f"--batch-size, --max-batches and --max-documents must be at least 1, got {args.batch_size}, {args.max_batches}, {args.max_documents}")
+    if (
+        args.batch_size < 1
+        or (args.max_batches is not None and args.max_batches < 1)
+        or (args.max_documents is not None and args.max_documents < 1)
+    ):
+        raise UserError(
+            f"--batch-size, --max-batches and --max-documents must be at least 1, got {args.batch_size}, {args.max_batches}, {args.max_documents}"
+        )
     if args.output:
         check_output_file(args.output)
     check_device(args.device)

@@ -28,17 +28,36 @@ from ..core.options import add_device, add_trust_remote_code
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="directory with the model and its tokenizer")
     parser.add_argument("--prompt", action="append", required=True, help="text to continue (repeat for a batch)")
-    parser.add_argument("--max-new-tokens", type=int, default=100, help="tokens to generate per prompt (fewer if EOS comes first)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (> 0); ignored with --greedy")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=100, help="tokens to generate per prompt (fewer if EOS comes first)"
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=1.0, help="sampling temperature (> 0); ignored with --greedy"
+    )
     parser.add_argument("--top-k", type=int, default=0, help="sample from the k most likely tokens (0: all)")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
-    parser.add_argument("--repetition-penalty", type=float, default=1.0, help="divide the logits of tokens already in the text by this (1: off)")
+    parser.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=1.0,
+        help="divide the logits of tokens already in the text by this (1: off)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
     parser.add_argument("--greedy", action="store_true", help="always take the most likely token")
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole window for every token")
-    parser.add_argument("--padding-side", choices=("left", "right"), help="override the tokenizer's padding side (default: the one the model was trained with)")
-    parser.add_argument("--speculative", action="store_true", help="greedy decoding drafted by the model's MTP heads (same text, fewer passes)")
-    parser.add_argument("--one-step", action="store_true", help="a completion-trained model writes L/2 tokens in one forward pass")
+    parser.add_argument(
+        "--padding-side",
+        choices=("left", "right"),
+        help="override the tokenizer's padding side (default: the one the model was trained with)",
+    )
+    parser.add_argument(
+        "--speculative",
+        action="store_true",
+        help="greedy decoding drafted by the model's MTP heads (same text, fewer passes)",
+    )
+    parser.add_argument(
+        "--one-step", action="store_true", help="a completion-trained model writes L/2 tokens in one forward pass"
+    )
     add_device(parser)
     add_trust_remote_code(parser)
 
@@ -46,12 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from transformers import TextStreamer
 
-    from ..core.devices import resolve_device
-    from ..generation import generate_text
-    from ..runs.rundir import load_run
-
     from ..core.configfile import check_seed_option
-    from ..generation import sampling_kwargs
+    from ..core.devices import resolve_device
+    from ..generation import generate_text, sampling_kwargs
+    from ..runs.rundir import load_run
 
     # sampling values checked before the model loads: a NaN temperature costs nothing
     check_seed_option(args.seed)
@@ -61,8 +78,14 @@ def run(args: argparse.Namespace) -> int:
     if args.speculative or args.one_step:
         return _objective_run(model, tokenizer, args)
     options = dict(
-        seed=args.seed, use_cache=not args.no_cache, padding_side=args.padding_side, greedy=args.greedy,
-        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
+        use_cache=not args.no_cache,
+        padding_side=args.padding_side,
+        greedy=args.greedy,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
     )
     if len(args.prompt) == 1:  # stream token by token
         print(args.prompt[0], end="", flush=True)

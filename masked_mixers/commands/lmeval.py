@@ -32,15 +32,38 @@ from ..core.options import add_device, add_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_dir", metavar="RUN_DIR", help="directory with the model and its tokenizer (a training run's output_dir)")
-    parser.add_argument("--tasks", nargs="+", required=True, metavar="TASK", help="lm-eval task or group names (glob patterns work)")
-    parser.add_argument("--include-path", action="append", default=[], metavar="DIR", help="a folder of task YAML files to add (repeatable)")
-    parser.add_argument("--no-builtin-tasks", action="store_true", help="index only --include-path tasks, not lm-eval's thousands (a faster start)")
-    parser.add_argument("--num-fewshot", type=int, default=None, help="few-shot examples per prompt (default: each task's own)")
-    parser.add_argument("--limit", type=float, default=None, help="documents per task: a count, or a fraction if below 1 (for quick checks)")
+    parser.add_argument(
+        "model_dir", metavar="RUN_DIR", help="directory with the model and its tokenizer (a training run's output_dir)"
+    )
+    parser.add_argument(
+        "--tasks", nargs="+", required=True, metavar="TASK", help="lm-eval task or group names (glob patterns work)"
+    )
+    parser.add_argument(
+        "--include-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of task YAML files to add (repeatable)",
+    )
+    parser.add_argument(
+        "--no-builtin-tasks",
+        action="store_true",
+        help="index only --include-path tasks, not lm-eval's thousands (a faster start)",
+    )
+    parser.add_argument(
+        "--num-fewshot", type=int, default=None, help="few-shot examples per prompt (default: each task's own)"
+    )
+    parser.add_argument(
+        "--limit",
+        type=float,
+        default=None,
+        help="documents per task: a count, or a fraction if below 1 (for quick checks)",
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="requests scored or generated together")
     parser.add_argument("--seed", type=int, default=0, help="seeds few-shot sampling and any sampled generation")
-    add_output(parser, folder=False, help="also write lm-eval's results (metrics, task configs, versions) to this JSON file")
+    add_output(
+        parser, folder=False, help="also write lm-eval's results (metrics, task configs, versions) to this JSON file"
+    )
     add_device(parser)
 
 
@@ -51,13 +74,22 @@ def run(args: argparse.Namespace) -> int:
 
         from ..generation.harness import evaluate_run
     except ImportError as err:
-        raise UserError(f"lm-eval is not installed ({err.name} is missing): pip install \"masked-mixers[lm-eval]\"") from None
+        raise UserError(
+            f'lm-eval is not installed ({err.name} is missing): pip install "masked-mixers[lm-eval]"'
+        ) from None
     from ..core.files import atomic_write_json
 
     results = evaluate_run(
-        args.model_dir, args.tasks, include_path=args.include_path, builtin_tasks=not args.no_builtin_tasks,
-        num_fewshot=args.num_fewshot, limit=args.limit, batch_size=args.batch_size, device=args.device, seed=args.seed,
-    )  # fmt: skip
+        args.model_dir,
+        args.tasks,
+        include_path=args.include_path,
+        builtin_tasks=not args.no_builtin_tasks,
+        num_fewshot=args.num_fewshot,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        device=args.device,
+        seed=args.seed,
+    )
     print(make_table(results))
     if args.output:
         atomic_write_json(args.output, results, default=handle_non_serializable)

@@ -29,11 +29,25 @@ KINDS = (*PAIR_KINDS, "file", "tinystories-instruct")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", nargs="?", default="roneneldan/TinyStoriesInstruct", help="corpus file or hub id, or a pair file for --kind file")
-    add_output(parser, folder=True, dest="out", old=("--out",), required=True, help="directory for train.jsonl and test.jsonl")
+    parser.add_argument(
+        "source",
+        nargs="?",
+        default="roneneldan/TinyStoriesInstruct",
+        help="corpus file or hub id, or a pair file for --kind file",
+    )
+    add_output(
+        parser, folder=True, dest="out", old=("--out",), required=True, help="directory for train.jsonl and test.jsonl"
+    )
     kind_help = RetrievalSettings.__dataclass_fields__["kind"].metadata["help"]
-    parser.add_argument("--kind", choices=KINDS, default=RetrievalSettings.kind, help=f"{kind_help}; file, tinystories-instruct: read pairs (see above)")
-    parser.add_argument("--split", default=None, help="hub split to read (default: train; validation for tinystories-instruct)")
+    parser.add_argument(
+        "--kind",
+        choices=KINDS,
+        default=RetrievalSettings.kind,
+        help=f"{kind_help}; file, tinystories-instruct: read pairs (see above)",
+    )
+    parser.add_argument(
+        "--split", default=None, help="hub split to read (default: train; validation for tinystories-instruct)"
+    )
     parser.add_argument("--text-field", default="text", help="text field of .jsonl/.parquet/hub records")
     parser.add_argument("--lowercase", action="store_true", help="lowercase the documents first")
     parser.add_argument("--max-documents", type=int, default=None, help="read at most this many documents (or pairs)")
@@ -48,8 +62,16 @@ def _pairs(args: argparse.Namespace):
         return pairs[: args.max_documents] if args.max_documents else pairs
     if args.kind == "tinystories-instruct":
         return load_tinystories_instruct(args.source, args.split or "validation", args.max_documents)
-    documents = load_documents(args.source, split=args.split or "train", text_field=args.text_field, lowercase=args.lowercase, max_documents=args.max_documents)
-    return build_pairs(documents, args.kind, seed=args.seed, **from_args(args, PAIR_FIELDS, kind=args.kind).pair_options())
+    documents = load_documents(
+        args.source,
+        split=args.split or "train",
+        text_field=args.text_field,
+        lowercase=args.lowercase,
+        max_documents=args.max_documents,
+    )
+    return build_pairs(
+        documents, args.kind, seed=args.seed, **from_args(args, PAIR_FIELDS, kind=args.kind).pair_options()
+    )
 
 
 def _too_short(args: argparse.Namespace) -> str:

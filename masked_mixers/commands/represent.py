@@ -45,25 +45,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lowercase", action="store_true", help="lowercase --text before tokenizing")
     parser.add_argument("--num-texts", type=int, default=16, help="how many input sequences")
     parser.add_argument("--seq-len", type=int, help="tokens per input (default: the shortest model length)")
-    parser.add_argument("--blocks", type=int, nargs="+", help="probe after these blocks, 1 = first (default: each model's last)")
     parser.add_argument(
-        "--protocol", dest="protocols", nargs="+", choices=tuple(PROTOCOLS), default=["paper"],
+        "--blocks", type=int, nargs="+", help="probe after these blocks, 1 = first (default: each model's last)"
+    )
+    parser.add_argument(
+        "--protocol",
+        dest="protocols",
+        nargs="+",
+        choices=tuple(PROTOCOLS),
+        default=["paper"],
         help="paper (default): the paper's plain gradient descent (findings.md F1); adam: an optimizer-robust variant. "
         "Several: one column each",
-    )  # fmt: skip
+    )
     variant = "; setting it makes the protocol a named variant"
     parser.add_argument("--steps", type=int, help=f"default: the protocol's (500){variant}")
-    parser.add_argument("--lr", type=float, help=f"initial learning rate (paper 0.02 absolute; adam 0.1 in embedding-std units){variant}")
-    parser.add_argument("--lr-end-fraction", type=float, help=f"a linear schedule ends at lr x this (paper 0.1){variant}")
+    parser.add_argument(
+        "--lr",
+        type=float,
+        help=f"initial learning rate (paper 0.02 absolute; adam 0.1 in embedding-std units){variant}",
+    )
+    parser.add_argument(
+        "--lr-end-fraction", type=float, help=f"a linear schedule ends at lr x this (paper 0.1){variant}"
+    )
     parser.add_argument("--schedule", choices=SCHEDULES, help=f"paper linear, adam cosine{variant}")
-    parser.add_argument("--optimizer", choices=tuple(OPTIMIZERS), help=f"paper sgd (plain gradient descent), adam adam{variant}")
+    parser.add_argument(
+        "--optimizer", choices=tuple(OPTIMIZERS), help=f"paper sgd (plain gradient descent), adam adam{variant}"
+    )
     parser.add_argument("--loss", choices=LOSSES, help=f"default l1{variant}")
-    parser.add_argument("--decode", choices=DECODERS, help=f"pinv (default): pseudo-inverse of the embedding; nearest: nearest embedding{variant}")
+    parser.add_argument(
+        "--decode",
+        choices=DECODERS,
+        help=f"pinv (default): pseudo-inverse of the embedding; nearest: nearest embedding{variant}",
+    )
     parser.add_argument("--top-k", type=int, help=f"default 5{variant}")
     parser.add_argument("--batch-size", type=int, default=8, help="inputs inverted together")
     parser.add_argument("--seed", type=int, default=0, help="seeds the random start embeddings and untrained models")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override in every run config YAML")
-    add_output(parser, folder=True, dest="out", old=("--out",), default="runs/represent", help="where represent.json and represent.png go")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override in every run config YAML",
+    )
+    add_output(
+        parser,
+        folder=True,
+        dest="out",
+        old=("--out",),
+        default="runs/represent",
+        help="where represent.json and represent.png go",
+    )
     add_device(parser, "the models and the inversion")
     add_trust_remote_code(parser)
 

@@ -29,10 +29,19 @@ SCALE_NAMES = ("cpu", "paper", "tiny")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("findings", nargs="*", metavar="FINDING", help=f"which findings ({', '.join(FINDING_IDS)}; default: all)")
-    parser.add_argument("--scale", default="cpu", help=f"model sizes and budgets: {', '.join(SCALE_NAMES)} (default: cpu)")
-    parser.add_argument("--data", help="training corpus: local file or hub dataset id (default: roneneldan/TinyStories from the hub)")
-    parser.add_argument("--eval-data", help="held-out corpus: local file or hub dataset id (default: the training corpus's validation split)")
+    parser.add_argument(
+        "findings", nargs="*", metavar="FINDING", help=f"which findings ({', '.join(FINDING_IDS)}; default: all)"
+    )
+    parser.add_argument(
+        "--scale", default="cpu", help=f"model sizes and budgets: {', '.join(SCALE_NAMES)} (default: cpu)"
+    )
+    parser.add_argument(
+        "--data", help="training corpus: local file or hub dataset id (default: roneneldan/TinyStories from the hub)"
+    )
+    parser.add_argument(
+        "--eval-data",
+        help="held-out corpus: local file or hub dataset id (default: the training corpus's validation split)",
+    )
     add_output(parser, folder=True, help="where the scorecard and every run go (default: runs/reproduce-SCALE)")
     parser.add_argument("--cache-dir", help="where prepared data is cached (default: ~/.cache/masked_mixers)")
     add_device(parser, "the probes (training uses the Trainer's device)")
@@ -44,10 +53,16 @@ def run(args: argparse.Namespace) -> int:
     from ..reproduce import ReproduceRequest, run_reproduce
 
     request = ReproduceRequest(
-        findings=args.findings, scale=args.scale, output_dir=args.output_dir or f"runs/reproduce-{args.scale}", data=args.data,
-        eval_data=args.eval_data, device=args.device, progress=not args.no_progress, cache_dir=args.cache_dir,
+        findings=args.findings,
+        scale=args.scale,
+        output_dir=args.output_dir or f"runs/reproduce-{args.scale}",
+        data=args.data,
+        eval_data=args.eval_data,
+        device=args.device,
+        progress=not args.no_progress,
+        cache_dir=args.cache_dir,
         command="masked-mixers " + shlex.join(sys.argv[1:]),
-    )  # fmt: skip
+    )
     card = run_reproduce(request)
     for entry in card["findings"]:
         print(f"  {entry['id']} {entry['title']}: {entry['verdict']} ({entry['reason']})")

@@ -20,15 +20,22 @@ from pathlib import Path
 from ..core.devices import check_device
 from ..core.files import atomic_write_json, check_output_dir
 from ..core.options import add_device, add_output, add_trust_remote_code
-from ..runs.rundir import load_model_config
 from ..retrieval.settings import BENCHMARK_FIELDS, add_options, from_args
+from ..runs.rundir import load_model_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mixer", required=True, help="masked mixer model directory")
     parser.add_argument("--transformer", required=True, help="transformer model directory")
     parser.add_argument("--pairs", required=True, help="directory with train.jsonl and test.jsonl")
-    add_output(parser, folder=True, dest="out", old=("--out",), required=True, help="directory for retrieval.json and retrieval.png")
+    add_output(
+        parser,
+        folder=True,
+        dest="out",
+        old=("--out",),
+        required=True,
+        help="directory for retrieval.json and retrieval.png",
+    )
     add_options(parser, BENCHMARK_FIELDS)  # --methods, --candidates, --position, ... (retrieval/settings.py)
     add_device(parser, "the models (and the trained retrievers)")
     add_trust_remote_code(parser)
@@ -44,7 +51,14 @@ def run(args: argparse.Namespace) -> int:
     check_device(args.device)
     for model_dir in (args.mixer, args.transformer):
         load_model_config(model_dir, args.trust_remote_code)  # both folders checked before any work
-    result = retrieval_benchmark(args.mixer, args.transformer, args.pairs, settings, device=str(resolve_device(args.device)), trust_remote_code=args.trust_remote_code)
+    result = retrieval_benchmark(
+        args.mixer,
+        args.transformer,
+        args.pairs,
+        settings,
+        device=str(resolve_device(args.device)),
+        trust_remote_code=args.trust_remote_code,
+    )
     out = Path(args.out)
     atomic_write_json(out / "retrieval.json", result)
     plot_benchmark(result, out / "retrieval.png")

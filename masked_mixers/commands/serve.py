@@ -26,13 +26,27 @@ from ..core.options import add_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_dir", metavar="RUN_DIR", help="directory with the model and its tokenizer (a training run's output_dir)")
+    parser.add_argument(
+        "model_dir", metavar="RUN_DIR", help="directory with the model and its tokenizer (a training run's output_dir)"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
-    parser.add_argument("--model-name", help="the model id clients see in responses and /v1/models (default: RUN_DIR's folder name)")
+    parser.add_argument(
+        "--model-name", help="the model id clients see in responses and /v1/models (default: RUN_DIR's folder name)"
+    )
     parser.add_argument("--max-batch-size", type=int, default=8, help="most requests decoded together in one batch")
-    parser.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long the first waiting request waits for others to batch with")
-    parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"), help="uvicorn's log level")
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=5.0,
+        help="how long the first waiting request waits for others to batch with",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="uvicorn's log level",
+    )
     add_device(parser)
 
 
@@ -44,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
 
         from ..serving.api import build_app
     except ImportError as err:
-        raise UserError(f"serve needs FastAPI and uvicorn ({err.name} is missing): pip install \"masked-mixers[serve]\"") from None
+        raise UserError(
+            f'serve needs FastAPI and uvicorn ({err.name} is missing): pip install "masked-mixers[serve]"'
+        ) from None
     from ..core.devices import resolve_device
     from ..generation import require_causal_lm
     from ..runs.rundir import load_run
@@ -53,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     model, tokenizer = load_run(args.model_dir)
     require_causal_lm(model, args.model_dir)
     model.to(resolve_device(args.device))
-    engine = Engine(model, tokenizer, max_batch_size=args.max_batch_size, batch_wait_s=args.batch_wait_ms / 1000).start()
+    engine = Engine(
+        model, tokenizer, max_batch_size=args.max_batch_size, batch_wait_s=args.batch_wait_ms / 1000
+    ).start()
     name = args.model_name or Path(args.model_dir).resolve().name
     try:
         uvicorn.run(build_app(engine, name), host=args.host, port=args.port, log_level=args.log_level)

@@ -21,15 +21,30 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..runs.config import load_run_config
 from ..core.options import add_output
+from ..runs.config import load_run_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="run config YAML")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.max_steps=100")
-    add_output(parser, folder=True, help="where the model, tokenizer, metrics and checkpoints go (shortcut for --set train.output_dir=DIR)")
-    parser.add_argument("--no-resume", action="store_true", help="start from scratch: the earlier run's checkpoints, metrics and model in the folder are removed (only what the run wrote)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. train.max_steps=100",
+    )
+    add_output(
+        parser,
+        folder=True,
+        help="where the model, tokenizer, metrics and checkpoints go (shortcut for --set train.output_dir=DIR)",
+    )
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start from scratch: the earlier run's checkpoints, metrics and model in the folder are removed (only what the run wrote)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,12 +59,16 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate launch, rank 0 reports
         return 0
     if result.already_finished:
-        print(f"{result.output_dir}: already finished ({result.steps} steps, train loss {result.train_loss:.4f}); nothing changed (--no-resume trains it again)")
+        print(
+            f"{result.output_dir}: already finished ({result.steps} steps, train loss {result.train_loss:.4f}); nothing changed (--no-resume trains it again)"
+        )
         return 0
     ev = result.eval_metrics
     summary = f"{config.model.label}: {result.steps} steps, train loss {result.train_loss:.4f}"
     if ev:
         summary += ", " + describe_metrics(ev, model_task(result.model))
     flops = f", {result.flops:.3g} training FLOPs" if result.flops is not None else ""
-    print(f"{summary}, {result.tokens_per_second:,.0f} tokens/s; stopped by {result.stopped_by}{flops}, CPU time {result.cpu_seconds:.0f} s -> {result.output_dir}")
+    print(
+        f"{summary}, {result.tokens_per_second:,.0f} tokens/s; stopped by {result.stopped_by}{flops}, CPU time {result.cpu_seconds:.0f} s -> {result.output_dir}"
+    )
     return 0

@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..runs.config import DataConfig, ModelSpec, TrainConfig, check_scheduler
 from ..core.configfile import at_least, load_config, require, seeds
 from ..retrieval.settings import RetrievalSettings
+from ..runs.config import DataConfig, ModelSpec, TrainConfig, check_scheduler
 
 SizeMatching = Literal["identical", "memory"]
 
@@ -38,7 +38,12 @@ class TrainOverrides:
 
     def validate(self) -> None:
         """The same ranges as TrainConfig's keys of the same names."""
-        require(self.learning_rate is None or (math.isfinite(self.learning_rate) and self.learning_rate > 0), "learning_rate", self.learning_rate, "must be a finite positive number")
+        require(
+            self.learning_rate is None or (math.isfinite(self.learning_rate) and self.learning_rate > 0),
+            "learning_rate",
+            self.learning_rate,
+            "must be a finite positive number",
+        )
         at_least(self, 0, "warmup_steps", "weight_decay", "max_grad_norm", optional=True)
         for key in ("adam_beta1", "adam_beta2"):
             value = getattr(self, key)
@@ -64,7 +69,12 @@ class MatchingConfig:
     max_hidden_size: int = 8192
 
     def validate(self) -> None:
-        require(math.isfinite(self.tolerance) and self.tolerance > 0, "tolerance", self.tolerance, "must be a finite positive number")
+        require(
+            math.isfinite(self.tolerance) and self.tolerance > 0,
+            "tolerance",
+            self.tolerance,
+            "must be a finite positive number",
+        )
         at_least(self, 1, "steps", "multiple_of", "max_hidden_size")
 
 
@@ -82,7 +92,12 @@ class ReportConfig:
     reconstructions: int = 3
 
     def validate(self) -> None:
-        require(math.isfinite(self.temperature) and self.temperature > 0, "temperature", self.temperature, "must be a finite positive number")
+        require(
+            math.isfinite(self.temperature) and self.temperature > 0,
+            "temperature",
+            self.temperature,
+            "must be a finite positive number",
+        )
         at_least(self, 0, "max_new_tokens", "top_k", "reconstructions")
         seeds(self, "sample_seed")
 
@@ -138,4 +153,12 @@ def load_compare_config(path: str | os.PathLike, overrides: list[str] | None = N
     return load_config(CompareConfig, path, overrides, what="sections (models, data, train, ...)")
 
 
-__all__ = ["CompareConfig", "MatchingConfig", "ReportConfig", "RetrievalTaskConfig", "SizeMatching", "TrainOverrides", "load_compare_config"]
+__all__ = [
+    "CompareConfig",
+    "MatchingConfig",
+    "ReportConfig",
+    "RetrievalTaskConfig",
+    "SizeMatching",
+    "TrainOverrides",
+    "load_compare_config",
+]

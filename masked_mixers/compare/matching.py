@@ -15,13 +15,13 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from ..runs.config import ModelSpec
 from ..core.errors import UserError
-from ..runs.factory import build_model
+from ..core.progress import progress_bar
 from ..models import FAMILIES
+from ..runs.config import ModelSpec
+from ..runs.factory import build_model
 from ..training.memory import PeakMemory, TensorPeakMemory
 from .config import MatchingConfig
-from ..core.progress import progress_bar
 
 
 @dataclass
@@ -43,7 +43,9 @@ def _tracker():
     return PeakMemory() if torch.cuda.is_available() else TensorPeakMemory()
 
 
-def measure_training_memory(spec: ModelSpec, batch: dict[str, torch.Tensor], vocab_size: int, steps: int = 2, bf16: bool = False) -> int:
+def measure_training_memory(
+    spec: ModelSpec, batch: dict[str, torch.Tensor], vocab_size: int, steps: int = 2, bf16: bool = False
+) -> int:
     """Peak bytes of building a model of `spec` and running `steps` AdamW steps on `batch`.
 
     batch: input_ids / attention_mask / labels of shape (batch_size, seq_len), as training sees them.
@@ -73,7 +75,11 @@ def _step(spec: ModelSpec, multiple_of: int) -> int:
 
 
 def match_memory(
-    spec: ModelSpec, target_bytes: int, measure: Callable[[ModelSpec], int], settings: MatchingConfig, reference: str = "reference"
+    spec: ModelSpec,
+    target_bytes: int,
+    measure: Callable[[ModelSpec], int],
+    settings: MatchingConfig,
+    reference: str = "reference",
 ) -> SizeMatch:
     """The hidden_size of `spec` whose measured peak memory is closest to `target_bytes`.
 
@@ -108,7 +114,9 @@ def match_memory(
         lo, hi = (mid, hi) if mem(mid) < target_bytes else (lo, mid)
     candidates = [c for c in (lo, hi) if c]
     best = min(candidates, key=lambda c: abs(mem(c) - target_bytes))
-    match = SizeMatch(replace(spec, hidden_size=best * step), reference, target_bytes, mem(best), dict(sorted(seen.items())))
+    match = SizeMatch(
+        replace(spec, hidden_size=best * step), reference, target_bytes, mem(best), dict(sorted(seen.items()))
+    )
     if match.relative_gap > settings.tolerance:
         raise UserError(
             f"matching: no hidden_size for {spec.label} comes within {settings.tolerance:.0%} of {reference}'s "

@@ -25,13 +25,19 @@ LOSS_LABELS = {CAUSAL_LM: "eval next-token loss (nats/token)", AUTOENCODE: "eval
 
 def eval_curve(history: list[dict], final: dict | None = None) -> list[dict]:
     """The eval events of a run's metrics history, plus the final evaluation when it is later."""
-    points = [{"step": r["step"], "elapsed_s": r["elapsed_s"], "tokens_seen": r["tokens_seen"], "eval_loss": r["eval_loss"]} for r in history if "eval_loss" in r]
+    points = [
+        {"step": r["step"], "elapsed_s": r["elapsed_s"], "tokens_seen": r["tokens_seen"], "eval_loss": r["eval_loss"]}
+        for r in history
+        if "eval_loss" in r
+    ]
     if final and (not points or final["step"] > points[-1]["step"]):
         points.append(final)
     return points
 
 
-def plot_curves(curves: dict[str, list[dict]], output_dir: Path, task: str = CAUSAL_LM, ylabel: str | None = None) -> list[Path]:
+def plot_curves(
+    curves: dict[str, list[dict]], output_dir: Path, task: str = CAUSAL_LM, ylabel: str | None = None
+) -> list[Path]:
     """Write the two PNGs (see PLOTS); curves: model label -> eval_curve points; ylabel overrides the task's."""
     paths = []
     for name, (key, xlabel) in PLOTS.items():

@@ -19,7 +19,12 @@ from .plots import PLOTS
 from .retrieval import render_retrieval
 
 # results.json row key -> report table column, and how to print it; one table per task
-_RUN = {"label": ("model", "{}"), "steps": ("steps", "{:,}"), "parameters": ("parameters", "{:,}"), "train_loss": ("train loss", "{:.4f}")}
+_RUN = {
+    "label": ("model", "{}"),
+    "steps": ("steps", "{:,}"),
+    "parameters": ("parameters", "{:,}"),
+    "train_loss": ("train loss", "{:.4f}"),
+}
 _COST = {
     "tokens_per_second": ("train tokens/s", "{:,.0f}"),
     "peak_memory_mib": ("peak memory (MiB)", "{:,.1f}"),
@@ -76,8 +81,12 @@ def _git_revision() -> str | None:
     """The commit the package runs from (+ "-dirty" with local changes), when it is a git checkout."""
     here = Path(__file__).resolve().parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return rev + ("-dirty" if dirty else "")
@@ -88,7 +97,11 @@ def _device_name() -> str:
         return f"cuda: {torch.cuda.get_device_name()} x{torch.cuda.device_count()}"
     model = platform.processor() or platform.machine()
     try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     return f"cpu: {model}, {torch.get_num_threads()} threads"
@@ -138,17 +151,27 @@ def _samples(rows: list[dict]) -> str:
         for s in row["samples"]:
             lines += [f"- **{s['prompt']}** | greedy: {s['greedy']!r}", f"  | sample: {s['sample']!r}"]
         if not row["samples"]:
-            lines.append("- (none: a bidirectional model reads the tokens after each prediction, so it cannot continue a prompt)")
+            lines.append(
+                "- (none: a bidirectional model reads the tokens after each prediction, so it cannot continue a prompt)"
+            )
         lines.append("")
     return "\n".join(lines)
 
 
 def _reconstructions(rows: list[dict]) -> str:
-    lines = ["## Reconstructions", "", "The same held-out examples, rebuilt from each model's bottleneck (argmax per position).", ""]
+    lines = [
+        "## Reconstructions",
+        "",
+        "The same held-out examples, rebuilt from each model's bottleneck (argmax per position).",
+        "",
+    ]
     for row in rows:
         lines += [f"### {row['label']}", ""]
         for r in row["reconstructions"]:
-            lines += [f"- input: {r['input']!r}", f"  | rebuilt ({r['token_accuracy']:.0%} of tokens right): {r['reconstruction']!r}"]
+            lines += [
+                f"- input: {r['input']!r}",
+                f"  | rebuilt ({r['token_accuracy']:.0%} of tokens right): {r['reconstruction']!r}",
+            ]
         lines.append("")
     return "\n".join(lines)
 
@@ -166,8 +189,12 @@ def _mtp_table(rows: list[dict]) -> str:
     width = max((len(r.get("mtp_losses") or []) for r in rows), default=0)
     if not width:
         return ""
-    lines = ["## Multi-token prediction: held-out loss of each pass/head", "",
-             "| model | " + " | ".join(f"token +{i + 1}" for i in range(width)) + " |", "|---|" + "---|" * width]
+    lines = [
+        "## Multi-token prediction: held-out loss of each pass/head",
+        "",
+        "| model | " + " | ".join(f"token +{i + 1}" for i in range(width)) + " |",
+        "|---|" + "---|" * width,
+    ]
     for r in rows:
         lines.append(f"| {r['label']} | " + " | ".join(f"{v:.4f}" for v in r.get("mtp_losses") or []) + " |")
     return "\n".join(lines) + "\n"
@@ -186,7 +213,11 @@ def budget_sentence(budget: dict, rows: list[dict]) -> str:
     """Which limit budgets the comparison, the others, and what stopped each row (a budget by wall
     clock measures the machine's load too; training FLOPs and CPU time do not)."""
     kind = budget_kind(budget)
-    limits = {"max_steps": budget["max_steps"], "max_seconds": budget["max_seconds"], "max_flops": budget.get("max_flops")}
+    limits = {
+        "max_steps": budget["max_steps"],
+        "max_seconds": budget["max_seconds"],
+        "max_flops": budget.get("max_flops"),
+    }
     shown = {k: f"{v:.3g}" if k == "max_flops" and v is not None else v for k, v in limits.items()}
     head = {
         "max_flops": f"Budget: training FLOPs (max_flops={shown['max_flops']}): each model trains the whole steps its own analytic "
@@ -196,7 +227,9 @@ def budget_sentence(budget: dict, rows: list[dict]) -> str:
         "max_steps": f"Budget: steps (max_steps={shown['max_steps']}), the same training tokens for every model",
     }[kind]
     others = ", ".join(f"{k}={v}" for k, v in shown.items() if k != kind and limits[k] is not None)
-    stops = "; ".join(f"{r['label']} stopped by {r.get('stopped_by', 'unknown')} after {r['steps']:,} steps" for r in rows)
+    stops = "; ".join(
+        f"{r['label']} stopped by {r.get('stopped_by', 'unknown')} after {r['steps']:,} steps" for r in rows
+    )
     return (
         f"{head}{f', also capped by {others}' if others else ''}. A model stops at whichever limit comes first: {stops}. "
         f"Every model reads the same token stream (batch {budget['batch_size']} x its seq_len per step)."
@@ -248,12 +281,23 @@ def render_markdown(results: dict) -> str:
 def _budget(config: CompareConfig) -> dict:
     """results.json's budget: every limit, and `kind`, the one the comparison is budgeted by."""
     t = config.train
-    limits = {"max_steps": t.max_steps, "max_seconds": t.max_seconds, "max_flops": t.max_flops, "batch_size": t.batch_size}
+    limits = {
+        "max_steps": t.max_steps,
+        "max_seconds": t.max_seconds,
+        "max_flops": t.max_flops,
+        "batch_size": t.batch_size,
+    }
     return {**limits, "kind": budget_kind(limits)}
 
 
 def write_report(
-    output_dir: Path, config: CompareConfig, task: str, rows: list[dict], matches: list[dict], env: dict, retrieval: dict | None = None
+    output_dir: Path,
+    config: CompareConfig,
+    task: str,
+    rows: list[dict],
+    matches: list[dict],
+    env: dict,
+    retrieval: dict | None = None,
 ) -> Path:
     """Write results.json and report.md (each atomically) and return the report's path.
 

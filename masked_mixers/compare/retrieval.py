@@ -34,7 +34,9 @@ def check_retrieval(config: CompareConfig, model_task: str = CAUSAL_LM) -> None:
     if not task.enabled:
         return
     if model_task != CAUSAL_LM:
-        raise UserError(f"retrieval.enabled: retrieval embeds text with language models, but these models' task is {model_task}")
+        raise UserError(
+            f"retrieval.enabled: retrieval embeds text with language models, but these models' task is {model_task}"
+        )
     if task.kind not in PAIR_KINDS:
         raise UserError(f"retrieval.kind: unknown value {task.kind!r} (choose from {', '.join(PAIR_KINDS)})")
     unknown = [m for m in task.methods if m not in METHODS]
@@ -66,13 +68,27 @@ def heldout_documents(config: CompareConfig) -> tuple[list[str], dict]:
         source, split, first = data.eval_source, data.eval_split, 0
     else:
         source, split, first = data.source, data.split, data.max_documents
-    documents = load_documents(source, split=split, text_field=data.text_field, lowercase=data.lowercase, max_documents=first + task.num_documents)
+    documents = load_documents(
+        source,
+        split=split,
+        text_field=data.text_field,
+        lowercase=data.lowercase,
+        max_documents=first + task.num_documents,
+    )
     documents = documents[first:]
     if len(documents) < 2:
-        raise UserError(f"retrieval: {source} has {len(documents)} documents after the first {first} (those the models trained on); pairs need more")
+        raise UserError(
+            f"retrieval: {source} has {len(documents)} documents after the first {first} (those the models trained on); pairs need more"
+        )
     origin = {"source": source, "split": split, "first_document": first, "num_documents": len(documents)}
     if task.include_training_documents:
-        trained = load_documents(data.source, split=data.split, text_field=data.text_field, lowercase=data.lowercase, max_documents=data.max_documents)
+        trained = load_documents(
+            data.source,
+            split=data.split,
+            text_field=data.text_field,
+            lowercase=data.lowercase,
+            max_documents=data.max_documents,
+        )
         documents = list(trained) + documents
         origin.update(training_documents=len(trained), training_source=data.source, num_documents=len(documents))
     return documents, origin
@@ -88,13 +104,22 @@ def run_retrieval(config: CompareConfig, model_dirs: dict[str, str], output_dir:
     documents, origin = heldout_documents(config)
     pairs = build_pairs(documents, task.kind, seed=task.seed, **task.pair_options())
     if len(pairs) < 4:
-        raise UserError(f"retrieval: only {len(pairs)} {task.kind} pairs from {len(documents)} documents; raise retrieval.num_documents")
+        raise UserError(
+            f"retrieval: only {len(pairs)} {task.kind} pairs from {len(documents)} documents; raise retrieval.num_documents"
+        )
     splits = split_pairs(pairs, task.test_fraction, task.seed, task.max_test)
     save_splits(output_dir / PAIRS_DIR, splits)
-    print(f"[compare] retrieval: {len(splits.train)} train / {len(splits.test)} test {task.kind} pairs, {len(model_dirs)} models + BM25", flush=True)
+    print(
+        f"[compare] retrieval: {len(splits.train)} train / {len(splits.test)} test {task.kind} pairs, {len(model_dirs)} models + BM25",
+        flush=True,
+    )
     result = benchmark_models(model_dirs, splits, task, device=_device(), progress=progress)
     plot_benchmark(result, output_dir / PLOT)
-    return {"pairs": {**origin, "kind": task.kind, "num_pairs": len(pairs), "saved_to": PAIRS_DIR}, **result, "plot": PLOT}
+    return {
+        "pairs": {**origin, "kind": task.kind, "num_pairs": len(pairs), "saved_to": PAIRS_DIR},
+        **result,
+        "plot": PLOT,
+    }
 
 
 def _infonce_losses(retrieval: dict) -> list[str]:
@@ -129,7 +154,10 @@ def render_retrieval(retrieval: dict | None) -> str:
         "train pairs; direct: the paper's retrieval mixer on frozen embeddings, at its own n; bm25: lexical baseline.",
     ]
     if p["kind"] == "keywords":
-        lines += ["", "Keyword pairs: the positive is the one passage certain to lack the query's words, so BM25 falls below chance."]
+        lines += [
+            "",
+            "Keyword pairs: the positive is the one passage certain to lack the query's words, so BM25 falls below chance.",
+        ]
     for metric, title in METRICS.items():
         lines += ["", f"### {title}", "", markdown_table(retrieval, metric)]
     lines += _direct_section(retrieval)

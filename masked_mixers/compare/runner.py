@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..runs.config import ModelSpec, RunConfig, TrainConfig
-from ..data.examples import first_examples
 from ..core.errors import UserError
-from ..runs.factory import family_task
+from ..data.examples import first_examples
 from ..models import FAMILIES
+from ..runs.config import ModelSpec, RunConfig, TrainConfig
+from ..runs.factory import family_task
 from ..training.tasks import AUTOENCODE
 from .config import CompareConfig
 from .matching import match_models, measure_training_memory
@@ -54,7 +54,9 @@ def _task(models: list[ModelSpec]) -> str:
 def _check(config: CompareConfig) -> str:
     """Validate the config before any work; returns the comparison's task."""
     if config.size_matching not in SIZE_MATCHING:
-        raise UserError(f"size_matching: unknown value {config.size_matching!r} (choose from {', '.join(SIZE_MATCHING)})")
+        raise UserError(
+            f"size_matching: unknown value {config.size_matching!r} (choose from {', '.join(SIZE_MATCHING)})"
+        )
     if not config.models:
         raise UserError("models: the list is empty; give at least one model")
     labels = [m.label for m in config.models]
@@ -74,7 +76,9 @@ def _check_names(models: list[ModelSpec]) -> None:
     for i, model in enumerate(models):
         label = model.label
         if not label or label.startswith(".") or any(c in label for c in "/\\"):
-            raise UserError(f"models[{i}].name: {label!r} cannot name a folder; use letters, digits, '-' and '_' (no '/', '\\', '..', no leading '.')")
+            raise UserError(
+                f"models[{i}].name: {label!r} cannot name a folder; use letters, digits, '-' and '_' (no '/', '\\', '..', no leading '.')"
+            )
 
 
 def _unique_labels(models: list[ModelSpec]) -> None:
@@ -90,8 +94,8 @@ def claim_output(out: Path, *extra: str) -> None:
 
     extra: names a caller writes there too (reproduce's compare.yaml), recorded with compare's own.
     """
-    from ..runs import manifest
     from ..core.files import make_dir
+    from ..runs import manifest
 
     names = ("models", "results.json", "report.md", *PLOTS, PLOT, PAIRS_DIR, *extra)
     if manifest.kind(out) is None and (out / "results.json").is_file() and (out / "models").is_dir():
@@ -127,8 +131,15 @@ def _resolve_sizes(config: CompareConfig, prepared: dict, progress: bool) -> tup
 
     models, matches = match_models(config.models, config.matching, measure, progress)
     return models, [
-        {"label": m.spec.label, "hidden_size": m.spec.hidden_size, "peak_bytes": m.peak_bytes, "reference": m.reference,
-         "reference_bytes": m.reference_bytes, "relative_gap": m.relative_gap, "measurements": m.measurements}
+        {
+            "label": m.spec.label,
+            "hidden_size": m.spec.hidden_size,
+            "peak_bytes": m.peak_bytes,
+            "reference": m.reference,
+            "reference_bytes": m.reference_bytes,
+            "relative_gap": m.relative_gap,
+            "measurements": m.measurements,
+        }
         for m in matches
     ]
 
@@ -136,13 +147,28 @@ def _resolve_sizes(config: CompareConfig, prepared: dict, progress: bool) -> tup
 def _examples(task: str, result, prepared, spec: ModelSpec, config: CompareConfig) -> dict[str, list[dict]]:
     """The row's output examples: {"reconstructions": ...} for autoencoders, {"samples": ...} otherwise."""
     if task == AUTOENCODE:
-        return {"reconstructions": reconstruction_samples(result.model, prepared.tokenizer, prepared.eval, config.report.reconstructions)}
-    return {"samples": generate_samples(result.model, prepared.tokenizer, spec.seq_len, config.report, config.data.add_bos)}
+        return {
+            "reconstructions": reconstruction_samples(
+                result.model, prepared.tokenizer, prepared.eval, config.report.reconstructions
+            )
+        }
+    return {
+        "samples": generate_samples(result.model, prepared.tokenizer, spec.seq_len, config.report, config.data.add_bos)
+    }
 
 
 def _row(spec: ModelSpec, train_cfg: TrainConfig, result, wall: float, examples: dict[str, list[dict]]) -> dict:
     ev = result.eval_metrics
-    final = {"step": result.steps, "elapsed_s": result.train_seconds, "tokens_seen": result.tokens_seen, "eval_loss": ev["loss"]} if ev else None
+    final = (
+        {
+            "step": result.steps,
+            "elapsed_s": result.train_seconds,
+            "tokens_seen": result.tokens_seen,
+            "eval_loss": ev["loss"],
+        }
+        if ev
+        else None
+    )
     return {
         "label": spec.label,
         "family": spec.family,
@@ -183,7 +209,9 @@ def _default_prepare():
     return prepare_data
 
 
-def run_compare(config: CompareConfig, output_dir: str | Path, prepare: Callable | None = None, progress: bool = True) -> CompareResult:
+def run_compare(
+    config: CompareConfig, output_dir: str | Path, prepare: Callable | None = None, progress: bool = True
+) -> CompareResult:
     """Prepare data per seq_len, size, train, evaluate and sample every model, and write the report.
 
     prepare: `prepare_data(data_config, seq_len)`; tests pass a small stand-in.
@@ -201,16 +229,28 @@ def run_compare(config: CompareConfig, output_dir: str | Path, prepare: Callable
     rows = []
     for i, (original, spec) in enumerate(zip(config.models, models), 1):
         train_cfg = _train_config(config, spec, original.label, out)
-        print(f"[compare {i}/{len(models)}] training {spec.label} (lr {train_cfg.learning_rate:g}) -> {train_cfg.output_dir}", flush=True)
+        print(
+            f"[compare {i}/{len(models)}] training {spec.label} (lr {train_cfg.learning_rate:g}) -> {train_cfg.output_dir}",
+            flush=True,
+        )
         start = time.perf_counter()
         result = train(RunConfig(model=spec, data=config.data, train=train_cfg), prepared[spec.seq_len], resume=False)
         wall = time.perf_counter() - start
         examples = _examples(task, result, prepared[spec.seq_len], spec, config)
         rows.append(_row(spec, train_cfg, result, wall, examples))
     completion = config.train.objective == "completion"  # its eval loss is the completion loss (objectives/)
-    plot_curves({r["label"]: r["eval_curve"] for r in rows}, out, task, "eval completion loss (nats/token)" if completion else None)
+    plot_curves(
+        {r["label"]: r["eval_curve"] for r in rows},
+        out,
+        task,
+        "eval completion loss (nats/token)" if completion else None,
+    )
     # retrieval task: the trained models as embedders on held-out pairs (compare/retrieval.py)
-    retrieval = run_retrieval(config, {r["label"]: r["output_dir"] for r in rows}, out, progress) if config.retrieval.enabled else None
+    retrieval = (
+        run_retrieval(config, {r["label"]: r["output_dir"] for r in rows}, out, progress)
+        if config.retrieval.enabled
+        else None
+    )
     flags = _precision(config.train.precision)
     dtype = "bf16 autocast" if flags.get("bf16") else "fp16 autocast" if flags.get("fp16") else "fp32"
     report = write_report(out, config, task, rows, matches, environment(dtype), retrieval)

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import torch
 
-from .config import ReportConfig
 from ..data.examples import first_examples
-from ..training.metrics import IGNORE_INDEX
 from ..models import family_of
 from ..objectives import completion_settings, one_step_ids
+from ..training.metrics import IGNORE_INDEX
+from .config import ReportConfig
 
 
 def _prompt_ids(tokenizer, prompt: str, seq_len: int, add_bos: bool) -> list[int]:
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     if add_bos and tokenizer.bos_token_id is not None:
         ids = [tokenizer.bos_token_id, *ids]
-    return ids[-(seq_len // 2):]  # leave room to generate within the model's fixed length L
+    return ids[-(seq_len // 2) :]  # leave room to generate within the model's fixed length L
 
 
 def _one_step_samples(model, tokenizer, seq_len: int, settings: ReportConfig, add_bos: bool) -> list[dict[str, str]]:
@@ -26,12 +26,20 @@ def _one_step_samples(model, tokenizer, seq_len: int, settings: ReportConfig, ad
     prompts = [_prompt_ids(tokenizer, p, seq_len, add_bos) for p in settings.prompts]
     rows = one_step_ids(model, prompts, tokenizer.pad_token_id or 0).tolist()
     model.train(was_training)
-    return [{"prompt": p, "greedy": tokenizer.decode(r, skip_special_tokens=True), "sample": "(one-step completion: argmax only)"}
-            for p, r in zip(settings.prompts, rows)]
+    return [
+        {
+            "prompt": p,
+            "greedy": tokenizer.decode(r, skip_special_tokens=True),
+            "sample": "(one-step completion: argmax only)",
+        }
+        for p, r in zip(settings.prompts, rows)
+    ]
 
 
 @torch.no_grad()
-def generate_samples(model, tokenizer, seq_len: int, settings: ReportConfig, add_bos: bool = False) -> list[dict[str, str]]:
+def generate_samples(
+    model, tokenizer, seq_len: int, settings: ReportConfig, add_bos: bool = False
+) -> list[dict[str, str]]:
     """[{prompt, greedy, sample}] for settings.prompts; new tokens stay within seq_len (L).
 
     Bidirectional models (`predicts_in_place`) read the tokens after the one they predict, so
@@ -56,8 +64,10 @@ def generate_samples(model, tokenizer, seq_len: int, settings: ReportConfig, add
         )
         greedy = model.generate(input_ids, do_sample=False, **common)
         torch.manual_seed(settings.sample_seed)
-        sampled = model.generate(input_ids, do_sample=True, temperature=settings.temperature, top_k=settings.top_k, **common)
-        decode = lambda out: tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)  # noqa: E731
+        sampled = model.generate(
+            input_ids, do_sample=True, temperature=settings.temperature, top_k=settings.top_k, **common
+        )
+        decode = lambda out: tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)  # noqa: E731
         samples.append({"prompt": prompt, "greedy": decode(greedy), "sample": decode(sampled)})
     model.train(was_training)
     return samples
@@ -74,7 +84,9 @@ def reconstruction_samples(model, tokenizer, dataset, count: int) -> list[dict]:
     model.eval()
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in first_examples(dataset, count).items()}  # column -> (count, L)
-    predicted = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.argmax(-1)  # (count, L)
+    predicted = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.argmax(
+        -1
+    )  # (count, L)
     samples = []
     for labels, ids in zip(batch["labels"], predicted):
         scored = labels != IGNORE_INDEX  # (L,)
@@ -82,7 +94,9 @@ def reconstruction_samples(model, tokenizer, dataset, count: int) -> list[dict]:
             {
                 "input": tokenizer.decode(labels[scored], skip_special_tokens=True),
                 "reconstruction": tokenizer.decode(ids[scored], skip_special_tokens=True),
-                "token_accuracy": float((ids[scored] == labels[scored]).float().mean()) if scored.any() else float("nan"),
+                "token_accuracy": float((ids[scored] == labels[scored]).float().mean())
+                if scored.any()
+                else float("nan"),
             }
         )
     model.train(was_training)

@@ -87,10 +87,20 @@ def validate(obj: Any, source: str = "config", prefix: str = "") -> Any:
     for f in dataclasses.fields(obj):
         child = getattr(obj, f.name)
         key = f"{prefix}.{f.name}" if prefix else f.name
-        items = enumerate(child) if isinstance(child, list) else child.items() if isinstance(child, dict) else [(None, child)]
+        items = (
+            enumerate(child)
+            if isinstance(child, list)
+            else child.items()
+            if isinstance(child, dict)
+            else [(None, child)]
+        )
         for index, item in items:
             if dataclasses.is_dataclass(item) and not isinstance(item, type):
-                validate(item, source, key if index is None else f"{key}[{index}]" if isinstance(child, list) else f"{key}.{index}")
+                validate(
+                    item,
+                    source,
+                    key if index is None else f"{key}[{index}]" if isinstance(child, list) else f"{key}.{index}",
+                )
     _own_checks(obj, source, prefix)
     return obj
 
@@ -204,7 +214,9 @@ class ConfigLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent) and self.peek_event().anchor in self.anchors:  # undefined: PyYAML's error
             event = self.peek_event()
-            raise ConfigYamlError(f"line {event.start_mark.line + 1}: aliases (*{event.anchor}) are not allowed in config files")
+            raise ConfigYamlError(
+                f"line {event.start_mark.line + 1}: aliases (*{event.anchor}) are not allowed in config files"
+            )
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
@@ -214,7 +226,9 @@ class ConfigLoader(yaml.SafeLoader):
             if not isinstance(key, typing.Hashable):
                 continue  # SafeLoader's own construct_mapping refuses it
             if key in seen:
-                raise ConfigYamlError(f"line {key_node.start_mark.line + 1}: key {key!r} is written twice in one mapping")
+                raise ConfigYamlError(
+                    f"line {key_node.start_mark.line + 1}: key {key!r} is written twice in one mapping"
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -286,4 +300,22 @@ def save_yaml(obj: Any, path: str | os.PathLike) -> None:
     atomic_write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False))
 
 
-__all__ = ["InvalidValue", "SEED_LIMIT", "at_least", "check_seed_option", "is_seed", "require", "seeds", "validate", "apply_overrides", "from_dict", "load_config", "load_mapping", "load_yaml", "parse_override", "parse_yaml", "save_yaml", "to_dict"]
+__all__ = [
+    "InvalidValue",
+    "SEED_LIMIT",
+    "at_least",
+    "check_seed_option",
+    "is_seed",
+    "require",
+    "seeds",
+    "validate",
+    "apply_overrides",
+    "from_dict",
+    "load_config",
+    "load_mapping",
+    "load_yaml",
+    "parse_override",
+    "parse_yaml",
+    "save_yaml",
+    "to_dict",
+]

@@ -180,7 +180,11 @@ def save_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str,
 
     with atomic_path(path) as tmp:
         try:
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
+            save_file(
+                {k: v.contiguous() for k, v in tensors.items()},
+                str(tmp),
+                metadata={k: str(v) for k, v in (metadata or {}).items()},
+            )
         except SafetensorError as err:  # not an OSError: "No space left on device" comes as safetensors' own type
             raise UserError(f"{path}: cannot write ({reason(err)})") from None
 

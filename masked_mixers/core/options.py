@@ -40,7 +40,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         hidden = getattr(action, "deprecated_aliases", ())
         if not hidden:
             return super()._format_action_invocation(action)
-        shown = argparse.Action([s for s in action.option_strings if s not in hidden], action.dest, nargs=action.nargs, metavar=action.metavar)
+        shown = argparse.Action(
+            [s for s in action.option_strings if s not in hidden],
+            action.dest,
+            nargs=action.nargs,
+            metavar=action.metavar,
+        )
         return super()._format_action_invocation(shown)
 
 
@@ -56,12 +61,24 @@ class _StoreWithAliases(argparse._StoreAction):
 
 
 def add_output(
-    parser: argparse.ArgumentParser, *, folder: bool, help: str, dest: str | None = None, old: tuple[str, ...] = (), **kwargs: Any
+    parser: argparse.ArgumentParser,
+    *,
+    folder: bool,
+    help: str,
+    dest: str | None = None,
+    old: tuple[str, ...] = (),
+    **kwargs: Any,
 ) -> argparse.Action:
     """`--output-dir DIR` (folder=True) or `--output FILE`; `old` spellings stay accepted, hidden and deprecated."""
     name = "--output-dir" if folder else "--output"
     action = parser.add_argument(
-        name, *old, dest=dest or name[2:].replace("-", "_"), metavar="DIR" if folder else "FILE", action=_StoreWithAliases, help=help, **kwargs
+        name,
+        *old,
+        dest=dest or name[2:].replace("-", "_"),
+        metavar="DIR" if folder else "FILE",
+        action=_StoreWithAliases,
+        help=help,
+        **kwargs,
     )
     action.deprecated_aliases = tuple(old)
     return action
@@ -69,12 +86,18 @@ def add_output(
 
 def add_device(parser: argparse.ArgumentParser, what: str = "the model") -> None:
     """`--device`: where `what` runs; `auto` is CUDA when available, else Apple's MPS, else the CPU."""
-    parser.add_argument("--device", default="auto", help=f"where {what} runs: auto, cpu, cuda, cuda:N or mps (auto: cuda if available, then mps, then cpu)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help=f"where {what} runs: auto, cpu, cuda, cuda:N or mps (auto: cuda if available, then mps, then cpu)",
+    )
 
 
 def add_no_progress(parser: argparse.ArgumentParser) -> None:
     """`--no-progress`; the command calls `hide_progress(args)` before it starts work."""
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (the Trainer's included), e.g. for log files")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (the Trainer's included), e.g. for log files"
+    )
 
 
 def hide_progress(args: argparse.Namespace) -> None:
@@ -93,7 +116,9 @@ def hide_progress(args: argparse.Namespace) -> None:
 def add_trust_remote_code(parser: argparse.ArgumentParser) -> None:
     """`--trust-remote-code`: off by default, so a model folder is data and none of its Python code runs."""
     parser.add_argument(
-        "--trust-remote-code", action="store_true", help="allow a model folder's own Python code to run (off: a model folder is data)"
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a model folder's own Python code to run (off: a model folder is data)",
     )
 
 

@@ -15,7 +15,6 @@ from typing import Any
 from tqdm.auto import tqdm
 
 
-
 def progress_hidden() -> bool:
     """Whether progress bars are off: `--no-progress` (options.hide_progress), or TQDM_DISABLE set by the user."""
     return os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes")

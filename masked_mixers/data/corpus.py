@@ -58,7 +58,9 @@ def resolve_source(source: str | Sequence[str]) -> list[Path] | str:
         if not path.is_file():
             raise UserError(f"{item}: corpus file not found")
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            raise UserError(f"{item}: unsupported corpus file type {path.suffix!r} (use {', '.join(SUPPORTED_SUFFIXES)})")
+            raise UserError(
+                f"{item}: unsupported corpus file type {path.suffix!r} (use {', '.join(SUPPORTED_SUFFIXES)})"
+            )
         paths.append(path)
     return paths
 
@@ -106,7 +108,9 @@ def _lines(path: str | Path) -> Iterator[str]:
             for number, line in enumerate(handle, 1):
                 yield line
         except UnicodeDecodeError:
-            raise UserError(f"{path}: not valid UTF-8 text at or after line {number + 1} (did the file change while being read?)") from None
+            raise UserError(
+                f"{path}: not valid UTF-8 text at or after line {number + 1} (did the file change while being read?)"
+            ) from None
 
 
 def _txt_documents(path: str, by_marker: bool, limit: int | None, identity: dict) -> Iterator[dict]:
@@ -149,7 +153,12 @@ def _no_documents() -> datasets.Dataset:
 
 
 def _load_txt(path: Path, max_documents: int | None) -> datasets.Dataset:
-    kwargs = {"path": str(path), "by_marker": _scan_text_file(path), "limit": max_documents, "identity": file_identity(path)}
+    kwargs = {
+        "path": str(path),
+        "by_marker": _scan_text_file(path),
+        "limit": max_documents,
+        "identity": file_identity(path),
+    }
     if next(_txt_documents(**kwargs), None) is None:  # datasets cannot build a table from no rows
         return _no_documents()
     return _from_generator(_txt_documents, kwargs)
@@ -182,7 +191,9 @@ def _json_records(path: Path) -> Iterator[tuple[int, object]]:
 
 def _json_text(path: Path, number: int, record: object, text_field: str) -> str | None:
     if not isinstance(record, dict):
-        raise UserError(f"{path}: line {number} is a JSON {type(record).__name__}, not an object with a {text_field!r} field")
+        raise UserError(
+            f"{path}: line {number} is a JSON {type(record).__name__}, not an object with a {text_field!r} field"
+        )
     if text_field not in record:
         fields = ", ".join(map(str, record)) or "none"
         raise UserError(f"{path}: no text field {text_field!r} (fields: {fields}); set data.text_field")
@@ -225,7 +236,9 @@ def _load_parquet(path: Path, text_field: str) -> datasets.Dataset:
 
 def _text_column(table: datasets.Dataset, text_field: str, where: str) -> datasets.Dataset:
     if text_field not in table.column_names:
-        raise UserError(f"{where}: no text field {text_field!r} (fields: {', '.join(table.column_names)}); set data.text_field")
+        raise UserError(
+            f"{where}: no text field {text_field!r} (fields: {', '.join(table.column_names)}); set data.text_field"
+        )
     feature = table.features[text_field]
     if getattr(feature, "dtype", None) not in ("string", "large_string"):
         raise UserError(f"{where}: field {text_field!r} holds {feature}, not text")
@@ -273,7 +286,9 @@ def load_corpus(
             if suffix in TEXT_SUFFIXES:
                 parts.append(_load_txt(path, max_documents))
             else:
-                parts.append(_load_json(path, text_field) if suffix in JSON_SUFFIXES else _load_parquet(path, text_field))
+                parts.append(
+                    _load_json(path, text_field) if suffix in JSON_SUFFIXES else _load_parquet(path, text_field)
+                )
     corpus = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     corpus = corpus.filter(_has_text, batched=True, desc="dropping empty documents")
     if len(corpus) == 0:

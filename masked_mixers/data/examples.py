@@ -59,7 +59,9 @@ class Layout:
         return datasets.Features({"input_ids": ids, "num_bytes": datasets.Value("uint32")})
 
     def to_dict(self) -> dict:
-        return dict(seq_len=self.seq_len, packed=self.packed, padding_side=self.padding_side, pad_token_id=self.pad_token_id)
+        return dict(
+            seq_len=self.seq_len, packed=self.packed, padding_side=self.padding_side, pad_token_id=self.pad_token_id
+        )
 
 
 def utf8_length(text: str) -> int:
@@ -74,7 +76,9 @@ def token_bytes(text: str, offsets: list[tuple[int, int]]) -> np.ndarray:
     tokenizer folds into a neighbour are counted once, and two byte-level tokens sharing one
     multi-byte character give it to the first.
     """
-    flat = np.fromiter(chain.from_iterable(offsets), dtype=np.int64, count=2 * len(offsets))  # (start, end) pairs, read in C
+    flat = np.fromiter(
+        chain.from_iterable(offsets), dtype=np.int64, count=2 * len(offsets)
+    )  # (start, end) pairs, read in C
     ends = np.maximum.accumulate(flat[1::2]) if len(offsets) else flat
     if not text.isascii():
         code_points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
@@ -132,7 +136,14 @@ class EncodedDocument:
             widths.append(token_bytes(piece, encoding.offsets))
         doc = cls.__new__(cls)
         real = sum(len(w) for w in widths)
-        doc.__setstate__((np.concatenate(ids + [np.asarray(tail, dtype=np.int64)]), len(head), real, np.cumsum(np.concatenate(widths))))
+        doc.__setstate__(
+            (
+                np.concatenate(ids + [np.asarray(tail, dtype=np.int64)]),
+                len(head),
+                real,
+                np.cumsum(np.concatenate(widths)),
+            )
+        )
         return doc
 
 
@@ -225,9 +236,17 @@ def pack_rows(encoded: list[EncodedDocument], seq_len: int) -> dict:
     bytes_before = np.cumsum([0] + [doc.prefix_bytes(len(doc.ids)) for doc in encoded])  # same, in bytes
     cuts = np.arange(blocks + 1) * seq_len
     inside = np.searchsorted(doc_starts, cuts, side="right") - 1  # the document each cut falls in
-    prefix = np.array([bytes_before[d] + (encoded[d].prefix_bytes(int(c - doc_starts[d])) if d < len(encoded) else 0)
-                       for c, d in zip(cuts, inside)], dtype=np.int64)
-    return {"input_ids": stream[: blocks * seq_len].reshape(blocks, seq_len), "num_bytes": np.diff(prefix)}  # (blocks, L), (blocks,)
+    prefix = np.array(
+        [
+            bytes_before[d] + (encoded[d].prefix_bytes(int(c - doc_starts[d])) if d < len(encoded) else 0)
+            for c, d in zip(cuts, inside)
+        ],
+        dtype=np.int64,
+    )
+    return {
+        "input_ids": stream[: blocks * seq_len].reshape(blocks, seq_len),
+        "num_bytes": np.diff(prefix),
+    }  # (blocks, L), (blocks,)
 
 
 def expand_batch(batch: dict, layout: Layout) -> dict:

@@ -26,9 +26,9 @@ import datasets
 import pyarrow as pa
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from ..runs.config import DataConfig
 from ..core.errors import UserError, reason
 from ..core.files import atomic_write_json, check_output_dir
+from ..runs.config import DataConfig
 from ..runs.layout import check_padding_side
 from .cache import build_lock, discard, fingerprint, publish_work, remove_dead_builds, slug, work_dir
 from .corpus import corpus_identity, resolve_source
@@ -79,7 +79,10 @@ def _check(data: DataConfig, seq_len: int) -> None:
 def fingerprint_inputs(data: DataConfig, seq_len: int) -> dict:
     """Everything that determines the prepared examples, as JSON-able data (not the worker count)."""
     held_out = (
-        {"corpus": corpus_identity(data.eval_source, data.eval_split, _eval_config_name(data)), "max_documents": data.max_eval_documents}
+        {
+            "corpus": corpus_identity(data.eval_source, data.eval_split, _eval_config_name(data)),
+            "max_documents": data.max_eval_documents,
+        }
         if data.eval_source is not None
         else {"fraction": data.eval_fraction, "max_documents": data.max_eval_documents}
     )
@@ -141,11 +144,15 @@ def _check_counts(data: DataConfig, seq_len: int, totals: dict) -> None:
         raise UserError(f"{_where(data.eval_source)}: empty corpus (no documents with text)")
     if totals["train"]["documents"] == 0:
         if data.eval_source is None and totals["eval"]["documents"]:
-            raise UserError(f"data.source: {totals['eval']['documents']} document(s) are too few to split off an eval set; set data.eval_source")
+            raise UserError(
+                f"data.source: {totals['eval']['documents']} document(s) are too few to split off an eval set; set data.eval_source"
+            )
         raise UserError(f"{_where(data.source)}: empty corpus (no documents with text)")
     for split in SPLITS:
         if totals[split]["examples"] == 0:
-            raise UserError(f"data.source: the {split} documents hold fewer than seq_len={seq_len} tokens, no example can be packed")
+            raise UserError(
+                f"data.source: the {split} documents hold fewer than seq_len={seq_len} tokens, no example can be packed"
+            )
 
 
 def _training_sample(data: DataConfig):
@@ -159,7 +166,9 @@ def _tokenizer(data: DataConfig, work: Path) -> PreTrainedTokenizerBase:
     saved = work / "tokenizer"
     if saved.is_dir():
         return AutoTokenizer.from_pretrained(str(saved))
-    tokenizer = load_tokenizer(data.tokenizer) if data.tokenizer else train_tokenizer(_training_sample(data), data.vocab_size)
+    tokenizer = (
+        load_tokenizer(data.tokenizer) if data.tokenizer else train_tokenizer(_training_sample(data), data.vocab_size)
+    )
     staging = work / ".tokenizer.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     tokenizer.save_pretrained(str(staging))
@@ -168,11 +177,20 @@ def _tokenizer(data: DataConfig, work: Path) -> PreTrainedTokenizerBase:
 
 
 def layout_of(data: DataConfig, seq_len: int, tokenizer) -> Layout:
-    return Layout(seq_len=seq_len, packed=data.packing, padding_side=data.padding_side, pad_token_id=tokenizer.pad_token_id)
+    return Layout(
+        seq_len=seq_len, packed=data.packing, padding_side=data.padding_side, pad_token_id=tokenizer.pad_token_id
+    )
 
 
 def _spec(data: DataConfig, seq_len: int, tokenizer, max_tokens: int | None) -> ShardSpec:
-    return ShardSpec(layout_of(data, seq_len, tokenizer), len(tokenizer), data.add_bos, data.add_eos, data.shard_documents, max_tokens)
+    return ShardSpec(
+        layout_of(data, seq_len, tokenizer),
+        len(tokenizer),
+        data.add_bos,
+        data.add_eos,
+        data.shard_documents,
+        max_tokens,
+    )
 
 
 def _source_bytes(data: DataConfig) -> int | None:
@@ -197,14 +215,23 @@ def _build(work: Path, data: DataConfig, seq_len: int, inputs: dict, progress: b
             records = build_shards(labelled_documents(data), encoder, spec, work, bar)
     finally:
         bar.close()
-    totals = {split: {key: sum(r.counts[split][key] for r in records) for key in ("documents", "examples", "tokens", "bytes")} for split in SPLITS}
+    totals = {
+        split: {key: sum(r.counts[split][key] for r in records) for key in ("documents", "examples", "tokens", "bytes")}
+        for split in SPLITS
+    }
     _check_counts(data, seq_len, totals)
     files = {split: shard_files(work, split, records) for split in SPLITS}
     stats = {"vocab_size": len(tokenizer), **{f"{s}_{k}": v for s in SPLITS for k, v in totals[s].items()}}
     stats.update({f"{s}_disk_bytes": sum((work / name).stat().st_size for name in files[s]) for s in SPLITS})
     train, held_out = (_open(work, files[split], spec.layout) for split in SPLITS)
     stats["unigram_baseline"] = unigram_baseline_from_counts(stored_token_counts(train), held_out, len(tokenizer))
-    manifest = {"format_version": FORMAT_VERSION, "inputs": inputs, "layout": spec.layout.to_dict(), "files": files, "stats": stats}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "inputs": inputs,
+        "layout": spec.layout.to_dict(),
+        "files": files,
+        "stats": stats,
+    }
     atomic_write_json(work / MANIFEST, manifest)
 
 
@@ -214,7 +241,9 @@ def _allow_open_files(count: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = count + 256
     if soft != resource.RLIM_INFINITY and soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard))
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard)
+        )
 
 
 def _open(path: Path, files: list[str], layout: Layout) -> datasets.Dataset:
@@ -235,15 +264,27 @@ def load_prepared(path: Path, reused: bool = True) -> PreparedData:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
         version = manifest_version(manifest)
         if version != FORMAT_VERSION:
-            raise UserError(f"{path}: prepared-data format {version}, this version reads {FORMAT_VERSION}; run prepare again to rebuild it")
+            raise UserError(
+                f"{path}: prepared-data format {version}, this version reads {FORMAT_VERSION}; run prepare again to rebuild it"
+            )
         layout = Layout(**manifest["layout"])
         train, held_out = (_open(path, manifest["files"][split], layout) for split in SPLITS)
         tokenizer = AutoTokenizer.from_pretrained(str(path / "tokenizer"))
     except UserError:
         raise
     except Exception as err:  # files removed or edited by hand
-        raise UserError(f"{path}: damaged prepared-data cache ({reason(err)}); delete the directory to rebuild it") from None
-    return PreparedData(train=train, eval=held_out, tokenizer=tokenizer, cache_path=path, stats=manifest["stats"], reused=reused, layout=layout)
+        raise UserError(
+            f"{path}: damaged prepared-data cache ({reason(err)}); delete the directory to rebuild it"
+        ) from None
+    return PreparedData(
+        train=train,
+        eval=held_out,
+        tokenizer=tokenizer,
+        cache_path=path,
+        stats=manifest["stats"],
+        reused=reused,
+        layout=layout,
+    )
 
 
 def _current(path: Path) -> bool:
@@ -278,7 +319,9 @@ def prepare_data(data: DataConfig, seq_len: int, progress: bool = True) -> Prepa
     with build_lock(path) as lock:
         if _current(path):  # another process built it while we waited
             return load_prepared(path, reused=True)
-        remove_dead_builds(path.parent)  # temporary builds of killed processes (a `.partial` work folder is resumed instead)
+        remove_dead_builds(
+            path.parent
+        )  # temporary builds of killed processes (a `.partial` work folder is resumed instead)
         work = work_dir(path)
         try:
             with _progress_bars(progress):
@@ -303,8 +346,14 @@ def prepare_eval_data(data: DataConfig, seq_len: int, progress: bool = True) -> 
     split = data.eval_split if data.eval_source is not None else data.split
     tokenizer = load_tokenizer(data.tokenizer)
     spec = _spec(data, seq_len, tokenizer, None)
-    texts = stream_texts(source, split=split, text_field=data.text_field, lowercase=data.lowercase,
-                         config_name=data.config_name, max_documents=data.max_eval_documents)
+    texts = stream_texts(
+        source,
+        split=split,
+        text_field=data.text_field,
+        lowercase=data.lowercase,
+        config_name=data.config_name,
+        max_documents=data.max_eval_documents,
+    )
     tables = []
     with Encoder(tokenizer, 1) as encoder:
         while shard := list(islice(texts, data.shard_documents)):
@@ -313,6 +362,8 @@ def prepare_eval_data(data: DataConfig, seq_len: int, progress: bool = True) -> 
         raise UserError(f"{_where(source)}: empty corpus (no documents with text)")
     table = pa.concat_tables(tables)
     if table.num_rows == 0:
-        raise UserError(f"data.source: the eval documents hold fewer than seq_len={seq_len} tokens, no example can be packed")
+        raise UserError(
+            f"data.source: the eval documents hold fewer than seq_len={seq_len} tokens, no example can be packed"
+        )
     stored = datasets.Dataset(table, info=datasets.DatasetInfo(features=spec.layout.features(spec.vocab_size)))
     return as_examples(stored, spec.layout)

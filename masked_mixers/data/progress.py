@@ -16,7 +16,9 @@ class PrepareProgress:
     def __init__(self, enabled: bool, max_tokens: int | None = None, source_bytes: int | None = None):
         self.max_tokens, self.source_bytes = max_tokens, source_bytes
         self.text_bytes = self.tokens = 0
-        self.bar = progress_bar(total=max_tokens, unit="tok", unit_scale=True, desc="preparing", disable=not enabled, dynamic_ncols=True)
+        self.bar = progress_bar(
+            total=max_tokens, unit="tok", unit_scale=True, desc="preparing", disable=not enabled, dynamic_ncols=True
+        )
 
     def __call__(self, record, reused: bool) -> None:
         counts = record.counts

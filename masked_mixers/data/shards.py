@@ -78,7 +78,9 @@ class Encoder:
             try:
                 self.pool = multiprocessing.get_context("fork").Pool(self.num_proc, _init_worker, (self.tokenizer,))
             finally:
-                os.environ.pop("TOKENIZERS_PARALLELISM") if before is None else os.environ.update(TOKENIZERS_PARALLELISM=before)
+                os.environ.pop("TOKENIZERS_PARALLELISM") if before is None else os.environ.update(
+                    TOKENIZERS_PARALLELISM=before
+                )
 
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
@@ -158,7 +160,9 @@ def _shards(documents: Iterator[tuple[str, str]], size: int) -> Iterator[list[tu
         yield shard
 
 
-def _build_shard(index: int, docs: list[tuple[str, str]], encoder, spec: ShardSpec, out: Path, budget: int | None) -> ShardRecord:
+def _build_shard(
+    index: int, docs: list[tuple[str, str]], encoder, spec: ShardSpec, out: Path, budget: int | None
+) -> ShardRecord:
     counts, capped = {}, False
     for split in SPLITS:
         texts = [text for label, text in docs if label == split]
@@ -171,15 +175,22 @@ def _build_shard(index: int, docs: list[tuple[str, str]], encoder, spec: ShardSp
         if n:
             _write_table(rows_table(rows, spec), out / split / f"{shard_name(index)}.arrow")
         counts[split] = {
-            "documents": len(texts), "examples": n, "tokens": int(row_tokens(rows).sum()) if n else 0,
-            "bytes": int(np.sum(rows["num_bytes"])) if n else 0, "text_bytes": sum(map(utf8_length, texts)),
+            "documents": len(texts),
+            "examples": n,
+            "tokens": int(row_tokens(rows).sum()) if n else 0,
+            "bytes": int(np.sum(rows["num_bytes"])) if n else 0,
+            "text_bytes": sum(map(utf8_length, texts)),
         }
     record = ShardRecord(index, counts, capped)
-    atomic_write_json(out / "shards" / f"{shard_name(index)}.json", {"index": index, "counts": counts, "capped": capped})
+    atomic_write_json(
+        out / "shards" / f"{shard_name(index)}.json", {"index": index, "counts": counts, "capped": capped}
+    )
     return record
 
 
-def build_shards(documents: Iterator[tuple[str, str]], encoder, spec: ShardSpec, out: Path, progress=None) -> list[ShardRecord]:
+def build_shards(
+    documents: Iterator[tuple[str, str]], encoder, spec: ShardSpec, out: Path, progress=None
+) -> list[ShardRecord]:
     """Write every shard of `documents` under out/{train,eval,shards}, reusing finished ones.
 
     Returns the records of all shards, in order. `progress(record, reused)` is told of each.

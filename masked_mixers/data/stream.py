@@ -18,8 +18,8 @@ from pathlib import Path
 
 import datasets
 
-from ..runs.config import DataConfig
 from ..core.errors import UserError, reason
+from ..runs.config import DataConfig
 from .corpus import JSON_SUFFIXES, TEXT_SUFFIXES, _json_documents, _scan_text_file, _txt_documents, resolve_source
 
 
@@ -58,11 +58,19 @@ def _file_texts(path: Path, text_field: str) -> Iterator[str | None]:
         _scan_text_file(path)
         yield from (r["text"] for r in _json_documents(str(path), text_field, {}))
     elif path.stat().st_size:  # parquet, through datasets' streaming builder like a hub dataset
-        yield from _guarded(_streamed("parquet", None, "train", str(path), data_files=[str(path)]), text_field, str(path))
+        yield from _guarded(
+            _streamed("parquet", None, "train", str(path), data_files=[str(path)]), text_field, str(path)
+        )
 
 
-def stream_texts(source: str | list[str], split: str = "train", text_field: str = "text", config_name: str | None = None,
-                 lowercase: bool = False, max_documents: int | None = None) -> Iterator[str]:
+def stream_texts(
+    source: str | list[str],
+    split: str = "train",
+    text_field: str = "text",
+    config_name: str | None = None,
+    lowercase: bool = False,
+    max_documents: int | None = None,
+) -> Iterator[str]:
     """Non-empty documents of a hub dataset (streamed) or of local files, in order; the first
     `max_documents` of them when given."""
     resolved = resolve_source(source)
@@ -98,7 +106,9 @@ def labelled_documents(data: DataConfig) -> Iterator[tuple[str, str]]:
     options = dict(text_field=data.text_field, lowercase=data.lowercase, config_name=data.config_name)
     train = stream_texts(data.source, split=data.split, max_documents=data.max_documents, **options)
     if data.eval_source is not None:
-        held_out = stream_texts(data.eval_source, split=data.eval_split, max_documents=data.max_eval_documents, **options)
+        held_out = stream_texts(
+            data.eval_source, split=data.eval_split, max_documents=data.max_eval_documents, **options
+        )
         yield from (("eval", text) for text in held_out)
         yield from (("train", text) for text in train)
         return

@@ -46,7 +46,9 @@ def train_tokenizer(texts: Iterable[str] | datasets.Dataset, vocab_size: int = 4
     """
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     if vocab_size < len(alphabet) + 2:
-        raise UserError(f"data.vocab_size: {vocab_size} is too small for a byte-level BPE (at least {len(alphabet) + 2})")
+        raise UserError(
+            f"data.vocab_size: {vocab_size} is too small for a byte-level BPE (at least {len(alphabet) + 2})"
+        )
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
@@ -66,7 +68,9 @@ def train_tokenizer(texts: Iterable[str] | datasets.Dataset, vocab_size: int = 4
         except Exception as err:
             failures.append(err)
 
-    backend.train_from_iterator(batches(), trainer=trainer, length=len(texts) if isinstance(texts, datasets.Dataset) else None)
+    backend.train_from_iterator(
+        batches(), trainer=trainer, length=len(texts) if isinstance(texts, datasets.Dataset) else None
+    )
     if failures:
         raise failures[0]
     return PreTrainedTokenizerFast(

@@ -7,10 +7,27 @@ objectives.py: self-speculative decoding with MTP heads; one-step completion.
 """
 
 from .full_window import full_window_generate
-from .generate import check_length, cut_at_stop, encode_prompts, generate_ids, generate_text, require_causal_lm, sampling_kwargs
+from .generate import (
+    check_length,
+    cut_at_stop,
+    encode_prompts,
+    generate_ids,
+    generate_text,
+    require_causal_lm,
+    sampling_kwargs,
+)
 from .objectives import one_step_text, speculative_ids, speculative_text
 
 __all__ = [
-    "check_length", "cut_at_stop", "encode_prompts", "full_window_generate", "generate_ids", "generate_text", "one_step_text",
-    "require_causal_lm", "sampling_kwargs", "speculative_ids", "speculative_text",
+    "check_length",
+    "cut_at_stop",
+    "encode_prompts",
+    "full_window_generate",
+    "generate_ids",
+    "generate_text",
+    "one_step_text",
+    "require_causal_lm",
+    "sampling_kwargs",
+    "speculative_ids",
+    "speculative_text",
 ]

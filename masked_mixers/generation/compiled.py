@@ -112,7 +112,9 @@ def _check(model, input_ids: torch.Tensor, max_new_tokens: int, graphs: bool) ->
 
 
 @torch.inference_mode()
-def static_greedy_generate(model, input_ids: torch.Tensor, max_new_tokens: int, graphs: bool = True, times: dict | None = None) -> torch.Tensor:
+def static_greedy_generate(
+    model, input_ids: torch.Tensor, max_new_tokens: int, graphs: bool = True, times: dict | None = None
+) -> torch.Tensor:
     """input_ids (b, t), unpadded -> (b, t + max_new_tokens): greedy continuation, as generate(do_sample=False).
 
     times: if given, filled with seconds (each read after a device sync): prefill_s (to the first

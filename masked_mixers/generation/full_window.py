@@ -16,7 +16,9 @@ from ..models import context_length
 
 
 @torch.inference_mode()
-def full_window_generate(model, ids: torch.Tensor, new_tokens: int, pad_token_id: int = 0, times: list | None = None) -> torch.Tensor:
+def full_window_generate(
+    model, ids: torch.Tensor, new_tokens: int, pad_token_id: int = 0, times: list | None = None
+) -> torch.Tensor:
     """Greedy decoding the paper's way: ids (b, t) -> (b, t + new_tokens).
 
     The window holds the text so far, left-aligned and padded on the right to L = context length

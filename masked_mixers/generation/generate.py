@@ -21,10 +21,9 @@ ran the model over a full L-token window instead (full_window.py; `bench generat
 
 from __future__ import annotations
 
-import math
-
 import contextlib
 import logging
+import math
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -63,7 +62,11 @@ def _encode(tokenizer: PreTrainedTokenizerBase, prompt: str | list[int]) -> list
 
 
 def encode_prompts(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str] | list[list[int]], max_new_tokens: int, padding_side: str | None = None
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str] | list[list[int]],
+    max_new_tokens: int,
+    padding_side: str | None = None,
 ) -> dict[str, torch.Tensor]:
     """input_ids and attention_mask (b, width) laid out as the module docstring says; prompts are texts or token ids."""
     if not prompts:
@@ -139,7 +142,9 @@ def require_causal_lm(model: PreTrainedModel, where: str) -> None:
     """UserError unless `model` continues text left to right (bidirectional models and autoencoders do not)."""
     family = family_of(model)
     if not family.capabilities.generates:
-        raise UserError(f"{where}: a {family.name} model does not continue text left to right; give a causal language model")
+        raise UserError(
+            f"{where}: a {family.name} model does not continue text left to right; give a causal language model"
+        )
 
 
 def check_length(model: PreTrainedModel, prompt_width: int, max_new_tokens: int) -> None:
@@ -160,7 +165,9 @@ def cut_at_stop(text: str, stop_strings: list[str] | None) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-def generate_text(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int = 100, **kwargs) -> list[str]:
+def generate_text(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int = 100, **kwargs
+) -> list[str]:
     """The continuation of each prompt (without the prompt, cut before a stop string); keyword arguments as `generate_ids`."""
     texts = []
     for row in generate_ids(model, tokenizer, prompts, max_new_tokens, **kwargs).tolist():
@@ -170,4 +177,12 @@ def generate_text(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pr
     return texts
 
 
-__all__ = ["check_length", "cut_at_stop", "require_causal_lm", "encode_prompts", "generate_ids", "generate_text", "sampling_kwargs"]
+__all__ = [
+    "check_length",
+    "cut_at_stop",
+    "require_causal_lm",
+    "encode_prompts",
+    "generate_ids",
+    "generate_text",
+    "sampling_kwargs",
+]

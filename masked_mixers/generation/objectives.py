@@ -23,10 +23,14 @@ def _decode(tokenizer: PreTrainedTokenizerBase, row: list[int]) -> str:
     return tokenizer.decode(row, skip_special_tokens=True)
 
 
-def speculative_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int) -> tuple[list[list[int]], dict]:
+def speculative_ids(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int
+) -> tuple[list[list[int]], dict]:
     """Greedy new ids per prompt (each decoded alone), and {"passes", "tokens"} summed over prompts."""
     if not can_speculate(model):
-        raise UserError("--speculative: the model was not trained with train.objective: mtp, mtp_mode: heads, mtp_tokens >= 2")
+        raise UserError(
+            "--speculative: the model was not trained with train.objective: mtp, mtp_mode: heads, mtp_tokens >= 2"
+        )
     if max_new_tokens < 1:
         raise UserError(f"max_new_tokens: must be >= 1, got {max_new_tokens}")
     rows, totals = [], {"passes": 0, "tokens": 0}

@@ -13,9 +13,30 @@ import importlib
 import transformers
 
 from .ablated_llama import AblatedLlamaConfig, AblatedLlamaForCausalLM, AblatedLlamaModel
-from .autoencoder import AutoencodingMixer, AutoencodingMixerConfig, AutoencodingTransformer, AutoencodingTransformerConfig
-from .bidirectional import BidirectionalLlamaConfig, BidirectionalLlamaLM, BidirectionalMixerConfig, BidirectionalMixerLM
-from .family import AUTOENCODE, CAUSAL_LM, TASKS, Capabilities, Family, FlopCount, Knob, context_length, default_label, lm_head_flops
+from .autoencoder import (
+    AutoencodingMixer,
+    AutoencodingMixerConfig,
+    AutoencodingTransformer,
+    AutoencodingTransformerConfig,
+)
+from .bidirectional import (
+    BidirectionalLlamaConfig,
+    BidirectionalLlamaLM,
+    BidirectionalMixerConfig,
+    BidirectionalMixerLM,
+)
+from .family import (
+    AUTOENCODE,
+    CAUSAL_LM,
+    TASKS,
+    Capabilities,
+    Family,
+    FlopCount,
+    Knob,
+    context_length,
+    default_label,
+    lm_head_flops,
+)
 from .linear_mixer import LinearMixerConfig, LinearMixerForCausalLM, LinearMixerModel
 from .masked_mixer import MaskedMixerConfig, MaskedMixerForCausalLM, MaskedMixerModel
 from .transfixer import TransfixerConfig, TransfixerForCausalLM, TransfixerModel
@@ -32,7 +53,9 @@ FAMILY_PACKAGES = (
     "bidirectional",
 )
 FAMILIES: dict[str, Family] = {
-    family.name: family for package in FAMILY_PACKAGES for family in importlib.import_module(f"{__name__}.{package}").FAMILIES
+    family.name: family
+    for package in FAMILY_PACKAGES
+    for family in importlib.import_module(f"{__name__}.{package}").FAMILIES
 }
 _BY_MODEL_TYPE = {family.model_type: family for family in FAMILIES.values()}
 
@@ -44,7 +67,9 @@ def family_of(model_or_config) -> Family:
         config = getattr(model_or_config, "config_class", model_or_config)
     model_type = getattr(config, "model_type", None)
     if model_type not in _BY_MODEL_TYPE:
-        raise ValueError(f"model_type {model_type!r} belongs to no family of this package ({', '.join(_BY_MODEL_TYPE)})")
+        raise ValueError(
+            f"model_type {model_type!r} belongs to no family of this package ({', '.join(_BY_MODEL_TYPE)})"
+        )
     return _BY_MODEL_TYPE[model_type]
 
 

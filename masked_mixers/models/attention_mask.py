@@ -16,7 +16,9 @@ from __future__ import annotations
 import torch
 
 
-def causal_attention_bias(attention_mask: torch.Tensor | None, length: int, dtype: torch.dtype, device=None) -> torch.Tensor:
+def causal_attention_bias(
+    attention_mask: torch.Tensor | None, length: int, dtype: torch.dtype, device=None
+) -> torch.Tensor:
     """Additive attention mask (b or 1, 1, t, t) for t = `length` positions.
 
     0 where query i may read key j: j <= i and j is a real token (`attention_mask` 1), or j == i;

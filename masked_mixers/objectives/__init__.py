@@ -18,7 +18,14 @@ from __future__ import annotations
 from ..core.errors import UserError
 from ..models import family_of
 from .base import OBJECTIVE_KEY, objective_config, record, restore_modules
-from .completion import attach_mask, completion_eval_sums, completion_forward, completion_labels, completion_settings, one_step_ids
+from .completion import (
+    attach_mask,
+    completion_eval_sums,
+    completion_forward,
+    completion_labels,
+    completion_settings,
+    one_step_ids,
+)
 from .mtp import MODES, attach_heads, mtp_compute_loss, mtp_eval_sums, mtp_settings
 from .speculative import can_speculate, speculative_greedy
 
@@ -99,7 +106,9 @@ def compute_loss(model, inputs: dict, num_items_in_batch=None):
     settings = objective_config(model) or {"name": "clm"}
     extra = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
     if settings["name"] == "completion":
-        out = completion_forward(model, inputs["input_ids"], inputs.get("attention_mask"), inputs["labels"], num_items_in_batch)
+        out = completion_forward(
+            model, inputs["input_ids"], inputs.get("attention_mask"), inputs["labels"], num_items_in_batch
+        )
         return out.loss, out
     if settings["name"] == "mtp" and model.training:
         return mtp_compute_loss(model, inputs, settings["tokens"], settings["mode"], num_items_in_batch)
@@ -120,17 +129,35 @@ def objective_metrics(model, batches) -> dict[str, float]:
     if settings["name"] == "mtp":
         totals = None
         for batch in batches:
-            sums = mtp_eval_sums(model, {k: v.to(device) for k, v in batch.items()}, settings["tokens"], settings["mode"])
+            sums = mtp_eval_sums(
+                model, {k: v.to(device) for k, v in batch.items()}, settings["tokens"], settings["mode"]
+            )
             totals = sums if totals is None else [(a + c, b + d) for (a, b), (c, d) in zip(totals, sums)]
         return {f"mtp_loss_{i}": nats / max(count, 1) for i, (nats, count) in enumerate(totals or [])}
     nats = count = right = 0
     for batch in batches:
         n, c, r = completion_eval_sums(model, {k: v.to(device) for k, v in batch.items()})
         nats, count, right = nats + n, count + c, right + r
-    return {"completion_loss": nats / max(count, 1), "completion_token_accuracy": right / max(count, 1), "completion_tokens": count}
+    return {
+        "completion_loss": nats / max(count, 1),
+        "completion_token_accuracy": right / max(count, 1),
+        "completion_tokens": count,
+    }
 
 
 __all__ = [
-    "OBJECTIVES", "OBJECTIVE_KEY", "can_speculate", "check_objective", "completion_settings", "compute_loss", "data_collator",
-    "mtp_settings", "objective_config", "objective_metrics", "one_step_ids", "prepare_model", "restore", "speculative_greedy",
+    "OBJECTIVES",
+    "OBJECTIVE_KEY",
+    "can_speculate",
+    "check_objective",
+    "completion_settings",
+    "compute_loss",
+    "data_collator",
+    "mtp_settings",
+    "objective_config",
+    "objective_metrics",
+    "one_step_ids",
+    "prepare_model",
+    "restore",
+    "speculative_greedy",
 ]

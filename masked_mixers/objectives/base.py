@@ -35,7 +35,9 @@ def record(model, settings: dict) -> None:
     setattr(model.config, OBJECTIVE_KEY, dict(settings))
 
 
-def shifted_ce(logits: torch.Tensor, labels: torch.Tensor, ahead: int, num_items: int | torch.Tensor | None = None) -> torch.Tensor:
+def shifted_ce(
+    logits: torch.Tensor, labels: torch.Tensor, ahead: int, num_items: int | torch.Tensor | None = None
+) -> torch.Tensor:
     """CE(logits[:, :-ahead], labels[:, ahead:]): position p predicts the token `ahead` places later.
 
     logits (b, t, vocab), labels (b, t) with -100 ignored. Mean over the counted tokens, or their
@@ -102,13 +104,20 @@ def restore_modules(model, model_dir, prefix: str) -> None:
     state = {}
     for path in _weight_files(Path(model_dir)):
         with safe_open(str(path), framework="pt") as f:
-            state.update({k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)})
+            state.update({k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)})
     module = model.get_submodule(prefix.rstrip("."))
     module.load_state_dict(state)  # strict: a missing head weight is an error, not a silent random head
     module.to(next(model.parameters()).device)
 
 
 __all__ = [
-    "OBJECTIVE_KEY", "HeadInput", "capture_head_input", "lm_head", "objective_config", "record",
-    "restore_modules", "shifted_ce", "trunk_layers",
+    "OBJECTIVE_KEY",
+    "HeadInput",
+    "capture_head_input",
+    "lm_head",
+    "objective_config",
+    "record",
+    "restore_modules",
+    "shifted_ce",
+    "trunk_layers",
 ]

@@ -37,7 +37,9 @@ class CompletionMask(nn.Module):
 def attach_mask(model) -> dict:
     """Give `model` its mask vector (saved as `completion_mask.vector`); the settings to record."""
     embed = model.get_input_embeddings().weight
-    scale = float(embed.detach().float().std())  # the size of an input embedding, so norms after it see a typical vector
+    scale = float(
+        embed.detach().float().std()
+    )  # the size of an input embedding, so norms after it see a typical vector
     model.completion_mask = CompletionMask(embed.shape[1], scale).to(device=embed.device, dtype=embed.dtype)
     return {"name": "completion", "mask_layer": len(trunk_layers(model)) // 2, "split": context_length(model) // 2}
 
@@ -123,6 +125,12 @@ def one_step_ids(model, prompt_ids: list[list[int]], pad_id: int) -> torch.Tenso
 
 
 __all__ = [
-    "CompletionMask", "attach_mask", "completion_eval_sums", "completion_forward", "completion_labels",
-    "completion_settings", "masked_second_half", "one_step_ids",
+    "CompletionMask",
+    "attach_mask",
+    "completion_eval_sums",
+    "completion_forward",
+    "completion_labels",
+    "completion_settings",
+    "masked_second_half",
+    "one_step_ids",
 ]

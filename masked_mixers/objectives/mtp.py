@@ -57,7 +57,15 @@ def mtp_settings(model) -> tuple[int, str]:
     return int(settings["tokens"]), settings["mode"]
 
 
-def mtp_forward(model, input_ids, attention_mask=None, labels=None, tokens: int = 2, mode: str = "recurrent", num_items_in_batch=None):
+def mtp_forward(
+    model,
+    input_ids,
+    attention_mask=None,
+    labels=None,
+    tokens: int = 2,
+    mode: str = "recurrent",
+    num_items_in_batch=None,
+):
     """(losses or None, logits per pass/head, the first pass's outputs).
 
     losses[i] = CE(logits[i][:, :-(1+i)], labels[:, 1+i:]); losses[0] is the model's own loss.

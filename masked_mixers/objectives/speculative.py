@@ -29,13 +29,17 @@ def can_speculate(model) -> bool:
 
 
 @torch.inference_mode()
-def speculative_greedy(model, prompt: list[int], max_new_tokens: int, eos_token_id: int | None = None) -> tuple[list[int], dict]:
+def speculative_greedy(
+    model, prompt: list[int], max_new_tokens: int, eos_token_id: int | None = None
+) -> tuple[list[int], dict]:
     """(new token ids, {"passes": forward passes, "tokens": tokens made}) for one prompt.
 
     Stops after max_new_tokens or at eos_token_id (kept, like generate()).
     """
     if not can_speculate(model):
-        raise ValueError("self-speculative decoding needs a model trained with train.objective: mtp, mtp_mode: heads, mtp_tokens >= 2")
+        raise ValueError(
+            "self-speculative decoding needs a model trained with train.objective: mtp, mtp_mode: heads, mtp_tokens >= 2"
+        )
     device = lm_head(model).weight.device
     text = list(prompt)
     new: list[int] = []

@@ -11,11 +11,11 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..runs.config import RunConfig, load_run_config, to_dict
-from ..training.divergence import DIVERGENCE_FACTOR
 from ..core.errors import UserError
-from ..runs.factory import build_model, count_parameters
 from ..core.files import check_output_dir
+from ..runs.config import RunConfig, load_run_config, to_dict
+from ..runs.factory import build_model, count_parameters
+from ..training.divergence import DIVERGENCE_FACTOR
 from .ablation import ABLATABLE_FAMILIES, ABLATIONS, ablation_runs, loss_points, markdown_table, summarize_run
 from .report import write_ablation_report
 
@@ -39,9 +39,9 @@ def train_variant(variant: RunConfig, prepared) -> tuple[list[dict], dict, int]:
     A NaN/inf loss stops that run (train.on_nonfinite "stop"); its history is what metrics.jsonl
     logged up to then, plus a NaN point at the step that failed, so the sweep records it and goes on.
     """
-    from ..training.trainer import NonFiniteLoss
     from ..runs.rundir import read_metrics
     from ..training.train import train
+    from ..training.trainer import NonFiniteLoss
 
     try:
         result = train(variant, prepared)
@@ -69,10 +69,21 @@ def run_ablation(request: AblateRequest) -> list[dict]:
         print(f"[{i}/{len(variants)}] {family} {ablation}: training into {variant.train.output_dir}")
         history, eval_metrics, parameters = train_variant(variant, prepared)
         vocab = len(prepared.tokenizer)
-        row = summarize_run(family, ablation, history, eval_metrics, parameters, vocab, variant.train.max_grad_norm, request.divergence_factor)
+        row = summarize_run(
+            family,
+            ablation,
+            history,
+            eval_metrics,
+            parameters,
+            vocab,
+            variant.train.max_grad_norm,
+            request.divergence_factor,
+        )
         rows.append(dict(row, config=to_dict(variant.model)))
         histories.setdefault(family, {})[ablation] = loss_points(history)
-        write_ablation_report(rows, histories, out)  # after every variant, so a long sweep can be watched or resumed by hand
+        write_ablation_report(
+            rows, histories, out
+        )  # after every variant, so a long sweep can be watched or resumed by hand
     print(markdown_table(rows), end="")
     print(f"wrote {out / 'ablation.md'}, {out / 'ablation.json'} and {out / 'ablation.png'}")
     return rows

@@ -24,10 +24,10 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..runs.config import ModelSpec, RunConfig
-from ..training.divergence import DIVERGENCE_FACTOR, diverged_at, healthy_points
 from ..core.errors import UserError
 from ..models import FAMILIES, Family
+from ..runs.config import ModelSpec, RunConfig
+from ..training.divergence import DIVERGENCE_FACTOR, diverged_at, healthy_points
 
 # ablation name -> the ModelSpec switches it sets (every other switch keeps ModelSpec's default: the whole model)
 ABLATIONS: dict[str, dict[str, bool]] = {
@@ -87,7 +87,9 @@ def ablation_runs(
             if ablation not in ABLATIONS:
                 raise UserError(f"--ablations: unknown ablation {ablation!r} (choose from {', '.join(ABLATIONS)})")
             if not set(ABLATIONS[ablation]) <= set(switches):
-                print(f"{family}: skipping {ablation} (family {ABLATABLE_FAMILIES[family]} has no {', '.join(set(ABLATIONS[ablation]) - set(switches))} switch)")
+                print(
+                    f"{family}: skipping {ablation} (family {ABLATABLE_FAMILIES[family]} has no {', '.join(set(ABLATIONS[ablation]) - set(switches))} switch)"
+                )
                 continue
             variant = copy.deepcopy(run)
             variant.model.family = ABLATABLE_FAMILIES[family]
@@ -150,10 +152,27 @@ def _cell(value) -> str:
 
 def markdown_table(rows: Sequence[dict]) -> str:
     """The rows as a GitHub markdown table; '-' marks a run that did not diverge or has no value."""
-    columns = ["family", "ablation", "parameters", "diverged_at", "final_loss", "min_loss", "eval_loss", "steps", "max_grad_norm"]
+    columns = [
+        "family",
+        "ablation",
+        "parameters",
+        "diverged_at",
+        "final_loss",
+        "min_loss",
+        "eval_loss",
+        "steps",
+        "max_grad_norm",
+    ]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     clip = {0.0: "0 (off)"}  # max_grad_norm 0: no clipping
-    lines += ["| " + " | ".join(clip.get(row.get(c), _cell(row.get(c))) if c == "max_grad_norm" else _cell(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += [
+        "| "
+        + " | ".join(
+            clip.get(row.get(c), _cell(row.get(c))) if c == "max_grad_norm" else _cell(row.get(c)) for c in columns
+        )
+        + " |"
+        for row in rows
+    ]
     return "\n".join(lines) + "\n"
 
 

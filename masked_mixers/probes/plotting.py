@@ -23,10 +23,14 @@ def plot_representation(report: dict, path: str | os.PathLike) -> None:
             if not results:
                 continue
             label = entry["label"] if len(protocols) == 1 else f"{entry['label']}, {protocol}"
-            line = by_block.plot([r["block"] for r in results], [r["hamming"] for r in results], marker="o", label=label)[0]
+            line = by_block.plot(
+                [r["block"] for r in results], [r["hamming"] for r in results], marker="o", label=label
+            )[0]
             deepest = results[-1]
             curve = [float("nan") if v is None else v for v in deepest["per_position"]]
-            by_position.plot(range(len(curve)), curve, color=line.get_color(), label=f"{label} (block {deepest['block']})")
+            by_position.plot(
+                range(len(curve)), curve, color=line.get_color(), label=f"{label} (block {deepest['block']})"
+            )
             for r in results:
                 curves.plot(r["loss_curve"], color=line.get_color(), alpha=0.4 + 0.6 * (r is deepest))
     by_block.set(xlabel="block", ylabel="modified Hamming metric", ylim=(-0.03, 1.03), title="input recovery by depth")
@@ -38,7 +42,9 @@ def plot_representation(report: dict, path: str | os.PathLike) -> None:
     save_figure(fig, path, bbox_inches="tight")
 
 
-def plot_loss_histories(histories: dict[str, dict[str, list[tuple[int, float]]]], path: str | os.PathLike, marks: dict | None = None) -> None:
+def plot_loss_histories(
+    histories: dict[str, dict[str, list[tuple[int, float]]]], path: str | os.PathLike, marks: dict | None = None
+) -> None:
     """One panel per group (model family), one training-loss line per run; `marks[group][run]` = divergence step."""
     fig, axes = plt.subplots(1, len(histories), figsize=(6 * len(histories), 4.5), squeeze=False)
     for ax, (group, runs) in zip(axes[0], histories.items()):

@@ -26,7 +26,9 @@ def write_representation_report(report: dict, out: Path) -> tuple[Path, Path, Pa
 
 
 def _describe(settings: dict) -> str:
-    schedule = settings["schedule"] + (f" to {settings['final_lr_fraction']:g} x lr" if settings["schedule"] == "linear" else "")
+    schedule = settings["schedule"] + (
+        f" to {settings['final_lr_fraction']:g} x lr" if settings["schedule"] == "linear" else ""
+    )
     return (
         f"{settings['optimizer']} lr {settings['learning_rate']:g} ({schedule}), {settings['steps']} steps, "
         f"{settings['loss']} {settings['reduction']}, start {settings['start']}, decode {settings['decode']}, "
@@ -63,7 +65,10 @@ def write_ablation_report(rows: list[dict], histories: dict, out: Path) -> None:
     from .plotting import plot_loss_histories
 
     atomic_write_text(out / "ablation.md", markdown_table(rows))
-    curves = {f: {a: [(s, v if math.isfinite(v) else None) for s, v in pts] for a, pts in runs.items()} for f, runs in histories.items()}
+    curves = {
+        f: {a: [(s, v if math.isfinite(v) else None) for s, v in pts] for a, pts in runs.items()}
+        for f, runs in histories.items()
+    }
     atomic_write_json(out / "ablation.json", dict(rows=rows, loss_histories=curves), indent=1)
     marks = {row["family"]: {} for row in rows}
     for row in rows:

@@ -20,17 +20,17 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
-from ..runs.config import load_run_config
 from ..core.configfile import check_seed_option
 from ..core.devices import resolve_device
 from ..core.errors import UserError
-from ..runs.factory import build_model, count_parameters
-from ..models import context_length
 from ..core.files import check_output_dir
+from ..core.progress import progress_bar
+from ..models import context_length
+from ..runs.config import load_run_config
+from ..runs.factory import build_model, count_parameters
 from ..runs.rundir import load_model_config, load_run
 from .report import print_representation, write_representation_report
 from .representation import PROTOCOLS, InversionSettings, protocol_settings, representation_accuracy
-from ..core.progress import progress_bar
 
 UNTRAINED = "untrained:"
 
@@ -86,9 +86,16 @@ class RepresentRequest:
     def settings(self) -> list[InversionSettings]:
         """One InversionSettings per requested protocol; an option given on the command line makes each a variant."""
         changes = dict(
-            steps=self.steps, learning_rate=self.lr, final_lr_fraction=self.lr_end_fraction, schedule=self.schedule,
-            optimizer=self.optimizer, loss=self.loss, decode=self.decode, top_k=self.top_k, seed=self.seed,
-        )  # fmt: skip
+            steps=self.steps,
+            learning_rate=self.lr,
+            final_lr_fraction=self.lr_end_fraction,
+            schedule=self.schedule,
+            optimizer=self.optimizer,
+            loss=self.loss,
+            decode=self.decode,
+            top_k=self.top_k,
+            seed=self.seed,
+        )
         if not self.protocols or len(set(self.protocols)) != len(self.protocols):
             raise UserError(f"--protocol: give each of {', '.join(PROTOCOLS)} at most once (got {self.protocols})")
         try:
@@ -120,7 +127,9 @@ def declared_length(source: str, overrides: list[str]) -> int:
     return context_length(load_model_config(path))
 
 
-def load_probe_model(source: str, overrides: list[str], vocab_size: int | None, trust_remote_code: bool = False) -> dict:
+def load_probe_model(
+    source: str, overrides: list[str], vocab_size: int | None, trust_remote_code: bool = False
+) -> dict:
     """One MODEL argument -> {label, source, trained, model}; untrained models use the current torch seed."""
     path, untrained = _parse_source(source)
     if _is_yaml(path):
@@ -128,10 +137,17 @@ def load_probe_model(source: str, overrides: list[str], vocab_size: int | None, 
         model, _ = build_model(run.model, vocab_size)
         return dict(label=f"{run.model.label} (untrained)", source=source, trained=False, model=model)
     if untrained:
-        model = AutoModelForCausalLM.from_config(load_model_config(path, trust_remote_code), trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_config(
+            load_model_config(path, trust_remote_code), trust_remote_code=trust_remote_code
+        )
     else:
         model, _ = load_run(path, trust_remote_code=trust_remote_code)
-    return dict(label=f"{path.name} ({'untrained' if untrained else 'trained'})", source=source, trained=not untrained, model=model)
+    return dict(
+        label=f"{path.name} ({'untrained' if untrained else 'trained'})",
+        source=source,
+        trained=not untrained,
+        model=model,
+    )
 
 
 def _first_model_dir(sources: list[str]) -> Path | None:
@@ -151,7 +167,14 @@ def _ids_from_file(path: str, seq_len: int, n: int) -> tuple[torch.Tensor, torch
         rows = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise UserError(f"{path}: cannot read token ids ({err})") from None
-    if not isinstance(rows, list) or not rows or not all(isinstance(r, list) and r and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in r) for r in rows):
+    if (
+        not isinstance(rows, list)
+        or not rows
+        or not all(
+            isinstance(r, list) and r and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in r)
+            for r in rows
+        )
+    ):
         raise UserError(f"{path}: expected a JSON list of non-empty lists of token ids (integers >= 0)")
     rows = [r[:seq_len] for r in rows[:n]]
     ids = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
@@ -171,7 +194,12 @@ def load_inputs(request: RepresentRequest, seq_len: int) -> tuple[torch.Tensor, 
     if request.ids:
         ids, mask = _ids_from_file(request.ids, seq_len, request.num_texts)
         return ids, mask, dict(ids=request.ids), int(ids.max()) + 1
-    from ..data import first_examples, load_corpus, load_tokenizer, prepare_data  # only these two input modes need the data pipeline
+    from ..data import (
+        first_examples,
+        load_corpus,
+        load_tokenizer,
+        prepare_data,
+    )  # only these two input modes need the data pipeline
 
     if request.data:
         run = load_run_config(request.data, request.overrides)
@@ -182,18 +210,38 @@ def load_inputs(request: RepresentRequest, seq_len: int) -> tuple[torch.Tensor, 
     if tokenizer_spec is None:
         raise UserError("--text needs --tokenizer when no MODEL is a saved model directory")
     tokenizer = load_tokenizer(str(tokenizer_spec))
-    corpus = load_corpus(request.text, split=request.split, text_field=request.text_field, lowercase=request.lowercase, max_documents=4 * request.num_texts)
+    corpus = load_corpus(
+        request.text,
+        split=request.split,
+        text_field=request.text_field,
+        lowercase=request.lowercase,
+        max_documents=4 * request.num_texts,
+    )
     texts = [t for t in corpus["text"] if t.strip()][: request.num_texts]
     if not texts:
         raise UserError(f"{request.text}: no non-empty texts in field {request.text_field!r}")
-    batch = tokenizer(texts, truncation=True, max_length=seq_len, padding="max_length", return_tensors="pt")  # (n, seq_len)
-    return batch["input_ids"], batch["attention_mask"], dict(text=request.text, tokenizer=str(tokenizer_spec)), len(tokenizer)
+    batch = tokenizer(
+        texts, truncation=True, max_length=seq_len, padding="max_length", return_tensors="pt"
+    )  # (n, seq_len)
+    return (
+        batch["input_ids"],
+        batch["attention_mask"],
+        dict(text=request.text, tokenizer=str(tokenizer_spec)),
+        len(tokenizer),
+    )
 
 
 # --- the probe ------------------------------------------------------------------------------
 
 
-def probe_models(entries: list[dict], input_ids, attention_mask, blocks: list[int] | None, protocols: list[InversionSettings], batch_size: int) -> list[dict]:
+def probe_models(
+    entries: list[dict],
+    input_ids,
+    attention_mask,
+    blocks: list[int] | None,
+    protocols: list[InversionSettings],
+    batch_size: int,
+) -> list[dict]:
     """Run the probe for every model at every requested block it has, under every protocol; one progress bar over all steps."""
     plans = []
     for entry in entries:
@@ -201,7 +249,9 @@ def probe_models(entries: list[dict], input_ids, attention_mask, blocks: list[in
         wanted = blocks or [depth]
         skipped = [b for b in wanted if not 0 <= b <= depth]
         if skipped and len(skipped) == len(wanted):  # nothing left to probe: an empty report would look like a result
-            raise UserError(f"{entry['source']}: has {depth} blocks; --blocks {' '.join(map(str, skipped))} asks for none of them")
+            raise UserError(
+                f"{entry['source']}: has {depth} blocks; --blocks {' '.join(map(str, skipped))} asks for none of them"
+            )
         if skipped:
             print(f"{entry['label']}: has {depth} blocks, skipping block(s) {skipped}")
         plans.append((entry, [b for b in wanted if 0 <= b <= depth]))
@@ -209,6 +259,7 @@ def probe_models(entries: list[dict], input_ids, attention_mask, blocks: list[in
     total = sum(len(bs) for _, bs in plans) * batches * sum(s.steps for s in protocols)
     reports = []
     with progress_bar(total=total, desc="represent", unit="step") as bar:
+
         def on_step(loss: float) -> None:
             bar.update(1)
             if bar.n % 25 == 0:
@@ -217,19 +268,30 @@ def probe_models(entries: list[dict], input_ids, attention_mask, blocks: list[in
         for entry, model_blocks in plans:
             model = entry["model"]
             if int(input_ids.max()) >= model.config.vocab_size:
-                raise UserError(f"{entry['source']}: input token id {int(input_ids.max())} is outside the model's vocab of {model.config.vocab_size}")
+                raise UserError(
+                    f"{entry['source']}: input token id {int(input_ids.max())} is outside the model's vocab of {model.config.vocab_size}"
+                )
             results = []
             for settings in protocols:
                 for block in model_blocks:
                     bar.set_description(f"{entry['label']} block {block} {settings.protocol}")
                     try:
-                        result = representation_accuracy(model, input_ids, attention_mask, block, settings, batch_size, on_step)
+                        result = representation_accuracy(
+                            model, input_ids, attention_mask, block, settings, batch_size, on_step
+                        )
                     except ValueError as err:
                         raise UserError(f"{entry['source']}: {err}") from None
                     results.append(dict(result.to_dict(), protocol=settings.protocol))
             info = {k: v for k, v in entry.items() if k != "model"}
-            reports.append(dict(info, model_type=model.config.model_type, num_hidden_layers=model.config.num_hidden_layers,
-                                parameters=count_parameters(model).total, results=results))  # fmt: skip
+            reports.append(
+                dict(
+                    info,
+                    model_type=model.config.model_type,
+                    num_hidden_layers=model.config.num_hidden_layers,
+                    parameters=count_parameters(model).total,
+                    results=results,
+                )
+            )
     return reports
 
 
@@ -237,17 +299,26 @@ def run_represent(request: RepresentRequest) -> dict:
     """Probe every model on the same inputs; writes represent.json, represent.md and represent.png into request.out, returns the report."""
     request.validate()
     protocols = request.settings()
-    seq_len = min([declared_length(m, request.overrides) for m in request.models] + ([request.seq_len] if request.seq_len else []))
+    seq_len = min(
+        [declared_length(m, request.overrides) for m in request.models] + ([request.seq_len] if request.seq_len else [])
+    )
     input_ids, attention_mask, described, vocab = load_inputs(request, seq_len)
     torch.manual_seed(request.seed)
-    entries = [load_probe_model(source, request.overrides, vocab, request.trust_remote_code) for source in request.models]
+    entries = [
+        load_probe_model(source, request.overrides, vocab, request.trust_remote_code) for source in request.models
+    ]
     device = resolve_device(request.device)
     for entry in entries:
         entry["model"].to(device)  # representation_accuracy moves each batch to its model's device
     reports = probe_models(entries, input_ids, attention_mask, request.blocks, protocols, request.batch_size)
     report = dict(
         protocols=[dataclasses.asdict(s) for s in protocols],
-        inputs=dict(described, num_texts=int(input_ids.shape[0]), seq_len=int(input_ids.shape[1]), num_tokens=int(attention_mask.sum())),
+        inputs=dict(
+            described,
+            num_texts=int(input_ids.shape[0]),
+            seq_len=int(input_ids.shape[1]),
+            num_tokens=int(attention_mask.sum()),
+        ),
         models=reports,
     )
     paths = write_representation_report(report, Path(request.out))

@@ -76,10 +76,14 @@ class InversionSettings:
 
     def __post_init__(self):
         checks = (
-            ("loss", self.loss, LOSSES), ("schedule", self.schedule, SCHEDULES), ("decode", self.decode, DECODERS),
-            ("optimizer", self.optimizer, tuple(OPTIMIZERS)), ("reduction", self.reduction, REDUCTIONS),
-            ("start", self.start, STARTS), ("average", self.average, AVERAGES),
-        )  # fmt: skip
+            ("loss", self.loss, LOSSES),
+            ("schedule", self.schedule, SCHEDULES),
+            ("decode", self.decode, DECODERS),
+            ("optimizer", self.optimizer, tuple(OPTIMIZERS)),
+            ("reduction", self.reduction, REDUCTIONS),
+            ("start", self.start, STARTS),
+            ("average", self.average, AVERAGES),
+        )
         for name, value, options in checks:
             if value not in options:
                 raise ValueError(f"{name} must be one of {options}, got {value!r}")
@@ -95,7 +99,13 @@ class InversionSettings:
 PROTOCOLS = {
     "paper": InversionSettings(),
     "adam": InversionSettings(
-        protocol="adam", learning_rate=0.1, schedule="cosine", optimizer="adam", reduction="mean", start="embedding_scale", average="token"
+        protocol="adam",
+        learning_rate=0.1,
+        schedule="cosine",
+        optimizer="adam",
+        reduction="mean",
+        start="embedding_scale",
+        average="token",
     ),
 }
 
@@ -123,7 +133,10 @@ class RecoveryCounts:
 
     def __add__(self, other: RecoveryCounts) -> RecoveryCounts:
         return RecoveryCounts(
-            self.misses + other.misses, self.top1_hits + other.top1_hits, self.totals + other.totals, self.sequence_misses + other.sequence_misses
+            self.misses + other.misses,
+            self.top1_hits + other.top1_hits,
+            self.totals + other.totals,
+            self.sequence_misses + other.sequence_misses,
         )
 
     @property
@@ -147,7 +160,9 @@ class RecoveryCounts:
         return [None if n == 0 else float(m / n) for m, n in zip(self.misses.tolist(), self.totals.tolist())]
 
 
-def recovery_counts(topk_ids: torch.Tensor, true_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> RecoveryCounts:
+def recovery_counts(
+    topk_ids: torch.Tensor, true_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> RecoveryCounts:
     """Score decoded tokens: topk_ids (b, t, k) best first, true_ids (b, t), attention_mask (b, t) 1 = real token."""
     real = torch.ones_like(true_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
     hit = (topk_ids == true_ids[..., None]).any(-1)  # (b, t): true token among the top k
@@ -162,7 +177,9 @@ def recovery_counts(topk_ids: torch.Tensor, true_ids: torch.Tensor, attention_ma
     )
 
 
-def decode_embeddings(embeds: torch.Tensor, embedding_weight: torch.Tensor, method: str = "pinv", k: int = 5) -> torch.Tensor:
+def decode_embeddings(
+    embeds: torch.Tensor, embedding_weight: torch.Tensor, method: str = "pinv", k: int = 5
+) -> torch.Tensor:
     """Top-k token ids (b, t, k), best first, for embeddings (b, t, d) given the (vocab, d) embedding matrix.
 
     pinv: the token scores s solving E^T s = x in the least-squares sense, s = pinv(E^T) x, i.e. the
@@ -179,7 +196,9 @@ def decode_embeddings(embeds: torch.Tensor, embedding_weight: torch.Tensor, meth
     return scores.topk(min(k, weight.shape[0]), dim=-1).indices
 
 
-def block_hidden_state(model: nn.Module, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None, block: int) -> torch.Tensor:
+def block_hidden_state(
+    model: nn.Module, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None, block: int
+) -> torch.Tensor:
     """The hidden state (b, t, d) after `block` (1 = first block, 0 = the embeddings), before any final norm.
 
     transformers' models replace the last entry of `hidden_states` with the final norm's output
@@ -215,7 +234,9 @@ def frozen(model: nn.Module):
         model.train(was_training)
 
 
-def _distance(hidden: torch.Tensor, target: torch.Tensor, real: torch.Tensor, loss: str, reduction: str) -> torch.Tensor:
+def _distance(
+    hidden: torch.Tensor, target: torch.Tensor, real: torch.Tensor, loss: str, reduction: str
+) -> torch.Tensor:
     """L1 or squared L2 distance, (b, t, d) -> scalar: summed over every element (pads too), or the mean over real positions."""
     diff = hidden - target
     if reduction == "mean":
@@ -257,7 +278,9 @@ def invert_hidden_state(
     losses = []
     for _ in range(settings.steps):
         optimizer.zero_grad(set_to_none=True)
-        loss = _distance(block_hidden_state(model, z * scale, attention_mask, block), target, real, settings.loss, settings.reduction)
+        loss = _distance(
+            block_hidden_state(model, z * scale, attention_mask, block), target, real, settings.loss, settings.reduction
+        )
         loss.backward()
         optimizer.step()
         scheduler.step()

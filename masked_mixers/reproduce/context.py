@@ -19,9 +19,9 @@ from pathlib import Path
 import yaml
 
 from ..compare.config import CompareConfig, TrainOverrides
-from ..runs.config import DataConfig, ModelSpec, TrainConfig
 from ..core.configfile import to_dict
 from ..core.files import atomic_write_text
+from ..runs.config import DataConfig, ModelSpec, TrainConfig
 from ..runs.factory import spec_for
 from .scales import Scale
 
@@ -47,26 +47,43 @@ class Context:
         """The one corpus of the run: lowercased TinyStories (the paper's), packed unless a task pads per document."""
         s = self.scale
         return DataConfig(
-            source=self.data_source, eval_source=self.eval_source, split="train", eval_split="validation", lowercase=True,
-            max_documents=s.max_documents, max_eval_documents=s.max_eval_documents, vocab_size=s.vocab_size,
-            padding_side="right", packing=packing, **({"cache_dir": self.cache_dir} if self.cache_dir else {}),
-        )  # fmt: skip
+            source=self.data_source,
+            eval_source=self.eval_source,
+            split="train",
+            eval_split="validation",
+            lowercase=True,
+            max_documents=s.max_documents,
+            max_eval_documents=s.max_eval_documents,
+            vocab_size=s.vocab_size,
+            padding_side="right",
+            packing=packing,
+            **({"cache_dir": self.cache_dir} if self.cache_dir else {}),
+        )
 
     def spec(self, family: str, **changes) -> ModelSpec:
         """A model of the scale's size; `changes` set any other ModelSpec field (name, layers, switches)."""
         s = self.scale
         sizes = dict(hidden_size=s.d_model, num_hidden_layers=s.layers, seq_len=s.seq_len, num_heads=s.heads)
-        return replace(spec_for(family, **sizes), **changes)  # changes are not filtered: a knob the family lacks is refused later
+        return replace(
+            spec_for(family, **sizes), **changes
+        )  # changes are not filtered: a knob the family lacks is refused later
 
     def train(self, steps: int, seed: int, learning_rate: float | None = None, **changes) -> TrainConfig:
         """The scale's optimisation settings for `steps` steps (5% warmup, eval 5 times, no checkpoints)."""
         s = self.scale
         return TrainConfig(
-            max_steps=steps, batch_size=s.batch_size, warmup_steps=max(1, steps // 20), eval_steps=max(1, steps // 5),
-            max_eval_batches=s.eval_batches, save_steps=0, logging_steps=max(1, steps // 40), seed=seed,
-            learning_rate=learning_rate or s.learning_rate("llama"), precision="auto" if s.name == "paper" else "fp32",
+            max_steps=steps,
+            batch_size=s.batch_size,
+            warmup_steps=max(1, steps // 20),
+            eval_steps=max(1, steps // 5),
+            max_eval_batches=s.eval_batches,
+            save_steps=0,
+            logging_steps=max(1, steps // 40),
+            seed=seed,
+            learning_rate=learning_rate or s.learning_rate("llama"),
+            precision="auto" if s.name == "paper" else "fp32",
             **changes,
-        )  # fmt: skip
+        )
 
     def per_family(self, specs: list[ModelSpec]) -> dict[str, TrainOverrides]:
         """Each family's own learning rate (the paper tunes one per family)."""
@@ -104,7 +121,10 @@ class Context:
 
     def seeded(self, finding: str, models: list[ModelSpec], steps: int, packing: bool = True) -> list[dict[str, dict]]:
         """One comparison per seed of the scale, into OUTPUT_DIR/<finding>/seed-<i>: [{label: row}, ...]."""
-        runs = [self.compare(f"{finding}/seed-{seed}", models, self.train(steps, seed), packing) for seed in range(self.scale.seeds)]
+        runs = [
+            self.compare(f"{finding}/seed-{seed}", models, self.train(steps, seed), packing)
+            for seed in range(self.scale.seeds)
+        ]
         return [{row["label"]: row for row in rows} for rows in runs]
 
     def reports(self, finding: str) -> list[str]:

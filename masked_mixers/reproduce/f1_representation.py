@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..runs.config import RunConfig
 from ..core.configfile import save_yaml
 from ..core.files import make_dir
+from ..runs.config import RunConfig
 from .context import Context
 from .f4_clm import SIDES, trained
 from .finding import Finding, Measured
@@ -38,9 +38,15 @@ def _probe(ctx: Context, seed: int, model_dirs: dict[str, str], untrained: bool)
     sources = [("untrained:" if untrained else "") + model_dirs[side] for side in SIDES]
     out = ctx.output_dir / "F1" / f"seed-{seed}-{'untrained' if untrained else 'trained'}"
     request = RepresentRequest(
-        models=sources, data=str(_inputs_config(ctx)), num_texts=s.represent_texts, protocols=["paper"],
-        steps=None if s.represent_steps == PAPER_STEPS else s.represent_steps, seed=seed, out=str(out), device=ctx.device,
-    )  # fmt: skip
+        models=sources,
+        data=str(_inputs_config(ctx)),
+        num_texts=s.represent_texts,
+        protocols=["paper"],
+        steps=None if s.represent_steps == PAPER_STEPS else s.represent_steps,
+        seed=seed,
+        out=str(out),
+        device=ctx.device,
+    )
     report = run_represent(request)
     return {side: entry["results"][0]["hamming"] for side, entry in zip(SIDES, report["models"])}
 
@@ -53,25 +59,55 @@ def run(ctx: Context) -> Measured:
             for side, value in _probe(ctx, seed, dirs, untrained).items():
                 store[side].append(value)
     checks = [
-        better(f"Untrained: a masked mixer represents its input far more accurately than a transformer (far: a modified Hamming "
-               f"at least {FAR:.0%} of the transformer's below it)",
-               "untrained: mixer ~0, transformer ~1 (the worst value)", "mixer", fresh["mixer"], "llama", fresh["llama"], effect=FAR),
-        better(f"Trained: the mixer stays far more accurate than the transformer (far: at least {FAR:.0%} below it)",
-               "fineweb-edu (n_ctx 512, 200k steps): Llama-style near 1, mixers far more accurate; on TinyStories transformers "
-               "only partly recover, and only at d_model <= 512", "mixer", learned["mixer"], "llama", learned["llama"], effect=FAR),
-        better("Untrained GPT-style transformer (not a claim of the paper: GPT-2 beside Llama)", "-",
-               "mixer", fresh["mixer"], "gpt2", fresh["gpt2"], variant=True),
-    ]  # fmt: skip
-    table = [dict(seed=i, weights=kind, **{side: store[side][i] for side in SIDES})
-             for i in range(ctx.scale.seeds) for kind, store in (("untrained", fresh), ("trained", learned))]  # fmt: skip
-    notes = [] if ctx.scale.represent_steps == PAPER_STEPS else [f"{ctx.scale.represent_steps} gradient steps instead of the protocol's 500 (test scale)"]
+        better(
+            f"Untrained: a masked mixer represents its input far more accurately than a transformer (far: a modified Hamming "
+            f"at least {FAR:.0%} of the transformer's below it)",
+            "untrained: mixer ~0, transformer ~1 (the worst value)",
+            "mixer",
+            fresh["mixer"],
+            "llama",
+            fresh["llama"],
+            effect=FAR,
+        ),
+        better(
+            f"Trained: the mixer stays far more accurate than the transformer (far: at least {FAR:.0%} below it)",
+            "fineweb-edu (n_ctx 512, 200k steps): Llama-style near 1, mixers far more accurate; on TinyStories transformers "
+            "only partly recover, and only at d_model <= 512",
+            "mixer",
+            learned["mixer"],
+            "llama",
+            learned["llama"],
+            effect=FAR,
+        ),
+        better(
+            "Untrained GPT-style transformer (not a claim of the paper: GPT-2 beside Llama)",
+            "-",
+            "mixer",
+            fresh["mixer"],
+            "gpt2",
+            fresh["gpt2"],
+            variant=True,
+        ),
+    ]
+    table = [
+        dict(seed=i, weights=kind, **{side: store[side][i] for side in SIDES})
+        for i in range(ctx.scale.seeds)
+        for kind, store in (("untrained", fresh), ("trained", learned))
+    ]
+    notes = (
+        []
+        if ctx.scale.represent_steps == PAPER_STEPS
+        else [f"{ctx.scale.represent_steps} gradient steps instead of the protocol's 500 (test scale)"]
+    )
     return Measured(
-        checks=checks, table=table, notes=notes,
+        checks=checks,
+        table=table,
+        notes=notes,
         budget=f"{ctx.scale.represent_steps} gradient-descent steps on {ctx.scale.represent_texts} held-out sequences of L {ctx.scale.seq_len}; "
         "trained models: F4's (equal training FLOPs)",
         headline=dict(metric="modified Hamming, untrained (0 best, 1 worst)", lower_is_better=True, values=fresh),
         artifacts=[f"F1/seed-{i}-{k}/represent.md" for i in range(ctx.scale.seeds) for k in ("untrained", "trained")],
-    )  # fmt: skip
+    )
 
 
 FINDING = Finding(

@@ -16,9 +16,9 @@ diverged, since then there is nothing to compare against.
 
 from __future__ import annotations
 
-from ..runs.config import RunConfig
 from ..core.configfile import save_yaml
 from ..core.files import make_dir
+from ..runs.config import RunConfig
 from .context import Context
 from .finding import Finding, Measured
 from .verdict import holds
@@ -37,13 +37,22 @@ def _sweep(ctx: Context, folder: str, ablations: list[str], clip: bool) -> dict[
     make_dir(out)
     config = out / "run.yaml"
     lr = ctx.scale.learning_rate("llama")  # one modest rate for every variant, as the paper's ablations
-    save_yaml(RunConfig(model=ctx.spec("mixer"), data=ctx.data(), train=ctx.train(ctx.scale.ablation_steps, seed=0, learning_rate=lr)), config)
-    rows = run_ablation(AblateRequest(config=str(config), families=["mixer", "llama"], ablations=ablations, clip=clip, out=str(out)))
+    save_yaml(
+        RunConfig(
+            model=ctx.spec("mixer"),
+            data=ctx.data(),
+            train=ctx.train(ctx.scale.ablation_steps, seed=0, learning_rate=lr),
+        ),
+        config,
+    )
+    rows = run_ablation(
+        AblateRequest(config=str(config), families=["mixer", "llama"], ablations=ablations, clip=clip, out=str(out))
+    )
     return {(row["family"], row["ablation"]): row for row in rows}
 
 
 def _judge(row: dict, whole: dict) -> str:
-    """"very poor", "fine", or why neither: the whole model diverged, a value is missing, or the ratio lies between the bands."""
+    """ "very poor", "fine", or why neither: the whole model diverged, a value is missing, or the ratio lies between the bands."""
     if whole["diverged_at"] is not None:
         return f"no reference (the whole model diverged at step {whole['diverged_at']})"
     if whole["eval_loss"] is None:
@@ -63,7 +72,11 @@ def _loss(row: dict) -> list[float | None]:
 def _describe(row: dict) -> str:
     if row["diverged_at"] is not None:
         return f"{row['family']} {row['ablation']} diverged at step {row['diverged_at']}"
-    return f"{row['family']} {row['ablation']}: held-out loss {row['eval_loss']:.4f}" if row["eval_loss"] is not None else "no eval loss"
+    return (
+        f"{row['family']} {row['ablation']}: held-out loss {row['eval_loss']:.4f}"
+        if row["eval_loss"] is not None
+        else "no eval loss"
+    )
 
 
 def _fmt(value: float | None) -> str:
@@ -75,14 +88,18 @@ def _known(measured: dict) -> dict:
     return {k: v for k, v in measured.items() if v[0] is not None}
 
 
-def _band_check(claim: str, published: str, rows: dict, family: str, ablation: str, expected: str, variant: bool = False):
+def _band_check(
+    claim: str, published: str, rows: dict, family: str, ablation: str, expected: str, variant: bool = False
+):
     """The claim that `family` without `ablation` trains `expected` (VERY_POOR or FINE): the other band disagrees, neither is inconclusive."""
     whole, row = rows[(family, "none")], rows[(family, ablation)]
     measured = {f"{family} whole": _loss(whole), f"{family} {ablation}": _loss(row)}
     judged = _judge(row, whole)
     ok = {expected: True, (FINE if expected == VERY_POOR else VERY_POOR): False}.get(judged)
-    reason = (f"{_describe(row)} vs whole {_fmt(whole['eval_loss'])}: {judged} (very poor = diverged or >= {POOR}x; "
-              f"fine = no divergence and <= {SLIGHT}x)")  # fmt: skip
+    reason = (
+        f"{_describe(row)} vs whole {_fmt(whole['eval_loss'])}: {judged} (very poor = diverged or >= {POOR}x; "
+        f"fine = no divergence and <= {SLIGHT}x)"
+    )
     return holds(claim, published, _known(measured), ok, reason, variant)
 
 
@@ -91,29 +108,88 @@ def _poor_check(claim: str, published: str, rows: dict, family: str, ablation: s
 
 
 def run(ctx: Context) -> Measured:
-    rows = _sweep(ctx, "clip", ["none", "no_layer_norm", "no_residual", "no_feed_forward", "feed_forward_attention"], clip=True)
+    rows = _sweep(
+        ctx, "clip", ["none", "no_layer_norm", "no_residual", "no_feed_forward", "feed_forward_attention"], clip=True
+    )
     free = _sweep(ctx, "no-clip", ["none", *UNSTABLE], clip=False)
     checks = [
-        _poor_check("A transformer without its MLPs trains very poorly", "the loss does not fall", rows, "llama", "no_feed_forward"),
-        _poor_check("A transformer with its MLPs replaced by attention trains very poorly", "the loss does not fall", rows, "llama", "feed_forward_attention"),
-        _poor_check("A transformer without layer norms trains very poorly", "unstable; gradients spike to infinity", rows, "llama", "no_layer_norm"),
-        _band_check("A masked mixer without layer norms trains fine, slightly less efficiently", "16 layers, fineweb-edu: no loss spikes at a modest lr",
-                    rows, "mixer", "no_layer_norm", FINE),
-        _poor_check("Without residuals the transformer suffers severely", "both families suffer severely", rows, "llama", "no_residual"),
-        _poor_check("Without residuals the mixer suffers severely", "both families suffer severely", rows, "mixer", "no_residual"),
-    ]  # fmt: skip
-    checks += [_poor_check(f"No gradient clipping: {family} without {ablation.removeprefix('no_').replace('_', ' ')}s trains very poorly",
-                           "(the paper clipped at 1.0)", free, family, ablation, variant=True)
-               for family in ("llama", "mixer") for ablation in UNSTABLE]  # fmt: skip
-    table = [dict(clipping=clip, family=f, ablation=a, diverged_at=r["diverged_at"], final_loss=r["final_loss"], eval_loss=r["eval_loss"], steps=r["steps"])
-             for clip, sweep in (("1.0", rows), ("off", free)) for (f, a), r in sweep.items()]  # fmt: skip
+        _poor_check(
+            "A transformer without its MLPs trains very poorly",
+            "the loss does not fall",
+            rows,
+            "llama",
+            "no_feed_forward",
+        ),
+        _poor_check(
+            "A transformer with its MLPs replaced by attention trains very poorly",
+            "the loss does not fall",
+            rows,
+            "llama",
+            "feed_forward_attention",
+        ),
+        _poor_check(
+            "A transformer without layer norms trains very poorly",
+            "unstable; gradients spike to infinity",
+            rows,
+            "llama",
+            "no_layer_norm",
+        ),
+        _band_check(
+            "A masked mixer without layer norms trains fine, slightly less efficiently",
+            "16 layers, fineweb-edu: no loss spikes at a modest lr",
+            rows,
+            "mixer",
+            "no_layer_norm",
+            FINE,
+        ),
+        _poor_check(
+            "Without residuals the transformer suffers severely",
+            "both families suffer severely",
+            rows,
+            "llama",
+            "no_residual",
+        ),
+        _poor_check(
+            "Without residuals the mixer suffers severely",
+            "both families suffer severely",
+            rows,
+            "mixer",
+            "no_residual",
+        ),
+    ]
+    checks += [
+        _poor_check(
+            f"No gradient clipping: {family} without {ablation.removeprefix('no_').replace('_', ' ')}s trains very poorly",
+            "(the paper clipped at 1.0)",
+            free,
+            family,
+            ablation,
+            variant=True,
+        )
+        for family in ("llama", "mixer")
+        for ablation in UNSTABLE
+    ]
+    table = [
+        dict(
+            clipping=clip,
+            family=f,
+            ablation=a,
+            diverged_at=r["diverged_at"],
+            final_loss=r["final_loss"],
+            eval_loss=r["eval_loss"],
+            steps=r["steps"],
+        )
+        for clip, sweep in (("1.0", rows), ("off", free))
+        for (f, a), r in sweep.items()
+    ]
     values = {f"{f} {a}": _loss(r) for (f, a), r in rows.items()}
     return Measured(
-        checks=checks, table=table,
+        checks=checks,
+        table=table,
         budget=f"{ctx.scale.ablation_steps} steps per variant, batch {ctx.scale.batch_size} x L {ctx.scale.seq_len}, lr {ctx.scale.learning_rate('llama'):g}, one seed",
         headline=dict(metric="held-out loss after the ablation (none: diverged)", lower_is_better=True, values=values),
         artifacts=["F2/clip/ablation.md", "F2/no-clip/ablation.md"],
-    )  # fmt: skip
+    )
 
 
 FINDING = Finding(

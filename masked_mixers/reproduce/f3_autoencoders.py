@@ -17,7 +17,9 @@ SIDES = ("mixer", "transformer")
 
 def run(ctx: Context) -> Measured:
     s = ctx.scale
-    depth = dict(encoder_layers=s.autoencoder_layers, decoder_layers=s.autoencoder_layers) if s.autoencoder_layers else {}
+    depth = (
+        dict(encoder_layers=s.autoencoder_layers, decoder_layers=s.autoencoder_layers) if s.autoencoder_layers else {}
+    )
     specs = [
         ctx.spec("mixer_autoencoder", name="mixer", mixer_type="flat", dropout=0.05, **depth),
         ctx.spec("llama_autoencoder", name="transformer", decoder_position_embedding=False, **depth),
@@ -25,21 +27,38 @@ def run(ctx: Context) -> Measured:
     seeds = ctx.seeded("F3", specs, s.autoencoder_steps, packing=False)
     loss = per_seed(seeds, SIDES)
     checks = [
-        better(f"A masked mixer autoencoder reconstructs its input far better than a transformer autoencoder (far: a held-out "
-               f"loss at least {FAR:.0%} below the transformer's)",
-               "TinyStories test CE: d 512 8+8 layers mixer 4.35 vs transformer 5.23; d 1024 4+4 3.66 vs 4.99", "mixer", loss["mixer"],
-               "transformer", loss["transformer"], effect=FAR),
-    ]  # fmt: skip
-    table = [dict(seed=i, model=side, eval_loss=rows[side]["eval_loss"], token_accuracy=rows[side].get("token_accuracy"),
-                  exact_match=rows[side].get("exact_match"), steps=rows[side]["steps"], wall_s=rows[side]["train_seconds"],
-                  peak_memory_mib=rows[side].get("peak_memory_mib"))
-             for i, rows in enumerate(seeds) for side in SIDES]  # fmt: skip
+        better(
+            f"A masked mixer autoencoder reconstructs its input far better than a transformer autoencoder (far: a held-out "
+            f"loss at least {FAR:.0%} below the transformer's)",
+            "TinyStories test CE: d 512 8+8 layers mixer 4.35 vs transformer 5.23; d 1024 4+4 3.66 vs 4.99",
+            "mixer",
+            loss["mixer"],
+            "transformer",
+            loss["transformer"],
+            effect=FAR,
+        ),
+    ]
+    table = [
+        dict(
+            seed=i,
+            model=side,
+            eval_loss=rows[side]["eval_loss"],
+            token_accuracy=rows[side].get("token_accuracy"),
+            exact_match=rows[side].get("exact_match"),
+            steps=rows[side]["steps"],
+            wall_s=rows[side]["train_seconds"],
+            peak_memory_mib=rows[side].get("peak_memory_mib"),
+        )
+        for i, rows in enumerate(seeds)
+        for side in SIDES
+    ]
     return Measured(
-        checks=checks, table=table,
+        checks=checks,
+        table=table,
         budget=f"{s.autoencoder_steps} steps per model, batch {s.batch_size} documents of up to L {s.seq_len} tokens (padded, not packed)",
         headline=dict(metric="held-out reconstruction loss (nats/token)", lower_is_better=True, values=loss),
         artifacts=ctx.reports("F3"),
-    )  # fmt: skip
+    )
 
 
 FINDING = Finding(

@@ -20,7 +20,11 @@ PARITY = 0.10  # "about as efficiently": at most 10% above Llama's held-out loss
 
 
 def specs(ctx: Context) -> list:
-    return [ctx.spec("mixer", name="mixer", mixer_type="flat"), ctx.spec("llama", name="llama"), ctx.spec("gpt2", name="gpt2")]
+    return [
+        ctx.spec("mixer", name="mixer", mixer_type="flat"),
+        ctx.spec("llama", name="llama"),
+        ctx.spec("gpt2", name="gpt2"),
+    ]
 
 
 def flop_budget(ctx: Context) -> float:
@@ -41,27 +45,50 @@ def run(ctx: Context) -> Measured:
     seeds = [trained(ctx, seed) for seed in range(ctx.scale.seeds)]
     loss = per_seed(seeds, SIDES)
     checks = [
-        better("Masked mixers learn more efficiently than GPT-style transformers (lower held-out loss at equal compute)",
-               "TinyStories: mixer below the original GPT-style transformer (no number published for GPT-2 itself)",
-               "mixer", loss["mixer"], "gpt2", loss["gpt2"]),
-        better(f"Masked mixers learn about as efficiently as Llama-style transformers (within {PARITY:.0%}) or better at short contexts "
-               f"(n_ctx {ctx.scale.seq_len})",
-               "TinyStories: mixer d 1024 1.81/1.86, Llama d 512 4 heads 1.66/1.71; fineweb-edu n_ctx 512: mixer 1.63 vs Llama 1.58; "
-               "mixers ahead at n_ctx 32 and 128 (crossover at 128)",
-               "mixer", loss["mixer"], "llama", loss["llama"], tolerance=PARITY),
-    ]  # fmt: skip
+        better(
+            "Masked mixers learn more efficiently than GPT-style transformers (lower held-out loss at equal compute)",
+            "TinyStories: mixer below the original GPT-style transformer (no number published for GPT-2 itself)",
+            "mixer",
+            loss["mixer"],
+            "gpt2",
+            loss["gpt2"],
+        ),
+        better(
+            f"Masked mixers learn about as efficiently as Llama-style transformers (within {PARITY:.0%}) or better at short contexts "
+            f"(n_ctx {ctx.scale.seq_len})",
+            "TinyStories: mixer d 1024 1.81/1.86, Llama d 512 4 heads 1.66/1.71; fineweb-edu n_ctx 512: mixer 1.63 vs Llama 1.58; "
+            "mixers ahead at n_ctx 32 and 128 (crossover at 128)",
+            "mixer",
+            loss["mixer"],
+            "llama",
+            loss["llama"],
+            tolerance=PARITY,
+        ),
+    ]
     table = [
-        dict(seed=i, model=side, eval_loss=rows[side]["eval_loss"], steps=rows[side]["steps"], flops=rows[side].get("flops"),
-             stopped_by=rows[side]["stopped_by"], wall_s=rows[side]["train_seconds"], cpu_s=rows[side].get("cpu_seconds"),
-             peak_memory_mib=rows[side].get("peak_memory_mib"), parameters=rows[side]["parameters"])
-        for i, rows in enumerate(seeds) for side in SIDES
-    ]  # fmt: skip
+        dict(
+            seed=i,
+            model=side,
+            eval_loss=rows[side]["eval_loss"],
+            steps=rows[side]["steps"],
+            flops=rows[side].get("flops"),
+            stopped_by=rows[side]["stopped_by"],
+            wall_s=rows[side]["train_seconds"],
+            cpu_s=rows[side].get("cpu_seconds"),
+            peak_memory_mib=rows[side].get("peak_memory_mib"),
+            parameters=rows[side]["parameters"],
+        )
+        for i, rows in enumerate(seeds)
+        for side in SIDES
+    ]
     budget = f"equal training FLOPs: {flop_budget(ctx):.3g} per model (what Llama spends in {ctx.scale.clm_steps} steps); steps per model in the table"
     return Measured(
-        checks=checks, budget=budget, table=table,
+        checks=checks,
+        budget=budget,
+        table=table,
         headline=dict(metric="held-out loss (nats/token)", lower_is_better=True, values=loss),
         artifacts=[f"F4/seed-{i}/report.md" for i in range(len(seeds))],
-    )  # fmt: skip
+    )
 
 
 FINDING = Finding(

@@ -29,12 +29,34 @@ from .verdict import FAR, INCONCLUSIVE, Check, better
 # exchangeable init (a named variant): at cpu the uniform one stayed at chance on every budget tried (docs/retrieval.md), the
 # exchangeable one beats chance there.
 SETTINGS = {
-    "cpu": dict(queries_per_document=1, direct_candidates=[32], direct_epochs=30, direct_patience=5, direct_hidden_size=64,
-                direct_layers=2, direct_batch_size=64, direct_learning_rate=0.003, infonce_steps=100, batch_size=64),
-    "paper": dict(queries_per_document=1, direct_candidates=[32, 128], direct_epochs=200, direct_patience=10, infonce_steps=2000),
-    "tiny": dict(queries_per_document=2, direct_candidates=[8], direct_epochs=2, direct_patience=1, direct_hidden_size=8,
-                 direct_layers=1, infonce_steps=2, infonce_candidates=4, batch_size=8, candidates=[8]),
-}  # fmt: skip
+    "cpu": dict(
+        queries_per_document=1,
+        direct_candidates=[32],
+        direct_epochs=30,
+        direct_patience=5,
+        direct_hidden_size=64,
+        direct_layers=2,
+        direct_batch_size=64,
+        direct_learning_rate=0.003,
+        infonce_steps=100,
+        batch_size=64,
+    ),
+    "paper": dict(
+        queries_per_document=1, direct_candidates=[32, 128], direct_epochs=200, direct_patience=10, infonce_steps=2000
+    ),
+    "tiny": dict(
+        queries_per_document=2,
+        direct_candidates=[8],
+        direct_epochs=2,
+        direct_patience=1,
+        direct_hidden_size=8,
+        direct_layers=1,
+        infonce_steps=2,
+        infonce_candidates=4,
+        batch_size=8,
+        candidates=[8],
+    ),
+}
 VARIANT_INIT = "exchangeable"
 
 
@@ -53,14 +75,22 @@ def _documents(ctx: Context) -> list[str]:
 
 
 SIDES = ("mixer", "llama")
-PUBLISHED = {32: "TinyStories, 32 candidates, test CE: mixer 0.10 vs transformer ~3.43 (no learning; chance 3.47) at 512-dim; "
-                 "0.29 vs 0.40 at 1024-dim", 128: "128 candidates, test CE: mixer 0.76 vs transformer 2.27"}
+PUBLISHED = {
+    32: "TinyStories, 32 candidates, test CE: mixer 0.10 vs transformer ~3.43 (no learning; chance 3.47) at 512-dim; "
+    "0.29 vs 0.40 at 1024-dim",
+    128: "128 candidates, test CE: mixer 0.76 vs transformer 2.27",
+}
 
 
 def _described(seeds: list[dict[str, dict]]) -> str:
     """The language models of each seed: where they were trained, their steps and eval loss."""
     return "; ".join(
-        f"F4/seed-{i} (" + ", ".join(f"{side} {rows[side]['steps']} steps, eval loss {rows[side]['eval_loss'] or float('nan'):.3f}" for side in SIDES) + ")"
+        f"F4/seed-{i} ("
+        + ", ".join(
+            f"{side} {rows[side]['steps']} steps, eval loss {rows[side]['eval_loss'] or float('nan'):.3f}"
+            for side in SIDES
+        )
+        + ")"
         for i, rows in enumerate(seeds)
     )
 
@@ -78,10 +108,22 @@ def _direct_checks(results: list[dict], n: int, variant: bool = False) -> list[C
     if any(row is None for side in SIDES for row in rows[side]):
         return [Check(claim, PUBLISHED.get(n, "-"), {}, INCONCLUSIVE, f"fewer than {n} test passages", variant)]
     checks = [
-        better(claim, PUBLISHED.get(n, "-"), *(x for side in SIDES for x in (side, [r["ce"] for r in rows[side]])), variant=variant, effect=FAR),
-        better(f"The same, on test top-1 of {n} (direct model{init}; far: at least {FAR:.0%} above the transformer's)", "-", *(x for side in SIDES for x in (side, [r["top1"] for r in rows[side]])),
-               lower_is_better=False, variant=variant, effect=FAR),
-    ]  # fmt: skip
+        better(
+            claim,
+            PUBLISHED.get(n, "-"),
+            *(x for side in SIDES for x in (side, [r["ce"] for r in rows[side]])),
+            variant=variant,
+            effect=FAR,
+        ),
+        better(
+            f"The same, on test top-1 of {n} (direct model{init}; far: at least {FAR:.0%} above the transformer's)",
+            "-",
+            *(x for side in SIDES for x in (side, [r["top1"] for r in rows[side]])),
+            lower_is_better=False,
+            variant=variant,
+            effect=FAR,
+        ),
+    ]
     return [_gated(check, rows, n) for check in checks]
 
 
@@ -92,7 +134,10 @@ def _top1(rows: list[dict], n: int) -> float | None:
 def _gated(check: Check, rows: dict[str, list[dict]], n: int) -> Check:
     """Inconclusive when neither side's top-1 of n is above chance (binomial test): a gap between two guesses is noise."""
     if not any(r["beats_chance"] for side in rows.values() for r in side if r["candidates"] == n):
-        check.verdict, check.reason = INCONCLUSIVE, f"neither family beats chance (top-1 1/{n}) on test pairs: {check.reason}"
+        check.verdict, check.reason = (
+            INCONCLUSIVE,
+            f"neither family beats chance (top-1 1/{n}) on test pairs: {check.reason}",
+        )
     return check
 
 
@@ -100,7 +145,9 @@ def _ranked(results: list[dict], method: str, n: int, claim: str, published: str
     """Mixer vs Llama on top-1 of n by `method` (cosine, or InfoNCE's rows), per seed, gated by chance."""
     rows = {side: [row for r in results for row in _method_rows(r["families"][side], method)] for side in SIDES}
     values = {side: [_top1(_method_rows(r["families"][side], method), n) for r in results] for side in SIDES}
-    check = better(claim, published, "mixer", values["mixer"], "llama", values["llama"], lower_is_better=False, variant=variant)
+    check = better(
+        claim, published, "mixer", values["mixer"], "llama", values["llama"], lower_is_better=False, variant=variant
+    )
     return _gated(check, rows, n)
 
 
@@ -116,23 +163,50 @@ def _run_seed(ctx: Context, seed: int, settings, documents: list[str]) -> tuple[
 
     models = trained(ctx, seed)
     settings = dataclasses.replace(settings, seed=seed)
-    common = dict(documents=documents, device=str(resolve_device(ctx.device)), progress=ctx.progress,
-                  cache_dir=ctx.output_dir / "F5" / f"seed-{seed}" / "embeddings")  # fmt: skip
+    common = dict(
+        documents=documents,
+        device=str(resolve_device(ctx.device)),
+        progress=ctx.progress,
+        cache_dir=ctx.output_dir / "F5" / f"seed-{seed}" / "embeddings",
+    )
     result = run_f5(models["mixer"]["output_dir"], models["llama"]["output_dir"], settings, **common)
-    variant = run_f5(models["mixer"]["output_dir"], models["llama"]["output_dir"],
-                     dataclasses.replace(settings, direct_mixing_init=VARIANT_INIT, methods=["direct"]), **common)  # fmt: skip
+    variant = run_f5(
+        models["mixer"]["output_dir"],
+        models["llama"]["output_dir"],
+        dataclasses.replace(settings, direct_mixing_init=VARIANT_INIT, methods=["direct"]),
+        **common,
+    )
     return models, result, variant
 
 
 def _table(results: list[dict], variants: list[dict], settings, infonce: dict[str, list], n: int) -> list[dict]:
-    table = [dict(seed=seed, family=side, candidates=r["candidates"], mixing_init=init, epochs=r["epochs"], train_ce=r["train_ce"],
-                  test_ce=r["ce"], min_test_ce=r["min_test_ce"], chance_ce=r["chance_ce"], train_top1=r["train_top1"], test_top1=r["top1"],
-                  chance_top1=r["chance_top1"], p_value=r["p_value"], beats_chance=r["beats_chance"])
-             for seed, pair in enumerate(zip(results, variants))
-             for init, run in zip((settings.direct_mixing_init, VARIANT_INIT), pair)
-             for side in SIDES for r in run["families"][side]["direct"]]  # fmt: skip
-    return table + [dict(seed=seed, family=side, candidates=n, method="InfoNCE, then cosine", test_top1=infonce[side][seed])
-                    for seed in range(len(results)) for side in SIDES]  # fmt: skip
+    table = [
+        dict(
+            seed=seed,
+            family=side,
+            candidates=r["candidates"],
+            mixing_init=init,
+            epochs=r["epochs"],
+            train_ce=r["train_ce"],
+            test_ce=r["ce"],
+            min_test_ce=r["min_test_ce"],
+            chance_ce=r["chance_ce"],
+            train_top1=r["train_top1"],
+            test_top1=r["top1"],
+            chance_top1=r["chance_top1"],
+            p_value=r["p_value"],
+            beats_chance=r["beats_chance"],
+        )
+        for seed, pair in enumerate(zip(results, variants))
+        for init, run in zip((settings.direct_mixing_init, VARIANT_INIT), pair)
+        for side in SIDES
+        for r in run["families"][side]["direct"]
+    ]
+    return table + [
+        dict(seed=seed, family=side, candidates=n, method="InfoNCE, then cosine", test_top1=infonce[side][seed])
+        for seed in range(len(results))
+        for side in SIDES
+    ]
 
 
 def run(ctx: Context) -> Measured:
@@ -147,25 +221,43 @@ def run(ctx: Context) -> Measured:
     checks = [
         *[c for m in counts for c in _direct_checks(results, m)],
         *[c for m in counts for c in _direct_checks(variants, m, variant=True)],
-        _ranked(results, "infonce", n, f"After InfoNCE fine-tuning, the mixer retrieves more accurately (top-1 of {n})",
-                "FineMath, top-1 of 32: mixer d 512 82.1% vs transformer d 512 70.4%"),
-        _ranked(results, "cosine", n, f"Raw embeddings by cosine similarity (the paper: 'very inaccurate'; top-1 of {n})", "-", variant=True),
-    ]  # fmt: skip
+        _ranked(
+            results,
+            "infonce",
+            n,
+            f"After InfoNCE fine-tuning, the mixer retrieves more accurately (top-1 of {n})",
+            "FineMath, top-1 of 32: mixer d 512 82.1% vs transformer d 512 70.4%",
+        ),
+        _ranked(
+            results,
+            "cosine",
+            n,
+            f"Raw embeddings by cosine similarity (the paper: 'very inaccurate'; top-1 of {n})",
+            "-",
+            variant=True,
+        ),
+    ]
     infonce = {side: [_top1(r["families"][side]["infonce"]["rows"], n) for r in results] for side in SIDES}
     pairs = results[0]["pairs"]
     return Measured(
-        checks=checks, table=_table(results, variants, settings, infonce, n),
+        checks=checks,
+        table=_table(results, variants, settings, infonce, n),
         budget=f"{pairs['train_pairs']} train / {pairs['test_pairs']} test pairs from {pairs['documents']} stories "
         f"({settings.queries_per_document} {'query' if settings.queries_per_document == 1 else 'queries'} per story; counts of seed 0: the split, "
         f"candidates and retriever are drawn per seed); direct model up to {settings.direct_epochs} epochs (plateau: {settings.direct_patience}), mixing init "
         f"{settings.direct_mixing_init} and (variant) {VARIANT_INIT}; InfoNCE {settings.infonce_steps} steps; language models: {_described(models)}",
-        headline=dict(metric=f"direct model test CE, {n} candidates", lower_is_better=True,
-                      values={side: [(_row(r["families"][side], n) or {}).get("ce") for r in results] for side in SIDES}),
-        notes=["queries are sentences of the story (no summaries exist offline); the paper used LLM-written one-sentence summaries",
-               "the result depends on how long the language models trained: docs/retrieval.md has the budget search (F4's models are "
-               "used because every finding of a scale shares them)"],
+        headline=dict(
+            metric=f"direct model test CE, {n} candidates",
+            lower_is_better=True,
+            values={side: [(_row(r["families"][side], n) or {}).get("ce") for r in results] for side in SIDES},
+        ),
+        notes=[
+            "queries are sentences of the story (no summaries exist offline); the paper used LLM-written one-sentence summaries",
+            "the result depends on how long the language models trained: docs/retrieval.md has the budget search (F4's models are "
+            "used because every finding of a scale shares them)",
+        ],
         artifacts=[f"F4/seed-{seed}/report.md" for seed in range(len(results))],
-    )  # fmt: skip
+    )
 
 
 FINDING = Finding(

@@ -30,33 +30,64 @@ def _same_side(bidirectional: list[float], causal: list[float]) -> bool:
 
 def run(ctx: Context) -> Measured:
     s = ctx.scale
-    specs = [ctx.spec("bidirectional_mixer", name="mixer", mixer_type="flat"), ctx.spec("bidirectional_llama", name="llama")]
+    specs = [
+        ctx.spec("bidirectional_mixer", name="mixer", mixer_type="flat"),
+        ctx.spec("bidirectional_llama", name="llama"),
+    ]
     seeds = ctx.seeded("F6", specs, s.bidirectional_steps)
     loss = per_seed(seeds, ("mixer", "llama"))
     causal = [trained(ctx, seed) for seed in range(s.seeds)]
-    causal_gap = _relative([rows["mixer"]["eval_loss"] for rows in causal], [rows["llama"]["eval_loss"] for rows in causal])
+    causal_gap = _relative(
+        [rows["mixer"]["eval_loss"] for rows in causal], [rows["llama"]["eval_loss"] for rows in causal]
+    )
     gap = _relative(loss["mixer"], loss["llama"]) if None not in loss["mixer"] + loss["llama"] else []
     checks = [
-        holds("Mixer-vs-transformer performance is about the same as for causal language models",
-              "relative performance about the same as causal LMs (no numbers published)",
-              {"bidirectional mixer/llama - 1": gap, "causal (F4) mixer/llama - 1": causal_gap},
-              None if len(gap) < MIN_SEEDS else _same_side(gap, causal_gap),
-              ("too few seeds (at least 3 needed): " if len(gap) < MIN_SEEDS else "") + f"mean relative gap {sum(gap) / max(len(gap), 1):+.2%} bidirectional vs {sum(causal_gap) / len(causal_gap):+.2%} causal "
-              f"(same side of the {PARITY:.0%} parity band = agrees)"),
-        holds("Keeping the two streams apart does not leak the target", f"a leak drives CE below {LEAK} within half an epoch",
-              loss, None not in loss["mixer"] + loss["llama"] and min(loss["mixer"] + loss["llama"]) > LEAK,
-              f"lowest held-out loss {min((v for v in loss['mixer'] + loss['llama'] if v is not None), default=float('nan')):.3f} (> {LEAK}: no leak)"),
-        better("Bidirectional mixer vs bidirectional Llama (direction only; the paper's claim is the relative one above)", "-",
-               "mixer", loss["mixer"], "llama", loss["llama"], tolerance=PARITY, variant=True),
-    ]  # fmt: skip
-    table = [dict(seed=i, model=side, eval_loss=rows[side]["eval_loss"], causal_eval_loss=causal[i][side]["eval_loss"], steps=rows[side]["steps"],
-                  wall_s=rows[side]["train_seconds"]) for i, rows in enumerate(seeds) for side in ("mixer", "llama")]  # fmt: skip
+        holds(
+            "Mixer-vs-transformer performance is about the same as for causal language models",
+            "relative performance about the same as causal LMs (no numbers published)",
+            {"bidirectional mixer/llama - 1": gap, "causal (F4) mixer/llama - 1": causal_gap},
+            None if len(gap) < MIN_SEEDS else _same_side(gap, causal_gap),
+            ("too few seeds (at least 3 needed): " if len(gap) < MIN_SEEDS else "")
+            + f"mean relative gap {sum(gap) / max(len(gap), 1):+.2%} bidirectional vs {sum(causal_gap) / len(causal_gap):+.2%} causal "
+            f"(same side of the {PARITY:.0%} parity band = agrees)",
+        ),
+        holds(
+            "Keeping the two streams apart does not leak the target",
+            f"a leak drives CE below {LEAK} within half an epoch",
+            loss,
+            None not in loss["mixer"] + loss["llama"] and min(loss["mixer"] + loss["llama"]) > LEAK,
+            f"lowest held-out loss {min((v for v in loss['mixer'] + loss['llama'] if v is not None), default=float('nan')):.3f} (> {LEAK}: no leak)",
+        ),
+        better(
+            "Bidirectional mixer vs bidirectional Llama (direction only; the paper's claim is the relative one above)",
+            "-",
+            "mixer",
+            loss["mixer"],
+            "llama",
+            loss["llama"],
+            tolerance=PARITY,
+            variant=True,
+        ),
+    ]
+    table = [
+        dict(
+            seed=i,
+            model=side,
+            eval_loss=rows[side]["eval_loss"],
+            causal_eval_loss=causal[i][side]["eval_loss"],
+            steps=rows[side]["steps"],
+            wall_s=rows[side]["train_seconds"],
+        )
+        for i, rows in enumerate(seeds)
+        for side in ("mixer", "llama")
+    ]
     return Measured(
-        checks=checks, table=table,
+        checks=checks,
+        table=table,
         budget=f"{s.bidirectional_steps} steps per model, batch {s.batch_size} x L {s.seq_len}; causal gap from F4 (equal training FLOPs)",
         headline=dict(metric="held-out loss, bidirectional (nats/token)", lower_is_better=True, values=loss),
         artifacts=ctx.reports("F6"),
-    )  # fmt: skip
+    )
 
 
 FINDING = Finding(

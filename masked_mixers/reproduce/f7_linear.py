@@ -60,27 +60,54 @@ def run(ctx: Context) -> Measured:
     unigram = unigram_loss(ctx)
     collapse = [_collapse(rows["linear"], s.seq_len) for rows in seeds]
     differences, speedups = [c[0] for c in collapse], [c[1] for c in collapse]
-    collapses = all(d < 1e-4 for d in differences) and all(x > 1 for x in speedups) and all(map(math.isfinite, speedups))
+    collapses = (
+        all(d < 1e-4 for d in differences) and all(x > 1 for x in speedups) and all(map(math.isfinite, speedups))
+    )
     checks = [
-        better("A fully linear masked mixer still learns language (beats every context-free model)",
-               "fully linear mixers still generate grammatical TinyStories text", "linear", loss["linear"],
-               "unigram (no context)", [unigram] * s.seeds),
-        better("A one-layer nonlinear mixer learns more efficiently than a nearly linear one",
-               "TinyStories CE after 1 epoch: nearly linear d 4096 3.25/3.27 vs one-layer nonlinear d 4096 2.51/2.38",
-               "mixer-1-layer", loss["mixer-1-layer"], "near_linear", loss["near_linear"]),
-        holds("A linear mixer collapses to one layer: the same outputs, one step per token instead of one per layer",
-              "generation costs one step instead of one per layer", {"max abs logit difference / max abs logit": differences,
-              "collapsed / deep tokens per second": speedups}, collapses,
-              f"relative logit difference <= {max(differences):.2g}; collapsed decoding {min(speedups):.2f}-{max(speedups):.2f}x the deep model's speed"),
-    ]  # fmt: skip
-    table = [dict(seed=i, model=side, eval_loss=rows[side]["eval_loss"], steps=rows[side]["steps"], wall_s=rows[side]["train_seconds"])
-             for i, rows in enumerate(seeds) for side in SIDES] + [dict(seed="-", model="unigram (no context)", eval_loss=unigram)]  # fmt: skip
+        better(
+            "A fully linear masked mixer still learns language (beats every context-free model)",
+            "fully linear mixers still generate grammatical TinyStories text",
+            "linear",
+            loss["linear"],
+            "unigram (no context)",
+            [unigram] * s.seeds,
+        ),
+        better(
+            "A one-layer nonlinear mixer learns more efficiently than a nearly linear one",
+            "TinyStories CE after 1 epoch: nearly linear d 4096 3.25/3.27 vs one-layer nonlinear d 4096 2.51/2.38",
+            "mixer-1-layer",
+            loss["mixer-1-layer"],
+            "near_linear",
+            loss["near_linear"],
+        ),
+        holds(
+            "A linear mixer collapses to one layer: the same outputs, one step per token instead of one per layer",
+            "generation costs one step instead of one per layer",
+            {"max abs logit difference / max abs logit": differences, "collapsed / deep tokens per second": speedups},
+            collapses,
+            f"relative logit difference <= {max(differences):.2g}; collapsed decoding {min(speedups):.2f}-{max(speedups):.2f}x the deep model's speed",
+        ),
+    ]
+    table = [
+        dict(
+            seed=i,
+            model=side,
+            eval_loss=rows[side]["eval_loss"],
+            steps=rows[side]["steps"],
+            wall_s=rows[side]["train_seconds"],
+        )
+        for i, rows in enumerate(seeds)
+        for side in SIDES
+    ] + [dict(seed="-", model="unigram (no context)", eval_loss=unigram)]
     return Measured(
-        checks=checks, table=table,
+        checks=checks,
+        table=table,
         budget=f"{s.linear_steps} steps per model, batch {s.batch_size} x L {s.seq_len}, d_model {s.d_model} (the paper: d 4096-16384)",
-        headline=dict(metric="held-out loss (nats/token)", lower_is_better=True, values={**loss, "unigram": [unigram] * s.seeds}),
+        headline=dict(
+            metric="held-out loss (nats/token)", lower_is_better=True, values={**loss, "unigram": [unigram] * s.seeds}
+        ),
         artifacts=ctx.reports("F7"),
-    )  # fmt: skip
+    )
 
 
 FINDING = Finding(

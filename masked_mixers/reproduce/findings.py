@@ -11,7 +11,15 @@ from .finding import Finding
 
 FINDINGS: dict[str, Finding] = {
     module.FINDING.id: module.FINDING
-    for module in (f1_representation, f2_flexibility, f3_autoencoders, f4_clm, f5_retrieval, f6_bidirectional, f7_linear)
+    for module in (
+        f1_representation,
+        f2_flexibility,
+        f3_autoencoders,
+        f4_clm,
+        f5_retrieval,
+        f6_bidirectional,
+        f7_linear,
+    )
 }
 RUN_ORDER = ("F4", "F1", "F5", "F6", "F3", "F2", "F7")
 

@@ -78,20 +78,41 @@ def _identity(ctx: Context) -> dict:
 def _measure(finding: Finding, ctx: Context) -> dict:
     """Run one finding; an unexpected error becomes a failed entry instead of ending the run."""
     start, cpu = time.perf_counter(), cpu_seconds()
-    entry = dict(id=finding.id, title=finding.title, claim=finding.claim, published=finding.published, protocol=finding.protocol,
-                 seeds=ctx.scale.seeds if finding.seeded else 1)  # fmt: skip
+    entry = dict(
+        id=finding.id,
+        title=finding.title,
+        claim=finding.claim,
+        published=finding.published,
+        protocol=finding.protocol,
+        seeds=ctx.scale.seeds if finding.seeded else 1,
+    )
     try:
         measured = finding.run(ctx)
     except (UserError, KeyboardInterrupt):
         raise
     except Exception as err:  # noqa: BLE001 - recorded in the scorecard, the other findings still run
         traceback.print_exc()
-        entry.update(verdict=INCONCLUSIVE, reason=f"failed: {type(err).__name__}: {err}", error=f"{type(err).__name__}: {err}",
-                     budget="-", checks=[], table=[], headline=None)  # fmt: skip
+        entry.update(
+            verdict=INCONCLUSIVE,
+            reason=f"failed: {type(err).__name__}: {err}",
+            error=f"{type(err).__name__}: {err}",
+            budget="-",
+            checks=[],
+            table=[],
+            headline=None,
+        )
     else:
         verdict, reason = overall(measured.checks)
-        entry.update(verdict=verdict, reason=reason, budget=measured.budget, checks=[c.to_dict() for c in measured.checks],
-                     table=measured.table, headline=measured.headline, artifacts=measured.artifacts, notes=measured.notes)  # fmt: skip
+        entry.update(
+            verdict=verdict,
+            reason=reason,
+            budget=measured.budget,
+            checks=[c.to_dict() for c in measured.checks],
+            table=measured.table,
+            headline=measured.headline,
+            artifacts=measured.artifacts,
+            notes=measured.notes,
+        )
     entry.update(seconds=time.perf_counter() - start, cpu_seconds=cpu_seconds() - cpu, identity=_identity(ctx))
     return entry
 
@@ -109,16 +130,33 @@ def run_reproduce(request: ReproduceRequest) -> dict:
     request.validate()
     scale = SCALES[request.scale]
     out = Path(request.output_dir)
-    ctx = Context(scale=scale, output_dir=out, data_source=request.data or HUB_SOURCE, eval_source=request.eval_data,
-                  device=request.device, progress=request.progress, cache_dir=request.cache_dir)  # fmt: skip
-    make_dir(out)  # a folder that passes the checks but cannot be made (/proc/x as root) is one line here, before any work
+    ctx = Context(
+        scale=scale,
+        output_dir=out,
+        data_source=request.data or HUB_SOURCE,
+        eval_source=request.eval_data,
+        device=request.device,
+        progress=request.progress,
+        cache_dir=request.cache_dir,
+    )
+    make_dir(
+        out
+    )  # a folder that passes the checks but cannot be made (/proc/x as root) is one line here, before any work
     start, cpu = time.perf_counter(), cpu_seconds()
-    card = dict(command=request.command, scale=dataclasses.asdict(scale), environment=environment("fp32" if scale.name != "paper" else "auto"), findings=[])
+    card = dict(
+        command=request.command,
+        scale=dataclasses.asdict(scale),
+        environment=environment("fp32" if scale.name != "paper" else "auto"),
+        findings=[],
+    )
     selected = request.selected()
     for i, finding in enumerate(selected, 1):
         path = out / finding.id / "finding.json"
         entry = _saved(path, ctx)
-        print(f"[reproduce {i}/{len(selected)}] {finding.id} {finding.title}: {'reusing ' + str(path) if entry else 'running'}", flush=True)
+        print(
+            f"[reproduce {i}/{len(selected)}] {finding.id} {finding.title}: {'reusing ' + str(path) if entry else 'running'}",
+            flush=True,
+        )
         if entry is None:
             entry = _measure(finding, ctx)
             make_dir(path.parent)

@@ -45,38 +45,63 @@ def _statistics(check: dict) -> str:
 
 
 def _finding(entry: dict) -> list[str]:
-    lines = [f"## {entry['id']}. {entry['title']}: {MARK.get(entry['verdict'], entry['verdict'])}", "",
-             f"**Claim.** {entry['claim']}", "", f"**Published.** {entry['published']}", "",
-             f"**Protocol.** {entry['protocol']}", "", f"**Budget.** {entry['budget']}", "",
-             f"**Verdict.** {entry['verdict']}: {entry['reason']}", ""]  # fmt: skip
+    lines = [
+        f"## {entry['id']}. {entry['title']}: {MARK.get(entry['verdict'], entry['verdict'])}",
+        "",
+        f"**Claim.** {entry['claim']}",
+        "",
+        f"**Published.** {entry['published']}",
+        "",
+        f"**Protocol.** {entry['protocol']}",
+        "",
+        f"**Budget.** {entry['budget']}",
+        "",
+        f"**Verdict.** {entry['verdict']}: {entry['reason']}",
+        "",
+    ]
     if entry.get("error"):
         return lines + [f"**Failed.** `{entry['error']}`", ""]
-    lines += ["| check | published | measured (per seed) | paired gaps (> 0: first side better) | n | 95% CI of the mean gap | verdict | reason |",
-              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "| check | published | measured (per seed) | paired gaps (> 0: first side better) | n | 95% CI of the mean gap | verdict | reason |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for check in entry["checks"]:
         claim = ("*variant:* " if check["variant"] else "") + check["claim"]
-        lines.append(f"| {claim} | {check['published']} | {_measured(check['measured'])} | {_statistics(check)} | {check['verdict']} | {check['reason']} |")
+        lines.append(
+            f"| {claim} | {check['published']} | {_measured(check['measured'])} | {_statistics(check)} | {check['verdict']} | {check['reason']} |"
+        )
     lines += ["", *_table(entry["table"])]
     lines += [f"- note: {note}" for note in entry.get("notes", [])]
-    lines += [f"- time: {entry['seconds']:.0f} s wall, {entry['cpu_seconds']:.0f} s CPU (this process and its workers)", ""]
+    lines += [
+        f"- time: {entry['seconds']:.0f} s wall, {entry['cpu_seconds']:.0f} s CPU (this process and its workers)",
+        "",
+    ]
     links = [f"[{a}]({a})" for a in entry.get("artifacts", [])]
     return lines + (["Reports: " + ", ".join(links), ""] if links else [])
 
 
 def render(card: dict) -> str:
     scale = card["scale"]
-    lines = [f"# Scorecard: the paper's findings at scale `{scale['name']}`", "",
-             "Badger, *Masked Mixers for Language Generation and Retrieval* (arXiv 2409.01482), findings as listed in "
-             "docs/findings.md, each run with the paper's protocol. Command: `" + card["command"] + "`.", "",
-             "Verdicts: per check, the per-seed paired gaps, their mean and its 95% confidence interval (Student's t). "
-             "**agrees** / **disagrees** only with at least 3 seeds and an interval wholly on one side of the claim's "
-             "threshold (0 for a direction, the stated effect for a size claim such as \"far\", the band's edge for a "
-             "parity claim); otherwise **inconclusive** (fewer seeds: \"too few seeds\"). On identical sides the rule is "
-             "decisive 5% of the time. docs/reproduce.md states the rule.", "",
-             "| finding | verdict | reason | budget | seeds |", "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"# Scorecard: the paper's findings at scale `{scale['name']}`",
+        "",
+        "Badger, *Masked Mixers for Language Generation and Retrieval* (arXiv 2409.01482), findings as listed in "
+        "docs/findings.md, each run with the paper's protocol. Command: `" + card["command"] + "`.",
+        "",
+        "Verdicts: per check, the per-seed paired gaps, their mean and its 95% confidence interval (Student's t). "
+        "**agrees** / **disagrees** only with at least 3 seeds and an interval wholly on one side of the claim's "
+        'threshold (0 for a direction, the stated effect for a size claim such as "far", the band\'s edge for a '
+        'parity claim); otherwise **inconclusive** (fewer seeds: "too few seeds"). On identical sides the rule is '
+        "decisive 5% of the time. docs/reproduce.md states the rule.",
+        "",
+        "| finding | verdict | reason | budget | seeds |",
+        "|---|---|---|---|---|",
+    ]
     for entry in card["findings"]:
-        lines.append(f"| {entry['id']} {entry['title']} | {MARK.get(entry['verdict'], entry['verdict'])} | {entry['reason']} | "
-                     f"{entry['budget']} | {entry['seeds']} |")  # fmt: skip
+        lines.append(
+            f"| {entry['id']} {entry['title']} | {MARK.get(entry['verdict'], entry['verdict'])} | {entry['reason']} | "
+            f"{entry['budget']} | {entry['seeds']} |"
+        )
     lines += ["", "![headline numbers per finding](scorecard.png)", ""]
     for entry in card["findings"]:
         lines += _finding(entry)
@@ -112,7 +137,7 @@ def plot(card: dict, path: Path) -> None:
     columns = min(4, len(entries))
     rows = -(-len(entries) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.8 * columns, 3.6 * rows), squeeze=False)
-    for ax in axes.flat[len(entries):]:
+    for ax in axes.flat[len(entries) :]:
         ax.axis("off")
     for ax, entry in zip(axes.flat, entries):
         values = entry["headline"]["values"]

@@ -31,8 +31,38 @@ AGREES, DISAGREES, INCONCLUSIVE = "agrees", "disagrees", "inconclusive"
 MIN_SEEDS = 3
 FAR = 0.10  # a size claim's "far better": better by at least 10% of the other side's mean, on the whole interval
 # two-sided 95% Student t quantiles t(0.975, df) for df = 1..30; above 30 the normal's 1.96 is within 2%
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+_T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 
 
 @dataclass
@@ -81,7 +111,9 @@ def _missing(measured: dict[str, list]) -> str | None:
 
 def _decide(low: float, high: float, threshold: float, parity: bool) -> tuple[str, str]:
     """(verdict, what it means) of an interval against the claim's threshold (the band's edge for parity)."""
-    inside, outside = ("inside the band", "outside the band") if parity else (f"above {threshold:+.4g}", f"below {threshold:+.4g}")
+    inside, outside = (
+        ("inside the band", "outside the band") if parity else (f"above {threshold:+.4g}", f"below {threshold:+.4g}")
+    )
     if low > threshold:
         return AGREES, f"interval {inside}"
     if high < threshold:
@@ -90,8 +122,16 @@ def _decide(low: float, high: float, threshold: float, parity: bool) -> tuple[st
 
 
 def better(
-    claim: str, published: str, name_a: str, a: Sequence[float], name_b: str, b: Sequence[float],
-    lower_is_better: bool = True, tolerance: float = 0.0, variant: bool = False, effect: float = 0.0,
+    claim: str,
+    published: str,
+    name_a: str,
+    a: Sequence[float],
+    name_b: str,
+    b: Sequence[float],
+    lower_is_better: bool = True,
+    tolerance: float = 0.0,
+    variant: bool = False,
+    effect: float = 0.0,
 ) -> Check:
     """The claim "a is better than b" (by at least `effect` x b's mean), or with `tolerance` > 0 "a is about as good as b, or better".
 
@@ -99,7 +139,9 @@ def better(
     size claim requires, both as fractions of b's mean; the module docstring gives the rule.
     """
     if tolerance < 0 or effect < 0 or (tolerance and effect):
-        raise ValueError(f"tolerance and effect are fractions >= 0, at most one of them set; got {tolerance} and {effect}")
+        raise ValueError(
+            f"tolerance and effect are fractions >= 0, at most one of them set; got {tolerance} and {effect}"
+        )
     measured = {name_a: list(a), name_b: list(b)}
     missing = _missing(measured) or (None if len(a) == len(b) else "unequal numbers of seeds")
     if missing:
@@ -108,23 +150,42 @@ def better(
     gaps = [sign * (y - x) for x, y in zip(a, b)]  # > 0: a better on that seed
     scale = abs(statistics.fmean(b)) or 1.0
     threshold = -tolerance * scale if tolerance else effect * scale
-    wanted = f"parity band: {name_a} at most {tolerance:.0%} worse" if tolerance else f"{name_a} better by more than {effect:.0%}" if effect else f"{name_a} better"
+    wanted = (
+        f"parity band: {name_a} at most {tolerance:.0%} worse"
+        if tolerance
+        else f"{name_a} better by more than {effect:.0%}"
+        if effect
+        else f"{name_a} better"
+    )
     detail = f"mean gap {statistics.fmean(gaps):+.4g} ({wanted}: gap > {threshold:+.4g}; n {len(gaps)}"
     if len(gaps) < MIN_SEEDS:
-        return Check(claim, published, measured, INCONCLUSIVE, f"too few seeds: {detail}, at least {MIN_SEEDS} needed)", variant, gaps=gaps, n=len(gaps))
+        return Check(
+            claim,
+            published,
+            measured,
+            INCONCLUSIVE,
+            f"too few seeds: {detail}, at least {MIN_SEEDS} needed)",
+            variant,
+            gaps=gaps,
+            n=len(gaps),
+        )
     low, high = interval(gaps)
     verdict, meaning = _decide(low, high, threshold, bool(tolerance))
     reason = f"{detail}, 95% CI [{low:+.4g}, {high:+.4g}]: {meaning})"
     return Check(claim, published, measured, verdict, reason, variant, gaps=gaps, n=len(gaps), interval=[low, high])
 
 
-def holds(claim: str, published: str, measured: dict[str, list], ok: bool | None, reason: str, variant: bool = False) -> Check:
+def holds(
+    claim: str, published: str, measured: dict[str, list], ok: bool | None, reason: str, variant: bool = False
+) -> Check:
     """A yes/no claim (a run diverged, logits match): agrees when `ok`, disagrees when not; None or missing values: inconclusive."""
     missing = _missing({k: v for k, v in measured.items() if v is not None})
     if missing:
         return Check(claim, published, measured, INCONCLUSIVE, missing, variant)
     verdict = INCONCLUSIVE if ok is None else AGREES if ok else DISAGREES
-    return Check(claim, published, measured, verdict, reason, variant, n=max((len(v) for v in measured.values() if v), default=0))
+    return Check(
+        claim, published, measured, verdict, reason, variant, n=max((len(v) for v in measured.values() if v), default=0)
+    )
 
 
 def overall(checks: Sequence[Check]) -> tuple[str, str]:
@@ -146,4 +207,16 @@ def overall(checks: Sequence[Check]) -> tuple[str, str]:
     return INCONCLUSIVE, f"partly {lead}, the rest undecided ({tally})"
 
 
-__all__ = ["AGREES", "DISAGREES", "FAR", "INCONCLUSIVE", "MIN_SEEDS", "Check", "better", "holds", "interval", "overall", "t_quantile"]
+__all__ = [
+    "AGREES",
+    "DISAGREES",
+    "FAR",
+    "INCONCLUSIVE",
+    "MIN_SEEDS",
+    "Check",
+    "better",
+    "holds",
+    "interval",
+    "overall",
+    "t_quantile",
+]

@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 from ..core.errors import UserError
-from ..runs.factory import count_parameters
 from ..core.files import save_figure
+from ..runs.factory import count_parameters
+from ..runs.layout import SCORE, input_side
 from .bm25 import bm25_scores
 from .direct import fit_direct
-from ..runs.layout import SCORE, input_side
 from .embedding import embed_texts, load_language_model
 from .infonce import finetune_infonce
 from .metrics import candidate_counts, cosine_scores, metrics_vs_candidates
@@ -32,13 +32,20 @@ from .pairs import PairSplits, load_splits, passage_index
 from .settings import METHODS, RetrievalSettings
 
 
-def embed_splits(model, tokenizer, splits: PairSplits, settings: RetrievalSettings, progress: bool = True, train: bool = True) -> dict:
+def embed_splits(
+    model, tokenizer, splits: PairSplits, settings: RetrievalSettings, progress: bool = True, train: bool = True
+) -> dict:
     """Embeddings of the test (and train) split, each (queries (N, d), distinct passages (D, d), targets (N,)).
 
     A passage shared by several queries (queries_per_document > 1) is embedded once; computed once
     per language model, they serve every method that keeps it frozen (cosine, direct).
     """
-    kw = {"position": settings.position, "batch_size": settings.batch_size, "max_length": settings.max_length, "progress": progress}
+    kw = {
+        "position": settings.position,
+        "batch_size": settings.batch_size,
+        "max_length": settings.max_length,
+        "progress": progress,
+    }
     out = {}
     for name, pairs in (("test", splits.test), ("train", splits.train)) if train else (("test", splits.test),):
         passages, targets = passage_index(pairs)
@@ -66,7 +73,11 @@ def benchmark_model(
     if unknown:
         raise UserError(f"unknown retrieval methods {sorted(unknown)} (choose from {', '.join(METHODS)})")
     model, tokenizer = load_language_model(model_dir, device, trust_remote_code=trust_remote_code)
-    result = {"model_dir": str(model_dir), "model_type": model.config.model_type, "parameters": count_parameters(model).total}
+    result = {
+        "model_dir": str(model_dir),
+        "model_type": model.config.model_type,
+        "parameters": count_parameters(model).total,
+    }
     result["padding_side"] = input_side(model, tokenizer, SCORE)
     embedded = embed_splits(model, tokenizer, splits, s, progress, train="direct" in methods)
     test_q, test_p, test_t = embedded["test"]
@@ -75,19 +86,33 @@ def benchmark_model(
     if "direct" in methods:
         result["direct"] = fit_direct(embedded["train"], embedded["test"], s, device)
     if "infonce" in methods:
-        result["infonce"], result["infonce_loss"] = infonce_then_cosine(model, tokenizer, splits, s, counts, test_t, progress)
+        result["infonce"], result["infonce_loss"] = infonce_then_cosine(
+            model, tokenizer, splits, s, counts, test_t, progress
+        )
     return result
 
 
-def infonce_then_cosine(model, tokenizer, splits: PairSplits, s: RetrievalSettings, counts: list[int], targets, progress: bool = True) -> tuple[list[dict], dict]:
+def infonce_then_cosine(
+    model, tokenizer, splits: PairSplits, s: RetrievalSettings, counts: list[int], targets, progress: bool = True
+) -> tuple[list[dict], dict]:
     """Fine-tune `model` in place with InfoNCE on the train pairs, re-embed the test pairs and rank them by cosine.
 
     Returns (metric rows per number of candidates, {"first", "last": the InfoNCE loss, "variant"}).
     """
     history = finetune_infonce(
-        model, tokenizer, splits.train, position=s.position, steps=s.infonce_steps, batch_size=s.infonce_batch_size,
-        learning_rate=s.infonce_learning_rate, temperature=s.temperature, max_length=s.max_length, seed=s.seed, progress=progress,
-        variant=s.infonce_variant, candidates=s.infonce_candidates,
+        model,
+        tokenizer,
+        splits.train,
+        position=s.position,
+        steps=s.infonce_steps,
+        batch_size=s.infonce_batch_size,
+        learning_rate=s.infonce_learning_rate,
+        temperature=s.temperature,
+        max_length=s.max_length,
+        seed=s.seed,
+        progress=progress,
+        variant=s.infonce_variant,
+        candidates=s.infonce_candidates,
     )
     tuned_q, tuned_p, _ = embed_splits(model, tokenizer, splits, s, progress, train=False)["test"]
     rows = metrics_vs_candidates(cosine_scores(tuned_q, tuned_p), counts, s.seed, targets)
@@ -123,12 +148,19 @@ def benchmark_models(
         "candidates": counts,
         "seed": settings.seed,
         "bm25": metrics_vs_candidates(lexical, counts, settings.seed, torch.tensor(targets)),
-        "models": {label: benchmark_model(path, splits, counts, settings, device, progress, trust_remote_code) for label, path in model_dirs.items()},
+        "models": {
+            label: benchmark_model(path, splits, counts, settings, device, progress, trust_remote_code)
+            for label, path in model_dirs.items()
+        },
     }
 
 
 def retrieval_benchmark(
-    mixer_dir: str | Path, transformer_dir: str | Path, pairs: PairSplits | str | Path, settings: RetrievalSettings | None = None, **kwargs
+    mixer_dir: str | Path,
+    transformer_dir: str | Path,
+    pairs: PairSplits | str | Path,
+    settings: RetrievalSettings | None = None,
+    **kwargs,
 ) -> dict:
     """`benchmark_models` on one masked mixer ("mixer") and one transformer ("transformer")."""
     return benchmark_models({"mixer": mixer_dir, "transformer": transformer_dir}, pairs, settings, **kwargs)

@@ -26,7 +26,9 @@ def terms(text: str) -> list[str]:
     return _TERM.findall(text.lower())
 
 
-def bm25_scores(queries: Sequence[str], passages: Sequence[str], k1: float = 1.5, b: float = 0.75, chunk: int = 1024) -> torch.Tensor:
+def bm25_scores(
+    queries: Sequence[str], passages: Sequence[str], k1: float = 1.5, b: float = 0.75, chunk: int = 1024
+) -> torch.Tensor:
     """(len(queries), len(passages)) BM25 scores of every query against every passage."""
     counts = [Counter(terms(p)) for p in passages]
     vocab: dict[str, int] = {}
@@ -39,12 +41,20 @@ def bm25_scores(queries: Sequence[str], passages: Sequence[str], k1: float = 1.5
     n = len(passages)
     idf = torch.tensor([math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in vocab])
 
-    doc, term, tf = zip(*((d, vocab[t], f) for d, c in enumerate(counts) for t, f in c.items())) if vocab else ((), (), ())
-    doc, term, tf = torch.tensor(doc, dtype=torch.long), torch.tensor(term, dtype=torch.long), torch.tensor(tf, dtype=torch.float32)
+    doc, term, tf = (
+        zip(*((d, vocab[t], f) for d, c in enumerate(counts) for t, f in c.items())) if vocab else ((), (), ())
+    )
+    doc, term, tf = (
+        torch.tensor(doc, dtype=torch.long),
+        torch.tensor(term, dtype=torch.long),
+        torch.tensor(tf, dtype=torch.float32),
+    )
     norm = k1 * (1 - b + b * lengths[doc] / avg_length)
     weight = idf[term] * tf * (k1 + 1) / (tf + norm)
     # (passages, vocab) sparse term weights
-    weights = torch.sparse_coo_tensor(torch.stack([doc, term]), weight, (n, len(vocab)), check_invariants=True).coalesce()
+    weights = torch.sparse_coo_tensor(
+        torch.stack([doc, term]), weight, (n, len(vocab)), check_invariants=True
+    ).coalesce()
 
     scores = []
     for start in range(0, len(queries), chunk):

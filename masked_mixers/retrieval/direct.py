@@ -36,10 +36,10 @@ from transformers import initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..core.errors import UserError
+from ..core.progress import progress_bar
 from ..models.masked_mixer import MaskedMixerConfig
 from ..models.masked_mixer.modeling import MixerBlock
 from .metrics import rank_of_target, ranking_metrics, sample_negatives
-from ..core.progress import progress_bar
 from .settings import MIXING_INITS
 from .significance import chance_test
 
@@ -91,8 +91,11 @@ class RetrievalMixer(PreTrainedModel):
     def __init__(self, config: RetrievalMixerConfig):
         super().__init__(config)
         block_config = MaskedMixerConfig(
-            hidden_size=config.hidden_size, seq_len=config.num_candidates + 1, ff_mult=config.ff_mult,
-            dropout=config.dropout, layer_norm_eps=config.layer_norm_eps,
+            hidden_size=config.hidden_size,
+            seq_len=config.num_candidates + 1,
+            ff_mult=config.ff_mult,
+            dropout=config.dropout,
+            layer_norm_eps=config.layer_norm_eps,
         )
         self.input_norm = nn.LayerNorm(config.input_size, eps=config.layer_norm_eps)
         self.input_proj = nn.Linear(config.input_size, config.hidden_size)
@@ -122,7 +125,9 @@ class RetrievalMixer(PreTrainedModel):
             init.ones_(module.weight)
             init.zeros_(module.bias)
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor | None = None, **kwargs) -> SequenceClassifierOutput:
+    def forward(
+        self, embeddings: torch.Tensor, labels: torch.Tensor | None = None, **kwargs
+    ) -> SequenceClassifierOutput:
         """embeddings: (batch, n + 1, input_size), query first; labels: (batch,) positive slot in 0..n-1."""
         x = self.input_proj(self.input_norm(embeddings))  # (b, n + 1, d)
         for block in self.blocks:
@@ -219,8 +224,13 @@ def train_direct(
 
 @torch.no_grad()
 def evaluate_direct(
-    model: RetrievalMixer, queries: torch.Tensor, passages: torch.Tensor, seed: int = 0, batch_size: int = 256,
-    targets: torch.Tensor | None = None, significance: float = 0.01,
+    model: RetrievalMixer,
+    queries: torch.Tensor,
+    passages: torch.Tensor,
+    seed: int = 0,
+    batch_size: int = 256,
+    targets: torch.Tensor | None = None,
+    significance: float = 0.01,
 ) -> dict:
     """Ranking metrics, cross entropy (with its standard error, beside chance ln n) and the binomial
     chance test of the model on pairs, at its own number of candidates; seeded candidate draws."""
@@ -239,12 +249,18 @@ def evaluate_direct(
     ranks, losses = torch.cat(ranks), torch.cat(losses)
     se = losses.std().item() / math.sqrt(len(losses)) if len(losses) > 1 else math.nan
     return {
-        "candidates": n, **ranking_metrics(ranks), "ce": losses.mean().item(), "ce_se": se, "chance_ce": math.log(n),
+        "candidates": n,
+        **ranking_metrics(ranks),
+        "ce": losses.mean().item(),
+        "ce_se": se,
+        "chance_ce": math.log(n),
         **chance_test(int((ranks == 1).sum()), len(ranks), n, significance),
     }
 
 
-def fit_direct(train: tuple, test: tuple, settings, device: str | torch.device = "cpu", progress: bool = False) -> list[dict]:
+def fit_direct(
+    train: tuple, test: tuple, settings, device: str | torch.device = "cpu", progress: bool = False
+) -> list[dict]:
     """The direct model at each of `settings.direct_candidates`, trained to a plateau and reported as the paper does.
 
     train, test: (queries (N, d), passages (D, d), targets (N,)) of cached frozen-LM embeddings.
@@ -260,22 +276,49 @@ def fit_direct(train: tuple, test: tuple, settings, device: str | torch.device =
         if n > min(len(train[1]), len(test[1])):
             continue
         d = train[0].shape[1]
-        config = RetrievalMixerConfig(input_size=d, hidden_size=settings.direct_hidden_size or d, num_candidates=n, num_hidden_layers=settings.direct_layers,
-                                      mixing_init=settings.direct_mixing_init)
+        config = RetrievalMixerConfig(
+            input_size=d,
+            hidden_size=settings.direct_hidden_size or d,
+            num_candidates=n,
+            num_hidden_layers=settings.direct_layers,
+            mixing_init=settings.direct_mixing_init,
+        )
 
         def on_test(model):
             return {"test_ce": evaluate_direct(model, *test[:2], seed=settings.seed, targets=test[2])["ce"]}
 
         model, history = train_direct(
-            train[0], train[1], config, epochs=settings.direct_epochs, batch_size=settings.direct_batch_size,
-            learning_rate=settings.direct_learning_rate, seed=settings.seed, device=device, targets=train[2],
-            patience=settings.direct_patience, min_delta=settings.direct_min_delta, evaluate=on_test, progress=progress,
+            train[0],
+            train[1],
+            config,
+            epochs=settings.direct_epochs,
+            batch_size=settings.direct_batch_size,
+            learning_rate=settings.direct_learning_rate,
+            seed=settings.seed,
+            device=device,
+            targets=train[2],
+            patience=settings.direct_patience,
+            min_delta=settings.direct_min_delta,
+            evaluate=on_test,
+            progress=progress,
         )
         fit = evaluate_direct(model, *train[:2], seed=settings.seed, targets=train[2])
-        held_out = evaluate_direct(model, *test[:2], seed=settings.seed, targets=test[2], significance=settings.significance)
-        lowest = min(history, key=lambda h: h["test_ce"])  # chosen on the test pairs: optimistic, reported beside the end
-        rows.append({
-            **held_out, "train_ce": fit["ce"], "train_top1": fit["top1"], "train_loss": history[-1]["loss"],
-            "epochs": len(history), "history": history, "min_test_ce": lowest["test_ce"], "min_test_ce_epoch": lowest["epoch"],
-        })
+        held_out = evaluate_direct(
+            model, *test[:2], seed=settings.seed, targets=test[2], significance=settings.significance
+        )
+        lowest = min(
+            history, key=lambda h: h["test_ce"]
+        )  # chosen on the test pairs: optimistic, reported beside the end
+        rows.append(
+            {
+                **held_out,
+                "train_ce": fit["ce"],
+                "train_top1": fit["top1"],
+                "train_loss": history[-1]["loss"],
+                "epochs": len(history),
+                "history": history,
+                "min_test_ce": lowest["test_ce"],
+                "min_test_ce_epoch": lowest["epoch"],
+            }
+        )
     return rows

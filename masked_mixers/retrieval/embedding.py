@@ -34,12 +34,11 @@ from safetensors.torch import load_file
 
 from ..core.errors import UserError
 from ..core.files import save_safetensors
+from ..core.progress import progress_bar
 from ..models import CAUSAL_LM, context_length, family_of
 from ..runs.layout import PADDING_SIDES, SCORE, input_side, pad_token_id, place
 from ..runs.rundir import load_run
 from .settings import POSITIONS
-from ..core.progress import progress_bar
-
 
 
 def load_language_model(model_dir: str | Path, device: str | torch.device = "cpu", trust_remote_code: bool = False):
@@ -59,7 +58,9 @@ def load_language_model(model_dir: str | Path, device: str | torch.device = "cpu
     return model, tokenizer
 
 
-def tokenize(tokenizer, texts: Sequence[str], length: int, side: str = "right", width: int | None = None) -> dict[str, torch.Tensor]:
+def tokenize(
+    tokenizer, texts: Sequence[str], length: int, side: str = "right", width: int | None = None
+) -> dict[str, torch.Tensor]:
     """input_ids and attention_mask, (n, width): each text truncated to `length` tokens, padded on `side`.
 
     width defaults to `length`; a left-padded mixer gets its full context, so texts end at L - 1.
@@ -97,7 +98,9 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, position: str) -> t
     last = torch.where(real, cols, -1).max(dim=1).values  # (batch,) last real column, -1 if none
     first = torch.where(real, cols, t).min(dim=1).values  # (batch,) first real column, t if none
     index = {
-        "second-to-last": torch.minimum(torch.maximum(last - 1, first), last).clamp(min=0),  # one before last, never before first
+        "second-to-last": torch.minimum(torch.maximum(last - 1, first), last).clamp(
+            min=0
+        ),  # one before last, never before first
         "last-token": last.clamp(min=0),
         "last": torch.full_like(last, t - 1),
     }[position]

@@ -24,16 +24,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..runs.layout import SCORE, input_side
 from .benchmark import embed_splits, infonce_then_cosine
 from .direct import fit_direct
-from ..runs.layout import SCORE, input_side
 from .embedding import load_embeddings, load_language_model, save_embeddings
 from .metrics import cosine_scores, metrics_vs_candidates
 from .pairs import PairSplits, build_pairs, passage_index, split_pairs
 from .settings import RetrievalSettings
 from .significance import chance_test
 
-F5_DEFAULTS = {"kind": "sentence", "methods": ["cosine", "direct", "infonce"], "direct_candidates": [32, 128], "temperature": 0.02}
+F5_DEFAULTS = {
+    "kind": "sentence",
+    "methods": ["cosine", "direct", "infonce"],
+    "direct_candidates": [32, 128],
+    "temperature": 0.02,
+}
 
 
 def f5_settings(**overrides) -> RetrievalSettings:
@@ -43,7 +48,13 @@ def f5_settings(**overrides) -> RetrievalSettings:
 
 def f5_pairs(documents: Sequence[str], settings: RetrievalSettings) -> PairSplits:
     """Sentence pairs of every document, `queries_per_document` per story, split by story."""
-    pairs = build_pairs(documents, "sentence", seed=settings.seed, min_query_words=settings.min_query_words, queries_per_document=settings.queries_per_document)
+    pairs = build_pairs(
+        documents,
+        "sentence",
+        seed=settings.seed,
+        min_query_words=settings.min_query_words,
+        queries_per_document=settings.queries_per_document,
+    )
     splits = split_pairs(pairs, settings.test_fraction, settings.seed, settings.max_test)
     if not splits.train or not splits.test:
         raise UserError(f"F5: {len(pairs)} pairs from {len(documents)} documents are too few to split")
@@ -66,41 +77,66 @@ def _cached_embeddings(model_dir, model, tokenizer, splits, settings, cache: Pat
     if cache is not None and cache.is_file():
         tensors, metadata = load_embeddings(cache)
         if metadata.get("key") == key:
-            return {split: tuple(tensors[f"{split}_{part}"] for part in ("queries", "passages", "targets")) for split in ("test", "train")}
+            return {
+                split: tuple(tensors[f"{split}_{part}"] for part in ("queries", "passages", "targets"))
+                for split in ("test", "train")
+            }
     embedded = embed_splits(model, tokenizer, splits, settings, progress)
     if cache is not None:
-        save_embeddings(cache, dict(zip(names, [t for split in ("test", "train") for t in embedded[split]])), {"key": key})
+        save_embeddings(
+            cache, dict(zip(names, [t for split in ("test", "train") for t in embedded[split]])), {"key": key}
+        )
     return embedded
 
 
 def _with_chance(rows: list[dict], targets, settings) -> list[dict]:
     """Each metric row with the binomial chance test of its top-1 (significance.py)."""
     for row in rows:
-        row.update(chance_test(round(row["top1"] * len(targets)), len(targets), row["candidates"], settings.significance))
+        row.update(
+            chance_test(round(row["top1"] * len(targets)), len(targets), row["candidates"], settings.significance)
+        )
     return rows
 
 
 def _cosine_rows(queries, passages, targets, counts, settings) -> list[dict]:
     """Cosine top-1/top-10/MRR at each n, with the binomial chance test of top-1."""
-    return _with_chance(metrics_vs_candidates(cosine_scores(queries, passages), counts, settings.seed, targets), targets, settings)
+    return _with_chance(
+        metrics_vs_candidates(cosine_scores(queries, passages), counts, settings.seed, targets), targets, settings
+    )
 
 
 def _infonce(model, tokenizer, splits, settings, counts, targets, progress) -> dict:
     """InfoNCE fine-tuning (benchmark.infonce_then_cosine), its rows with the chance test of top-1."""
     rows, loss = infonce_then_cosine(model, tokenizer, splits, settings, counts, targets, progress)
     _with_chance(rows, targets, settings)
-    return {"variant": loss["variant"], "steps": settings.infonce_steps, "candidates_per_step": settings.infonce_candidates,
-            "temperature": settings.temperature, "loss_first": loss["first"], "loss_last": loss["last"], "rows": rows}
+    return {
+        "variant": loss["variant"],
+        "steps": settings.infonce_steps,
+        "candidates_per_step": settings.infonce_candidates,
+        "temperature": settings.temperature,
+        "loss_first": loss["first"],
+        "loss_last": loss["last"],
+        "rows": rows,
+    }
 
 
-def run_family(model_dir: str | Path, splits: PairSplits, settings: RetrievalSettings, device: str = "cpu", progress: bool = True, cache: Path | None = None) -> dict:
+def run_family(
+    model_dir: str | Path,
+    splits: PairSplits,
+    settings: RetrievalSettings,
+    device: str = "cpu",
+    progress: bool = True,
+    cache: Path | None = None,
+) -> dict:
     """F5 on one language model: direct model rows, cosine rows and (optionally) InfoNCE rows."""
     model, tokenizer = load_language_model(model_dir, device)
     embedded = _cached_embeddings(model_dir, model, tokenizer, splits, settings, cache, progress)
     test_q, test_p, test_t = embedded["test"]
     counts = [n for n in sorted({32, 128, *settings.direct_candidates}) if n <= len(test_p)]
     result = {
-        "model_dir": str(model_dir), "model_type": model.config.model_type, "padding_side": input_side(model, tokenizer, SCORE),
+        "model_dir": str(model_dir),
+        "model_type": model.config.model_type,
+        "padding_side": input_side(model, tokenizer, SCORE),
         "direct": fit_direct(embedded["train"], embedded["test"], settings, device, progress),
         "cosine": _cosine_rows(test_q, test_p, test_t, counts, settings),
     }
@@ -110,8 +146,13 @@ def run_family(model_dir: str | Path, splits: PairSplits, settings: RetrievalSet
 
 
 def run_f5(
-    mixer_dir: str | Path, llama_dir: str | Path, settings: RetrievalSettings, documents: Sequence[str],
-    device: str = "cpu", progress: bool = True, cache_dir: str | Path | None = None,
+    mixer_dir: str | Path,
+    llama_dir: str | Path,
+    settings: RetrievalSettings,
+    documents: Sequence[str],
+    device: str = "cpu",
+    progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> dict:
     """F5 on a mixer and a Llama (any two language models) by the paper's protocol; see the module docstring.
 
@@ -129,12 +170,17 @@ def run_f5(
         cache.mkdir(parents=True, exist_ok=True)
     families = {}
     for label, model_dir in (("mixer", mixer_dir), ("llama", llama_dir)):
-        families[label] = run_family(model_dir, splits, settings, device, progress, cache / f"{label}-embeddings.safetensors" if cache else None)
+        families[label] = run_family(
+            model_dir, splits, settings, device, progress, cache / f"{label}-embeddings.safetensors" if cache else None
+        )
     return {
         "pairs": {
-            "documents": len(documents), "queries_per_document": settings.queries_per_document,
-            "train_pairs": len(splits.train), "test_pairs": len(splits.test),
-            "train_passages": len(passage_index(splits.train)[0]), "test_passages": len(passage_index(splits.test)[0]),
+            "documents": len(documents),
+            "queries_per_document": settings.queries_per_document,
+            "train_pairs": len(splits.train),
+            "test_pairs": len(splits.test),
+            "train_passages": len(passage_index(splits.train)[0]),
+            "test_passages": len(passage_index(splits.test)[0]),
         },
         "settings": dataclasses.asdict(settings),
         "families": families,
@@ -154,8 +200,10 @@ def _lowest(row: dict) -> str:
 def direct_table(result: dict) -> str:
     """Markdown: per family and n, train/test CE (chance ln n; the lowest test CE over the epochs, chosen on
     the test pairs) and test top-1 (chance 1/n) with the p-value."""
-    lines = ["| family | n | epochs | train CE | test CE ± se | lowest test CE (epoch) | ln n | train top-1 | test top-1 | 1/n | p (binomial) | beats chance |",
-             "|---" * 12 + "|"]
+    lines = [
+        "| family | n | epochs | train CE | test CE ± se | lowest test CE (epoch) | ln n | train top-1 | test top-1 | 1/n | p (binomial) | beats chance |",
+        "|---" * 12 + "|",
+    ]
     for label, family in result["families"].items():
         for r in family["direct"]:
             lines.append(
@@ -171,4 +219,13 @@ def direct_table_of_models(models: dict[str, dict]) -> str | None:
     return direct_table({"families": families}) if families else None
 
 
-__all__ = ["F5_DEFAULTS", "beats_chance", "direct_table", "direct_table_of_models", "f5_pairs", "f5_settings", "run_f5", "run_family"]
+__all__ = [
+    "F5_DEFAULTS",
+    "beats_chance",
+    "direct_table",
+    "direct_table_of_models",
+    "f5_pairs",
+    "f5_settings",
+    "run_f5",
+    "run_family",
+]

@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from transformers import get_linear_schedule_with_warmup
 
+from ..core.progress import progress_bar
 from .embedding import embed_batch, tokenize_for
 from .metrics import sample_negatives
 from .pairs import Pair, passage_index
-from ..core.progress import progress_bar
 
 
 def info_nce_loss(queries: torch.Tensor, passages: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -42,7 +42,9 @@ def info_nce_loss(queries: torch.Tensor, passages: torch.Tensor, temperature: fl
     return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
 
 
-def candidates_nce_loss(query: torch.Tensor, candidates: torch.Tensor, positive: int, temperature: float) -> torch.Tensor:
+def candidates_nce_loss(
+    query: torch.Tensor, candidates: torch.Tensor, positive: int, temperature: float
+) -> torch.Tensor:
     """Paper: -log f(q, d+) / sum_j f(q, d_j) for one (d,) query and (m, d) candidates, f = exp(cos / temperature).
 
     Computed as the cross entropy of cos / temperature (the same value, without overflowing exp).
@@ -85,7 +87,9 @@ def finetune_infonce(
     if variant == "in-batch" and len(pairs) < 2:
         raise ValueError("InfoNCE needs at least 2 pairs (a positive and an in-batch negative)")
     device = next(model.parameters()).device
-    queries = tokenize_for(model, tokenizer, [p.query for p in pairs], max_length)  # (n, width), laid out as embed_texts does
+    queries = tokenize_for(
+        model, tokenizer, [p.query for p in pairs], max_length
+    )  # (n, width), laid out as embed_texts does
     passages = tokenize_for(model, tokenizer, passages_text, max_length)  # (D, width)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
@@ -98,11 +102,26 @@ def finetune_infonce(
             order = torch.randperm(len(pairs), generator=generator)
         batch, order = order[:per_step], order[per_step:]
         if variant == "paper":
-            loss = _paper_step(model, queries, passages, int(batch[0]), targets[batch[0]], candidates, temperature, position, generator, device)
+            loss = _paper_step(
+                model,
+                queries,
+                passages,
+                int(batch[0]),
+                targets[batch[0]],
+                candidates,
+                temperature,
+                position,
+                generator,
+                device,
+            )
         else:
-            q = embed_batch(model, queries["input_ids"][batch].to(device), queries["attention_mask"][batch].to(device), position)
+            q = embed_batch(
+                model, queries["input_ids"][batch].to(device), queries["attention_mask"][batch].to(device), position
+            )
             rows = targets[batch]
-            p = embed_batch(model, passages["input_ids"][rows].to(device), passages["attention_mask"][rows].to(device), position)
+            p = embed_batch(
+                model, passages["input_ids"][rows].to(device), passages["attention_mask"][rows].to(device), position
+            )
             loss = info_nce_loss(q, p, temperature)
         optimizer.zero_grad()
         loss.backward()

@@ -17,7 +17,13 @@ import torch
 import torch.nn.functional as F
 
 
-def sample_negatives(num_items: int, num_negatives: int, generator: torch.Generator, chunk: int = 1024, exclude: torch.Tensor | None = None) -> torch.Tensor:
+def sample_negatives(
+    num_items: int,
+    num_negatives: int,
+    generator: torch.Generator,
+    chunk: int = 1024,
+    exclude: torch.Tensor | None = None,
+) -> torch.Tensor:
     """(rows, num_negatives) indices into num_items; each row distinct indices, never its own.
 
     Its own index is row i (num_items rows), or `exclude[i]` when given (one row per entry of
@@ -29,7 +35,9 @@ def sample_negatives(num_items: int, num_negatives: int, generator: torch.Genera
     rows = []
     for start in range(0, len(own_all), chunk):
         own = own_all[start : start + chunk, None]  # (c, 1)
-        drawn = torch.rand(len(own), num_items - 1, generator=generator).topk(num_negatives, dim=1).indices  # distinct, random order
+        drawn = (
+            torch.rand(len(own), num_items - 1, generator=generator).topk(num_negatives, dim=1).indices
+        )  # distinct, random order
         rows.append(drawn + (drawn >= own).long())  # skip over own: 0..N-2 -> 0..N-1 without it
     return torch.cat(rows) if rows else torch.empty(0, num_negatives, dtype=torch.long)
 
@@ -57,7 +65,9 @@ def cosine_scores(queries: torch.Tensor, passages: torch.Tensor, chunk: int = 40
     return torch.cat([F.normalize(q.float(), dim=-1) @ p.T for q in queries.split(chunk)])
 
 
-def candidate_ranks(scores: torch.Tensor, num_candidates: int, seed: int = 0, targets: torch.Tensor | None = None) -> torch.Tensor:
+def candidate_ranks(
+    scores: torch.Tensor, num_candidates: int, seed: int = 0, targets: torch.Tensor | None = None
+) -> torch.Tensor:
     """(queries,) rank of each query's positive among itself and n_candidates - 1 negatives.
 
     scores: (queries, passages); the positive of query i is passage `targets[i]` (default i, the diagonal).
@@ -79,7 +89,9 @@ def candidate_counts(num_pairs: int, smallest: int = 32, largest: int = 8192) ->
     return counts
 
 
-def metrics_vs_candidates(scores: torch.Tensor, counts: list[int], seed: int = 0, targets: torch.Tensor | None = None) -> list[dict[str, float]]:
+def metrics_vs_candidates(
+    scores: torch.Tensor, counts: list[int], seed: int = 0, targets: torch.Tensor | None = None
+) -> list[dict[str, float]]:
     """top1, top10, mrr (and chance top-1) for each number of candidates in `counts` (see candidate_ranks)."""
     return [
         {"candidates": n, **ranking_metrics(candidate_ranks(scores, n, seed, targets)), "chance_top1": 1.0 / n}

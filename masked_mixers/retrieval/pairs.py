@@ -70,7 +70,9 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
 
 
-def sentence_pairs(text: str, rng: random.Random, min_query_words: int = 5, queries_per_document: int = 1) -> list[tuple[str, str]]:
+def sentence_pairs(
+    text: str, rng: random.Random, min_query_words: int = 5, queries_per_document: int = 1
+) -> list[tuple[str, str]]:
     """Up to `queries_per_document` (sentence, passage) pairs of one document, all with one passage.
 
     The passage is the document with *every* chosen query sentence removed, so no query of a
@@ -121,7 +123,9 @@ def keyword_pair(text: str, rng: random.Random, num_keywords: int = 3) -> tuple[
     return " ".join(keywords), remove_words(text, keywords)
 
 
-def build_pairs(documents: Sequence[str], kind: str = "sentence", seed: int = 0, queries_per_document: int = 1, **options) -> list[Pair]:
+def build_pairs(
+    documents: Sequence[str], kind: str = "sentence", seed: int = 0, queries_per_document: int = 1, **options
+) -> list[Pair]:
     """Pairs of every usable document (duplicates and documents too short are skipped).
 
     queries_per_document: "sentence" pairs per document, each a different sentence, all sharing
@@ -131,7 +135,9 @@ def build_pairs(documents: Sequence[str], kind: str = "sentence", seed: int = 0,
     if kind not in PAIR_KINDS:
         raise UserError(f"pair kind {kind!r} is unknown (choose from {', '.join(PAIR_KINDS)})")
     if queries_per_document < 1 or (kind != "sentence" and queries_per_document != 1):
-        raise UserError(f"queries_per_document: {queries_per_document} (at least 1, and only 'sentence' pairs take more than 1)")
+        raise UserError(
+            f"queries_per_document: {queries_per_document} (at least 1, and only 'sentence' pairs take more than 1)"
+        )
     pairs, seen = [], set()
     for doc_id, text in enumerate(documents):
         key = _norm(text)
@@ -147,7 +153,9 @@ def build_pairs(documents: Sequence[str], kind: str = "sentence", seed: int = 0,
     return pairs
 
 
-def split_pairs(pairs: Sequence[Pair], test_fraction: float = 0.2, seed: int = 0, max_test: int | None = None) -> PairSplits:
+def split_pairs(
+    pairs: Sequence[Pair], test_fraction: float = 0.2, seed: int = 0, max_test: int | None = None
+) -> PairSplits:
     """Split by document: a seeded shuffle of the documents, the first `test_fraction` of them
     (at most `max_test` pairs) are the test split, so a document's pairs never straddle the split.
 
@@ -169,7 +177,9 @@ def split_pairs(pairs: Sequence[Pair], test_fraction: float = 0.2, seed: int = 0
             break
         test.extend(groups[doc])
         taken += 1
-    return PairSplits(train=[p for doc in docs[max(taken, 1) :] for p in groups[doc]], test=test or groups[docs[0]][:max_test])
+    return PairSplits(
+        train=[p for doc in docs[max(taken, 1) :] for p in groups[doc]], test=test or groups[docs[0]][:max_test]
+    )
 
 
 def passage_index(pairs: Sequence[Pair]) -> tuple[list[str], list[int]]:
@@ -209,7 +219,9 @@ def parse_tinystories_instruct(lines: Iterable[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def load_tinystories_instruct(source: str = "roneneldan/TinyStoriesInstruct", split: str = "validation", max_pairs: int | None = None) -> list[Pair]:
+def load_tinystories_instruct(
+    source: str = "roneneldan/TinyStoriesInstruct", split: str = "validation", max_pairs: int | None = None
+) -> list[Pair]:
     """Summary -> story pairs from the hub (streamed: the dataset is one row per line of text)."""
     import datasets
 
@@ -244,7 +256,9 @@ def read_pairs(path: str | Path, query_field: str = "query", passage_field: str 
             raise UserError(f"{path}:{number}: needs string fields {query_field!r} and {passage_field!r}") from None
         if not isinstance(query, str) or not isinstance(passage, str):
             raise UserError(f"{path}:{number}: fields {query_field!r} and {passage_field!r} must be strings")
-        blank = next((field for field, value in ((query_field, query), (passage_field, passage)) if not value.strip()), None)
+        blank = next(
+            (field for field, value in ((query_field, query), (passage_field, passage)) if not value.strip()), None
+        )
         if blank is not None:  # no tokens to embed: a pair needs text on both sides
             raise UserError(f"{path}:{number}: field {blank!r} is empty")
         doc_id = record.get("doc_id", number - 1)

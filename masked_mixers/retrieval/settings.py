@@ -47,41 +47,120 @@ class RetrievalSettings:
     See docs/retrieval.md for the method; every field's `help` is also its CLI option's help.
     """
 
-    kind: PairKind = field(default="sentence", metadata=_help("sentence: one sentence -> the rest of the document; keywords: a few content words -> the document without them"))
+    kind: PairKind = field(
+        default="sentence",
+        metadata=_help(
+            "sentence: one sentence -> the rest of the document; keywords: a few content words -> the document without them"
+        ),
+    )
     min_query_words: int = field(default=5, metadata=_help("sentence: shortest sentence used as a query"))
     num_keywords: int = field(default=3, metadata=_help("keywords: words per query"))
-    queries_per_document: int = field(default=1, metadata=_help("sentence: query sentences per document, all asking for one passage (the document without any of them); the split is by document"))
-    test_fraction: float = field(default=0.2, metadata=_help("fraction of the pairs held out for testing (seeded split)"))
+    queries_per_document: int = field(
+        default=1,
+        metadata=_help(
+            "sentence: query sentences per document, all asking for one passage (the document without any of them); the split is by document"
+        ),
+    )
+    test_fraction: float = field(
+        default=0.2, metadata=_help("fraction of the pairs held out for testing (seeded split)")
+    )
     max_test: int | None = field(default=None, metadata=_help("cap on the number of test pairs"))
-    candidates: list[int] | None = field(default=None, metadata=_help("numbers of candidate passages (default 32, 64, ... up to the test pairs)"))
-    methods: list[Method] = field(default_factory=lambda: ["cosine", "direct"], metadata=_help("cosine: embeddings as trained; direct: retrieval mixer on frozen embeddings; infonce: fine-tune, then cosine"))
+    candidates: list[int] | None = field(
+        default=None, metadata=_help("numbers of candidate passages (default 32, 64, ... up to the test pairs)")
+    )
+    methods: list[Method] = field(
+        default_factory=lambda: ["cosine", "direct"],
+        metadata=_help(
+            "cosine: embeddings as trained; direct: retrieval mixer on frozen embeddings; infonce: fine-tune, then cosine"
+        ),
+    )
     position: Position = field(default="second-to-last", metadata=_help("which token's hidden state embeds a text"))
     batch_size: int = field(default=32, metadata=_help("texts embedded per batch"))
-    max_length: int | None = field(default=None, metadata=_help("truncate inputs to this many tokens (default: the model's context)"))
-    direct_candidates: list[int] = field(default_factory=lambda: [32], metadata=_help("direct: numbers of candidates the retrieval mixer is trained and tested at"))
-    direct_epochs: int = field(default=100, metadata=_help("direct: most training epochs of the retrieval mixer (it stops earlier once its train loss stops falling)"))
-    direct_patience: int = field(default=5, metadata=_help("direct: stop after this many epochs without the train loss falling by direct_min_delta below its best"))
-    direct_min_delta: float = field(default=1e-3, metadata=_help("direct: the fall of the train loss (nats) that counts as progress"))
+    max_length: int | None = field(
+        default=None, metadata=_help("truncate inputs to this many tokens (default: the model's context)")
+    )
+    direct_candidates: list[int] = field(
+        default_factory=lambda: [32],
+        metadata=_help("direct: numbers of candidates the retrieval mixer is trained and tested at"),
+    )
+    direct_epochs: int = field(
+        default=100,
+        metadata=_help(
+            "direct: most training epochs of the retrieval mixer (it stops earlier once its train loss stops falling)"
+        ),
+    )
+    direct_patience: int = field(
+        default=5,
+        metadata=_help(
+            "direct: stop after this many epochs without the train loss falling by direct_min_delta below its best"
+        ),
+    )
+    direct_min_delta: float = field(
+        default=1e-3, metadata=_help("direct: the fall of the train loss (nats) that counts as progress")
+    )
     direct_layers: int = field(default=4, metadata=_help("direct: mixer layers of the retrieval model"))
-    direct_hidden_size: int | None = field(default=None, metadata=_help("direct: width of the retrieval model (default: the language model's d_model, as in the paper)"))
+    direct_hidden_size: int | None = field(
+        default=None,
+        metadata=_help("direct: width of the retrieval model (default: the language model's d_model, as in the paper)"),
+    )
     direct_batch_size: int = field(default=32, metadata=_help("direct: training queries per step"))
     direct_learning_rate: float = field(default=1e-3, metadata=_help("direct: AdamW learning rate"))
-    direct_mixing_init: MixingInit = field(default="uniform", metadata=_help("direct: uniform: PyTorch's default, as the author's code (the protocol); exchangeable: a variant, every candidate slot's mixing starts as itself plus the query, which learns at CPU budgets where uniform stays at chance (docs/retrieval.md)"))
-    significance: float = field(default=0.01, metadata=_help("direct: p-value below which test top-1 counts as above chance (one-sided binomial test)"))
-    infonce_variant: InfoNCEVariant = field(default="paper", metadata=_help("infonce: paper: one query vs infonce_candidates passages per step (F5); in-batch: a batch of pairs, the other passages as negatives"))
-    infonce_candidates: int = field(default=31, metadata=_help("infonce (paper): candidate passages per step, the positive among them"))
+    direct_mixing_init: MixingInit = field(
+        default="uniform",
+        metadata=_help(
+            "direct: uniform: PyTorch's default, as the author's code (the protocol); exchangeable: a variant, every candidate slot's mixing starts as itself plus the query, which learns at CPU budgets where uniform stays at chance (docs/retrieval.md)"
+        ),
+    )
+    significance: float = field(
+        default=0.01,
+        metadata=_help("direct: p-value below which test top-1 counts as above chance (one-sided binomial test)"),
+    )
+    infonce_variant: InfoNCEVariant = field(
+        default="paper",
+        metadata=_help(
+            "infonce: paper: one query vs infonce_candidates passages per step (F5); in-batch: a batch of pairs, the other passages as negatives"
+        ),
+    )
+    infonce_candidates: int = field(
+        default=31, metadata=_help("infonce (paper): candidate passages per step, the positive among them")
+    )
     infonce_steps: int = field(default=200, metadata=_help("infonce: fine-tuning steps"))
     infonce_batch_size: int = field(default=32, metadata=_help("infonce (in-batch): pairs per step"))
-    infonce_learning_rate: float = field(default=1e-4, metadata=_help("infonce: peak learning rate (linear warmup over the first tenth of the steps, then linear decay)"))
-    temperature: float = field(default=0.02, metadata=_help("infonce: temperature of the cosine scores, f = exp(cos / temperature)"))
+    infonce_learning_rate: float = field(
+        default=1e-4,
+        metadata=_help(
+            "infonce: peak learning rate (linear warmup over the first tenth of the steps, then linear decay)"
+        ),
+    )
+    temperature: float = field(
+        default=0.02, metadata=_help("infonce: temperature of the cosine scores, f = exp(cos / temperature)")
+    )
     seed: int = field(default=0, metadata=_help("seeds the pair split, the candidate draws and the trained retrievers"))
 
     def validate(self) -> None:
         """Counts and rates in range, so `--candidates 0 -5` or `--max-length 0` is refused before any model loads."""
-        at_least(self, 1, "min_query_words", "num_keywords", "queries_per_document", "batch_size", "direct_epochs", "direct_patience", "direct_layers", "direct_batch_size", "infonce_steps", "infonce_batch_size")
+        at_least(
+            self,
+            1,
+            "min_query_words",
+            "num_keywords",
+            "queries_per_document",
+            "batch_size",
+            "direct_epochs",
+            "direct_patience",
+            "direct_layers",
+            "direct_batch_size",
+            "infonce_steps",
+            "infonce_batch_size",
+        )
         at_least(self, 2, "infonce_candidates")
         at_least(self, 0, "direct_min_delta")
-        require(self.kind == "sentence" or self.queries_per_document == 1, "queries_per_document", self.queries_per_document, "must be 1 for keywords pairs")
+        require(
+            self.kind == "sentence" or self.queries_per_document == 1,
+            "queries_per_document",
+            self.queries_per_document,
+            "must be 1 for keywords pairs",
+        )
         require(0 < self.significance < 1, "significance", self.significance, "must be in (0, 1)")
         at_least(self, 1, "max_test", "max_length", "direct_hidden_size", optional=True)
         seeds(self, "seed")
@@ -103,9 +182,28 @@ class RetrievalSettings:
 PAIR_FIELDS = ("min_query_words", "num_keywords", "queries_per_document", "test_fraction", "max_test", "seed")
 EMBED_FIELDS = ("position", "batch_size", "max_length")
 BENCHMARK_FIELDS = (
-    "methods", "candidates", "position", "batch_size", "max_length", "direct_candidates", "direct_epochs", "direct_patience",
-    "direct_min_delta", "direct_layers", "direct_hidden_size", "direct_batch_size", "direct_learning_rate", "direct_mixing_init", "significance", "infonce_variant",
-    "infonce_candidates", "infonce_steps", "infonce_batch_size", "infonce_learning_rate", "temperature", "seed",
+    "methods",
+    "candidates",
+    "position",
+    "batch_size",
+    "max_length",
+    "direct_candidates",
+    "direct_epochs",
+    "direct_patience",
+    "direct_min_delta",
+    "direct_layers",
+    "direct_hidden_size",
+    "direct_batch_size",
+    "direct_learning_rate",
+    "direct_mixing_init",
+    "significance",
+    "infonce_variant",
+    "infonce_candidates",
+    "infonce_steps",
+    "infonce_batch_size",
+    "infonce_learning_rate",
+    "temperature",
+    "seed",
 )
 
 
@@ -114,7 +212,9 @@ def _argument(f: dataclasses.Field, tp: Any) -> dict[str, Any]:
     default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
     options: dict[str, Any] = {"default": default, "help": f.metadata.get("help")}
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]  # `X | None`: None is the default, the option takes an X
+        (tp,) = [
+            a for a in typing.get_args(tp) if a is not type(None)
+        ]  # `X | None`: None is the default, the option takes an X
     if typing.get_origin(tp) is list:
         options["nargs"] = "+"
         (tp,) = typing.get_args(tp)
@@ -145,6 +245,18 @@ def from_args(args: argparse.Namespace, names: tuple[str, ...], cls: type = Retr
 
 
 __all__ = [
-    "BENCHMARK_FIELDS", "EMBED_FIELDS", "INFONCE_VARIANTS", "METHODS", "MIXING_INITS", "PAIR_FIELDS", "PAIR_KINDS", "POSITIONS", "Method", "PairKind", "Position",
-    "RetrievalSettings", "add_options", "from_args",
+    "BENCHMARK_FIELDS",
+    "EMBED_FIELDS",
+    "INFONCE_VARIANTS",
+    "METHODS",
+    "MIXING_INITS",
+    "PAIR_FIELDS",
+    "PAIR_KINDS",
+    "POSITIONS",
+    "Method",
+    "PairKind",
+    "Position",
+    "RetrievalSettings",
+    "add_options",
+    "from_args",
 ]

@@ -34,7 +34,13 @@ def binomial_upper_tail(hits: int, trials: int, p: float) -> float:
 def chance_test(hits: int, trials: int, candidates: int, significance: float = 0.01) -> dict:
     """The binomial test of `hits` top-1 hits in `trials` queries of `candidates` candidates each."""
     p_value = binomial_upper_tail(hits, trials, 1.0 / candidates)
-    return {"hits": hits, "queries": trials, "chance_top1": 1.0 / candidates, "p_value": p_value, "beats_chance": p_value < significance}
+    return {
+        "hits": hits,
+        "queries": trials,
+        "chance_top1": 1.0 / candidates,
+        "p_value": p_value,
+        "beats_chance": p_value < significance,
+    }
 
 
 __all__ = ["binomial_upper_tail", "chance_test"]

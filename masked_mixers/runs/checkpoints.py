@@ -54,7 +54,9 @@ def _load_safely(file: Path) -> None:
 def _check_weights(folder: Path, names: set[str]) -> None:
     from safetensors import safe_open
 
-    weights = [folder / n for n in names if n.startswith(("model", "pytorch_model")) and n.endswith(WEIGHTS_SUFFIXES)]  # not training_args.bin
+    weights = [
+        folder / n for n in names if n.startswith(("model", "pytorch_model")) and n.endswith(WEIGHTS_SUFFIXES)
+    ]  # not training_args.bin
     if not weights and not any(n.startswith("pytorch_model_fsdp") for n in names):  # FSDP saves a folder of shards
         raise ValueError("no model weights")
     for file in weights:
@@ -79,12 +81,16 @@ def damage(folder: str | os.PathLike) -> str | None:
         _check_weights(folder, names)
     except Exception as err:  # safetensors_rust.SafetensorError, OS errors
         return f"weights damaged ({reason(err)})"
-    fsdp_optimizer = any(n.startswith("optimizer") and n != OPTIMIZER for n in names)  # FSDP: optimizer_0/ or optimizer.bin
+    fsdp_optimizer = any(
+        n.startswith("optimizer") and n != OPTIMIZER for n in names
+    )  # FSDP: optimizer_0/ or optimizer.bin
     required = ([] if fsdp_optimizer else [OPTIMIZER]) + [SCHEDULER]
     for name in required:
         if name not in names:
             return f"no {name} (its {'optimizer' if name == OPTIMIZER else 'learning-rate schedule'} state)"
-    for name in sorted(n for n in names if n in (OPTIMIZER, SCHEDULER) or (n.startswith("rng_state") and n.endswith(".pth"))):
+    for name in sorted(
+        n for n in names if n in (OPTIMIZER, SCHEDULER) or (n.startswith("rng_state") and n.endswith(".pth"))
+    ):
         try:
             _load_safely(folder / name)
         except Exception as err:  # truncated zip, pickle payload refused by weights_only, unreadable file

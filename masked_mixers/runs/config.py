@@ -17,8 +17,19 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..core.configfile import (
+    apply_overrides,
+    at_least,
+    from_dict,
+    load_config,
+    load_mapping,
+    load_yaml,
+    require,
+    save_yaml,
+    seeds,
+    to_dict,
+)
 from ..core.errors import UserError
-from ..core.configfile import apply_overrides, at_least, from_dict, load_config, load_mapping, load_yaml, require, save_yaml, seeds, to_dict
 
 # An L x L mixing matrix per layer and L-token examples: past a million tokens no model here is
 # buildable, and refusing it in the config stops tokenizing (and caching) for a run that cannot start.
@@ -84,7 +95,9 @@ def _collect_knobs() -> dict:
     for family in FAMILIES.values():
         for knob in family.knobs:
             if knobs.setdefault(knob.name, knob) != knob:
-                raise TypeError(f"families declare knob {knob.name!r} twice, differently: {knobs[knob.name]} vs {knob} ({family.name})")
+                raise TypeError(
+                    f"families declare knob {knob.name!r} twice, differently: {knobs[knob.name]} vs {knob} ({family.name})"
+                )
     return knobs
 
 
@@ -238,7 +251,12 @@ class TrainConfig:
             value = getattr(self, key)
             require(value is None or (math.isfinite(value) and value > 0), key, value, "must be positive or null")
         # 0 is allowed: a run that only carries weights over (init_from) or measures a fixed model
-        require(math.isfinite(self.learning_rate) and self.learning_rate >= 0, "learning_rate", self.learning_rate, "must be a finite number >= 0")
+        require(
+            math.isfinite(self.learning_rate) and self.learning_rate >= 0,
+            "learning_rate",
+            self.learning_rate,
+            "must be a finite number >= 0",
+        )
         for key in ("adam_beta1", "adam_beta2"):
             require(0 <= getattr(self, key) < 1, key, getattr(self, key), "must be in [0, 1)")
         require(0 <= self.seed < 2**32, "seed", self.seed, "must be in [0, 2**32)")
@@ -274,7 +292,9 @@ def check_loggers(names: list[str], installed: bool = False) -> None:
     from transformers.integrations import get_available_reporting_integrations
     from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
 
-    known = set(LOGGERS_BUILT_IN) | (set(get_available_reporting_integrations()) if installed else set(INTEGRATION_TO_CALLBACK))
+    known = set(LOGGERS_BUILT_IN) | (
+        set(get_available_reporting_integrations()) if installed else set(INTEGRATION_TO_CALLBACK)
+    )
     for name in names:
         if installed:
             require(name in known, "report_to", name, f"is not installed here (available: {', '.join(sorted(known))})")
@@ -296,7 +316,25 @@ def load_run_config(path: str | os.PathLike, overrides: list[str] | None = None)
 
 # the YAML machinery, re-exported for code that reads a run's config by hand
 __all__ = [
-    "MAX_SEQ_LEN", "check_loggers", "check_scheduler", "CommonSpec", "DataConfig", "KNOBS", "ModelSpec", "MtpMode", "Objective",
-    "OnNonfinite", "Optimizer", "PaddingSide", "Precision", "RunConfig", "TrainConfig",
-    "apply_overrides", "from_dict", "load_run_config", "load_yaml", "save_yaml", "to_dict",
+    "MAX_SEQ_LEN",
+    "check_loggers",
+    "check_scheduler",
+    "CommonSpec",
+    "DataConfig",
+    "KNOBS",
+    "ModelSpec",
+    "MtpMode",
+    "Objective",
+    "OnNonfinite",
+    "Optimizer",
+    "PaddingSide",
+    "Precision",
+    "RunConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "from_dict",
+    "load_run_config",
+    "load_yaml",
+    "save_yaml",
+    "to_dict",
 ]

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 
-from .config import ModelSpec
 from ..core.errors import UserError, reason
 from ..models import FAMILIES, Family
+from .config import ModelSpec
 
 
 @dataclass
@@ -38,7 +38,12 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     for p in model.parameters():
         seen[id(p)] = p.numel()
     total = sum(seen.values())
-    emb = {id(p): p.numel() for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None for p in m.parameters()}
+    emb = {
+        id(p): p.numel()
+        for m in (model.get_input_embeddings(), model.get_output_embeddings())
+        if m is not None
+        for p in m.parameters()
+    }
     embedding = sum(emb.values())
     return ParameterCount(total=total, embedding=embedding, non_embedding=total - embedding)
 

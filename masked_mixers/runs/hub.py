@@ -17,13 +17,20 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import manifest
 from ..core.errors import UserError, reason
 from ..core.files import share_like_umask
+from . import manifest
 from .rundir import CHECKPOINT_PREFIX, LOCK, MODEL_CONFIG, RUN_CONFIG, STAGING_DIR, SUMMARY, is_model_dir
 
 CARD = "README.md"
-_NOT_PUBLISHED = (CHECKPOINT_PREFIX + "-*", STAGING_DIR, "runs", "*.tmp", LOCK, manifest.MANIFEST)  # Trainer checkpoints, TensorBoard logs, bookkeeping
+_NOT_PUBLISHED = (
+    CHECKPOINT_PREFIX + "-*",
+    STAGING_DIR,
+    "runs",
+    "*.tmp",
+    LOCK,
+    manifest.MANIFEST,
+)  # Trainer checkpoints, TensorBoard logs, bookkeeping
 
 
 def is_local_target(target: str) -> bool:
@@ -49,15 +56,22 @@ def _run_config(run_dir: Path):
 
 
 def _metric_rows(metrics: dict) -> str:
-    rows = [f"| {name} | {value:.4f} |" if isinstance(value, float) else f"| {name} | {value} |" for name, value in sorted(metrics.items())]
+    rows = [
+        f"| {name} | {value:.4f} |" if isinstance(value, float) else f"| {name} | {value} |"
+        for name, value in sorted(metrics.items())
+    ]
     return "\n".join(["| metric | value |", "|---|---|", *rows]) if rows else "No held-out evaluation was recorded."
 
 
 def _compute_line(summary: dict) -> str:
     """Training FLOPs (analytic, as `bench` counts them), CPU and GPU seconds, where the summary has them."""
-    parts = [f"{summary['flops']:.3g} training FLOPs (analytic: 3 x forward matrix-multiply FLOPs)" if summary.get("flops") is not None else None,
-             f"CPU time {summary['cpu_seconds']:.0f} s" if summary.get("cpu_seconds") is not None else None,
-             f"GPU time {summary['gpu_seconds']:.0f} s" if summary.get("gpu_seconds") is not None else None]
+    parts = [
+        f"{summary['flops']:.3g} training FLOPs (analytic: 3 x forward matrix-multiply FLOPs)"
+        if summary.get("flops") is not None
+        else None,
+        f"CPU time {summary['cpu_seconds']:.0f} s" if summary.get("cpu_seconds") is not None else None,
+        f"GPU time {summary['gpu_seconds']:.0f} s" if summary.get("gpu_seconds") is not None else None,
+    ]
     shown = [p for p in parts if p]
     return "- compute: " + ", ".join(shown) if shown else "- compute: unknown"
 
@@ -69,19 +83,37 @@ def model_card(run_dir: str | os.PathLike, repo_id: str) -> str:
     run_dir = Path(run_dir)
     config, summary, run = _read_json(run_dir / MODEL_CONFIG), _read_json(run_dir / SUMMARY), _run_config(run_dir)
     family = run.model.family if run else config.get("model_type", "unknown")
-    sources = ([] if run is None else [run.data.source] if isinstance(run.data.source, str) else list(run.data.source))
+    sources = [] if run is None else [run.data.source] if isinstance(run.data.source, str) else list(run.data.source)
     hub_datasets = [s for s in sources if not Path(s).suffix and "/" in s]  # hub ids, not local files
     data = _data_section(run, sources)
-    meta = ModelCardData(library_name="transformers", pipeline_tag="text-generation", tags=["masked-mixers", family], datasets=hub_datasets or None)
+    meta = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        tags=["masked-mixers", family],
+        datasets=hub_datasets or None,
+    )
     params = summary.get("parameters", {})
     size = ", ".join(
-        f"{key} {config[key]}" for key in ("hidden_size", "num_hidden_layers", "seq_len", "max_position_embeddings", "mixer_type", "vocab_size") if key in config
+        f"{key} {config[key]}"
+        for key in (
+            "hidden_size",
+            "num_hidden_layers",
+            "seq_len",
+            "max_position_embeddings",
+            "mixer_type",
+            "vocab_size",
+        )
+        if key in config
     )
     t = run.train if run else None
     budget = [
         f"- steps: {summary.get('steps', 'unknown')} (stopped by {summary.get('stopped_by', 'unknown')})",
-        f"- tokens seen: {summary.get('tokens_seen', 'unknown'):,}" if isinstance(summary.get("tokens_seen"), int) else "- tokens seen: unknown",
-        f"- training time: {summary['train_seconds']:.0f} s" if "train_seconds" in summary else "- training time: unknown",
+        f"- tokens seen: {summary.get('tokens_seen', 'unknown'):,}"
+        if isinstance(summary.get("tokens_seen"), int)
+        else "- tokens seen: unknown",
+        f"- training time: {summary['train_seconds']:.0f} s"
+        if "train_seconds" in summary
+        else "- training time: unknown",
         _compute_line(summary),
     ]
     if t is not None:
@@ -164,7 +196,9 @@ def stage(run_dir: str | os.PathLike, repo_id: str, into: Path) -> Path:
 def push(run_dir: str | os.PathLike, target: str, private: bool = False, token: str | None = None) -> str:
     """Publish `run_dir` to `target` (a hub repo id or a local path); returns where it went."""
     run_dir = _require_model(run_dir)
-    dest = _local_destination(run_dir, _local_path(target)) if is_local_target(target) else None  # refused before any work
+    dest = (
+        _local_destination(run_dir, _local_path(target)) if is_local_target(target) else None
+    )  # refused before any work
     with tempfile.TemporaryDirectory(prefix="masked-mixers-push-") as tmp:
         staged = stage(run_dir, target, Path(tmp) / "repo")
         if dest is not None:
@@ -175,7 +209,9 @@ def push(run_dir: str | os.PathLike, target: str, private: bool = False, token: 
         api = HfApi(token=token)
         try:
             url = api.create_repo(target, private=private, exist_ok=True, repo_type="model")
-            api.upload_folder(repo_id=target, folder_path=staged, repo_type="model", commit_message="Upload masked-mixers run")
+            api.upload_folder(
+                repo_id=target, folder_path=staged, repo_type="model", commit_message="Upload masked-mixers run"
+            )
         except (HfHubHTTPError, OSError, ValueError) as err:
             raise UserError(f"push {target}: {reason(err)}") from None
         return str(url)
@@ -195,7 +231,9 @@ def _local_destination(run_dir: Path, dest: Path) -> Path:
     if dest.is_dir() and manifest.kind(dest) != manifest.PUSH and any(dest.iterdir()):
         dest = dest / run.name  # a folder of the user's: the model goes into a new subfolder of it
         if dest.exists() and manifest.kind(dest) != manifest.PUSH and (not dest.is_dir() or any(dest.iterdir())):
-            raise UserError(f"{dest}: exists and was not written by `masked-mixers push`; push to a new or empty folder")
+            raise UserError(
+                f"{dest}: exists and was not written by `masked-mixers push`; push to a new or empty folder"
+            )
     manifest.check_destination(dest, manifest.PUSH, "push destination")
     return dest
 
@@ -208,7 +246,9 @@ def _copy_local(staged: Path, dest: Path) -> str:
     shutil.copytree(staged, incoming, dirs_exist_ok=True)
     manifest.record(incoming, *os.listdir(staged), what=manifest.PUSH)
     share_like_umask(incoming)  # mkdtemp makes 0700, the staged weights may be 0600
-    aside = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))  # a fresh name: nothing of the user's is in the way
+    aside = Path(
+        tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-")
+    )  # a fresh name: nothing of the user's is in the way
     if dest.exists():
         os.replace(dest, aside / "old")  # dest holds only our earlier push (checked by _local_destination)
     os.replace(incoming, dest)

@@ -101,6 +101,15 @@ def pad_token_id(tokenizer) -> int:
 
 
 __all__ = [
-    "GENERATE", "PADDING_SIDES", "SCORE", "check_padding_side", "columns", "input_side", "pad_token_id", "place",
-    "positions_are_rows", "record_padding_side", "trained_side",
+    "GENERATE",
+    "PADDING_SIDES",
+    "SCORE",
+    "check_padding_side",
+    "columns",
+    "input_side",
+    "pad_token_id",
+    "place",
+    "positions_are_rows",
+    "record_padding_side",
+    "trained_side",
 ]

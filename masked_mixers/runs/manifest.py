@@ -31,11 +31,24 @@ MANIFEST = ".masked-mixers.json"
 RUN = "run"
 PUSH = "push"
 
-LEGACY_NAMES = frozenset({
-    "run.yaml", "metrics.jsonl", "train_summary.json", "config.json", "model.safetensors", "model.safetensors.index.json",
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "chat_template.jinja",
-    "training_args.bin", ".checkpoint-staging", ".lock",
-})
+LEGACY_NAMES = frozenset(
+    {
+        "run.yaml",
+        "metrics.jsonl",
+        "train_summary.json",
+        "config.json",
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "generation_config.json",
+        "chat_template.jinja",
+        "training_args.bin",
+        ".checkpoint-staging",
+        ".lock",
+    }
+)
 LEGACY_MARKERS = ("metrics.jsonl", "train_summary.json", ".lock")  # written only by a run (config.json is any model's)
 _SHARD = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
 _CHECKPOINT = re.compile(r"checkpoint-\d+")
@@ -56,14 +69,18 @@ def _read(folder: Path) -> dict | None:
     except (OSError, ValueError):
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
-        raise UserError(f"{path}: damaged; it records what masked-mixers wrote in this folder (move the folder aside or repair the file)")
+        raise UserError(
+            f"{path}: damaged; it records what masked-mixers wrote in this folder (move the folder aside or repair the file)"
+        )
     return data
 
 
 def _is_legacy_run(folder: Path) -> bool:
     if not (folder / "run.yaml").is_file():
         return False
-    return any((folder / name).exists() for name in LEGACY_MARKERS) or any(is_checkpoint(p) for p in folder.glob("checkpoint-*"))
+    return any((folder / name).exists() for name in LEGACY_MARKERS) or any(
+        is_checkpoint(p) for p in folder.glob("checkpoint-*")
+    )
 
 
 def _code_files() -> frozenset[str]:
@@ -156,7 +173,9 @@ def check_own(folder: str | os.PathLike, name: str) -> None:
     """Refuse to replace folder/name when it exists and this package did not write it."""
     entry = Path(folder) / name
     if (entry.exists() or entry.is_symlink()) and name not in owned(folder):
-        raise UserError(f"{entry}: exists and was not written by masked-mixers; move it away or choose another output folder")
+        raise UserError(
+            f"{entry}: exists and was not written by masked-mixers; move it away or choose another output folder"
+        )
 
 
 def move_in(staging: str | os.PathLike, folder: str | os.PathLike, names: list[str], what: str = RUN) -> None:
@@ -192,7 +211,9 @@ def check_destination(folder: str | os.PathLike, what: str, option: str) -> None
     folder = Path(folder)
     inside = enclosing_run(folder)
     if inside is not None:
-        raise UserError(f"{folder}: lies inside the run folder {inside}; writing there would damage that run; choose another {option}")
+        raise UserError(
+            f"{folder}: lies inside the run folder {inside}; writing there would damage that run; choose another {option}"
+        )
     if is_checkpoint(folder):
         raise UserError(f"{folder}: is a checkpoint of another run; choose another {option}")
     if folder.is_dir() and kind(folder) not in (None, what):
@@ -200,7 +221,24 @@ def check_destination(folder: str | os.PathLike, what: str, option: str) -> None
     stray = foreign(folder)
     if stray:
         more = f" (and {len(stray) - 1} more)" if len(stray) > 1 else ""
-        raise UserError(f"{folder}: holds {stray[0]!r}{more}, which masked-mixers did not write; choose an empty or new {option}")
+        raise UserError(
+            f"{folder}: holds {stray[0]!r}{more}, which masked-mixers did not write; choose an empty or new {option}"
+        )
 
 
-__all__ = ["MANIFEST", "PUSH", "RUN", "check_destination", "check_own", "enclosing_run", "foreign", "forget", "forget_missing", "is_checkpoint", "kind", "owned", "record", "remove"]
+__all__ = [
+    "MANIFEST",
+    "PUSH",
+    "RUN",
+    "check_destination",
+    "check_own",
+    "enclosing_run",
+    "foreign",
+    "forget",
+    "forget_missing",
+    "is_checkpoint",
+    "kind",
+    "owned",
+    "record",
+    "remove",
+]

@@ -29,9 +29,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import manifest
 from ..core.errors import UserError, reason
 from ..core.files import make_dir
+from . import manifest
 
 MODEL_CONFIG = "config.json"
 RUN_CONFIG = "run.yaml"
@@ -66,7 +66,9 @@ def locked(run_dir: str | os.PathLike, enabled: bool = True) -> Iterator[Path]:
         except OSError:
             handle.seek(0)
             holder = handle.read().strip() or "?"
-            raise UserError(f"{path}: another `train` (pid {holder}) is writing this output directory; wait for it or choose another train.output_dir") from None
+            raise UserError(
+                f"{path}: another `train` (pid {holder}) is writing this output directory; wait for it or choose another train.output_dir"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
@@ -116,7 +118,9 @@ def load_model_config(model_dir: str | os.PathLike, trust_remote_code: bool = Fa
     try:
         return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except Exception as err:  # not JSON, unknown model_type, custom code refused: the folder is at fault
-        raise UserError(f"{path / MODEL_CONFIG}: cannot read the model config ({type(err).__name__}: {reason(err)})") from None
+        raise UserError(
+            f"{path / MODEL_CONFIG}: cannot read the model config ({type(err).__name__}: {reason(err)})"
+        ) from None
 
 
 def load_run(model_dir: str | os.PathLike, trust_remote_code: bool = False):
@@ -147,13 +151,20 @@ def load_run(model_dir: str | os.PathLike, trust_remote_code: bool = False):
     except UserError:
         raise
     except Exception as err:  # whatever the libraries fail on while parsing the folder's files
-        raise UserError(f"{path}: cannot load the model or its tokenizer ({type(err).__name__}: {reason(err)})") from None
+        raise UserError(
+            f"{path}: cannot load the model or its tokenizer ({type(err).__name__}: {reason(err)})"
+        ) from None
     _check_vocabulary(path, model, tokenizer, exact=_trained_vocabulary(path))
     restored = model.state_dict().keys()
-    info["unexpected_keys"] = [k for k in info.get("unexpected_keys", ()) if k not in restored]  # the objective's own weights
+    info["unexpected_keys"] = [
+        k for k in info.get("unexpected_keys", ()) if k not in restored
+    ]  # the objective's own weights
     wrong = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
     if wrong:
-        what = "; ".join(f"{k.replace('_', ' ')}: {', '.join(map(str, sorted(v, key=str)[:3]))}{' ...' if len(v) > 3 else ''}" for k, v in wrong.items())
+        what = "; ".join(
+            f"{k.replace('_', ' ')}: {', '.join(map(str, sorted(v, key=str)[:3]))}{' ...' if len(v) > 3 else ''}"
+            for k, v in wrong.items()
+        )
         raise UserError(f"{path}: the weights do not match {MODEL_CONFIG} ({what})")
     return model.eval(), tokenizer
 
@@ -167,7 +178,11 @@ def _trained_vocabulary(path: Path) -> bool:
         run = load_yaml(path / RUN_CONFIG) if (path / RUN_CONFIG).is_file() else None
     except (UserError, OSError):  # an unreadable run.yaml only loses this stricter check; the model still loads
         return False
-    if not isinstance(run, dict) or not isinstance(run.get("model"), dict) or not isinstance(run.get("train", {}), dict):
+    if (
+        not isinstance(run, dict)
+        or not isinstance(run.get("model"), dict)
+        or not isinstance(run.get("train", {}), dict)
+    ):
         return False
     return run["model"].get("vocab_size") is None and not run.get("train", {}).get("init_from")
 
@@ -185,11 +200,22 @@ def _check_vocabulary(where: str | os.PathLike, model, tokenizer, exact: bool = 
 
 # Keys a resumed run may change: bookkeeping, budgets and where things live, never what is computed.
 # train.max_flops is not one: it sets the step count the learning-rate schedule decays over, like max_steps.
-RESUMABLE_KEYS = frozenset({
-    "train.output_dir", "train.max_seconds", "train.eval_steps", "train.max_eval_batches", "train.eval_batch_size",
-    "train.save_steps", "train.save_total_limit", "train.logging_steps", "train.num_workers", "train.report_to",
-    "data.cache_dir", "data.num_proc",
-})
+RESUMABLE_KEYS = frozenset(
+    {
+        "train.output_dir",
+        "train.max_seconds",
+        "train.eval_steps",
+        "train.max_eval_batches",
+        "train.eval_batch_size",
+        "train.save_steps",
+        "train.save_total_limit",
+        "train.logging_steps",
+        "train.num_workers",
+        "train.report_to",
+        "data.cache_dir",
+        "data.num_proc",
+    }
+)
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -248,7 +274,9 @@ def clear_run(run_dir: str | os.PathLike) -> None:
     if not path.is_dir():
         return
     removed = [name for name in sorted(manifest.owned(path)) if name != LOCK and manifest.remove(path, name)]
-    manifest.forget(path, *(name for name in removed if name not in (RUN_CONFIG, METRICS, SUMMARY, STAGING_DIR, "runs")))
+    manifest.forget(
+        path, *(name for name in removed if name not in (RUN_CONFIG, METRICS, SUMMARY, STAGING_DIR, "runs"))
+    )
 
 
 def load_pretrained(name: str, key: str = "train.init_from"):

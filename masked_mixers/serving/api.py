@@ -18,7 +18,8 @@ import asyncio
 import json
 import time
 import uuid
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -77,7 +78,9 @@ class CompletionRequest(BaseModel):
         return Sampling(self.max_tokens, self.temperature, self.top_p, self.top_k, self.repetition_penalty, stop)
 
 
-def error_response(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error") -> JSONResponse:
+def error_response(
+    status: int, message: str, param: str | None = None, kind: str = "invalid_request_error"
+) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": None}}, status_code=status)
 
 
@@ -112,7 +115,10 @@ def build_app(engine: Engine, model_name: str) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict:
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": 0, "owned_by": "masked-mixers"}]}
+        return {
+            "object": "list",
+            "data": [{"id": model_name, "object": "model", "created": 0, "owned_by": "masked-mixers"}],
+        }
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest):
@@ -120,6 +126,7 @@ def build_app(engine: Engine, model_name: str) -> FastAPI:
         events: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
         jobs = []
         for index, prompt in enumerate(body.prompts()):
+
             def emit(event: Event, index: int = index) -> None:  # called from the engine's thread
                 loop.call_soon_threadsafe(events.put_nowait, (index, event))
 
@@ -128,7 +135,12 @@ def build_app(engine: Engine, model_name: str) -> FastAPI:
             engine.submit(jobs)
         except UserError as err:
             return error_response(400, str(err), "prompt")
-        meta = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()), "model": model_name}
+        meta = {
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model_name,
+        }
         if body.stream:
             return StreamingResponse(_stream(meta, body, events, len(jobs)), media_type="text/event-stream")
         return await _collect(meta, body, events, len(jobs))
@@ -160,8 +172,14 @@ async def _collect(meta: dict, body: CompletionRequest, events: asyncio.Queue, c
             reasons[index] = event.finish_reason
             usage["prompt_tokens"] += event.prompt_tokens
             usage["completion_tokens"] += event.completion_tokens
-    choices = [{"text": t, "index": i, "logprobs": None, "finish_reason": r} for i, (t, r) in enumerate(zip(texts, reasons))]
-    return {**meta, "choices": choices, "usage": {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}}
+    choices = [
+        {"text": t, "index": i, "logprobs": None, "finish_reason": r} for i, (t, r) in enumerate(zip(texts, reasons))
+    ]
+    return {
+        **meta,
+        "choices": choices,
+        "usage": {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]},
+    }
 
 
 def _chunk(meta: dict, index: int, text: str, finish_reason: str | None) -> str:

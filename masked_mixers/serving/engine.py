@@ -25,8 +25,8 @@ import copy
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -50,9 +50,13 @@ class Sampling:
     def generate_kwargs(self) -> dict:
         greedy = self.temperature == 0
         return dict(
-            greedy=greedy, temperature=1.0 if greedy else self.temperature, top_p=self.top_p, top_k=self.top_k,
-            repetition_penalty=self.repetition_penalty, stop_strings=list(self.stop) or None,
-        )  # fmt: skip
+            greedy=greedy,
+            temperature=1.0 if greedy else self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            repetition_penalty=self.repetition_penalty,
+            stop_strings=list(self.stop) or None,
+        )
 
 
 @dataclass
@@ -130,13 +134,21 @@ class _RowStreamer(BaseStreamer):
     @staticmethod
     def _finish(job: Job, reason: str) -> None:
         job.finished = True
-        job.emit(Event("done", finish_reason=reason, prompt_tokens=job.prompt_tokens, completion_tokens=len(job.tokens)))
+        job.emit(
+            Event("done", finish_reason=reason, prompt_tokens=job.prompt_tokens, completion_tokens=len(job.tokens))
+        )
 
 
 class Engine:
     """Owns the model; `submit` queues a Job, the worker thread decodes batches of them."""
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, max_batch_size: int = 8, batch_wait_s: float = 0.005):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        max_batch_size: int = 8,
+        batch_wait_s: float = 0.005,
+    ):
         if max_batch_size < 1:
             raise UserError(f"--max-batch-size: must be >= 1, got {max_batch_size}")
         self.model, self.tokenizer = model, tokenizer
@@ -150,7 +162,7 @@ class Engine:
         self._waiting: collections.deque[Job] = collections.deque()
         self._thread = threading.Thread(target=self._work, name="masked-mixers-engine", daemon=True)
 
-    def start(self) -> "Engine":
+    def start(self) -> Engine:
         self._thread.start()
         return self
 
@@ -211,9 +223,14 @@ class Engine:
         sampling = batch[0].sampling
         try:
             generate_ids(
-                self.model, self.tokenizer, [job.prompt for job in batch], sampling.max_tokens,
-                seed=batch[0].seed, streamer=_RowStreamer(batch, self.tokenizer), **sampling.generate_kwargs(),
-            )  # fmt: skip
+                self.model,
+                self.tokenizer,
+                [job.prompt for job in batch],
+                sampling.max_tokens,
+                seed=batch[0].seed,
+                streamer=_RowStreamer(batch, self.tokenizer),
+                **sampling.generate_kwargs(),
+            )
         except Exception as err:  # noqa: BLE001 - one failing batch must not stop the server
             message = str(err) if isinstance(err, UserError) else f"generation failed: {type(err).__name__}: {err}"
             for job in batch:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..runs.config import ModelSpec, TrainConfig
 from ..core.errors import UserError
+from ..runs.config import ModelSpec, TrainConfig
 from ..runs.factory import family
 
 # objectives whose forward is one pass of the model, as the count assumes (completion replaces
@@ -77,4 +77,11 @@ def step_limit(spec: ModelSpec, train: TrainConfig, flops_per_step: float | None
     return StepLimit(steps, "max_flops") if steps <= train.max_steps else StepLimit(train.max_steps, "max_steps")
 
 
-__all__ = ["COUNTED_OBJECTIVES", "StepLimit", "check_countable", "step_limit", "tokens_per_step", "training_flops_per_step"]
+__all__ = [
+    "COUNTED_OBJECTIVES",
+    "StepLimit",
+    "check_countable",
+    "step_limit",
+    "tokens_per_step",
+    "training_flops_per_step",
+]

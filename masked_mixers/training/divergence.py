@@ -41,7 +41,9 @@ def diverged_at(points: Sequence[tuple[int, float]], vocab_size: int, factor: fl
     return next((step for step, loss in points if is_diverged_loss(loss, threshold)), None)
 
 
-def healthy_points(points: Sequence[tuple[int, float]], vocab_size: int, factor: float = DIVERGENCE_FACTOR) -> list[tuple[int, float]]:
+def healthy_points(
+    points: Sequence[tuple[int, float]], vocab_size: int, factor: float = DIVERGENCE_FACTOR
+) -> list[tuple[int, float]]:
     """The points logged before the run diverged (all of them if it did not)."""
     threshold = divergence_threshold(vocab_size, factor)
     return list(takewhile(lambda point: not is_diverged_loss(point[1], threshold), points))

@@ -17,12 +17,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from transformers import default_data_collator
 
-from .metrics import evaluate_reconstruction
+from ..core.progress import progress_bar
 from ..models import family_of
 from ..objectives import completion_settings, objective_config, objective_metrics
+from .metrics import evaluate_reconstruction
 from .tasks import AUTOENCODE, model_task
-from ..core.progress import progress_bar
-
 
 _MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
 
@@ -37,20 +36,26 @@ def _batches(dataset, batch_size: int):
     return DataLoader(dataset, batch_size=batch_size, collate_fn=_collate)
 
 
-def evaluate(model, dataset, batch_size: int = 16, max_batches: int | None = None, progress: bool = True) -> dict[str, float]:
+def evaluate(
+    model, dataset, batch_size: int = 16, max_batches: int | None = None, progress: bool = True
+) -> dict[str, float]:
     """The held-out metrics of `model`'s task: `evaluate_model` for LMs, reconstruction for autoencoders."""
     if model_task(model) != AUTOENCODE:
         if objective_config(model):
             return evaluate_objective(model, dataset, batch_size, max_batches, progress)
         return evaluate_model(model, dataset, batch_size, max_batches, progress)
     was_training = model.training
-    batches = progress_bar(islice(_batches(dataset, batch_size), max_batches), desc="eval", disable=not progress, leave=False)
+    batches = progress_bar(
+        islice(_batches(dataset, batch_size), max_batches), desc="eval", disable=not progress, leave=False
+    )
     metrics = evaluate_reconstruction(model, batches)
     model.train(was_training)
     return metrics
 
 
-def evaluate_objective(model, dataset, batch_size: int = 16, max_batches: int | None = None, progress: bool = True) -> dict[str, float]:
+def evaluate_objective(
+    model, dataset, batch_size: int = 16, max_batches: int | None = None, progress: bool = True
+) -> dict[str, float]:
     """A model trained with a non-default objective (objectives/): its objective's own scores.
 
     Multi-token prediction: the plain next-token metrics (comparable with a CLM model's) plus
@@ -59,17 +64,26 @@ def evaluate_objective(model, dataset, batch_size: int = 16, max_batches: int | 
     """
     was_training = model.training
     model.eval()
-    batches = progress_bar(islice(_batches(dataset, batch_size), max_batches), desc="eval objective", disable=not progress, leave=False)
+    batches = progress_bar(
+        islice(_batches(dataset, batch_size), max_batches), desc="eval objective", disable=not progress, leave=False
+    )
     extra = objective_metrics(model, batches)
     model.train(was_training)
     if completion_settings(model):
         loss = extra["completion_loss"]
-        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "token_accuracy": extra["completion_token_accuracy"], **extra}
+        return {
+            "loss": loss,
+            "perplexity": math.exp(min(loss, 50.0)),
+            "token_accuracy": extra["completion_token_accuracy"],
+            **extra,
+        }
     return {**evaluate_model(model, dataset, batch_size, max_batches, progress), **extra}
 
 
 @torch.no_grad()
-def evaluate_model(model, dataset, batch_size: int = 16, max_batches: int | None = None, progress: bool = True) -> dict[str, float]:
+def evaluate_model(
+    model, dataset, batch_size: int = 16, max_batches: int | None = None, progress: bool = True
+) -> dict[str, float]:
     """Mean next-token cross entropy over all labelled tokens of `dataset` (not a mean of batch means).
 
     The shift is the family's (`Family.label_shift`): families that predict in place (bidirectional

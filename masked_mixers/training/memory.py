@@ -34,7 +34,7 @@ class PeakMemory:
         while not self._stop.wait(self.interval_s):
             self._peak = max(self._peak, process.memory_info().rss)
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()

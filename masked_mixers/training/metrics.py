@@ -40,7 +40,7 @@ class ReconstructionCounts:
     exact_sequences: int = 0
     sequences: int = 0
 
-    def update(self, predictions, labels) -> "ReconstructionCounts":
+    def update(self, predictions, labels) -> ReconstructionCounts:
         """Add a batch: `predictions` are logits (b, t, vocab) or token ids (b, t); labels (b, t)."""
         predictions, labels = _as_tensor(predictions), _as_tensor(labels)
         if predictions.dim() == labels.dim() + 1:

@@ -12,8 +12,8 @@ exists), so no config ever states the task a second time.
 
 from __future__ import annotations
 
-from .metrics import argmax_logits, compute_reconstruction_metrics
 from ..models import AUTOENCODE, CAUSAL_LM, TASKS, family_of
+from .metrics import argmax_logits, compute_reconstruction_metrics
 
 
 def model_task(model) -> str:

@@ -20,21 +20,31 @@ import torch
 from transformers import PreTrainedModel, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from .budget import check_countable, step_limit, tokens_per_step, training_flops_per_step
-from .callbacks import MetricsCallback, TimeBudgetCallback
-from ..runs.checkpoints import newest_intact
-from ..runs.config import RunConfig, check_loggers
 from ..core.configfile import InvalidValue, save_yaml, validate
 from ..core.errors import UserError
-from .evaluation import evaluate
-from ..runs.factory import ParameterCount, build_model, check_model_size, count_parameters, family
 from ..core.files import atomic_write_json, check_output_dir
-from .memory import PeakMemory
-from ..objectives import check_objective, data_collator, objective_config, prepare_model
 from ..core.progress import progress_hidden
-from .tasks import model_task, trainer_metric_hooks
+from ..objectives import check_objective, data_collator, objective_config, prepare_model
+from ..runs.checkpoints import newest_intact
+from ..runs.config import RunConfig, check_loggers
+from ..runs.factory import ParameterCount, build_model, check_model_size, count_parameters, family
 from ..runs.layout import record_padding_side
-from ..runs.rundir import METRICS, RUN_CONFIG, STAGING_DIR, SUMMARY, changed_keys, claim_run, clear_run, locked, read_summary
+from ..runs.rundir import (
+    METRICS,
+    RUN_CONFIG,
+    STAGING_DIR,
+    SUMMARY,
+    changed_keys,
+    claim_run,
+    clear_run,
+    locked,
+    read_summary,
+)
+from .budget import check_countable, step_limit, tokens_per_step, training_flops_per_step
+from .callbacks import MetricsCallback, TimeBudgetCallback
+from .evaluation import evaluate
+from .memory import PeakMemory
+from .tasks import model_task, trainer_metric_hooks
 from .trainer import RobustTrainer
 
 
@@ -81,7 +91,9 @@ def _precision(name: str) -> dict[str, bool]:
 def _fsdp(enabled: bool) -> bool | None:
     """Accelerate shards only across accelerator devices; on CPU it would silently run plain DDP."""
     if enabled and not torch.cuda.is_available():
-        raise UserError("train.fsdp: FSDP needs CUDA devices; on CPU leave it false (processes then use plain data parallelism)")
+        raise UserError(
+            "train.fsdp: FSDP needs CUDA devices; on CPU leave it false (processes then use plain data parallelism)"
+        )
     return True if enabled else None
 
 
@@ -91,10 +103,18 @@ def _data_loading(num_workers: int | None) -> dict:
     workers = (4 if cuda else 0) if num_workers is None else num_workers
     if workers < 0:
         raise UserError(f"train.num_workers: must be >= 0 (or null for automatic), got {workers}")
-    return {"dataloader_num_workers": workers, "dataloader_pin_memory": cuda, "dataloader_persistent_workers": workers > 0}
+    return {
+        "dataloader_num_workers": workers,
+        "dataloader_pin_memory": cuda,
+        "dataloader_persistent_workers": workers > 0,
+    }
 
 
-OPTIMIZERS = {"adamw": "adamw_torch", "adafactor": "adafactor", "sgd": "sgd"}  # train.optimizer -> TrainingArguments.optim
+OPTIMIZERS = {
+    "adamw": "adamw_torch",
+    "adafactor": "adafactor",
+    "sgd": "sgd",
+}  # train.optimizer -> TrainingArguments.optim
 
 
 def _optim(name: str) -> str:
@@ -149,7 +169,9 @@ def _eval_subset(dataset, run: RunConfig):
 def _check_completion_layout(run: RunConfig) -> None:
     """One-step completion splits every example at L/2 by column: left padding would move the text."""
     if run.train.objective == "completion" and run.data.padding_side == "left" and not run.data.packing:
-        raise UserError("data.padding_side: completion splits examples at column L/2; use packing or right padding, not left")
+        raise UserError(
+            "data.padding_side: completion splits examples at column L/2; use packing or right padding, not left"
+        )
 
 
 def _resume_checkpoint(output_dir: str, resume: bool, main: bool = True) -> str | None:
@@ -190,7 +212,9 @@ def _check_previous_run(run: RunConfig, out: Path, resume: bool, main: bool) -> 
         return None
     summary = read_summary(out)
     changed = changed_keys(out, run)
-    if changed and (summary is not None or (out.is_dir() and get_last_checkpoint(str(out)))):  # nothing to resume: no conflict
+    if changed and (
+        summary is not None or (out.is_dir() and get_last_checkpoint(str(out)))
+    ):  # nothing to resume: no conflict
         raise UserError(
             f"{out}: the run there was trained with a different config ({', '.join(changed)} changed); "
             "use the same values, another train.output_dir, or --no-resume to start over"
@@ -204,10 +228,27 @@ def _finished_result(out: Path, summary: dict) -> TrainResult:
 
     model, _ = load_run(out)
     fields = (
-        "eval_metrics", "train_loss", "steps", "tokens_seen", "train_seconds", "cpu_seconds", "gpu_seconds", "flops", "flops_per_step",
-        "tokens_per_second", "peak_memory_bytes", "stopped_by", "skipped_steps",
+        "eval_metrics",
+        "train_loss",
+        "steps",
+        "tokens_seen",
+        "train_seconds",
+        "cpu_seconds",
+        "gpu_seconds",
+        "flops",
+        "flops_per_step",
+        "tokens_per_second",
+        "peak_memory_bytes",
+        "stopped_by",
+        "skipped_steps",
     )
-    result = TrainResult(output_dir=out, model=model, parameters=count_parameters(model), history=read_metrics(out), already_finished=True)
+    result = TrainResult(
+        output_dir=out,
+        model=model,
+        parameters=count_parameters(model),
+        history=read_metrics(out),
+        already_finished=True,
+    )
     for key in fields:
         if key in summary:
             setattr(result, key, summary[key])
@@ -229,7 +270,9 @@ def _train_loss(history: list[dict], output, resumed_at: int, steps: int) -> flo
     return (total + output.training_loss * (steps - resumed_at)) / steps
 
 
-def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, callbacks=(), resume: bool = True) -> TrainResult:
+def train(
+    run: RunConfig, prepared=None, model: PreTrainedModel | None = None, callbacks=(), resume: bool = True
+) -> TrainResult:
     """Train `run.model` (or the given `model`) on `prepared` (or on `run.data`, prepared here).
 
     resume: continue from the newest checkpoint in run.train.output_dir when there is one; a run
@@ -253,7 +296,10 @@ def train(run: RunConfig, prepared=None, model: PreTrainedModel | None = None, c
     out = Path(run.train.output_dir)
     check_output_dir(out)
     if model is None:
-        check_model_size(run.model, run.model.vocab_size or (len(prepared.tokenizer) if prepared is not None else run.data.vocab_size))
+        check_model_size(
+            run.model,
+            run.model.vocab_size or (len(prepared.tokenizer) if prepared is not None else run.data.vocab_size),
+        )
     if args.process_index == 0:
         claim_run(out)  # a folder holding anything this package did not write is refused, never cleared
     with locked(out, enabled=args.process_index == 0):
@@ -276,13 +322,23 @@ def _train(run: RunConfig, args, out: Path, prepared, model, callbacks, resume: 
     if model is None:
         set_seed(run.train.seed)  # the initial weights depend on the run's seed, like everything after
         model, _ = build_model(
-            run.model, len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
+            run.model,
+            len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
         )
-    record_padding_side(model, tokenizer, run.data.padding_side)  # saved with the model: generation and embeddings pad the same way
+    record_padding_side(
+        model, tokenizer, run.data.padding_side
+    )  # saved with the model: generation and embeddings pad the same way
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        raise UserError(f"data.tokenizer: {len(tokenizer)} tokens, more than the model's vocabulary ({model.get_input_embeddings().num_embeddings})")
+        raise UserError(
+            f"data.tokenizer: {len(tokenizer)} tokens, more than the model's vocabulary ({model.get_input_embeddings().num_embeddings})"
+        )
     if run.train.gradient_checkpointing and not model.supports_gradient_checkpointing:
-        raise UserError(f"train.gradient_checkpointing: family {run.model.family!r} does not support it; set it to false")
+        raise UserError(
+            f"train.gradient_checkpointing: family {run.model.family!r} does not support it; set it to false"
+        )
     if objective_config(model) is None:
         prepare_model(model, run.train)  # the objective's parameters (MTP heads, mask vector), recorded in model.config
     world = max(args.world_size, 1)
@@ -316,8 +372,12 @@ def _train(run: RunConfig, args, out: Path, prepared, model, callbacks, resume: 
             output = trainer.train(resume_from_checkpoint=checkpoint)
     _check_finite(trainer, metrics.history, out)
     trainer.save_final(str(out))  # model (safetensors) + tokenizer, staged then renamed into place
-    output = output._replace(training_loss=_train_loss(metrics.history, output, _checkpoint_step(checkpoint), trainer.state.global_step))
-    return _finish(run, trainer, output, metrics, _stopped_by(budget, limit, trainer.state.global_step), peak, prepared, out)
+    output = output._replace(
+        training_loss=_train_loss(metrics.history, output, _checkpoint_step(checkpoint), trainer.state.global_step)
+    )
+    return _finish(
+        run, trainer, output, metrics, _stopped_by(budget, limit, trainer.state.global_step), peak, prepared, out
+    )
 
 
 def _check_finite(trainer: RobustTrainer, history: list[dict], out: Path) -> None:
@@ -336,7 +396,9 @@ def _check_finite(trainer: RobustTrainer, history: list[dict], out: Path) -> Non
             f"{skipped} of {steps} steps skipped); not saved as the final model (lower train.learning_rate?)"
         )
     if steps and skipped * 2 > steps and trainer.is_world_process_zero():
-        _warn(f"{out}: {skipped} of {steps} steps were skipped (non-finite loss); the training loss covers only the others")
+        _warn(
+            f"{out}: {skipped} of {steps} steps were skipped (non-finite loss); the training loss covers only the others"
+        )
 
 
 def _any_process(flag: bool, device) -> bool:
@@ -367,6 +429,7 @@ def _restore_only(trainer: RobustTrainer, checkpoint: str, metrics: MetricsCallb
     trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
     metrics.on_train_begin(trainer.args, trainer.state, trainer.control)
     return TrainOutput(trainer.state.global_step, 0.0, {})
+
 
 def _init_from(run: RunConfig) -> tuple[PreTrainedModel, RunConfig]:
     """The model of `train.init_from`, and the run with its tokenizer as data.tokenizer (unless set).
@@ -417,7 +480,11 @@ def _finish(run, trainer, output, metrics, stopped_by: str, peak, prepared, out)
             model, _eval_subset(prepared.eval, run), batch_size=run.train.eval_batch_size or run.train.batch_size
         )
     if trainer.is_world_process_zero():
-        summary = {k: v for k, v in vars(result).items() if k not in ("model", "history", "output_dir", "parameters", "already_finished")}
+        summary = {
+            k: v
+            for k, v in vars(result).items()
+            if k not in ("model", "history", "output_dir", "parameters", "already_finished")
+        }
         summary["parameters"] = vars(result.parameters)
         summary["task"] = model_task(model)
         atomic_write_json(out / SUMMARY, summary)

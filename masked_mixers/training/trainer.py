@@ -41,12 +41,12 @@ from transformers import Trainer, TrainerCallback
 from transformers.loss.loss_utils import LOSS_MAPPING, ForCausalLMLoss
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 
-from ..runs import manifest
 from ..core.errors import UserError, reason
 from ..core.files import share_like_umask
 from ..models import family_of
 from ..objectives import compute_loss as objective_loss
 from ..objectives import objective_config
+from ..runs import manifest
 from ..runs.rundir import MODEL_CONFIG, STAGING_DIR
 
 
@@ -66,7 +66,7 @@ class _DropUpdate(TrainerCallback):
     gradient are left alone by torch optimizers.
     """
 
-    def __init__(self, trainer: "RobustTrainer"):
+    def __init__(self, trainer: RobustTrainer):
         self.trainer = trainer
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
@@ -78,11 +78,17 @@ class _DropUpdate(TrainerCallback):
 class _CheckAtSyncPoints(TrainerCallback):
     """Look at the device-side non-finite record where the host is about to wait for the device anyway."""
 
-    def __init__(self, trainer: "RobustTrainer"):
+    def __init__(self, trainer: RobustTrainer):
         self.trainer = trainer
 
     def on_step_end(self, args, state, control, **kwargs):
-        if control.should_log or control.should_evaluate or control.should_save or control.should_training_stop or state.global_step >= state.max_steps:
+        if (
+            control.should_log
+            or control.should_evaluate
+            or control.should_save
+            or control.should_training_stop
+            or state.global_step >= state.max_steps
+        ):
             self.trainer.raise_if_nonfinite()
 
 
@@ -121,7 +127,11 @@ class RobustTrainer(Trainer):
         self.args.output_dir = staging
         try:
             save()
-        except (OSError, RuntimeError, SafetensorError) as err:  # on a full disk: torch.save's "enforce fail", safetensors' own type
+        except (
+            OSError,
+            RuntimeError,
+            SafetensorError,
+        ) as err:  # on a full disk: torch.save's "enforce fail", safetensors' own type
             shutil.rmtree(staging, ignore_errors=True)  # the disk is not left full of a partial save
             self._close_progress_bar()  # a checkpoint fails mid-training: the error starts a line of its own
             raise UserError(f"{root}: cannot save the {what} ({reason(err)})") from None
@@ -138,7 +148,9 @@ class RobustTrainer(Trainer):
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
             share_like_umask(staging)
-            names = sorted(os.listdir(staging), key=lambda name: name == MODEL_CONFIG)  # config.json last: it marks a model folder
+            names = sorted(
+                os.listdir(staging), key=lambda name: name == MODEL_CONFIG
+            )  # config.json last: it marks a model folder
             manifest.move_in(staging, root, names)
             shutil.rmtree(staging, ignore_errors=True)
         self.accelerator.wait_for_everyone()
@@ -164,7 +176,10 @@ class RobustTrainer(Trainer):
         """Remember the first non-finite loss on the device: no sync."""
         loss = loss.detach().float().reshape(-1)[:1].reshape(())  # the (first) loss value, a 0-d tensor
         if self.first_bad is None:
-            self.first_bad = (torch.zeros((), dtype=torch.long, device=loss.device), torch.zeros((), device=loss.device))
+            self.first_bad = (
+                torch.zeros((), dtype=torch.long, device=loss.device),
+                torch.zeros((), device=loss.device),
+            )
         step, value = self.first_bad
         fresh = (step == 0) & ~torch.isfinite(loss)
         self.first_bad = (torch.where(fresh, self.state.global_step + 1, step), torch.where(fresh, loss, value))
@@ -198,7 +213,9 @@ class RobustTrainer(Trainer):
         unwrapped = self.accelerator.unwrap_model(model)
         if objective_config(unwrapped) is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        loss, outputs = objective_loss(unwrapped, inputs, num_items_in_batch if self.model_accepts_loss_kwargs else None)
+        loss, outputs = objective_loss(
+            unwrapped, inputs, num_items_in_batch if self.model_accepts_loss_kwargs else None
+        )
         return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):

@@ -7,9 +7,13 @@ from ..family import ABLATION_KNOBS, ABLATION_SWITCHES, Capabilities, Family, Fl
 from ..llama.family import LLAMA_KNOBS, heads, llama_block_flops, llama_config_kwargs
 from .modeling import AblatedLlamaConfig, AblatedLlamaForCausalLM, AblatedLlamaModel
 
-
 # the three removals every ablatable family has, and this family's replacement of the MLP by attention
-FEED_FORWARD_ATTENTION = Knob("feed_forward_attention", bool, False, "true replaces each block's MLP with a second (pre-norm, residual) self-attention")
+FEED_FORWARD_ATTENTION = Knob(
+    "feed_forward_attention",
+    bool,
+    False,
+    "true replaces each block's MLP with a second (pre-norm, residual) self-attention",
+)
 SWITCHES = ABLATION_SWITCHES + (FEED_FORWARD_ATTENTION.name,)
 
 

@@ -62,7 +62,11 @@ class AblatedLlamaDecoderLayer(nn.Module):
         if config.feed_forward_attention and not config.use_feed_forward:
             raise ValueError("feed_forward_attention replaces the feed-forward, so it needs use_feed_forward true")
         self.use_residual = config.use_residual
-        norm = (lambda: LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)) if config.use_layer_norm else nn.Identity
+        norm = (
+            (lambda: LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps))
+            if config.use_layer_norm
+            else nn.Identity
+        )
         self.input_layernorm = norm()
         self.self_attn = LlamaAttention(config, layer_idx)
         self.post_attention_layernorm = norm() if config.use_feed_forward else None
@@ -72,13 +76,19 @@ class AblatedLlamaDecoderLayer(nn.Module):
     def _add(self, x: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
         return x + update if self.use_residual else update
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, position_embeddings: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        attended, _ = self.self_attn(self.input_layernorm(x), position_embeddings=position_embeddings, attention_mask=mask)
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, position_embeddings: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        attended, _ = self.self_attn(
+            self.input_layernorm(x), position_embeddings=position_embeddings, attention_mask=mask
+        )
         x = self._add(x, attended)  # (b, t, d): mix over t
         if self.mlp is not None:
             x = self._add(x, self.mlp(self.post_attention_layernorm(x)))  # (b, t, d): mix over d
         elif self.feed_forward_attn is not None:  # the MLP's slot, mixing over t once more
-            attended, _ = self.feed_forward_attn(self.post_attention_layernorm(x), position_embeddings=position_embeddings, attention_mask=mask)
+            attended, _ = self.feed_forward_attn(
+                self.post_attention_layernorm(x), position_embeddings=position_embeddings, attention_mask=mask
+            )
             x = self._add(x, attended)
         return x
 
@@ -100,7 +110,9 @@ class AblatedLlamaModel(AblatedLlamaPreTrainedModel):
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
         self.layers = nn.ModuleList(AblatedLlamaDecoderLayer(config, i) for i in range(config.num_hidden_layers))
-        self.norm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps) if config.use_layer_norm else nn.Identity()
+        self.norm = (
+            LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps) if config.use_layer_norm else nn.Identity()
+        )
         self.rotary_emb = LlamaRotaryEmbedding(config=config)
         self.post_init()
 
@@ -124,7 +136,11 @@ class AblatedLlamaModel(AblatedLlamaPreTrainedModel):
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (b, t, d)
         t = x.shape[1]
         if position_ids is None:
-            position_ids = torch.arange(t, device=x.device)[None] if attention_mask is None else position_ids_from_mask(attention_mask)
+            position_ids = (
+                torch.arange(t, device=x.device)[None]
+                if attention_mask is None
+                else position_ids_from_mask(attention_mask)
+            )
         mask = causal_attention_bias(attention_mask, t, x.dtype, x.device)  # (b|1, 1, t, t)
         position_embeddings = self.rotary_emb(x, position_ids=position_ids)
         hidden_states = [x]
@@ -132,9 +148,13 @@ class AblatedLlamaModel(AblatedLlamaPreTrainedModel):
             x = layer(x, mask, position_embeddings)
             hidden_states.append(x)
         x = self.norm(x)
-        if getattr(self.config, "tie_last_hidden_states", True):  # transformers' switch: False keeps the last layer's own output
+        if getattr(
+            self.config, "tie_last_hidden_states", True
+        ):  # transformers' switch: False keeps the last layer's own output
             hidden_states[-1] = x
-        return BaseModelOutput(last_hidden_state=x, hidden_states=tuple(hidden_states) if output_hidden_states else None)
+        return BaseModelOutput(
+            last_hidden_state=x, hidden_states=tuple(hidden_states) if output_hidden_states else None
+        )
 
 
 class AblatedLlamaForCausalLM(CausalLMHeadMixin, AblatedLlamaPreTrainedModel, GenerationMixin):
@@ -161,7 +181,9 @@ class AblatedLlamaForCausalLM(CausalLMHeadMixin, AblatedLlamaPreTrainedModel, Ge
             # a cache would make generate() hand over only the newest token: refuse rather than mispredict
             raise ValueError("the ablated Llama has no generation cache: generate with use_cache=False")
         out = self.model(input_ids, attention_mask, inputs_embeds, output_hidden_states, position_ids)
-        return self.causal_lm_output(out.last_hidden_state, labels, logits_to_keep, hidden_states=out.hidden_states, **kwargs)
+        return self.causal_lm_output(
+            out.last_hidden_state, labels, logits_to_keep, hidden_states=out.hidden_states, **kwargs
+        )
 
 
 __all__ = ["AblatedLlamaConfig", "AblatedLlamaForCausalLM", "AblatedLlamaModel", "position_ids_from_mask"]

@@ -2,7 +2,10 @@ from .configuration import AutoencodingMixerConfig, AutoencodingTransformerConfi
 from .family import LLAMA_FAMILY, MIXER_FAMILY
 from .modeling import AutoencoderOutput, AutoencodingMixer, AutoencodingTransformer, reconstruction_loss
 
-FAMILIES = (MIXER_FAMILY, LLAMA_FAMILY,)  # what models/__init__.py collects
+FAMILIES = (
+    MIXER_FAMILY,
+    LLAMA_FAMILY,
+)  # what models/__init__.py collects
 
 __all__ = [
     "FAMILIES",

@@ -14,7 +14,9 @@ AUTOENCODER_KNOBS = (
     Knob("compression_dim", int | None, None, "bottleneck width; null keeps hidden_size", minimum=1),
 )
 DECODER_POSITION_EMBEDDING = Knob(
-    "decoder_position_embedding", bool, True,
+    "decoder_position_embedding",
+    bool,
+    True,
     "llama autoencoder: learned positions added to the decoder's input; false reproduces the paper's decoder, which gets no position signal",
 )
 
@@ -31,7 +33,9 @@ def _bottleneck(spec, t: int) -> FlopCount:
 
 
 def _fields(spec) -> dict:
-    return dict(encoder_layers=spec.encoder_layers, decoder_layers=spec.decoder_layers, compression_dim=spec.compression_dim)
+    return dict(
+        encoder_layers=spec.encoder_layers, decoder_layers=spec.decoder_layers, compression_dim=spec.compression_dim
+    )
 
 
 # Autoencoders rebuild their input in one pass: they do not generate text.
@@ -43,7 +47,9 @@ MIXER_FAMILY = Family(
     config_class=AutoencodingMixerConfig,
     model_class=AutoencodingMixer,
     build_config=lambda spec, common: AutoencodingMixerConfig(**mixer_config_kwargs(spec), **_fields(spec), **common),
-    flops=lambda spec, vocab, t: _depths(spec) * mixer_block_flops(spec, t) + _bottleneck(spec, t) + lm_head_flops(spec, vocab),
+    flops=lambda spec, vocab, t: (
+        _depths(spec) * mixer_block_flops(spec, t) + _bottleneck(spec, t) + lm_head_flops(spec, vocab)
+    ),
     knobs=MIXER_KNOBS + AUTOENCODER_KNOBS,
     capabilities=Capabilities(positions_are_rows=True, **_CAPABILITIES),
     task=AUTOENCODE,
@@ -59,9 +65,14 @@ LLAMA_FAMILY = Family(
     config_class=AutoencodingTransformerConfig,
     model_class=AutoencodingTransformer,
     build_config=lambda spec, common: AutoencodingTransformerConfig(
-        **llama_config_kwargs(spec), **_fields(spec), decoder_position_embedding=spec.decoder_position_embedding, **common
+        **llama_config_kwargs(spec),
+        **_fields(spec),
+        decoder_position_embedding=spec.decoder_position_embedding,
+        **common,
     ),
-    flops=lambda spec, vocab, t: _depths(spec) * llama_block_flops(spec, t) + _bottleneck(spec, t) + lm_head_flops(spec, vocab),
+    flops=lambda spec, vocab, t: (
+        _depths(spec) * llama_block_flops(spec, t) + _bottleneck(spec, t) + lm_head_flops(spec, vocab)
+    ),
     knobs=LLAMA_KNOBS + AUTOENCODER_KNOBS + (DECODER_POSITION_EMBEDDING,),
     capabilities=Capabilities(switchable_attention=True, **_CAPABILITIES),
     task=AUTOENCODE,

@@ -103,7 +103,9 @@ class AutoencoderMixin:
         x = x[:, None, :].expand(-1, length, -1)  # (b, d) -> (b, t, d): the same vector at every position
         return self.lm_head(self.decoder_states(x))  # (b, t, vocab)
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None, **kwargs) -> AutoencoderOutput:
+    def forward(
+        self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None, **kwargs
+    ) -> AutoencoderOutput:
         bottleneck = self.encode(input_ids, attention_mask, inputs_embeds)
         length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
         logits = self.decode(bottleneck, length)
@@ -168,7 +170,9 @@ class AutoencodingTransformer(AutoencoderMixin, LlamaPreTrainedModel):
         self.encoder = nn.ModuleList(LlamaDecoderLayer(config, i) for i in range(n_enc))
         self.encoder_norm = LlamaRMSNorm(d, eps=config.rms_norm_eps)
         self._build_bottleneck(config)
-        self.decoder_positions = nn.Embedding(config.max_position_embeddings, d) if config.decoder_position_embedding else None
+        self.decoder_positions = (
+            nn.Embedding(config.max_position_embeddings, d) if config.decoder_position_embedding else None
+        )
         self.decoder = nn.ModuleList(LlamaDecoderLayer(config, n_enc + i) for i in range(config.decoder_layers))
         self.decoder_norm = LlamaRMSNorm(d, eps=config.rms_norm_eps)
         self.lm_head = nn.Linear(d, config.vocab_size, bias=False)

@@ -9,7 +9,10 @@ from .modeling import (
     reverse_real_tokens,
 )
 
-FAMILIES = (MIXER_FAMILY, LLAMA_FAMILY,)  # what models/__init__.py collects
+FAMILIES = (
+    MIXER_FAMILY,
+    LLAMA_FAMILY,
+)  # what models/__init__.py collects
 
 __all__ = [
     "FAMILIES",

@@ -6,11 +6,26 @@ import dataclasses
 
 from ..family import Capabilities, Family, lm_head_flops
 from ..llama.family import LLAMA_KNOBS, heads, llama_block_flops, llama_config_kwargs
-from ..masked_mixer.family import MIXER_CAPABILITIES, MIXER_KNOBS, mixer_block_flops, mixer_config_kwargs, mixer_size_multiple
+from ..masked_mixer.family import (
+    MIXER_CAPABILITIES,
+    MIXER_KNOBS,
+    mixer_block_flops,
+    mixer_config_kwargs,
+    mixer_size_multiple,
+)
 from .modeling import BidirectionalLlamaConfig, BidirectionalLlamaLM, BidirectionalMixerConfig, BidirectionalMixerLM
 
 # Neither generates text left to right; each predicts token n in place from both sides.
-_BIDIRECTIONAL = dict(generates=False, cached_generation=False, slides_past_context=False, predicts_in_place=True, ablation_switches=(), one_step_completion=False, compiled_decoding=False, triangular_tiles=False)
+_BIDIRECTIONAL = dict(
+    generates=False,
+    cached_generation=False,
+    slides_past_context=False,
+    predicts_in_place=True,
+    ablation_switches=(),
+    one_step_completion=False,
+    compiled_decoding=False,
+    triangular_tiles=False,
+)
 
 MIXER_FAMILY = Family(
     name="bidirectional_mixer",

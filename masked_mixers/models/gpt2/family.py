@@ -47,7 +47,9 @@ def gpt2_block_flops(spec, t: int) -> FlopCount:
     """Forward FLOPs per token of one GPT-2 block at length t: qkv + output projection, a two-matrix MLP, attention."""
     d = spec.hidden_size
     inner = spec.intermediate_size or spec.ff_mult * d
-    dense = 2 * 4 * d * d + 2 * 2 * d * inner  # c_attn (d -> 3d), c_proj (d -> d); c_fc (d -> inner), c_proj (inner -> d)
+    dense = (
+        2 * 4 * d * d + 2 * 2 * d * inner
+    )  # c_attn (d -> 3d), c_proj (d -> d); c_fc (d -> inner), c_proj (inner -> d)
     return FlopCount(dense=dense, token_mixing=0, attention=2 * 2 * t * d, lm_head=0)
 
 

@@ -9,7 +9,12 @@ from ..masked_mixer.family import MIXER_CAPABILITIES
 from .configuration import LINEAR_VARIANTS, LinearMixerConfig
 from .modeling import LinearMixerForCausalLM, LinearMixerModel
 
-LINEAR_VARIANT = Knob("linear_variant", Literal[LINEAR_VARIANTS], "linear", "linear (collapsible to one layer), relu (ReLU before the head) or near_linear")
+LINEAR_VARIANT = Knob(
+    "linear_variant",
+    Literal[LINEAR_VARIANTS],
+    "linear",
+    "linear (collapsible to one layer), relu (ReLU before the head) or near_linear",
+)
 
 
 def _flops(spec, vocab_size: int, t: int) -> FlopCount:
@@ -24,7 +29,9 @@ FAMILY = Family(
     description="masked mixer without norms: fully linear (collapsible to one layer), ReLU head, or near-linear",
     config_class=LinearMixerConfig,
     model_class=LinearMixerForCausalLM,
-    build_config=lambda spec, common: LinearMixerConfig(seq_len=spec.seq_len, variant=spec.linear_variant, ff_mult=spec.ff_mult, **common),
+    build_config=lambda spec, common: LinearMixerConfig(
+        seq_len=spec.seq_len, variant=spec.linear_variant, ff_mult=spec.ff_mult, **common
+    ),
     flops=_flops,
     knobs=(LINEAR_VARIANT, FF_MULT),
     capabilities=Capabilities(**{**MIXER_CAPABILITIES.__dict__, "ablation_switches": (), "triangular_tiles": False}),

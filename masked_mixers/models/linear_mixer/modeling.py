@@ -84,5 +84,4 @@ class LinearMixerForCausalLM(LinearMixerPreTrainedModel, MaskedMixerForCausalLM)
         return collapsed.train(self.training)
 
 
-
 __all__ = ["LinearMixerForCausalLM", "LinearMixerModel", "LinearMixerPreTrainedModel"]

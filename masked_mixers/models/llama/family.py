@@ -6,7 +6,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from ..family import DROPOUT, FF_MULT, NUM_HEADS, Capabilities, Family, FlopCount, Knob, lm_head_flops
 
-INTERMEDIATE_SIZE = Knob("intermediate_size", int | None, None, "MLP width; null means ff_mult * hidden_size", minimum=1)
+INTERMEDIATE_SIZE = Knob(
+    "intermediate_size", int | None, None, "MLP width; null means ff_mult * hidden_size", minimum=1
+)
 LLAMA_KNOBS = (NUM_HEADS, FF_MULT, INTERMEDIATE_SIZE, DROPOUT)
 LLAMA_CAPABILITIES = Capabilities(cached_generation=True, one_step_completion=True, switchable_attention=True)
 
@@ -50,4 +52,12 @@ FAMILY = Family(
     size_multiple=heads,
 )
 
-__all__ = ["FAMILY", "LLAMA_CAPABILITIES", "LLAMA_KNOBS", "heads", "llama_block_flops", "llama_config_kwargs", "llama_flops"]
+__all__ = [
+    "FAMILY",
+    "LLAMA_CAPABILITIES",
+    "LLAMA_KNOBS",
+    "heads",
+    "llama_block_flops",
+    "llama_config_kwargs",
+    "llama_flops",
+]

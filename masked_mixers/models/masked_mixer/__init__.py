@@ -4,4 +4,12 @@ from .modeling import MaskedMixerForCausalLM, MaskedMixerModel, MaskedMixerPreTr
 
 FAMILIES = (FAMILY,)  # what models/__init__.py collects
 
-__all__ = ["FAMILIES", "FAMILY", "MIXER_TYPES", "MaskedMixerConfig", "MaskedMixerForCausalLM", "MaskedMixerModel", "MaskedMixerPreTrainedModel"]
+__all__ = [
+    "FAMILIES",
+    "FAMILY",
+    "MIXER_TYPES",
+    "MaskedMixerConfig",
+    "MaskedMixerForCausalLM",
+    "MaskedMixerModel",
+    "MaskedMixerPreTrainedModel",
+]

@@ -71,7 +71,9 @@ class MaskedMixerConfig(PreTrainedConfig):
         """Called by the `@strict` machinery of `PreTrainedConfig`: reject impossible shapes early."""
         if self.mixer_type not in MIXER_TYPES:
             raise ValueError(f"mixer_type must be one of {MIXER_TYPES}, got {self.mixer_type!r}")
-        require_positive(self, "vocab_size", "hidden_size", "num_hidden_layers", "seq_len", "num_heads", "expansion", "ff_mult")
+        require_positive(
+            self, "vocab_size", "hidden_size", "num_hidden_layers", "seq_len", "num_heads", "expansion", "ff_mult"
+        )
         if self.mixer_type == "multihead" and self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})")
         if self.triangular_tile < 0:

@@ -4,11 +4,28 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ..family import ABLATION_KNOBS, ABLATION_SWITCHES, DROPOUT, FF_MULT, NUM_HEADS, Capabilities, Family, FlopCount, Knob, default_label, lm_head_flops
+from ..family import (
+    ABLATION_KNOBS,
+    ABLATION_SWITCHES,
+    DROPOUT,
+    FF_MULT,
+    NUM_HEADS,
+    Capabilities,
+    Family,
+    FlopCount,
+    Knob,
+    default_label,
+    lm_head_flops,
+)
 from .configuration import MIXER_TYPES, MaskedMixerConfig
 from .modeling import MaskedMixerForCausalLM, MaskedMixerModel
 
-MIXER_TYPE = Knob("mixer_type", Literal[MIXER_TYPES], "flat", "token mixing: one L x L matrix (flat), expanded, or one per head (multihead)")
+MIXER_TYPE = Knob(
+    "mixer_type",
+    Literal[MIXER_TYPES],
+    "flat",
+    "token mixing: one L x L matrix (flat), expanded, or one per head (multihead)",
+)
 EXPANSION = Knob("expansion", int, 2, "expanded mixers: the mixing goes through expansion x L positions", minimum=1)
 MIXER_KNOBS = (MIXER_TYPE, NUM_HEADS, EXPANSION, FF_MULT, DROPOUT)
 

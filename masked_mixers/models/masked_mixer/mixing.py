@@ -55,7 +55,9 @@ def _mix(w: torch.Tensor, x: torch.Tensor, tile: int) -> torch.Tensor:
     return lower_triangular_matmul(w, x, tile) if tile else torch.matmul(w, x)
 
 
-def _rows(weight: torch.Tensor, rows: torch.Tensor, width: int, positions: torch.Tensor, dtype, col_group: int = 1) -> torch.Tensor:
+def _rows(
+    weight: torch.Tensor, rows: torch.Tensor, width: int, positions: torch.Tensor, dtype, col_group: int = 1
+) -> torch.Tensor:
     """weight[rows[b, i], :width], masked to the columns position positions[b, i] may read, in `dtype`.
 
     (b, n) rows -> (b, n, width). The mask is applied to the gathered rows only (O(n width) per step
@@ -87,7 +89,9 @@ class FlatTokenMixing(nn.Module):
     def reset_parameters(self) -> None:
         _init_uniform_masked(self.weight, self.bias, causal_mask(self.seq_len, self.seq_len, device=self.weight.device))
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, cached: tuple | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, cached: tuple | None = None
+    ) -> torch.Tensor:
         """Mix over positions; `cached` = (SlotBatch, layer state): x holds only the new positions."""
         if cached is not None:
             return self.forward_cached(x, *cached)
@@ -111,7 +115,10 @@ class FlatTokenMixing(nn.Module):
         store = state["x"]
         if at.slot is not None:  # one token per row, all at slot p - 1: row p - 1 of W, unmasked (SlotBatch.slot)
             store[:, at.slot : p] = x
-            w, bias = _as(self.weight[at.slot : p, :p], store.dtype), _as(self.bias[at.slot : p, None], store.dtype)  # (1, p), (1, 1)
+            w, bias = (
+                _as(self.weight[at.slot : p, :p], store.dtype),
+                _as(self.bias[at.slot : p, None], store.dtype),
+            )  # (1, p), (1, 1)
             # (b, 1, p) @ (b, p, d) + (1, 1) -> (b, 1, d); expand is a view: W's row is not copied per row
             return _as(torch.baddbmm(bias, w.expand(x.shape[0], 1, p), store[:, :p]), x.dtype)
         _write(store, at, rows, _apply_padding(x, at.valid))
@@ -145,7 +152,9 @@ class ExpandedTokenMixing(nn.Module):
         _init_uniform_masked(self.weight_in, self.bias_in, mask_in)
         _init_uniform_masked(self.weight_out, self.bias_out, mask_out)
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, cached: tuple | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, cached: tuple | None = None
+    ) -> torch.Tensor:
         """Mix over positions; `cached` = (SlotBatch, layer state): x holds only the new positions."""
         if cached is not None:
             return self.forward_cached(x, *cached)
@@ -193,7 +202,9 @@ class ExpandedTokenMixing(nn.Module):
         h = F.gelu(torch.baddbmm(_as(self.bias_in[wide, None], dtype), w_in, state["x"][:, :p]))  # (b, e, d)
         state["h"][:, wide] = h
         w_out = _as(self.weight_out[slot:p, : e * p], dtype).expand(b, 1, e * p)  # (b, 1, e*p)
-        return _as(torch.baddbmm(_as(self.bias_out[slot:p, None], dtype), w_out, state["h"][:, : e * p]), x.dtype)  # (b, 1, d)
+        return _as(
+            torch.baddbmm(_as(self.bias_out[slot:p, None], dtype), w_out, state["h"][:, : e * p]), x.dtype
+        )  # (b, 1, d)
 
 
 class MultiHeadTokenMixing(nn.Module):
@@ -212,7 +223,9 @@ class MultiHeadTokenMixing(nn.Module):
     def reset_parameters(self) -> None:
         _init_uniform_masked(self.weight, self.bias, causal_mask(self.seq_len, self.seq_len, device=self.weight.device))
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, cached: tuple | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, cached: tuple | None = None
+    ) -> torch.Tensor:
         """Mix over positions; `cached` = (SlotBatch, layer state): x holds only the new positions."""
         if cached is not None:
             return self.forward_cached(x, *cached)
@@ -236,9 +249,14 @@ class MultiHeadTokenMixing(nn.Module):
         rows, p = at.rows, at.end
         store = state["v"]
         v = self.proj_in(x).view(b, t, self.num_heads, self.head_dim)
-        if at.slot is not None:  # one token per row, all at slot p - 1: each head's row p - 1, unmasked (SlotBatch.slot)
+        if (
+            at.slot is not None
+        ):  # one token per row, all at slot p - 1: each head's row p - 1, unmasked (SlotBatch.slot)
             store[:, :, at.slot] = v[:, 0]  # (b, h, d/h)
-            w, bias = _as(self.weight[:, at.slot : p, :p], store.dtype), _as(self.bias[:, at.slot : p, None], store.dtype)  # (h, 1, p), (h, 1, 1)
+            w, bias = (
+                _as(self.weight[:, at.slot : p, :p], store.dtype),
+                _as(self.bias[:, at.slot : p, None], store.dtype),
+            )  # (h, 1, p), (h, 1, 1)
             y = torch.matmul(w, store[:, :, :p]) + bias  # (h, 1, p) @ (b, h, p, d/h) -> (b, h, 1, d/h)
             return self.proj_out(_as(y.transpose(1, 2).reshape(b, 1, -1), x.dtype))
         if at.valid is not None:  # padded positions add nothing
@@ -268,7 +286,9 @@ def build_token_mixing(config) -> nn.Module:
     if config.mixer_type == "expanded":
         return ExpandedTokenMixing(config.seq_len, config.expansion)
     if config.mixer_type == "multihead":
-        return MultiHeadTokenMixing(config.seq_len, config.hidden_size, config.num_heads, getattr(config, "triangular_tile", 0))
+        return MultiHeadTokenMixing(
+            config.seq_len, config.hidden_size, config.num_heads, getattr(config, "triangular_tile", 0)
+        )
     raise ValueError(f"unknown mixer_type {config.mixer_type!r}")
 
 

@@ -20,11 +20,11 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPast
 
-from .lm_head import CausalLMHeadMixin
-from .positions import token_positions
 from .cache import MaskedMixerCache, SlotBatch
 from .configuration import MaskedMixerConfig
+from .lm_head import CausalLMHeadMixin
 from .mixing import TOKEN_MIXING_TYPES, build_token_mixing
+from .positions import token_positions
 
 
 class FeedForward(nn.Module):
@@ -54,7 +54,11 @@ class MixerBlock(GradientCheckpointingLayer):
     def __init__(self, config: MaskedMixerConfig):
         super().__init__()
         self.use_residual = config.use_residual
-        norm = (lambda: nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)) if config.use_layer_norm else nn.Identity
+        norm = (
+            (lambda: nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps))
+            if config.use_layer_norm
+            else nn.Identity
+        )
         self.token_norm = norm()
         self.token_mixing = build_token_mixing(config)
         self.feature_norm = norm() if config.use_feed_forward else None
@@ -65,7 +69,9 @@ class MixerBlock(GradientCheckpointingLayer):
         update = F.dropout(update, self.dropout_p, self.training) if self.dropout_p else update
         return x + update if self.use_residual else update
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, cached: tuple | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, padding_mask: torch.Tensor | None = None, cached: tuple | None = None
+    ) -> torch.Tensor:
         """`cached` = (SlotBatch, layer state): x holds only the new positions of a generation, and the
         token mixing reads the earlier ones from the cache (see cache.py).
 
@@ -175,7 +181,9 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
     def _output(hidden: list[torch.Tensor]) -> MaskedMixerOutput:
         return MaskedMixerOutput(last_hidden_state=hidden[-1], hidden_states=tuple(hidden) if len(hidden) > 1 else None)
 
-    def _forward_cached(self, input_ids, x, attention_mask, cache: MaskedMixerCache, keep_all: bool) -> MaskedMixerOutput:
+    def _forward_cached(
+        self, input_ids, x, attention_mask, cache: MaskedMixerCache, keep_all: bool
+    ) -> MaskedMixerOutput:
         """First call: the (windowed) prompt fills the cache. Later calls: each new token continues its row."""
         b, t = input_ids.shape
         if cache.seen_tokens == 0:
@@ -255,7 +263,9 @@ class MaskedMixerForCausalLM(CausalLMHeadMixin, MaskedMixerPreTrainedModel, Gene
         if cache is None and use_cache:
             batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
             cache = MaskedMixerCache(self.model, batch, self.model.embed_tokens.weight.dtype, self.device)
-        out = self.model(input_ids, attention_mask, inputs_embeds, output_hidden_states, cache=cache, sliding_window=sliding_window)
+        out = self.model(
+            input_ids, attention_mask, inputs_embeds, output_hidden_states, cache=cache, sliding_window=sliding_window
+        )
         return self.causal_lm_output(out.last_hidden_state, labels, logits_to_keep, cache, out.hidden_states, **kwargs)
 
     @classmethod
@@ -274,7 +284,9 @@ class MaskedMixerForCausalLM(CausalLMHeadMixin, MaskedMixerPreTrainedModel, Gene
             for unused in ("position_ids", "cache_position", "inputs_embeds", "is_first_iteration"):
                 kwargs.pop(unused, None)
             return {**kwargs, "input_ids": input_ids[:, -next_sequence_length:], "cache": cache, "sliding_window": True}
-        inputs = super().prepare_inputs_for_generation(input_ids, next_sequence_length=next_sequence_length, cache=cache, **kwargs)
+        inputs = super().prepare_inputs_for_generation(
+            input_ids, next_sequence_length=next_sequence_length, cache=cache, **kwargs
+        )
         inputs["sliding_window"] = True
         return inputs
 

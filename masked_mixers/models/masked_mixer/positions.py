@@ -72,7 +72,9 @@ def window_length(n: torch.Tensor, seq_len: int) -> torch.Tensor:
     return torch.where(n <= seq_len, n, slid)
 
 
-def token_positions(attention_mask: torch.Tensor, seq_len: int, slide: bool = False, leading_pads: bool = True) -> TokenPositions:
+def token_positions(
+    attention_mask: torch.Tensor, seq_len: int, slide: bool = False, leading_pads: bool = True
+) -> TokenPositions:
     """Slot of every column of a (b, t) 0/1 mask; with `slide`, keep only each row's sliding window.
 
     leading_pads: whether leading pads keep their positions (a model trained on left-padded

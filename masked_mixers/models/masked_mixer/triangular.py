@@ -36,7 +36,10 @@ def lower_triangular_matmul(w: torch.Tensor, x: torch.Tensor, tile: int) -> torc
     if tile >= t:
         return torch.matmul(w, x)
     # row tile [s, e) reads columns [0, e): (..., e - s, e) @ (..., e, d) -> (..., e - s, d)
-    parts = [torch.matmul(w[..., s : min(s + tile, t), : min(s + tile, t)], x[..., : min(s + tile, t), :]) for s in range(0, t, tile)]
+    parts = [
+        torch.matmul(w[..., s : min(s + tile, t), : min(s + tile, t)], x[..., : min(s + tile, t), :])
+        for s in range(0, t, tile)
+    ]
     return torch.cat(parts, dim=-2)  # (..., t, d)
 
 

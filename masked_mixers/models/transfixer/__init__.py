@@ -3,4 +3,11 @@ from .modeling import TransfixerConfig, TransfixerForCausalLM, TransfixerModel, 
 
 FAMILIES = (FAMILY,)  # what models/__init__.py collects
 
-__all__ = ["FAMILIES", "FAMILY", "TransfixerConfig", "TransfixerForCausalLM", "TransfixerModel", "TransfixerPreTrainedModel"]
+__all__ = [
+    "FAMILIES",
+    "FAMILY",
+    "TransfixerConfig",
+    "TransfixerForCausalLM",
+    "TransfixerModel",
+    "TransfixerPreTrainedModel",
+]

@@ -69,7 +69,9 @@ class TransfixerDecoderLayer(LlamaDecoderLayer):
 
     def forward(self, x, attention_mask, position_embeddings, padding_mask=None, **kwargs) -> torch.Tensor:
         attn, _ = self.self_attn(
-            hidden_states=self.input_layernorm(x), attention_mask=attention_mask, position_embeddings=position_embeddings
+            hidden_states=self.input_layernorm(x),
+            attention_mask=attention_mask,
+            position_embeddings=position_embeddings,
         )
         x = x + attn + self.token_mixing(attn, padding_mask)  # (b, t, d): attention, then mix over t
         return x + self.mlp(self.post_attention_layernorm(x))  # (b, t, d): mix over d
@@ -126,7 +128,6 @@ class TransfixerModel(TransfixerPreTrainedModel):
 
 
 class TransfixerForCausalLM(CausalLMHeadMixin, TransfixerPreTrainedModel, GenerationMixin):
-
     def __init__(self, config: TransfixerConfig):
         super().__init__(config)
         self.attach_trunk_and_head(TransfixerModel(config))
