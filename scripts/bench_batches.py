@@ -12,13 +12,14 @@ import sys
 import time
 from pathlib import Path
 
-os.environ["TOKENIZERS_PARALLELISM"] = "false"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"  # set before the imports below load tokenizers
 from torch.utils.data import DataLoader
 from transformers import default_data_collator
 
 from masked_mixers.data import prepare_data
 from masked_mixers.runs.config import DataConfig
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 out = {}
 for packing, L in ((False, 128), (True, 512)):
@@ -37,7 +38,7 @@ for packing, L in ((False, 128), (True, 512)):
     for _ in range(3):
         start = time.perf_counter()
         n = 0
-        for batch in loader:
+        for batch in loader:  # noqa: B007 (the last batch is read after the loop, for its dtype)
             n += 1
             if n == 200:
                 break

@@ -67,7 +67,7 @@ def worker(tree: str, layers: int) -> None:
                     "Clock",
                     (),
                     {
-                        "put": lambda self, v: stamps.append((time.perf_counter(), time.thread_time())),
+                        "put": lambda self, v, stamps=stamps: stamps.append((time.perf_counter(), time.thread_time())),
                         "end": lambda self: None,
                     },
                 )()

@@ -230,7 +230,7 @@ def test_completion_reads_no_token_of_the_predicted_half(name):
 def test_completion_loss_covers_only_the_predicted_half(name):
     model = build(name, layers=4, objective="completion")
     inputs = batch()
-    ids, labels = inputs["input_ids"], inputs["labels"]
+    labels = inputs["labels"]
     h = L // 2
     loss, out = compute_loss(model, inputs)
     expected = F.cross_entropy(out.logits[:, h - 1 : L - 1].flatten(0, 1), labels[:, h:].flatten())

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     speeds: dict[str, list[float]] = {name: [] for name in contenders}
     outputs = {}
     with torch.inference_mode():
-        for name, (model, use_cache) in contenders.items():  # warm-up
+        for _name, (model, use_cache) in contenders.items():  # warm-up
             timed_generate(model, prompt, min(8, args.new_tokens), use_cache)
         for _ in range(args.repeats):
             for name, (model, use_cache) in contenders.items():

@@ -126,7 +126,10 @@ def run(args: argparse.Namespace) -> int:
             data.num_proc = workers
             caches = iter(range(args.repeats))
             seconds, stats = _best(
-                args.repeats, lambda: _prepare(data, args.seq_len, work / f"cache-{workers}-{next(caches)}")
+                args.repeats,
+                lambda workers=workers, caches=caches: _prepare(
+                    data, args.seq_len, work / f"cache-{workers}-{next(caches)}"
+                ),
             )
             stored = stats["train_tokens"] + stats["eval_tokens"]
             disk = stats["train_disk_bytes"] + stats["eval_disk_bytes"]

@@ -38,7 +38,7 @@ def matmul_peak(device: str, dtype: str, sizes: tuple[int, ...] | None = None, r
         a = torch.randn(n, n, device=device, dtype=DTYPES[dtype])
         b = torch.randn(n, n, device=device, dtype=DTYPES[dtype])
         torch.matmul(a, b)  # warm up
-        median = statistics.median(timed(lambda: torch.matmul(a, b), device) for _ in range(repeats))
+        median = statistics.median(timed(lambda a=a, b=b: torch.matmul(a, b), device) for _ in range(repeats))
         rate = 2 * n**3 / median
         if rate > best["flops_per_second"]:
             best = {"flops_per_second": rate, "n": n}

@@ -24,6 +24,7 @@ CUDA and the memory-efficient one for fp32), named in the output.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import statistics
 
@@ -186,7 +187,7 @@ def bench_group(args, seq_len: int, d_model: int, peaks: dict, progress) -> list
             continue
         model, optimizer, params = _prepare(args, spec, tile)
         first = [
-            timed(lambda: _step(model, optimizer, batch, args.device, dtype), args.device)
+            timed(functools.partial(_step, model, optimizer, batch, args.device, dtype), args.device)
             for _ in range(max(1, args.warmup))
         ][-1]
         if first * args.steps > args.max_seconds:
@@ -197,10 +198,12 @@ def bench_group(args, seq_len: int, d_model: int, peaks: dict, progress) -> list
         row["parameters"] = params.total
         runners.append((row, spec, model, optimizer, []))
     for _ in range(args.steps):
-        for row, spec, model, optimizer, times in runners:
-            times.append(timed(lambda: _step(model, optimizer, batch, args.device, dtype=row["dtype"]), args.device))
+        for row, _model_spec, model, optimizer, times in runners:
+            times.append(
+                timed(functools.partial(_step, model, optimizer, batch, args.device, dtype=row["dtype"]), args.device)
+            )
             progress.update(1)
-    for row, spec, model, optimizer, times in runners:
+    for row, spec, _model, _optimizer, times in runners:
         flops = forward_flops_per_token(spec, args.vocab_size)
         step = statistics.median(times)
         row.update(

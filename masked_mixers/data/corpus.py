@@ -105,7 +105,7 @@ def _lines(path: str | Path) -> Iterator[str]:
     number = 0
     with open(path, encoding="utf-8") as handle:
         try:
-            for number, line in enumerate(handle, 1):
+            for number, line in enumerate(handle, 1):  # noqa: B007 (read after the loop, by the except below)
                 yield line
         except UnicodeDecodeError:
             raise UserError(
