@@ -43,7 +43,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("reproduce", "run the paper's findings (F1-F7) with its protocols and write one scorecard"),
     "bench": (
         "bench",
-        "benchmarks: `bench train` (tokens/s, MFU, memory), `bench generate`, `bench linear` (decoding speed), `bench prepare`",
+        "benchmarks: `bench train` (tokens/s, MFU, memory), `bench generate`, `bench linear` (decoding speed), "
+        "`bench prepare`",
     ),
     "pairs": ("pairs", "build (query, passage) retrieval pairs and split them"),
     "embed": ("embed", "embed texts with a trained model's hidden state (safetensors)"),

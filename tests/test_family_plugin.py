@@ -121,7 +121,8 @@ def test_a_new_family_is_one_package_and_one_line(tmp_path):
         model: {{family: toy_llama, hidden_size: 32, num_hidden_layers: 2, seq_len: 32, num_heads: 4, toy_width: 2}}
         data: {{source: "{TRAIN}", eval_source: "{VALID}", max_documents: 200, max_eval_documents: 20, vocab_size: 300,
                 cache_dir: "{tmp_path / "cache"}"}}
-        train: {{output_dir: "{tmp_path / "run"}", max_steps: 3, batch_size: 4, eval_steps: 0, save_steps: 0, max_eval_batches: 1}}
+        train: {{output_dir: "{tmp_path / "run"}", max_steps: 3, batch_size: 4, eval_steps: 0, save_steps: 0,
+                 max_eval_batches: 1}}
         """),
         encoding="utf-8",
     )

@@ -125,7 +125,8 @@ def test_greedy_generate_with_and_without_cache_is_identical(mixer_type):
 
 
 def test_paper_style_full_window_decoding_matches_the_cache():
-    """The paper's decoding (bench generate's (b)): the whole model over a right-padded L-token window per token, same greedy tokens."""
+    """The paper's decoding (bench generate's (b)): the whole model over a right-padded L-token window per token,
+    same greedy tokens."""
     model = _mixer("flat", vocab=50, seq_len=16)
     ids = torch.randint(1, 50, (3, 5))
     cached = model.generate(ids, use_cache=True, max_new_tokens=11, do_sample=False, pad_token_id=0)

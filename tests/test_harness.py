@@ -126,16 +126,21 @@ def _write_tasks(folder: Path) -> dict:
     (folder / "gen.jsonl").write_text("".join(json.dumps({"context": d[:25], "answer": d[25:40]}) + "\n" for d in docs))
     common = "dataset_path: json\ntest_split: test\nmetadata: {version: 1.0}\n"
     (folder / "ppl.yaml").write_text(
-        f"task: mm_ppl\n{common}dataset_kwargs: {{data_files: {{test: {folder / 'docs.jsonl'}}}}}\noutput_type: loglikelihood_rolling\n"
-        'doc_to_text: ""\ndoc_to_target: text\nmetric_list: [{metric: word_perplexity}, {metric: byte_perplexity}, {metric: bits_per_byte}]\n'
+        f"task: mm_ppl\n{common}dataset_kwargs: {{data_files: {{test: {folder / 'docs.jsonl'}}}}}\n"
+        "output_type: loglikelihood_rolling\n"
+        'doc_to_text: ""\ndoc_to_target: text\n'
+        "metric_list: [{metric: word_perplexity}, {metric: byte_perplexity}, {metric: bits_per_byte}]\n"
     )
     (folder / "choice.yaml").write_text(
-        f"task: mm_choice\n{common}dataset_kwargs: {{data_files: {{test: {folder / 'choice.jsonl'}}}}}\noutput_type: multiple_choice\n"
+        f"task: mm_choice\n{common}dataset_kwargs: {{data_files: {{test: {folder / 'choice.jsonl'}}}}}\n"
+        "output_type: multiple_choice\n"
         "doc_to_text: context\ndoc_to_choice: choices\ndoc_to_target: label\nmetric_list: [{metric: acc}]\n"
     )
     (folder / "gen.yaml").write_text(
-        f"task: mm_gen\n{common}dataset_kwargs: {{data_files: {{test: {folder / 'gen.jsonl'}}}}}\noutput_type: generate_until\n"
-        'doc_to_text: context\ndoc_to_target: answer\ngeneration_kwargs: {until: ["\\n"], max_gen_toks: 6, do_sample: false}\n'
+        f"task: mm_gen\n{common}dataset_kwargs: {{data_files: {{test: {folder / 'gen.jsonl'}}}}}\n"
+        "output_type: generate_until\n"
+        "doc_to_text: context\ndoc_to_target: answer\n"
+        'generation_kwargs: {until: ["\\n"], max_gen_toks: 6, do_sample: false}\n'
         "metric_list: [{metric: exact_match}]\n"
     )
     return {"docs": docs}

@@ -150,7 +150,8 @@ def _llama(layers: int = 2):
 
 
 def _last_layer_output(model, embeds, mask):
-    """The last decoder layer's own output, read by a forward hook: before any final norm, independent of hidden_states."""
+    """The last decoder layer's own output, read by a forward hook: before any final norm, independent of
+    hidden_states."""
     layers = next(
         m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == model.config.num_hidden_layers
     )

@@ -363,7 +363,8 @@ MEMORY = textwrap.dedent(
     from masked_mixers.runs.config import DataConfig
     from masked_mixers.data import prepare_data
 
-    big, small, headroom, corpus_bytes = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    big, small = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+    headroom, corpus_bytes = int(sys.argv[3]), int(sys.argv[4])
     prepare_data(DataConfig(**small), 16, progress=False)  # warm up: every module the pipeline imports lazily is loaded
     vm = int(next(line for line in open("/proc/self/status") if line.startswith("VmSize")).split()[1]) * 1024
     resource.setrlimit(resource.RLIMIT_AS, (vm + headroom, vm + headroom))

@@ -1,4 +1,5 @@
-"""Training options researchers expect: init_from, gradient checkpointing, optimizer choice; beam search with the cache."""
+"""Training options researchers expect: init_from, gradient checkpointing, optimizer choice; beam search with the
+cache."""
 
 import pytest
 import torch

@@ -6,11 +6,12 @@ products cost at the training length t = seq_len, and training = 3 x forward (th
 computes the gradient of both operands of every product). Norms, activations, softmax, the loss
 and the optimizer are not counted; they are the overhead that MFU exposes.
 
-Each family counts its own (its package's `family.py`, `Family.flops`). The masked mixing is counted over the full t x t block, zeros included, because that is what
-runs: `torch.matmul` of the lower-triangular matrix does not skip the zero upper half (a
-triangular kernel could halve the mixing FLOPs). Llama's attention scores and values are also
-counted over the full t x t block, although PyTorch's causal SDPA kernels may skip some masked
-tiles: for Llama the count can overstate the work done, never understate it.
+Each family counts its own (its package's `family.py`, `Family.flops`). The masked mixing is
+counted over the full t x t block, zeros included, because that is what runs: `torch.matmul` of
+the lower-triangular matrix does not skip the zero upper half (a triangular kernel could halve
+the mixing FLOPs). Llama's attention scores and values are also counted over the full t x t block,
+although PyTorch's causal SDPA kernels may skip some masked tiles: for Llama the count can
+overstate the work done, never understate it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from ..runs.config import ModelSpec
 
 
 def forward_flops_per_token(spec: ModelSpec, vocab_size: int, seq_len: int | None = None) -> FlopCount:
-    """Forward FLOPs per token of `spec` at training length `seq_len` (default: spec.seq_len), as its family counts them."""
+    """Forward FLOPs per token of `spec` at training length `seq_len` (default: spec.seq_len), as its family
+    counts them."""
     if spec.family not in FAMILIES:
         raise ValueError(f"no family {spec.family!r}")
     return FAMILIES[spec.family].flops(spec, vocab_size, seq_len or spec.seq_len)

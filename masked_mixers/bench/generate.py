@@ -243,16 +243,19 @@ def _table(rows: list[dict], ratios: list[dict]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['model']} | {r['dtype']} | {r['batch_size']} | {r['tokens_per_s']:.0f} | {r['ms_per_token']:.2f} | {r['floor_ms']:.3f} | {r['prefill_ms']:.1f} |"
+        f"| {r['model']} | {r['dtype']} | {r['batch_size']} | {r['tokens_per_s']:.0f} | {r['ms_per_token']:.2f} | "
+        f"{r['floor_ms']:.3f} | {r['prefill_ms']:.1f} |"
         for r in rows
     ]
     lines += [
         "",
-        "| dtype | batch | (a)/(b) cached vs full window | (a)/(b') cached vs no cache | (a)/(c) cached mixer vs Llama |",
+        "| dtype | batch | (a)/(b) cached vs full window | (a)/(b') cached vs no cache "
+        "| (a)/(c) cached mixer vs Llama |",
         "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['dtype']} | {r['batch_size']} | {r['cached_vs_full_window']:.1f}x | {r['cached_vs_no_cache']:.1f}x | {r['cached_vs_llama']:.2f}x |"
+        f"| {r['dtype']} | {r['batch_size']} | {r['cached_vs_full_window']:.1f}x | {r['cached_vs_no_cache']:.1f}x "
+        f"| {r['cached_vs_llama']:.2f}x |"
         for r in ratios
     ]
     graphs = [r for r in ratios if "graph_vs_cached" in r]
@@ -272,7 +275,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"bench generate --compile: CUDA graphs need a CUDA device, got --device {args.device}")
     if args.compile and args.prompt_tokens + args.new_tokens > args.seq_len:
         raise UserError(
-            f"bench generate --compile: --prompt-tokens + --new-tokens must fit in --seq-len {args.seq_len} (no sliding window)"
+            f"bench generate --compile: --prompt-tokens + --new-tokens must fit in --seq-len {args.seq_len} "
+            "(no sliding window)"
         )
     if args.threads:
         torch.set_num_threads(args.threads)

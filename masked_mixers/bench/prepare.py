@@ -149,18 +149,21 @@ def run(args: argparse.Namespace) -> int:
     for row in rows:
         row["vs_encode_batch_per_core"] = row["text_mb_per_second_per_core"] / base
     print(
-        f"{len(texts):,} documents, {text_bytes / 1e6:,.1f} MB of text, L={args.seq_len} {'packed' if args.packing else 'padded'}, "
+        f"{len(texts):,} documents, {text_bytes / 1e6:,.1f} MB of text, "
+        f"L={args.seq_len} {'packed' if args.packing else 'padded'}, "
         f"vocabulary {len(tokenizer):,}"
         + (f", tokenizer trained in {train_seconds:.1f} s" if train_seconds is not None else "")
     )
     print(
-        "| contender | workers | seconds | tokens | tokens/s | text MB/s per core | vs encode_batch per core | bytes/token on disk |"
+        "| contender | workers | seconds | tokens | tokens/s | text MB/s per core | vs encode_batch per core "
+        "| bytes/token on disk |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         per_token = f"{r['bytes_per_token']:.3f}" if "bytes_per_token" in r else "-"
         print(
-            f"| {r['contender']} | {r['workers']} | {r['seconds']:.2f} | {r['tokens']:,} | {r['tokens_per_second']:,.0f} | "
+            f"| {r['contender']} | {r['workers']} | {r['seconds']:.2f} | {r['tokens']:,} "
+            f"| {r['tokens_per_second']:,.0f} | "
             f"{r['text_mb_per_second_per_core']:.3f} | {r['vs_encode_batch_per_core']:.0%} | {per_token} |"
         )
     results = {

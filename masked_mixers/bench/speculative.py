@@ -53,7 +53,8 @@ def measure_speculative(model, tokenizer, new_tokens: int, repeats: int, prompts
     encoded = [tokenizer(p)["input_ids"] for p in prompts]
     if max(map(len, encoded)) + new_tokens > context_length(model):
         raise UserError(
-            f"bench generate --speculative: prompt plus --new-tokens {new_tokens} exceeds seq_len={context_length(model)}"
+            f"bench generate --speculative: prompt plus --new-tokens {new_tokens} "
+            f"exceeds seq_len={context_length(model)}"
         )
     contenders = {
         "speculative": lambda ids: speculative_greedy(model, ids, new_tokens)[0],

@@ -139,7 +139,8 @@ def _peak_memory(spec: ModelSpec, batch: torch.Tensor, vocab: int, dtype: str) -
 
 
 def _contenders(args) -> list[tuple[str, str, int]]:
-    """(family, dtype, triangular tile) triples; only families with `Capabilities.triangular_tiles` take tiles other than 0."""
+    """(family, dtype, triangular tile) triples; only families with `Capabilities.triangular_tiles` take tiles
+    other than 0."""
     out = []
     for family, dtype in itertools.product(args.families, args.dtypes):
         tiles = args.triangular_tiles if FAMILIES[family].capabilities.triangular_tiles else [0]
@@ -235,7 +236,8 @@ def format_table(rows: list[dict]) -> str:
             lines.append(f"{prefix} skipped: {r['skipped']}")
         else:
             lines.append(
-                f"{prefix} {r['tokens_per_second']:>10,.0f} {r['mfu']:>6.1%} {r['peak_memory_mib']:>9,.1f} {r['step_seconds']:>7.3f}"
+                f"{prefix} {r['tokens_per_second']:>10,.0f} {r['mfu']:>6.1%} {r['peak_memory_mib']:>9,.1f} "
+                f"{r['step_seconds']:>7.3f}"
             )
     return "\n".join(lines)
 
@@ -258,7 +260,8 @@ def run(args: argparse.Namespace) -> int:
     for dtype, peak in peaks.items():
         print(f"matmul peak ({args.device}, {dtype}): {peak['flops_per_second'] / 1e9:,.1f} GFLOP/s at n={peak['n']}")
     print(
-        f"Llama attention: {args.llama_attention}; torch.compile: {args.compile}; fused AdamW: {args.fused_adamw and args.device.startswith('cuda')}"
+        f"Llama attention: {args.llama_attention}; torch.compile: {args.compile}; "
+        f"fused AdamW: {args.fused_adamw and args.device.startswith('cuda')}"
     )
     groups = list(itertools.product(args.seq_lens, args.d_models))
     total = len(groups) * len(args.families) * len(args.dtypes) * args.steps
@@ -276,6 +279,7 @@ def run(args: argparse.Namespace) -> int:
     }
     atomic_write_json(args.json_out, results)
     print(
-        f"bench train: {sum('skipped' not in r for r in rows)} measured, {sum('skipped' in r for r in rows)} skipped -> {args.json_out}"
+        f"bench train: {sum('skipped' not in r for r in rows)} measured, "
+        f"{sum('skipped' in r for r in rows)} skipped -> {args.json_out}"
     )
     return 0

@@ -1,10 +1,11 @@
-"""Train masked mixers and transformers on the same tokens for the same budget, and report.
+r"""Train masked mixers and transformers on the same tokens for the same budget, and report.
 
 Examples:
   masked-mixers compare configs/compare-cpu.yaml --data train-lowercase.jsonl --eval-data valid-lowercase.jsonl
   masked-mixers compare configs/compare-paper-memory.yaml --output-dir runs/paper-memory
   masked-mixers compare configs/compare-cpu.yaml --set train.max_seconds=120 --set size_matching=memory
-  masked-mixers compare configs/compare-autoencoder-cpu.yaml --data train-lowercase.jsonl --eval-data valid-lowercase.jsonl
+  masked-mixers compare configs/compare-autoencoder-cpu.yaml \
+      --data train-lowercase.jsonl --eval-data valid-lowercase.jsonl
 
 The config lists `models` (any number, any mix of families, d_model and seq_len) beside shared
 `data` and `train` sections; see configs/compare-*.yaml. The families set the task: language

@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         or (args.max_documents is not None and args.max_documents < 1)
     ):
         raise UserError(
-            f"--batch-size, --max-batches and --max-documents must be at least 1, got {args.batch_size}, {args.max_batches}, {args.max_documents}"
+            "--batch-size, --max-batches and --max-documents must be at least 1, "
+            f"got {args.batch_size}, {args.max_batches}, {args.max_documents}"
         )
     if args.output:
         check_output_file(args.output)

@@ -1,4 +1,4 @@
-"""Input representation accuracy (Badger, arXiv 2409.01482): how much of its input a model keeps.
+r"""Input representation accuracy (Badger, arXiv 2409.01482): how much of its input a model keeps.
 
 For real inputs, the hidden state after a block is the target; starting from random embeddings,
 gradient descent on the input alone (model frozen) reproduces it, and the recovered embeddings
@@ -21,7 +21,8 @@ variant (Adam, cosine, mean L1 over real tokens, start at the embedding's scale)
 paper adam` reports both, one column each. The target of every block is taken before any final
 norm. Any of --steps/--lr/... changes the protocol into a variant, labelled so in the report.
 
-  masked-mixers represent mixer.yaml llama.yaml --text stories.jsonl --tokenizer tok.json --blocks 1 2 --protocol paper adam
+  masked-mixers represent mixer.yaml llama.yaml --text stories.jsonl --tokenizer tok.json \
+      --blocks 1 2 --protocol paper adam
 """
 
 from __future__ import annotations

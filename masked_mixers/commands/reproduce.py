@@ -1,4 +1,4 @@
-"""Run the paper's findings with the paper's protocols and write one scorecard.
+r"""Run the paper's findings with the paper's protocols and write one scorecard.
 
 Each FINDING of docs/findings.md (F1 representation, F2 flexibility, F3 autoencoders, F4 causal
 LM efficiency, F5 retrieval, F6 bidirectional, F7 linear mixers; default: all) is measured at
@@ -12,7 +12,8 @@ the same scale and data, so an interrupted run resumes.
 Scales: cpu (d_model 128, 4 blocks, L 128; about 45 minutes on 2 idle CPU cores), paper (the
 paper's sizes, for a GPU), tiny (a test-only scale; its numbers mean nothing).
 
-  masked-mixers reproduce --scale cpu --data train-lowercase.jsonl --eval-data valid-lowercase.jsonl --output-dir runs/reproduce-cpu
+  masked-mixers reproduce --scale cpu --data train-lowercase.jsonl --eval-data valid-lowercase.jsonl \
+      --output-dir runs/reproduce-cpu
   masked-mixers reproduce F1 F4 --scale paper --output-dir runs/reproduce-paper
 """
 

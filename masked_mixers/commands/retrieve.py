@@ -1,4 +1,4 @@
-"""Retrieval benchmark of a masked mixer against a transformer, with BM25 for reference.
+r"""Retrieval benchmark of a masked mixer against a transformer, with BM25 for reference.
 
 Runs the same pipeline on both language models over the pairs of PAIRS_DIR (train.jsonl,
 test.jsonl, as written by `masked-mixers pairs`) and writes retrieval.json and retrieval.png
@@ -9,7 +9,8 @@ mixer trained on frozen embeddings, at each --direct-candidates), infonce (the L
 with InfoNCE on the train pairs, then cosine).
 
 Example:
-  masked-mixers retrieve --mixer runs/mixer --transformer runs/llama --pairs pairs/stories --output-dir results/retrieval
+  masked-mixers retrieve --mixer runs/mixer --transformer runs/llama --pairs pairs/stories \
+      --output-dir results/retrieval
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Train one model from a run config (YAML with model, data and train sections).
+r"""Train one model from a run config (YAML with model, data and train sections).
 
 Examples:
   masked-mixers train configs/tinystories-cpu-mixer.yaml
   masked-mixers train configs/tinystories-cpu-llama.yaml --set train.max_steps=200 --set train.output_dir=runs/llama
-  masked-mixers train configs/autoencoder-cpu-mixer.yaml --set data.source=train.jsonl --set data.eval_source=valid.jsonl
+  masked-mixers train configs/autoencoder-cpu-mixer.yaml \
+      --set data.source=train.jsonl --set data.eval_source=valid.jsonl
   torchrun --nproc_per_node=2 -m masked_mixers.cli train configs/tinystories-cpu-mixer.yaml
   accelerate launch --num_processes 2 -m masked_mixers.cli train configs/tinystories-cpu-mixer.yaml
   (multi-node and FSDP: docs/distributed.md)
@@ -43,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-resume",
         action="store_true",
-        help="start from scratch: the earlier run's checkpoints, metrics and model in the folder are removed (only what the run wrote)",
+        help="start from scratch: the earlier run's checkpoints, metrics and model in the folder are removed "
+        "(only what the run wrote)",
     )
 
 
@@ -60,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if result.already_finished:
         print(
-            f"{result.output_dir}: already finished ({result.steps} steps, train loss {result.train_loss:.4f}); nothing changed (--no-resume trains it again)"
+            f"{result.output_dir}: already finished ({result.steps} steps, train loss {result.train_loss:.4f}); "
+            "nothing changed (--no-resume trains it again)"
         )
         return 0
     ev = result.eval_metrics
@@ -69,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         summary += ", " + describe_metrics(ev, model_task(result.model))
     flops = f", {result.flops:.3g} training FLOPs" if result.flops is not None else ""
     print(
-        f"{summary}, {result.tokens_per_second:,.0f} tokens/s; stopped by {result.stopped_by}{flops}, CPU time {result.cpu_seconds:.0f} s -> {result.output_dir}"
+        f"{summary}, {result.tokens_per_second:,.0f} tokens/s; stopped by {result.stopped_by}{flops}, "
+        f"CPU time {result.cpu_seconds:.0f} s -> {result.output_dir}"
     )
     return 0

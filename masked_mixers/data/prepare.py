@@ -145,7 +145,8 @@ def _check_counts(data: DataConfig, seq_len: int, totals: dict) -> None:
     if totals["train"]["documents"] == 0:
         if data.eval_source is None and totals["eval"]["documents"]:
             raise UserError(
-                f"data.source: {totals['eval']['documents']} document(s) are too few to split off an eval set; set data.eval_source"
+                f"data.source: {totals['eval']['documents']} document(s) are too few to split off an eval set; "
+                "set data.eval_source"
             )
         raise UserError(f"{_where(data.source)}: empty corpus (no documents with text)")
     for split in SPLITS:
@@ -265,7 +266,8 @@ def load_prepared(path: Path, reused: bool = True) -> PreparedData:
         version = manifest_version(manifest)
         if version != FORMAT_VERSION:
             raise UserError(
-                f"{path}: prepared-data format {version}, this version reads {FORMAT_VERSION}; run prepare again to rebuild it"
+                f"{path}: prepared-data format {version}, this version reads {FORMAT_VERSION}; "
+                "run prepare again to rebuild it"
             )
         layout = Layout(**manifest["layout"])
         train, held_out = (_open(path, manifest["files"][split], layout) for split in SPLITS)

@@ -111,8 +111,9 @@ def generate_ids(
     `generate_text` cuts it off). Prompts are texts or token-id lists.
 
     Families without a generation cache (`Capabilities.cached_generation`) recompute the text at
-    every step whatever `use_cache` says. Runs under torch.inference_mode(), which skips autograd's bookkeeping on every operation: at
-    one token per step that made cached decoding 10-15% faster than under no_grad() on a CPU.
+    every step whatever `use_cache` says. Runs under torch.inference_mode(), which skips autograd's
+    bookkeeping on every operation: at one token per step that made cached decoding 10-15% faster
+    than under no_grad() on a CPU.
     """
     if max_new_tokens < 1:
         raise UserError(f"max_new_tokens: must be >= 1, got {max_new_tokens}")
@@ -148,14 +149,15 @@ def require_causal_lm(model: PreTrainedModel, where: str) -> None:
 
 
 def check_length(model: PreTrainedModel, prompt_width: int, max_new_tokens: int) -> None:
-    """UserError unless `max_new_tokens` after a prompt of `prompt_width` columns fits a model that cannot slide past L."""
+    """UserError unless `max_new_tokens` after a prompt of `prompt_width` columns fits a model that cannot slide
+    past L."""
     capabilities = family_of(model).capabilities
     if capabilities.positions_are_rows and not capabilities.slides_past_context:
         needed, limit = prompt_width + max_new_tokens, context_length(model)
         if needed > limit:
             raise UserError(
-                f"max_new_tokens: a {family_of(model).name} model holds at most seq_len={limit} tokens and cannot slide "
-                f"past it; the longest prompt plus {max_new_tokens} new tokens needs {needed}"
+                f"max_new_tokens: a {family_of(model).name} model holds at most seq_len={limit} tokens and "
+                f"cannot slide past it; the longest prompt plus {max_new_tokens} new tokens needs {needed}"
             )
 
 
@@ -168,7 +170,8 @@ def cut_at_stop(text: str, stop_strings: list[str] | None) -> tuple[str, bool]:
 def generate_text(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int = 100, **kwargs
 ) -> list[str]:
-    """The continuation of each prompt (without the prompt, cut before a stop string); keyword arguments as `generate_ids`."""
+    """The continuation of each prompt (without the prompt, cut before a stop string); keyword arguments as
+    `generate_ids`."""
     texts = []
     for row in generate_ids(model, tokenizer, prompts, max_new_tokens, **kwargs).tolist():
         if tokenizer.eos_token_id in row:  # what follows EOS is padding

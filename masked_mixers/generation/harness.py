@@ -96,7 +96,8 @@ class MaskedMixersLM(HFLM):
 
     @property
     def max_gen_toks(self) -> int:
-        """Default new tokens when a task sets none: lm-eval's 256, but at most half of L (the context keeps the rest)."""
+        """Default new tokens when a task sets none: lm-eval's 256, but at most half of L (the context keeps the
+        rest)."""
         return min(256, self.max_length // 2)
 
     def _model_generate(
@@ -140,7 +141,8 @@ def evaluate_run(
     if missing:
         where = f"in {', '.join(include_path)}" if include_path else "among lm-eval's tasks"
         raise UserError(
-            f"--tasks: no task {', '.join(map(repr, missing))} {where} (`lm-eval ls tasks` lists them; --include-path adds a folder of YAML tasks)"
+            f"--tasks: no task {', '.join(map(repr, missing))} {where} "
+            "(`lm-eval ls tasks` lists them; --include-path adds a folder of YAML tasks)"
         )
     lm = MaskedMixersLM(run_dir, device=device, batch_size=batch_size)
     return lm_eval.simple_evaluate(

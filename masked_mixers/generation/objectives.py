@@ -38,7 +38,8 @@ def speculative_ids(
         ids = _encode(tokenizer, prompt)
         if len(ids) + max_new_tokens > context_length(model):
             raise UserError(
-                f"--speculative: prompt ({len(ids)} tokens) plus {max_new_tokens} new tokens exceeds seq_len={context_length(model)}; "
+                f"--speculative: prompt ({len(ids)} tokens) plus {max_new_tokens} new tokens "
+                f"exceeds seq_len={context_length(model)}; "
                 "speculative decoding recomputes the text and does not slide past L"
             )
         new, stats = speculative_greedy(model, ids, max_new_tokens, tokenizer.eos_token_id)

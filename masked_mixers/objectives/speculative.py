@@ -38,7 +38,8 @@ def speculative_greedy(
     """
     if not can_speculate(model):
         raise ValueError(
-            "self-speculative decoding needs a model trained with train.objective: mtp, mtp_mode: heads, mtp_tokens >= 2"
+            "self-speculative decoding needs a model trained with "
+            "train.objective: mtp, mtp_mode: heads, mtp_tokens >= 2"
         )
     device = lm_head(model).weight.device
     text = list(prompt)

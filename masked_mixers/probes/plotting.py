@@ -14,7 +14,8 @@ from ..core.files import save_figure  # noqa: E402
 
 
 def plot_representation(report: dict, path: str | os.PathLike) -> None:
-    """Three panels: the Hamming metric by block, per position at each model's deepest probed block, loss curves; one line per model and protocol."""
+    """Three panels: the Hamming metric by block, per position at each model's deepest probed block, loss curves;
+    one line per model and protocol."""
     fig, (by_block, by_position, curves) = plt.subplots(1, 3, figsize=(16, 4.5))
     protocols = [p["protocol"] for p in report["protocols"]]
     for entry in report["models"]:

@@ -37,7 +37,8 @@ def _describe(settings: dict) -> str:
 
 
 def representation_table(report: dict) -> str:
-    """Markdown: one row per model and block, one column per protocol (its modified Hamming metric), then what each protocol was."""
+    """Markdown: one row per model and block, one column per protocol (its modified Hamming metric), then what
+    each protocol was."""
     names = [p["protocol"] for p in report["protocols"]]
     lines = ["| model | block | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for entry in report["models"]:

@@ -162,7 +162,8 @@ def _first_model_dir(sources: list[str]) -> Path | None:
 
 
 def _ids_from_file(path: str, seq_len: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids (n, t), attention_mask (n, t)) from a JSON list of id lists, right-padded to the longest (t <= seq_len)."""
+    """(input_ids (n, t), attention_mask (n, t)) from a JSON list of id lists, right-padded to the longest
+    (t <= seq_len)."""
     try:
         rows = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
@@ -242,7 +243,8 @@ def probe_models(
     protocols: list[InversionSettings],
     batch_size: int,
 ) -> list[dict]:
-    """Run the probe for every model at every requested block it has, under every protocol; one progress bar over all steps."""
+    """Run the probe for every model at every requested block it has, under every protocol; one progress bar
+    over all steps."""
     plans = []
     for entry in entries:
         depth = entry["model"].config.num_hidden_layers
@@ -269,7 +271,8 @@ def probe_models(
             model = entry["model"]
             if int(input_ids.max()) >= model.config.vocab_size:
                 raise UserError(
-                    f"{entry['source']}: input token id {int(input_ids.max())} is outside the model's vocab of {model.config.vocab_size}"
+                    f"{entry['source']}: input token id {int(input_ids.max())} is outside the model's vocab "
+                    f"of {model.config.vocab_size}"
                 )
             results = []
             for settings in protocols:
@@ -296,7 +299,8 @@ def probe_models(
 
 
 def run_represent(request: RepresentRequest) -> dict:
-    """Probe every model on the same inputs; writes represent.json, represent.md and represent.png into request.out, returns the report."""
+    """Probe every model on the same inputs; writes represent.json, represent.md and represent.png into
+    request.out, returns the report."""
     request.validate()
     protocols = request.settings()
     seq_len = min(

@@ -91,7 +91,8 @@ class InversionSettings:
             raise ValueError("steps must be >= 0, top_k >= 1, learning_rate > 0 and 0 <= final_lr_fraction <= 1")
 
     def lr_factor(self, step: int) -> float:
-        """The multiple of learning_rate used at `step` (0-based) of a linear schedule: 1 at step 0, falling toward final_lr_fraction."""
+        """The multiple of learning_rate used at `step` (0-based) of a linear schedule: 1 at step 0, falling
+        toward final_lr_fraction."""
         n = max(self.steps, 1)
         return (n - step) / n + self.final_lr_fraction * step / n
 
@@ -141,12 +142,14 @@ class RecoveryCounts:
 
     @property
     def hamming(self) -> float:
-        """Modified Hamming metric pooled over tokens: fraction of all real positions whose true token is not in the top k."""
+        """Modified Hamming metric pooled over tokens: fraction of all real positions whose true token is not in
+        the top k."""
         return float(self.misses.sum() / self.totals.sum().clamp(min=1))
 
     @property
     def sequence_hamming(self) -> float:
-        """The paper's modified Hamming metric: each sequence's fraction of missed real positions, averaged over sequences."""
+        """The paper's modified Hamming metric: each sequence's fraction of missed real positions, averaged over
+        sequences."""
         return sum(self.sequence_misses) / len(self.sequence_misses) if self.sequence_misses else 0.0
 
     @property
@@ -237,7 +240,8 @@ def frozen(model: nn.Module):
 def _distance(
     hidden: torch.Tensor, target: torch.Tensor, real: torch.Tensor, loss: str, reduction: str
 ) -> torch.Tensor:
-    """L1 or squared L2 distance, (b, t, d) -> scalar: summed over every element (pads too), or the mean over real positions."""
+    """L1 or squared L2 distance, (b, t, d) -> scalar: summed over every element (pads too), or the mean over
+    real positions."""
     diff = hidden - target
     if reduction == "mean":
         diff = diff * real[..., None]

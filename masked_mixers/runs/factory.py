@@ -63,7 +63,8 @@ def check_knobs(spec: ModelSpec, key: str = "model") -> Family:
         if f.name not in fam.takes and getattr(spec, f.name) != getattr(defaults, f.name):
             others = [name for name, other in FAMILIES.items() if f.name in other.knob_names]
             raise UserError(
-                f"{key}.{f.name}: family {spec.family!r} does not take it (families that do: {', '.join(others) or 'none'})"
+                f"{key}.{f.name}: family {spec.family!r} does not take it "
+                f"(families that do: {', '.join(others) or 'none'})"
             )
     multiple = fam.size_multiple(spec)
     if multiple < 1 or spec.hidden_size % multiple:
@@ -150,7 +151,8 @@ def _check_fits_in_memory(spec: ModelSpec, vocab_size: int | None, token_ids: di
     if weight_bytes > available:
         raise UserError(
             f"model: {spec.family} with {sizes} needs {weight_bytes / 2**30:,.1f} GiB for its weights alone, "
-            f"more than the {available / 2**30:,.1f} GiB of free memory; reduce model.hidden_size, model.num_hidden_layers or model.seq_len"
+            f"more than the {available / 2**30:,.1f} GiB of free memory; "
+            "reduce model.hidden_size, model.num_hidden_layers or model.seq_len"
         )
 
 

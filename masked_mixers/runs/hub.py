@@ -118,11 +118,13 @@ def model_card(run_dir: str | os.PathLike, repo_id: str) -> str:
     ]
     if t is not None:
         budget.append(
-            f"- limits: max_steps {t.max_steps}, max_seconds {t.max_seconds}, max_flops {t.max_flops}; batch {t.batch_size} x accumulation "
-            f"{t.gradient_accumulation_steps}; optimizer {t.optimizer}, learning rate {t.learning_rate}, {t.lr_scheduler} schedule, "
-            f"{t.warmup_steps} warmup steps" + (f"; started from {t.init_from}" if t.init_from else "")
+            f"- limits: max_steps {t.max_steps}, max_seconds {t.max_seconds}, max_flops {t.max_flops}; "
+            f"batch {t.batch_size} x accumulation {t.gradient_accumulation_steps}; optimizer {t.optimizer}, "
+            f"learning rate {t.learning_rate}, {t.lr_scheduler} schedule, {t.warmup_steps} warmup steps"
+            + (f"; started from {t.init_from}" if t.init_from else "")
         )
     total = params.get("total")
+    context = config.get("seq_len", config.get("max_position_embeddings", "unknown"))
     return f"""---
 {meta.to_yaml()}
 ---
@@ -136,7 +138,7 @@ arXiv 2409.01482; Llama baselines from transformers).
 
 - family: `{family}` (`{config.get("architectures", ["?"])[0]}`)
 - size: {f"{total:,} parameters ({params.get('non_embedding', 0):,} non-embedding)" if total else "unknown"}; {size}
-- context length L = {config.get("seq_len", config.get("max_position_embeddings", "unknown"))} tokens (`max_position_embeddings`, and the tokenizer's `model_max_length`)
+- context length L = {context} tokens (`max_position_embeddings`, and the tokenizer's `model_max_length`)
 
 ## Data
 
@@ -172,7 +174,8 @@ def _data_section(run, sources: list[str]) -> str:
         + (f", at most {d.max_documents} documents" if d.max_documents else "")
         + ")\n"
         + f"- held out: {f'`{d.eval_source}`' if d.eval_source else f'{d.eval_fraction:.0%} of the corpus'}\n"
-        + f"- tokenizer: {f'`{d.tokenizer}`' if d.tokenizer else f'byte-level BPE trained on the corpus, {d.vocab_size} tokens'}"
+        + "- tokenizer: "
+        + (f"`{d.tokenizer}`" if d.tokenizer else f"byte-level BPE trained on the corpus, {d.vocab_size} tokens")
         + f"; {'packed' if d.packing else f'{d.padding_side}-padded'} examples of {run.model.seq_len} tokens"
         + ("; lowercased" if d.lowercase else "")
     )

@@ -70,7 +70,8 @@ def _read(folder: Path) -> dict | None:
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
         raise UserError(
-            f"{path}: damaged; it records what masked-mixers wrote in this folder (move the folder aside or repair the file)"
+            f"{path}: damaged; it records what masked-mixers wrote in this folder "
+            "(move the folder aside or repair the file)"
         )
     return data
 
@@ -212,7 +213,8 @@ def check_destination(folder: str | os.PathLike, what: str, option: str) -> None
     inside = enclosing_run(folder)
     if inside is not None:
         raise UserError(
-            f"{folder}: lies inside the run folder {inside}; writing there would damage that run; choose another {option}"
+            f"{folder}: lies inside the run folder {inside}; writing there would damage that run; "
+            f"choose another {option}"
         )
     if is_checkpoint(folder):
         raise UserError(f"{folder}: is a checkpoint of another run; choose another {option}")

@@ -194,7 +194,8 @@ async def _stream(meta: dict, body: CompletionRequest, events: asyncio.Queue, co
             yield _chunk(meta, index, prompt, None)
     async for index, event in _events(events, count):
         if event.kind == "error":
-            yield f"data: {json.dumps({'error': {'message': event.text, 'type': 'server_error', 'param': None, 'code': None}})}\n\n"
+            error = {"message": event.text, "type": "server_error", "param": None, "code": None}
+            yield f"data: {json.dumps({'error': error})}\n\n"
         elif event.kind == "text":
             yield _chunk(meta, index, event.text, None)
         else:

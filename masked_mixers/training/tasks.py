@@ -41,7 +41,10 @@ def describe_metrics(metrics: dict, task: str) -> str:
             f"exact match {metrics['exact_match']:.2%})"
         )
     if "completion_loss" in metrics:  # train.objective: completion (objectives/)
-        return f"eval completion loss {metrics['completion_loss']:.4f} (token accuracy {metrics['completion_token_accuracy']:.2%})"
+        return (
+            f"eval completion loss {metrics['completion_loss']:.4f} "
+            f"(token accuracy {metrics['completion_token_accuracy']:.2%})"
+        )
     bpb = metrics.get("bits_per_byte", float("nan"))
     text = f"eval loss {metrics['loss']:.4f} (ppl {metrics['perplexity']:.2f}, {bpb:.3f} bits/byte)"
     heads = [f"{metrics[k]:.4f}" for k in sorted(metrics) if k.startswith("mtp_loss_")]

@@ -17,7 +17,8 @@ DECODER_POSITION_EMBEDDING = Knob(
     "decoder_position_embedding",
     bool,
     True,
-    "llama autoencoder: learned positions added to the decoder's input; false reproduces the paper's decoder, which gets no position signal",
+    "llama autoencoder: learned positions added to the decoder's input; "
+    "false reproduces the paper's decoder, which gets no position signal",
 )
 
 

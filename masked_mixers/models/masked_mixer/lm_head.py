@@ -24,7 +24,8 @@ class CausalLMHeadMixin:
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
     def attach_trunk_and_head(self, trunk: nn.Module) -> None:
-        """`self.model` = the trunk (embedding + blocks), `self.lm_head` = Linear(d, vocab) without bias; then post_init()."""
+        """`self.model` = the trunk (embedding + blocks), `self.lm_head` = Linear(d, vocab) without bias;
+        then post_init()."""
         self.model = trunk
         self.lm_head = nn.Linear(self.config.hidden_size, self.config.vocab_size, bias=False)
         self.post_init()

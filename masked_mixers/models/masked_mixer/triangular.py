@@ -25,7 +25,8 @@ import torch
 
 
 def lower_triangular_matmul(w: torch.Tensor, x: torch.Tensor, tile: int) -> torch.Tensor:
-    """`w @ x` for a lower-triangular `w` (..., t, t) and x (..., t, d), reading only the tiles on and below the diagonal.
+    """`w @ x` for a lower-triangular `w` (..., t, t) and x (..., t, d), reading only the tiles on and below the
+    diagonal.
 
     Leading dimensions broadcast as in torch.matmul. `w` must already be masked (zeros above the
     diagonal): the diagonal tile is multiplied whole, its upper part included.
