@@ -162,3 +162,135 @@ def test_a_saved_comparison_missing_a_newer_setting_still_counts_as_the_same(tmp
     written["train"]["max_steps"] += 1
     path.write_text(yaml.safe_dump(written))
     assert not _same(path, wanted)
+
+
+# --- provenance: a saved finding is reused only when its code and config match ---------------------------------
+
+
+@pytest.fixture
+def fake_finding(monkeypatch):
+    """A one-check finding "FX" in place of the paper's, counting how often it runs (no training: fast)."""
+    from masked_mixers.reproduce import runner
+    from masked_mixers.reproduce.finding import Finding, Measured
+    from masked_mixers.reproduce.verdict import holds
+
+    calls = []
+
+    def run(ctx):
+        calls.append(ctx.finding)
+        check = holds("a claim", "a number", {"value": [1.0, 2.0, 3.0]}, True, "held")
+        return Measured(checks=[check], budget="none", headline=None)
+
+    finding = Finding(id="FX", title="Fake", claim="c", published="p", protocol="q", run=run)
+    monkeypatch.setattr(runner, "FINDINGS", {"FX": finding})
+    monkeypatch.setattr(runner, "RUN_ORDER", ("FX",))
+    return runner, calls
+
+
+def _request(tmp_path, **changes):
+    return ReproduceRequest(scale="tiny", output_dir=str(tmp_path / "out"), data=str(TRAIN), progress=False, **changes)
+
+
+@pytest.mark.parametrize("changed", ["code_sha256", "package_version"])
+def test_a_finding_is_run_again_when_its_code_changes_and_kept_stale_on_request(
+    fake_finding, tmp_path, monkeypatch, changed
+):
+    runner, calls = fake_finding
+    first = run_reproduce(_request(tmp_path))["findings"][0]
+    assert calls == ["FX"] and not first.get("stale")
+    run_reproduce(_request(tmp_path))
+    assert len(calls) == 1, "same code and config: reused"
+
+    monkeypatch.setattr(runner, changed, lambda: "edited")
+    rerun = run_reproduce(_request(tmp_path))["findings"][0]
+    assert len(calls) == 2, "edited code: run again"
+    key = "version" if changed == "package_version" else changed
+    assert rerun["provenance"][key] == "edited" != first["provenance"][key] and not rerun.get("stale")
+
+    monkeypatch.setattr(runner, changed, lambda: "edited again")
+    kept = run_reproduce(_request(tmp_path, reuse_stale=True))["findings"][0]
+    assert len(calls) == 2 and "edited" in kept["stale"] and key in kept["stale"]
+    assert json.loads((tmp_path / "out" / "scorecard.json").read_text())["findings"][0]["stale"] == kept["stale"]
+    markdown = (tmp_path / "out" / "scorecard.md").read_text()
+    assert "(**stale**)" in markdown and f"**Stale.** {kept['stale']}" in markdown
+
+    run_reproduce(_request(tmp_path, reuse_stale=True, eval_data=str(VALID)))
+    assert len(calls) == 3, "another config is never reused, stale or not"
+
+
+def test_the_scorecard_names_version_revision_and_hashes_per_finding(fake_finding, tmp_path):
+    from masked_mixers.reproduce.provenance import code_sha256, package_version
+
+    entry = run_reproduce(_request(tmp_path))["findings"][0]
+    provenance = entry["provenance"]
+    assert provenance["version"] == package_version() and provenance["code_sha256"] == code_sha256()
+    assert len(provenance["config_sha256"]) == 64 and "revision" in provenance
+    markdown = (tmp_path / "out" / "scorecard.md").read_text()
+    assert f"code sha256 `{provenance['code_sha256']}`, config sha256 `{provenance['config_sha256']}`" in markdown
+    assert f"version {provenance['version']}, revision `{provenance['revision'] or '-'}`" in markdown
+
+
+def test_the_code_hash_covers_every_source_file_by_path_and_content(tmp_path):
+    from masked_mixers.reproduce.provenance import code_sha256
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "sub" / "b.py").write_text("y = 2\n")
+    before = code_sha256(tmp_path)
+    (tmp_path / "notes.md").write_text("not code")
+    assert code_sha256(tmp_path) == before
+    (tmp_path / "sub" / "b.py").write_text("y = 3\n")
+    edited = code_sha256(tmp_path)
+    assert edited != before
+    (tmp_path / "sub" / "b.py").rename(tmp_path / "sub" / "c.py")
+    assert code_sha256(tmp_path) not in (before, edited)
+
+
+def test_a_saved_comparison_is_reused_only_if_this_code_trained_it(tmp_path):
+    from masked_mixers.reproduce.context import CODE_FILE, Context
+    from masked_mixers.reproduce.scales import SCALES
+
+    (tmp_path / CODE_FILE).write_text(json.dumps({"code_sha256": "old"}))
+    ctx = Context(scale=SCALES["tiny"], output_dir=tmp_path, code_sha256="new")
+    assert not ctx._same_code(tmp_path)
+    assert ctx.for_finding("F4")._same_code(tmp_path) is False
+    assert Context(scale=SCALES["tiny"], output_dir=tmp_path, code_sha256="old")._same_code(tmp_path)
+    assert Context(scale=SCALES["tiny"], output_dir=tmp_path, code_sha256="new", reuse_stale=True)._same_code(tmp_path)
+
+
+# --- seeds and the paper's sizes ----------------------------------------------------------------------------------
+
+
+def test_every_scale_runs_at_least_3_seeds():
+    from masked_mixers.reproduce.scales import SCALES
+    from masked_mixers.reproduce.verdict import MIN_SEEDS
+
+    assert MIN_SEEDS == 3 and all(scale.seeds >= MIN_SEEDS for scale in SCALES.values())
+
+
+def test_the_paper_scale_builds_each_findings_published_sizes(tmp_path):
+    from masked_mixers.reproduce import f4_clm
+    from masked_mixers.reproduce.context import Context
+    from masked_mixers.reproduce.scales import SCALES
+
+    paper = Context(scale=SCALES["paper"], output_dir=tmp_path)
+    for asking in ("F4", "F1", "F5", "F6"):  # F1, F5 and F6 reuse F4's models, so they must build F4's sizes
+        sizes = {
+            s.name: (s.hidden_size, s.num_hidden_layers, s.seq_len) for s in f4_clm.specs(paper.for_finding(asking))
+        }
+        assert sizes == {"mixer": (1024, 8, 512), "llama": (512, 16, 512), "gpt2": (512, 16, 512)}, asking
+        assert all(s.num_heads == 4 for s in f4_clm.specs(paper.for_finding(asking)) if s.family != "mixer")
+    f3 = paper.for_finding("F3")
+    assert [
+        (f3.spec(f).hidden_size, f3.spec(f).encoder_layers) for f in ("mixer_autoencoder", "llama_autoencoder")
+    ] == [
+        (512, 8),
+        (512, 8),
+    ]
+    assert f3.settings() == ["d1024-4+4", "memory-matched"]
+    matched = [f3.spec(f, setting="memory-matched") for f in ("mixer_autoencoder", "llama_autoencoder")]
+    assert [(s.hidden_size, s.encoder_layers, s.decoder_layers) for s in matched] == [(1024, 8, 8), (1024, 4, 4)]
+    assert paper.for_finding("F7").spec("linear_mixer").hidden_size == 4096
+    assert paper.for_finding("F2").spec("mixer").num_hidden_layers == 16
+    cpu = Context(scale=SCALES["cpu"], output_dir=tmp_path)
+    assert {(s.hidden_size, s.num_hidden_layers) for s in f4_clm.specs(cpu.for_finding("F1"))} == {(128, 4)}

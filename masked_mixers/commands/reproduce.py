@@ -7,10 +7,12 @@ disagree, or the gap is within seed noise), with the reason. Writes scorecard.md
 and scorecard.png into --output-dir, rewritten after every finding, beside one folder per
 finding holding the ordinary reports of its runs (compare, represent, ablate, retrieval).
 Running again into the same folder reuses every finding and comparison already measured with
-the same scale and data, so an interrupted run resumes.
+the same scale and data by the same code (package version and a sha256 of its source), so an
+interrupted run resumes and a code change re-runs; --reuse-stale keeps findings measured by
+other code instead, marked stale in the scorecard.
 
-Scales: cpu (d_model 128, 4 blocks, L 128; about 45 minutes on 2 idle CPU cores), paper (the
-paper's sizes, for a GPU), tiny (a test-only scale; its numbers mean nothing).
+Scales: cpu (d_model 128, 4 blocks, L 128, 3 seeds; about 68 minutes on 2 idle CPU cores), paper
+(the paper's sizes per finding, for a GPU), tiny (a test-only scale; its numbers mean nothing).
 
   masked-mixers reproduce --scale cpu --data train-lowercase.jsonl --eval-data valid-lowercase.jsonl \
       --output-dir runs/reproduce-cpu
@@ -45,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_output(parser, folder=True, help="where the scorecard and every run go (default: runs/reproduce-SCALE)")
     parser.add_argument("--cache-dir", help="where prepared data is cached (default: ~/.cache/masked_mixers)")
+    parser.add_argument(
+        "--reuse-stale",
+        action="store_true",
+        help="keep saved findings measured by other code (marked stale in the scorecard) instead of re-running them",
+    )
     add_device(parser, "the probes (training uses the Trainer's device)")
     add_no_progress(parser)
 
@@ -62,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
         cache_dir=args.cache_dir,
+        reuse_stale=args.reuse_stale,
         command="masked-mixers " + shlex.join(sys.argv[1:]),
     )
     card = run_reproduce(request)

@@ -20,12 +20,13 @@ import yaml
 
 from ..compare.config import CompareConfig, TrainOverrides
 from ..core.configfile import to_dict
-from ..core.files import atomic_write_text
+from ..core.files import atomic_write_json, atomic_write_text
 from ..runs.config import DataConfig, ModelSpec, TrainConfig
 from ..runs.factory import spec_for
 from .scales import Scale
 
 HUB_SOURCE = "roneneldan/TinyStories"
+CODE_FILE = "reproduce-code.json"  # beside a comparison's compare.yaml: the code hash that trained it
 
 
 @dataclass
@@ -40,6 +41,29 @@ class Context:
     progress: bool = True
     cache_dir: str | None = None  # prepared-data cache (None: DataConfig's default)
     trained: dict[str, list[dict]] = field(default_factory=dict)  # comparison folder -> its rows
+    finding: str | None = None  # the finding running (its sizes in `scale.sizes`); the runner sets it
+    code_sha256: str | None = None  # a saved comparison is reused only if trained by this code (None: any)
+    reuse_stale: bool = False  # reuse saved comparisons whatever code trained them
+
+    @property
+    def seeds(self) -> list[int]:
+        """The seeds every comparison runs (the scale's count, at least 3 at every scale)."""
+        return list(range(self.scale.seeds))
+
+    def for_finding(self, finding: str) -> Context:
+        """This context with `finding`'s sizes (it shares the comparisons trained so far)."""
+        return replace(self, finding=finding)
+
+    def size(self, family: str, setting: str | None = None) -> dict:
+        """ModelSpec size fields of `family` in the running finding (and its named `setting`, Scale.sizes' "F3/x")."""
+        s = self.scale
+        sizes = dict(hidden_size=s.d_model, num_hidden_layers=s.layers, seq_len=s.seq_len, num_heads=s.heads)
+        overrides = s.sizes.get(self.finding if setting is None else f"{self.finding}/{setting}", {})
+        return {**sizes, **overrides.get("*", {}), **overrides.get(family, {})}
+
+    def settings(self) -> list[str]:
+        """The running finding's further published settings (Scale.sizes' "F3/<setting>" keys)."""
+        return [key.split("/", 1)[1] for key in self.scale.sizes if key.startswith(f"{self.finding}/")]
 
     # --- what findings build from ---------------------------------------------------------------
 
@@ -60,13 +84,10 @@ class Context:
             **({"cache_dir": self.cache_dir} if self.cache_dir else {}),
         )
 
-    def spec(self, family: str, **changes) -> ModelSpec:
-        """A model of the scale's size; `changes` set any other ModelSpec field (name, layers, switches)."""
-        s = self.scale
-        sizes = dict(hidden_size=s.d_model, num_hidden_layers=s.layers, seq_len=s.seq_len, num_heads=s.heads)
-        return replace(
-            spec_for(family, **sizes), **changes
-        )  # changes are not filtered: a knob the family lacks is refused later
+    def spec(self, family: str, setting: str | None = None, **changes) -> ModelSpec:
+        """A model of the running finding's size (`size`); `changes` set any other field (name, layers, switches)."""
+        # changes are not filtered: a knob the family lacks is refused later
+        return replace(spec_for(family, **self.size(family, setting)), **changes)
 
     def train(self, steps: int, seed: int, learning_rate: float | None = None, **changes) -> TrainConfig:
         """The scale's optimisation settings for `steps` steps (5% warmup, eval 5 times, no checkpoints)."""
@@ -107,7 +128,7 @@ class Context:
         if folder in self.trained:
             return self.trained[folder]
         saved = out / "compare.yaml"
-        if saved.is_file() and (out / "results.json").is_file() and _same(saved, wanted):
+        if saved.is_file() and (out / "results.json").is_file() and _same(saved, wanted) and self._same_code(out):
             rows = json.loads((out / "results.json").read_text(encoding="utf-8"))["models"]
             print(f"[reproduce] reusing {out} (same config)", flush=True)
         else:
@@ -115,21 +136,28 @@ class Context:
             atomic_write_text(saved, yaml.safe_dump(wanted, sort_keys=False))
             start = time.perf_counter()
             rows = run_compare(config, out, progress=self.progress).rows
+            atomic_write_json(out / CODE_FILE, dict(code_sha256=self.code_sha256))
             print(f"[reproduce] {folder}: {len(rows)} models in {time.perf_counter() - start:.0f} s", flush=True)
         self.trained[folder] = rows
         return rows
 
+    def _same_code(self, out: Path) -> bool:
+        """Whether the comparison in `out` was trained by this code (CODE_FILE; always, with reuse_stale or no hash)."""
+        if self.reuse_stale or self.code_sha256 is None:
+            return True
+        try:
+            return json.loads((out / CODE_FILE).read_text(encoding="utf-8"))["code_sha256"] == self.code_sha256
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+
     def seeded(self, finding: str, models: list[ModelSpec], steps: int, packing: bool = True) -> list[dict[str, dict]]:
         """One comparison per seed of the scale, into OUTPUT_DIR/<finding>/seed-<i>: [{label: row}, ...]."""
-        runs = [
-            self.compare(f"{finding}/seed-{seed}", models, self.train(steps, seed), packing)
-            for seed in range(self.scale.seeds)
-        ]
+        runs = [self.compare(f"{finding}/seed-{seed}", models, self.train(steps, seed), packing) for seed in self.seeds]
         return [{row["label"]: row for row in rows} for rows in runs]
 
     def reports(self, finding: str) -> list[str]:
         """The compare reports `seeded` wrote, relative to the output directory."""
-        return [f"{finding}/seed-{seed}/report.md" for seed in range(self.scale.seeds)]
+        return [f"{finding}/seed-{seed}/report.md" for seed in self.seeds]
 
 
 def per_seed(seeds: list[dict[str, dict]], sides, key: str = "eval_loss") -> dict[str, list]:

@@ -1,8 +1,10 @@
 """Run the requested findings at one scale and keep the scorecard current after each.
 
-Each finding's result is saved as OUTPUT_DIR/<id>/finding.json with the scale and data it was
-measured on; running `reproduce` again into the same folder reuses a finding whose scale and data
-are unchanged (and every comparison already trained), so an interrupted run resumes. A finding
+Each finding's result is saved as OUTPUT_DIR/<id>/finding.json with its provenance: the package
+version, the git revision, a sha256 of the package's code and of its resolved config (finding id,
+scale, data). Running `reproduce` again into the same folder reuses a finding (and every comparison
+already trained) only when the version and both hashes match, so an interrupted run resumes and a
+code change re-runs; `reuse_stale` keeps a saved finding of other code and marks it stale. A finding
 that fails with an unexpected error is recorded as failed (its traceback's last line in the
 scorecard) and the others still run; the command then exits non-zero. Bad input stops at once.
 """
@@ -24,6 +26,7 @@ from ..core.files import atomic_write_json, check_output_dir, make_dir
 from .context import HUB_SOURCE, Context
 from .finding import Finding
 from .findings import FINDINGS, RUN_ORDER
+from .provenance import code_sha256, config_sha256, git_revision, package_version
 from .scales import SCALES
 from .scorecard import write
 from .verdict import INCONCLUSIVE, overall
@@ -41,6 +44,7 @@ class ReproduceRequest:
     device: str = "auto"
     progress: bool = True
     cache_dir: str | None = None  # prepared-data cache (None: DataConfig's default, ~/.cache/masked_mixers)
+    reuse_stale: bool = False  # keep a saved finding measured by other code (marked stale) instead of re-running
     command: str = "masked-mixers reproduce"
 
     def selected(self) -> list[Finding]:
@@ -71,8 +75,23 @@ def cpu_seconds() -> float:
 
 
 def _identity(ctx: Context) -> dict:
-    """What a saved finding was measured on: reused only if this is unchanged."""
-    return dict(scale=dataclasses.asdict(ctx.scale), data=ctx.data_source, eval_data=ctx.eval_source)
+    """What a saved finding was measured on (its resolved config, less the finding's id), as JSON reads it back."""
+    identity = dict(scale=dataclasses.asdict(ctx.scale), data=ctx.data_source, eval_data=ctx.eval_source)
+    return json.loads(json.dumps(identity))
+
+
+def _provenance(finding: Finding, ctx: Context) -> dict:
+    """What produced a finding: package version, git revision, code hash (every .py of the package), config hash."""
+    config = dict(finding=finding.id, **_identity(ctx))
+    return dict(
+        version=package_version(),
+        revision=git_revision(),
+        code_sha256=code_sha256(),
+        config_sha256=config_sha256(config),
+    )
+
+
+MATCHED = ("version", "code_sha256")  # the revision is recorded, not matched: a docs-only commit changes it
 
 
 def _measure(finding: Finding, ctx: Context) -> dict:
@@ -113,16 +132,37 @@ def _measure(finding: Finding, ctx: Context) -> dict:
             artifacts=measured.artifacts,
             notes=measured.notes,
         )
-    entry.update(seconds=time.perf_counter() - start, cpu_seconds=cpu_seconds() - cpu, identity=_identity(ctx))
+    entry.update(
+        seconds=time.perf_counter() - start,
+        cpu_seconds=cpu_seconds() - cpu,
+        identity=_identity(ctx),
+        provenance=_provenance(finding, ctx),
+    )
     return entry
 
 
-def _saved(path: Path, ctx: Context) -> dict | None:
+def _saved(path: Path, finding: Finding, ctx: Context) -> dict | None:
+    """The saved finding if it was measured on this config by this code (or, with `ctx.reuse_stale`, by
+    other code: then marked `stale` with what changed); None: run it."""
     try:
         entry = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-    return entry if entry.get("identity") == json.loads(json.dumps(_identity(ctx))) and not entry.get("error") else None
+    if not isinstance(entry, dict) or entry.get("error"):
+        return None
+    now, then = _provenance(finding, ctx), entry.get("provenance") or {}
+    same_config = then.get("config_sha256") == now["config_sha256"] if then else entry.get("identity") == _identity(ctx)
+    if not same_config:
+        return None
+    changed = [key for key in MATCHED if then.get(key) != now[key]]
+    entry.pop("stale", None)
+    if not changed:
+        return entry
+    what = ", ".join(f"{key} {str(then.get(key))[:12]} -> {str(now[key])[:12]}" for key in changed)
+    if not ctx.reuse_stale:
+        print(f"[reproduce] {finding.id}: {path} was measured by other code ({what}): running again", flush=True)
+        return None
+    return dict(entry, stale=f"measured by other code than this run's ({what}); kept by --reuse-stale")
 
 
 def run_reproduce(request: ReproduceRequest) -> dict:
@@ -138,27 +178,26 @@ def run_reproduce(request: ReproduceRequest) -> dict:
         device=request.device,
         progress=request.progress,
         cache_dir=request.cache_dir,
+        code_sha256=code_sha256(),
+        reuse_stale=request.reuse_stale,
     )
-    make_dir(
-        out
-    )  # a folder that passes the checks but cannot be made (/proc/x as root) is one line here, before any work
+    make_dir(out)  # a folder that passes the checks but cannot be made (/proc/x as root) is one line here
     start, cpu = time.perf_counter(), cpu_seconds()
     card = dict(
         command=request.command,
         scale=dataclasses.asdict(scale),
         environment=environment("fp32" if scale.name != "paper" else "auto"),
+        provenance=dict(version=package_version(), revision=git_revision(), code_sha256=code_sha256()),
         findings=[],
     )
     selected = request.selected()
     for i, finding in enumerate(selected, 1):
-        path = out / finding.id / "finding.json"
-        entry = _saved(path, ctx)
-        print(
-            f"[reproduce {i}/{len(selected)}] {finding.id} {finding.title}: {'reusing ' + str(path) if entry else 'running'}",
-            flush=True,
-        )
+        path, here = out / finding.id / "finding.json", ctx.for_finding(finding.id)
+        entry = _saved(path, finding, here)
+        doing = ("reusing (stale) " if entry and entry.get("stale") else "reusing ") + str(path) if entry else "running"
+        print(f"[reproduce {i}/{len(selected)}] {finding.id} {finding.title}: {doing}", flush=True)
         if entry is None:
-            entry = _measure(finding, ctx)
+            entry = _measure(finding, here)
             make_dir(path.parent)
             atomic_write_json(path, entry)
         print(f"[reproduce] {finding.id}: {entry['verdict']} ({entry['reason']})", flush=True)

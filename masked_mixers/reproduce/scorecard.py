@@ -37,16 +37,31 @@ def _measured(measured: dict) -> str:
 
 
 def _statistics(check: dict) -> str:
-    """Paired gaps, n and the 95% interval of a compared check ('-' where there is none: a yes/no check, a missing value)."""
+    """Paired gaps, n and the 95% interval of a compared check ('-' where there is none: a yes/no check, a missing
+    value)."""
     gaps = ", ".join(f"{g:+.4g}" for g in check.get("gaps") or []) or "-"
     low_high = check.get("interval")
     ci = f"[{low_high[0]:+.4g}, {low_high[1]:+.4g}]" if low_high else "-"
     return f"{gaps} | {check.get('n', '-')} | {ci}"
 
 
+def _verdict(entry: dict) -> str:
+    return MARK.get(entry["verdict"], entry["verdict"]) + (" (**stale**)" if entry.get("stale") else "")
+
+
+def _provenance(entry: dict) -> list[str]:
+    """Where the finding came from (runner._provenance) and, when it is kept from other code, why it is stale."""
+    p = entry.get("provenance") or {}
+    line = (
+        f"**Provenance.** version {p.get('version', '-')}, revision `{p.get('revision') or '-'}`, "
+        f"code sha256 `{p.get('code_sha256', '-')}`, config sha256 `{p.get('config_sha256', '-')}`"
+    )
+    return [line, ""] + ([f"**Stale.** {entry['stale']}", ""] if entry.get("stale") else [])
+
+
 def _finding(entry: dict) -> list[str]:
     lines = [
-        f"## {entry['id']}. {entry['title']}: {MARK.get(entry['verdict'], entry['verdict'])}",
+        f"## {entry['id']}. {entry['title']}: {_verdict(entry)}",
         "",
         f"**Claim.** {entry['claim']}",
         "",
@@ -58,17 +73,20 @@ def _finding(entry: dict) -> list[str]:
         "",
         f"**Verdict.** {entry['verdict']}: {entry['reason']}",
         "",
+        *_provenance(entry),
     ]
     if entry.get("error"):
         return lines + [f"**Failed.** `{entry['error']}`", ""]
     lines += [
-        "| check | published | measured (per seed) | paired gaps (> 0: first side better) | n | 95% CI of the mean gap | verdict | reason |",
+        "| check | published | measured (per seed) | paired gaps (> 0: first side better) | n "
+        "| 95% CI of the mean gap | verdict | reason |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for check in entry["checks"]:
         claim = ("*variant:* " if check["variant"] else "") + check["claim"]
         lines.append(
-            f"| {claim} | {check['published']} | {_measured(check['measured'])} | {_statistics(check)} | {check['verdict']} | {check['reason']} |"
+            f"| {claim} | {check['published']} | {_measured(check['measured'])} | {_statistics(check)} "
+            f"| {check['verdict']} | {check['reason']} |"
         )
     lines += ["", *_table(entry["table"])]
     lines += [f"- note: {note}" for note in entry.get("notes", [])]
@@ -94,13 +112,18 @@ def render(card: dict) -> str:
         'parity claim); otherwise **inconclusive** (fewer seeds: "too few seeds"). On identical sides the rule is '
         "decisive 5% of the time. docs/reproduce.md states the rule.",
         "",
-        "| finding | verdict | reason | budget | seeds |",
-        "|---|---|---|---|---|",
+        "Provenance: each finding names the package version, git revision and code and config hashes it was "
+        "measured with; a finding kept from other code by `--reuse-stale` is marked **stale**.",
+        "",
+        "| finding | verdict | reason | budget | seeds | revision | code sha256 |",
+        "|---|---|---|---|---|---|---|",
     ]
     for entry in card["findings"]:
+        p = entry.get("provenance") or {}
         lines.append(
-            f"| {entry['id']} {entry['title']} | {MARK.get(entry['verdict'], entry['verdict'])} | {entry['reason']} | "
-            f"{entry['budget']} | {entry['seeds']} |"
+            f"| {entry['id']} {entry['title']} | {_verdict(entry)} | {entry['reason']} | "
+            f"{entry['budget']} | {entry['seeds']} | {(p.get('revision') or '-')[:12]} "
+            f"| {p.get('code_sha256', '-')[:12]} |"
         )
     lines += ["", "![headline numbers per finding](scorecard.png)", ""]
     for entry in card["findings"]:
