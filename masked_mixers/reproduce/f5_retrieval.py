@@ -30,15 +30,15 @@ from .verdict import FAR, INCONCLUSIVE, Check, better
 # deviation is in DEVIATIONS and the scorecard. n_context = direct_candidates + 1 (the query counts).
 SETTINGS = {
     # 4 blocks (the reference's 8 scaled as the cpu language models are: 4 of the paper's 8), width = the
-    # embedding width (128), batch 128, lr 1e-4, a fixed 3 epochs (the reference: 200) and warmup 20 steps
+    # embedding width (128), batch 128, lr 1e-4, a fixed 4 epochs (the reference: 200) and warmup 20 steps
     # (about a third of the first epoch's 63 steps, as the reference's 500 are of its first epoch's 1,563).
-    # Measured: one epoch of 8,000 pairs ~20-35 s on the shared 2-core CPU, so 2 families x 3 seeds x 3
-    # epochs ~ 6-10 min with the embeddings and InfoNCE; the exchangeable-init variant would double it and
-    # runs at paper scale only.
+    # Estimate: one epoch of 8,000 pairs ~10-15 s on the 2 cores (33 s measured on one thread with the machine
+    # shared), the embeddings and InfoNCE ~85 s per seed (the 2-seed run of 390 s), so 3 seeds ~ 8-11 min; the
+    # exchangeable-init variant would add 2 x 4 epochs per seed and runs at paper scale only.
     "cpu": dict(
         queries_per_document=1,
         direct_candidates=[31],
-        direct_epochs=3,
+        direct_epochs=4,
         direct_layers=4,
         direct_warmup_steps=20,
         infonce_steps=100,
