@@ -1,6 +1,7 @@
 """`masked-mixers reproduce --scale tiny`: every finding runs end to end and fills every field of the scorecard."""
 
 import json
+import math
 
 import pytest
 from conftest import TRAIN, VALID
@@ -113,6 +114,9 @@ def test_tiny_f5_runs_the_direct_model_with_both_mixing_inits(tiny_card):
     assert {(row["family"], row["mixing_init"]) for row in direct} == {
         (f, i) for f in ("mixer", "llama") for i in ("uniform", "exchangeable")
     }
+    assert {(row["n_context"], row["candidates"]) for row in direct} == {(8, 7)}  # the query counts in n_context
+    assert all(row["chance_ce"] == pytest.approx(math.log(7)) for row in direct)  # ln(n_context - 1)
+    assert any("deviation from the reference" in note for note in f5["notes"])
     variants = [c for c in f5["checks"] if "exchangeable mixing init" in c["claim"]]
     assert variants and all(c["variant"] for c in variants)
     assert not any(
@@ -120,6 +124,19 @@ def test_tiny_f5_runs_the_direct_model_with_both_mixing_inits(tiny_card):
         for c in f5["checks"]
         if c["claim"].startswith("Mixer embeddings") and "exchangeable" not in c["claim"]
     )
+
+
+@pytest.mark.slow
+def test_tiny_f3_reports_protocol_variant_and_memory_matched(tiny_card):
+    from masked_mixers.reproduce.f3_autoencoders import DEEP_MIXER, POSITIONED, SIDES
+
+    _, _, card = tiny_card
+    f3 = next(e for e in card["findings"] if e["id"] == "F3")
+    assert {row["model"] for row in f3["table"]} == set(SIDES)
+    protocol, variant, matched = f3["checks"]
+    assert not protocol["variant"] and variant["variant"] and POSITIONED in variant["measured"]
+    assert not matched["variant"] and DEEP_MIXER in matched["measured"] and "Memory-matched" in matched["claim"]
+    assert "same output" in f3["protocol"] and any("same output" in note for note in f3["notes"])
 
 
 def test_no_progress_hides_every_bar_the_trainers_included(tmp_path, monkeypatch):

@@ -405,5 +405,7 @@ def test_retrieval_benchmark_and_command(tmp_path, model_dirs, stories, capsys):
     assert main(argv[:-4] + direct + ["--candidates", "32"]) == 0
     printed = capsys.readouterr().out
     assert (
-        "direct retrieval model" in printed and "| mixer | 8 | 1 |" in printed and "| transformer | 8 | 1 |" in printed
+        "direct retrieval model" in printed
+        and "| mixer | 9 | 8 | 1 |" in printed
+        and "| transformer | 9 | 8 | 1 |" in printed
     )

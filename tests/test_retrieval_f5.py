@@ -12,11 +12,19 @@ import torch
 from test_retrieval import model_dirs, stories  # noqa: F401  (module fixtures: a tiny mixer and Llama, real stories)
 
 from masked_mixers.retrieval import infonce
-from masked_mixers.retrieval.direct import Plateau, RetrievalMixer, RetrievalMixerConfig, evaluate_direct, train_direct
+from masked_mixers.retrieval.direct import (
+    Plateau,
+    RetrievalMixer,
+    RetrievalMixerConfig,
+    evaluate_direct,
+    fit_direct,
+    train_direct,
+)
 from masked_mixers.retrieval.embedding import load_language_model
-from masked_mixers.retrieval.f5 import beats_chance, direct_table, f5_settings, run_f5
+from masked_mixers.retrieval.f5 import beats_chance, direct_table, f5_settings, reference_settings, run_f5
 from masked_mixers.retrieval.infonce import candidates_nce_loss, finetune_infonce
 from masked_mixers.retrieval.pairs import build_pairs, passage_index, split_pairs
+from masked_mixers.retrieval.settings import DIRECT_STOPS, RetrievalSettings
 from masked_mixers.retrieval.significance import binomial_upper_tail, chance_test
 
 
@@ -162,10 +170,11 @@ def test_run_f5_reports_both_families(model_dirs, stories, tmp_path):
     assert set(result["families"]) == {"mixer", "llama"} and result["pairs"]["test_pairs"] > 0
     for family in result["families"].values():
         (row,) = family["direct"]
-        assert row["candidates"] == 8 and row["chance_ce"] == pytest.approx(math.log(8)) and 1 <= row["epochs"] <= 2
+        assert row["candidates"] == 8 and row["n_context"] == 9 and row["chance_ce"] == pytest.approx(math.log(8))
+        assert row["epochs"] == 2 and row["stop"] == "fixed"  # the reference: a fixed epoch count
         assert {"train_ce", "ce", "ce_se", "train_top1", "top1", "p_value", "beats_chance", "history"} <= set(row)
         assert family["infonce"]["rows"] and family["infonce"]["candidates_per_step"] == 4
-    assert set(beats_chance(result)) == {"mixer", "llama"} and "| mixer | 8 |" in direct_table(result)
+    assert set(beats_chance(result)) == {"mixer", "llama"} and "| mixer | 9 | 8 |" in direct_table(result)
     assert (tmp_path / "mixer-embeddings.safetensors").is_file()
 
 
@@ -190,3 +199,89 @@ def test_cached_embeddings_are_reused_only_for_the_same_pairs_and_model(model_di
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # as if retrained
     f5.run_family(model_dirs["mixer"], other, settings, progress=False, cache=cache)
     assert len(calls) == 3
+
+
+def test_f5_defaults_are_the_reference_settings():
+    """findings.md F5 "Reference settings": n_context 32 (= the query + 31 candidates) and 128, width = the
+    embedding width, 8 blocks, AdamW lr 1e-4, warmup 500, batch 128, a fixed 200 epochs, the uniform init."""
+    for settings in (f5_settings(), reference_settings()):
+        assert settings.direct_candidates == [31, 127]
+        assert settings.direct_hidden_size is None  # fit_direct: None is the embedding width
+        assert settings.direct_layers == 8
+        assert settings.direct_learning_rate == 1e-4
+        assert settings.direct_warmup_steps == 500
+        assert settings.direct_batch_size == 128
+        assert settings.direct_epochs == 200
+        assert settings.direct_stop == "fixed"
+        assert settings.direct_mixing_init == "uniform"
+        assert settings.infonce_candidates == 31 and settings.temperature == 0.02
+    plain = RetrievalSettings()  # the benchmark's defaults are the reference's too
+    assert (plain.direct_candidates, plain.direct_layers, plain.direct_batch_size) == ([31], 8, 128)
+    assert (plain.direct_learning_rate, plain.direct_warmup_steps, plain.direct_epochs) == (1e-4, 500, 200)
+    assert plain.direct_stop == "fixed" and plain.direct_mixing_init == "uniform"
+
+
+def test_chance_is_ln_of_n_context_minus_one():
+    """The label is one of the n_context - 1 candidates (the query takes a slot but is never the answer)."""
+    torch.manual_seed(0)
+    n_context = 32
+    config = RetrievalMixerConfig(input_size=8, hidden_size=8, num_candidates=n_context - 1, num_hidden_layers=1)
+    row = evaluate_direct(RetrievalMixer(config).eval(), torch.randn(40, 8), torch.randn(40, 8))
+    assert row["n_context"] == n_context and row["candidates"] == n_context - 1
+    assert row["chance_ce"] == pytest.approx(math.log(31)) == pytest.approx(3.434, abs=1e-3)
+    assert row["chance_top1"] == pytest.approx(1 / 31)
+    inputs = RetrievalMixer(config)(torch.randn(2, n_context, 8)).logits
+    assert inputs.shape == (2, n_context - 1)  # one score per candidate, none for the query
+
+
+def _fit(stop: str, epochs: int) -> list[dict]:
+    torch.manual_seed(0)
+    embeddings = (torch.randn(48, 8), torch.randn(48, 8), torch.arange(48))
+    settings = RetrievalSettings(
+        direct_candidates=[4],
+        direct_epochs=epochs,
+        direct_stop=stop,
+        direct_patience=2,
+        direct_layers=1,
+        direct_batch_size=16,
+        direct_learning_rate=1e-12,  # the model cannot move: the train loss is flat up to the negatives drawn
+        direct_warmup_steps=2,
+    )
+    return fit_direct(embeddings, embeddings, settings)
+
+
+def test_a_fixed_epoch_count_trains_exactly_that_many_epochs_and_plateau_is_a_named_variant():
+    assert DIRECT_STOPS == ("fixed", "plateau") and RetrievalSettings().direct_stop == "fixed"
+    (fixed,) = _fit("fixed", 12)
+    assert fixed["epochs"] == len(fixed["history"]) == 12 and fixed["stop"] == "fixed"
+    (plateau,) = _fit("plateau", 12)  # flat loss: the plateau rule stops it early
+    assert plateau["stop"] == "plateau" and 3 <= plateau["epochs"] < 12
+
+
+def test_direct_learning_rate_warms_up_then_decays_to_zero():
+    queries, passages = torch.randn(32, 8), torch.randn(32, 8)
+    config = RetrievalMixerConfig(input_size=8, hidden_size=8, num_candidates=4, num_hidden_layers=1)
+    rates = []
+    real = torch.optim.AdamW.step
+
+    def spy(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return real(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.optim.AdamW, "step", spy)
+        train_direct(queries, passages, config, epochs=3, batch_size=8, learning_rate=1e-3, warmup_steps=4)
+    assert len(rates) == 12  # 3 epochs x 4 steps
+    assert rates[:5] == pytest.approx([0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3])  # linear warmup over 4 steps
+    assert rates[-1] == pytest.approx(1e-3 / 8) and rates[4:] == sorted(rates[4:], reverse=True)  # linear decay
+
+
+def test_cpu_scale_states_every_deviation_from_the_reference():
+    from masked_mixers.reproduce.f5_retrieval import SETTINGS, deviations
+
+    cpu = deviations(f5_settings(**SETTINGS["cpu"]), "cpu")
+    for words in ("epochs (fixed, no early stop): 4 (reference: 200)", "blocks: 4 (reference: 8)", "warmup steps: 20"):
+        assert any(words in d for d in cpu), words
+    assert any("fp32" in d for d in cpu) and any("exchangeable" in d for d in cpu)
+    paper = deviations(f5_settings(**SETTINGS["paper"]), "paper")
+    assert not any("(reference:" in d for d in paper)  # the paper scale runs the reference settings

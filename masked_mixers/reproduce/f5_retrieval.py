@@ -19,44 +19,48 @@ difference from the paper's data, not from its protocol.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from .context import Context
 from .f4_clm import trained
 from .finding import Finding, Measured
 from .verdict import FAR, INCONCLUSIVE, Check, better
 
-# per scale. The direct model runs with the author's mixing init (uniform, the protocol's default) and again with the
-# exchangeable init (a named variant): at cpu the uniform one stayed at chance on every budget tried (docs/retrieval.md), the
-# exchangeable one beats chance there.
+# per scale: the reference settings (retrieval/f5.py F5_DEFAULTS) with only sizes and budgets scaled; every
+# deviation is in DEVIATIONS and the scorecard. n_context = direct_candidates + 1 (the query counts).
 SETTINGS = {
+    # 4 blocks (the reference's 8 scaled as the cpu language models are: 4 of the paper's 8), width = the
+    # embedding width (128), batch 128, lr 1e-4, a fixed 4 epochs (the reference: 200) and warmup 20 steps
+    # (about a third of the first epoch's 63 steps, as the reference's 500 are of its first epoch's 1,563).
+    # Estimate: one epoch of 8,000 pairs ~10-15 s on the 2 cores (33 s measured on one thread with the machine
+    # shared), the embeddings and InfoNCE ~85 s per seed (the 2-seed run of 390 s), so 3 seeds ~ 8-11 min; the
+    # exchangeable-init variant would add 2 x 4 epochs per seed and runs at paper scale only.
     "cpu": dict(
         queries_per_document=1,
-        direct_candidates=[32],
-        direct_epochs=30,
-        direct_patience=5,
-        direct_hidden_size=64,
-        direct_layers=2,
-        direct_batch_size=64,
-        direct_learning_rate=0.003,
+        direct_candidates=[31],
+        direct_epochs=4,
+        direct_layers=4,
+        direct_warmup_steps=20,
         infonce_steps=100,
         batch_size=64,
     ),
-    "paper": dict(
-        queries_per_document=1, direct_candidates=[32, 128], direct_epochs=200, direct_patience=10, infonce_steps=2000
-    ),
+    "paper": dict(queries_per_document=1, direct_candidates=[31, 127], infonce_steps=2000),
     "tiny": dict(
         queries_per_document=2,
-        direct_candidates=[8],
+        direct_candidates=[7],
         direct_epochs=2,
-        direct_patience=1,
         direct_hidden_size=8,
         direct_layers=1,
+        direct_batch_size=8,
+        direct_warmup_steps=2,
         infonce_steps=2,
         infonce_candidates=4,
         batch_size=8,
         candidates=[8],
     ),
 }
+# scales that also run the direct model with the exchangeable mixing init (a named variant) on the same embeddings
+VARIANT_SCALES = ("paper", "tiny")
 VARIANT_INIT = "exchangeable"
 
 
@@ -75,10 +79,10 @@ def _documents(ctx: Context) -> list[str]:
 
 
 SIDES = ("mixer", "llama")
-PUBLISHED = {
-    32: "TinyStories, 32 candidates, test CE: mixer 0.10 vs transformer ~3.43 (no learning; chance 3.47) at 512-dim; "
-    "0.29 vs 0.40 at 1024-dim",
-    128: "128 candidates, test CE: mixer 0.76 vs transformer 2.27",
+PUBLISHED = {  # by candidates (n_context - 1)
+    31: "TinyStories, n_context 32 (31 candidates), test CE: mixer 0.10 vs transformer ~3.43 (no learning; chance "
+    "ln 31 = 3.434) at 512-dim; 0.29 vs 0.40 at 1024-dim",
+    127: "n_context 128, test CE: mixer 0.76 vs transformer 2.27",
 }
 
 
@@ -104,7 +108,10 @@ def _direct_checks(results: list[dict], n: int, variant: bool = False) -> list[C
     top-1, inconclusive when no family beats chance on any seed."""
     rows = {side: [_row(r["families"][side], n) for r in results] for side in SIDES}
     init = f" ({VARIANT_INIT} mixing init)" if variant else ""
-    claim = f"Mixer embeddings support far better retrieval than transformer embeddings (direct model{init}, test CE, {n} candidates; far: at least {FAR:.0%} below the transformer's)"
+    claim = (
+        f"Mixer embeddings support far better retrieval than transformer embeddings (direct model{init}, test CE, "
+        f"n_context {n + 1} = {n} candidates; far: at least {FAR:.0%} below the transformer's)"
+    )
     if any(row is None for side in SIDES for row in rows[side]):
         return [Check(claim, PUBLISHED.get(n, "-"), {}, INCONCLUSIVE, f"fewer than {n} test passages", variant)]
     checks = [
@@ -132,7 +139,8 @@ def _top1(rows: list[dict], n: int) -> float | None:
 
 
 def _gated(check: Check, rows: dict[str, list[dict]], n: int) -> Check:
-    """Inconclusive when neither side's top-1 of n is above chance (binomial test): a gap between two guesses is noise."""
+    """Inconclusive when neither side's top-1 of n candidates is above chance 1/n (binomial test): a gap between two
+    guesses is noise."""
     if not any(r["beats_chance"] for side in rows.values() for r in side if r["candidates"] == n):
         check.verdict, check.reason = (
             INCONCLUSIVE,
@@ -155,35 +163,36 @@ def _method_rows(family: dict, method: str) -> list[dict]:
     return family["infonce"]["rows"] if method == "infonce" else family[method]
 
 
-def _run_seed(ctx: Context, seed: int, settings, documents: list[str]) -> tuple[dict, dict, dict]:
-    """F4's models of `seed`, their direct model with both inits (the variant on the same cached
-    embeddings), cosine and InfoNCE; pairs, candidates and retrievers drawn with the same seed."""
+def _run_seed(ctx: Context, seed: int, settings, documents: list[str]) -> tuple[dict, dict, dict | None]:
+    """F4's models of `seed`, their direct model (and, at VARIANT_SCALES, again with the exchangeable init on the
+    same cached embeddings), cosine and InfoNCE; pairs, candidates and retrievers drawn with the same seed."""
     from ..core.devices import resolve_device
     from ..retrieval.f5 import run_f5
 
     models = trained(ctx, seed)
     settings = dataclasses.replace(settings, seed=seed)
+    dirs = models["mixer"]["output_dir"], models["llama"]["output_dir"]
     common = dict(
         documents=documents,
         device=str(resolve_device(ctx.device)),
         progress=ctx.progress,
         cache_dir=ctx.output_dir / "F5" / f"seed-{seed}" / "embeddings",
     )
-    result = run_f5(models["mixer"]["output_dir"], models["llama"]["output_dir"], settings, **common)
-    variant = run_f5(
-        models["mixer"]["output_dir"],
-        models["llama"]["output_dir"],
-        dataclasses.replace(settings, direct_mixing_init=VARIANT_INIT, methods=["direct"]),
-        **common,
-    )
+    result = run_f5(*dirs, settings, **common)
+    variant = None
+    if ctx.scale.name in VARIANT_SCALES:
+        variant = run_f5(
+            *dirs, dataclasses.replace(settings, direct_mixing_init=VARIANT_INIT, methods=["direct"]), **common
+        )
     return models, result, variant
 
 
-def _table(results: list[dict], variants: list[dict], settings, infonce: dict[str, list], n: int) -> list[dict]:
-    table = [
+def _direct_rows(seed: int, init: str, run: dict) -> list[dict]:
+    return [
         dict(
             seed=seed,
             family=side,
+            n_context=r["candidates"] + 1,
             candidates=r["candidates"],
             mixing_init=init,
             epochs=r["epochs"],
@@ -197,16 +206,59 @@ def _table(results: list[dict], variants: list[dict], settings, infonce: dict[st
             p_value=r["p_value"],
             beats_chance=r["beats_chance"],
         )
-        for seed, pair in enumerate(zip(results, variants))
-        for init, run in zip((settings.direct_mixing_init, VARIANT_INIT), pair)
         for side in SIDES
         for r in run["families"][side]["direct"]
+    ]
+
+
+def _table(results: list[dict], variants: list[dict | None], settings, infonce: dict[str, list], n: int) -> list[dict]:
+    table = [
+        row
+        for seed, (result, variant) in enumerate(zip(results, variants))
+        for init, run in ((settings.direct_mixing_init, result), (VARIANT_INIT, variant))
+        if run is not None
+        for row in _direct_rows(seed, init, run)
     ]
     return table + [
         dict(seed=seed, family=side, candidates=n, method="InfoNCE, then cosine", test_top1=infonce[side][seed])
         for seed in range(len(results))
         for side in SIDES
     ]
+
+
+def deviations(settings, scale: str) -> list[str]:
+    """Every way this scale's F5 run differs from the reference settings (findings.md F5), in words."""
+    from ..retrieval.f5 import reference_settings
+
+    reference, out = reference_settings(), []
+    for key, label in DEVIATION_FIELDS.items():
+        ours, theirs = getattr(settings, key), getattr(reference, key)
+        if ours != theirs:
+            out.append(f"{label}: {ours} (reference: {theirs})")
+    if settings.direct_hidden_size is not None:
+        out.append(f"retrieval model width {settings.direct_hidden_size} (reference: the embedding width)")
+    out += [
+        "the direct model trains in fp32; the reference in fp16",
+        "queries are sentences of the story (no summaries exist offline); the reference used LLM-written "
+        "one-sentence summaries of 200k stories",
+        "the retrieval model projects its input (LayerNorm + Linear d -> d) before the blocks; the reference "
+        "feeds the embeddings to its blocks directly",
+    ]
+    if scale not in VARIANT_SCALES:
+        out.append(f"the {VARIANT_INIT}-init variant is not run at this scale (it would double F5's time)")
+    return out
+
+
+DEVIATION_FIELDS = {
+    "direct_candidates": "candidates (n_context - 1)",
+    "direct_epochs": "epochs (fixed, no early stop)",
+    "direct_layers": "retrieval model blocks",
+    "direct_warmup_steps": "warmup steps",
+    "direct_batch_size": "batch",
+    "direct_learning_rate": "learning rate",
+    "direct_stop": "stop rule",
+    "direct_mixing_init": "mixing init",
+}
 
 
 def run(ctx: Context) -> Measured:
@@ -216,45 +268,50 @@ def run(ctx: Context) -> Measured:
     documents = _documents(ctx)
     runs = [_run_seed(ctx, seed, settings, documents) for seed in range(ctx.scale.seeds)]
     models, results, variants = (list(x) for x in zip(*runs))
-    n = min(32, max(settings.direct_candidates))
-    counts = [m for m in settings.direct_candidates if m >= n]
+    counts = sorted(settings.direct_candidates)
+    n = counts[0]
     checks = [
         *[c for m in counts for c in _direct_checks(results, m)],
-        *[c for m in counts for c in _direct_checks(variants, m, variant=True)],
+        *[c for m in counts for c in (_direct_checks(variants, m, variant=True) if variants[0] else [])],
         _ranked(
             results,
             "infonce",
             n,
-            f"After InfoNCE fine-tuning, the mixer retrieves more accurately (top-1 of {n})",
+            f"After InfoNCE fine-tuning, the mixer retrieves more accurately (top-1 of {n} candidates)",
             "FineMath, top-1 of 32: mixer d 512 82.1% vs transformer d 512 70.4%",
         ),
         _ranked(
             results,
             "cosine",
             n,
-            f"Raw embeddings by cosine similarity (the paper: 'very inaccurate'; top-1 of {n})",
+            f"Raw embeddings by cosine similarity (the paper: 'very inaccurate'; top-1 of {n} candidates)",
             "-",
             variant=True,
         ),
     ]
     infonce = {side: [_top1(r["families"][side]["infonce"]["rows"], n) for r in results] for side in SIDES}
     pairs = results[0]["pairs"]
+    width = settings.direct_hidden_size or "d_model"
+    inits = settings.direct_mixing_init + (f" and (variant) {VARIANT_INIT}" if variants[0] else "")
     return Measured(
         checks=checks,
         table=_table(results, variants, settings, infonce, n),
         budget=f"{pairs['train_pairs']} train / {pairs['test_pairs']} test pairs from {pairs['documents']} stories "
-        f"({settings.queries_per_document} {'query' if settings.queries_per_document == 1 else 'queries'} per story; counts of seed 0: the split, "
-        f"candidates and retriever are drawn per seed); direct model up to {settings.direct_epochs} epochs (plateau: {settings.direct_patience}), mixing init "
-        f"{settings.direct_mixing_init} and (variant) {VARIANT_INIT}; InfoNCE {settings.infonce_steps} steps; language models: {_described(models)}",
+        f"({settings.queries_per_document} per story; counts of seed 0: the split, candidates and retriever are drawn "
+        f"per seed); direct model: {settings.direct_layers} blocks at width {width}, "
+        f"n_context {', '.join(str(m + 1) for m in counts)}, batch {settings.direct_batch_size}, AdamW lr "
+        f"{settings.direct_learning_rate:g}, warmup {settings.direct_warmup_steps} steps, a fixed "
+        f"{settings.direct_epochs} epochs ({settings.direct_stop}), mixing init {inits}; InfoNCE "
+        f"{settings.infonce_steps} steps; language models: {_described(models)}",
         headline=dict(
-            metric=f"direct model test CE, {n} candidates",
+            metric=f"direct model test CE, n_context {n + 1} (chance ln {n} = {math.log(n):.3f})",
             lower_is_better=True,
             values={side: [(_row(r["families"][side], n) or {}).get("ce") for r in results] for side in SIDES},
         ),
         notes=[
-            "queries are sentences of the story (no summaries exist offline); the paper used LLM-written one-sentence summaries",
-            "the result depends on how long the language models trained: docs/retrieval.md has the budget search (F4's models are "
-            "used because every finding of a scale shares them)",
+            *(f"deviation from the reference: {d}" for d in deviations(settings, ctx.scale.name)),
+            "the result depends on how long the language models trained: docs/retrieval.md has the budget search (F4's "
+            "models are used because every finding of a scale shares them)",
         ],
         artifacts=[f"F4/seed-{seed}/report.md" for seed in range(len(results))],
     )
@@ -263,14 +320,22 @@ def run(ctx: Context) -> Measured:
 FINDING = Finding(
     id="F5",
     title="Retrieval",
-    claim="Causal-LM-trained masked mixers give far better embeddings for retrieval than transformers: the direct-embedding "
+    claim="Causal-LM-trained masked mixers give far better embeddings for retrieval than transformers: the "
+    "direct-embedding "
     "retrieval model learns on mixer embeddings, and InfoNCE fine-tuned mixers retrieve more accurately.",
-    published="TinyStories, 32 candidates, train/test CE: 512-dim mixer 0.01/0.10 vs transformer ~3.43 (no learning, chance 3.47); "
-    "1024-dim, 200k pairs: 0.05/0.29 vs 0.01/0.40; 128 candidates: 0.01/0.76 vs 0.61/2.27. InfoNCE (FineMath, top-1 of 32): "
-    "mixer d 512 82.1%, transformer d 512 70.4%.",
-    protocol="Embedding = last hidden layer at the second-to-last token. Direct model: a non-causal mixer over the query and n "
-    "candidate embeddings (positive at a random slot), softmax over candidates, trained until its train loss stops falling; "
-    "test CE and top-1 vs n with a binomial test against chance. InfoNCE: the whole model, one query vs 31 candidates per step, "
-    "f = exp(cos / 0.02), the model's padding side.",
+    published="TinyStories, n_context 32 (31 candidates), train/test CE: 512-dim mixer 0.01/0.10 vs transformer ~3.43 "
+    "(no learning, chance ln 31 = 3.434); 1024-dim, 200k pairs: 0.05/0.29 vs 0.01/0.40; n_context 128: 0.01/0.76 vs "
+    "0.61/2.27. InfoNCE (FineMath, top-1 of 32): mixer d 512 82.1%, transformer d 512 70.4%.",
+    protocol="Embedding = last hidden layer at the second-to-last token. Direct model (the reference settings, "
+    "blbadger/maskedmixers mixer_lm/train_retrieval.py): a non-causal mixer over n_context = the query + n candidate "
+    "embeddings (positive at a random slot), 8 blocks at the embedding width, head d -> 1, softmax over the n "
+    "candidates "
+    "(chance ln n = ln(n_context - 1)); AdamW lr 1e-4, warmup 500 steps then linear decay, batch 128, a fixed 200 "
+    "epochs "
+    "(no early stop; stopping at a plateau is a named variant), PyTorch's default (uniform) mixing init (exchangeable: "
+    "a named variant); test CE and top-1 vs n with a binomial test against chance 1/n. Scaled sizes and every "
+    "deviation "
+    "are in the notes. InfoNCE: the whole model, one query vs 31 candidates per step, f = exp(cos / 0.02), the model's "
+    "padding side.",
     run=run,
 )

@@ -4,7 +4,13 @@ Input: n + 1 embeddings from a frozen language model, the query's first and then
 passages, the positive at a random slot. Output: one score per passage slot; cross entropy
 against the positive's slot trains it. The token mixing is an unmasked (n + 1) x (n + 1) matrix,
 so every candidate is compared with the query and with the other candidates ("which of these is
-the match"). n counts passages, as the number of candidates of the cosine ranking does.
+the match"). n counts candidate passages, as the number of candidates of the cosine ranking does;
+the reference's n_context counts the query too (n_context = n + 1), so its n_context 32 is n = 31
+here, chance ln 31 = ln(n_context - 1). Each row reports both (`candidates`, `n_context`).
+
+Training follows the reference (mixer_lm/train_retrieval.py, run by the HF Trainer): AdamW, a
+linear warmup then linear decay to 0 at the last step, a fixed number of epochs; stopping at a
+plateau of the train loss (`Plateau`) is a named variant.
 
 The mixing init (`mixing_init`). The candidates are exchangeable (the positive
 sits at a random slot), so the model must learn one function of (query, candidate) for every slot.
@@ -31,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub.dataclasses import strict
 from torch import nn
-from transformers import PreTrainedConfig, PreTrainedModel
+from transformers import PreTrainedConfig, PreTrainedModel, get_linear_schedule_with_warmup
 from transformers import initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput
 
@@ -177,6 +183,7 @@ def train_direct(
     epochs: int = 20,
     batch_size: int = 32,
     learning_rate: float = 1e-3,
+    warmup_steps: int = 0,
     seed: int = 0,
     device: str | torch.device = "cpu",
     targets: torch.Tensor | None = None,
@@ -187,8 +194,10 @@ def train_direct(
 ) -> tuple[RetrievalMixer, list[dict]]:
     """Train a RetrievalMixer on (N, d) query and (D, d) passage embeddings; query i asks for passage targets[i].
 
-    Runs at most `epochs` epochs, fewer once the train loss reaches a plateau (`Plateau`; patience
-    None: never). `evaluate(model) -> dict` (e.g. the test cross entropy) is merged into each
+    Runs `epochs` epochs (the reference's fixed count) when patience is None; with a patience (the
+    plateau variant) fewer once the train loss reaches a plateau (`Plateau`). The learning rate warms
+    up over `warmup_steps` and decays to 0 at the last step of `epochs` (the HF Trainer's default
+    schedule, the reference's). `evaluate(model) -> dict` (e.g. the test cross entropy) is merged into each
     epoch's record of the history, so the curve of train and test loss is kept.
     """
     n = config.num_candidates
@@ -197,6 +206,7 @@ def train_direct(
     torch.manual_seed(seed)
     model = RetrievalMixer(config).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    schedule = get_linear_schedule_with_warmup(optimizer, warmup_steps, epochs * math.ceil(len(queries) / batch_size))
     generator = torch.Generator().manual_seed(seed)
     plateau, history = Plateau(patience, min_delta), []
     bar = progress_bar(range(epochs), desc=f"direct n={n}", disable=not progress, unit="epoch")
@@ -210,6 +220,7 @@ def train_direct(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            schedule.step()
             total += loss.item() * len(batch)
         record = {"epoch": epoch + 1, "loss": total / len(queries)}
         if evaluate is not None:
@@ -250,10 +261,11 @@ def evaluate_direct(
     se = losses.std().item() / math.sqrt(len(losses)) if len(losses) > 1 else math.nan
     return {
         "candidates": n,
+        "n_context": n + 1,  # the reference's count: the query and the n candidates
         **ranking_metrics(ranks),
         "ce": losses.mean().item(),
         "ce_se": se,
-        "chance_ce": math.log(n),
+        "chance_ce": math.log(n),  # ln(n_context - 1): the label is one of the n candidates
         **chance_test(int((ranks == 1).sum()), len(ranks), n, significance),
     }
 
@@ -261,12 +273,14 @@ def evaluate_direct(
 def fit_direct(
     train: tuple, test: tuple, settings, device: str | torch.device = "cpu", progress: bool = False
 ) -> list[dict]:
-    """The direct model at each of `settings.direct_candidates`, trained to a plateau and reported as the paper does.
+    """The direct model at each of `settings.direct_candidates`, trained and reported as the paper does.
 
     train, test: (queries (N, d), passages (D, d), targets (N,)) of cached frozen-LM embeddings.
-    Per n: train and test cross entropy and top-1 (each on a seeded candidate draw), chance
-    (ln n, 1/n), the binomial test of test top-1, the epochs run, and per epoch the train loss
-    and test cross entropy. Trained to its plateau the model overfits (as the paper's does), and
+    Trained `direct_epochs` epochs (direct_stop fixed, the reference) or to a plateau of the
+    train loss (direct_stop plateau, a variant). Per n: train and test cross entropy and top-1
+    (each on a seeded candidate draw), chance
+    (ln n = ln(n_context - 1), 1/n), the binomial test of test top-1, the epochs run, and per epoch
+    the train loss and test cross entropy. Trained long the model overfits (as the paper's does), and
     an overconfident model's test CE can end above ln n while its top-1 beats chance, so the
     lowest test CE over the epochs and its epoch are kept too (chosen on the test pairs, so an
     optimistic figure, never the headline). An n that the test passages cannot fill is skipped.
@@ -294,10 +308,11 @@ def fit_direct(
             epochs=settings.direct_epochs,
             batch_size=settings.direct_batch_size,
             learning_rate=settings.direct_learning_rate,
+            warmup_steps=settings.direct_warmup_steps,
             seed=settings.seed,
             device=device,
             targets=train[2],
-            patience=settings.direct_patience,
+            patience=settings.direct_patience if settings.direct_stop == "plateau" else None,
             min_delta=settings.direct_min_delta,
             evaluate=on_test,
             progress=progress,
@@ -316,6 +331,7 @@ def fit_direct(
                 "train_top1": fit["top1"],
                 "train_loss": history[-1]["loss"],
                 "epochs": len(history),
+                "stop": settings.direct_stop,
                 "history": history,
                 "min_test_ce": lowest["test_ce"],
                 "min_test_ce_epoch": lowest["epoch"],

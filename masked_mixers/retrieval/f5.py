@@ -33,17 +33,31 @@ from .pairs import PairSplits, build_pairs, passage_index, split_pairs
 from .settings import RetrievalSettings
 from .significance import chance_test
 
-F5_DEFAULTS = {
-    "kind": "sentence",
-    "methods": ["cosine", "direct", "infonce"],
-    "direct_candidates": [32, 128],
-    "temperature": 0.02,
+# The reference settings of the direct model (findings.md F5; blbadger/maskedmixers mixer_lm/train_retrieval.py).
+# Candidates count passages: the reference's n_context 32 is the query + 31 candidates (chance ln 31).
+REFERENCE = {
+    "direct_candidates": [31, 127],
+    "direct_hidden_size": None,  # the embedding width
+    "direct_layers": 8,
+    "direct_learning_rate": 1e-4,
+    "direct_warmup_steps": 500,
+    "direct_batch_size": 128,
+    "direct_epochs": 200,
+    "direct_stop": "fixed",
+    "direct_mixing_init": "uniform",
 }
+F5_DEFAULTS = {"kind": "sentence", "methods": ["cosine", "direct", "infonce"], "temperature": 0.02, **REFERENCE}
 
 
 def f5_settings(**overrides) -> RetrievalSettings:
-    """RetrievalSettings with F5's choices (sentence pairs, cosine + direct + InfoNCE, direct at 32 and 128 candidates), then `overrides`."""
+    """RetrievalSettings with F5's choices (sentence pairs, cosine + direct + InfoNCE, the direct model at the
+    reference settings, n_context 32 and 128), then `overrides`."""
     return RetrievalSettings(**{**F5_DEFAULTS, **overrides})
+
+
+def reference_settings() -> RetrievalSettings:
+    """F5's settings with nothing overridden: the reference's, to list a scale's deviations against."""
+    return f5_settings()
 
 
 def f5_pairs(documents: Sequence[str], settings: RetrievalSettings) -> PairSplits:
@@ -132,7 +146,7 @@ def run_family(
     model, tokenizer = load_language_model(model_dir, device)
     embedded = _cached_embeddings(model_dir, model, tokenizer, splits, settings, cache, progress)
     test_q, test_p, test_t = embedded["test"]
-    counts = [n for n in sorted({32, 128, *settings.direct_candidates}) if n <= len(test_p)]
+    counts = [n for n in sorted(set(settings.direct_candidates)) if n <= len(test_p)]  # chance 1/n = 1/(n_context - 1)
     result = {
         "model_dir": str(model_dir),
         "model_type": model.config.model_type,
@@ -160,8 +174,9 @@ def run_f5(
     cache_dir: where each family's embeddings are kept between calls (they depend only on the model,
     the documents and the settings' pair and embedding fields, so delete it when those change).
     Returns {"pairs": counts, "settings": the settings used, "families": {"mixer": ..., "llama": ...}};
-    each direct row has candidates, train_ce, train_top1, ce (test), top1 (test), chance_ce (ln n),
-    chance_top1 (1/n), ce_se, hits, queries, p_value, beats_chance, epochs and the per-epoch history.
+    each direct row has candidates (n), n_context (n + 1: the query too), train_ce, train_top1, ce (test),
+    top1 (test), chance_ce (ln n = ln(n_context - 1)), chance_top1 (1/n), ce_se, hits, queries, p_value,
+    beats_chance, epochs and the per-epoch history.
     """
     settings.validate()
     splits = f5_pairs(documents, settings)
@@ -198,17 +213,21 @@ def _lowest(row: dict) -> str:
 
 
 def direct_table(result: dict) -> str:
-    """Markdown: per family and n, train/test CE (chance ln n; the lowest test CE over the epochs, chosen on
+    """Markdown: per family and n candidates (n_context = n + 1), train/test CE (chance ln n; the lowest
+    test CE over the epochs, chosen on
     the test pairs) and test top-1 (chance 1/n) with the p-value."""
     lines = [
-        "| family | n | epochs | train CE | test CE ± se | lowest test CE (epoch) | ln n | train top-1 | test top-1 | 1/n | p (binomial) | beats chance |",
-        "|---" * 12 + "|",
+        "| family | n_context | candidates n | epochs | train CE | test CE ± se | lowest test CE (epoch) | ln n "
+        "| train top-1 | test top-1 | 1/n | p (binomial) | beats chance |",
+        "|---" * 13 + "|",
     ]
     for label, family in result["families"].items():
         for r in family["direct"]:
             lines.append(
-                f"| {label} | {r['candidates']} | {r['epochs']} | {r['train_ce']:.3f} | {r['ce']:.3f} ± {r['ce_se']:.3f} | {_lowest(r)} | {math.log(r['candidates']):.3f} "
-                f"| {r['train_top1']:.3f} | {r['top1']:.3f} | {r['chance_top1']:.4f} | {r['p_value']:.2g} | {'yes' if r['beats_chance'] else 'no'} |"
+                f"| {label} | {r['candidates'] + 1} | {r['candidates']} | {r['epochs']} | {r['train_ce']:.3f} "
+                f"| {r['ce']:.3f} ± {r['ce_se']:.3f} | {_lowest(r)} | {math.log(r['candidates']):.3f} "
+                f"| {r['train_top1']:.3f} | {r['top1']:.3f} | {r['chance_top1']:.4f} | {r['p_value']:.2g} "
+                f"| {'yes' if r['beats_chance'] else 'no'} |"
             )
     return "\n".join(lines)
 
@@ -221,11 +240,13 @@ def direct_table_of_models(models: dict[str, dict]) -> str | None:
 
 __all__ = [
     "F5_DEFAULTS",
+    "REFERENCE",
     "beats_chance",
     "direct_table",
     "direct_table_of_models",
     "f5_pairs",
     "f5_settings",
+    "reference_settings",
     "run_f5",
     "run_family",
 ]

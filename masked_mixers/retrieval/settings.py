@@ -28,12 +28,14 @@ Method = Literal["cosine", "direct", "infonce"]
 Position = Literal["second-to-last", "last-token", "last"]
 InfoNCEVariant = Literal["paper", "in-batch"]
 MixingInit = Literal["exchangeable", "uniform"]
+DirectStop = Literal["fixed", "plateau"]
 
 PAIR_KINDS: tuple[str, ...] = typing.get_args(PairKind)
 METHODS: tuple[str, ...] = typing.get_args(Method)
 POSITIONS: tuple[str, ...] = typing.get_args(Position)
 INFONCE_VARIANTS: tuple[str, ...] = typing.get_args(InfoNCEVariant)
 MIXING_INITS: tuple[str, ...] = typing.get_args(MixingInit)
+DIRECT_STOPS: tuple[str, ...] = typing.get_args(DirectStop)
 
 
 def _help(text: str) -> dict:
@@ -50,7 +52,8 @@ class RetrievalSettings:
     kind: PairKind = field(
         default="sentence",
         metadata=_help(
-            "sentence: one sentence -> the rest of the document; keywords: a few content words -> the document without them"
+            "sentence: one sentence -> the rest of the document; keywords: a few content words -> the document "
+            "without them"
         ),
     )
     min_query_words: int = field(default=5, metadata=_help("sentence: shortest sentence used as a query"))
@@ -58,7 +61,8 @@ class RetrievalSettings:
     queries_per_document: int = field(
         default=1,
         metadata=_help(
-            "sentence: query sentences per document, all asking for one passage (the document without any of them); the split is by document"
+            "sentence: query sentences per document, all asking for one passage (the document without any of them); "
+            "the split is by document"
         ),
     )
     test_fraction: float = field(
@@ -71,7 +75,8 @@ class RetrievalSettings:
     methods: list[Method] = field(
         default_factory=lambda: ["cosine", "direct"],
         metadata=_help(
-            "cosine: embeddings as trained; direct: retrieval mixer on frozen embeddings; infonce: fine-tune, then cosine"
+            "cosine: embeddings as trained; direct: retrieval mixer on frozen embeddings; infonce: fine-tune, then "
+            "cosine"
         ),
     )
     position: Position = field(default="second-to-last", metadata=_help("which token's hidden state embeds a text"))
@@ -80,35 +85,54 @@ class RetrievalSettings:
         default=None, metadata=_help("truncate inputs to this many tokens (default: the model's context)")
     )
     direct_candidates: list[int] = field(
-        default_factory=lambda: [32],
-        metadata=_help("direct: numbers of candidates the retrieval mixer is trained and tested at"),
+        default_factory=lambda: [31],
+        metadata=_help(
+            "direct: numbers of candidate passages the retrieval mixer is trained and tested at; the query is not "
+            "counted: the reference's n_context = candidates + 1 (default 31: n_context 32, chance ln 31)"
+        ),
     )
     direct_epochs: int = field(
-        default=100,
+        default=200, metadata=_help("direct: training epochs of the retrieval mixer (the reference: a fixed 200)")
+    )
+    direct_stop: DirectStop = field(
+        default="fixed",
         metadata=_help(
-            "direct: most training epochs of the retrieval mixer (it stops earlier once its train loss stops falling)"
+            "direct: fixed: every one of direct_epochs epochs (the reference); plateau: a variant that stops once the "
+            "train loss stops falling (direct_patience, direct_min_delta)"
         ),
     )
     direct_patience: int = field(
         default=5,
         metadata=_help(
-            "direct: stop after this many epochs without the train loss falling by direct_min_delta below its best"
+            "direct (plateau): stop after this many epochs without the train loss falling by direct_min_delta below "
+            "its best"
         ),
     )
     direct_min_delta: float = field(
-        default=1e-3, metadata=_help("direct: the fall of the train loss (nats) that counts as progress")
+        default=1e-3, metadata=_help("direct (plateau): the fall of the train loss (nats) that counts as progress")
     )
-    direct_layers: int = field(default=4, metadata=_help("direct: mixer layers of the retrieval model"))
+    direct_layers: int = field(default=8, metadata=_help("direct: mixer blocks of the retrieval model (reference: 8)"))
     direct_hidden_size: int | None = field(
         default=None,
         metadata=_help("direct: width of the retrieval model (default: the language model's d_model, as in the paper)"),
     )
-    direct_batch_size: int = field(default=32, metadata=_help("direct: training queries per step"))
-    direct_learning_rate: float = field(default=1e-3, metadata=_help("direct: AdamW learning rate"))
+    direct_batch_size: int = field(default=128, metadata=_help("direct: training queries per step (reference: 128)"))
+    direct_learning_rate: float = field(
+        default=1e-4, metadata=_help("direct: AdamW peak learning rate (reference: 1e-4)")
+    )
+    direct_warmup_steps: int = field(
+        default=500,
+        metadata=_help(
+            "direct: linear warmup steps, then linear decay to 0 at the last step (the HF Trainer's default schedule, "
+            "as the reference; reference: 500)"
+        ),
+    )
     direct_mixing_init: MixingInit = field(
         default="uniform",
         metadata=_help(
-            "direct: uniform: PyTorch's default, as the author's code (the protocol); exchangeable: a variant, every candidate slot's mixing starts as itself plus the query, which learns at CPU budgets where uniform stays at chance (docs/retrieval.md)"
+            "direct: uniform: PyTorch's default, as the author's code (the protocol); exchangeable: a variant, every "
+            "candidate slot's mixing starts as itself plus the query, which learns at CPU budgets where uniform stays "
+            "at chance (docs/retrieval.md)"
         ),
     )
     significance: float = field(
@@ -118,7 +142,8 @@ class RetrievalSettings:
     infonce_variant: InfoNCEVariant = field(
         default="paper",
         metadata=_help(
-            "infonce: paper: one query vs infonce_candidates passages per step (F5); in-batch: a batch of pairs, the other passages as negatives"
+            "infonce: paper: one query vs infonce_candidates passages per step (F5); in-batch: a batch of pairs, the "
+            "other passages as negatives"
         ),
     )
     infonce_candidates: int = field(
@@ -154,7 +179,7 @@ class RetrievalSettings:
             "infonce_batch_size",
         )
         at_least(self, 2, "infonce_candidates")
-        at_least(self, 0, "direct_min_delta")
+        at_least(self, 0, "direct_min_delta", "direct_warmup_steps")
         require(
             self.kind == "sentence" or self.queries_per_document == 1,
             "queries_per_document",
@@ -189,12 +214,14 @@ BENCHMARK_FIELDS = (
     "max_length",
     "direct_candidates",
     "direct_epochs",
+    "direct_stop",
     "direct_patience",
     "direct_min_delta",
     "direct_layers",
     "direct_hidden_size",
     "direct_batch_size",
     "direct_learning_rate",
+    "direct_warmup_steps",
     "direct_mixing_init",
     "significance",
     "infonce_variant",
@@ -246,6 +273,7 @@ def from_args(args: argparse.Namespace, names: tuple[str, ...], cls: type = Retr
 
 __all__ = [
     "BENCHMARK_FIELDS",
+    "DIRECT_STOPS",
     "EMBED_FIELDS",
     "INFONCE_VARIANTS",
     "METHODS",
@@ -254,6 +282,7 @@ __all__ = [
     "PAIR_KINDS",
     "POSITIONS",
     "Method",
+    "DirectStop",
     "PairKind",
     "Position",
     "RetrievalSettings",
