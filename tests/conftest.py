@@ -61,6 +61,52 @@ def tiny_prepared(tiny_data_config):
     return prepare_data(tiny_data_config, seq_len=64, progress=False)
 
 
+# --- retrieval: real stories and a tiny saved mixer and Llama (test_retrieval.py, test_retrieval_f5.py) ---
+
+
+@pytest.fixture(scope="module")
+def stories() -> list[str]:
+    import json
+
+    lines = TRAIN.read_text(encoding="utf-8").splitlines()[:400]
+    return [json.loads(line)["text"] for line in lines]
+
+
+def bpe_tokenizer(texts: list[str]):
+    """A tiny byte-level BPE trained on the fly, wrapped for transformers with pad and eos."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(
+        texts, trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<eos>"], show_progress=False)
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory, stories) -> dict[str, Path]:
+    """A tiny random mixer and Llama, each saved with its tokenizer beside it."""
+    import torch
+
+    from masked_mixers.runs.config import ModelSpec
+    from masked_mixers.runs.factory import build_model
+
+    tokenizer = bpe_tokenizer(stories)
+    dirs = {}
+    for family in ("mixer", "llama"):
+        torch.manual_seed(0)
+        spec = ModelSpec(family=family, hidden_size=32, num_hidden_layers=2, seq_len=48, num_heads=2)
+        model, _ = build_model(
+            spec, len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+        )
+        dirs[family] = tmp_path_factory.mktemp(family)
+        model.save_pretrained(dirs[family])
+        tokenizer.save_pretrained(dirs[family])
+    return dirs
+
+
 def pytest_terminal_summary(terminalreporter):
     """The fault suite's outcome table (tests/faults.py), when it ran: issue item -> outcome -> count."""
     import sys

@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 import random
 import re
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import TRAIN
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+from conftest import bpe_tokenizer
 
 from masked_mixers.cli import main
 from masked_mixers.retrieval import (
@@ -45,42 +42,6 @@ from masked_mixers.retrieval.pairs import (
 from masked_mixers.runs.config import ModelSpec
 from masked_mixers.runs.factory import build_model
 from masked_mixers.runs.layout import SCORE, input_side
-
-STORIES = TRAIN
-
-
-@pytest.fixture(scope="module")
-def stories() -> list[str]:
-    lines = STORIES.read_text(encoding="utf-8").splitlines()[:400]
-    return [json.loads(line)["text"] for line in lines]
-
-
-def _tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
-    """A tiny byte-level BPE trained on the fly, wrapped for transformers with pad and eos."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.train_from_iterator(
-        texts, trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<eos>"], show_progress=False)
-    )
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
-
-
-@pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory, stories) -> dict[str, Path]:
-    """A tiny random mixer and Llama, each saved with its tokenizer beside it."""
-    tokenizer = _tokenizer(stories)
-    dirs = {}
-    for family in ("mixer", "llama"):
-        torch.manual_seed(0)
-        spec = ModelSpec(family=family, hidden_size=32, num_hidden_layers=2, seq_len=48, num_heads=2)
-        model, _ = build_model(
-            spec, len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
-        )
-        dirs[family] = tmp_path_factory.mktemp(family)
-        model.save_pretrained(dirs[family])
-        tokenizer.save_pretrained(dirs[family])
-    return dirs
-
 
 # --- pairs ----------------------------------------------------------------------------------
 
@@ -222,7 +183,7 @@ def test_mixer_embeddings_pad_on_the_side_it_was_trained_with(tmp_path, stories,
     """A mixer saved with a left- (or right-) padding tokenizer embeds a text the same alone or beside
     longer texts, and each position reads the right column of its own layout: left-padded to L, the
     text ends at L - 1 as in training; right-padded, it starts at 0."""
-    tokenizer = _tokenizer(stories)
+    tokenizer = bpe_tokenizer(stories)
     tokenizer.padding_side = tokenizer.init_kwargs["padding_side"] = side  # as training.py saves it
     torch.manual_seed(0)
     L = 48
@@ -256,7 +217,7 @@ def test_mixer_embeddings_pad_on_the_side_it_was_trained_with(tmp_path, stories,
 
 def test_only_families_whose_positions_are_rows_take_the_tokenizers_padding_side(stories):
     """A left-padding tokenizer left-pads a mixer but not Llama, whose positions start at 0 under right padding."""
-    tokenizer = _tokenizer(stories[:50])
+    tokenizer = bpe_tokenizer(stories[:50])
     tokenizer.padding_side = "left"
     for family, expected in (("mixer", "left"), ("linear_mixer", "left"), ("llama", "right")):
         heads = dict(num_heads=2) if family == "llama" else {}

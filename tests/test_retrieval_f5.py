@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_retrieval import model_dirs, stories  # noqa: F401  (module fixtures: a tiny mixer and Llama, real stories)
 
 from masked_mixers.retrieval import infonce
 from masked_mixers.retrieval.direct import (

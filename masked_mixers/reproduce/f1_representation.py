@@ -60,7 +60,8 @@ def run(ctx: Context) -> Measured:
                 store[side].append(value)
     checks = [
         better(
-            f"Untrained: a masked mixer represents its input far more accurately than a transformer (far: a modified Hamming "
+            "Untrained: a masked mixer represents its input far more accurately than a transformer (far: a modified "
+            "Hamming "
             f"at least {FAR:.0%} of the transformer's below it)",
             "untrained: mixer ~0, transformer ~1 (the worst value)",
             "mixer",
@@ -71,7 +72,8 @@ def run(ctx: Context) -> Measured:
         ),
         better(
             f"Trained: the mixer stays far more accurate than the transformer (far: at least {FAR:.0%} below it)",
-            "fineweb-edu (n_ctx 512, 200k steps): Llama-style near 1, mixers far more accurate; on TinyStories transformers "
+            "fineweb-edu (n_ctx 512, 200k steps): Llama-style near 1, mixers far more accurate; on TinyStories "
+            "transformers "
             "only partly recover, and only at d_model <= 512",
             "mixer",
             learned["mixer"],
@@ -103,7 +105,8 @@ def run(ctx: Context) -> Measured:
         checks=checks,
         table=table,
         notes=notes,
-        budget=f"{ctx.scale.represent_steps} gradient-descent steps on {ctx.scale.represent_texts} held-out sequences of L {ctx.scale.seq_len}; "
+        budget=f"{ctx.scale.represent_steps} gradient-descent steps on {ctx.scale.represent_texts} held-out sequences "
+        f"of L {ctx.scale.seq_len}; "
         "trained models: F4's (equal training FLOPs)",
         headline=dict(metric="modified Hamming, untrained (0 best, 1 worst)", lower_is_better=True, values=fresh),
         artifacts=[f"F1/seed-{i}-{k}/represent.md" for i in range(ctx.scale.seeds) for k in ("untrained", "trained")],
@@ -113,13 +116,18 @@ def run(ctx: Context) -> Measured:
 FINDING = Finding(
     id="F1",
     title="Input representation accuracy",
-    claim="Given a model's hidden state, gradient descent on a random input recovers the input for masked mixers but not for "
+    claim="Given a model's hidden state, gradient descent on a random input recovers the input for masked mixers but "
+    "not for "
     "transformers.",
-    published="Untrained: mixer ~0, transformer ~1 (modified Hamming, top-5). Trained on fineweb-edu: Llama-style models stay "
-    "near 1, mixers far more accurate. Transformers needed d_model > 3000 to represent their input accurately; mixers were "
+    published="Untrained: mixer ~0, transformer ~1 (modified Hamming, top-5). Trained on fineweb-edu: Llama-style "
+    "models stay "
+    "near 1, mixers far more accurate. Transformers needed d_model > 3000 to represent their input accurately; mixers "
+    "were "
     "accurate at d_model < 100.",
-    protocol="Paper protocol F1 exactly: target = last block's output before the final norm; start N(0, 1); L1 summed over every "
-    "element; plain gradient descent, 500 steps, lr 0.02 -> 0.002 linearly; decode x @ pinv(E); fraction of non-pad positions "
+    protocol="Paper protocol F1 exactly: target = last block's output before the final norm; start N(0, 1); L1 summed "
+    "over every "
+    "element; plain gradient descent, 500 steps, lr 0.02 -> 0.002 linearly; decode x @ pinv(E); fraction of non-pad "
+    "positions "
     "whose token is not in the top 5, per sequence, averaged. Models: F4's trained mixer, Llama and GPT-2, and fresh "
     "initialisations of the same architectures, per seed.",
     run=run,

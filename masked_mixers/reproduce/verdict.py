@@ -133,7 +133,8 @@ def better(
     variant: bool = False,
     effect: float = 0.0,
 ) -> Check:
-    """The claim "a is better than b" (by at least `effect` x b's mean), or with `tolerance` > 0 "a is about as good as b, or better".
+    """The claim "a is better than b" (by at least `effect` x b's mean), or with `tolerance` > 0
+    "a is about as good as b, or better".
 
     a[i] and b[i] come from the same seed i. `tolerance` is the parity band and `effect` the size a
     size claim requires, both as fractions of b's mean; the module docstring gives the rule.
@@ -178,7 +179,8 @@ def better(
 def holds(
     claim: str, published: str, measured: dict[str, list], ok: bool | None, reason: str, variant: bool = False
 ) -> Check:
-    """A yes/no claim (a run diverged, logits match): agrees when `ok`, disagrees when not; None or missing values: inconclusive."""
+    """A yes/no claim (a run diverged, logits match): agrees when `ok`, disagrees when not; None or missing
+    values: inconclusive."""
     missing = _missing({k: v for k, v in measured.items() if v is not None})
     if missing:
         return Check(claim, published, measured, INCONCLUSIVE, missing, variant)
