@@ -197,6 +197,11 @@ def run(ctx: Context) -> Measured:
         for family in ("llama", "mixer")
         for ablation in UNSTABLE
     ]
+    checks += [
+        _check(f"No gradient clipping: {claim}", published, free, family, ablation, band, variant=True)
+        for claim, published, family, ablation, band in CLAIMS
+        if band in (UNSTABLE_RUN, STABLE_RUN)
+    ]
     table = [
         dict(
             seed=seed,
