@@ -221,7 +221,7 @@ def test_feed_forward_attention_variant_and_no_clip(tmp_path, capsys):
     row = summarize_run(
         "llama", "feed_forward_attention", [{"step": 1, "loss": 3.0}], None, 10, VOCAB, max_grad_norm=0.0
     )
-    assert markdown_table([row]).splitlines()[-1].endswith("| 0 (off) |")
+    assert markdown_table([row]).splitlines()[-1].endswith("| 0 (off) | - | 0 |")  # no grad norm logged, no spike
 
 
 def test_summary_row_and_table():
