@@ -369,7 +369,8 @@ def test_declared_flops_match_torch_flop_counter(name, knobs):
     by_op = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
     assert counted == pytest.approx(expected, rel=0.005), (  # today they agree exactly
         f"{name} {knobs}: torch counts {counted:,} forward FLOPs, the family declares {expected:,.0f} "
-        f"(dense {declared.dense * L:,.0f}, token mixing {declared.token_mixing * L:,.0f}, attention {declared.attention * L:,.0f}, "
+        f"(dense {declared.dense * L:,.0f}, token mixing {declared.token_mixing * L:,.0f}, "
+        f"attention {declared.attention * L:,.0f}, "
         f"lm head {declared.lm_head * L:,.0f}); counted by op: {by_op}"
     )
 
