@@ -10,7 +10,15 @@ from transformers import LlamaForCausalLM
 from masked_mixers.cli import main
 from masked_mixers.core.errors import UserError
 from masked_mixers.models import FAMILIES
-from masked_mixers.probes.ablation import ABLATABLE_FAMILIES, ablation_runs, markdown_table, summarize_run
+from masked_mixers.probes.ablation import (
+    ABLATABLE_FAMILIES,
+    SPIKE_FACTOR,
+    ablation_runs,
+    largest_grad_norm,
+    loss_spikes,
+    markdown_table,
+    summarize_run,
+)
 from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig, save_yaml
 from masked_mixers.runs.factory import build_model, count_parameters
 from masked_mixers.training.divergence import diverged_at, divergence_threshold, healthy_points
@@ -213,7 +221,7 @@ def test_feed_forward_attention_variant_and_no_clip(tmp_path, capsys):
     row = summarize_run(
         "llama", "feed_forward_attention", [{"step": 1, "loss": 3.0}], None, 10, VOCAB, max_grad_norm=0.0
     )
-    assert markdown_table([row]).splitlines()[-1].endswith("| 0 (off) |")
+    assert markdown_table([row]).splitlines()[-1].endswith("| 0 (off) | - | 0 |")  # no grad norm logged, no spike
 
 
 def test_summary_row_and_table():
@@ -230,6 +238,28 @@ def test_summary_row_and_table():
     assert (
         healthy["diverged_at"] is None and healthy["final_loss"] == history[9]["loss"] and healthy["eval_loss"] == 2.5
     )
+
+
+def test_loss_spikes_count_losses_above_twice_the_running_median():
+    falling = [8.0, 6.0, 5.0, 4.5, 4.2, 4.0, 3.9, 3.8]
+    assert loss_spikes(falling) == 0  # a falling loss never spikes, however steep its start
+    # the running median stays 4.0: 7.9 is below its double, 8.1 and 20 are above, and the NaN counts too
+    history = falling + [4.0] * 10 + [7.9, 8.1, 4.0, 20.0, 4.0, float("nan")]
+    assert SPIKE_FACTOR == 2.0 and loss_spikes(history) == 3
+    # the window decides what "running" means: over the last 2 losses a plateau at 20 is the new normal
+    assert loss_spikes([5.0, 5.0, 5.0, 20.0, 20.0, 11.0], window=2) == 1
+    assert loss_spikes([5.0, 5.0, 5.0, 20.0, 20.0, 11.0], window=5) == 3
+    assert loss_spikes([]) == loss_spikes([float("inf")]) == 0  # the first loss has no running median
+
+
+def test_largest_grad_norm_and_spikes_in_the_summary_row():
+    history = [{"step": i, "loss": v, "grad_norm": g} for i, (v, g) in enumerate([(5.0, 1.0), (4.0, 30.0), (9.5, 2.0)])]
+    history += [{"step": 3, "eval_loss": 4.1}]  # an evaluation event has neither
+    assert largest_grad_norm(history) == 30.0 and largest_grad_norm(history[-1:]) is None
+    assert largest_grad_norm([{"grad_norm": 1.0}, {"grad_norm": float("inf")}]) == math.inf
+    row = summarize_run("llama", "no_layer_norm", history, {"eval_loss": 4.1}, 10, VOCAB)
+    assert (row["largest_grad_norm"], row["loss_spikes"]) == (30.0, 1)
+    assert "| 30.0000 | 1 |" in markdown_table([row])
 
 
 def test_a_finite_blow_up_ends_the_final_loss_where_the_run_diverged():
@@ -297,7 +327,8 @@ def test_ablate_command_on_real_data(tmp_path, tiny_data_config, tiny_prepared):
 
 
 def test_ablate_command_records_a_real_divergence_and_goes_on(tmp_path, tiny_data_config, tiny_prepared):
-    """A learning rate of 10 without clipping blows the loss up: the row says where, by the shared definition; the sweep goes on.
+    """A learning rate of 10 without clipping blows the loss up: the row says where, by the shared definition;
+    the sweep goes on.
 
     Where the loss crosses the threshold, and whether it reaches NaN within the budget, depends on
     the CPU: only what the definition guarantees is asserted.

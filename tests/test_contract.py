@@ -326,6 +326,7 @@ FLOP_VARIANTS = [
     ("mixer_type", "multihead"),
     ("linear_variant", "relu"),
     ("linear_variant", "near_linear"),
+    ("linear_variant", "near_linear_ff"),
     ("use_feed_forward", False),
     ("feed_forward_attention", True),
     ("compression_dim", 8),

@@ -61,12 +61,13 @@ def test_collapse_holds_on_real_positions_with_right_padding():
     torch.testing.assert_close(a[1], b[1], atol=1e-4, rtol=0)
 
 
-def test_near_linear_cannot_collapse():
+@pytest.mark.parametrize("variant", ["near_linear", "near_linear_ff"])
+def test_near_linear_cannot_collapse(variant):
     with pytest.raises(ValueError, match="cannot be collapsed"):
-        make("near_linear").collapse()
+        make(variant).collapse()
 
 
-@pytest.mark.parametrize("variant", ["linear", "relu", "near_linear"])
+@pytest.mark.parametrize("variant", ["linear", "relu", "near_linear", "near_linear_ff"])
 def test_cached_generate_equals_recomputing_the_prefix(variant):
     model = make(variant)
     ids = torch.randint(0, VOCAB, (2, 5))
@@ -101,18 +102,49 @@ def test_generation_slides_past_seq_len_like_the_masked_mixer(variant):
 
 
 def test_it_is_a_masked_mixer_without_norms():
-    for variant, feed_forward in (("linear", False), ("relu", False), ("near_linear", True)):
+    for variant, feed_forward in (("linear", False), ("relu", False), ("near_linear", False), ("near_linear_ff", True)):
         model = make(variant, layers=2)
         assert all(type(layer) is MixerBlock for layer in model.model.layers)
         names = {name for name, _ in model.named_parameters()}
-        assert "model.layers.1.token_mixing.weight" in names and not any("norm" in n for n in names)
+        assert any(n.startswith("model.layers.1.token_mixing.weight") for n in names)
+        assert not any("norm" in n for n in names)
         assert ("model.layers.0.feed_forward.up.weight" in names) == feed_forward
         assert not model.config.use_layer_norm and model.config.use_feed_forward == feed_forward
 
 
-def test_config_saved_before_it_was_a_masked_mixer_config_loads_without_norms(tmp_path):
+def _trunk_parameters(model) -> dict[str, tuple]:
+    return {n: tuple(p.shape) for n, p in model.named_parameters() if n.startswith("model.layers.")}
+
+
+def test_linear_and_near_linear_have_exactly_the_reference_modules():
+    """blbadger/maskedmixers mixer_lm/linear_mixer.py: blocks of x + W x (linear), x + conv-GELU-conv (nearly linear),
+    W and the convs causal L x L over positions; no norm, no feature feed-forward."""
+    linear, near = make("linear", layers=2), make("near_linear", layers=2)
+    assert _trunk_parameters(linear) == {
+        f"model.layers.{i}.token_mixing.{n}": s for i in (0, 1) for n, s in (("weight", (L, L)), ("bias", (L,)))
+    }
+    assert _trunk_parameters(near) == {
+        f"model.layers.{i}.token_mixing.{n}": s
+        for i in (0, 1)
+        for n, s in (("weight_in", (L, L)), ("bias_in", (L,)), ("weight_out", (L, L)), ("bias_out", (L,)))
+    }
+    for model in (linear, near):
+        for layer in model.model.layers:
+            assert isinstance(layer.token_norm, torch.nn.Identity) and layer.feed_forward is None
+            assert layer.use_residual and layer.dropout_p == 0
+    # the nearly linear block computes x + tril(W2) GELU(tril(W1) x + b1) + b2 over positions, nothing else
+    x = torch.randn(3, L, 16)
+    mixing = near.model.layers[0].token_mixing
+    hidden = torch.tril(mixing.weight_in) @ x + mixing.bias_in[:, None]  # (L, L) @ (b, L, d): over positions
+    expected = x + torch.tril(mixing.weight_out) @ torch.nn.functional.gelu(hidden) + mixing.bias_out[:, None]
+    with torch.no_grad():
+        torch.testing.assert_close(near.model.layers[0](x), expected)
+
+
+@pytest.mark.parametrize("variant", ["near_linear", "near_linear_ff"])
+def test_config_saved_before_it_was_a_masked_mixer_config_loads_without_norms(tmp_path, variant):
     """An old config.json has no use_layer_norm / use_feed_forward keys: the variant decides them."""
-    model = make("near_linear", layers=2)
+    model = make(variant, layers=2)
     model.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     old = {
@@ -132,13 +164,16 @@ def test_config_saved_before_it_was_a_masked_mixer_config_loads_without_norms(tm
     }
     (tmp_path / "config.json").write_text(json.dumps(old))
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
-    assert not loaded.config.use_layer_norm and loaded.config.use_feed_forward and loaded.config.mixer_type == "flat"
+    assert not loaded.config.use_layer_norm
+    assert (loaded.config.use_feed_forward, loaded.config.mixer_type) == (
+        (True, "flat") if variant == "near_linear_ff" else (False, "expanded")
+    )
     ids = torch.randint(0, VOCAB, (2, 9))
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, model(ids).logits, atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("variant", ["linear", "relu", "near_linear"])
+@pytest.mark.parametrize("variant", ["linear", "relu", "near_linear", "near_linear_ff"])
 def test_causal(variant):
     model = make(variant)
     ids = torch.randint(0, VOCAB, (2, 12))
@@ -151,7 +186,7 @@ def test_causal(variant):
     assert (a[:, j:] - b[:, j:]).abs().amax() > 1e-3
 
 
-@pytest.mark.parametrize("variant", ["linear", "relu", "near_linear"])
+@pytest.mark.parametrize("variant", ["linear", "relu", "near_linear", "near_linear_ff"])
 def test_save_load_round_trip(tmp_path, variant):
     model = make(variant)
     model.save_pretrained(tmp_path)
@@ -168,7 +203,8 @@ def test_training_loss_and_gradients():
     out = model(ids, labels=ids)
     assert out.cache is None and torch.isfinite(out.loss)
     out.loss.backward()
-    assert model.model.layers[0].token_mixing.weight.grad.triu(1).abs().sum() == 0
+    mixing = model.model.layers[0].token_mixing
+    assert mixing.weight_in.grad.triu(1).abs().sum() == 0 and mixing.weight_out.grad.triu(1).abs().sum() == 0
 
 
 def test_factory_family():

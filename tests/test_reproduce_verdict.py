@@ -135,33 +135,3 @@ def test_overall_counts_protocol_checks_and_ignores_variants():
 def test_an_exact_tie_is_inconclusive():
     check = better("a beats b", "-", "a", [1.0, 2.0, 3.0], "b", [2.0, 2.0, 2.0])
     assert check.verdict == INCONCLUSIVE
-
-
-def _row(family, ablation, eval_loss, diverged_at=None):
-    return dict(family=family, ablation=ablation, eval_loss=eval_loss, diverged_at=diverged_at)
-
-
-def test_f2_bands_do_not_overlap_and_a_ratio_between_them_is_inconclusive():
-    from masked_mixers.reproduce.f2_flexibility import FINE, POOR, SLIGHT, VERY_POOR, _band_check
-
-    assert SLIGHT < POOR
-    for ratio, poor, fine in (
-        (1.0, DISAGREES, AGREES),
-        (SLIGHT, DISAGREES, AGREES),
-        (1.1, INCONCLUSIVE, INCONCLUSIVE),
-        (POOR, AGREES, DISAGREES),
-    ):
-        rows = {("mixer", "none"): _row("mixer", "none", 2.0), ("mixer", "x"): _row("mixer", "x", 2.0 * ratio)}
-        assert _band_check("c", "-", rows, "mixer", "x", VERY_POOR).verdict == poor, ratio
-        assert _band_check("c", "-", rows, "mixer", "x", FINE).verdict == fine, ratio
-
-
-def test_f2_a_diverged_run_is_very_poor_and_a_diverged_baseline_makes_the_check_inconclusive():
-    from masked_mixers.reproduce.f2_flexibility import FINE, VERY_POOR, _band_check
-
-    rows = {("llama", "none"): _row("llama", "none", 2.0), ("llama", "x"): _row("llama", "x", None, diverged_at=8)}
-    assert _band_check("c", "-", rows, "llama", "x", VERY_POOR).verdict == AGREES
-    assert _band_check("c", "-", rows, "llama", "x", FINE).verdict == DISAGREES
-    rows[("llama", "none")] = _row("llama", "none", None, diverged_at=12)
-    check = _band_check("c", "-", rows, "llama", "x", VERY_POOR)
-    assert check.verdict == INCONCLUSIVE and "whole model diverged at step 12" in check.reason

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +39,8 @@ ABLATIONS: dict[str, dict[str, bool]] = {
     "feed_forward_attention": {"feed_forward_attention": True},
 }
 _WHOLE = {f.name: f.default for f in dataclasses.fields(ModelSpec)}
+SPIKE_FACTOR = 2.0  # a loss spike: a logged training loss above this many times the running median
+SPIKE_WINDOW = 10  # the running median is over the (up to) this many losses logged just before
 
 
 def _cli_name(family: Family) -> str:
@@ -86,9 +89,11 @@ def ablation_runs(
         for ablation in ablations:
             if ablation not in ABLATIONS:
                 raise UserError(f"--ablations: unknown ablation {ablation!r} (choose from {', '.join(ABLATIONS)})")
-            if not set(ABLATIONS[ablation]) <= set(switches):
+            lacking = set(ABLATIONS[ablation]) - set(switches)
+            if lacking:
                 print(
-                    f"{family}: skipping {ablation} (family {ABLATABLE_FAMILIES[family]} has no {', '.join(set(ABLATIONS[ablation]) - set(switches))} switch)"
+                    f"{family}: skipping {ablation} "
+                    f"(family {ABLATABLE_FAMILIES[family]} has no {', '.join(lacking)} switch)"
                 )
                 continue
             variant = copy.deepcopy(run)
@@ -109,6 +114,27 @@ def loss_points(history: Sequence[dict]) -> list[tuple[int, float]]:
     return [(int(h["step"]), float(h["loss"])) for h in history if h.get("loss") is not None]
 
 
+def loss_spikes(losses: Sequence[float], factor: float = SPIKE_FACTOR, window: int = SPIKE_WINDOW) -> int:
+    """How many logged losses exceed `factor` x the median of the (up to) `window` finite losses logged just before.
+
+    A non-finite loss counts as a spike (a loss gone to infinity is the largest spike there is); the
+    first loss has no running median and is never one.
+    """
+    spikes, before = 0, []
+    for loss in losses:
+        if before and (not math.isfinite(loss) or loss > factor * statistics.median(before[-window:])):
+            spikes += 1
+        if math.isfinite(loss):
+            before.append(loss)
+    return spikes
+
+
+def largest_grad_norm(history: Sequence[dict]) -> float | None:
+    """The largest gradient norm logged (before clipping; inf when one was not finite); None when none was logged."""
+    norms = [float(h["grad_norm"]) for h in history if h.get("grad_norm") is not None]
+    return max(norms, key=lambda n: math.inf if math.isnan(n) else n) if norms else None
+
+
 def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -123,7 +149,9 @@ def summarize_run(
     max_grad_norm: float | None = None,
     factor: float = DIVERGENCE_FACTOR,
 ) -> dict:
-    """One table row: where the run diverged (divergence.diverged_at, or None), its final, best and eval loss, its clipping (0: none).
+    """One table row: where the run diverged (divergence.diverged_at, or None), its final, best and eval loss, its
+    clipping (0: none), and its instability: the largest gradient norm logged and the number of loss spikes
+    (`loss_spikes`, over every logged loss, the one that diverged included).
 
     A diverged run has no final or eval loss (None); its min_loss is the best loss logged before it diverged.
     """
@@ -141,6 +169,8 @@ def summarize_run(
         eval_loss=_finite_or_none(eval_metrics.get("eval_loss", eval_metrics.get("loss"))),
         steps=points[-1][0] if points else 0,
         max_grad_norm=max_grad_norm,
+        largest_grad_norm=largest_grad_norm(history),
+        loss_spikes=loss_spikes([v for _, v in points]),
     )
 
 
@@ -162,6 +192,8 @@ def markdown_table(rows: Sequence[dict]) -> str:
         "eval_loss",
         "steps",
         "max_grad_norm",
+        "largest_grad_norm",
+        "loss_spikes",
     ]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     clip = {0.0: "0 (off)"}  # max_grad_norm 0: no clipping
@@ -176,4 +208,15 @@ def markdown_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["ABLATABLE_FAMILIES", "ABLATIONS", "ablation_runs", "loss_points", "markdown_table", "summarize_run"]
+__all__ = [
+    "ABLATABLE_FAMILIES",
+    "ABLATIONS",
+    "SPIKE_FACTOR",
+    "SPIKE_WINDOW",
+    "ablation_runs",
+    "largest_grad_norm",
+    "loss_points",
+    "loss_spikes",
+    "markdown_table",
+    "summarize_run",
+]

@@ -1,7 +1,7 @@
 """The findings `reproduce` knows, in the paper's order (docs/findings.md), and the order they run in.
 
-F1 and F5 study the language models F4 trains, and F6 compares its gap with F4's, so F4 runs
-first: its time is then F4's own, and the others reuse its models (Context.compare).
+F1 and F5 study the language models F4 trains, so F4 runs first: its time is then F4's own, and the
+others reuse its models (Context.compare).
 """
 
 from __future__ import annotations

@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Literal
 
 from ..family import FF_MULT, Capabilities, Family, FlopCount, Knob, lm_head_flops
-from ..masked_mixer.family import MIXER_CAPABILITIES
-from .configuration import LINEAR_VARIANTS, LinearMixerConfig
+from ..masked_mixer.family import MIXER_CAPABILITIES, mixer_block_flops
+from .configuration import LINEAR_VARIANTS, VARIANT_SWITCHES, LinearMixerConfig
 from .modeling import LinearMixerForCausalLM, LinearMixerModel
 
 LINEAR_VARIANT = Knob(
     "linear_variant",
     Literal[LINEAR_VARIANTS],
     "linear",
-    "linear (collapsible to one layer), relu (ReLU before the head) or near_linear",
+    "linear (collapsible to one layer), relu (ReLU before the head), near_linear (the paper's: causal "
+    "conv-GELU-conv over positions) or near_linear_ff (a variant: a GELU feature feed-forward per block)",
 )
 
 
 def _flops(spec, vocab_size: int, t: int) -> FlopCount:
-    d = spec.hidden_size
-    dense = 2 * 2 * d * spec.ff_mult * d if spec.linear_variant == "near_linear" else 0
-    block = FlopCount(dense=dense, token_mixing=2 * t * d, attention=0, lm_head=0)
-    return spec.num_hidden_layers * block + lm_head_flops(spec, vocab_size)
+    """The masked mixer block's count with the switches the variant sets (near_linear: two L x L mixings)."""
+    switches = SimpleNamespace(
+        hidden_size=spec.hidden_size, ff_mult=spec.ff_mult, **VARIANT_SWITCHES[spec.linear_variant]
+    )
+    return spec.num_hidden_layers * mixer_block_flops(switches, t) + lm_head_flops(spec, vocab_size)
 
 
 FAMILY = Family(
     name="linear_mixer",
-    description="masked mixer without norms: fully linear (collapsible to one layer), ReLU head, or near-linear",
+    description="masked mixer without norms or feature feed-forward: fully linear (collapsible to one layer), "
+    "ReLU head, or near-linear (conv-GELU-conv over positions)",
     config_class=LinearMixerConfig,
     model_class=LinearMixerForCausalLM,
     build_config=lambda spec, common: LinearMixerConfig(

@@ -1,9 +1,13 @@
 """Linear and near-linear masked mixers, and the collapse of a deep linear mixer into one layer.
 
 These are masked mixers (`MixerBlock`s, `MaskedMixerModel`'s trunk, its cache and sliding
-window) with the switches `LinearMixerConfig.variant` sets: flat mixing, no norms, a feed-forward
-only in the near-linear variant. What is theirs is the ReLU before the head ("relu") and
-`collapse()`.
+window) with the switches `LinearMixerConfig.variant` sets: no norms, no feature feed-forward
+(but in the "near_linear_ff" variant), flat mixing for "linear" and "relu", and for the reference's
+nearly linear model ("near_linear") the expanded mixing with expansion 1, i.e. per block
+
+    x <- x + W2 GELU(W1 x + b1) + b2,   W1, W2 causal-masked L x L mixings over positions.
+
+What is theirs is the ReLU before the head ("relu") and `collapse()`.
 
 A fully linear block is x <- x + Mix(x) = (I + W_k) x + b_k 1^T, with W_k a lower-triangular
 L x L matrix and b_k a per-position bias shared by all d features. Stacking K of them gives
@@ -38,7 +42,7 @@ class LinearMixerPreTrainedModel(MaskedMixerPreTrainedModel):
 
 
 class LinearMixerModel(LinearMixerPreTrainedModel, MaskedMixerModel):
-    """Embedding and masked mixer blocks without norms (`model.layers.i.token_mixing`, `.feed_forward`), no head."""
+    """Embedding and masked mixer blocks without norms (`model.layers.i.token_mixing`), no head."""
 
 
 class LinearMixerForCausalLM(LinearMixerPreTrainedModel, MaskedMixerForCausalLM):
@@ -61,8 +65,10 @@ class LinearMixerForCausalLM(LinearMixerPreTrainedModel, MaskedMixerForCausalLM)
         The product is accumulated in float64 and cast back, so the collapsed logits match the
         deep ones to rounding. Only the "linear" and "relu" variants have a linear trunk.
         """
-        if self.config.variant == "near_linear":
-            raise ValueError("a near-linear mixer has a GELU in every block and cannot be collapsed")
+        if self.config.variant not in ("linear", "relu"):
+            raise ValueError(
+                f"a {self.config.variant} mixer has a GELU in every block and cannot be collapsed (only linear, relu)"
+            )
         L = self.config.seq_len
         dtype = self.model.layers[0].token_mixing.weight.dtype
         eye = torch.eye(L, dtype=torch.float64, device=self.device)
