@@ -217,6 +217,7 @@ def budget_sentence(budget: dict, rows: list[dict]) -> str:
         "max_steps": budget["max_steps"],
         "max_seconds": budget["max_seconds"],
         "max_flops": budget.get("max_flops"),
+        "max_compute_seconds": budget.get("max_compute_seconds"),
     }
     shown = {k: f"{v:.3g}" if k == "max_flops" and v is not None else v for k, v in limits.items()}
     head = {
@@ -224,6 +225,9 @@ def budget_sentence(budget: dict, rows: list[dict]) -> str:
         "training FLOPs per step fit into (the count of `masked-mixers bench`: 3 x forward matrix-multiply FLOPs per token)",
         "max_seconds": f"Budget: wall-clock (max_seconds={shown['max_seconds']}), which also measures how loaded the machine was: "
         "compare the CPU time column",
+        "max_compute_seconds": f"Budget: compute time (max_compute_seconds={shown['max_compute_seconds']}): GPU "
+        "seconds of the training steps on a GPU, else this process's CPU seconds inside them; not the machine's load, "
+        "but a CPU's seconds depend on which CPU",
         "max_steps": f"Budget: steps (max_steps={shown['max_steps']}), the same training tokens for every model",
     }[kind]
     others = ", ".join(f"{k}={v}" for k, v in shown.items() if k != kind and limits[k] is not None)
@@ -237,8 +241,8 @@ def budget_sentence(budget: dict, rows: list[dict]) -> str:
 
 
 def budget_kind(budget: dict) -> str:
-    """The limit a comparison is budgeted by: max_flops when set, else max_seconds when set, else max_steps."""
-    return "max_flops" if budget.get("max_flops") else "max_seconds" if budget.get("max_seconds") else "max_steps"
+    """The limit a comparison is budgeted by: the first set of max_flops, max_compute_seconds, max_seconds, else max_steps."""
+    return next((k for k in ("max_flops", "max_compute_seconds", "max_seconds") if budget.get(k)), "max_steps")
 
 
 def render_markdown(results: dict) -> str:
@@ -285,6 +289,7 @@ def _budget(config: CompareConfig) -> dict:
         "max_steps": t.max_steps,
         "max_seconds": t.max_seconds,
         "max_flops": t.max_flops,
+        "max_compute_seconds": t.max_compute_seconds,
         "batch_size": t.batch_size,
     }
     return {**limits, "kind": budget_kind(limits)}

@@ -64,7 +64,7 @@ def _check(config: CompareConfig) -> str:
         if key not in FAMILIES and key not in labels:
             raise UserError(f"per_family: key {key!r} names no family ({', '.join(FAMILIES)}) and no model label")
     if config.train.max_steps <= 0 and not config.train.max_seconds:
-        raise UserError("train: set a budget, max_steps > 0, max_seconds or max_flops")
+        raise UserError("train: set a budget, max_steps > 0, max_seconds, max_compute_seconds or max_flops")
     _check_names(config.models)
     task = _task(config.models)
     check_retrieval(config, task)
@@ -194,6 +194,7 @@ def _row(spec: ModelSpec, train_cfg: TrainConfig, result, wall: float, examples:
         "train_seconds": result.train_seconds,
         "cpu_seconds": result.cpu_seconds,
         "gpu_seconds": result.gpu_seconds,
+        "compute_seconds": result.compute_seconds,
         "flops": result.flops,
         "flops_per_step": result.flops_per_step,
         "wall_seconds": wall,
