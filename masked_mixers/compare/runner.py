@@ -77,7 +77,8 @@ def _check_names(models: list[ModelSpec]) -> None:
         label = model.label
         if not label or label.startswith(".") or any(c in label for c in "/\\"):
             raise UserError(
-                f"models[{i}].name: {label!r} cannot name a folder; use letters, digits, '-' and '_' (no '/', '\\', '..', no leading '.')"
+                f"models[{i}].name: {label!r} cannot name a folder; use letters, digits, '-' and '_' (no '/', '\\', "
+                "'..', no leading '.')"
             )
 
 
@@ -231,7 +232,8 @@ def run_compare(
     for i, (original, spec) in enumerate(zip(config.models, models), 1):
         train_cfg = _train_config(config, spec, original.label, out)
         print(
-            f"[compare {i}/{len(models)}] training {spec.label} (lr {train_cfg.learning_rate:g}) -> {train_cfg.output_dir}",
+            f"[compare {i}/{len(models)}] training {spec.label} (lr {train_cfg.learning_rate:g}) -> "
+            f"{train_cfg.output_dir}",
             flush=True,
         )
         start = time.perf_counter()

@@ -96,7 +96,8 @@ def _collect_knobs() -> dict:
         for knob in family.knobs:
             if knobs.setdefault(knob.name, knob) != knob:
                 raise TypeError(
-                    f"families declare knob {knob.name!r} twice, differently: {knobs[knob.name]} vs {knob} ({family.name})"
+                    f"families declare knob {knob.name!r} twice, differently: {knobs[knob.name]} vs {knob} "
+                    f"({family.name})"
                 )
     return knobs
 

@@ -67,7 +67,8 @@ def locked(run_dir: str | os.PathLike, enabled: bool = True) -> Iterator[Path]:
             handle.seek(0)
             holder = handle.read().strip() or "?"
             raise UserError(
-                f"{path}: another `train` (pid {holder}) is writing this output directory; wait for it or choose another train.output_dir"
+                f"{path}: another `train` (pid {holder}) is writing this output directory; wait for it or choose "
+                "another train.output_dir"
             ) from None
         handle.seek(0)
         handle.truncate()

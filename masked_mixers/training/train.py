@@ -2,8 +2,10 @@
 `accelerate launch` (multi-GPU, multi-node), with checkpoints, resume and bf16 autocast.
 
 What we add on top of the Trainer is bookkeeping a comparison needs: a metrics JSONL (one line
-per log/eval event, with wall-clock, CPU and GPU time, tokens seen and training FLOPs), a wall-clock
-and a training-FLOPs budget (budget.py), peak memory, and a final evaluation that reports bits per byte. The run config is saved beside the model.
+per log/eval event, with wall-clock, CPU and GPU time, tokens seen and training FLOPs), a wall-clock,
+a compute-time (GPU or CPU time of the steps) and a training-FLOPs budget (budget.py), warmup as a
+share of the run's own steps, peak memory, and a final evaluation that reports bits per byte. The
+run config is saved beside the model.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ OPTIMIZERS = {
 
 
 def _optim(name: str) -> str:
-    """TrainingArguments.optim for train.optimizer; AdamW is fused on CUDA (one kernel per step instead of a for-each)."""
+    """TrainingArguments.optim for train.optimizer; AdamW is fused on CUDA (one kernel per step, not a for-each)."""
     return "adamw_torch_fused" if name == "adamw" and torch.cuda.is_available() else OPTIMIZERS[name]
 
 
@@ -340,7 +342,8 @@ def _train(run: RunConfig, args, out: Path, prepared, model, callbacks, resume: 
     )  # saved with the model: generation and embeddings pad the same way
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         raise UserError(
-            f"data.tokenizer: {len(tokenizer)} tokens, more than the model's vocabulary ({model.get_input_embeddings().num_embeddings})"
+            f"data.tokenizer: {len(tokenizer)} tokens, more than the model's vocabulary "
+            f"({model.get_input_embeddings().num_embeddings})"
         )
     if run.train.gradient_checkpointing and not model.supports_gradient_checkpointing:
         raise UserError(
@@ -398,12 +401,14 @@ def _check_finite(trainer: RobustTrainer, history: list[dict], out: Path) -> Non
     skipped = sum(1 for r in history if "skipped_step" in r)
     if _any_process(bool(bad), trainer.args.device):  # FSDP shards differ: every process must stop together
         raise UserError(
-            f"{out}: the weights are non-finite after step {steps} ({bad[0] if bad else 'on another process'}{' and others' if len(bad) > 1 else ''}; "
+            f"{out}: the weights are non-finite after step {steps} "
+            f"({bad[0] if bad else 'on another process'}{' and others' if len(bad) > 1 else ''}; "
             f"{skipped} of {steps} steps skipped); not saved as the final model (lower train.learning_rate?)"
         )
     if steps and skipped * 2 > steps and trainer.is_world_process_zero():
         _warn(
-            f"{out}: {skipped} of {steps} steps were skipped (non-finite loss); the training loss covers only the others"
+            f"{out}: {skipped} of {steps} steps were skipped (non-finite loss); the training loss covers only the "
+            "others"
         )
 
 
