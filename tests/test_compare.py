@@ -168,3 +168,26 @@ def test_f4_gap_at_budget_fractions_comes_from_each_models_own_eval_curve():
     assert gaps == pytest.approx([5.0 / 4.0 - 1, 4.4 / 4.0 - 1, 4.2 / 4.0 - 1, 4.0 / 3.2 - 1])
     assert gaps_at_fractions(mixer, llama, (0.1,)) == [None]  # before the first evaluation: no number
     assert gaps_at_fractions(mixer, [], (1.0,)) == [None]
+
+
+def test_per_family_step_limits_and_warmup_ratio_reach_each_models_train_config(tmp_path):
+    from masked_mixers.compare.config import TrainOverrides
+    from masked_mixers.compare.runner import _train_config
+    from masked_mixers.reproduce.f4_clm import seconds_per_step
+
+    config = load_compare_config(TINY)
+    config.per_family = {"mixer": TrainOverrides(max_steps=40, eval_steps=10, warmup_ratio=0.05)}
+    mixer, llama = config.models[0], config.models[1]
+    got = _train_config(config, mixer, mixer.label, tmp_path)
+    assert (got.max_steps, got.eval_steps, got.warmup_ratio) == (40, 10, 0.05)
+    assert _train_config(config, llama, llama.label, tmp_path).max_steps == config.train.max_steps
+    rows = [{"compute_seconds": 3.0, "steps": 10}, None, {"compute_seconds": 5.0, "steps": 10}]
+    assert seconds_per_step(rows) == pytest.approx(0.4) and seconds_per_step([None]) is None
+
+
+def test_bad_per_family_warmup_ratio_or_step_limit_is_one_line(tmp_path):
+    for key, value in (("warmup_ratio", 1.5), ("max_steps", 0)):
+        path = tmp_path / f"{key}.yaml"
+        path.write_text(TINY.read_text() + f"\nper_family:\n  mixer: {{{key}: {value}}}\n")
+        with pytest.raises(UserError, match=key):
+            load_compare_config(path)
