@@ -184,3 +184,45 @@ def test_clocks_continue_from_a_resume_and_count_this_process_cpu_time():
     clocks.step_end()
     assert clocks.wall() > 10.0 and clocks.cpu() > 4.0
     assert clocks.gpu() is None if not torch.cuda.is_available() else clocks.gpu() >= 2.0
+
+
+def test_a_compute_time_budget_stops_the_run_by_the_cpu_time_of_its_steps(tiny_prepared, tmp_path, monkeypatch):
+    """A fake CPU clock that advances one second per reading: every optimizer step reads it twice
+    (its start and end), so each step costs exactly 1 s of step CPU time whatever the machine does."""
+    import itertools
+
+    from masked_mixers.core import clocks
+
+    if torch.cuda.is_available():
+        pytest.skip("on CUDA the compute clock is GPU time")
+    monkeypatch.setattr(clocks, "_process_time", itertools.count(0.0, 1.0).__next__)
+    run = tiny_run("mixer", tmp_path / "cpu", max_compute_seconds=5.5, logging_steps=1)
+    result = train(run, tiny_prepared)
+    assert result.steps == 6 and result.stopped_by == "max_compute_seconds" and result.compute_seconds == 6.0
+    records = [json.loads(line) for line in (tmp_path / "cpu" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step_cpu_s"] for r in records if "loss" in r] == [float(r["step"]) for r in records if "loss" in r]
+    again = train(run, tiny_prepared)  # spent and not raised: finished
+    assert again.already_finished and again.stopped_by == "max_compute_seconds"
+
+
+def test_warmup_ratio_is_a_share_of_each_models_own_steps(tiny_prepared, tmp_path):
+    from masked_mixers.training.budget import warmup_steps
+
+    assert warmup_steps(TrainConfig(warmup_steps=7), 100) == 7  # no ratio: warmup_steps as written
+    assert (
+        warmup_steps(TrainConfig(warmup_ratio=0.05), 382) == 19
+        and warmup_steps(TrainConfig(warmup_ratio=0.05), 10) == 1
+    )
+    assert warmup_steps(TrainConfig(warmup_ratio=0.0, warmup_steps=9), 100) == 0
+    budget, steps = 24 * per_step("mixer", len(tiny_prepared.tokenizer)), {}
+    for family in ("mixer", "llama"):
+        run = tiny_run(
+            family, tmp_path / family, max_flops=budget, warmup_ratio=0.25, warmup_steps=500, logging_steps=1
+        )
+        result = train(run, tiny_prepared)
+        assert result.stopped_by == "max_flops"
+        rates = {r["step"]: r["learning_rate"] for r in result.history if "learning_rate" in r}
+        peak = max(rates, key=rates.get)  # the rate logged at step s is the one step s used: lambda(s - 1)
+        assert peak == round(0.25 * result.steps) + 1
+        steps[family] = result.steps
+    assert steps["llama"] < steps["mixer"] == 24  # so their warmups differ

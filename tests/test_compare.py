@@ -144,3 +144,50 @@ def test_every_language_model_family_trains_and_compares_on_real_data(tmp_path, 
     for label, row in rows.items():
         assert math.isfinite(row["eval_loss"]) and 0 < row["eval_loss"] < 10, (label, row["eval_loss"])
         assert bool(row["samples"]) == (not label.startswith("bidirectional")), label
+
+
+# --- reproduce's F4: the learning-rate sweep's choice and the gap's trend ---------------------------------------
+
+
+def test_f4_sweep_picks_the_lowest_held_out_loss_and_skips_diverged_runs():
+    from masked_mixers.reproduce.f4_clm import choose_rate
+
+    assert choose_rate({1e-3: 3.9, 2e-3: 3.7, 5e-3: 3.8, 1e-2: None}) == 2e-3
+    assert choose_rate({1e-3: 3.9, 2e-3: float("nan"), 5e-3: 3.85, 1e-2: 4.5}) == 5e-3
+    assert choose_rate({5e-3: 3.7, 1e-3: 3.7}) == 1e-3  # a tie keeps the lower rate
+    assert choose_rate({1e-3: None, 2e-3: float("inf")}) is None
+
+
+def test_f4_gap_at_budget_fractions_comes_from_each_models_own_eval_curve():
+    from masked_mixers.reproduce.f4_clm import gaps_at_fractions, loss_at
+
+    mixer = [{"step": s, "eval_loss": loss} for s, loss in ((100, 5.0), (200, 4.4), (300, 4.2), (400, 4.0))]
+    llama = [{"step": s, "eval_loss": loss} for s, loss in ((50, 4.0), (100, 4.0), (150, 4.0), (200, 3.2))]
+    assert loss_at(mixer, 250) == pytest.approx(4.3) and loss_at(mixer, 50) is None and loss_at(mixer, 401) is None
+    gaps = gaps_at_fractions(mixer, llama)  # 25% of 400 vs 25% of 200, ... 100% of each
+    assert gaps == pytest.approx([5.0 / 4.0 - 1, 4.4 / 4.0 - 1, 4.2 / 4.0 - 1, 4.0 / 3.2 - 1])
+    assert gaps_at_fractions(mixer, llama, (0.1,)) == [None]  # before the first evaluation: no number
+    assert gaps_at_fractions(mixer, [], (1.0,)) == [None]
+
+
+def test_per_family_step_limits_and_warmup_ratio_reach_each_models_train_config(tmp_path):
+    from masked_mixers.compare.config import TrainOverrides
+    from masked_mixers.compare.runner import _train_config
+    from masked_mixers.reproduce.f4_clm import seconds_per_step
+
+    config = load_compare_config(TINY)
+    config.per_family = {"mixer": TrainOverrides(max_steps=40, eval_steps=10, warmup_ratio=0.05)}
+    mixer, llama = config.models[0], config.models[1]
+    got = _train_config(config, mixer, mixer.label, tmp_path)
+    assert (got.max_steps, got.eval_steps, got.warmup_ratio) == (40, 10, 0.05)
+    assert _train_config(config, llama, llama.label, tmp_path).max_steps == config.train.max_steps
+    rows = [{"compute_seconds": 3.0, "steps": 10}, None, {"compute_seconds": 5.0, "steps": 10}]
+    assert seconds_per_step(rows) == pytest.approx(0.4) and seconds_per_step([None]) is None
+
+
+def test_bad_per_family_warmup_ratio_or_step_limit_is_one_line(tmp_path):
+    for key, value in (("warmup_ratio", 1.5), ("max_steps", 0)):
+        path = tmp_path / f"{key}.yaml"
+        path.write_text(TINY.read_text() + f"\nper_family:\n  mixer: {{{key}: {value}}}\n")
+        with pytest.raises(UserError, match=key):
+            load_compare_config(path)

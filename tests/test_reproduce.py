@@ -72,13 +72,20 @@ def test_tiny_scale_writes_every_section_with_every_field(tiny_card):
 
 
 @pytest.mark.slow
-def test_tiny_f4_spends_equal_flops_not_equal_steps(tiny_card):
+def test_tiny_f4_runs_the_papers_budget_and_equal_flops_as_a_variant(tiny_card):
     _, _, card = tiny_card
     f4 = next(e for e in card["findings"] if e["id"] == "F4")
-    seed0 = [row for row in f4["table"] if row["seed"] == 0]
-    assert {row["model"] for row in seed0} == {"mixer", "llama", "gpt2"}
-    assert all(row["stopped_by"] == "max_flops" for row in seed0)
-    assert "training FLOPs" in f4["budget"]
+    main = [row for row in f4["table"] if row["seed"] == 0 and row["budget"].startswith("equal compute time")]
+    flops = [row for row in f4["table"] if row["seed"] == 0 and row["budget"].startswith("variant")]
+    assert {row["model"] for row in main} == {row["model"] for row in flops} == {"mixer", "llama", "gpt2"}
+    assert all(row["stopped_by"] in ("max_compute_seconds", "max_steps") for row in main)
+    assert all(row["stopped_by"] == "max_flops" for row in flops)
+    width = {row["model"]: row["d_model"] for row in main}
+    assert width["mixer"] > width["llama"] == {row["model"]: row["d_model"] for row in flops}["mixer"]  # memory-matched
+    assert "equal compute time" in f4["budget"] and "equal training FLOPs" in f4["budget"]
+    assert [c["variant"] for c in f4["checks"]] == [False, False, False, True, True]
+    notes = " ".join(f4["notes"])
+    assert "learning-rate sweep" in notes and "chosen mixer" in notes and "at 25%/50%/75%/100%" in notes
 
 
 @pytest.mark.slow

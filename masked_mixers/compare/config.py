@@ -24,13 +24,20 @@ SizeMatching = Literal["identical", "memory"]
 class TrainOverrides:
     """Optimisation settings one model family may change in a comparison (null keeps the shared value).
 
-    Only these: the batch, sequence length and budget stay shared, so every model sees the same
-    tokens for the same budget. The paper tunes the learning rate per family (5e-4 mixer, 2e-4 Llama).
+    The batch and sequence length stay shared, so every model reads the same token stream. The
+    paper tunes the learning rate per family (5e-4 mixer, 2e-4 Llama). max_steps and eval_steps
+    are a family's own step limit and evaluation interval, for a budget that gives families
+    different steps (reproduce's F4 sets them to the steps an equal compute-time budget is expected
+    to give, so each schedule and its warmup_ratio end where its budget does); the report's steps
+    column shows them.
     """
 
     learning_rate: float | None = None
     lr_scheduler: str | None = None
     warmup_steps: int | None = None
+    warmup_ratio: float | None = None
+    max_steps: int | None = None
+    eval_steps: int | None = None
     weight_decay: float | None = None
     adam_beta1: float | None = None
     adam_beta2: float | None = None
@@ -44,7 +51,10 @@ class TrainOverrides:
             self.learning_rate,
             "must be a finite positive number",
         )
-        at_least(self, 0, "warmup_steps", "weight_decay", "max_grad_norm", optional=True)
+        at_least(self, 0, "warmup_steps", "weight_decay", "max_grad_norm", "eval_steps", optional=True)
+        at_least(self, 1, "max_steps", optional=True)
+        ratio = self.warmup_ratio
+        require(ratio is None or 0 <= ratio < 1, "warmup_ratio", ratio, "must be in [0, 1)")
         for key in ("adam_beta1", "adam_beta2"):
             value = getattr(self, key)
             require(value is None or 0 <= value < 1, key, value, "must be in [0, 1)")
@@ -125,7 +135,8 @@ class RetrievalTaskConfig(RetrievalSettings):
 
 @dataclass
 class CompareConfig:
-    """Several models trained on the same tokens for the same budget (train.max_steps / max_seconds / max_flops).
+    """Several models trained on the same tokens for the same budget (train.max_steps / max_seconds /
+    max_compute_seconds / max_flops).
 
     size_matching: "identical" trains the specs as written (give both families the same
       hidden_size and num_hidden_layers); "memory" resizes non-reference models to the reference's

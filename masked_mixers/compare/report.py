@@ -60,20 +60,22 @@ TABLES = {CAUSAL_LM: COLUMNS, AUTOENCODE: RECONSTRUCTION_COLUMNS}
 # train.objective -> what the report says about it (objectives/); "clm" says nothing new
 OBJECTIVE_NOTES = {
     "clm": "Objective: next-token prediction (clm).",
-    "mtp": "Objective: multi-token prediction (mtp, n = {mtp_tokens}, mode {mtp_mode}); the eval loss is still the plain "
-    "next-token loss of the main head, so it compares with a clm model's; the loss of each pass/head is in its own table.",
-    "completion": "Objective: one-step completion (the first L/2 tokens predict the last L/2 in one forward pass; the hidden "
-    "states of the predicted half are replaced by a learned vector at the middle block). Completion loss is the mean cross "
-    "entropy (nats) over the predicted half only; token accuracy is the share of those tokens whose argmax is right.",
+    "mtp": "Objective: multi-token prediction (mtp, n = {mtp_tokens}, mode {mtp_mode}); the eval loss is still the "
+    "plain next-token loss of the main head, so it compares with a clm model's; the loss of each pass/head is in "
+    "its own table.",
+    "completion": "Objective: one-step completion (the first L/2 tokens predict the last L/2 in one forward pass; "
+    "the hidden states of the predicted half are replaced by a learned vector at the middle block). Completion "
+    "loss is the mean cross entropy (nats) over the predicted half only; token accuracy is the share of those "
+    "tokens whose argmax is right.",
 }
 
 TITLES = {CAUSAL_LM: "language modelling", AUTOENCODE: "autoencoding through a one-vector bottleneck"}
 METRIC_NOTES = {
-    CAUSAL_LM: "Eval loss is the mean next-token cross entropy (nats) over the held-out examples; bits/byte divides it by the "
-    "UTF-8 bytes covered.",
-    AUTOENCODE: "Reconstruction loss is the mean cross entropy (nats) of every held-out token against its own position's "
-    "prediction (no shift), pads ignored; token accuracy is the share of those tokens whose argmax is right; exact match "
-    "is the share of whole sequences rebuilt without a single wrong token.",
+    CAUSAL_LM: "Eval loss is the mean next-token cross entropy (nats) over the held-out examples; bits/byte "
+    "divides it by the UTF-8 bytes covered.",
+    AUTOENCODE: "Reconstruction loss is the mean cross entropy (nats) of every held-out token against its own "
+    "position's prediction (no shift), pads ignored; token accuracy is the share of those tokens whose argmax "
+    "is right; exact match is the share of whole sequences rebuilt without a single wrong token.",
 }
 
 
@@ -217,13 +219,19 @@ def budget_sentence(budget: dict, rows: list[dict]) -> str:
         "max_steps": budget["max_steps"],
         "max_seconds": budget["max_seconds"],
         "max_flops": budget.get("max_flops"),
+        "max_compute_seconds": budget.get("max_compute_seconds"),
     }
     shown = {k: f"{v:.3g}" if k == "max_flops" and v is not None else v for k, v in limits.items()}
     head = {
-        "max_flops": f"Budget: training FLOPs (max_flops={shown['max_flops']}): each model trains the whole steps its own analytic "
-        "training FLOPs per step fit into (the count of `masked-mixers bench`: 3 x forward matrix-multiply FLOPs per token)",
-        "max_seconds": f"Budget: wall-clock (max_seconds={shown['max_seconds']}), which also measures how loaded the machine was: "
-        "compare the CPU time column",
+        "max_flops": f"Budget: training FLOPs (max_flops={shown['max_flops']}): each model trains the whole steps "
+        "its own analytic "
+        "training FLOPs per step fit into (the count of `masked-mixers bench`: 3 x forward matrix-multiply FLOPs per "
+        "token)",
+        "max_seconds": f"Budget: wall-clock (max_seconds={shown['max_seconds']}), which also measures how loaded the "
+        "machine was: compare the CPU time column",
+        "max_compute_seconds": f"Budget: compute time (max_compute_seconds={shown['max_compute_seconds']}): GPU "
+        "seconds of the training steps on a GPU, else this process's CPU seconds inside them; not the machine's load, "
+        "but a CPU's seconds depend on which CPU",
         "max_steps": f"Budget: steps (max_steps={shown['max_steps']}), the same training tokens for every model",
     }[kind]
     others = ", ".join(f"{k}={v}" for k, v in shown.items() if k != kind and limits[k] is not None)
@@ -231,14 +239,16 @@ def budget_sentence(budget: dict, rows: list[dict]) -> str:
         f"{r['label']} stopped by {r.get('stopped_by', 'unknown')} after {r['steps']:,} steps" for r in rows
     )
     return (
-        f"{head}{f', also capped by {others}' if others else ''}. A model stops at whichever limit comes first: {stops}. "
+        f"{head}{f', also capped by {others}' if others else ''}. A model stops at whichever limit comes first: "
+        f"{stops}. "
         f"Every model reads the same token stream (batch {budget['batch_size']} x its seq_len per step)."
     )
 
 
 def budget_kind(budget: dict) -> str:
-    """The limit a comparison is budgeted by: max_flops when set, else max_seconds when set, else max_steps."""
-    return "max_flops" if budget.get("max_flops") else "max_seconds" if budget.get("max_seconds") else "max_steps"
+    """The limit a comparison is budgeted by: the first set of max_flops, max_compute_seconds, max_seconds, else
+    max_steps."""
+    return next((k for k in ("max_flops", "max_compute_seconds", "max_seconds") if budget.get(k)), "max_steps")
 
 
 def render_markdown(results: dict) -> str:
@@ -253,8 +263,8 @@ def render_markdown(results: dict) -> str:
         objective_note,
         METRIC_NOTES[task] + " Peak memory is the training run's peak above its start (CUDA allocator on a GPU; "
         "sampled resident memory on a CPU). Train time is training's wall clock; CPU time is this process's over the "
-        "same span (all threads; well under train time x threads means the machine was shared); GPU time is the CUDA time of the "
-        "training steps; wall time also includes the final evaluation and samples.",
+        "same span (all threads; well under train time x threads means the machine was shared); GPU time is the CUDA "
+        "time of the training steps; wall time also includes the final evaluation and samples.",
         "",
         _table(results["models"], _with_gpu(columns, results["models"])),
         "",
@@ -285,6 +295,7 @@ def _budget(config: CompareConfig) -> dict:
         "max_steps": t.max_steps,
         "max_seconds": t.max_seconds,
         "max_flops": t.max_flops,
+        "max_compute_seconds": t.max_compute_seconds,
         "batch_size": t.batch_size,
     }
     return {**limits, "kind": budget_kind(limits)}

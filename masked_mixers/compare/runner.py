@@ -64,7 +64,7 @@ def _check(config: CompareConfig) -> str:
         if key not in FAMILIES and key not in labels:
             raise UserError(f"per_family: key {key!r} names no family ({', '.join(FAMILIES)}) and no model label")
     if config.train.max_steps <= 0 and not config.train.max_seconds:
-        raise UserError("train: set a budget, max_steps > 0, max_seconds or max_flops")
+        raise UserError("train: set a budget, max_steps > 0, max_seconds, max_compute_seconds or max_flops")
     _check_names(config.models)
     task = _task(config.models)
     check_retrieval(config, task)
@@ -77,7 +77,8 @@ def _check_names(models: list[ModelSpec]) -> None:
         label = model.label
         if not label or label.startswith(".") or any(c in label for c in "/\\"):
             raise UserError(
-                f"models[{i}].name: {label!r} cannot name a folder; use letters, digits, '-' and '_' (no '/', '\\', '..', no leading '.')"
+                f"models[{i}].name: {label!r} cannot name a folder; use letters, digits, '-' and '_' (no '/', '\\', "
+                "'..', no leading '.')"
             )
 
 
@@ -194,6 +195,7 @@ def _row(spec: ModelSpec, train_cfg: TrainConfig, result, wall: float, examples:
         "train_seconds": result.train_seconds,
         "cpu_seconds": result.cpu_seconds,
         "gpu_seconds": result.gpu_seconds,
+        "compute_seconds": result.compute_seconds,
         "flops": result.flops,
         "flops_per_step": result.flops_per_step,
         "wall_seconds": wall,
@@ -230,7 +232,8 @@ def run_compare(
     for i, (original, spec) in enumerate(zip(config.models, models), 1):
         train_cfg = _train_config(config, spec, original.label, out)
         print(
-            f"[compare {i}/{len(models)}] training {spec.label} (lr {train_cfg.learning_rate:g}) -> {train_cfg.output_dir}",
+            f"[compare {i}/{len(models)}] training {spec.label} (lr {train_cfg.learning_rate:g}) -> "
+            f"{train_cfg.output_dir}",
             flush=True,
         )
         start = time.perf_counter()

@@ -112,16 +112,25 @@ class Context:
 
     # --- training --------------------------------------------------------------------------------
 
-    def compare(self, folder: str, models: list[ModelSpec], train: TrainConfig, packing: bool = True) -> list[dict]:
+    def compare(
+        self,
+        folder: str,
+        models: list[ModelSpec],
+        train: TrainConfig,
+        packing: bool = True,
+        per_family: dict[str, TrainOverrides] | None = None,
+    ) -> list[dict]:
         """Train `models` on the same tokens through `run_compare` into OUTPUT_DIR/folder; returns its rows.
 
+        per_family: the comparison's overrides (default: each family's learning rate of the scale).
         Reuses the folder's results when they were made by the same config.
         """
         from ..compare import run_compare
         from ..compare.runner import claim_output
 
         out = self.output_dir / folder
-        config = CompareConfig(models=models, data=self.data(packing), train=train, per_family=self.per_family(models))
+        per_family = self.per_family(models) if per_family is None else per_family
+        config = CompareConfig(models=models, data=self.data(packing), train=train, per_family=per_family)
         config.train.output_dir = str(out)
         config.report.max_new_tokens = 24 if self.scale.name != "tiny" else 4
         wanted = to_dict(config)

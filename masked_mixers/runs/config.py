@@ -167,7 +167,8 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation and bookkeeping. A run stops at max_steps, max_seconds or max_flops, whichever is first.
+    """Optimisation and bookkeeping. A run stops at max_steps, max_seconds, max_compute_seconds or max_flops,
+    whichever is first.
 
     max_flops: a training-compute budget (null = off): each model trains the whole steps its own
       analytic training FLOPs per step fit into (budget.py: the count `bench` uses, 3 x forward matmul
@@ -175,6 +176,12 @@ class TrainConfig:
       training, so the learning-rate schedule ends there and a resume reaches the same step; unlike
       max_seconds it does not depend on how loaded the machine is. In YAML write 3.0e+13 (the dot and
       the exponent's sign make it a number) or an integer.
+    max_compute_seconds: a compute-time budget (null = off): GPU seconds of the optimizer steps on CUDA,
+      else this process's CPU seconds inside the optimizer steps (clocks.py; evaluation and saving are
+      outside). Unlike max_seconds (wall clock) it does not grow with other processes' load; a CPU
+      budget still depends on which CPU runs it (and a little on cache contention), a GPU one on the GPU.
+    warmup_ratio: warmup as a fraction of the run's own step limit (max_steps, or the steps max_flops
+      gives this model) instead of warmup_steps; null = use warmup_steps.
 
     precision: "auto" (bf16 autocast on CUDA devices that support it, else fp32), "fp32", "bf16", "fp16".
     on_nonfinite: "stop" (one line naming the step and last good checkpoint) or "skip" the step.
@@ -206,12 +213,14 @@ class TrainConfig:
     max_steps: int = 1000
     max_seconds: float | None = None
     max_flops: float | None = None
+    max_compute_seconds: float | None = None
     batch_size: int = 16
     eval_batch_size: int | None = None
     gradient_accumulation_steps: int = 1
     learning_rate: float = 5e-4
     lr_scheduler: str = "linear"
     warmup_steps: int = 50
+    warmup_ratio: float | None = None
     weight_decay: float = 0.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -248,7 +257,9 @@ class TrainConfig:
         at_least(self, 0, "num_workers", optional=True)  # null: chosen for the device (training._data_loading)
         seeds(self, "seed")
         at_least(self, 0, "warmup_steps", "eval_steps", "save_steps", "weight_decay", "max_grad_norm")
-        for key in ("max_seconds", "max_flops"):
+        ratio = self.warmup_ratio
+        require(ratio is None or 0 <= ratio < 1, "warmup_ratio", ratio, "must be in [0, 1)")
+        for key in ("max_seconds", "max_flops", "max_compute_seconds"):
             value = getattr(self, key)
             require(value is None or (math.isfinite(value) and value > 0), key, value, "must be positive or null")
         # 0 is allowed: a run that only carries weights over (init_from) or measures a fixed model

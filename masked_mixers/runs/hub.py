@@ -118,9 +118,15 @@ def model_card(run_dir: str | os.PathLike, repo_id: str) -> str:
     ]
     if t is not None:
         budget.append(
-            f"- limits: max_steps {t.max_steps}, max_seconds {t.max_seconds}, max_flops {t.max_flops}; "
-            f"batch {t.batch_size} x accumulation {t.gradient_accumulation_steps}; optimizer {t.optimizer}, "
-            f"learning rate {t.learning_rate}, {t.lr_scheduler} schedule, {t.warmup_steps} warmup steps"
+            f"- limits: max_steps {t.max_steps}, max_seconds {t.max_seconds}, max_compute_seconds "
+            f"{t.max_compute_seconds}, max_flops {t.max_flops}; batch {t.batch_size} x accumulation "
+            f"{t.gradient_accumulation_steps}; optimizer {t.optimizer}, learning rate {t.learning_rate}, "
+            f"{t.lr_scheduler} schedule, "
+            + (
+                f"{t.warmup_steps} warmup steps"
+                if t.warmup_ratio is None
+                else f"warmup {t.warmup_ratio:g} of the steps"
+            )
             + (f"; started from {t.init_from}" if t.init_from else "")
         )
     total = params.get("total")

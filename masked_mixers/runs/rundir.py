@@ -205,6 +205,7 @@ RESUMABLE_KEYS = frozenset(
     {
         "train.output_dir",
         "train.max_seconds",
+        "train.max_compute_seconds",
         "train.eval_steps",
         "train.max_eval_batches",
         "train.eval_batch_size",

@@ -4,7 +4,10 @@ A wall-clock cap on a shared machine measures the machine's load as much as the 
 2-core machine 300 s gave a mixer 251 steps and Llama 120). A FLOPs budget gives every model the
 same compute whatever the load: each model trains the whole steps its analytic training FLOPs per
 step fit into. The budget becomes a step limit before training starts, so the learning-rate
-schedule decays to it and a resumed run stops at the same step.
+schedule decays to it and a resumed run stops at the same step. `train.warmup_ratio` makes warmup
+a fraction of that limit (`warmup_steps`), so a model the budget gives fewer steps does not spend
+a larger share of them warming up (warmup_steps is absolute: counted from max_steps it can be half
+a short run).
 
 The count is the one `masked-mixers bench` reports (bench/flops.py, each family's `Family.flops`):
 matrix-multiply FLOPs, 2 per multiply-add, training = 3 x forward, per token at the training length
@@ -77,6 +80,15 @@ def step_limit(spec: ModelSpec, train: TrainConfig, flops_per_step: float | None
     return StepLimit(steps, "max_flops") if steps <= train.max_steps else StepLimit(train.max_steps, "max_steps")
 
 
+def warmup_steps(train: TrainConfig, steps: int) -> int:
+    """Warmup steps of a run whose step limit is `steps` (max_steps, or what max_flops gives this model):
+    train.warmup_ratio of the run's own steps when set (rounded, at least 1 when the ratio is > 0),
+    else train.warmup_steps as written."""
+    if train.warmup_ratio is None:
+        return train.warmup_steps
+    return max(1, round(train.warmup_ratio * steps)) if train.warmup_ratio > 0 else 0
+
+
 __all__ = [
     "COUNTED_OBJECTIVES",
     "StepLimit",
@@ -84,4 +96,5 @@ __all__ = [
     "step_limit",
     "tokens_per_step",
     "training_flops_per_step",
+    "warmup_steps",
 ]

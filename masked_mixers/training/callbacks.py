@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ from ..core.errors import UserError
 from ..core.files import atomic_write_jsonl
 from ..runs.rundir import read_metrics
 
-CLOCK_KEYS = {"wall": "elapsed_s", "cpu": "cpu_s", "gpu": "gpu_s"}  # TrainingClocks.start argument -> metrics.jsonl key
+# TrainingClocks.start argument -> metrics.jsonl key
+CLOCK_KEYS = {"wall": "elapsed_s", "cpu": "cpu_s", "gpu": "gpu_s", "step_cpu": "step_cpu_s"}
 
 
 class MetricsCallback(TrainerCallback):
@@ -56,6 +58,7 @@ class MetricsCallback(TrainerCallback):
             return
         step = state.global_step
         record = {"step": step, "elapsed_s": round(self.elapsed(), 3), "cpu_s": round(self.clocks.cpu(), 3)}
+        record["step_cpu_s"] = round(self.clocks.step_cpu(), 3)
         gpu = self.clocks.gpu()
         if gpu is not None:
             record["gpu_s"] = round(gpu, 3)
@@ -72,13 +75,20 @@ class MetricsCallback(TrainerCallback):
 
 
 class TimeBudgetCallback(TrainerCallback):
-    """Stop (after evaluating and saving) once the wall-clock budget of training is spent."""
+    """Stop (after evaluating and saving) once a time budget of training is spent.
 
-    def __init__(self, max_seconds: float, metrics: MetricsCallback):
+    clock: the seconds spent so far; the wall clock by default (train.max_seconds), or
+    `metrics.clocks.compute` for train.max_compute_seconds (GPU time of the steps on CUDA, else
+    their CPU time: not the machine's load). Read after every optimizer step (on CUDA that waits
+    for the step's events: one host-device sync per step).
+    """
+
+    def __init__(self, max_seconds: float, metrics: MetricsCallback, clock: Callable[[], float] | None = None):
         self.max_seconds, self.metrics = max_seconds, metrics
+        self.clock = clock or metrics.elapsed
         self.triggered = False
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.metrics.elapsed() >= self.max_seconds:
+        if self.clock() >= self.max_seconds:
             self.triggered = True
             control.should_training_stop = control.should_evaluate = control.should_save = True

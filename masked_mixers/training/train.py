@@ -2,9 +2,10 @@
 `accelerate launch` (multi-GPU, multi-node), with checkpoints, resume and bf16 autocast.
 
 What we add on top of the Trainer is bookkeeping a comparison needs: a metrics JSONL (one line
-per log/eval event, with wall-clock, CPU and GPU time, tokens seen and training FLOPs), a wall-clock
-and a training-FLOPs budget (budget.py), peak memory, and a final evaluation that reports bits per
-byte. The run config is saved beside the model.
+per log/eval event, with wall-clock, CPU and GPU time, tokens seen and training FLOPs), a wall-clock,
+a compute-time (GPU or CPU time of the steps) and a training-FLOPs budget (budget.py), warmup as a
+share of the run's own steps, peak memory, and a final evaluation that reports bits per byte. The
+run config is saved beside the model.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from ..runs.rundir import (
     locked,
     read_summary,
 )
-from .budget import check_countable, step_limit, tokens_per_step, training_flops_per_step
+from .budget import check_countable, step_limit, tokens_per_step, training_flops_per_step, warmup_steps
 from .callbacks import MetricsCallback, TimeBudgetCallback
 from .evaluation import evaluate
 from .memory import PeakMemory
@@ -64,11 +65,13 @@ class TrainResult:
     train_seconds: float = 0.0  # wall-clock (clocks.py)
     cpu_seconds: float = 0.0  # CPU time of this process over the same span
     gpu_seconds: float | None = None  # CUDA time of the training steps; None without CUDA
+    compute_seconds: float = 0.0  # what max_compute_seconds counts: gpu_seconds on CUDA, else CPU time of the steps
     flops: float | None = None  # analytic training FLOPs done: steps x flops_per_step (budget.py)
     flops_per_step: float | None = None  # None where the objective is not counted
     tokens_per_second: float = 0.0
     peak_memory_bytes: int | None = None
-    stopped_by: str = "max_steps"  # max_steps | max_seconds | max_flops: the limit that ended the run
+    # the limit that ended the run: max_steps | max_seconds | max_compute_seconds | max_flops
+    stopped_by: str = "max_steps"
     skipped_steps: list[int] = field(default_factory=list)  # non-finite losses dropped (train.on_nonfinite=skip)
     already_finished: bool = False  # the output folder held this run, finished: nothing was trained or written
 
@@ -195,14 +198,18 @@ def _checkpoint_step(checkpoint: str | None) -> int:
 
 def _is_finished(summary: dict | None, run: RunConfig) -> bool:
     """Done: the summary says max_steps were trained, or the FLOPs budget was (max_flops cannot change
-    on resume: not a RESUMABLE key), or the wall-clock budget was spent and not raised since.
+    on resume: not a RESUMABLE key), or a time budget (wall clock, compute) was spent and not raised since.
     (A run stopped otherwise, e.g. by a callback, resumes from its newest checkpoint.)"""
     if summary is None:
         return False
     if summary.get("steps", 0) >= run.train.max_steps or summary.get("stopped_by") == "max_flops":
         return True
-    raised = run.train.max_seconds is None or run.train.max_seconds > summary.get("train_seconds", 0.0)
-    return summary.get("stopped_by") == "max_seconds" and not raised
+    for key, spent in (("max_seconds", "train_seconds"), ("max_compute_seconds", "compute_seconds")):
+        limit = getattr(run.train, key)
+        raised = limit is None or limit > summary.get(spent, 0.0)
+        if summary.get("stopped_by") == key and not raised:
+            return True
+    return False
 
 
 def _check_previous_run(run: RunConfig, out: Path, resume: bool, main: bool) -> dict | None:
@@ -237,6 +244,7 @@ def _finished_result(out: Path, summary: dict) -> TrainResult:
         "train_seconds",
         "cpu_seconds",
         "gpu_seconds",
+        "compute_seconds",
         "flops",
         "flops_per_step",
         "tokens_per_second",
@@ -348,14 +356,13 @@ def _train(run: RunConfig, args, out: Path, prepared, model, callbacks, resume: 
     flops_per_step = training_flops_per_step(run.model, run.train, model.get_input_embeddings().num_embeddings, world)
     limit = step_limit(run.model, run.train, flops_per_step)
     args.max_steps = limit.max_steps  # max_flops as a step limit: the schedule ends there, a resume stops there
+    args.warmup_steps = warmup_steps(run.train, limit.max_steps)  # warmup_ratio: a share of this model's own steps
     if args.process_index == 0:
         save_yaml(run, out / RUN_CONFIG)
     metrics = MetricsCallback(out / METRICS, tokens_per_step(run.model, run.train, world), flops_per_step)
     extra = [metrics, *callbacks]
-    budget = None
-    if run.train.max_seconds:
-        budget = TimeBudgetCallback(run.train.max_seconds, metrics)
-        extra.append(budget)
+    budgets = _time_budgets(run.train, metrics)
+    extra.extend(budgets.values())
     trainer = RobustTrainer(
         on_nonfinite=run.train.on_nonfinite,
         model=model,
@@ -379,7 +386,7 @@ def _train(run: RunConfig, args, out: Path, prepared, model, callbacks, resume: 
         training_loss=_train_loss(metrics.history, output, _checkpoint_step(checkpoint), trainer.state.global_step)
     )
     return _finish(
-        run, trainer, output, metrics, _stopped_by(budget, limit, trainer.state.global_step), peak, prepared, out
+        run, trainer, output, metrics, _stopped_by(budgets, limit, trainer.state.global_step), peak, prepared, out
     )
 
 
@@ -417,11 +424,25 @@ def _any_process(flag: bool, device) -> bool:
     return bool(value.item())
 
 
-def _stopped_by(budget: TimeBudgetCallback | None, limit, steps: int) -> str:
-    """The limit that ended the run: max_seconds, else the step limit's (max_steps or max_flops) once
-    reached; a run a callback stopped earlier says max_steps, which a resume does not take as finished."""
-    if budget is not None and budget.triggered:
-        return "max_seconds"
+def _time_budgets(train, metrics: MetricsCallback) -> dict[str, TimeBudgetCallback]:
+    """{key: callback} of the time budgets set: max_seconds (wall clock), max_compute_seconds (clocks.compute)."""
+    budgets = {}
+    if train.max_seconds:
+        budgets["max_seconds"] = TimeBudgetCallback(train.max_seconds, metrics)
+    if train.max_compute_seconds:
+        budgets["max_compute_seconds"] = TimeBudgetCallback(
+            train.max_compute_seconds, metrics, clock=metrics.clocks.compute
+        )
+    return budgets
+
+
+def _stopped_by(budgets: dict[str, TimeBudgetCallback], limit, steps: int) -> str:
+    """The limit that ended the run: a time budget (max_seconds, max_compute_seconds), else the step
+    limit's (max_steps or max_flops) once reached; a run a callback stopped earlier says max_steps,
+    which a resume does not take as finished."""
+    for key, budget in budgets.items():
+        if budget.triggered:
+            return key
     return limit.stopped_by if steps >= limit.max_steps else "max_steps"
 
 
@@ -473,6 +494,7 @@ def _finish(run, trainer, output, metrics, stopped_by: str, peak, prepared, out)
         train_seconds=seconds,
         cpu_seconds=metrics.clocks.cpu(),
         gpu_seconds=metrics.clocks.gpu(),
+        compute_seconds=metrics.clocks.compute(),
         flops=metrics.flops(steps),
         flops_per_step=metrics.flops_per_step,
         tokens_per_second=steps * metrics.tokens_per_step / seconds if seconds else 0.0,
