@@ -120,7 +120,8 @@ def match_memory(
     if match.relative_gap > settings.tolerance:
         raise UserError(
             f"matching: no hidden_size for {spec.label} comes within {settings.tolerance:.0%} of {reference}'s "
-            f"{target_bytes / 2**20:.1f} MiB (closest: d={match.spec.hidden_size}, {match.peak_bytes / 2**20:.1f} MiB); "
+            f"{target_bytes / 2**20:.1f} MiB (closest: d={match.spec.hidden_size}, {match.peak_bytes / 2**20:.1f} "
+            "MiB); "
             "change matching.multiple_of or the reference size"
         )
     return match
@@ -131,7 +132,8 @@ def _reference_for(index: int, models: list[ModelSpec], family: str) -> int:
     same = [i for i, m in enumerate(models) if m.family == family and m.seq_len == models[index].seq_len]
     if not same:
         raise UserError(
-            f"matching.reference: no '{family}' model with seq_len {models[index].seq_len} to match {models[index].label} against"
+            f"matching.reference: no '{family}' model with seq_len {models[index].seq_len} to match "
+            f"{models[index].label} against"
         )
     before = [i for i in same if i < index]
     return before[-1] if before else same[0]

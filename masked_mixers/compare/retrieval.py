@@ -78,7 +78,8 @@ def heldout_documents(config: CompareConfig) -> tuple[list[str], dict]:
     documents = documents[first:]
     if len(documents) < 2:
         raise UserError(
-            f"retrieval: {source} has {len(documents)} documents after the first {first} (those the models trained on); pairs need more"
+            f"retrieval: {source} has {len(documents)} documents after the first {first} (those the models trained "
+            "on); pairs need more"
         )
     origin = {"source": source, "split": split, "first_document": first, "num_documents": len(documents)}
     if task.include_training_documents:
@@ -105,12 +106,14 @@ def run_retrieval(config: CompareConfig, model_dirs: dict[str, str], output_dir:
     pairs = build_pairs(documents, task.kind, seed=task.seed, **task.pair_options())
     if len(pairs) < 4:
         raise UserError(
-            f"retrieval: only {len(pairs)} {task.kind} pairs from {len(documents)} documents; raise retrieval.num_documents"
+            f"retrieval: only {len(pairs)} {task.kind} pairs from {len(documents)} documents; raise "
+            "retrieval.num_documents"
         )
     splits = split_pairs(pairs, task.test_fraction, task.seed, task.max_test)
     save_splits(output_dir / PAIRS_DIR, splits)
     print(
-        f"[compare] retrieval: {len(splits.train)} train / {len(splits.test)} test {task.kind} pairs, {len(model_dirs)} models + BM25",
+        f"[compare] retrieval: {len(splits.train)} train / {len(splits.test)} test {task.kind} pairs, "
+        f"{len(model_dirs)} models + BM25",
         flush=True,
     )
     result = benchmark_models(model_dirs, splits, task, device=_device(), progress=progress)
@@ -147,16 +150,20 @@ def render_retrieval(retrieval: dict | None) -> str:
     lines = [
         "## Retrieval",
         "",
-        f"{p['num_pairs']} {p['kind']} pairs from held-out documents {p['first_document']}..{last} of {p['source']}{also} "
-        f"({retrieval['num_train']} train, {retrieval['num_test']} test; seed {retrieval['seed']}; saved in {p['saved_to']}/). "
+        f"{p['num_pairs']} {p['kind']} pairs from held-out documents {p['first_document']}..{last} of "
+        f"{p['source']}{also} "
+        f"({retrieval['num_train']} train, {retrieval['num_test']} test; seed {retrieval['seed']}; saved in "
+        f"{p['saved_to']}/). "
         "Each test query ranks its own passage among n candidates (itself and n - 1 other test passages, the same draw "
-        "for every column). cosine: the language model's embedding as trained; infonce: after InfoNCE fine-tuning on the "
+        "for every column). cosine: the language model's embedding as trained; infonce: after InfoNCE fine-tuning on "
+        "the "
         "train pairs; direct: the paper's retrieval mixer on frozen embeddings, at its own n; bm25: lexical baseline.",
     ]
     if p["kind"] == "keywords":
         lines += [
             "",
-            "Keyword pairs: the positive is the one passage certain to lack the query's words, so BM25 falls below chance.",
+            "Keyword pairs: the positive is the one passage certain to lack the query's words, so BM25 falls below "
+            "chance.",
         ]
     for metric, title in METRICS.items():
         lines += ["", f"### {title}", "", markdown_table(retrieval, metric)]

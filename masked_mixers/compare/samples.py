@@ -67,8 +67,14 @@ def generate_samples(
         sampled = model.generate(
             input_ids, do_sample=True, temperature=settings.temperature, top_k=settings.top_k, **common
         )
-        decode = lambda out: tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)  # noqa: E731
-        samples.append({"prompt": prompt, "greedy": decode(greedy), "sample": decode(sampled)})
+        new = slice(len(ids), None)  # the generated tokens, after the prompt
+        samples.append(
+            {
+                "prompt": prompt,
+                "greedy": tokenizer.decode(greedy[0, new], skip_special_tokens=True),
+                "sample": tokenizer.decode(sampled[0, new], skip_special_tokens=True),
+            }
+        )
     model.train(was_training)
     return samples
 
