@@ -67,6 +67,15 @@ def test_train_seed_out_of_range(tmp_path, capsys, value):
     expect_one_line(argv, capsys, watched=(tmp_path / "out", tmp_path / "cache"), names="'train.seed'", item=ITEM)
 
 
+def test_learning_rate_past_float32_is_one_line(tmp_path, capsys):
+    """1e39 passed the finite check, then overflowed inside the optimizer (a traceback after data preparation)."""
+    config = tiny_config(tmp_path)
+    argv = ["train", config, "--set", "train.learning_rate=1e39"]
+    expect_one_line(
+        argv, capsys, watched=(tmp_path / "out", tmp_path / "cache"), names="'train.learning_rate'", item=ITEM
+    )
+
+
 def test_largest_seed_is_accepted():
     from masked_mixers.core.configfile import from_dict
     from masked_mixers.runs.config import RunConfig

@@ -34,6 +34,7 @@ from ..core.errors import UserError
 # An L x L mixing matrix per layer and L-token examples: past a million tokens no model here is
 # buildable, and refusing it in the config stops tokenizing (and caching) for a run that cannot start.
 MAX_SEQ_LEN = 2**20
+FLOAT32_MAX = 3.4028234663852886e38  # a larger learning rate overflows inside the optimizer (a traceback, not a run)
 LOGGERS_BUILT_IN = ("jsonl", "none")  # jsonl: our metrics.jsonl; none: no Trainer integration
 
 PaddingSide = Literal["right", "left"]
@@ -264,10 +265,10 @@ class TrainConfig:
             require(value is None or (math.isfinite(value) and value > 0), key, value, "must be positive or null")
         # 0 is allowed: a run that only carries weights over (init_from) or measures a fixed model
         require(
-            math.isfinite(self.learning_rate) and self.learning_rate >= 0,
+            math.isfinite(self.learning_rate) and 0 <= self.learning_rate <= FLOAT32_MAX,
             "learning_rate",
             self.learning_rate,
-            "must be a finite number >= 0",
+            f"must be a number from 0 to {FLOAT32_MAX:.3g} (optimizers keep it in float32)",
         )
         for key in ("adam_beta1", "adam_beta2"):
             require(0 <= getattr(self, key) < 1, key, getattr(self, key), "must be in [0, 1)")
