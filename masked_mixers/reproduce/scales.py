@@ -45,8 +45,9 @@ class Scale:
     learning_rates: tuple[tuple[str, float], ...] = (("mixer", 5e-3), ("llama", 2e-3), ("gpt2", 2e-3))
     autoencoder_layers: int | None = None  # F3: encoder and decoder depth (None: layers)
     # finding ("F4", or "F3/memory-matched" for a further published setting) -> family or "*" -> ModelSpec
-    # size fields over d_model/layers/heads/seq_len; read through Context.size / Context.spec
-    sizes: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    # size fields over d_model/layers/heads/seq_len, read through Context.size / Context.spec;
+    # compared but not hashed, so a Scale stays a cache key (f4_clm caches measured sizes by scale)
+    sizes: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict, hash=False)
 
     def learning_rate(self, family: str) -> float:
         """The family's learning rate (the paper tunes one per kind of model): that of the group its
