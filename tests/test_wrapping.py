@@ -153,3 +153,30 @@ def test_hooks_can_change_cached_generation():
         uncached = model.generate(prompt, max_new_tokens=8, do_sample=False, use_cache=False)
     assert torch.equal(cached, uncached)
     assert not torch.equal(cached, plain)
+
+
+@pytest.mark.parametrize("where", ["flat mixing matrix", "expanded mixing matrices"])
+def test_a_lora_merged_mixing_matrix_is_saved_causal(where, tmp_path):
+    """merge_and_unload writes the adapter's full-rank product into the mixing matrices, future entries
+    included; forward masks them, and the saved weights (state_dict, safetensors) have them zero."""
+    from safetensors.torch import load_file
+
+    mixer_type, targets = LORA_TARGETS[where]
+    base = _mixer(mixer_type)
+    model = peft.get_peft_model(base, peft.LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, **targets))
+    merged = model.merge_and_unload().eval()
+    mixing = merged.model.layers[0].token_mixing
+    masks = mixing.causal_masks()
+    assert any(getattr(mixing, name)[~mask].abs().max() > 1e-3 for name, mask in masks.items())  # the merge wrote them
+    ids = _ids()[:, :L]
+    with torch.no_grad():
+        logits = merged(input_ids=ids).logits.clone()
+    merged.save_pretrained(tmp_path)
+    saved = load_file(str(tmp_path / "model.safetensors"))
+    for i in range(len(merged.model.layers)):
+        for name, mask in masks.items():
+            assert saved[f"model.layers.{i}.token_mixing.{name}"][~mask].abs().max() == 0, name
+    assert any(getattr(mixing, name)[~mask].abs().max() > 1e-3 for name, mask in masks.items())  # parameters untouched
+    reloaded = MaskedMixerForCausalLM.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(input_ids=ids).logits, logits, atol=1e-5, rtol=0)

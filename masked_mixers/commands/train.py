@@ -15,6 +15,10 @@ it wrote); a folder holding anything else, a checkpoint or a folder inside anoth
 Metrics go to OUTPUT_DIR/metrics.jsonl; the model and its tokenizer to OUTPUT_DIR. The model's
 family sets what it is scored on: next-token loss for language models, reconstruction loss,
 token accuracy and exact match for autoencoders.
+
+Logging: train.report_to lists the Trainer's loggers beside metrics.jsonl (always written), e.g.
+--set 'train.report_to=[tensorboard]' (pip install "masked-mixers[tensorboard]"; then
+`tensorboard --logdir OUTPUT_DIR/runs`) or [wandb] (pip install wandb; WANDB_PROJECT names the project).
 """
 
 from __future__ import annotations

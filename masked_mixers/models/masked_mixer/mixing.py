@@ -76,6 +76,20 @@ def _init_uniform_masked(weight: torch.Tensor, bias: torch.Tensor, mask: torch.T
     init.uniform_(bias, -bound, bound)
 
 
+def _save_causal(module: nn.Module, state_dict: dict, prefix: str, local_metadata) -> None:
+    """state_dict post-hook: the saved mixing weights have zero future entries, whatever the parameters hold.
+
+    Forward masks the future anyway, so the entries are never used; but weights merged into a
+    mixing matrix from outside (a LoRA `merge_and_unload`, a hand edit) can make them non-zero, and a
+    saved checkpoint should say what the model computes. New tensors replace the entries (the
+    state dict's tensors share storage with the parameters, which are left as they are).
+    """
+    for name, mask in module.causal_masks().items():
+        key = prefix + name
+        if key in state_dict:
+            state_dict[key] = state_dict[key] * mask.to(device=state_dict[key].device, dtype=state_dict[key].dtype)
+
+
 class FlatTokenMixing(nn.Module):
     """One masked L x L mixing: y[:, i] = sum_{j<=i} W[i, j] x[:, j] + b[i], shared across features."""
 
@@ -85,6 +99,11 @@ class FlatTokenMixing(nn.Module):
         self.triangular_tile = triangular_tile  # > 0: skip the masked upper triangle (triangular.py)
         self.weight = nn.Parameter(torch.empty(seq_len, seq_len))
         self.bias = nn.Parameter(torch.empty(seq_len))
+        self.register_state_dict_post_hook(_save_causal)
+
+    def causal_masks(self) -> dict[str, torch.Tensor]:
+        """{parameter name: (rows, cols) mask of the entries forward may use}."""
+        return {"weight": causal_mask(self.seq_len, self.seq_len, device=self.weight.device)}
 
     def reset_parameters(self) -> None:
         _init_uniform_masked(self.weight, self.bias, causal_mask(self.seq_len, self.seq_len, device=self.weight.device))
@@ -142,6 +161,11 @@ class ExpandedTokenMixing(nn.Module):
         self.bias_in = nn.Parameter(torch.empty(wide))
         self.weight_out = nn.Parameter(torch.empty(seq_len, wide))
         self.bias_out = nn.Parameter(torch.empty(seq_len))
+        self.register_state_dict_post_hook(_save_causal)
+
+    def causal_masks(self) -> dict[str, torch.Tensor]:
+        mask_in, mask_out = self._masks(self.seq_len, self.weight_in.device)
+        return {"weight_in": mask_in, "weight_out": mask_out}
 
     def _masks(self, t: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         e = self.expansion
@@ -219,6 +243,10 @@ class MultiHeadTokenMixing(nn.Module):
         self.weight = nn.Parameter(torch.empty(num_heads, seq_len, seq_len))
         self.bias = nn.Parameter(torch.empty(num_heads, seq_len))
         self.proj_out = nn.Linear(hidden_size, hidden_size)
+        self.register_state_dict_post_hook(_save_causal)
+
+    def causal_masks(self) -> dict[str, torch.Tensor]:
+        return {"weight": causal_mask(self.seq_len, self.seq_len, device=self.weight.device)}  # broadcast over heads
 
     def reset_parameters(self) -> None:
         _init_uniform_masked(self.weight, self.bias, causal_mask(self.seq_len, self.seq_len, device=self.weight.device))
