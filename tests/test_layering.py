@@ -33,6 +33,7 @@ LAYERS: dict[str, set[str]] = {
     "probes": {"core", "data", "models", "runs", "training"},
     "compare": {"core", "data", "models", "objectives", "retrieval", "runs", "training"},
     "bench": {"compare", "core", "data", "generation", "models", "objectives", "runs"},
+    "scaling": {"core", "runs"},  # isoFLOP fits, frontiers and crossovers of a sweep's results; the report
     "reproduce": {"bench", "compare", "core", "data", "models", "probes", "retrieval", "runs", "training"},
     "commands": {
         "bench",
@@ -46,6 +47,7 @@ LAYERS: dict[str, set[str]] = {
         "reproduce",
         "retrieval",
         "runs",
+        "scaling",
         "serving",
         "training",
     },
