@@ -252,6 +252,7 @@ def test_results_file_latest_line_per_point_wins(tmp_path):
         ('{"point": "a", "status": "failed"}\n{oops\n', "results.jsonl:2: not JSON"),
         ('{"point": "a", "status": "done", "seq_len": 32}\n', "results.jsonl:1: key 'family' must be a string"),
         ('{"point": "a", "status": "running"}\n', "results.jsonl:1: key 'status' must be one of done, failed"),
+        (json.dumps(row("a", "mixer", 10, 1e15, -1.0)) + "\n", "results.jsonl:1: key 'eval_loss' must be positive"),
     ],
 )
 def test_a_bad_results_file_is_one_line(tmp_path, capsys, content, names):

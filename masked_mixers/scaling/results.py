@@ -47,6 +47,8 @@ def row_problem(row) -> str | None:
     for key in ("budget_flops", "eval_loss", "learning_rate", "flops"):
         if row.get(key) is not None and not _is_number(row[key]):
             return f"key {key!r} must be a number or null"
+    if row.get("eval_loss") is not None and row["eval_loss"] <= 0:  # NaN passes: a diverged run, left out
+        return "key 'eval_loss' must be positive (a cross-entropy)"
     return None
 
 
