@@ -236,6 +236,12 @@ def test_each_context_length_gets_its_own_frontier_and_crossover():
     assert "llama ahead by" in long["summary"]
 
 
+def test_no_usable_rows_is_a_report_that_says_so():
+    analysis = analyse([{"point": "a", "status": "failed", "error": "killed"}])
+    assert analysis["contexts"] == [] and analysis["excluded"]["failed"] == 1
+    assert "No usable rows: every row failed" in markdown(analysis)
+
+
 def test_results_file_latest_line_per_point_wins(tmp_path):
     first = row("p1", "llama", 1000, 1e15, 5.0)
     lines = [first, {**first, "eval_loss": 4.0}, row("p2", "llama", 2000, 1e15, 4.5)]
@@ -268,6 +274,7 @@ def test_the_command_writes_the_three_files(tmp_path, capsys):
     rng = np.random.default_rng(0)
     rows = sweep("llama", LLAMA, rng) + sweep("mixer", MIXER, rng)
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / ".masked-mixers.json").write_text(json.dumps({"kind": "sweep", "entries": ["results.jsonl"]}))
     assert main(["scaling", str(tmp_path), "--bootstrap", "50", "--seed", "3"]) == 0
     assert "L 128 llama: b = " in capsys.readouterr().out
     report = json.loads((tmp_path / "scaling.json").read_text())
@@ -277,8 +284,8 @@ def test_the_command_writes_the_three_files(tmp_path, capsys):
     assert isinstance(report["contexts"][0]["crossovers"][0]["crossover"]["ci"], list)
     assert "## L = 128" in (tmp_path / "scaling.md").read_text()
     assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
-    owned = json.loads((tmp_path / ".masked-mixers.json").read_text())["entries"]
-    assert {"scaling.json", "scaling.md", "scaling.png"} <= set(owned)
+    owned = json.loads((tmp_path / ".masked-mixers.json").read_text())
+    assert owned == {"kind": "sweep", "entries": ["results.jsonl", "scaling.json", "scaling.md", "scaling.png"]}
     other = tmp_path / "elsewhere"
     other.mkdir()
     (other / "scaling.md").write_text("my notes")  # not ours: refused, untouched

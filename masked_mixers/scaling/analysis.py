@@ -163,6 +163,9 @@ def crossover(names: tuple[str, str], first: FamilyFit, second: FamilyFit) -> di
         entry["crossover"] = "not computed: a family has no fitted frontier"
         return entry
     low, high = max(first.budgets[0], second.budgets[0]), min(first.budgets[-1], second.budgets[-1])
+    if low > high:
+        entry["crossover"] = "not computed: the two families measured no common range of budgets"
+        return entry
     wide = (low / EXTRAPOLATE, high * EXTRAPOLATE)
     found = crossings(first.law, second.law, *wide)
     inside = [c for c in found if low <= c <= high]
