@@ -213,9 +213,10 @@ def test_best_learning_rate_and_left_out_rows():
         {**rows[0], "point": "nan", "eval_loss": float("nan")},
         {**rows[0], "point": "null", "eval_loss": None},
         {**rows[0], "point": "steps-only", "budget_flops": None},
+        {**rows[0], "point": "max-steps-first", "flops": rows[0]["budget_flops"] * 0.8, "eval_loss": 0.1},
     ]
     analysis = analyse(rows, resamples=0)
-    assert analysis["excluded"] == {"failed": 1, "diverged": 2, "unbudgeted": 1}
+    assert analysis["excluded"] == {"failed": 1, "diverged": 2, "unbudgeted": 1, "short_of_budget": 1}
     fam = only(analysis, "llama")
     assert {r["learning_rate"] for b in fam["budgets"] for r in b["runs"]} == {3e-3}
     assert fam["design"]["learning_rates_per_size"] == [3]

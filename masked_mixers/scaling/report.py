@@ -106,7 +106,8 @@ def markdown(analysis: dict) -> str:
         "# Scaling: isoFLOP frontiers per family",
         "",
         f"Rows: {analysis['rows']} ({excluded['failed']} failed, {excluded['diverged']} diverged, "
-        f"{excluded['unbudgeted']} without a FLOPs budget: left out). Model size N = "
+        f"{excluded['unbudgeted']} without a FLOPs budget, {excluded['short_of_budget']} stopped short of their "
+        "budget: left out). Model size N = "
         f"{SIZE_WORDS[analysis['size']]}; compute C = {analysis['flops']}; each size at its best learning rate. "
         f"Frontier L*(C) = a * C^(-b) (+ E); 95% intervals from {boot['resamples']} bootstrap resamples "
         f"(seed {boot['seed']}) of the runs within each budget. docs/scaling.md explains each number.",

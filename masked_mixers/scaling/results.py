@@ -5,8 +5,9 @@ for a point name wins (a point re-run after a failure). The row's keys are the s
 contract's (docs/scaling.md lists the ones the analysis reads). `select` turns rows into isoFLOP
 curves: done rows with a finite eval_loss and a FLOPs budget, grouped by (seq_len, family,
 budget), one point per model size: the row with the lowest eval_loss over its learning rates.
-Failed rows, diverged rows (done without a finite eval_loss) and rows without a budget are left
-out and counted.
+Failed rows, diverged rows (done without a finite eval_loss), rows without a budget and rows short
+of their budget (a whole step of FLOPs left unspent: max_steps or a time limit stopped them first,
+so they are not on their budget's curve) are left out and counted.
 """
 
 from __future__ import annotations
@@ -94,8 +95,18 @@ class Selection:
     """Isoflop curves by (seq_len, family, budget), and what was left out."""
 
     curves: dict[tuple[int, str, float], list[SizePoint]] = field(default_factory=dict)
-    excluded: dict[str, int] = field(default_factory=lambda: {"failed": 0, "diverged": 0, "unbudgeted": 0})
+    excluded: dict[str, int] = field(
+        default_factory=lambda: {"failed": 0, "diverged": 0, "unbudgeted": 0, "short_of_budget": 0}
+    )
     rows: int = 0
+
+
+def _short_of_budget(row: dict) -> bool:
+    """Stopped with at least one whole step of its FLOPs budget unspent (max_steps or a time limit came first)."""
+    steps, spent = row.get("steps"), row.get("flops")
+    if not _is_number(steps, integer=True) or steps <= 0 or spent is None:
+        return False
+    return spent * (steps + 1) / steps < row["budget_flops"] * (1 - 1e-9)
 
 
 def _exclusion(row: dict) -> str | None:
@@ -105,6 +116,8 @@ def _exclusion(row: dict) -> str | None:
         return "diverged"
     if row.get("budget_flops") is None or row["budget_flops"] <= 0:
         return "unbudgeted"
+    if _short_of_budget(row):
+        return "short_of_budget"
     return None
 
 
