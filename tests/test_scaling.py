@@ -143,7 +143,7 @@ def test_no_crossover_in_the_measured_range_and_the_extrapolated_one_marked():
     extra = entry["extrapolated"]
     assert extra["flops"] == pytest.approx(truth, rel=0.5) and extra["ci"][0] <= truth <= extra["ci"][1]
     assert extra["lower_below"] == "mixer" and "extrapolated beyond the measured budgets" in extra["note"]
-    assert "none in measured range; by extrapolation (not measured)" in markdown(analysis)
+    assert "no crossover in the measured range; by extrapolation (not measured)" in markdown(analysis)
     assert all(r["ahead"] == "llama" for r in analysis["contexts"][0]["leaders"])
 
 

@@ -72,7 +72,7 @@ def _crossover_lines(crossovers: list[dict]) -> list[str]:
         if isinstance(found, dict):
             text = f"{_g(found['flops'])} FLOPs, 95% CI {_ci(found['ci'])}; {found['lower_below']} lower below it"
         else:
-            text = found
+            text = "no crossover in the measured range" if found == NO_CROSSOVER else found
         extra = entry["extrapolated"]
         if extra:
             text += (
