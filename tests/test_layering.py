@@ -34,6 +34,7 @@ LAYERS: dict[str, set[str]] = {
     "compare": {"core", "data", "models", "objectives", "retrieval", "runs", "training"},
     "bench": {"compare", "core", "data", "generation", "models", "objectives", "runs"},
     "reproduce": {"bench", "compare", "core", "data", "models", "probes", "retrieval", "runs", "training"},
+    "sweep": {"compare", "core", "runs", "training"},  # many train runs on an engine; results.jsonl
     "commands": {
         "bench",
         "compare",
@@ -46,7 +47,9 @@ LAYERS: dict[str, set[str]] = {
         "reproduce",
         "retrieval",
         "runs",
+        "scaling",
         "serving",
+        "sweep",
         "training",
     },
     "entry": {"commands", "core"},  # masked_mixers_entry.py: the dispatch table; the package only once a command runs
