@@ -115,6 +115,15 @@ def test_a_bad_sweep_config_is_one_line_and_writes_nothing(tmp_path, cache, caps
     assert not (tmp_path / "out").exists()
 
 
+def test_dry_run_lists_the_points_with_base_overrides_and_writes_nothing(tmp_path, cache, capsys):
+    path = write_sweep(
+        tmp_path, cache, grid={"model.hidden_size": [16, 32]}, name="d{model.hidden_size}-b{train.batch_size}"
+    )
+    assert main(["sweep", str(path), "--dry-run", "--set", "base.train.batch_size=4"]) == 0
+    assert capsys.readouterr().out.split() == ["point", "d16-b4", "point", "d32-b4"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_folder_holding_a_users_file_is_refused(tmp_path, cache, capsys):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
