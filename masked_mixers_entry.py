@@ -50,6 +50,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pairs": ("pairs", "build (query, passage) retrieval pairs and split them"),
     "embed": ("embed", "embed texts with a trained model's hidden state (safetensors)"),
     "retrieve": ("retrieve", "retrieval benchmark: mixer vs transformer vs BM25"),
+    "sweep": (
+        "sweep",
+        "train a grid of runs (families, sizes, L, rates, budgets) locally or on SLURM; resumable",
+    ),
 }
 
 
