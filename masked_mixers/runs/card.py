@@ -199,7 +199,7 @@ def model_card(run_dir: str | os.PathLike, repo_id: str, license: str = DEFAULT_
 
 # {repo_id}
 
-A **{family.name}** language model trained with the `masked-mixers` toolkit (masked mixers: Badger,
+A **{family.name}** model trained with the `masked-mixers` toolkit (masked mixers: Badger,
 arXiv 2409.01482; Llama baselines from transformers). {family.description[0].upper() + family.description[1:]}.
 
 ## Model
