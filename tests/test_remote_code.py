@@ -6,6 +6,7 @@ their Auto classes, with no code): the outputs and greedy continuations must equ
 """
 
 import json
+import re
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ import transformers
 from conftest import run_without_package
 
 from masked_mixers.models import FAMILIES
-from masked_mixers.models.remote_code import auto_map
+from masked_mixers.models.remote_code import auto_map, write_code
 from masked_mixers.runs.config import ModelSpec
 from masked_mixers.runs.factory import build_model
 
@@ -88,9 +89,28 @@ def test_every_family_loads_and_runs_without_this_package(tmp_path):
             assert not generates or torch.equal(result["generated"], expected["generated"]), name
 
 
-@pytest.mark.parametrize("name", [n for n, f in FAMILIES.items() if f.standalone])
-def test_auto_map_names_the_flat_modules_and_every_auto_class(name):
-    family = FAMILIES[name]
-    mapped = auto_map({"AutoConfig": family.config_class, **family.auto})
-    assert set(mapped) == {"AutoConfig", *family.auto}
-    assert all(value.count(".") == 1 for value in mapped.values())  # module.Class, one flat module
+def test_shared_modules_are_saved_flat_under_names_that_do_not_collide(tmp_path):
+    family = FAMILIES["linear_mixer"]  # its modeling.py and configuration.py build on the masked mixer's
+    write_code([family.config_class, *family.auto.values()], tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"modeling.py", "configuration.py", "masked_mixer_modeling.py", "masked_mixer_configuration.py"} <= names
+    assert "from .masked_mixer_modeling import" in (tmp_path / "modeling.py").read_text()
+    parent_imports = re.compile(r"^\s*from\s+\.\.", re.MULTILINE)  # as transformers reads a file's imports
+    assert not [n for n in names if parent_imports.search((tmp_path / n).read_text())]  # siblings only
+    assert auto_map({"AutoConfig": family.config_class, **family.auto}) == {
+        "AutoConfig": "configuration.LinearMixerConfig",
+        "AutoModel": "modeling.LinearMixerModel",
+        "AutoModelForCausalLM": "modeling.LinearMixerForCausalLM",
+    }
+
+
+def test_a_package_import_cannot_be_saved_flat(tmp_path, monkeypatch):
+    (tmp_path / "toy" / "sub").mkdir(parents=True)
+    (tmp_path / "toy" / "__init__.py").write_text("")
+    (tmp_path / "toy" / "sub" / "__init__.py").write_text("X = 1\n")
+    (tmp_path / "toy" / "mod.py").write_text("from .sub import X\n\n\nclass Toy:\n    x = X\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from toy.mod import Toy
+
+    with pytest.raises(ImportError, match="toy.sub is a package"):
+        write_code([Toy], tmp_path)

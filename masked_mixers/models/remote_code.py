@@ -89,15 +89,11 @@ def auto_map(classes: dict[str, type]) -> dict[str, str]:
     return {auto: f"{names[cls.__module__]}.{cls.__name__}" for auto, cls in classes.items()}
 
 
-def write_code(classes, folder: Path) -> list[Path]:
-    """Write the flat modules that define `classes` (and what they import) into `folder`; returns the files."""
+def write_code(classes, folder: Path) -> None:
+    """Write the flat modules that define `classes` (and what they import) into `folder`."""
     names = _bundle([cls.__module__ for cls in classes])
-    written = []
     for module, stem in names.items():
-        path = folder / f"{stem}.py"
-        path.write_text(_flattened(module, names), encoding="utf-8")
-        written.append(path)
-    return written
+        (folder / f"{stem}.py").write_text(_flattened(module, names), encoding="utf-8")
 
 
 __all__ = ["SelfContained", "auto_map", "write_code"]
