@@ -9,6 +9,7 @@ from masked_mixers.compare.config import load_compare_config
 from masked_mixers.core.errors import UserError
 from masked_mixers.runs.config import RunConfig, apply_overrides, from_dict, load_run_config, save_yaml, to_dict
 from masked_mixers.runs.factory import build_model, count_parameters
+from masked_mixers.sweep.config import base_mapping, load_sweep_config, override_sets, resolve
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -18,6 +19,10 @@ def test_shipped_configs_load(path):
     data = yaml.safe_load(path.read_text())
     if "models" in data:  # a compare config: a list of models
         assert all(spec.hidden_size > 0 for spec in load_compare_config(path).models)
+    elif "grid" in data or "points" in data:  # a sweep config: every point resolves to a run config
+        sweep = load_sweep_config(path)
+        base, points = base_mapping(sweep, path), override_sets(sweep, path)
+        assert points and all(resolve(base, point, str(path)).model.hidden_size > 0 for point in points)
     else:
         assert load_run_config(path).model.hidden_size > 0
 
