@@ -46,9 +46,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "benchmarks: `bench train` (tokens/s, MFU, memory), `bench generate`, `bench linear` (decoding speed), "
         "`bench prepare`",
     ),
+    "scaling": ("scaling", "isoFLOP scaling analysis of a sweep: frontiers, exponents, crossover, with intervals"),
     "pairs": ("pairs", "build (query, passage) retrieval pairs and split them"),
     "embed": ("embed", "embed texts with a trained model's hidden state (safetensors)"),
     "retrieve": ("retrieve", "retrieval benchmark: mixer vs transformer vs BM25"),
+    "sweep": (
+        "sweep",
+        "train a grid of runs (families, sizes, L, rates, budgets) locally or on SLURM; resumable",
+    ),
 }
 
 

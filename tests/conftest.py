@@ -125,3 +125,43 @@ def pytest_terminal_summary(terminalreporter):
     for (_, outcome), count in faults.OUTCOMES.items():
         totals[outcome] = totals.get(outcome, 0) + count
     terminalreporter.write_line("total: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
+
+
+# --- a Python that cannot import this package (tests/test_hub.py, tests/test_remote_code.py) ---
+
+BLOCK_PACKAGE = """
+import importlib.abc, sys
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "masked_mixers" or name.startswith("masked_mixers."):
+            raise ImportError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, _Block())
+sys.path = [p for p in sys.path if p not in ("", ".")]
+try:
+    import masked_mixers
+except ImportError:
+    pass
+else:
+    raise SystemExit("masked_mixers is importable")
+"""
+
+
+def run_without_package(script: str, *args, cwd: Path, timeout: float = 300):
+    """Run `script` in a fresh Python whose import system refuses masked_mixers: offline, stdin closed
+    (a prompt would read end-of-file), transformers' module cache under `cwd`. Fails the test on a non-zero exit."""
+    import subprocess
+    import sys
+    import textwrap
+
+    env = {**os.environ, "HF_MODULES_CACHE": str(cwd / "modules"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCK_PACKAGE + textwrap.dedent(script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done

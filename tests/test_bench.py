@@ -9,6 +9,7 @@ from conftest import TRAIN
 from torch.utils.flop_counter import FlopCounterMode
 
 from masked_mixers.bench.flops import forward_flops_per_token, mfu
+from masked_mixers.bench.timing import mfu_peak
 from masked_mixers.cli import main
 from masked_mixers.runs.config import ModelSpec
 from masked_mixers.runs.factory import build_model
@@ -28,6 +29,16 @@ def test_llama_flops_hand_computed():
     # per layer: q,k,v,o 4*2*64 = 512; gate, up, down 3*2*8*32 = 1536; scores + values 2*2*16*8 = 512
     assert (f.dense, f.attention, f.lm_head) == (2 * 2048, 2 * 512, 160)
     assert f.training == 3 * 5280
+
+
+def test_mfu_peak_is_the_best_probe_or_the_best_model_rate_so_mfu_cannot_exceed_one():
+    probes = [{"flops_per_second": 140e9, "n": 1024}, {"flops_per_second": 145e9, "n": 2048}]
+    peak = mfu_peak(probes, [100e9, 120e9])
+    assert (peak["flops_per_second"], peak["n"], peak["source"]) == (145e9, 2048, "matmul probe")
+    # the case: a model counted at 100.6% of a 145 GFLOP/s probe
+    peak = mfu_peak(probes, [0.978 * 145e9, 1.006 * 145e9])
+    assert peak["flops_per_second"] == 1.006 * 145e9 and peak["source"] == "model FLOP/s above the probe"
+    assert max(mfu(1.0, r, peak["flops_per_second"]) for r in (0.978 * 145e9, 1.006 * 145e9)) == 1.0
 
 
 def test_mfu_arithmetic():
@@ -85,7 +96,7 @@ def test_bench_train_command_writes_table_and_json(tmp_path, capsys):
     results = json.loads(out.read_text())
     assert {r["family"] for r in results["rows"]} == {"mixer", "llama", "gpt2"}
     for row in results["rows"]:
-        assert row["tokens_per_second"] > 0 and 0 < row["mfu"] and row["peak_memory_mib"] > 0
+        assert row["tokens_per_second"] > 0 and 0 < row["mfu"] <= 1 and row["peak_memory_mib"] > 0
         assert row["mfu"] == pytest.approx(
             mfu(
                 row["training_flops_per_token"],

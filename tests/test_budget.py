@@ -13,8 +13,8 @@ from masked_mixers.compare import run_compare
 from masked_mixers.compare.config import load_compare_config
 from masked_mixers.core.errors import UserError
 from masked_mixers.models import FAMILIES
+from masked_mixers.runs.card import model_card
 from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig, from_dict
-from masked_mixers.runs.hub import model_card
 from masked_mixers.training.budget import StepLimit, step_limit, training_flops_per_step
 from masked_mixers.training.train import train
 

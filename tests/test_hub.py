@@ -1,23 +1,25 @@
 """Run folders are self-contained Hugging Face models; `push` publishes them with a model card.
 
 A real (tiny) training run makes the folder. It must load and generate with
-`trust_remote_code=True` in a process where `masked_mixers` cannot be imported, publish L where
-tools look for it, and `push` must write the card and the model to a local target or hand the
-same staged folder to huggingface_hub (mocked at its boundary: no hub is reachable here).
+`trust_remote_code=True` in a process where `masked_mixers` cannot be imported (its tokenizer with no
+prompt and no warning, stdin closed), serve sentence-transformers and feature-extraction pipelines
+from the trunk its auto_map names, publish L where tools look for it, and `push` must write only the
+model, tokenizer, code and card to a local target or hand the same staged folder to huggingface_hub
+(mocked at its boundary: no hub is reachable here). A transfixer folder saved without its code (as
+before it was standalone) is published with it.
 """
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from conftest import run_without_package
+from transformers import AutoModel, AutoModelForCausalLM
 
 from masked_mixers.cli import main
 from masked_mixers.runs.config import ModelSpec, RunConfig, TrainConfig
+from masked_mixers.runs.factory import build_model
 from masked_mixers.runs.hub import is_local_target
 from masked_mixers.runs.rundir import load_run
 from masked_mixers.training.train import train
@@ -50,66 +52,88 @@ def _greedy(model, tokenizer, prompts, new=12):
     return out.tolist()
 
 
-BLOCKED = textwrap.dedent(
-    """
-    import importlib.abc, json, sys
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "masked_mixers" or name.startswith("masked_mixers."):
-                raise ImportError(f"{name} is blocked in this test")
-    sys.meta_path.insert(0, Block())
-    sys.path = [p for p in sys.path if p not in ("", ".") and "wt-" not in p]
-    try:
-        import masked_mixers
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("masked_mixers is importable")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    path = sys.argv[1]
-    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True).eval()
+GENERATE = """
+import json, sys, warnings
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+path = sys.argv[1]
+model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True).eval()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    print("<tokenizers>", file=sys.stderr, flush=True)  # nothing may come between: no prompt, no warning
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
-    encoded = tokenizer(["once upon a time", "the dog"], return_tensors="pt", padding=True)
-    with torch.no_grad():
-        out = model.generate(**encoded, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    print(json.dumps({
-        "module": type(model).__module__,
-        "ids": out.tolist(),
-        "max_length": tokenizer.model_max_length,
-        "padding_side": tokenizer.padding_side,
-        "max_position_embeddings": model.config.max_position_embeddings,
-        "masked_mixers_loaded": any(m.startswith("masked_mixers") for m in sys.modules),
-    }))
-    """
-)
+    plain = PreTrainedTokenizerFast.from_pretrained(path)  # reads only the tokenizer files, runs no code
+    print("</tokenizers>", file=sys.stderr, flush=True)
+encoded = tokenizer(["once upon a time", "the dog"], return_tensors="pt", padding=True)
+with torch.no_grad():
+    out = model.generate(**encoded, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+print(json.dumps({
+    "module": type(model).__module__,
+    "ids": out.tolist(),
+    "same_tokenizer": plain(["once upon a time"]).input_ids == tokenizer(["once upon a time"]).input_ids,
+    "max_length": tokenizer.model_max_length,
+    "padding_side": tokenizer.padding_side,
+    "max_position_embeddings": model.config.max_position_embeddings,
+    "warnings": [str(w.message) for w in caught],
+    "masked_mixers_loaded": any(m.startswith("masked_mixers") for m in sys.modules),
+}))
+"""
+
+
+def _generate_without_package(path, cwd) -> dict:
+    """Load `path` where masked_mixers cannot be imported; the tokenizers must load silently (stdin closed)."""
+    done = run_without_package(GENERATE, path, cwd=cwd)
+    assert "<tokenizers>\n</tokenizers>" in done.stderr, done.stderr[-2000:]  # no prompt, no warning
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "Do you wish" not in done.stdout and not got["warnings"] and got["same_tokenizer"]
+    assert got["module"].startswith("transformers_modules.") and not got["masked_mixers_loaded"]
+    return got
 
 
 def test_a_run_folder_loads_and_generates_without_this_package(run_dir, tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["auto_map"] == {
         "AutoConfig": "configuration.MaskedMixerConfig",
+        "AutoModel": "modeling.MaskedMixerModel",
         "AutoModelForCausalLM": "modeling.MaskedMixerForCausalLM",
     }
     assert {"modeling.py", "configuration.py", "mixing.py", "cache.py", "positions.py", "lm_head.py"} <= {
         p.name for p in run_dir.iterdir()
     }
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
-    done = subprocess.run(
-        [sys.executable, "-c", BLOCKED, str(run_dir)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
-    assert got["module"].startswith("transformers_modules.") and not got["masked_mixers_loaded"]
+    got = _generate_without_package(run_dir, tmp_path)
     model, tokenizer = load_run(run_dir)
     assert got["ids"] == _greedy(model, tokenizer, ["once upon a time", "the dog"])  # the same model, the same text
     assert got["max_length"] == L and got["max_position_embeddings"] == L and got["padding_side"] == "right"
+
+
+EMBED = """
+import json, sys
+from sentence_transformers import SentenceTransformer
+from transformers import pipeline
+path, texts = sys.argv[1], ["once upon a time", "the dog ran to the park"]
+st = SentenceTransformer(path, trust_remote_code=True, device="cpu")
+features = pipeline("feature-extraction", model=path, trust_remote_code=True)
+print(json.dumps({
+    "tokens": [t.tolist() for t in st.encode(texts, output_value="token_embeddings")],
+    "pipeline": [features(text)[0] for text in texts],
+    "max_seq_length": st.max_seq_length,
+    "trunk": type(st[0].model).__name__,
+    "masked_mixers_loaded": any(m.startswith("masked_mixers") for m in sys.modules),
+}))
+"""
+
+
+def test_sentence_transformers_and_feature_extraction_read_the_trunk_without_this_package(run_dir, tmp_path):
+    """auto_map's AutoModel is the trunk: its hidden states, per token, with no LM head."""
+    done = run_without_package(EMBED, run_dir, cwd=tmp_path)
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["trunk"] == "MaskedMixerModel" and got["max_seq_length"] == L and not got["masked_mixers_loaded"]
+    trunk, tokenizer = AutoModel.from_pretrained(run_dir).eval(), load_run(run_dir)[1]
+    for text, tokens, piped in zip(["once upon a time", "the dog ran to the park"], got["tokens"], got["pipeline"]):
+        with torch.no_grad():
+            expected = trunk(**tokenizer(text, return_tensors="pt")).last_hidden_state[0]  # (t, d)
+        torch.testing.assert_close(torch.tensor(tokens), expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(torch.tensor(piped), expected, atol=1e-5, rtol=0)
 
 
 def test_the_package_still_loads_its_own_classes_without_remote_code(run_dir):
@@ -130,36 +154,97 @@ def test_batched_pipeline_equals_one_by_one(run_dir):
     assert batched == alone
 
 
+PUSHED = {  # model, tokenizer, code, card; and the local target's record of what push wrote
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "README.md",
+    ".masked-mixers.json",
+}
+
+
 def test_push_to_a_local_folder_writes_the_model_and_its_card(run_dir, tmp_path, capsys):
     target = tmp_path / "published" / "tiny-mixer"
+    assert {".lock", "training_args.bin", "run.yaml", "metrics.jsonl"} <= {p.name for p in run_dir.iterdir()}
     assert main(["push", str(run_dir), f"file://{target}"]) == 0
     names = {p.name for p in target.iterdir()}
-    assert {
-        "config.json",
-        "model.safetensors",
-        "modeling.py",
-        "tokenizer.json",
-        "README.md",
-        "train_summary.json",
-    } <= names
-    assert not any(n.startswith("checkpoint-") for n in names)  # the Trainer's checkpoints stay home
+    code = {p.name for p in run_dir.glob("*.py")}
+    assert names == PUSHED | code and {"modeling.py", "remote_code.py"} <= code  # no lock, pickle, checkpoint, log
     card = (target / "README.md").read_text()
     summary = json.loads((run_dir / "train_summary.json").read_text())
-    assert "library_name: transformers" in card and "family: `mixer`" in card
-    assert f"{summary['parameters']['total']:,} parameters" in card
+    assert card.splitlines()[card.splitlines()[1:].index("---") + 3] == "# tiny-mixer"  # titled by its name
+    assert str(tmp_path) not in card and "/work" not in card and "shared/data" not in card  # no local path
+    assert "license: other" in card and "no licence was chosen" in card
     assert (
-        "train-lowercase.jsonl" in card
-        and f"steps: {summary['steps']}" in card
-        and f"{summary['tokens_seen']:,}" in card
+        "library_name: transformers" in card and "family: `mixer`" in card and "pipeline_tag: text-generation" in card
     )
-    assert f"| loss | {summary['eval_metrics']['loss']:.4f} |" in card
+    assert f"{summary['parameters']['total']:,} parameters" in card
+    assert "`train-lowercase.jsonl` (a local file)" in card and f"steps: {summary['steps']}" in card
+    assert f"{summary['tokens_seen']:,}" in card and f"| loss | {summary['eval_metrics']['loss']:.4f} |" in card
+    assert f"L = {L} tokens" in card and "sliding a window" in card and "at most L tokens" in card
+    assert 'AutoModelForCausalLM.from_pretrained("tiny-mixer", trust_remote_code=True)' in card
+    assert 'SentenceTransformer("tiny-mixer", trust_remote_code=True)' in card and "model.generate(" in card
     model = AutoModelForCausalLM.from_pretrained(target, trust_remote_code=False)
     assert model.config.max_position_embeddings == L
-    # pushing again replaces the folder as a whole
-    assert main(["push", str(run_dir), str(target)]) == 0
+    # pushing again replaces the folder as a whole, here with a licence
+    assert main(["push", str(run_dir), str(target), "--license", "mit"]) == 0
     assert {p.name for p in target.iterdir()} == names and not [
         p for p in target.parent.iterdir() if p.name.startswith(".")
     ]
+    assert "license: mit" in (target / "README.md").read_text()
+
+
+def test_push_refuses_a_licence_that_is_not_an_id(run_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["push", str(run_dir), str(tmp_path / "out"), "--license", "My Licence"])
+    assert "not a hub licence id" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def _old_transfixer_folder(run_dir, folder):
+    """A transfixer saved the way this package saved it before it was standalone: no code, no auto_map."""
+    _, tokenizer = load_run(run_dir)
+    spec = ModelSpec(family="transfixer", hidden_size=32, num_heads=2, num_hidden_layers=2, seq_len=L)
+    torch.manual_seed(0)
+    model, _ = build_model(
+        spec, len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+    )
+    model.config.padding_side = "right"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    for code in folder.glob("*.py"):
+        code.unlink()
+    config = json.loads((folder / "config.json").read_text())
+    del config["auto_map"]
+    (folder / "config.json").write_text(json.dumps(config))
+    return model.eval(), tokenizer
+
+
+def test_a_pushed_transfixer_loads_without_this_package_even_from_an_old_folder(run_dir, tmp_path):
+    model, tokenizer = _old_transfixer_folder(run_dir, tmp_path / "old-transfixer")
+    target = tmp_path / "published"
+    assert main(["push", str(tmp_path / "old-transfixer"), str(target)]) == 0
+    pushed = json.loads((target / "config.json").read_text())
+    assert set(pushed["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM"}
+    card = (target / "README.md").read_text()
+    assert "A prompt and its continuation together must fit in L tokens" in card and "Not recorded" in card
+    got = _generate_without_package(target, tmp_path)
+    assert got["ids"] == _greedy(model, tokenizer, ["once upon a time", "the dog"])
+
+
+def test_push_refuses_a_family_whose_code_is_not_saved(run_dir, tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from masked_mixers import models
+
+    _old_transfixer_folder(run_dir, tmp_path / "run")
+    family = dataclasses.replace(models.FAMILIES["transfixer"], standalone=False)
+    monkeypatch.setitem(models._BY_MODEL_TYPE, "transfixer", family)
+    capsys.readouterr()  # the save's progress bars
+    assert main(["push", str(tmp_path / "run"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not save its code" in err[0] and not (tmp_path / "out").exists()
 
 
 def test_push_to_the_hub_hands_the_staged_folder_to_huggingface_hub(run_dir, monkeypatch):
@@ -181,7 +266,8 @@ def test_push_to_the_hub_hands_the_staged_folder_to_huggingface_hub(run_dir, mon
     assert calls["create"] == ("someone/tiny-mixer", {"private": True, "exist_ok": True, "repo_type": "model"})
     repo, files, card = calls["upload"]
     assert repo == "someone/tiny-mixer" and "config.json" in files and "modeling.py" in files
-    assert 'from_pretrained("someone/tiny-mixer", trust_remote_code=True)' in card
+    assert "training_args.bin" not in files and ".lock" not in files and ".masked-mixers.json" not in files
+    assert "# someone/tiny-mixer" in card and 'from_pretrained("someone/tiny-mixer", trust_remote_code=True)' in card
 
 
 def test_push_refuses_a_folder_without_a_model(tmp_path, capsys):

@@ -33,7 +33,9 @@ LAYERS: dict[str, set[str]] = {
     "probes": {"core", "data", "models", "runs", "training"},
     "compare": {"core", "data", "models", "objectives", "retrieval", "runs", "training"},
     "bench": {"compare", "core", "data", "generation", "models", "objectives", "runs"},
+    "scaling": {"core", "runs"},  # isoFLOP fits, frontiers and crossovers of a sweep's results; the report
     "reproduce": {"bench", "compare", "core", "data", "models", "probes", "retrieval", "runs", "training"},
+    "sweep": {"compare", "core", "runs", "training"},  # many train runs on an engine; results.jsonl
     "commands": {
         "bench",
         "compare",
@@ -46,7 +48,9 @@ LAYERS: dict[str, set[str]] = {
         "reproduce",
         "retrieval",
         "runs",
+        "scaling",
         "serving",
+        "sweep",
         "training",
     },
     "entry": {"commands", "core"},  # masked_mixers_entry.py: the dispatch table; the package only once a command runs

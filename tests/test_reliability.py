@@ -22,7 +22,8 @@ from masked_mixers.data import prepare_data, train_tokenizer
 from masked_mixers.data.prepare import load_prepared
 from masked_mixers.runs.config import DataConfig, ModelSpec
 from masked_mixers.runs.factory import build_model
-from masked_mixers.training.train import train, training_arguments
+from masked_mixers.training.distributed import single_process_launch
+from masked_mixers.training.train import train
 
 # --- non-finite loss guard ---------------------------------------------------------------------
 
@@ -128,8 +129,18 @@ def test_cli_huge_hidden_size_exits_2_in_one_line(tiny_data_config, tiny_prepare
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on CUDA, FSDP is a valid choice")
 def test_fsdp_on_cpu_is_refused_not_silently_ignored(tmp_path):
     run = tiny_run("mixer", tmp_path, fsdp=True, fsdp_config={"transformer_layer_cls_to_wrap": ["MixerBlock"]})
-    with pytest.raises(UserError, match="train.fsdp"):
-        training_arguments(run, has_eval=False)
+    with pytest.raises(UserError, match="train.fsdp: FSDP needs CUDA devices"):
+        train(run)  # before any data is read (the refusal is the first thing after the config's own checks)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_a_launcher_that_started_one_of_several_processes_is_recognised():
+    assert single_process_launch({"ACCELERATE_MIXED_PRECISION": "no", "MASTER_ADDR": "127.0.0.1"})  # simple launcher
+    assert not single_process_launch({"ACCELERATE_MIXED_PRECISION": "no"})  # accelerate launch, 1 process asked for
+    assert not single_process_launch(
+        {"ACCELERATE_MIXED_PRECISION": "no", "MASTER_ADDR": "127.0.0.1", "WORLD_SIZE": "2"}
+    )  # through torchrun (--multi_gpu)
+    assert not single_process_launch({"MASTER_ADDR": "10.0.0.1"})  # a cluster's environment, no launcher
 
 
 # --- prepared-data cache -----------------------------------------------------------------------

@@ -9,7 +9,9 @@ For every (seq_len, d_model) the models of all families (and dtypes) are timed s
 their steps are interleaved round-robin, so a machine that slows down slows all of them alike;
 tokens/s comes from the median step. MFU divides the analytic training FLOPs
 (masked_mixers/bench/flops.py) by a matmul peak measured on the same device, in the same dtype,
-in the same run. Peak memory is measured over one extra step (building the model included).
+in the same run: the best square-matmul probe before and after the timed steps, or the highest
+model FLOP/s a contender reached if that is more (timing.mfu_peak), so MFU never reads above 100%.
+Peak memory is measured over one extra step (building the model included).
 Combinations whose estimated memory exceeds --max-memory-gb, or whose first step is too slow for
 --max-seconds, are listed as skipped.
 
@@ -39,7 +41,7 @@ from ..models.masked_mixer import MIXER_TYPES
 from ..runs.config import ModelSpec
 from ..runs.factory import build_model, spec_for
 from .flops import forward_flops_per_token, mfu
-from .timing import DTYPES, matmul_peak, timed
+from .timing import DTYPES, matmul_peak, mfu_peak, timed
 
 LLAMA_ATTENTION = ("sdpa", "eager", "flex_attention", "flash_attention_2")
 
@@ -163,7 +165,7 @@ def _prepare(args, spec: ModelSpec, tile: int):
     return (torch.compile(model) if args.compile else model), optimizer, params
 
 
-def bench_group(args, seq_len: int, d_model: int, peaks: dict, progress) -> list[dict]:
+def bench_group(args, seq_len: int, d_model: int, progress) -> list[dict]:
     """Time every (family, dtype, tile) at one (seq_len, d_model), steps interleaved round-robin."""
     rows, runners = [], []
     batch = torch.randint(0, args.vocab_size, (args.batch_size, seq_len), device=args.device)
@@ -213,7 +215,7 @@ def bench_group(args, seq_len: int, d_model: int, peaks: dict, progress) -> list
             training_flops_per_token=flops.training,
             mixing_flops_share=(flops.token_mixing + flops.attention) / flops.forward,
         )
-        row["mfu"] = mfu(flops.training, row["tokens_per_second"], peaks[row["dtype"]]["flops_per_second"])
+        row["model_flops_per_second"] = flops.training * row["tokens_per_second"]  # MFU's numerator
         row["peak_memory_mib"] = _peak_memory(spec, batch, args.vocab_size, row["dtype"]) / 2**20  # dense, uncompiled
     return rows
 
@@ -242,6 +244,23 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _peaks(args, probes: dict, rows: list[dict]) -> dict:
+    """{dtype: MFU's denominator} from the probes before and after the timed steps and the model
+    FLOP/s reached (timing.mfu_peak: MFU <= 100%); each row gets its MFU."""
+    peaks = {}
+    for dtype, before in probes.items():
+        measured = [r for r in rows if r["dtype"] == dtype and "skipped" not in r]
+        achieved = [r["model_flops_per_second"] for r in measured]
+        peaks[dtype] = peak = mfu_peak([before, matmul_peak(args.device, dtype)], achieved)
+        for row in measured:
+            row["mfu"] = mfu(row["training_flops_per_token"], row["tokens_per_second"], peak["flops_per_second"])
+        print(
+            f"matmul peak ({args.device}, {dtype}): {peak['flops_per_second'] / 1e9:,.1f} GFLOP/s "
+            f"({peak['source']}; probes {', '.join(f'{p / 1e9:,.1f}' for p in peak['probes'])} at n={peak['n']})"
+        )
+    return peaks
+
+
 def run(args: argparse.Namespace) -> int:
     from ..compare.report import environment
 
@@ -256,9 +275,7 @@ def run(args: argparse.Namespace) -> int:
         from ..core.errors import UserError
 
         raise UserError(f"--triangular-tiles: a tile must be >= 0 (0: dense), got {min(args.triangular_tiles)}")
-    peaks = {dtype: matmul_peak(args.device, dtype) for dtype in args.dtypes}
-    for dtype, peak in peaks.items():
-        print(f"matmul peak ({args.device}, {dtype}): {peak['flops_per_second'] / 1e9:,.1f} GFLOP/s at n={peak['n']}")
+    probes = {dtype: matmul_peak(args.device, dtype) for dtype in args.dtypes}
     print(
         f"Llama attention: {args.llama_attention}; torch.compile: {args.compile}; "
         f"fused AdamW: {args.fused_adamw and args.device.startswith('cuda')}"
@@ -268,7 +285,8 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     with progress_bar(total=total, desc="bench train", unit="step") as progress:
         for seq_len, d_model in groups:
-            rows += bench_group(args, seq_len, d_model, peaks, progress)
+            rows += bench_group(args, seq_len, d_model, progress)
+    peaks = _peaks(args, probes, rows)
     table = format_table(rows)
     print(table)
     results = {

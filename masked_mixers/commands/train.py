@@ -6,8 +6,9 @@ Examples:
   masked-mixers train configs/autoencoder-cpu-mixer.yaml \
       --set data.source=train.jsonl --set data.eval_source=valid.jsonl
   torchrun --nproc_per_node=2 -m masked_mixers.cli train configs/tinystories-cpu-mixer.yaml
-  accelerate launch --num_processes 2 -m masked_mixers.cli train configs/tinystories-cpu-mixer.yaml
-  (multi-node and FSDP: docs/distributed.md)
+  accelerate launch --multi_gpu --num_processes 2 -m masked_mixers.cli train configs/tinystories-cpu-mixer.yaml
+  (both start 2 processes, on GPUs or, without CUDA, on the CPU over gloo; accelerate needs --multi_gpu for
+  that even on a CPU: without it, it starts 1 process, and train warns. Multi-node and FSDP: docs/distributed.md)
 
 A run resumes from the newest checkpoint in train.output_dir unless --no-resume is given. The
 folder must be new, empty or a run folder of this toolkit (OUTPUT_DIR/.masked-mixers.json lists what
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     ev = result.eval_metrics
-    summary = f"{config.model.label}: {result.steps} steps, train loss {result.train_loss:.4f}"
+    processes = f" on {result.processes} processes" if result.processes > 1 else ""
+    summary = f"{config.model.label}: {result.steps} steps{processes}, train loss {result.train_loss:.4f}"
     if ev:
         summary += ", " + describe_metrics(ev, model_task(result.model))
     flops = f", {result.flops:.3g} training FLOPs" if result.flops is not None else ""

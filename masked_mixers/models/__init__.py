@@ -76,25 +76,21 @@ def family_of(model_or_config) -> Family:
 def _register() -> None:
     """Make AutoConfig and each family's Auto classes know every model_type of this package.
 
-    A standalone family's classes are also registered for the Auto classes' remote code
-    (`register_for_auto_class`): their `save_pretrained` then writes the modeling files and an
-    `auto_map` beside the weights, so the folder is a self-contained Hugging Face model.
-    A family built on another (linear_mixer on the masked mixer) inherits nothing of that:
-    its own classes say `_auto_class = None` unless it is standalone too.
+    A standalone family's model classes (which derive from `remote_code.SelfContained`) are given
+    its config and Auto classes as `_remote_code`: their `save_pretrained` then writes the modeling
+    files and an `auto_map` beside the weights, so the folder is a self-contained Hugging Face model.
+    Every family class says it explicitly (None when not standalone), as a family built on another
+    (linear_mixer on the masked mixer) must not save its parent's classes.
     """
     for family in FAMILIES.values():
         if not family.auto:
             continue  # transformers' own classes (llama, gpt2) are registered by transformers
         transformers.AutoConfig.register(family.model_type, family.config_class, exist_ok=True)
-        classes = [family.config_class, *family.auto.values()]
         for auto_name, model_class in family.auto.items():
             getattr(transformers, auto_name).register(family.config_class, model_class, exist_ok=True)
-        for cls in classes:
-            cls._auto_class = None  # not inherited from a standalone parent class
-        if family.standalone:
-            family.config_class.register_for_auto_class("AutoConfig")
-            for auto_name, model_class in family.auto.items():
-                model_class.register_for_auto_class(auto_name)
+        remote = {"AutoConfig": family.config_class, **family.auto} if family.standalone else None
+        for cls in {family.model_class, *family.auto.values()}:
+            cls._remote_code = remote
 
 
 _register()

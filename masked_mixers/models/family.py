@@ -142,10 +142,12 @@ class Family:
     size_multiple(spec) -> what hidden_size must be a multiple of (num_heads where there are heads).
     auto: Auto class name ("AutoModel", "AutoModelForCausalLM") -> model class to register;
       empty for families whose classes transformers already registers (llama).
-    standalone: the config and model modules import nothing but torch, transformers and modules
-      of their own folder (`from .x import`), so `save_pretrained` copies the code beside the
-      weights with an `auto_map` and the folder loads with `trust_remote_code=True` where this
-      package is not installed (models/__init__.py registers them for it).
+    standalone: its model classes derive from `remote_code.SelfContained` and its modules import
+      nothing but torch, transformers and modules of this `models` package (relative imports of
+      modules, not packages), so `save_pretrained` writes the code flat beside the weights with an
+      `auto_map` and the folder loads with `trust_remote_code=True` where this package is not
+      installed (models/__init__.py gives the classes their `_remote_code`; `push` refuses a family
+      with classes of its own that is not standalone).
     knobs: the ModelSpec fields it reads beyond COMMON_KNOBS, as `Knob` declarations.
     learning_rate_group: whose tuned learning rate it takes where rates are tuned per kind of model
       (`reproduce` scales: "mixer", "llama", "gpt2"); a scale without its group refuses the family.

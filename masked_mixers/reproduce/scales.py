@@ -7,7 +7,7 @@ positions), F5's InfoNCE always scores one query against 31 candidates at temper
 one exception is `tiny`, a test-only scale that shortens F1's 500 steps so the test suite can run
 every section of the scorecard; its scorecard says so.
 
-- cpu: d_model 128, 4 blocks, L 128 on TinyStories, 100-250 steps per model, 3 seeds: about 68 minutes on 2 CPU cores.
+- cpu: d_model 128, 4 blocks, L 128 on TinyStories, 100-250 steps per model, 3 seeds.
 - paper: the paper's sizes per finding (`PAPER_SIZES`: d_model 512-4096, L 512, 8-16 blocks), for a GPU; days.
 - tiny: a few steps of d_model 16 models, 3 seeds; for tests only, its numbers mean nothing.
 """

@@ -44,6 +44,7 @@ from ..runs.rundir import (
 )
 from .budget import check_countable, step_limit, tokens_per_step, training_flops_per_step, warmup_steps
 from .callbacks import MetricsCallback, TimeBudgetCallback
+from .distributed import any_process, check_fsdp, single_process_launch
 from .evaluation import evaluate
 from .memory import PeakMemory
 from .tasks import model_task, trainer_metric_hooks
@@ -61,7 +62,8 @@ class TrainResult:
     eval_metrics: dict[str, float] = field(default_factory=dict)
     train_loss: float | None = None
     steps: int = 0
-    tokens_seen: int = 0
+    tokens_seen: int = 0  # all processes together
+    processes: int = 1  # the data-parallel processes that trained (torchrun, accelerate launch)
     train_seconds: float = 0.0  # wall-clock (clocks.py)
     cpu_seconds: float = 0.0  # CPU time of this process over the same span
     gpu_seconds: float | None = None  # CUDA time of the training steps; None without CUDA
@@ -90,15 +92,6 @@ def _precision(name: str) -> dict[str, bool]:
             raise UserError("train.precision: fp16 needs a CUDA device; use bf16 or fp32 on this machine")
         return {"fp16": True}
     raise UserError(f"train.precision: unknown value {name!r} (auto, fp32, bf16, fp16)")
-
-
-def _fsdp(enabled: bool) -> bool | None:
-    """Accelerate shards only across accelerator devices; on CPU it would silently run plain DDP."""
-    if enabled and not torch.cuda.is_available():
-        raise UserError(
-            "train.fsdp: FSDP needs CUDA devices; on CPU leave it false (processes then use plain data parallelism)"
-        )
-    return True if enabled else None
 
 
 def _data_loading(num_workers: int | None) -> dict:
@@ -156,7 +149,7 @@ def training_arguments(run: RunConfig, has_eval: bool) -> TrainingArguments:
         torch_compile=t.torch_compile,
         optim=_optim(t.optimizer),
         activation_checkpointing=t.gradient_checkpointing,  # transformers' new name for gradient checkpointing
-        fsdp=_fsdp(t.fsdp),
+        fsdp=True if t.fsdp else None,  # train() refuses it without CUDA (distributed.check_fsdp)
         fsdp_config=t.fsdp_config or None,
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=progress_hidden(),  # --no-progress (options.hide_progress)
@@ -241,6 +234,7 @@ def _finished_result(out: Path, summary: dict) -> TrainResult:
         "train_loss",
         "steps",
         "tokens_seen",
+        "processes",
         "train_seconds",
         "cpu_seconds",
         "gpu_seconds",
@@ -300,6 +294,7 @@ def train(
     check_objective(run.train, family(run.model.family))  # before any data work
     check_countable(run.model, run.train)
     _check_completion_layout(run)
+    check_fsdp(run.train)
     args = training_arguments(run, has_eval=prepared is None or prepared.eval is not None)
     if model is None and run.train.init_from:
         model, run = _init_from(run)
@@ -310,6 +305,9 @@ def train(
             run.model,
             run.model.vocab_size or (len(prepared.tokenizer) if prepared is not None else run.data.vocab_size),
         )
+    launch = single_process_launch()
+    if launch:
+        _warn(launch)
     if args.process_index == 0:
         claim_run(out)  # a folder holding anything this package did not write is refused, never cleared
     with locked(out, enabled=args.process_index == 0):
@@ -400,7 +398,7 @@ def _check_finite(trainer: RobustTrainer, history: list[dict], out: Path) -> Non
     bad = [name for name, p in trainer.model.named_parameters() if not torch.isfinite(p).all()]
     steps = trainer.state.global_step
     skipped = sum(1 for r in history if "skipped_step" in r)
-    if _any_process(bool(bad), trainer.args.device):  # FSDP shards differ: every process must stop together
+    if any_process(bool(bad), trainer.args.device):  # FSDP shards differ: every process must stop together
         raise UserError(
             f"{out}: the weights are non-finite after step {steps} "
             f"({bad[0] if bad else 'on another process'}{' and others' if len(bad) > 1 else ''}; "
@@ -411,17 +409,6 @@ def _check_finite(trainer: RobustTrainer, history: list[dict], out: Path) -> Non
             f"{out}: {skipped} of {steps} steps were skipped (non-finite loss); "
             "the training loss covers only the others"
         )
-
-
-def _any_process(flag: bool, device) -> bool:
-    """Whether `flag` holds on any process (itself when not distributed)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    value = torch.tensor(float(flag), device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
 
 
 def _time_budgets(train, metrics: MetricsCallback) -> dict[str, TimeBudgetCallback]:
@@ -491,6 +478,7 @@ def _finish(run, trainer, output, metrics, stopped_by: str, peak, prepared, out)
         train_loss=output.training_loss,
         steps=steps,
         tokens_seen=steps * metrics.tokens_per_step,
+        processes=max(trainer.args.world_size, 1),
         train_seconds=seconds,
         cpu_seconds=metrics.clocks.cpu(),
         gpu_seconds=metrics.clocks.gpu(),

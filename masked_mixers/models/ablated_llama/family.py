@@ -41,5 +41,6 @@ FAMILY = Family(
     knobs=LLAMA_KNOBS + ABLATION_KNOBS + (FEED_FORWARD_ATTENTION,),
     capabilities=Capabilities(ablation_switches=SWITCHES, one_step_completion=True, switchable_attention=True),
     auto={"AutoModel": AblatedLlamaModel, "AutoModelForCausalLM": AblatedLlamaForCausalLM},
+    standalone=True,
     size_multiple=heads,
 )

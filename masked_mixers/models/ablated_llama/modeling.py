@@ -26,6 +26,7 @@ from transformers.models.llama.modeling_llama import LlamaAttention, LlamaMLP, L
 
 from ..attention_mask import causal_attention_bias
 from ..masked_mixer.lm_head import CausalLMHeadMixin
+from ..remote_code import SelfContained
 
 
 @strict
@@ -93,7 +94,7 @@ class AblatedLlamaDecoderLayer(nn.Module):
         return x
 
 
-class AblatedLlamaPreTrainedModel(PreTrainedModel):
+class AblatedLlamaPreTrainedModel(SelfContained, PreTrainedModel):
     config_class = AblatedLlamaConfig
     config: AblatedLlamaConfig
     base_model_prefix = "model"

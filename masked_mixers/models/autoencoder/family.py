@@ -55,6 +55,7 @@ MIXER_FAMILY = Family(
     capabilities=Capabilities(positions_are_rows=True, **_CAPABILITIES),
     task=AUTOENCODE,
     auto={"AutoModel": AutoencodingMixer},
+    standalone=True,
     size_multiple=mixer_size_multiple,
     learning_rate_group="mixer",
     colour="C0",
@@ -78,5 +79,6 @@ LLAMA_FAMILY = Family(
     capabilities=Capabilities(switchable_attention=True, **_CAPABILITIES),
     task=AUTOENCODE,
     auto={"AutoModel": AutoencodingTransformer},
+    standalone=True,
     size_multiple=heads,
 )

@@ -33,6 +33,7 @@ from transformers.utils import ModelOutput
 
 from ..attention_mask import causal_attention_bias
 from ..masked_mixer.modeling import MaskedMixerPreTrainedModel, MixerBlock
+from ..remote_code import SelfContained
 from .configuration import AutoencodingMixerConfig, AutoencodingTransformerConfig
 
 
@@ -150,7 +151,7 @@ class AutoencodingMixer(AutoencoderMixin, MaskedMixerPreTrainedModel):
         return x
 
 
-class AutoencodingTransformer(AutoencoderMixin, LlamaPreTrainedModel):
+class AutoencodingTransformer(AutoencoderMixin, SelfContained, LlamaPreTrainedModel):
     """Llama autoencoder: transformers' own `LlamaDecoderLayer`s, rotary embeddings and RMSNorm.
 
     Each stack ends in an RMSNorm as `LlamaModel` does. The causal mask is passed explicitly (see

@@ -37,6 +37,7 @@ MIXER_FAMILY = Family(
     knobs=MIXER_KNOBS,
     capabilities=dataclasses.replace(MIXER_CAPABILITIES, **_BIDIRECTIONAL),
     auto={"AutoModelForCausalLM": BidirectionalMixerLM},  # where loaders look for a language model
+    standalone=True,
     size_multiple=mixer_size_multiple,
     learning_rate_group="mixer",
     colour="C0",
@@ -52,5 +53,6 @@ LLAMA_FAMILY = Family(
     knobs=LLAMA_KNOBS,
     capabilities=Capabilities(switchable_attention=True, **_BIDIRECTIONAL),
     auto={"AutoModelForCausalLM": BidirectionalLlamaLM},
+    standalone=True,
     size_multiple=heads,
 )

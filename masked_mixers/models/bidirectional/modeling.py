@@ -34,7 +34,9 @@ from transformers.loss.loss_utils import fixed_cross_entropy
 from transformers.modeling_outputs import MaskedLMOutput
 from transformers.models.llama.modeling_llama import LlamaPreTrainedModel
 
-from ..masked_mixer import MaskedMixerConfig, MaskedMixerModel, MaskedMixerPreTrainedModel
+from ..masked_mixer.configuration import MaskedMixerConfig
+from ..masked_mixer.modeling import MaskedMixerModel, MaskedMixerPreTrainedModel
+from ..remote_code import SelfContained
 
 
 @strict
@@ -123,7 +125,7 @@ class BidirectionalMixerLM(BidirectionalLM, MaskedMixerPreTrainedModel):
         self.post_init()
 
 
-class BidirectionalLlamaLM(BidirectionalLM, LlamaPreTrainedModel):
+class BidirectionalLlamaLM(BidirectionalLM, SelfContained, LlamaPreTrainedModel):
     """Two causal Llama trunks (the second reads the tokens reversed) and one LM head."""
 
     config_class = BidirectionalLlamaConfig

@@ -40,6 +40,7 @@ FAMILY = Family(
     knobs=(LINEAR_VARIANT, FF_MULT),
     capabilities=Capabilities(**{**MIXER_CAPABILITIES.__dict__, "ablation_switches": (), "triangular_tiles": False}),
     auto={"AutoModel": LinearMixerModel, "AutoModelForCausalLM": LinearMixerForCausalLM},
+    standalone=True,
     learning_rate_group="mixer",
     colour="C0",
 )

@@ -17,6 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed.tensor import DTensor, distribute_tensor
 from transformers import initialization as init
 
 from .triangular import lower_triangular_matmul
@@ -87,7 +88,17 @@ def _save_causal(module: nn.Module, state_dict: dict, prefix: str, local_metadat
     for name, mask in module.causal_masks().items():
         key = prefix + name
         if key in state_dict:
-            state_dict[key] = state_dict[key] * mask.to(device=state_dict[key].device, dtype=state_dict[key].dtype)
+            state_dict[key] = _masked(state_dict[key], mask)
+
+
+def _masked(tensor: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """tensor * mask; a sharded tensor (FSDP2's DTensor) is multiplied by the mask split the same way."""
+    mask = mask.to(device=tensor.device, dtype=tensor.dtype)
+    if isinstance(tensor, DTensor):  # each process cuts its own shard of the mask: no communication
+        mask = distribute_tensor(
+            mask.expand(tensor.shape).contiguous(), tensor.device_mesh, tensor.placements, src_data_rank=None
+        )
+    return tensor * mask
 
 
 class FlatTokenMixing(nn.Module):

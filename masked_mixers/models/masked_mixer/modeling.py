@@ -20,6 +20,7 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPast
 
+from ..remote_code import SelfContained
 from .cache import MaskedMixerCache, SlotBatch
 from .configuration import MaskedMixerConfig
 from .lm_head import CausalLMHeadMixin
@@ -85,7 +86,7 @@ class MixerBlock(GradientCheckpointingLayer):
         return x
 
 
-class MaskedMixerPreTrainedModel(PreTrainedModel):
+class MaskedMixerPreTrainedModel(SelfContained, PreTrainedModel):
     config_class = MaskedMixerConfig
     config: MaskedMixerConfig
     base_model_prefix = "model"

@@ -22,5 +22,6 @@ FAMILY = Family(
     knobs=LLAMA_KNOBS,
     capabilities=Capabilities(positions_are_rows=True, one_step_completion=True, switchable_attention=True),
     auto={"AutoModel": TransfixerModel, "AutoModelForCausalLM": TransfixerForCausalLM},
+    standalone=True,
     size_multiple=heads,
 )

@@ -39,6 +39,7 @@ from ..attention_mask import causal_attention_bias
 from ..masked_mixer.lm_head import CausalLMHeadMixin
 from ..masked_mixer.mixing import FlatTokenMixing
 from ..masked_mixer.positions import token_positions
+from ..remote_code import SelfContained
 
 
 @strict
@@ -77,7 +78,7 @@ class TransfixerDecoderLayer(LlamaDecoderLayer):
         return x + self.mlp(self.post_attention_layernorm(x))  # (b, t, d): mix over d
 
 
-class TransfixerPreTrainedModel(LlamaPreTrainedModel):
+class TransfixerPreTrainedModel(SelfContained, LlamaPreTrainedModel):
     config_class = TransfixerConfig
     config: TransfixerConfig
     _no_split_modules = ["TransfixerDecoderLayer"]
