@@ -14,11 +14,20 @@ import httpx
 import pytest
 from clirun import ROOT, child_env
 
+START_S = 300  # seconds to import torch and load the model: minutes on a machine loaded by other work
+
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/health", timeout=10).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 @contextlib.contextmanager
@@ -37,16 +46,13 @@ def serve(run_dir: Path, *flags: str) -> Iterator[tuple[str, subprocess.Popen]]:
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):  # up to 2 minutes to import torch and load the model on a loaded machine
+        deadline = time.monotonic() + START_S
+        while not _healthy(base):
             if process.poll() is not None:
                 pytest.fail(f"server exited {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"server did not come up:\n{log_path.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"server did not come up in {START_S} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
         yield base, process
     finally:
         process.terminate()

@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("lm_eval")
+pytest.importorskip("tenacity")  # lm-eval's API models need its `api` extra
 from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.models.openai_completions import LocalCompletionsAPI  # noqa: E402
 from serverproc import serve  # noqa: E402
