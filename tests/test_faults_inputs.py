@@ -163,3 +163,9 @@ def test_keyword_pairs_from_one_word_documents(tmp_path, capsys):
 @pytest.mark.parametrize("port", ["70000", "-1"])
 def test_serve_port_out_of_range(tmp_path, capsys, port):
     expect_one_line(["serve", tmp_path / "no-model", "--port", port], capsys, names="--port", item=ITEM)
+
+
+@pytest.mark.parametrize("flag", ["--max-queue", "--request-timeout", "--max-body-bytes", "--shutdown-grace"])
+def test_serve_cap_not_positive(tmp_path, capsys, flag):
+    """A cap of 0 is refused before the model loads (RUN_DIR does not exist), naming the flag."""
+    expect_one_line(["serve", tmp_path / "no-model", flag, "0"], capsys, names=f"{flag}: must be > 0", item=ITEM)

@@ -29,7 +29,7 @@ LAYERS: dict[str, set[str]] = {
     "training": {"core", "data", "models", "objectives", "runs"},
     "generation": {"core", "models", "objectives", "runs"},
     "retrieval": {"core", "data", "models", "runs"},
-    "serving": {"core", "generation"},
+    "serving": {"core", "generation", "models"},
     "probes": {"core", "data", "models", "runs", "training"},
     "compare": {"core", "data", "models", "objectives", "retrieval", "runs", "training"},
     "bench": {"compare", "core", "data", "generation", "models", "objectives", "runs"},

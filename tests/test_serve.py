@@ -8,10 +8,6 @@ strings, seeds, and 400s for bad requests after which the server still answers.
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -20,7 +16,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from clirun import ROOT, child_env  # noqa: E402
+from serverproc import serve  # noqa: E402
 from tinyrun import make_run, stories  # noqa: E402
 
 from masked_mixers.generation import generate_text  # noqa: E402
@@ -35,58 +31,13 @@ PROMPTS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """(base url, model, tokenizer): the server runs in a child process for the module, then is stopped."""
     run_dir = make_run(tmp_path_factory.mktemp("serve") / "run", seq_len=32)
-    port = _free_port()
-    log_path = run_dir.parent / "server.log"
-    command = [
-        sys.executable,
-        "-m",
-        "masked_mixers",
-        "serve",
-        str(run_dir),
-        "--port",
-        str(port),
-        "--device",
-        "cpu",
-        "--max-batch-size",
-        "4",
-        "--batch-wait-ms",
-        "100",
-        "--log-level",
-        "warning",
-    ]
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):  # up to 2 minutes to import torch and load the model on a loaded machine
-            if process.poll() is not None:
-                pytest.fail(f"server exited {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"server did not come up:\n{log_path.read_text()[-3000:]}")
+    with serve(run_dir, "--max-batch-size", "4", "--batch-wait-ms", "100") as (base, _process):
         model, tokenizer = load_run(run_dir)
         yield base, model, tokenizer
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
 
 
 def _expected(server, prompt: str, max_tokens: int, **kwargs) -> str:
@@ -181,6 +132,27 @@ def test_seeded_samples_repeat_and_differ_by_seed(server):
     assert any(_complete(base, seed=s, **body)["choices"][0]["text"] != first for s in (6, 7, 8))
 
 
+def test_logprobs_are_the_models_log_softmax(server):
+    """echo + logprobs scores the prompt (first token null) and the generated token, each with its top-k."""
+    import torch
+
+    base, model, tokenizer = server
+    ids = tokenizer(PROMPTS[2])["input_ids"]
+    answer = _complete(base, prompt=[ids], max_tokens=1, temperature=0, echo=True, logprobs=3, n=2)
+    first, second = answer["choices"]
+    assert (first["index"], second["index"]) == (0, 1) and first["text"] == second["text"]
+    logprobs = first["logprobs"]
+    with torch.no_grad():
+        expected = model(torch.tensor([ids])).logits[0].log_softmax(-1)  # (t, vocab)
+    new = int(expected[-1].argmax())
+    assert len(logprobs["token_logprobs"]) == len(ids) + 1 and logprobs["token_logprobs"][0] is None
+    for i, token in enumerate([*ids[1:], new]):
+        assert logprobs["token_logprobs"][i + 1] == pytest.approx(float(expected[i, token]), abs=1e-4)
+        top = logprobs["top_logprobs"][i + 1]
+        assert len(top) <= 3 and max(top.values()) == pytest.approx(float(expected[i].max()), abs=1e-4)
+    assert first["text"] == PROMPTS[2] + tokenizer.decode([new]) and logprobs["text_offset"][0] == 0
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -188,9 +160,13 @@ def test_seeded_samples_repeat_and_differ_by_seed(server):
         ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
         ({"prompt": "x", "temperature": -1}, "temperature"),
         ({"prompt": "x", "top_p": 0}, "top_p"),
-        ({"prompt": "x", "n": 3}, "n"),
-        ({"prompt": "x", "logprobs": 2}, "logprobs"),
+        ({"prompt": "x", "n": 0}, "n"),
+        ({"prompt": "x", "logprobs": 6}, "logprobs"),  # at most 5, as OpenAI
+        ({"prompt": "x", "logprobs": 1, "stream": True}, "logprobs"),
+        ({"prompt": "x", "max_tokens": 0}, "max_tokens"),  # only with echo
         ({"prompt": "x", "best_of": 2}, "best_of"),
+        ({"prompt": "x", "suffix": "y"}, "suffix"),
+        ({"prompt": [[]]}, "prompt"),
         ({"prompt": 42}, "prompt"),
         ({"prompt": []}, "prompt"),
         ({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, "stop"),

@@ -6,9 +6,13 @@
 
 Requests that arrive together and decode the same way run as one batch (up to --max-batch-size);
 each gets the text it would get alone (the masked mixer's prompt layout keeps rows independent).
-temperature 0 is greedy decoding; `seed` makes a sample reproducible (such a request runs alone).
-A bad request gets a 400 with one line naming the field. Needs the `serve` extra:
-pip install "masked-mixers[serve]".
+temperature 0 is greedy decoding; `seed` makes a sample reproducible (such a request runs alone);
+`logprobs` (top-k per token), `echo` with logprobs (prompt scoring, as lm-eval's local-completions
+asks) and `n` choices per prompt. A bad request gets a 400 with one line naming the field; one
+beyond a server limit (the --max-* flags) a 400 naming the limit; a full queue a 503 with
+Retry-After. A request stops decoding within one step when its client disconnects or its
+--request-timeout passes (a 504); the first SIGTERM gives in-flight requests --shutdown-grace
+seconds, then cancels them and exits. Needs the `serve` extra: pip install "masked-mixers[serve]".
 
 Example:
   masked-mixers serve runs/mixer --port 8000
@@ -23,6 +27,27 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.options import add_device
+from ..serving.limits import Limits
+
+# flag -> Limits field
+_LIMIT_FLAGS = {
+    "max_tokens_limit": "max_tokens",
+    "max_prompt_tokens": "max_prompt_tokens",
+    "max_body_bytes": "max_body_bytes",
+    "max_stop_chars": "max_stop_chars",
+    "max_choices": "max_choices",
+    "max_queue": "max_queue",
+    "request_timeout": "request_timeout_s",
+    "shutdown_grace": "shutdown_grace_s",
+}
+
+
+def limits_of(args: argparse.Namespace) -> Limits:
+    """The server's caps from its flags; a UserError naming a flag that is not > 0."""
+    for flag in _LIMIT_FLAGS:
+        if not getattr(args, flag) > 0:
+            raise UserError(f"--{flag.replace('_', '-')}: must be > 0, got {getattr(args, flag)}")
+    return Limits(**{field: getattr(args, flag) for flag, field in _LIMIT_FLAGS.items()})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +66,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=5.0,
         help="how long the first waiting request waits for others to batch with",
     )
+    limits = Limits()
+    parser.add_argument(
+        "--max-tokens-limit", type=int, default=limits.max_tokens, help="largest max_tokens a request may ask for"
+    )
+    parser.add_argument(
+        "--max-prompt-tokens", type=int, default=limits.max_prompt_tokens, help="most tokens in one prompt"
+    )
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=limits.max_body_bytes, help="largest request body (413 beyond it)"
+    )
+    parser.add_argument(
+        "--max-stop-chars", type=int, default=limits.max_stop_chars, help="longest stop string, in characters"
+    )
+    parser.add_argument(
+        "--max-choices", type=int, default=limits.max_choices, help="most choices (prompts x n) in one request"
+    )
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=limits.max_queue,
+        help="most choices waiting for the model; beyond it a request gets 503 with Retry-After",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=limits.request_timeout_s,
+        help="seconds a request may take, waiting included; then its decoding stops and it gets a 504",
+    )
+    parser.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=limits.shutdown_grace_s,
+        help="seconds in-flight requests get to finish after the first SIGTERM/SIGINT before they are cancelled",
+    )
     parser.add_argument(
         "--log-level",
         default="info",
@@ -53,6 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:  # checked before the model loads (uvicorn would raise deep inside asyncio)
         raise UserError(f"--port must be a TCP port from 0 to 65535, got {args.port}")
+    limits = limits_of(args)
     try:
         import uvicorn
 
@@ -70,11 +130,22 @@ def run(args: argparse.Namespace) -> int:
     require_causal_lm(model, args.model_dir)
     model.to(resolve_device(args.device))
     engine = Engine(
-        model, tokenizer, max_batch_size=args.max_batch_size, batch_wait_s=args.batch_wait_ms / 1000
+        model,
+        tokenizer,
+        max_batch_size=args.max_batch_size,
+        batch_wait_s=args.batch_wait_ms / 1000,
+        max_queue=limits.max_queue,
+        max_prompt_tokens=limits.max_prompt_tokens,
     ).start()
     name = args.model_name or Path(args.model_dir).resolve().name
     try:
-        uvicorn.run(build_app(engine, name), host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(
+            build_app(engine, name, limits),
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            timeout_graceful_shutdown=limits.shutdown_grace_s,
+        )
     finally:
         engine.stop()
     return 0

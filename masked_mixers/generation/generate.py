@@ -26,7 +26,7 @@ import logging
 import math
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from ..core.errors import UserError
@@ -103,12 +103,14 @@ def generate_ids(
     streamer: BaseStreamer | None = None,
     padding_side: str | None = None,
     stop_strings: list[str] | None = None,
+    stopping_criteria: list | None = None,
     **sampling,
 ) -> torch.Tensor:
     """New token ids (b, <= max_new_tokens), pad after a row's EOS. `sampling`: see `sampling_kwargs`.
 
     A row also stops once its text contains one of `stop_strings` (the ids keep the stop string;
-    `generate_text` cuts it off). Prompts are texts or token-id lists.
+    `generate_text` cuts it off). Prompts are texts or token-id lists. `stopping_criteria`: more transformers
+    StoppingCriteria (the server's per-row tracker), called after every step.
 
     Families without a generation cache (`Capabilities.cached_generation`) recompute the text at
     every step whatever `use_cache` says. Runs under torch.inference_mode(), which skips autograd's
@@ -135,6 +137,7 @@ def generate_ids(
             eos_token_id=tokenizer.eos_token_id,
             **sampling_kwargs(**sampling),
             **stops,
+            **({"stopping_criteria": StoppingCriteriaList(stopping_criteria)} if stopping_criteria else {}),
         )
     return out[:, inputs["input_ids"].shape[1] :].clone()  # a normal tensor again, not an inference tensor
 

@@ -1,39 +1,44 @@
 """The generation engine behind `masked-mixers serve`: one model, one worker thread, batched requests.
 
-Requests (`Job`s) arrive from any number of HTTP handlers; the worker takes the oldest waiting
-job and batches it with the other waiting jobs that decode the same way (same `Sampling`, no
-seed), up to `max_batch_size`, then runs them through `generation.generate_ids` as one batch. The
-prompt layout there makes every row's tokens independent of the others (a mixer's prompts keep
-their positions; Llama's pads are masked), so a request gets the same greedy text alone or in a
-batch: no cross-talk. A job with a `seed` runs alone, so that the seed alone decides its sample.
+Requests (`Job`s, one per choice) arrive from any number of HTTP handlers; `submit` encodes and
+checks them (prompt length, the queue's room) and queues them, all or none. The worker takes the
+oldest waiting job and batches it with the other waiting jobs that decode the same way (same
+`Sampling`, no seed), up to `max_batch_size`, then runs them through `generation.generate_ids` as
+one batch. The prompt layout there makes every row's tokens independent of the others (a mixer's
+prompts keep their positions; Llama's pads are masked), so a request gets the same greedy text
+alone or in a batch: no cross-talk. The choices of one seeded request run together, seeded once,
+and apart from everything else, so that the seed alone decides their samples.
 
-Tokens reach each job as they are made, through a streamer that splits generate()'s (b,) step
-tokens by row and turns them into text deltas; a row's text stops at EOS or at one of its stop
-strings (which is never sent), and a stop string that may still be forming is held back until it
-either completes or cannot. A failing batch fails its jobs (each gets an error event) and the
-worker carries on with the next one.
+After every decoding step a `stream.RowTracker` hands each row's token to its job (text deltas,
+stop strings, EOS, `max_tokens`) and ends the rows that are done, cancelled (`cancel`: the client
+went away) or past their deadline; a row stops within one step of either. The queue is bounded
+(`max_queue` waiting choices; `submit` raises `Busy` beyond it) and `stop` ends the running batch
+at its next step and fails what still waits. A failing batch fails its jobs (each gets an error
+event) and the worker carries on with the next one.
 
 Why not continuous batching: a job that arrives while a batch decodes waits for that batch (at
-most max_tokens steps). transformers' continuous batching needs paged attention caches, which a
-masked mixer does not have.
+most max_tokens steps, or the deadline). transformers' continuous batching needs paged attention
+caches, which a masked mixer does not have.
 """
 
 from __future__ import annotations
 
 import collections
 import copy
+import math
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
-from transformers.generation.streamers import BaseStreamer
 
 from ..core.errors import UserError
-from ..generation import check_length, cut_at_stop, encode_prompts, generate_ids
+from ..generation import check_length, encode_prompts, generate_ids
+from ..models import context_length
+from .scoring import Scored, StepLogprobs, openai_logprobs, prompt_logprobs, score
+from .stream import RowTracker
 
 
 @dataclass(frozen=True)
@@ -55,92 +60,68 @@ class Sampling:
             top_p=self.top_p,
             top_k=self.top_k,
             repetition_penalty=self.repetition_penalty,
-            stop_strings=list(self.stop) or None,
         )
 
 
 @dataclass
 class Event:
-    """What a job reports: kind "text" (a delta), "done" (finish_reason, token counts) or "error" (message)."""
+    """What a job reports: kind "text" (a delta), "done" (finish_reason, token counts, logprobs) or "error"
+    (message, HTTP status)."""
 
     kind: str
     text: str = ""
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    logprobs: dict | None = None  # OpenAI's logprobs object
+    status: int = 500
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
-    """One prompt to complete; `emit` receives its Events, from the worker thread."""
+    """One choice to complete; `emit` receives its Events, from the worker thread."""
 
-    prompt: str
+    prompt: str | list[int]
     sampling: Sampling
     emit: Callable[[Event], None]
     seed: int | None = None
-    prompt_tokens: int = 0
-    tokens: list[int] = field(default_factory=list)
-    sent: int = 0  # characters of the (cut) text already emitted
+    group: int = 0  # the request it belongs to: a seeded request's choices share a batch
+    choice: int = 0  # its place among them (a later batch of the same request is seeded seed + choice)
+    echo: bool = False
+    logprobs: int | None = None  # top-k log-probabilities per token (None: none)
+    timeout_s: float = math.inf
+    # set by the engine
+    prompt_ids: list[int] = field(default_factory=list)
+    deadline: float = math.inf
+    cancelled: bool = False
     finished: bool = False
+    completion_tokens: int = 0
+    scored: list[Scored] = field(default_factory=list)
 
-    def batch_key(self) -> Sampling | None:
-        return None if self.seed is not None else self.sampling
+    def batch_key(self) -> tuple:
+        return (self.sampling, None if self.seed is None else self.group)
+
+    def text(self, delta: str) -> None:
+        self.emit(Event("text", text=delta))
+
+    def record_logprobs(self, token: int, logprobs) -> None:
+        self.scored.append(score(token, logprobs, self.logprobs))
+
+    def done(self, finish_reason: str, logprobs: dict | None = None) -> None:
+        self.finished = True
+        self.emit(Event("done", "", finish_reason, len(self.prompt_ids), self.completion_tokens, logprobs))
+
+    def fail(self, message: str, status: int) -> None:
+        self.finished = True
+        self.emit(Event("error", text=message, status=status))
 
 
-class _RowStreamer(BaseStreamer):
-    """Splits generate()'s step tokens (b,) by row into each job's text deltas and final event."""
-
-    def __init__(self, jobs: list[Job], tokenizer: PreTrainedTokenizerBase):
-        self.jobs, self.tokenizer = jobs, tokenizer
-        self.prompt_seen = False
-
-    def put(self, value: torch.Tensor) -> None:
-        if not self.prompt_seen:  # generate() first hands over the prompts
-            self.prompt_seen = True
-            return
-        for job, token in zip(self.jobs, value.reshape(len(self.jobs), -1)[:, -1].tolist()):
-            if job.finished:
-                continue
-            if token == self.tokenizer.eos_token_id:
-                self._finish(job, "stop")
-                continue
-            job.tokens.append(token)
-            self._advance(job, final=len(job.tokens) >= job.sampling.max_tokens)
-
-    def end(self) -> None:
-        for job in self.jobs:
-            if not job.finished:
-                self._advance(job, final=True)
-
-    def _advance(self, job: Job, final: bool) -> None:
-        text = self.tokenizer.decode(job.tokens, skip_special_tokens=True)
-        text, stopped = cut_at_stop(text, job.sampling.stop)
-        if stopped or final:
-            self._send(job, text)
-            self._finish(job, "stop" if stopped else "length")
-            return
-        hold = max((len(s) - 1 for s in job.sampling.stop), default=0)  # a stop string may be forming at the end
-        safe = text[: len(text) - hold] if hold else text
-        if safe.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for its next byte
-            safe = safe.rstrip("\ufffd")
-        self._send(job, safe)
-
-    @staticmethod
-    def _send(job: Job, text: str) -> None:
-        if len(text) > job.sent:
-            job.emit(Event("text", text=text[job.sent :]))
-            job.sent = len(text)
-
-    @staticmethod
-    def _finish(job: Job, reason: str) -> None:
-        job.finished = True
-        job.emit(
-            Event("done", finish_reason=reason, prompt_tokens=job.prompt_tokens, completion_tokens=len(job.tokens))
-        )
+class Busy(Exception):
+    """The queue has no room for a request's choices (the API answers 503 with Retry-After)."""
 
 
 class Engine:
-    """Owns the model; `submit` queues a Job, the worker thread decodes batches of them."""
+    """Owns the model; `submit` queues Jobs, the worker thread decodes batches of them."""
 
     def __init__(
         self,
@@ -148,16 +129,24 @@ class Engine:
         tokenizer: PreTrainedTokenizerBase,
         max_batch_size: int = 8,
         batch_wait_s: float = 0.005,
+        max_queue: int = 256,
+        max_prompt_tokens: int = 4096,
     ):
         if max_batch_size < 1:
             raise UserError(f"--max-batch-size: must be >= 1, got {max_batch_size}")
         self.model, self.tokenizer = model, tokenizer
-        # the worker encodes and decodes with `tokenizer` while requests are checked on the server's thread:
-        # a Rust tokenizer must not be used from two threads at once ("Already borrowed"), so checks get a copy
+        # the worker encodes and decodes with `tokenizer` while requests are checked on other threads: a Rust
+        # tokenizer must not be used from two threads at once ("Already borrowed"), so checks share a locked copy
         self._check_tokenizer = copy.deepcopy(tokenizer)
+        self._check_lock = threading.Lock()
         self.max_batch_size, self.batch_wait_s = max_batch_size, batch_wait_s
-        self.batches_run = 0  # how many generate() calls, and how many jobs they carried (tests read these)
+        self.max_queue, self.max_prompt_tokens = max_queue, max_prompt_tokens
+        self.batches_run = 0  # how many generate() calls, how many jobs they carried, how many tokens (tests read)
         self.jobs_run = 0
+        self.queued = 0  # jobs submitted and not yet taken into a batch
+        self.running = 0  # jobs of the batch being decoded
+        self._queue_lock = threading.Lock()
+        self._stopping = False
         self._inbox: queue.Queue[Job | None] = queue.Queue()
         self._waiting: collections.deque[Job] = collections.deque()
         self._thread = threading.Thread(target=self._work, name="masked-mixers-engine", daemon=True)
@@ -166,36 +155,84 @@ class Engine:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 30) -> None:
+        """End the running batch at its next step, fail every waiting job, and wait for the worker."""
+        self._stopping = True
         self._inbox.put(None)
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=timeout_s)
 
     def submit(self, jobs: list[Job]) -> None:
-        """Queue `jobs`, all or none: a UserError (prompt too long for the model, ...) queues nothing.
+        """Queue `jobs`, all or none: a UserError (prompt too long, ...) or Busy (no room) queues nothing.
 
-        Call from one thread (the server's event loop): the checks share one tokenizer copy.
+        Safe from any thread; it tokenizes, so call it off the event loop (asyncio.to_thread).
         """
+        with self._check_lock:
+            for job in jobs:
+                self._check(job)
+        with self._queue_lock:
+            if self._stopping:
+                raise Busy("the server is shutting down")
+            if self.queued + len(jobs) > self.max_queue:
+                raise Busy(f"{self.queued} choices already wait, at most {self.max_queue} may (--max-queue)")
+            self.queued += len(jobs)
+        now = time.monotonic()
         for job in jobs:
-            inputs = encode_prompts(self.model, self._check_tokenizer, [job.prompt], job.sampling.max_tokens)
-            check_length(self.model, inputs["input_ids"].shape[1], job.sampling.max_tokens)
-            job.prompt_tokens = int(inputs["attention_mask"].sum())
-        for job in jobs:
+            job.deadline = now + job.timeout_s
             self._inbox.put(job)
+
+    def cancel(self, jobs: list[Job]) -> None:
+        """Stop `jobs` (their client went away): a waiting one is dropped, a running one ends at the next step."""
+        for job in jobs:
+            job.cancelled = True
+
+    def _check(self, job: Job) -> None:
+        inputs = encode_prompts(self.model, self._check_tokenizer, [job.prompt], job.sampling.max_tokens)
+        job.prompt_ids = inputs["input_ids"][0][inputs["attention_mask"][0].bool()].tolist()
+        tokens, vocab = len(job.prompt_ids), self.model.get_input_embeddings().num_embeddings
+        if tokens > self.max_prompt_tokens:
+            raise UserError(f"prompt: {tokens} tokens, above this server's limit of {self.max_prompt_tokens}")
+        if any(not 0 <= t < vocab for t in job.prompt_ids):
+            raise UserError(f"prompt: token ids must be from 0 to {vocab - 1}")
+        if job.echo and job.logprobs is not None and tokens > context_length(self.model):
+            raise UserError(f"prompt: {tokens} tokens; echo with logprobs scores at most {context_length(self.model)}")
+        if job.sampling.max_tokens:
+            check_length(self.model, inputs["input_ids"].shape[1], job.sampling.max_tokens)
 
     # --- the worker -------------------------------------------------------------------------
 
     def _work(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
+        while (batch := self._next_batch()) is not None:
             self._run(batch)
+        for job in self._drain():
+            job.fail("the server is shutting down", 503)
+
+    def _drain(self) -> list[Job]:
+        """Every job still waiting (the worker is stopping)."""
+        jobs = list(self._waiting)
+        while True:
+            try:
+                job = self._inbox.get_nowait()
+            except queue.Empty:
+                return jobs
+            if job is not None:
+                jobs.append(job)
+
+    def _take(self, job: Job) -> bool:
+        """Take a waiting job out of the queue; False when it is cancelled or past its deadline."""
+        with self._queue_lock:
+            self.queued -= 1
+        if job.cancelled:
+            return False
+        if time.monotonic() > job.deadline:
+            job.fail(f"the request waited past this server's limit of {job.timeout_s:g} s (--request-timeout)", 504)
+            return False
+        return True
 
     def _next_batch(self) -> list[Job] | None:
         """The oldest waiting job and the compatible jobs waiting with it (after a short wait for more)."""
-        if not self._waiting:
+        while not self._waiting:
             job = self._inbox.get()
-            if job is None:
+            if job is None or self._stopping:
                 return None
             self._waiting.append(job)
         deadline = time.monotonic() + self.batch_wait_s
@@ -205,40 +242,65 @@ class Engine:
             except queue.Empty:
                 break
             if job is None:
-                self._inbox.put(None)  # stop after this batch
-                break
+                return None
             self._waiting.append(job)
         head = self._waiting.popleft()
-        batch = [head]
-        if head.batch_key() is not None:
-            for job in list(self._waiting):
-                if len(batch) == self.max_batch_size:
-                    break
-                if job.batch_key() == head.batch_key():
+        batch = [head] if self._take(head) else []
+        for job in list(self._waiting):
+            if len(batch) == self.max_batch_size:
+                break
+            if job.batch_key() == head.batch_key():
+                self._waiting.remove(job)
+                if self._take(job):
                     batch.append(job)
-                    self._waiting.remove(job)
         return batch
 
     def _run(self, batch: list[Job]) -> None:
-        sampling = batch[0].sampling
+        if not batch:
+            return
+        self.running = len(batch)
         try:
-            generate_ids(
-                self.model,
-                self.tokenizer,
-                [job.prompt for job in batch],
-                sampling.max_tokens,
-                seed=batch[0].seed,
-                streamer=_RowStreamer(batch, self.tokenizer),
-                **sampling.generate_kwargs(),
-            )
+            self._decode(batch)
         except Exception as err:  # noqa: BLE001 - one failing batch must not stop the server
             message = str(err) if isinstance(err, UserError) else f"generation failed: {type(err).__name__}: {err}"
             for job in batch:
                 if not job.finished:
-                    job.finished = True
-                    job.emit(Event("error", text=message))
+                    job.fail(message, 500)
         self.batches_run += 1
         self.jobs_run += len(batch)
+        self.running = 0
+
+    def _decode(self, batch: list[Job]) -> None:
+        for job in batch:
+            if job.echo:
+                job.text(job.prompt if isinstance(job.prompt, str) else self.tokenizer.decode(job.prompt_ids))
+            if job.echo and job.logprobs is not None:
+                job.scored = prompt_logprobs(self.model, job.prompt_ids, job.logprobs)
+        sampling = batch[0].sampling
+        if sampling.max_tokens == 0:  # echo alone: score the prompt, generate nothing
+            for job in batch:
+                job.done("length", self._logprobs(job))
+            return
+        with StepLogprobs(self.model, any(job.logprobs is not None for job in batch)) as logprobs:
+            tracker = RowTracker(batch, self.tokenizer, logprobs, self._logprobs, lambda: self._stopping)
+            generate_ids(
+                self.model,
+                self.tokenizer,
+                [job.prompt_ids for job in batch],
+                sampling.max_tokens,
+                seed=None if batch[0].seed is None else batch[0].seed + batch[0].choice,
+                stopping_criteria=[tracker],
+                **sampling.generate_kwargs(),
+            )
+            tracker.end()
+
+    def _logprobs(self, job: Job) -> dict | None:
+        """OpenAI's logprobs object of a finished job (None unless it asked); its tokens start after the prompt
+        unless echoed."""
+        if job.logprobs is None:
+            return None
+        prompt = job.prompt if isinstance(job.prompt, str) else self.tokenizer.decode(job.prompt_ids)
+        return openai_logprobs(self.tokenizer, job.scored, 0 if job.echo else len(prompt))
 
 
-__all__ = ["Engine", "Event", "Job", "Sampling"]
+__all__ = ["Busy", "Engine", "Event", "Job", "Sampling"]
