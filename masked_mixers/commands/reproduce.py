@@ -35,9 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "findings", nargs="*", metavar="FINDING", help=f"which findings ({', '.join(FINDING_IDS)}; default: all)"
     )
-    parser.add_argument(
-        "--scale", default="cpu", help=f"model sizes and budgets: {', '.join(SCALE_NAMES)}"
-    )
+    parser.add_argument("--scale", default="cpu", help=f"model sizes and budgets: {', '.join(SCALE_NAMES)}")
     parser.add_argument(
         "--data", help="training corpus: local file or hub dataset id (default: roneneldan/TinyStories from the hub)"
     )
