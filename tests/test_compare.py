@@ -172,8 +172,8 @@ def test_f4_gap_at_budget_fractions_comes_from_each_models_own_eval_curve():
 
 def test_per_family_step_limits_and_warmup_ratio_reach_each_models_train_config(tmp_path):
     from masked_mixers.compare.config import TrainOverrides
+    from masked_mixers.compare.report import _budget, budget_sentence
     from masked_mixers.compare.runner import _train_config
-    from masked_mixers.reproduce.f4_clm import seconds_per_step
 
     config = load_compare_config(TINY)
     config.per_family = {"mixer": TrainOverrides(max_steps=40, eval_steps=10, warmup_ratio=0.05)}
@@ -181,8 +181,11 @@ def test_per_family_step_limits_and_warmup_ratio_reach_each_models_train_config(
     got = _train_config(config, mixer, mixer.label, tmp_path)
     assert (got.max_steps, got.eval_steps, got.warmup_ratio) == (40, 10, 0.05)
     assert _train_config(config, llama, llama.label, tmp_path).max_steps == config.train.max_steps
-    rows = [{"compute_seconds": 3.0, "steps": 10}, None, {"compute_seconds": 5.0, "steps": 10}]
-    assert seconds_per_step(rows) == pytest.approx(0.4) and seconds_per_step([None]) is None
+    budget = _budget(config)  # the report does not claim equal tokens when step limits differ per model
+    assert budget["per_family_max_steps"] == {"mixer": 40} and budget["kind"] == "max_steps"
+    rows = [{"label": "mixer", "steps": 40, "stopped_by": "max_steps"}]
+    assert budget_sentence(budget, rows).startswith("Budget: steps set per model (per_family max_steps: mixer 40;")
+    assert "same training tokens" in budget_sentence({**budget, "per_family_max_steps": None}, rows)
 
 
 def test_bad_per_family_warmup_ratio_or_step_limit_is_one_line(tmp_path):

@@ -8,6 +8,7 @@ from conftest import TRAIN, VALID
 
 from masked_mixers.cli import main
 from masked_mixers.reproduce import FINDINGS, ReproduceRequest, run_reproduce
+from masked_mixers.reproduce.scales import SCALES
 from masked_mixers.reproduce.verdict import AGREES, DISAGREES, INCONCLUSIVE
 
 ENTRY_FIELDS = (
@@ -73,19 +74,23 @@ def test_tiny_scale_writes_every_section_with_every_field(tiny_card):
 
 @pytest.mark.slow
 def test_tiny_f4_runs_the_papers_budget_and_equal_flops_as_a_variant(tiny_card):
-    _, _, card = tiny_card
+    out, _, card = tiny_card
     f4 = next(e for e in card["findings"] if e["id"] == "F4")
     main = [row for row in f4["table"] if row["seed"] == 0 and row["budget"].startswith("equal compute time")]
     flops = [row for row in f4["table"] if row["seed"] == 0 and row["budget"].startswith("variant")]
     assert {row["model"] for row in main} == {row["model"] for row in flops} == {"mixer", "llama", "gpt2"}
-    assert all(row["stopped_by"] in ("max_compute_seconds", "max_steps") for row in main)
+    assert all(row["stopped_by"] == "max_steps" for row in main)  # equal compute time, as steps from the probe
+    assert {row["model"]: row["steps"] for row in main}["llama"] == SCALES["tiny"].clm_steps
     assert all(row["stopped_by"] == "max_flops" for row in flops)
     width = {row["model"]: row["d_model"] for row in main}
     assert width["mixer"] > width["llama"] == {row["model"]: row["d_model"] for row in flops}["mixer"]  # memory-matched
     assert "equal compute time" in f4["budget"] and "equal training FLOPs" in f4["budget"]
+    assert "side-by-side probe" in f4["budget"] and "s/step (blocks " in f4["budget"]
     assert [c["variant"] for c in f4["checks"]] == [False, False, False, True, True]
     notes = " ".join(f4["notes"])
     assert "learning-rate sweep" in notes and "chosen mixer" in notes and "at 25%/50%/75%/100%" in notes
+    assert "seed 2: realized compute seconds mixer" in notes and "x Llama)" in notes
+    assert (out / "F4" / "step-cost-probe.json").is_file()
 
 
 @pytest.mark.slow
@@ -272,7 +277,6 @@ def test_the_code_hash_covers_every_source_file_by_path_and_content(tmp_path):
 
 def test_a_saved_comparison_is_reused_only_if_this_code_trained_it(tmp_path):
     from masked_mixers.reproduce.context import CODE_FILE, Context
-    from masked_mixers.reproduce.scales import SCALES
 
     (tmp_path / CODE_FILE).write_text(json.dumps({"code_sha256": "old"}))
     ctx = Context(scale=SCALES["tiny"], output_dir=tmp_path, code_sha256="new")
@@ -286,7 +290,6 @@ def test_a_saved_comparison_is_reused_only_if_this_code_trained_it(tmp_path):
 
 
 def test_every_scale_runs_at_least_3_seeds():
-    from masked_mixers.reproduce.scales import SCALES
     from masked_mixers.reproduce.verdict import MIN_SEEDS
 
     assert MIN_SEEDS == 3 and all(scale.seeds >= MIN_SEEDS for scale in SCALES.values())
@@ -295,7 +298,6 @@ def test_every_scale_runs_at_least_3_seeds():
 def test_the_paper_scale_builds_each_findings_published_sizes(tmp_path):
     from masked_mixers.reproduce import f4_clm
     from masked_mixers.reproduce.context import Context
-    from masked_mixers.reproduce.scales import SCALES
 
     paper = Context(scale=SCALES["paper"], output_dir=tmp_path)
     for asking in ("F4", "F1", "F5", "F6"):  # F1, F5 and F6 reuse F4's models, so they must build F4's sizes

@@ -234,6 +234,10 @@ def budget_sentence(budget: dict, rows: list[dict]) -> str:
         "but a CPU's seconds depend on which CPU",
         "max_steps": f"Budget: steps (max_steps={shown['max_steps']}), the same training tokens for every model",
     }[kind]
+    own = budget.get("per_family_max_steps")
+    if kind == "max_steps" and own:  # the caller set step limits per model: not the same tokens
+        shown_own = ", ".join(f"{key} {steps}" for key, steps in own.items())
+        head = f"Budget: steps set per model (per_family max_steps: {shown_own}; others max_steps={shown['max_steps']})"
     others = ", ".join(f"{k}={v}" for k, v in shown.items() if k != kind and limits[k] is not None)
     stops = "; ".join(
         f"{r['label']} stopped by {r.get('stopped_by', 'unknown')} after {r['steps']:,} steps" for r in rows
@@ -298,7 +302,8 @@ def _budget(config: CompareConfig) -> dict:
         "max_compute_seconds": t.max_compute_seconds,
         "batch_size": t.batch_size,
     }
-    return {**limits, "kind": budget_kind(limits)}
+    own = {key: o.max_steps for key, o in config.per_family.items() if o.max_steps is not None}
+    return {**limits, "kind": budget_kind(limits), **({"per_family_max_steps": own} if own else {})}
 
 
 def write_report(

@@ -152,12 +152,15 @@ class Context:
 
     def _same_code(self, out: Path) -> bool:
         """Whether the comparison in `out` was trained by this code (CODE_FILE; always, with reuse_stale or no hash)."""
-        if self.reuse_stale or self.code_sha256 is None:
-            return True
         try:
-            return json.loads((out / CODE_FILE).read_text(encoding="utf-8"))["code_sha256"] == self.code_sha256
+            saved = json.loads((out / CODE_FILE).read_text(encoding="utf-8"))["code_sha256"]
         except (OSError, ValueError, KeyError, TypeError):
-            return False
+            saved = None
+        return self.same_code(saved)
+
+    def same_code(self, saved_sha256: str | None) -> bool:
+        """Whether something saved with code hash `saved_sha256` may be reused (always with reuse_stale or no hash)."""
+        return self.reuse_stale or self.code_sha256 is None or saved_sha256 == self.code_sha256
 
     def seeded(self, finding: str, models: list[ModelSpec], steps: int, packing: bool = True) -> list[dict[str, dict]]:
         """One comparison per seed of the scale, into OUTPUT_DIR/<finding>/seed-<i>: [{label: row}, ...]."""

@@ -8,14 +8,15 @@ GPU, sizes chosen so both used about the same memory. So the protocol here:
    and GPT-2 keep the scale's d_model and depth.
 2. A learning rate per family from one short sweep: every family at every rate of `sweep_rates`
    (4 values) for a quarter of `clm_steps` steps, seed 0, warmup 5% of those steps; the lowest
-   held-out loss wins (a run that diverged counts as no loss). The sweep also measures each
-   model's compute seconds per step.
-3. Equal compute time: every model gets `train.max_compute_seconds` = the compute seconds Llama's
-   `clm_steps` steps took in the sweep (GPU time of the steps on a GPU, this process's CPU time
-   inside them on a CPU; never wall clock, which measures the machine's load). Each model's step
-   limit is the steps that budget is expected to give it (from its own sweep timing), so its
-   learning-rate schedule and its 5% warmup fit its own run; whichever limit comes first stops it
-   and the table says which. CPU seconds do not grow with load but do differ between CPUs.
+   held-out loss wins (a run that diverged counts as no loss).
+3. Equal compute time, converted into steps (f4_budget.py): one probe before the seeds times every
+   model's training step side by side, in interleaved blocks (GPU time of the steps on a GPU, this
+   process's CPU time inside them on a CPU; never wall clock). The budget is Llama's median seconds
+   per step x `clm_steps`; each model trains floor(budget / its own median) steps, so its
+   learning-rate schedule and its 5% warmup fit its own run. No time limit is read during the
+   seeds: it would stop models by the load of the moment (f4_budget.py says why), while steps are
+   deterministic and resume exactly. The notes give the probe and each seed's realized compute
+   seconds with their ratio to Llama's. CPU seconds differ between CPUs, so the steps are this CPU's.
 4. Evaluation at 25/50/75/100% of each model's steps: the gap to Llama at each, to see its trend.
 
 Variant: equal training FLOPs at equal d_model (`train.max_flops` = what Llama spends in
@@ -38,6 +39,8 @@ from ..core.errors import UserError
 from ..runs.config import ModelSpec
 from ..training.budget import training_flops_per_step
 from .context import Context, per_seed
+from .f4_budget import BLOCK, ROUNDS, TimePlan, describe, realized_notes
+from .f4_budget import time_plan as probed_plan
 from .finding import Finding, Measured
 from .verdict import better, holds
 
@@ -81,6 +84,10 @@ def _batch(ctx: Context) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
 
 
+def _bf16(scale, cuda: bool) -> bool:
+    return cuda and scale.name == "paper"  # the paper scale trains with bf16 autocast on a GPU
+
+
 def sizes(ctx: Context) -> Sizes:
     return _sizes(ctx.scale, torch.cuda.is_available())
 
@@ -88,7 +95,7 @@ def sizes(ctx: Context) -> Sizes:
 @cache
 def _sizes(scale, cuda: bool) -> Sizes:
     ctx = Context(scale, output_dir=None)  # only specs and the batch shape are read
-    bf16 = cuda and scale.name == "paper"  # the paper scale trains with bf16 autocast on a GPU
+    bf16 = _bf16(scale, cuda)
     batch = _batch(ctx)
     measured: dict[tuple, int] = {}  # (label, hidden_size) -> peak bytes
 
@@ -153,29 +160,9 @@ def chosen_rates(ctx: Context) -> dict[str, float]:
     return rates
 
 
-def seconds_per_step(rows: list[dict | None]) -> float | None:
-    """Mean compute seconds of one step over the sweep's runs of a model."""
-    rates = [r["compute_seconds"] / r["steps"] for r in rows if r and r.get("compute_seconds") and r["steps"]]
-    return sum(rates) / len(rates) if rates else None
-
-
-@dataclass(frozen=True)
-class TimePlan:
-    seconds: float  # max_compute_seconds of every model
-    steps: dict  # {side: step limit}: the steps the budget is expected to give it
-
-
 def time_plan(ctx: Context) -> TimePlan:
-    """Equal compute time: Llama's `clm_steps` steps at its swept speed; each model's expected steps."""
-    table = sweep(ctx)
-    per_step = {side: seconds_per_step(list(table[side].values())) for side in SIDES}
-    if any(v is None for v in per_step.values()):
-        raise UserError("F4: the learning-rate sweep measured no compute time for some model (every run failed)")
-    budget = per_step["llama"] * ctx.scale.clm_steps
-    steps = {
-        side: max(len(FRACTIONS), round(budget / per_step[side] / len(FRACTIONS)) * len(FRACTIONS)) for side in SIDES
-    }
-    return TimePlan(float(f"{budget:.4g}"), steps)
+    """Equal compute time as step limits, from the side-by-side probe of the memory-matched models (f4_budget.py)."""
+    return probed_plan(ctx, list(sizes(ctx).models), _batch(ctx), _bf16(ctx.scale, torch.cuda.is_available()))
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -205,17 +192,19 @@ def trained(ctx: Context, seed: int) -> dict[str, dict]:
     return {row["label"]: row for row in rows}
 
 
-def timed(ctx: Context, seed: int) -> dict[str, dict]:
-    """{side: compare row} of the seed's memory-matched models at equal compute time (the protocol)."""
-    rates, plan = chosen_rates(ctx), time_plan(ctx)
-    models = sizes(ctx).models
+def timed(ctx: Context, seed: int, plan: TimePlan) -> dict[str, dict]:
+    """{side: compare row} of the seed's memory-matched models at equal compute time (the protocol): each trains
+    the steps `plan` gives it."""
+    rates, models = chosen_rates(ctx), sizes(ctx).models
     per_family = {
         spec.family: _lr(
-            rates[spec.label], max_steps=plan.steps[spec.label], eval_steps=plan.steps[spec.label] // len(FRACTIONS)
+            rates[spec.label],
+            max_steps=plan.steps[spec.label],
+            eval_steps=max(1, plan.steps[spec.label] // len(FRACTIONS)),
         )
         for spec in models
     }
-    train = ctx.train(max(plan.steps.values()), seed, max_compute_seconds=plan.seconds, warmup_ratio=WARMUP)
+    train = ctx.train(max(plan.steps.values()), seed, warmup_ratio=WARMUP)
     rows = ctx.compare(f"F4/seed-{seed}", list(models), train, per_family=per_family)
     return {row["label"]: row for row in rows}
 
@@ -333,7 +322,7 @@ def _memory_check(ctx: Context):
 
 def run(ctx: Context) -> Measured:
     plan = time_plan(ctx)
-    main = [timed(ctx, seed) for seed in range(ctx.scale.seeds)]
+    main = [timed(ctx, seed, plan) for seed in range(ctx.scale.seeds)]
     flops = [trained(ctx, seed) for seed in range(ctx.scale.seeds)]
     loss, flops_loss = per_seed(main, SIDES), per_seed(flops, SIDES)
     time_label, flops_label = "equal compute time, memory-matched", "variant: equal FLOPs, equal width"
@@ -343,12 +332,12 @@ def run(ctx: Context) -> Measured:
         *_checks(ctx, flops_loss, flops_label, variant=True),
     ]
     mixer = sizes(ctx).models[0]
-    clock = "GPU" if torch.cuda.is_available() else "CPU"
     budget = (
-        f"equal compute time: {plan.seconds:.4g} {clock} seconds of training steps per model (max_compute_seconds: "
-        f"what Llama's {ctx.scale.clm_steps} steps took in the sweep; expected steps "
-        + ", ".join(f"{side} {plan.steps[side]}" for side in SIDES)
-        + f"), mixer d {mixer.hidden_size} memory-matched to Llama d {ctx.scale.d_model}; variant: equal training "
+        f"equal compute time: {plan.seconds:.4g} {plan.clock} seconds of training steps per model (Llama's "
+        f"{ctx.scale.clm_steps} steps at its median cost), converted into each model's steps by one side-by-side "
+        f"probe ({ROUNDS} interleaved rounds of {BLOCK} steps per model; median, blocks' range): "
+        f"{describe(plan, SIDES)}"
+        f"; mixer d {mixer.hidden_size} memory-matched to Llama d {ctx.scale.d_model}; variant: equal training "
         f"FLOPs {flop_budget(ctx):.3g} at equal width; warmup {WARMUP:.0%} of each model's steps"
     )
     return Measured(
@@ -358,7 +347,10 @@ def run(ctx: Context) -> Measured:
         headline=dict(metric="held-out loss (nats/token)", lower_is_better=True, values=loss),
         artifacts=[f"F4/seed-{i}/report.md" for i in range(len(main))]
         + [f"F4/flops-seed-{i}/report.md" for i in range(len(flops))],
-        notes=_sweep_notes(ctx) + _gap_notes(time_label, main) + _gap_notes(flops_label, flops),
+        notes=_sweep_notes(ctx)
+        + realized_notes(main, SIDES)
+        + _gap_notes(time_label, main)
+        + _gap_notes(flops_label, flops),
     )
 
 
@@ -373,8 +365,9 @@ FINDING = Finding(
     protocol="A flat masked mixer widened to Llama's measured peak training memory (within 10%), Llama (4 heads) and "
     "GPT-2 (4 heads) at the scale's d_model and depth, trained with AdamW on the same lowercased TinyStories tokens "
     "(packed L-token blocks) for equal compute time (GPU time of the steps on a GPU, CPU time on a CPU; never wall "
-    "clock), each at its own learning rate from one sweep (4 rates, a quarter of the steps, seed 0, lowest held-out "
-    "loss), warmup 5% of its own steps; held-out loss compared per seed, and its gap to Llama at 25/50/75/100% of the "
-    "steps. Variant: equal training FLOPs at equal width. Memory checked at equal width.",
+    "clock), converted into each model's steps by one side-by-side probe of their step costs before the seeds "
+    "(interleaved blocks, medians), each at its own learning rate from one sweep (4 rates, a quarter of the steps, "
+    "seed 0, lowest held-out loss), warmup 5% of its own steps; held-out loss compared per seed, and its gap to Llama "
+    "at 25/50/75/100% of the steps. Variant: equal training FLOPs at equal width. Memory checked at equal width.",
     run=run,
 )

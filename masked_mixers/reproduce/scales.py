@@ -33,7 +33,7 @@ class Scale:
     max_documents: int  # training documents read (the tokenizer trains on them too)
     max_eval_documents: int
     vocab_size: int
-    clm_steps: int  # F4: the budget is the training FLOPs Llama spends in this many steps
+    clm_steps: int  # F4: the budget is what this many Llama steps cost (compute time; training FLOPs in the variant)
     autoencoder_steps: int  # F3
     ablation_steps: int  # F2
     bidirectional_steps: int  # F6
