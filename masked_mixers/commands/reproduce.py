@@ -11,7 +11,7 @@ the same scale and data by the same code (package version and a sha256 of its so
 interrupted run resumes and a code change re-runs; --reuse-stale keeps findings measured by
 other code instead, marked stale in the scorecard.
 
-Scales: cpu (d_model 128, 4 blocks, L 128, 3 seeds; about 68 minutes on 2 idle CPU cores), paper
+Scales: cpu (d_model 128, 4 blocks, L 128, 3 seeds; over 90 minutes on 2 CPU cores: docs/reproduce.md), paper
 (the paper's sizes per finding, for a GPU), tiny (a test-only scale; its numbers mean nothing).
 
   masked-mixers reproduce --scale cpu --data train-lowercase.jsonl --eval-data valid-lowercase.jsonl \
