@@ -199,13 +199,17 @@ class _ClientGone(Exception):
 
 async def _events(events: asyncio.Queue, count: int, request: Request | None) -> AsyncIterator[tuple[int, Event]]:
     """Every event of `count` jobs, until each has finished or failed; _ClientGone when `request`'s client leaves."""
-    open_jobs = count
+    open_jobs, checked = count, time.monotonic()
     while open_jobs:
+        # poll the client every DISCONNECT_POLL_S whether or not events arrive: a fast decoder sends text
+        # every step, so a check made only when the queue goes quiet would never run
+        if request is not None and time.monotonic() - checked >= DISCONNECT_POLL_S:
+            checked = time.monotonic()
+            if await request.is_disconnected():
+                raise _ClientGone
         try:
             index, event = await asyncio.wait_for(events.get(), DISCONNECT_POLL_S)
         except TimeoutError:
-            if request is not None and await request.is_disconnected():
-                raise _ClientGone from None
             continue
         if event.kind != "text":
             open_jobs -= 1
