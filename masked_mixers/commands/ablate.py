@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ..core.options import add_output
+from ..core.options import add_output, add_overrides
 from ..probes.ablation import ABLATABLE_FAMILIES, ABLATIONS
 from ..training.divergence import DIVERGENCE_FACTOR
 
@@ -57,9 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="train every variant without gradient clipping (train.max_grad_norm 0)",
     )
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
-    )
+    add_overrides(parser, help="override a config key")
     add_output(
         parser,
         folder=True,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..core.options import add_no_progress, add_output, hide_progress
+from ..core.options import add_no_progress, add_output, add_overrides, hide_progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,14 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="training corpus: local file or hub dataset id (replaces data.source)")
     parser.add_argument("--eval-data", help="held-out corpus: local file or hub dataset id (replaces data.eval_source)")
     add_output(parser, folder=True, help="where the report goes (default: train.output_dir of the config)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. train.max_steps=50",
-    )
+    add_overrides(parser, help="override a config key, e.g. train.max_steps=50")
     add_no_progress(parser)
 
 

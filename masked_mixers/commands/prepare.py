@@ -15,20 +15,14 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.options import add_overrides
 from ..runs.config import load_run_config
 from ..runs.factory import check_model_size, model_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="run config YAML (its data section and model.seq_len are used)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set data.packing=true (repeatable)",
-    )
+    add_overrides(parser, help="override a config key, e.g. --set data.packing=true (repeatable)")
     parser.add_argument("--source", help="shortcut for --set data.source=PATH_OR_ID")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ..core.options import add_device, add_output, add_trust_remote_code
+from ..core.options import add_device, add_output, add_overrides, add_trust_remote_code
 from ..probes.representation import DECODERS, LOSSES, OPTIMIZERS, PROTOCOLS, SCHEDULES
 
 
@@ -81,14 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, help=f"default 5{variant}")
     parser.add_argument("--batch-size", type=int, default=8, help="inputs inverted together")
     parser.add_argument("--seed", type=int, default=0, help="seeds the random start embeddings and untrained models")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override in every run config YAML",
-    )
+    add_overrides(parser, help="override in every run config YAML")
     add_output(
         parser,
         folder=True,

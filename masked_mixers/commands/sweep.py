@@ -23,18 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..core.options import add_no_progress, add_output, hide_progress
+from ..core.options import add_no_progress, add_output, add_overrides, hide_progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="sweep config YAML (base, grid and/or points, engine, ...)")
     add_output(parser, folder=True, help="the sweep folder (default: output_dir of the config)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
+    add_overrides(
+        parser,
         help="override a sweep key (engine.workers=2) or, prefixed with base., a key of every point's run config "
         "(base.train.batch_size=8)",
     )

@@ -27,20 +27,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..core.options import add_output
+from ..core.options import add_output, add_overrides
 from ..runs.config import load_run_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="run config YAML")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. train.max_steps=100",
-    )
+    add_overrides(parser, help="override a config key, e.g. train.max_steps=100")
     add_output(
         parser,
         folder=True,

@@ -84,6 +84,11 @@ def add_output(
     return action
 
 
+def add_overrides(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--set KEY=VALUE` (repeatable): config keys overridden on the command line, collected in args.overrides."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 def add_device(parser: argparse.ArgumentParser, what: str = "the model") -> None:
     """`--device`: where `what` runs; `auto` is CUDA when available, else Apple's MPS, else the CPU."""
     parser.add_argument(
