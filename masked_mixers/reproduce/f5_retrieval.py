@@ -89,7 +89,7 @@ PUBLISHED = {  # by candidates (n_context - 1)
 def _described(seeds: list[dict[str, dict]]) -> str:
     """The language models of each seed: where they were trained, their steps and eval loss."""
     return "; ".join(
-        f"F4/seed-{i} ("
+        f"F4/flops-seed-{i} ("
         + ", ".join(
             f"{side} {rows[side]['steps']} steps, eval loss {rows[side]['eval_loss'] or float('nan'):.3f}"
             for side in SIDES
@@ -313,7 +313,7 @@ def run(ctx: Context) -> Measured:
             "the result depends on how long the language models trained: docs/retrieval.md has the budget search (F4's "
             "models are used because every finding of a scale shares them)",
         ],
-        artifacts=[f"F4/seed-{seed}/report.md" for seed in range(len(results))],
+        artifacts=[f"F4/flops-seed-{seed}/report.md" for seed in range(len(results))],
     )
 
 
