@@ -4,7 +4,7 @@ One server with small caps checks each cap is a 400 naming its flag (413 for the
 request beyond them does not hold up others, and that
 a client that goes away stops its decoding (the tiny model makes a few hundred tokens/s on a busy CPU,
 so a 200,000-token request left running would keep `running` at 1 for many minutes; the tests wait
-30 s), and that a full queue is a 503 (`--max-queue 1`). Time bounds are liveness bounds for a loaded
+30 s), and that a full queue is a 503 (`--max-queue 1`, one row at a time). Time bounds are liveness bounds for a loaded
 machine, not speed checks. A second server,
 with a 6 s deadline and a 1 s shutdown grace, checks the 504 and the first SIGTERM.
 """
@@ -47,6 +47,7 @@ def run_dir(tmp_path_factory):
 def base(run_dir):
     caps = ["--max-tokens-limit", "1000000", "--max-prompt-tokens", "64", "--max-body-bytes", "20000"]
     caps += ["--max-stop-chars", "16", "--max-choices", "8", "--max-queue", "1"]
+    caps += ["--max-batch-size", "1"]  # one row decodes at a time, so a second request waits in the queue
     with serve(run_dir, *caps) as (url, _process):
         yield url
 

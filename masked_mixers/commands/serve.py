@@ -4,9 +4,11 @@
                          ("stream": true answers with server-sent events, as OpenAI does)
   GET  /v1/models, GET /health
 
-Requests that arrive together and decode the same way run as one batch (up to --max-batch-size);
-each gets the text it would get alone (the masked mixer's prompt layout keeps rows independent).
-temperature 0 is greedy decoding; `seed` makes a sample reproducible (such a request runs alone);
+A mixer serves with continuous batching: a request joins the running batch at the next decoding
+step (up to --max-batch-size rows) and leaves it when done. Other families (Llama, GPT-2, the
+transfixer) run static batches: requests that arrive together and decode the same way run as one
+batch to its end. Either way each request gets the text it would get alone (docs/serving.md).
+temperature 0 is greedy decoding; `seed` makes a sample reproducible whatever else runs;
 `logprobs` (top-k per token), `echo` with logprobs (prompt scoring, as lm-eval's local-completions
 asks) and `n` choices per prompt. A bad request gets a 400 with one line naming the field; one
 beyond a server limit (the --max-* flags) a 400 naming the limit; a full queue a 503 with
@@ -61,10 +63,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-batch-size", type=int, default=8, help="most requests decoded together in one batch")
     parser.add_argument(
+        "--batching",
+        choices=("auto", "continuous", "static"),
+        default="auto",
+        help="continuous: a request joins the running batch at the next step (mixers only); static: a batch runs "
+        "to its end while new requests wait; auto (default): continuous where the family allows it",
+    )
+    parser.add_argument(
         "--batch-wait-ms",
         type=float,
         default=5.0,
-        help="how long the first waiting request waits for others to batch with",
+        help="static batching: how long the first waiting request waits for others to batch with",
     )
     limits = Limits()
     parser.add_argument(
@@ -136,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         batch_wait_s=args.batch_wait_ms / 1000,
         max_queue=limits.max_queue,
         max_prompt_tokens=limits.max_prompt_tokens,
+        batching=args.batching,
     ).start()
     name = args.model_name or Path(args.model_dir).resolve().name
     try:

@@ -73,6 +73,8 @@ class Capabilities:
     triangular_tiles: its token mixing takes a triangular tile size (`bench train --triangular-tiles`).
     switchable_attention: it runs transformers' attention, whose implementation (sdpa, eager, ...)
       `set_attn_implementation` chooses (`bench train --llama-attention`).
+    continuous_batching: its generation cache holds each row at its own position and can join and drop
+      rows, so the server adds a request to the running batch at the next step (serving/continuous.py).
     compiled_decoding: `generation.compiled` decodes it with a static cache (torch.compile, CUDA graphs).
     one_step_completion: trains with `train.objective: completion` (objectives/completion.py): its
       blocks are `model.model.layers` and take the (b, t, d) hidden states, in column order for
@@ -90,6 +92,7 @@ class Capabilities:
     triangular_tiles: bool = False
     switchable_attention: bool = False
     compiled_decoding: bool = False
+    continuous_batching: bool = False
 
 
 @dataclass

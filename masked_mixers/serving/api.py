@@ -124,6 +124,7 @@ def build_app(engine: Engine, model_name: str, limits: Limits | None = None) -> 
         return {
             "status": "ok",
             "model": model_name,
+            "batching": engine.batching,
             "requests": engine.jobs_run,
             "batches": engine.batches_run,
             "running": engine.running,

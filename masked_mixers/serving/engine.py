@@ -1,24 +1,28 @@
 """The generation engine behind `masked-mixers serve`: one model, one worker thread, batched requests.
 
 Requests (`Job`s, one per choice) arrive from any number of HTTP handlers; `submit` encodes and
-checks them (prompt length, the queue's room) and queues them, all or none. The worker takes the
-oldest waiting job and batches it with the other waiting jobs that decode the same way (same
-`Sampling`, no seed), up to `max_batch_size`, then runs them through `generation.generate_ids` as
-one batch. The prompt layout there makes every row's tokens independent of the others (a mixer's
-prompts keep their positions; Llama's pads are masked), so a request gets the same greedy text
-alone or in a batch: no cross-talk. The choices of one seeded request run together, seeded once,
-and apart from everything else, so that the seed alone decides their samples.
+checks them (prompt length, the queue's room) and queues them, all or none. The queue is bounded
+(`max_queue` waiting choices; `submit` raises `Busy` beyond it) and `stop` ends the running rows at
+their next step and fails what still waits. A failing step or batch fails its jobs (each gets an
+error event) and the worker carries on.
 
-After every decoding step a `stream.RowTracker` hands each row's token to its job (text deltas,
-stop strings, EOS, `max_tokens`) and ends the rows that are done, cancelled (`cancel`: the client
-went away) or past their deadline; a row stops within one step of either. The queue is bounded
-(`max_queue` waiting choices; `submit` raises `Busy` beyond it) and `stop` ends the running batch
-at its next step and fails what still waits. A failing batch fails its jobs (each gets an error
-event) and the worker carries on with the next one.
+Two ways to batch (`batching`):
 
-Why not continuous batching: a job that arrives while a batch decodes waits for that batch (at
-most max_tokens steps, or the deadline). transformers' continuous batching needs paged attention
-caches, which a masked mixer does not have.
+- continuous (the default for families with `Capabilities.continuous_batching`, the mixers): a
+  waiting job joins the running batch before the next decoding step, up to `max_batch_size` rows,
+  and leaves it when it ends (continuous.py). Each row samples with its own settings and, when
+  seeded, its own generator, so any jobs can share the batch.
+- static (every other family, or `--batching static`): the worker takes the oldest waiting job and
+  batches it with the other waiting jobs that decode the same way (same `Sampling`, no seed), up to
+  `max_batch_size`, then runs them through `generation.generate_ids` as one batch to its end; a job
+  that arrives meanwhile waits for it. The choices of one seeded request run together, seeded once,
+  and apart from everything else, so that the seed alone decides their samples.
+
+Either way the prompt layout makes every row's tokens independent of the others (a mixer's prompts
+keep their positions; Llama's pads are masked), so a request gets the same greedy text alone or in
+a batch: no cross-talk. After every step `stream.JobText` hands each row's token to its job (text
+deltas, stop strings, EOS, `max_tokens`) and ends the rows that are done, cancelled (`cancel`: the
+client went away) or past their deadline; a row stops within one step of either.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..core.errors import UserError
 from ..generation import check_length, encode_prompts, generate_ids
-from ..models import context_length
+from ..models import context_length, family_of
+from .continuous import ContinuousBatch
 from .scoring import Scored, StepLogprobs, openai_logprobs, prompt_logprobs, score
 from .stream import RowTracker
 
@@ -131,9 +136,11 @@ class Engine:
         batch_wait_s: float = 0.005,
         max_queue: int = 256,
         max_prompt_tokens: int = 4096,
+        batching: str = "auto",
     ):
         if max_batch_size < 1:
             raise UserError(f"--max-batch-size: must be >= 1, got {max_batch_size}")
+        self.batching = resolve_batching(model, batching)
         self.model, self.tokenizer = model, tokenizer
         # the worker encodes and decodes with `tokenizer` while requests are checked on other threads: a Rust
         # tokenizer must not be used from two threads at once ("Already borrowed"), so checks share a locked copy
@@ -141,7 +148,9 @@ class Engine:
         self._check_lock = threading.Lock()
         self.max_batch_size, self.batch_wait_s = max_batch_size, batch_wait_s
         self.max_queue, self.max_prompt_tokens = max_queue, max_prompt_tokens
-        self.batches_run = 0  # how many generate() calls, how many jobs they carried, how many tokens (tests read)
+        # static: generate() calls and the jobs they carried; continuous: busy periods (a job that joins a running
+        # batch starts none) and the jobs admitted (/health reports both, tests read them)
+        self.batches_run = 0
         self.jobs_run = 0
         self.queued = 0  # jobs submitted and not yet taken into a batch
         self.running = 0  # jobs of the batch being decoded
@@ -201,10 +210,59 @@ class Engine:
     # --- the worker -------------------------------------------------------------------------
 
     def _work(self) -> None:
-        while (batch := self._next_batch()) is not None:
-            self._run(batch)
+        if self.batching == "continuous":
+            self._work_continuous()
+        else:
+            while (batch := self._next_batch()) is not None:
+                self._run(batch)
         for job in self._drain():
             job.fail("the server is shutting down", 503)
+
+    def _work_continuous(self) -> None:
+        batch = ContinuousBatch(self.model, self.tokenizer, self._logprobs, lambda: self._stopping)
+        while self._arrivals(block=not batch.rows and not self._waiting):
+            if not batch.rows and self._waiting:
+                self.batches_run += 1
+            while self._waiting and len(batch) < self.max_batch_size:
+                job = self._waiting.popleft()
+                if self._take(job):
+                    self._guarded([job], lambda job=job: self._admit(batch, job))
+            self.running = len(batch)
+            if batch.rows:
+                self._guarded(batch.rows, batch.step, batch)
+            self.running = len(batch)
+        if batch.rows:  # stopping: the running rows end at this step
+            self._guarded(batch.rows, batch.step, batch)
+        self.running = 0
+
+    def _arrivals(self, block: bool) -> bool:
+        """Move what the inbox holds to the waiting list (waiting for one job when `block`); False: stop."""
+        while True:
+            try:
+                job = self._inbox.get(block=block)
+            except queue.Empty:
+                return not self._stopping
+            if job is None or self._stopping:
+                return False
+            self._waiting.append(job)
+            block = False
+
+    def _admit(self, batch: ContinuousBatch, job: Job) -> None:
+        self.jobs_run += 1
+        if self._begin(job):
+            batch.admit(job)
+
+    def _guarded(self, jobs: list, work: Callable, batch: ContinuousBatch | None = None) -> None:
+        """Run `work`; if it raises, fail `jobs` (rows or jobs) and, for a step, empty the batch."""
+        try:
+            work()
+        except Exception as err:  # noqa: BLE001 - one failing request must not stop the server
+            message = _failure(err)
+            if batch is not None:
+                batch.fail(message, 500)
+            for job in jobs:
+                if isinstance(job, Job) and not job.finished:
+                    job.fail(message, 500)
 
     def _drain(self) -> list[Job]:
         """Every job still waiting (the worker is stopping)."""
@@ -262,7 +320,7 @@ class Engine:
         try:
             self._decode(batch)
         except Exception as err:  # noqa: BLE001 - one failing batch must not stop the server
-            message = str(err) if isinstance(err, UserError) else f"generation failed: {type(err).__name__}: {err}"
+            message = _failure(err)
             for job in batch:
                 if not job.finished:
                     job.fail(message, 500)
@@ -270,17 +328,22 @@ class Engine:
         self.jobs_run += len(batch)
         self.running = 0
 
+    def _begin(self, job: Job) -> bool:
+        """Echo (and score) the prompt when asked; False when the job ends there (max_tokens 0: echo alone)."""
+        if job.echo:
+            job.text(job.prompt if isinstance(job.prompt, str) else self.tokenizer.decode(job.prompt_ids))
+        if job.echo and job.logprobs is not None:
+            job.scored = prompt_logprobs(self.model, job.prompt_ids, job.logprobs)
+        if job.sampling.max_tokens == 0:
+            job.done("length", self._logprobs(job))
+            return False
+        return True
+
     def _decode(self, batch: list[Job]) -> None:
-        for job in batch:
-            if job.echo:
-                job.text(job.prompt if isinstance(job.prompt, str) else self.tokenizer.decode(job.prompt_ids))
-            if job.echo and job.logprobs is not None:
-                job.scored = prompt_logprobs(self.model, job.prompt_ids, job.logprobs)
-        sampling = batch[0].sampling
-        if sampling.max_tokens == 0:  # echo alone: score the prompt, generate nothing
-            for job in batch:
-                job.done("length", self._logprobs(job))
+        batch = [job for job in batch if self._begin(job)]
+        if not batch:
             return
+        sampling = batch[0].sampling
         with StepLogprobs(self.model, any(job.logprobs is not None for job in batch)) as logprobs:
             tracker = RowTracker(batch, self.tokenizer, logprobs, self._logprobs, lambda: self._stopping)
             generate_ids(
@@ -303,4 +366,23 @@ class Engine:
         return openai_logprobs(self.tokenizer, job.scored, 0 if job.echo else len(prompt))
 
 
-__all__ = ["Busy", "Engine", "Event", "Job", "Sampling"]
+def _failure(err: Exception) -> str:
+    return str(err) if isinstance(err, UserError) else f"generation failed: {type(err).__name__}: {err}"
+
+
+def resolve_batching(model: PreTrainedModel, batching: str) -> str:
+    """ "continuous" or "static": `auto` picks continuous where the family's cache allows it (`--batching`)."""
+    supported = family_of(model).capabilities.continuous_batching
+    if batching == "auto":
+        return "continuous" if supported else "static"
+    if batching not in ("continuous", "static"):
+        raise UserError(f"--batching: continuous, static or auto, got {batching!r}")
+    if batching == "continuous" and not supported:
+        raise UserError(
+            f"--batching continuous: the {family_of(model).name} family's generation cache cannot hold rows at "
+            "different positions; serve it with --batching static (or auto)"
+        )
+    return batching
+
+
+__all__ = ["Busy", "Engine", "Event", "Job", "Sampling", "resolve_batching"]

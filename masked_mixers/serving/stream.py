@@ -58,14 +58,72 @@ def find_stop(text: str, stops: tuple[str, ...]) -> int:
     return min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
 
 
-class RowTracker(StoppingCriteria):
-    """Each row's job: appends its step token, sends text deltas and its end; True for rows that are done.
+class JobText:
+    """One job's side of decoding: appends each token, sends text deltas and its end (`job.finished`).
 
-    `jobs` are engine Jobs; `step_logprobs()` gives the (b, vocab) log-probabilities of the step just
-    decoded (or None when no job asked for logprobs), `describe(job)` a finished job's logprobs object;
-    `stopping()` says the server is shutting down.
-    A row keeps only its unsent characters (`pending`: the last delta and at most the longest stop
+    A job keeps only its unsent characters (`pending`: the last delta and at most the longest stop
     string less one character held back), so a step costs the same at token 10 and at token 10,000.
+    `describe(job)` gives a finished job's logprobs object. Both batching modes use it: `RowTracker`
+    (a static batch, inside generate()) and `continuous.ContinuousBatch` (its own decoding loop).
+    """
+
+    def __init__(self, job, tokenizer: PreTrainedTokenizerBase, describe: Callable):
+        self.job, self.tokenizer, self.describe = job, tokenizer, describe
+        self.text = Detokenizer(tokenizer)
+        self.pending = ""
+
+    def step(self, token: int, now: float, stopping: bool, logprobs: torch.Tensor | None = None) -> bool:
+        """Take the job's next token (and its (vocab,) log-probabilities when the job asked); True once it is done."""
+        job = self.job
+        if job.finished:
+            return True
+        if logprobs is not None and job.logprobs is not None:
+            job.record_logprobs(token, logprobs)
+        if stopping or job.cancelled:
+            job.fail("the request was cancelled", 499)
+        elif now > job.deadline:
+            job.fail(f"the request ran past this server's limit of {job.timeout_s:g} s (--request-timeout)", 504)
+        elif token == self.tokenizer.eos_token_id:
+            self._send(self.pending + self.text.finish(), "stop")
+        else:
+            self._continue(token)
+        return job.finished
+
+    def end(self) -> None:
+        """Decoding ended with the job still open: it ran out of steps (max_tokens)."""
+        if not self.job.finished:
+            self._send(self.pending + self.text.finish(), "length")
+
+    def _continue(self, token: int) -> None:
+        job = self.job
+        job.completion_tokens += 1
+        final = job.completion_tokens >= job.sampling.max_tokens
+        pending = self.pending + self.text.add(token, final=final)
+        stops = job.sampling.stop
+        cut = find_stop(pending, stops) if stops else -1
+        if cut >= 0 or final:
+            self._send(pending[:cut] if cut >= 0 else pending, "stop" if cut >= 0 else "length")
+            return
+        hold = max((len(s) - 1 for s in stops), default=0)  # a stop string may be forming at the end
+        ready = len(pending) - hold
+        if ready > 0:
+            self._send(pending[:ready], None)
+            pending = pending[ready:]
+        self.pending = pending
+
+    def _send(self, text: str, finish_reason: str | None) -> None:
+        if text:
+            self.job.text(text)
+        if finish_reason is not None:
+            self.job.done(finish_reason, self.describe(self.job))
+
+
+class RowTracker(StoppingCriteria):
+    """A static batch's jobs, one per row: `JobText.step` for each row's token; True for rows that are done.
+
+    `step_logprobs()` gives the (b, vocab) log-probabilities of the step just decoded (or None when no
+    job asked for logprobs), `describe(job)` a finished job's logprobs object; `stopping()` says the
+    server is shutting down.
     """
 
     def __init__(
@@ -76,59 +134,22 @@ class RowTracker(StoppingCriteria):
         describe: Callable,
         stopping: Callable,
     ):
-        self.jobs, self.tokenizer = jobs, tokenizer
-        self.step_logprobs, self.describe, self.stopping = step_logprobs, describe, stopping
-        self.texts = [Detokenizer(tokenizer) for _ in jobs]
-        self.pending = [""] * len(jobs)
+        self.rows = [JobText(job, tokenizer, describe) for job in jobs]
+        self.step_logprobs, self.stopping = step_logprobs, stopping
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None = None, **kwargs) -> torch.Tensor:
         logprobs = self.step_logprobs()
         now, stopping = time.monotonic(), self.stopping()
-        done = []
-        for row, (job, token) in enumerate(zip(self.jobs, input_ids[:, -1].tolist())):
-            if not job.finished:
-                if logprobs is not None and job.logprobs is not None:
-                    job.record_logprobs(token, logprobs[row])
-                self._step(row, job, token, now, stopping)
-            done.append(job.finished)
+        done = [
+            row.step(token, now, stopping, None if logprobs is None else logprobs[i])
+            for i, (row, token) in enumerate(zip(self.rows, input_ids[:, -1].tolist()))
+        ]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
     def end(self) -> None:
         """After generate(): a row still open ran out of steps (max_tokens)."""
-        for row, job in enumerate(self.jobs):
-            if not job.finished:
-                self._send(job, self.pending[row] + self.texts[row].finish(), "length")
-
-    def _step(self, row: int, job, token: int, now: float, stopping: bool) -> None:
-        if stopping or job.cancelled:
-            job.fail("the request was cancelled", 499)
-            return
-        if now > job.deadline:
-            job.fail(f"the request ran past this server's limit of {job.timeout_s:g} s (--request-timeout)", 504)
-            return
-        if token == self.tokenizer.eos_token_id:
-            self._send(job, self.pending[row] + self.texts[row].finish(), "stop")
-            return
-        job.completion_tokens += 1
-        final = job.completion_tokens >= job.sampling.max_tokens
-        pending = self.pending[row] + self.texts[row].add(token, final=final)
-        stops = job.sampling.stop
-        cut = find_stop(pending, stops) if stops else -1
-        if cut >= 0 or final:
-            self._send(job, pending[:cut] if cut >= 0 else pending, "stop" if cut >= 0 else "length")
-            return
-        hold = max((len(s) - 1 for s in stops), default=0)  # a stop string may be forming at the end
-        ready = len(pending) - hold
-        if ready > 0:
-            self._send(job, pending[:ready], None)
-            pending = pending[ready:]
-        self.pending[row] = pending
-
-    def _send(self, job, text: str, finish_reason: str | None) -> None:
-        if text:
-            job.text(text)
-        if finish_reason is not None:
-            job.done(finish_reason, self.describe(job))
+        for row in self.rows:
+            row.end()
 
 
-__all__ = ["Detokenizer", "RowTracker", "find_stop"]
+__all__ = ["Detokenizer", "JobText", "RowTracker", "find_stop"]

@@ -23,7 +23,9 @@ length): the mixing rows are slices of the parameters and the cache is written t
 with the same arithmetic and half the tensor operations (tests/test_decode_paths.py checks the two
 agree, wrapped mixings included).
 
-Beam search reorders the rows with `reorder_cache` (transformers' generate() calls it).
+Beam search reorders the rows with `reorder_cache` (transformers' generate() calls it). The server's
+continuous batching (serving/continuous.py) joins a new request's one-row cache to the running batch
+(`join`) and drops the rows of finished ones (`keep_rows`).
 """
 
 from __future__ import annotations
@@ -112,6 +114,29 @@ class MaskedMixerCache:
                 state[name] = tensor.index_select(0, index)
         self.tokens, self.valid = self.tokens.index_select(0, index), self.valid.index_select(0, index)
         self.lengths = self.lengths.index_select(0, beam_idx.cpu())
+
+    def keep_rows(self, rows: list[int]) -> None:
+        """Keep only rows `rows`, in that order (finished requests leave a continuous batch: serving/continuous.py)."""
+        self.reorder_cache(torch.tensor(rows, dtype=torch.long))
+        self.batch_index = torch.arange(len(rows), device=self.tokens.device)[:, None]
+
+    @classmethod
+    def join(cls, caches: list[MaskedMixerCache]) -> MaskedMixerCache:
+        """One cache holding the rows of `caches` one after another (a request joins a continuous batch); each row
+        keeps its own slots and length, which is what lets rows at different positions decode together."""
+        first = caches[0]
+        joined = cls.__new__(cls)
+        joined.__dict__.update(first.__dict__)
+        joined.states = [
+            {name: torch.cat([c.states[i][name] for c in caches]) for name in state}
+            for i, state in enumerate(first.states)
+        ]
+        joined.tokens = torch.cat([c.tokens for c in caches])
+        joined.valid = torch.cat([c.valid for c in caches])
+        joined.lengths = torch.cat([c.lengths for c in caches])
+        joined.batch_index = torch.arange(len(joined.tokens), device=first.tokens.device)[:, None]
+        joined.seen_tokens = max(c.seen_tokens for c in caches)
+        return joined
 
     def replace_rows(self, rows: torch.Tensor, other: MaskedMixerCache) -> None:
         """Take rows `rows` from `other`, a cache of len(rows) re-primed rows."""

@@ -38,6 +38,7 @@ MIXER_CAPABILITIES = Capabilities(
     one_step_completion=True,
     triangular_tiles=True,
     compiled_decoding=True,
+    continuous_batching=True,
 )
 
 
