@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "train": ("train", "training tokens/s, MFU against a measured matmul peak, and peak memory, across L and d_model"),
     "generate": ("generate", "generation speed: cached mixer vs full-window recompute vs Llama's KV cache"),
     "linear": ("linear", "generation speed: deep linear mixer vs its collapsed one-layer form"),
+    "serve": ("serve", "a bounded load test of the server: continuous vs static batching, throughput and latency"),
     "prepare": (
         "prepare",
         "data preparation tokens/s against the tokenizer's encode_batch, and bytes per token on disk",
