@@ -106,7 +106,7 @@ def test_every_command_that_runs_a_model_takes_a_device(command):
 
 def test_every_benchmark_takes_a_device():
     benches = {path for path, action in _walk(_command_parser("bench"), "bench") if "--device" in action.option_strings}
-    assert benches == {"bench train", "bench generate", "bench linear"}
+    assert benches == {"bench train", "bench generate", "bench linear", "bench serve"}
 
 
 def test_device_names_resolve_or_fail_in_one_line():
