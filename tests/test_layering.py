@@ -32,7 +32,7 @@ LAYERS: dict[str, set[str]] = {
     "serving": {"core", "generation", "models"},
     "probes": {"core", "data", "models", "runs", "training"},
     "compare": {"core", "data", "models", "objectives", "retrieval", "runs", "training"},
-    "bench": {"compare", "core", "data", "generation", "models", "objectives", "runs"},
+    "bench": {"compare", "core", "data", "generation", "models", "objectives", "runs", "serving"},
     "scaling": {"core", "runs"},  # isoFLOP fits, frontiers and crossovers of a sweep's results; the report
     "reproduce": {"bench", "compare", "core", "data", "models", "probes", "retrieval", "runs", "training"},
     "sweep": {"compare", "core", "runs", "training"},  # many train runs on an engine; results.jsonl

@@ -30,7 +30,7 @@ import psutil
 from ..core.errors import UserError
 from ..core.files import atomic_write_json
 from ..core.options import add_device, add_output
-from ..reproduce.verdict import interval
+from ..core.stats import interval
 
 MODES = ("continuous", "static")
 STORY = (
