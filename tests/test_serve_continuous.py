@@ -155,3 +155,16 @@ def test_bench_serve_loads_both_modes_and_compares_their_texts(tmp_path, monkeyp
         assert row["tokens_per_s"] > 0 and row["p99_s"] >= row["p50_s"] > 0 and row["server_cpu_s"] > 0
     assert {r["mode"] for r in result["runs"]} == {"continuous", "static"}
     assert "throughput continuous / static" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [([], "not a model directory"), (["--max-tokens", "5,x"], "--max-tokens must be positive integers")],
+)
+def test_bench_serve_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, extra, message):
+    from masked_mixers.cli import main
+
+    run = str(tmp_path / "missing") if not extra else str(make_run(tmp_path / "run", seq_len=32))
+    out = tmp_path / "bench.json"
+    assert main(["bench", "serve", run, *extra, "--output", str(out)]) == 2
+    assert message in capsys.readouterr().err and not out.exists()

@@ -53,9 +53,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device(parser, "the server")
 
 
+def _lengths(text: str) -> list[int]:
+    try:
+        lengths = [int(v) for v in text.split(",")]
+    except ValueError:
+        lengths = []
+    if not lengths or min(lengths) < 1:
+        raise UserError(f"bench serve: --max-tokens must be positive integers separated by commas, got {text!r}")
+    return lengths
+
+
 def requests(args) -> list[dict]:
     """The load: the same greedy requests, in the same order, for every mode."""
-    lengths = [int(v) for v in args.max_tokens.split(",")]
+    lengths = _lengths(args.max_tokens)
     rng = random.Random(args.seed)
     words = max(2, min(args.max_prompt_words, len(STORY)))
     return [
@@ -108,17 +118,21 @@ def load(base: str, body: list[dict], clients: int) -> dict:
 
 def measure(args, mode: str, body: list[dict], log_dir: Path) -> dict:
     """One fresh server in `mode`, loaded once: the load's numbers plus the server's peak memory and CPU."""
-    from ..serving.launch import server_process
+    from ..serving.launch import ServerFailed, server_process
 
     flags = ["--batching", mode, "--max-batch-size", str(args.max_batch_size), "--log-level", "warning"]
     flags += ["--max-queue", str(max(256, len(body))), *(["--device", args.device] if args.device else [])]
-    with server_process(args.run_dir, *flags, log_path=log_dir / f"server-{mode}.log") as (base, process):
-        server = psutil.Process(process.pid)
-        cpu_before = sum(server.cpu_times()[:2])
-        result = load(base, body, args.clients)
-        result["server_cpu_s"] = sum(server.cpu_times()[:2]) - cpu_before
-        peak = _peak_rss(process.pid)
-        result["peak_rss_mib"] = None if peak is None else peak / 2**20
+    try:
+        with server_process(args.run_dir, *flags, log_path=log_dir / f"server-{mode}.log") as (base, process):
+            server = psutil.Process(process.pid)
+            cpu_before = sum(server.cpu_times()[:2])
+            result = load(base, body, args.clients)
+            result["server_cpu_s"] = sum(server.cpu_times()[:2]) - cpu_before
+            peak = _peak_rss(process.pid)
+            result["peak_rss_mib"] = None if peak is None else peak / 2**20
+    except ServerFailed as err:
+        last = [line for line in str(err).splitlines() if line.strip()][-1]
+        raise UserError(f"bench serve: the {mode} server failed: {last}") from None
     return {"mode": mode, **result}
 
 
@@ -140,8 +154,11 @@ def _summary(runs: list[dict]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runs.rundir import load_model_config
+
     if args.clients < 1 or args.requests < 1 or args.repeats < 1:
         raise UserError("bench serve: --clients, --requests and --repeats must be >= 1")
+    load_model_config(args.run_dir)  # a missing or damaged run is one line here, not a server's traceback
     body, runs = requests(args), []
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as logs:
         for repeat in range(args.repeats):
