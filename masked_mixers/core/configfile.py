@@ -276,17 +276,22 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def set_key(data: dict, keys: list[str], value) -> None:
+    """data[k1][k2]...[kn] = value, in place; each mapping on the way is copied (the caller's nested dicts stay
+    unchanged) and a missing or non-mapping one becomes a new dict."""
+    node = data
+    for key in keys[:-1]:
+        child = node.get(key)
+        node[key] = child = dict(child) if isinstance(child, dict) else {}
+        node = child
+    node[keys[-1]] = value
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply --set overrides to the raw mapping, before type checking."""
     data = dict(data or {})
     for text in overrides or []:
-        keys, value = parse_override(text)
-        node = data
-        for key in keys[:-1]:
-            child = node.get(key)
-            node[key] = child = dict(child) if isinstance(child, dict) else {}
-            node = child
-        node[keys[-1]] = value
+        set_key(data, *parse_override(text))
     return data
 
 

@@ -87,7 +87,6 @@ class ContinuousBatch:
         self.model, self.tokenizer, self.describe, self.stopping = model, tokenizer, describe, stopping
         self.rows: list[Row] = []
         self.cache = None  # the model's generation cache of exactly `rows`, in order
-        self.steps = 0
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -115,7 +114,6 @@ class ContinuousBatch:
         logits = out.logits[:, -1]  # (b, vocab)
         now, stopping = time.monotonic(), self.stopping()
         keep = [i for i, row in enumerate(self.rows) if not self._take(row, logits[i : i + 1], now, stopping)]
-        self.steps += 1
         if len(keep) < len(self.rows):
             self.rows = [self.rows[i] for i in keep]
             if keep:

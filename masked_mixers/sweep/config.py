@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..core.configfile import at_least, from_dict, load_mapping, require, to_dict
+from ..core.configfile import at_least, from_dict, load_mapping, require, set_key, to_dict
 from ..core.errors import UserError
 from ..runs.config import RunConfig
 
@@ -186,12 +186,7 @@ def with_keys(base: dict, overrides: dict) -> dict:
     """A copy of the raw mapping `base` with the dotted `overrides` set (`base` itself is not changed)."""
     data = dict(base)
     for dotted, value in overrides.items():
-        node, keys = data, dotted.split(".")
-        for key in keys[:-1]:
-            child = node.get(key)
-            node[key] = child = dict(child) if isinstance(child, dict) else {}
-            node = child
-        node[keys[-1]] = value
+        set_key(data, dotted.split("."), value)
     return data
 
 
