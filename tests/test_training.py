@@ -55,6 +55,25 @@ def test_learns_well_below_unigram_baseline(family, lr, tiny_prepared, tmp_path)
     assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "tokenizer.json").is_file()
 
 
+class CountEvaluations(TrainerCallback):
+    def __init__(self):
+        self.steps = []
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
+def test_the_final_model_is_evaluated_once_and_logged_as_the_last_eval(tiny_prepared, tmp_path):
+    counter = CountEvaluations()
+    result = train(tiny_run("mixer", tmp_path, max_steps=12, eval_steps=6), tiny_prepared, callbacks=[counter])
+    assert counter.steps == [6]  # the Trainer's evaluation at step 12 is skipped: train() evaluates the final model
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [6, 12]
+    assert evals[-1]["eval_loss"] == pytest.approx(result.eval_metrics["loss"])
+    assert evals[-1]["eval_bits_per_byte"] == pytest.approx(result.eval_metrics["bits_per_byte"])
+
+
 @pytest.mark.parametrize("family", ["mixer", "llama"])
 def test_interrupted_run_resumes_to_the_same_weights(family, tiny_prepared, tmp_path):
     options = dict(save_steps=8, weight_decay=0.1)

@@ -90,13 +90,15 @@ class Context:
         return replace(spec_for(family, **self.size(family, setting)), **changes)
 
     def train(self, steps: int, seed: int, learning_rate: float | None = None, **changes) -> TrainConfig:
-        """The scale's optimisation settings for `steps` steps (5% warmup, eval 5 times, no checkpoints)."""
+        """The scale's optimisation settings for `steps` steps (5% warmup, no checkpoints). Evaluated halfway and
+        at the end: a finding compares final held-out losses (F4 sets its own eval points for the gap's trend),
+        and every evaluation costs `eval_batches` forward passes, a second or more per run at the cpu scale."""
         s = self.scale
         return TrainConfig(
             max_steps=steps,
             batch_size=s.batch_size,
             warmup_steps=max(1, steps // 20),
-            eval_steps=max(1, steps // 5),
+            eval_steps=max(1, steps // 2),
             max_eval_batches=s.eval_batches,
             save_steps=0,
             logging_steps=max(1, steps // 40),

@@ -7,7 +7,7 @@ positions), F5's InfoNCE always scores one query against 31 candidates at temper
 one exception is `tiny`, a test-only scale that shortens F1's 500 steps so the test suite can run
 every section of the scorecard; its scorecard says so.
 
-- cpu: d_model 128, 4 blocks, L 128 on TinyStories, 100-200 steps per model, 3 seeds.
+- cpu: d_model 128, 4 blocks, L 128 on TinyStories, 80-180 steps per model, 3 seeds (under 90 minutes on 2 cores).
 - paper: the paper's sizes per finding (`PAPER_SIZES`: d_model 512-4096, L 512, 8-16 blocks), for a GPU; days.
 - tiny: a few steps of d_model 16 models, 3 seeds; for tests only, its numbers mean nothing.
 """
@@ -93,13 +93,13 @@ SCALES: dict[str, Scale] = {
         max_documents=20_000,
         max_eval_documents=500,
         vocab_size=4096,
-        clm_steps=200,
-        autoencoder_steps=150,
-        ablation_steps=100,
-        bidirectional_steps=150,
-        linear_steps=200,
+        clm_steps=180,
+        autoencoder_steps=120,
+        ablation_steps=80,
+        bidirectional_steps=120,
+        linear_steps=150,
         eval_batches=10,
-        represent_texts=8,
+        represent_texts=4,
         represent_steps=500,
         retrieval_documents=10_000,
     ),

@@ -54,9 +54,11 @@ class MetricsCallback(TrainerCallback):
         return None if self.flops_per_step is None else steps * self.flops_per_step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs:
-            return
-        step = state.global_step
+        if state.is_world_process_zero and logs:
+            self.record(state.global_step, logs)
+
+    def record(self, step: int, logs: dict) -> None:
+        """Append one event at `step` (its numeric `logs`, with clocks, tokens and FLOPs) to the history and file."""
         record = {"step": step, "elapsed_s": round(self.elapsed(), 3), "cpu_s": round(self.clocks.cpu(), 3)}
         record["step_cpu_s"] = round(self.clocks.step_cpu(), 3)
         gpu = self.clocks.gpu()
@@ -72,6 +74,17 @@ class MetricsCallback(TrainerCallback):
                 handle.write(json.dumps(record) + "\n")
         except OSError as err:  # a full disk or a folder gone read-only mid-run
             raise UserError(f"{self.path}: cannot write ({err.strerror or err})") from None
+
+
+class FinalEvaluationCallback(TrainerCallback):
+    """Skip the Trainer's evaluation at the last step: train.py evaluates the final model right after
+    (with bits per byte and the task's own scores) and records it as the run's last eval event, so the
+    Trainer's would compute the same loss twice (a second or more per run, over a sweep of short runs).
+    Listed after the time budgets, so a budget that stops a run does not evaluate it twice either."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps or control.should_training_stop:
+            control.should_evaluate = False
 
 
 class TimeBudgetCallback(TrainerCallback):

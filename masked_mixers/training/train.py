@@ -43,7 +43,7 @@ from ..runs.rundir import (
     read_summary,
 )
 from .budget import check_countable, step_limit, tokens_per_step, training_flops_per_step, warmup_steps
-from .callbacks import MetricsCallback, TimeBudgetCallback
+from .callbacks import FinalEvaluationCallback, MetricsCallback, TimeBudgetCallback
 from .distributed import any_process, check_fsdp, single_process_launch
 from .evaluation import evaluate
 from .memory import PeakMemory
@@ -361,6 +361,7 @@ def _train(run: RunConfig, args, out: Path, prepared, model, callbacks, resume: 
     extra = [metrics, *callbacks]
     budgets = _time_budgets(run.train, metrics)
     extra.extend(budgets.values())
+    extra.append(FinalEvaluationCallback())  # after the budgets: _finish evaluates the final model once
     trainer = RobustTrainer(
         on_nonfinite=run.train.on_nonfinite,
         model=model,
@@ -494,6 +495,8 @@ def _finish(run, trainer, output, metrics, stopped_by: str, peak, prepared, out)
         result.eval_metrics = evaluate(
             model, _eval_subset(prepared.eval, run), batch_size=run.train.eval_batch_size or run.train.batch_size
         )
+        if not any(r["step"] == steps and "eval_loss" in r for r in metrics.history):  # once, a resume included
+            metrics.record(steps, {f"eval_{k}": v for k, v in result.eval_metrics.items()})
     if trainer.is_world_process_zero():
         summary = {
             k: v
