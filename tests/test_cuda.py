@@ -79,7 +79,7 @@ def test_cached_generation_equals_uncached_on_cuda(mixer_type):
     cached = model.generate(ids, use_cache=True, **kwargs)
     uncached = model.generate(ids, use_cache=False, **kwargs)
     assert torch.equal(cached, uncached)
-    graph = static_greedy_generate(model, ids, 30, graphs=True)
+    graph = static_greedy_generate(model, ids, 30, mode="cuda-graph")
     assert torch.equal(graph, uncached)
 
 
@@ -87,7 +87,7 @@ def test_cuda_graph_decoding_in_bf16_matches_eager_static_step():
     model = _mixer().cuda().to(torch.bfloat16).eval()
     ids = _ids(2, 16).cuda()
     assert torch.equal(
-        static_greedy_generate(model, ids, 40, graphs=True), static_greedy_generate(model, ids, 40, graphs=False)
+        static_greedy_generate(model, ids, 40, mode="cuda-graph"), static_greedy_generate(model, ids, 40, mode="eager")
     )
 
 

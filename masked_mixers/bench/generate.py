@@ -11,9 +11,11 @@ Contenders, all at the same hidden size, layer count, context (seq_len) and voca
   window of t <= L tokens, not L) with logits for the last position only. Usually cheaper than
   (b) while t < L, so it is reported beside it as another no-cache baseline;
 - (c) `llama-kv-cache`: transformers' LlamaForCausalLM with its own KV cache in generate();
-- (d) with --compile (CUDA only): `mixer-cuda-graph`, the same cached mixer decoding greedily
-  through one captured CUDA graph per step (generation/compiled.py). Its prefill ms includes
-  capturing the graph, and its ms/token is (steps time) / (new tokens - 1), read after one sync.
+- (d) with --compile: `mixer-compiled`, the same cached mixer decoding greedily through one
+  fixed-shape step compiled by torch.compile (generation/compiled.py), on any device; and on a
+  GPU also `mixer-cuda-graph`, that step captured as one CUDA graph. Their prefill ms includes
+  compiling or capturing (the first contender run, a warm-up, pays the compile itself), and their
+  ms/token is (steps time) / (steps), read after one sync.
 
 Every row also quotes the weights-read floor of a decoding step: the bytes of the model's weights
 in that dtype (each is read at least once per step) over the device's copy bandwidth measured in
@@ -82,7 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output(parser, folder=False, default="bench-generate.json", help="JSON file with every measurement")
     add_device(parser, "the benchmark")
     parser.add_argument(
-        "--compile", action="store_true", help="add (d) mixer-cuda-graph: the cached step as a CUDA graph (CUDA only)"
+        "--compile",
+        action="store_true",
+        help="add (d) mixer-compiled: the cached step compiled by torch.compile (and mixer-cuda-graph on a GPU)",
     )
     parser.add_argument(
         "--speculative", metavar="MODEL_DIR", help="time self-speculative decoding of this MTP-heads model instead"
@@ -163,13 +167,14 @@ def _time_full_window(model, ids: torch.Tensor, new_tokens: int) -> dict:
     return _timing(start, times, total)
 
 
-def _time_graph(model, ids: torch.Tensor, new_tokens: int) -> dict:
+def _time_static(model, ids: torch.Tensor, new_tokens: int, mode: str) -> dict:
     from ..generation.compiled import static_greedy_generate
 
     times: dict = {}
-    out = static_greedy_generate(model, ids, new_tokens, graphs=True, times=times)
+    out = static_greedy_generate(model, ids, new_tokens, mode=mode, times=times)
     assert out.shape[1] == ids.shape[1] + new_tokens
-    step = times.get("steps_s", 0.0) / (new_tokens - 1) if new_tokens > 1 else times["total_s"]
+    steps = times.get("timed_steps", 0)
+    step = times["steps_s"] / steps if steps else times["total_s"]
     return {"total_s": times["total_s"], "prefill_s": times["prefill_s"] + times.get("setup_s", 0.0), "step_s": step}
 
 
@@ -189,7 +194,9 @@ def _measure(args: argparse.Namespace, models: dict, batch: int, dtype: str, ban
         "llama-kv-cache": lambda n: _time_once(llama, ids, n, use_cache=True),
     }
     if args.compile:
-        setups["mixer-cuda-graph"] = lambda n: _time_graph(mixer, ids, n)
+        setups["mixer-compiled"] = lambda n: _time_static(mixer, ids, n, "compile")
+        if args.device.startswith("cuda"):
+            setups["mixer-cuda-graph"] = lambda n: _time_static(mixer, ids, n, "cuda-graph")
     runs = {name: [] for name in setups}
     for time_run in setups.values():  # warm-up: first calls pay for allocations
         time_run(min(4, args.new_tokens))
@@ -216,10 +223,15 @@ def _measure(args: argparse.Namespace, models: dict, batch: int, dtype: str, ban
     return rows
 
 
+STATIC = {"compiled": "mixer-compiled", "graph": "mixer-cuda-graph"}  # ratio key -> (d) contender
+
+
 def _ratios(rows: list[dict]) -> list[dict]:
+    """Per batch and dtype: tokens/s of (a) over (b), (b') and (c); ms/token of (a) over each (d) contender."""
     out = []
     for batch, dtype in dict.fromkeys((r["batch_size"], r["dtype"]) for r in rows):  # in measuring order
         speed = {r["model"]: r["tokens_per_s"] for r in rows if (r["batch_size"], r["dtype"]) == (batch, dtype)}
+        step = {r["model"]: r["ms_per_token"] for r in rows if (r["batch_size"], r["dtype"]) == (batch, dtype)}
         out.append(
             {
                 "batch_size": batch,
@@ -227,11 +239,11 @@ def _ratios(rows: list[dict]) -> list[dict]:
                 "cached_vs_full_window": speed["mixer-cached"] / speed["mixer-full-window"],
                 "cached_vs_no_cache": speed["mixer-cached"] / speed["mixer-no-cache"],
                 "cached_vs_llama": speed["mixer-cached"] / speed["llama-kv-cache"],
-                **(
-                    {"graph_vs_cached": speed["mixer-cuda-graph"] / speed["mixer-cached"]}
-                    if "mixer-cuda-graph" in speed
-                    else {}
-                ),
+                **{
+                    f"{key}_vs_cached": step["mixer-cached"] / step[name]
+                    for key, name in STATIC.items()
+                    if name in step
+                },
             }
         )
     return out
@@ -239,12 +251,12 @@ def _ratios(rows: list[dict]) -> list[dict]:
 
 def _table(rows: list[dict], ratios: list[dict]) -> str:
     lines = [
-        "| model | dtype | batch | tokens/s | ms/token | weights-read floor ms | prefill ms |",
-        "|---|---|---|---|---|---|---|",
+        "| model | dtype | batch | tokens/s | ms/token | weights-read floor ms | ms/token over floor | prefill ms |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {r['model']} | {r['dtype']} | {r['batch_size']} | {r['tokens_per_s']:.0f} | {r['ms_per_token']:.2f} | "
-        f"{r['floor_ms']:.3f} | {r['prefill_ms']:.1f} |"
+        f"{r['floor_ms']:.3f} | {r['ms_per_token'] / r['floor_ms']:.2f}x | {r['prefill_ms']:.1f} |"
         for r in rows
     ]
     lines += [
@@ -258,10 +270,11 @@ def _table(rows: list[dict], ratios: list[dict]) -> str:
         f"| {r['cached_vs_llama']:.2f}x |"
         for r in ratios
     ]
-    graphs = [r for r in ratios if "graph_vs_cached" in r]
-    if graphs:
-        lines += ["", "| dtype | batch | (d)/(a) CUDA graph vs cached |", "|---|---|---|"]
-        lines += [f"| {r['dtype']} | {r['batch_size']} | {r['graph_vs_cached']:.2f}x |" for r in graphs]
+    for key, name in STATIC.items():
+        measured = [r for r in ratios if f"{key}_vs_cached" in r]
+        if measured:
+            lines += ["", f"| dtype | batch | (d) {name}: step speed-up over (a) cached |", "|---|---|---|"]
+            lines += [f"| {r['dtype']} | {r['batch_size']} | {r[f'{key}_vs_cached']:.2f}x |" for r in measured]
     return "\n".join(lines)
 
 
@@ -271,8 +284,6 @@ def run(args: argparse.Namespace) -> int:
     if args.prompt_tokens > args.seq_len:
         raise UserError(f"bench generate: --prompt-tokens {args.prompt_tokens} exceeds --seq-len {args.seq_len}")
     args.device = str(resolve_device(args.device))
-    if args.compile and not args.device.startswith("cuda"):
-        raise UserError(f"bench generate --compile: CUDA graphs need a CUDA device, got --device {args.device}")
     if args.compile and args.prompt_tokens + args.new_tokens > args.seq_len:
         raise UserError(
             f"bench generate --compile: --prompt-tokens + --new-tokens must fit in --seq-len {args.seq_len} "

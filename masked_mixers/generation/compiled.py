@@ -1,62 +1,62 @@
-"""Greedy decoding of a masked mixer without per-token Python overhead on a GPU: one CUDA graph per step.
+"""Greedy decoding of a masked mixer without per-token Python overhead: one fixed-shape step, compiled.
 
-transformers' generate() with the MaskedMixerCache launches every kernel of a decoding step from
+transformers' generate() with the MaskedMixerCache launches every op of a decoding step from
 Python, and the step's shapes change as the text grows (it reads the `end` slots written so far).
-At batch 1 on a GPU the arithmetic of a step takes microseconds and those launches dominate.
-Here the step reads all L slots of the cache every time: the masked mixing rows are zero beyond
-their own position, and unwritten slots hold finite values (zeros, or an earlier token's input
-after a row was overwritten), so the extra columns add exact zeros and the result is the
-same; in exchange every step has the same shapes and the same buffers, so it is captured once as
-a CUDA graph (`torch.cuda.CUDAGraph`) and replayed per token: embed, all blocks through the
-cache, LM head and argmax, the chosen token written back into the step's input, no host sync.
-Hand-written because neither transformers' static-cache compilation (it expects a key/value
-cache) nor `torch.compile(mode="reduce-overhead")` (the cache's tensors are mutated in place
-between calls, which its graph trees copy or refuse) captures this cache as it is.
+At batch 1 the arithmetic of a step is small (a CPU reads each weight once, a GPU takes
+microseconds) and that per-op overhead dominates. Here the step reads all L slots of the cache every
+time: the masked mixing rows are zero beyond their own position, and unwritten slots hold finite
+values (zeros, or an earlier token's input after a row was overwritten), so the extra columns add
+exact zeros and the result is the same; in exchange every step has the same shapes and the same
+buffers, so it can be compiled once and replayed per token: embed, all blocks through the cache, LM
+head and argmax, the chosen token written back into the step's input, no host sync. Modes (MODES):
+
+- "compile": `torch.compile` of the step (Inductor: fused C++ kernels on a CPU, Triton on a GPU),
+  any device; the first step pays for compiling (tens of seconds on a CPU; cached after that);
+- "cuda-graph": the step captured once as a CUDA graph (`torch.cuda.CUDAGraph`), CUDA only;
+- "eager": the same step op by op, on any device (how the tests check the step itself).
+
+Hand-written because neither transformers' static-cache compilation (it expects a key/value cache)
+nor `torch.compile(mode="reduce-overhead")` of the model (the cache's tensors are mutated in place
+between calls, which its graph trees copy or refuse) handles this cache as it is; compiling the
+step, whose in-place writes torch.compile traces as writes to its inputs, does.
 
 The blocks are called through `MixerBlock.forward(x, None, (slots, state))`, the same
 entry as the cached path of generate(), so the arithmetic is the model's own.
 
 Limits, each refused with one line: greedy only; prompts without padding (one length for the
-batch); prompt + new tokens <= seq_len (no sliding window); CUDA graphs need a CUDA device
-(`graphs=False` runs the same static step eagerly, on any device: that is how the CPU tests
-check it).
+batch); prompt + new tokens <= seq_len (no sliding window); CUDA graphs need a CUDA device.
 """
 
 from __future__ import annotations
 
 import time
+from functools import cache
 
 import torch
 
 from ..core.errors import UserError
 from ..models import family_of
 
+MODES = ("compile", "cuda-graph", "eager")
+
 
 class StaticDecoder:
     """One greedy decoding step over a filled MaskedMixerCache, with fixed shapes and buffers."""
 
-    def __init__(self, model, cache, first_token: torch.Tensor, position: int, graphs: bool):
+    def __init__(self, model, cache, first_token: torch.Tensor, position: int, mode: str):
         self.model, self.cache = model, cache
         self.seq_len = model.config.seq_len
         self.token = first_token.clone()  # (b, 1): the input of the next step, overwritten by each step
         self.rows = torch.full_like(self.token, position)  # (b, 1): its slot
         self.graph = None
-        if graphs:
+        self.compiled = mode == "compile"
+        if mode == "cuda-graph":
             self._capture()
 
     def _step(self) -> None:
         """Embed self.token at slot self.rows, run every block on the cache, choose the next token."""
-        from ..models.masked_mixer.cache import SlotBatch
-
-        trunk = self.model.model
-        # end = L: static shapes. The token ids are not stored (cache.store): only a re-prime reads them.
-        at = SlotBatch(self.rows, None, self.seq_len, self.cache.batch_index)
-        x = trunk.embed_tokens(self.token)  # (b, 1, d)
-        for layer, state in zip(trunk.layers, self.cache.states):
-            x = layer(x, None, (at, state))
-        logits = self.model.lm_head(x[:, -1])  # (b, vocab)
-        self.token.copy_(logits.argmax(dim=-1, keepdim=True))
-        self.rows.add_(1)
+        step = _compiled_step() if self.compiled else decode_step
+        step(self.model, self.cache.states, self.token, self.rows, self.cache.batch_index, self.seq_len)
 
     def _capture(self) -> None:
         """Record one step as a CUDA graph. The warm-up steps on a side stream (as PyTorch's docs
@@ -83,6 +83,29 @@ class StaticDecoder:
         return self.token
 
 
+def decode_step(model, states: list[dict], token: torch.Tensor, rows: torch.Tensor, batch_index, seq_len: int) -> None:
+    """One greedy step in place: embed `token` (b, 1) at slots `rows` (b, 1), run every block on the cache
+    `states`, write the chosen next token into `token` and advance `rows`. A function of its inputs (no
+    decoder object), so that one compiled version serves every decoder of the same model and shapes."""
+    from ..models.masked_mixer.cache import SlotBatch
+
+    trunk = model.model
+    # end = L: static shapes. The token ids are not stored (cache.store): only a re-prime reads them.
+    at = SlotBatch(rows, None, seq_len, batch_index)
+    x = trunk.embed_tokens(token)  # (b, 1, d)
+    for layer, state in zip(trunk.layers, states):
+        x = layer(x, None, (at, state))
+    logits = model.lm_head(x[:, -1])  # (b, vocab)
+    token.copy_(logits.argmax(dim=-1, keepdim=True))
+    rows.add_(1)
+
+
+@cache
+def _compiled_step():
+    """decode_step through torch.compile, made once: dynamo keeps one graph per model and shapes (its guards)."""
+    return torch.compile(decode_step, dynamic=False)
+
+
 def _cache_tensors(decoder: StaticDecoder) -> list[torch.Tensor]:
     cache = decoder.cache
     return [t for state in cache.states for t in state.values()] + [decoder.token, decoder.rows]
@@ -97,10 +120,12 @@ def _restore(decoder: StaticDecoder, saved: list[torch.Tensor]) -> None:
         tensor.copy_(copy)
 
 
-def _check(model, input_ids: torch.Tensor, max_new_tokens: int, graphs: bool) -> None:
+def _check(model, input_ids: torch.Tensor, max_new_tokens: int, mode: str) -> None:
+    if mode not in MODES:
+        raise UserError(f"compiled decoding: mode must be one of {', '.join(MODES)}, got {mode!r}")
     if not family_of(model).capabilities.compiled_decoding:
         raise UserError(f"compiled decoding: only masked mixers have it, not {type(model).__name__}")
-    if graphs and model.device.type != "cuda":
+    if mode == "cuda-graph" and model.device.type != "cuda":
         raise UserError(f"compiled decoding: CUDA graphs need a CUDA device; the model is on {model.device.type}")
     if max_new_tokens < 1:
         raise UserError(f"compiled decoding: max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -113,25 +138,32 @@ def _check(model, input_ids: torch.Tensor, max_new_tokens: int, graphs: bool) ->
 
 @torch.inference_mode()
 def static_greedy_generate(
-    model, input_ids: torch.Tensor, max_new_tokens: int, graphs: bool = True, times: dict | None = None
+    model, input_ids: torch.Tensor, max_new_tokens: int, mode: str = "compile", times: dict | None = None
 ) -> torch.Tensor:
     """input_ids (b, t), unpadded -> (b, t + max_new_tokens): greedy continuation, as generate(do_sample=False).
 
+    mode: one of MODES (see the module docstring).
     times: if given, filled with seconds (each read after a device sync): prefill_s (to the first
     new token), setup_s (building the step, capturing its graph), steps_s (the other new tokens,
-    run without a sync between them) and total_s.
+    run without a sync between them) and total_s. With "compile" the first step (which compiles)
+    is counted in setup_s, not steps_s.
     """
-    _check(model, input_ids, max_new_tokens, graphs)
+    _check(model, input_ids, max_new_tokens, mode)
     input_ids = input_ids.to(model.device)
     clock = _Clock(model, times)
     out = model(input_ids=input_ids, use_cache=True)  # prefill: fills the cache at slots 0..t-1
     new = [out.logits[:, -1].argmax(dim=-1, keepdim=True)]  # (b, 1)
     clock.lap("prefill_s")
     if max_new_tokens > 1:
-        decoder = StaticDecoder(model, out.cache, new[0], input_ids.shape[1], graphs)
+        decoder = StaticDecoder(model, out.cache, new[0], input_ids.shape[1], mode)
+        if mode == "compile":
+            new.append(decoder.step().clone())  # the first call compiles (a later decoder reuses it)
         clock.lap("setup_s")
-        new += [decoder.step().clone() for _ in range(max_new_tokens - 1)]
+        timed = max_new_tokens - len(new)
+        new += [decoder.step().clone() for _ in range(timed)]
         clock.lap("steps_s")
+        if times is not None:
+            times["timed_steps"] = timed
     result = torch.cat([input_ids, *new], dim=1)
     clock.lap("total_s", since_start=True)
     return result
@@ -158,4 +190,4 @@ def _sync(model) -> None:
         torch.cuda.synchronize(model.device)
 
 
-__all__ = ["StaticDecoder", "static_greedy_generate"]
+__all__ = ["MODES", "StaticDecoder", "static_greedy_generate"]
