@@ -225,6 +225,21 @@ def test_cli_generate_streams_text(tokenizer, tmp_path, capsys, family):
     assert main([*args, "--greedy"]) == 0 and capsys.readouterr().out == uncached
 
 
+def test_cli_generate_compile_gives_the_greedy_text(tokenizer, tmp_path, capsys):
+    """--greedy --compile decodes through the torch.compile'd static step: the same text as --greedy."""
+    model = _mixer("flat", vocab=len(tokenizer), seq_len=48)
+    tokenizer.padding_side = "right"
+    model_dir = _save(model, tokenizer, tmp_path / "mixer")
+    args = ["generate", str(model_dir), "--prompt", PROMPTS[0], "--max-new-tokens", "12", "--greedy"]
+    assert main(args) == 0
+    greedy = capsys.readouterr().out
+    assert main([*args, "--compile"]) == 0
+    assert capsys.readouterr().out == greedy
+    assert main([*args[:-1], "--compile", "--no-cache"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "add --greedy; drop --no-cache" in err and len(err.splitlines()) == 1
+
+
 def test_cli_generate_bad_model_dir_is_one_line(tmp_path, capsys):
     assert main(["generate", str(tmp_path / "missing"), "--prompt", "x"]) == 2
     err = capsys.readouterr().err.strip()
@@ -262,3 +277,14 @@ def test_bench_generate_runs_and_writes_json(tmp_path, capsys):
     assert set(CONTENDERS) == {"mixer-cached", "mixer-full-window", "mixer-no-cache", "llama-kv-cache"}
     assert all(r["tokens_per_s"] > 0 and r["ms_per_token"] > 0 for r in rows)
     assert "mixer-cached" in capsys.readouterr().out
+
+
+def test_bench_generate_compile_adds_the_compiled_step_on_cpu(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    small = ["--hidden-size", "16", "--layers", "1", "--seq-len", "16", "--prompt-tokens", "8", "--new-tokens", "4"]
+    args = ["bench", "generate", *small, "--batch-sizes", "1", "--dtypes", "fp32", "--repeats", "1", "--compile"]
+    assert main([*args, "--output", str(out)]) == 0
+    saved = json.loads(out.read_text())
+    assert {r["model"] for r in saved["results"]} == {*CONTENDERS, "mixer-compiled"}
+    assert saved["ratios"][0]["compiled_vs_cached"] > 0
+    assert "mixer-compiled: step speed-up over (a) cached" in capsys.readouterr().out

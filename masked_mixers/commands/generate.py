@@ -11,11 +11,15 @@ A model trained with multi-token prediction heads (train.objective: mtp, mtp_mod
 decode greedily with --speculative: its extra heads draft tokens that the main head verifies, so
 the text is exactly the greedy text in fewer forward passes. A model trained with
 train.objective: completion writes L/2 tokens after the prompt in one forward pass with --one-step.
+A masked mixer decodes one prompt greedily with --greedy --compile through one fixed-shape decoding
+step compiled by torch.compile (generation/compiled.py): the same text as --greedy, the fastest
+batch-1 path (docs/benchmarks.md), after a first step that compiles (seconds to a minute on a CPU).
 
 Examples:
   masked-mixers generate runs/mixer --prompt "once upon a time" --max-new-tokens 100 --seed 0
   masked-mixers generate runs/mixer-mtp-heads --prompt "once upon a time" --max-new-tokens 60 --speculative
   masked-mixers generate runs/mixer-completion --prompt "once upon a time there was" --one-step
+  masked-mixers generate runs/mixer --prompt "once upon a time" --max-new-tokens 100 --greedy --compile
 """
 
 from __future__ import annotations
@@ -58,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--one-step", action="store_true", help="a completion-trained model writes L/2 tokens in one forward pass"
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="with --greedy, one prompt, a masked mixer: decode through the torch.compile'd fixed-shape step "
+        "(prompt + new tokens <= seq_len)",
+    )
     add_device(parser)
     add_trust_remote_code(parser)
 
@@ -72,11 +82,14 @@ def run(args: argparse.Namespace) -> int:
 
     # sampling values checked before the model loads: a NaN temperature costs nothing
     check_seed_option(args.seed)
+    _check_compile_options(args)
     sampling_kwargs(args.greedy, args.temperature, args.top_k, args.top_p, args.repetition_penalty)
     model, tokenizer = load_run(args.model_dir, trust_remote_code=args.trust_remote_code)
     model.to(resolve_device(args.device))
     if args.speculative or args.one_step:
         return _objective_run(model, tokenizer, args)
+    if args.compile:
+        return _compiled_run(model, tokenizer, args)
     options = dict(
         seed=args.seed,
         use_cache=not args.no_cache,
@@ -110,4 +123,47 @@ def _objective_run(model, tokenizer, args: argparse.Namespace) -> int:
         texts = one_step_text(model, tokenizer, args.prompt)
     for prompt, text in zip(args.prompt, texts):
         print(prompt + text, end="\n\n", flush=True)
+    return 0
+
+
+def _check_compile_options(args: argparse.Namespace) -> None:
+    """--compile decodes one prompt greedily with the cache: any option it would ignore is refused in one line."""
+    from ..core.errors import UserError
+
+    if not args.compile:
+        return
+    clashes = [
+        flag
+        for flag, clash in (
+            ("--no-cache", args.no_cache),
+            ("--speculative", args.speculative),
+            ("--one-step", args.one_step),
+            ("--repetition-penalty", args.repetition_penalty != 1.0),
+        )
+        if clash
+    ]
+    if not args.greedy or clashes or len(args.prompt) != 1:
+        why = "; ".join(
+            ([] if args.greedy else ["add --greedy"])
+            + [f"drop {flag}" for flag in clashes]
+            + ([] if len(args.prompt) == 1 else [f"give one --prompt (got {len(args.prompt)})"])
+        )
+        raise UserError(f"--compile decodes one prompt greedily: {why}")
+
+
+def _compiled_run(model, tokenizer, args: argparse.Namespace) -> int:
+    """One prompt, greedy, through generation/compiled.py's compiled step, streamed as generate() streams."""
+    import torch
+    from transformers import TextStreamer
+
+    from ..generation.compiled import static_greedy_generate
+    from ..generation.generate import _encode
+
+    ids = torch.tensor([_encode(tokenizer, args.prompt[0])])  # (1, t): unpadded, as the compiled step needs
+    print(args.prompt[0], end="", flush=True)
+    streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    with torch.inference_mode():
+        static_greedy_generate(
+            model, ids, args.max_new_tokens, mode="compile", eos_token_id=tokenizer.eos_token_id, streamer=streamer
+        )
     return 0

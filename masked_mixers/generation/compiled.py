@@ -138,32 +138,56 @@ def _check(model, input_ids: torch.Tensor, max_new_tokens: int, mode: str) -> No
 
 @torch.inference_mode()
 def static_greedy_generate(
-    model, input_ids: torch.Tensor, max_new_tokens: int, mode: str = "compile", times: dict | None = None
+    model,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    mode: str = "compile",
+    times: dict | None = None,
+    eos_token_id: int | None = None,
+    streamer=None,
 ) -> torch.Tensor:
-    """input_ids (b, t), unpadded -> (b, t + max_new_tokens): greedy continuation, as generate(do_sample=False).
+    """input_ids (b, t), unpadded -> (b, t + n): greedy continuation, as generate(do_sample=False).
 
     mode: one of MODES (see the module docstring).
+    eos_token_id: batch 1 only: stop after this token (then n <= max_new_tokens; else n = max_new_tokens).
+    streamer: a transformers streamer, handed the prompt and then each new token (one host sync per token).
     times: if given, filled with seconds (each read after a device sync): prefill_s (to the first
-    new token), setup_s (building the step, capturing its graph), steps_s (the other new tokens,
-    run without a sync between them) and total_s. With "compile" the first step (which compiles)
-    is counted in setup_s, not steps_s.
+    new token), setup_s (building the step, capturing its graph; with "compile", the first step,
+    which compiles), steps_s (the other new tokens, run without a sync between them unless a
+    streamer or eos_token_id needs one), total_s, and timed_steps (the steps in steps_s).
     """
     _check(model, input_ids, max_new_tokens, mode)
+    if eos_token_id is not None and input_ids.shape[0] != 1:
+        raise UserError(f"compiled decoding: eos_token_id stops batch 1 only, got a batch of {input_ids.shape[0]}")
     input_ids = input_ids.to(model.device)
     clock = _Clock(model, times)
     out = model(input_ids=input_ids, use_cache=True)  # prefill: fills the cache at slots 0..t-1
     new = [out.logits[:, -1].argmax(dim=-1, keepdim=True)]  # (b, 1)
     clock.lap("prefill_s")
-    if max_new_tokens > 1:
+    if streamer is not None:
+        streamer.put(input_ids.cpu())
+        streamer.put(new[0].cpu())
+
+    def done() -> bool:
+        return len(new) >= max_new_tokens or (eos_token_id is not None and new[-1].item() == eos_token_id)
+
+    if not done():
         decoder = StaticDecoder(model, out.cache, new[0], input_ids.shape[1], mode)
-        if mode == "compile":
-            new.append(decoder.step().clone())  # the first call compiles (a later decoder reuses it)
-        clock.lap("setup_s")
-        timed = max_new_tokens - len(new)
-        new += [decoder.step().clone() for _ in range(timed)]
+        warm = mode == "compile"  # the first call compiles (a later decoder of the same model and shapes reuses it)
+        if not warm:
+            clock.lap("setup_s")
+        while not done():
+            new.append(decoder.step().clone())
+            if streamer is not None:
+                streamer.put(new[-1].cpu())
+            if warm:
+                clock.lap("setup_s")
+                warm, first_timed = False, len(new)
         clock.lap("steps_s")
         if times is not None:
-            times["timed_steps"] = timed
+            times["timed_steps"] = len(new) - (first_timed if mode == "compile" else 1)
+    if streamer is not None:
+        streamer.end()
     result = torch.cat([input_ids, *new], dim=1)
     clock.lap("total_s", since_start=True)
     return result
