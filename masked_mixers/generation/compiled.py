@@ -120,7 +120,8 @@ def _restore(decoder: StaticDecoder, saved: list[torch.Tensor]) -> None:
         tensor.copy_(copy)
 
 
-def _check(model, input_ids: torch.Tensor, max_new_tokens: int, mode: str) -> None:
+def check_static_request(model, input_ids: torch.Tensor, max_new_tokens: int, mode: str) -> None:
+    """One line (UserError) for a request the static step cannot decode."""
     if mode not in MODES:
         raise UserError(f"compiled decoding: mode must be one of {', '.join(MODES)}, got {mode!r}")
     if not family_of(model).capabilities.compiled_decoding:
@@ -156,7 +157,7 @@ def static_greedy_generate(
     which compiles), steps_s (the other new tokens, run without a sync between them unless a
     streamer or eos_token_id needs one), total_s, and timed_steps (the steps in steps_s).
     """
-    _check(model, input_ids, max_new_tokens, mode)
+    check_static_request(model, input_ids, max_new_tokens, mode)
     if eos_token_id is not None and input_ids.shape[0] != 1:
         raise UserError(f"compiled decoding: eos_token_id stops batch 1 only, got a batch of {input_ids.shape[0]}")
     input_ids = input_ids.to(model.device)
@@ -214,4 +215,4 @@ def _sync(model) -> None:
         torch.cuda.synchronize(model.device)
 
 
-__all__ = ["MODES", "StaticDecoder", "static_greedy_generate"]
+__all__ = ["MODES", "StaticDecoder", "check_static_request", "static_greedy_generate"]
