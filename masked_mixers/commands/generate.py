@@ -163,8 +163,7 @@ def _compiled_run(model, tokenizer, args: argparse.Namespace) -> int:
     check_static_request(model, ids, args.max_new_tokens, "compile")  # before anything is printed
     print(args.prompt[0], end="", flush=True)
     streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    with torch.inference_mode():
-        static_greedy_generate(
-            model, ids, args.max_new_tokens, mode="compile", eos_token_id=tokenizer.eos_token_id, streamer=streamer
-        )
+    static_greedy_generate(
+        model, ids, args.max_new_tokens, mode="compile", eos_token_id=tokenizer.eos_token_id, streamer=streamer
+    )
     return 0

@@ -172,21 +172,22 @@ def static_greedy_generate(
     def done() -> bool:
         return len(new) >= max_new_tokens or (eos_token_id is not None and new[-1].item() == eos_token_id)
 
+    def advance(decoder: StaticDecoder) -> None:
+        new.append(decoder.step().clone())
+        if streamer is not None:
+            streamer.put(new[-1].cpu())
+
     if not done():
         decoder = StaticDecoder(model, out.cache, new[0], input_ids.shape[1], mode)
-        warm = mode == "compile"  # the first call compiles (a later decoder of the same model and shapes reuses it)
-        if not warm:
-            clock.lap("setup_s")
+        if mode == "compile":
+            advance(decoder)  # the first call compiles (a later decoder of the same model and shapes reuses it)
+        clock.lap("setup_s")
+        first_timed = len(new)
         while not done():
-            new.append(decoder.step().clone())
-            if streamer is not None:
-                streamer.put(new[-1].cpu())
-            if warm:
-                clock.lap("setup_s")
-                warm, first_timed = False, len(new)
+            advance(decoder)
         clock.lap("steps_s")
         if times is not None:
-            times["timed_steps"] = len(new) - (first_timed if mode == "compile" else 1)
+            times["timed_steps"] = len(new) - first_timed
     if streamer is not None:
         streamer.end()
     result = torch.cat([input_ids, *new], dim=1)
