@@ -57,10 +57,10 @@ class Collector:
         assert self.all_done.wait(timeout=300), self.ended
 
 
-def _run(model, tok, batching: str) -> tuple[Collector, Engine]:
+def _run(model, tok, batching: str, compile: bool = False) -> tuple[Collector, Engine]:
     """A long greedy request, then (once it decodes) three short ones: who ends first, and each text."""
     out = Collector(1 + len(SHORT))
-    engine = Engine(model, tok, max_batch_size=4, batching=batching).start()
+    engine = Engine(model, tok, max_batch_size=4, batching=batching, compile=compile).start()
     try:
         engine.submit([out.job("long", "once upon a time", max_tokens=LONG, temperature=0)])
         assert out.started.wait(timeout=120)
@@ -71,9 +71,17 @@ def _run(model, tok, batching: str) -> tuple[Collector, Engine]:
     return out, engine
 
 
-def test_a_request_joins_the_running_batch_and_gets_its_text_alone(mixer):
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_a_request_joins_the_running_batch_and_gets_its_text_alone(mixer, compile):
+    """Also through `serve --compile`'s step (serving/rows.py CompiledRows): its graphs, one per batch-size
+    bucket, are all made before the engine starts, and serving (rows joining, leaving, sliding) makes no other."""
+    from torch._dynamo.utils import counters
+
     model, tok = mixer
-    out, engine = _run(model, tok, "continuous")
+    counters.clear()
+    out, engine = _run(model, tok, "continuous", compile)
+    if compile:
+        assert engine.compiled.buckets == [1, 2, 4] and counters["stats"]["unique_graphs"] == 3
     assert engine.batching == "continuous" and engine.batches_run == 1  # the short ones joined the running batch
     assert out.ended[-1] == "long", out.ended  # ... and finished while the long one still decoded
     assert out.texts["long"] == generate_text(model, tok, ["once upon a time"], LONG, greedy=True)[0]
@@ -89,7 +97,8 @@ def test_static_batching_makes_a_new_request_wait_for_the_running_batch(mixer):
         assert out.texts[prompt] == generate_text(model, tok, [prompt], 6, greedy=True)[0], prompt
 
 
-def test_rows_sample_with_their_own_settings_and_seeds(mixer):
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_rows_sample_with_their_own_settings_and_seeds(mixer, compile):
     """One batch mixing a repetition penalty, greedy, and a seeded sample: each as it is alone."""
     model, tok = mixer
 
@@ -100,7 +109,7 @@ def test_rows_sample_with_their_own_settings_and_seeds(mixer):
             "seeded": dict(max_tokens=12, temperature=1.0, top_k=20, top_p=0.9, seed=7),
         }
         out = Collector(len(keys))
-        engine = Engine(model, tok, max_batch_size=4, batching="continuous").start()
+        engine = Engine(model, tok, max_batch_size=4, batching="continuous", compile=compile).start()
         try:
             engine.submit([out.job(key, "lily and tom went", **settings[key]) for key in keys])
             out.wait()
@@ -132,8 +141,9 @@ def test_families_without_a_per_row_cache_are_served_statically():
         resolve_batching(llama, "continuous")
 
 
-def test_bench_serve_loads_both_modes_and_compares_their_texts(tmp_path, monkeypatch, capsys):
-    """`bench serve` end to end on the tiny mixer: a fresh server per mode, the table, the JSON, equal texts."""
+def test_bench_serve_loads_every_mode_and_compares_their_texts(tmp_path, monkeypatch, capsys):
+    """`bench serve` end to end on the tiny mixer: a fresh server per mode (the compiled one included), the table,
+    the JSON, equal texts."""
     import json
 
     pytest.importorskip("uvicorn")
@@ -148,18 +158,28 @@ def test_bench_serve_loads_both_modes_and_compares_their_texts(tmp_path, monkeyp
     run = make_run(tmp_path / "run", seq_len=32)
     out = tmp_path / "bench.json"
     args = ["bench", "serve", str(run), "--clients", "4", "--requests", "6", "--max-tokens", "4,40"]
+    args += ["--modes", "static,continuous,compiled", "--max-batch-size", "2"]
     assert main([*args, "--repeats", "1", "--device", "cpu", "--output", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert set(result["table"]) == {"continuous", "static"} and len(result["throughput_ratios"]) == 1
+    assert set(result["table"]) == {"continuous", "static", "compiled"}
+    assert {name: len(v) for name, v in result["throughput_ratios"].items()} == {
+        "continuous/static": 1,
+        "compiled/static": 1,
+    }
     for row in result["table"].values():
         assert row["tokens_per_s"] > 0 and row["p99_s"] >= row["p50_s"] > 0 and row["server_cpu_s"] > 0
-    assert {r["mode"] for r in result["runs"]} == {"continuous", "static"}
-    assert "throughput continuous / static" in capsys.readouterr().out
+        assert row["ms_per_token"] > 0
+    assert {r["mode"] for r in result["runs"]} == {"continuous", "static", "compiled"}
+    assert "throughput compiled/static per repeat" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [([], "not a model directory"), (["--max-tokens", "5,x"], "--max-tokens must be positive integers")],
+    [
+        ([], "not a model directory"),
+        (["--max-tokens", "5,x"], "--max-tokens must be positive integers"),
+        (["--modes", "continuous,fast"], "--modes must be distinct names"),
+    ],
 )
 def test_bench_serve_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, extra, message):
     from masked_mixers.cli import main

@@ -8,6 +8,8 @@ A mixer serves with continuous batching: a request joins the running batch at th
 step (up to --max-batch-size rows) and leaves it when done. Other families (Llama, GPT-2, the
 transfixer) run static batches: requests that arrive together and decode the same way run as one
 batch to its end. Either way each request gets the text it would get alone (docs/serving.md).
+--compile (mixers) runs each decoding step through one torch.compile'd fixed-shape graph per
+batch-size bucket, compiled before the server answers: the same text, less time per step.
 temperature 0 is greedy decoding; `seed` makes a sample reproducible whatever else runs;
 `logprobs` (top-k per token), `echo` with logprobs (prompt scoring, as lm-eval's local-completions
 asks) and `n` choices per prompt. A bad request gets a 400 with one line naming the field; one
@@ -18,6 +20,7 @@ seconds, then cancels them and exits. Needs the `serve` extra: pip install "mask
 
 Example:
   masked-mixers serve runs/mixer --port 8000
+  masked-mixers serve runs/mixer --port 8000 --compile
   curl -s localhost:8000/v1/completions -H 'content-type: application/json' -d '{"prompt": "the dog", "max_tokens": 20}'
   (or any OpenAI client with base_url="http://localhost:8000/v1")
 """
@@ -68,6 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="continuous: a request joins the running batch at the next step (mixers only); static: a batch runs "
         "to its end while new requests wait; auto (default): continuous where the family allows it",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="masked and linear mixers, continuous batching: decode through a torch.compile'd fixed-shape step, "
+        "one graph per batch-size bucket (1, 2, 4, ... --max-batch-size), compiled before the server answers "
+        "(seconds to minutes on a CPU); the same text, faster steps (docs/serving.md)",
     )
     parser.add_argument(
         "--batch-wait-ms",
@@ -146,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         max_queue=limits.max_queue,
         max_prompt_tokens=limits.max_prompt_tokens,
         batching=args.batching,
+        compile=args.compile,
     ).start()
     name = args.model_name or Path(args.model_dir).resolve().name
     try:

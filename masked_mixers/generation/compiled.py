@@ -87,6 +87,14 @@ def decode_step(model, states: list[dict], token: torch.Tensor, rows: torch.Tens
     """One greedy step in place: embed `token` (b, 1) at slots `rows` (b, 1), run every block on the cache
     `states`, write the chosen next token into `token` and advance `rows`. A function of its inputs (no
     decoder object), so that one compiled version serves every decoder of the same model and shapes."""
+    logits = logits_step(model, states, token, rows, batch_index, seq_len)  # (b, vocab)
+    token.copy_(logits.argmax(dim=-1, keepdim=True))
+    rows.add_(1)
+
+
+def logits_step(model, states: list[dict], token: torch.Tensor, rows: torch.Tensor, batch_index, seq_len: int):
+    """(b, vocab) next-token logits of `token` (b, 1) at slots `rows` (b, 1), writing its inputs into the cache
+    `states`. Every row reads all L slots (end = L): the shapes depend only on the batch size."""
     from ..models.masked_mixer.cache import SlotBatch
 
     trunk = model.model
@@ -95,15 +103,19 @@ def decode_step(model, states: list[dict], token: torch.Tensor, rows: torch.Tens
     x = trunk.embed_tokens(token)  # (b, 1, d)
     for layer, state in zip(trunk.layers, states):
         x = layer(x, None, (at, state))
-    logits = model.lm_head(x[:, -1])  # (b, vocab)
-    token.copy_(logits.argmax(dim=-1, keepdim=True))
-    rows.add_(1)
+    return model.lm_head(x[:, -1])  # (b, vocab)
 
 
 @cache
 def _compiled_step():
     """decode_step through torch.compile, made once: dynamo keeps one graph per model and shapes (its guards)."""
     return torch.compile(decode_step, dynamic=False)
+
+
+@cache
+def compiled_logits_step():
+    """logits_step through torch.compile, made once (one graph per model and batch size): the server's step."""
+    return torch.compile(logits_step, dynamic=False)
 
 
 def _cache_tensors(decoder: StaticDecoder) -> list[torch.Tensor]:
@@ -216,4 +228,11 @@ def _sync(model) -> None:
         torch.cuda.synchronize(model.device)
 
 
-__all__ = ["MODES", "StaticDecoder", "check_static_request", "static_greedy_generate"]
+__all__ = [
+    "MODES",
+    "StaticDecoder",
+    "check_static_request",
+    "compiled_logits_step",
+    "logits_step",
+    "static_greedy_generate",
+]

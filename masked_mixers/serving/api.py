@@ -125,6 +125,7 @@ def build_app(engine: Engine, model_name: str, limits: Limits | None = None) -> 
             "status": "ok",
             "model": model_name,
             "batching": engine.batching,
+            "compiled": engine.compiled is not None,
             "requests": engine.jobs_run,
             "batches": engine.batches_run,
             "running": engine.running,

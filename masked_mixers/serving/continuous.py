@@ -35,6 +35,7 @@ from transformers import (
 )
 
 from ..generation import encode_prompts
+from .rows import CachedRows, CompiledRows
 from .stream import JobText
 
 
@@ -82,11 +83,16 @@ class ContinuousBatch:
     """
 
     def __init__(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, describe: Callable, stopping: Callable
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        describe: Callable,
+        stopping: Callable,
+        cache_rows: CachedRows | CompiledRows | None = None,
     ):
         self.model, self.tokenizer, self.describe, self.stopping = model, tokenizer, describe, stopping
         self.rows: list[Row] = []
-        self.cache = None  # the model's generation cache of exactly `rows`, in order
+        self.cache_rows = cache_rows or CachedRows(model)  # the rows' cache and the step (rows.py)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -104,35 +110,35 @@ class ContinuousBatch:
         if self._take(row, out.logits[:, -1], time.monotonic(), self.stopping()):
             return
         self.rows.append(row)
-        self.cache = out.cache if self.cache is None else type(out.cache).join([self.cache, out.cache])
+        self.cache_rows.add(out.cache)
 
     @torch.inference_mode()
     def step(self) -> None:
         """One token for every row; rows that finish leave the batch."""
-        tokens = torch.tensor([[row.token] for row in self.rows], device=self.model.device)  # (b, 1)
-        out = self.model(input_ids=tokens, cache=self.cache, use_cache=True, sliding_window=True)
-        logits = out.logits[:, -1]  # (b, vocab)
+        logits = self.cache_rows.logits([row.token for row in self.rows])  # (b, vocab)
+        argmax = logits.argmax(-1).tolist()  # every row's greedy token, in one host sync
         now, stopping = time.monotonic(), self.stopping()
-        keep = [i for i, row in enumerate(self.rows) if not self._take(row, logits[i : i + 1], now, stopping)]
+        keep = [
+            i for i, row in enumerate(self.rows) if not self._take(row, logits[i : i + 1], now, stopping, argmax[i])
+        ]
         if len(keep) < len(self.rows):
             self.rows = [self.rows[i] for i in keep]
-            if keep:
-                self.cache.keep_rows(keep)
-            else:
-                self.cache = None
+            self.cache_rows.keep(keep)
 
     def fail(self, message: str, status: int) -> None:
         """End every row with an error (a failed step: the cache can no longer be trusted)."""
         for row in self.rows:
             if not row.text.job.finished:
                 row.text.job.fail(message, status)
-        self.rows, self.cache = [], None
+        self.rows = []
+        self.cache_rows.keep([])
 
-    def _take(self, row: Row, logits: torch.Tensor, now: float, stopping: bool) -> bool:
-        """Sample the row's token from its (1, vocab) logits and hand it to its job; True once the job is done."""
-        logits = logits.float()
-        token = row.sample(logits)
-        logprobs = logits[0].log_softmax(-1) if row.text.job.logprobs is not None else None
+    def _take(self, row: Row, logits: torch.Tensor, now: float, stopping: bool, argmax: int | None = None) -> bool:
+        """Sample the row's token from its (1, vocab) logits and hand it to its job; True once the job is done.
+        argmax: the logits' argmax when already known (a greedy row without processors takes it)."""
+        plain_greedy = row.greedy and not row.processors and argmax is not None
+        token = argmax if plain_greedy else row.sample(logits.float())
+        logprobs = logits[0].float().log_softmax(-1) if row.text.job.logprobs is not None else None
         done = row.text.step(token, now, stopping, logprobs)
         row.token = token
         if row.processors:

@@ -42,6 +42,7 @@ from ..core.errors import UserError
 from ..generation import check_length, encode_prompts, generate_ids
 from ..models import context_length, family_of
 from .continuous import ContinuousBatch
+from .rows import CompiledRows
 from .scoring import Scored, StepLogprobs, openai_logprobs, prompt_logprobs, score
 from .stream import RowTracker
 
@@ -137,10 +138,12 @@ class Engine:
         max_queue: int = 256,
         max_prompt_tokens: int = 4096,
         batching: str = "auto",
+        compile: bool = False,
     ):
         if max_batch_size < 1:
             raise UserError(f"--max-batch-size: must be >= 1, got {max_batch_size}")
         self.batching = resolve_batching(model, batching)
+        self.compiled = _compiled_rows(model, self.batching, max_batch_size) if compile else None
         self.model, self.tokenizer = model, tokenizer
         # the worker encodes and decodes with `tokenizer` while requests are checked on other threads: a Rust
         # tokenizer must not be used from two threads at once ("Already borrowed"), so checks share a locked copy
@@ -161,6 +164,10 @@ class Engine:
         self._thread = threading.Thread(target=self._work, name="masked-mixers-engine", daemon=True)
 
     def start(self) -> Engine:
+        """Compile the decoding step first when asked (`compile`: no request pays for it), then start the worker."""
+        if self.compiled is not None:
+            print(f"[serve] compiling the decoding step for batches of {self.compiled.buckets} rows", flush=True)
+            print(f"[serve] compiled in {self.compiled.warm_up():.1f} s", flush=True)
         self._thread.start()
         return self
 
@@ -219,7 +226,7 @@ class Engine:
             job.fail("the server is shutting down", 503)
 
     def _work_continuous(self) -> None:
-        batch = ContinuousBatch(self.model, self.tokenizer, self._logprobs, lambda: self._stopping)
+        batch = ContinuousBatch(self.model, self.tokenizer, self._logprobs, lambda: self._stopping, self.compiled)
         while self._arrivals(block=not batch.rows and not self._waiting):
             if not batch.rows and self._waiting:
                 self.batches_run += 1
@@ -368,6 +375,18 @@ class Engine:
 
 def _failure(err: Exception) -> str:
     return str(err) if isinstance(err, UserError) else f"generation failed: {type(err).__name__}: {err}"
+
+
+def _compiled_rows(model: PreTrainedModel, batching: str, max_batch_size: int) -> CompiledRows:
+    """The compiled step's rows (`--compile`): masked and linear mixers, continuous batching; else one line."""
+    if not family_of(model).capabilities.compiled_decoding:
+        raise UserError(
+            f"--compile: only masked and linear mixers have a compiled decoding step, not the "
+            f"{family_of(model).name} family"
+        )
+    if batching != "continuous":
+        raise UserError("--compile: the compiled step serves continuous batching; drop --batching static")
+    return CompiledRows(model, max_batch_size)
 
 
 def resolve_batching(model: PreTrainedModel, batching: str) -> str:
