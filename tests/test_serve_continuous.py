@@ -165,6 +165,7 @@ def test_bench_serve_loads_every_mode_and_compares_their_texts(tmp_path, monkeyp
     assert {name: len(v) for name, v in result["throughput_ratios"].items()} == {
         "continuous/static": 1,
         "compiled/static": 1,
+        "compiled/continuous": 1,
     }
     for row in result["table"].values():
         assert row["tokens_per_s"] > 0 and row["p99_s"] >= row["p50_s"] > 0 and row["server_cpu_s"] > 0

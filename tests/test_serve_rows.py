@@ -2,7 +2,7 @@
 
 Rows join and leave at random and run past L (each slides its window several times); at every step
 `CompiledRows` must give the logits `CachedRows` (the model's own cached forward) gives, while its
-capacity grows and shrinks through the buckets. The step runs eagerly here (`logits_step` itself,
+capacity grows and shrinks through the buckets. The step runs eagerly here (`slots_step` itself,
 for every mixing and the linear mixer) so the bookkeeping is what is tested; test_serve_continuous.py
 runs the same rows through torch.compile in the engine.
 """
@@ -48,7 +48,7 @@ def test_bucket_sizes():
 
 @pytest.mark.parametrize("kind", ["flat", "expanded", "multihead", "linear"])
 def test_compiled_rows_give_the_cached_forward_logits(kind, monkeypatch):
-    monkeypatch.setattr(rows_module, "compiled_logits_step", lambda: compiled.logits_step)  # the step, uncompiled
+    monkeypatch.setattr(rows_module, "compiled_slots_step", lambda: compiled.slots_step)  # the step, uncompiled
     model, rng = _model(kind), random.Random(0)
     exact, bucketed = CachedRows(model), CompiledRows(model, 4)
     tokens: list[int] = []

@@ -9,7 +9,7 @@ and max_tokens drawn from --max-tokens, the same requests in the same order for 
 per mode (medians over repeats): throughput (completion tokens per second of wall clock), p50 and
 p99 request latency, the median request's milliseconds per completion token, the server's peak
 resident memory (the kernel's high-water mark, VmHWM) and its CPU seconds; and the throughput ratio
-of every other mode over the first one per repeat, with a 95% interval (t over repeats). Every mode
+of every mode over each mode listed before it, per repeat, with a 95% interval (t over repeats). Every mode
 must return the same text for every request (greedy, and a request's text does not depend on its
 batch or step): a mismatch is a bug, not a speed result, and fails the benchmark.
 
@@ -53,13 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--modes",
         default="static,continuous",
-        help=f"ways of serving, separated by commas, from {', '.join(MODES)}; ratios are over the first",
+        help=f"ways of serving, separated by commas, from {', '.join(MODES)}; each is compared with those before it",
     )
     parser.add_argument("--clients", type=int, default=64, help="concurrent clients")
     parser.add_argument("--requests", type=int, default=192, help="requests per mode and repeat")
     parser.add_argument("--max-tokens", default="8,32,128", help="max_tokens values, drawn at random per request")
     parser.add_argument("--max-prompt-words", type=int, default=40, help="longest prompt, in words of the story")
     parser.add_argument("--max-batch-size", type=int, default=8, help="the server's --max-batch-size, every mode")
+    parser.add_argument(
+        "--server-threads", type=int, default=None, help="the server's --threads, every mode (default: serve's default)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="fresh servers per mode (medians, interval over them)")
     parser.add_argument("--seed", type=int, default=0, help="draws the prompts and max_tokens")
     add_output(parser, folder=False, default="bench-serve.json", help="JSON file with every measurement")
@@ -146,6 +149,7 @@ def measure(args, mode: str, body: list[dict], log_dir: Path) -> dict:
 
     flags = [*MODES[mode], "--max-batch-size", str(args.max_batch_size), "--log-level", "warning"]
     flags += ["--max-queue", str(max(256, len(body))), *(["--device", args.device] if args.device else [])]
+    flags += ["--threads", str(args.server_threads)] if args.server_threads else []
     try:
         with server_process(args.run_dir, *flags, log_path=log_dir / f"server-{mode}.log") as (base, process):
             server = psutil.Process(process.pid)
@@ -170,10 +174,10 @@ def _summary(runs: list[dict], modes: list[str]) -> dict:
         }
         for mode, rows in by_mode.items()
     }
-    base = modes[0]
     ratios = {
         f"{mode}/{base}": [r["tokens_per_s"] / b["tokens_per_s"] for r, b in zip(by_mode[mode], by_mode[base])]
-        for mode in modes[1:]
+        for i, mode in enumerate(modes)
+        for base in modes[:i]
     }
     intervals = {name: list(interval(values)) for name, values in ratios.items() if len(values) >= 2}
     return {"table": table, "throughput_ratios": ratios, "throughput_ratio_intervals": intervals}
@@ -182,8 +186,8 @@ def _summary(runs: list[dict], modes: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     from ..runs.rundir import load_model_config
 
-    if args.clients < 1 or args.requests < 1 or args.repeats < 1:
-        raise UserError("bench serve: --clients, --requests and --repeats must be >= 1")
+    if min(args.clients, args.requests, args.repeats, args.server_threads or 1) < 1:
+        raise UserError("bench serve: --clients, --requests, --repeats and --server-threads must be >= 1")
     modes = modes_of(args.modes)
     load_model_config(args.run_dir)  # a missing or damaged run is one line here, not a server's traceback
     body, runs = requests(args), []
@@ -210,7 +214,7 @@ def _print(args, summary: dict) -> None:
     print(
         f"\nserve load test: {args.requests} greedy requests from {args.clients} clients, max_tokens "
         f"{{{args.max_tokens}}}, --max-batch-size {args.max_batch_size}, "
-        f"{args.repeats} fresh servers per mode (medians)"
+        f"{args.repeats} fresh servers per mode (medians), server threads {args.server_threads or 'torch default'}"
     )
     header = f"{'mode':12s} {'tokens/s':>9s} {'p50 s':>7s} {'p99 s':>7s} {'ms/token':>9s} {'server CPU s':>12s}"
     print(f"{header} {'peak MiB':>9s}")

@@ -120,6 +120,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds in-flight requests get to finish after the first SIGTERM/SIGINT before they are cancelled",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads for decoding (default: torch's choice, every core; with --compile on a CPU, every "
+        "core but one, left to the HTTP event loop: measured faster, docs/serving.md)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=("critical", "error", "warning", "info", "debug"),
@@ -128,10 +135,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device(parser)
 
 
+def _set_threads(args: argparse.Namespace, device: str) -> None:
+    """--threads; --compile on a CPU defaults to every core but one, left to the HTTP event loop: its compiled
+    kernels run all their threads at each step, and one of them descheduled stalls the step (docs/serving.md)."""
+    import torch
+
+    threads = args.threads
+    if threads is None and args.compile and device == "cpu":
+        threads = max(1, torch.get_num_threads() - 1)
+        print(f"[serve] --compile on a CPU: {threads} torch thread(s), a core left to the event loop (--threads)")
+    if threads is not None:
+        torch.set_num_threads(threads)  # before compiling: Inductor's CPU kernels take the count then
+
+
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:  # checked before the model loads (uvicorn would raise deep inside asyncio)
         raise UserError(f"--port must be a TCP port from 0 to 65535, got {args.port}")
     limits = limits_of(args)
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads: must be >= 1, got {args.threads}")
     try:
         import uvicorn
 
@@ -148,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
     model, tokenizer = load_run(args.model_dir)
     require_causal_lm(model, args.model_dir)
     model.to(resolve_device(args.device))
+    _set_threads(args, model.device.type)
     engine = Engine(
         model,
         tokenizer,

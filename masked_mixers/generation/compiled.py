@@ -112,10 +112,18 @@ def _compiled_step():
     return torch.compile(decode_step, dynamic=False)
 
 
+def slots_step(model, states, token_ids, valid, token, rows, batch_index, seq_len: int) -> torch.Tensor:
+    """logits_step that also records each row's token id at its slot in `token_ids` and `valid` (b, L): what a
+    re-prime of the sliding window reads back (the server's rows slide; static_greedy_generate's do not)."""
+    token_ids[batch_index, rows] = token
+    valid[batch_index, rows] = True
+    return logits_step(model, states, token, rows, batch_index, seq_len)
+
+
 @cache
-def compiled_logits_step():
-    """logits_step through torch.compile, made once (one graph per model and batch size): the server's step."""
-    return torch.compile(logits_step, dynamic=False)
+def compiled_slots_step():
+    """slots_step through torch.compile, made once (one graph per model and batch size): the server's step."""
+    return torch.compile(slots_step, dynamic=False)
 
 
 def _cache_tensors(decoder: StaticDecoder) -> list[torch.Tensor]:
@@ -232,7 +240,8 @@ __all__ = [
     "MODES",
     "StaticDecoder",
     "check_static_request",
-    "compiled_logits_step",
+    "compiled_slots_step",
     "logits_step",
+    "slots_step",
     "static_greedy_generate",
 ]

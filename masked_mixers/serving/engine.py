@@ -11,7 +11,9 @@ Two ways to batch (`batching`):
 - continuous (the default for families with `Capabilities.continuous_batching`, the mixers): a
   waiting job joins the running batch before the next decoding step, up to `max_batch_size` rows,
   and leaves it when it ends (continuous.py). Each row samples with its own settings and, when
-  seeded, its own generator, so any jobs can share the batch.
+  seeded, its own generator, so any jobs can share the batch. With `compile` (`serve --compile`) each
+  step runs through a torch.compile'd fixed-shape graph, one per batch-size bucket, all compiled in
+  `start` before the first request (rows.py CompiledRows); else through the model's own cached forward.
 - static (every other family, or `--batching static`): the worker takes the oldest waiting job and
   batches it with the other waiting jobs that decode the same way (same `Sampling`, no seed), up to
   `max_batch_size`, then runs them through `generation.generate_ids` as one batch to its end; a job

@@ -8,7 +8,7 @@ for the next-token logits of every running row, and says which rows stay with `k
 - `CompiledRows` (`serve --compile`, masked and linear mixers): the cache has a fixed capacity, one
   of a few bucket sizes (1, 2, 4, ... up to --max-batch-size), and a running row owns one of its
   rows; a free row decodes a harmless dummy token at slot 0. A step is `generation.compiled`'s
-  `logits_step` through torch.compile: every row reads all L slots, so the shapes depend only on
+  `slots_step` through torch.compile: every row reads all L slots, so the shapes depend only on
   the capacity and one graph per bucket serves any mix of positions. The graphs are compiled before
   the server answers (`warm_up`), so no request pays for compiling. The capacity grows to the next
   bucket when a row joins a full cache and shrinks to the smallest bucket that holds the running
@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from ..generation.compiled import compiled_logits_step
+from ..generation.compiled import compiled_slots_step
 from ..models.masked_mixer.cache import MaskedMixerCache
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def bucket_sizes(max_rows: int) -> list[int]:
 
 
 class CompiledRows:
-    """A cache of bucket capacity whose rows the running requests own; a step is the compiled logits_step."""
+    """A cache of bucket capacity whose rows the running requests own; a step is the compiled slots_step."""
 
     def __init__(self, model, max_rows: int):
         self.model, self.seq_len = model, model.config.seq_len
@@ -113,23 +113,31 @@ class CompiledRows:
 
     def logits(self, tokens: list[int]) -> torch.Tensor:
         """(b, vocab) next-token logits after each running row's input token `tokens[i]`."""
-        owner = torch.tensor(self.owner)
-        full = owner[self.cache.lengths[owner] >= self.seq_len]
-        if len(full):  # slide the window of full rows (eager): their last L//2 tokens at slots 0..L//2-1
-            self.model.model._reprime(self.cache, full)
-        device = self.cache.tokens.device
-        step_tokens = torch.zeros(self.capacity, 1, dtype=torch.long)
-        step_tokens[owner, 0] = torch.tensor(tokens)
+        lengths, device = self.cache.lengths, self.cache.tokens.device
+        if int(lengths.max()) >= self.seq_len:  # slide full windows (eager; free rows sit at slot 0)
+            self.model.model._reprime(self.cache, (lengths >= self.seq_len).nonzero().flatten())
+        index = self._index()  # None: the running rows are rows 0..capacity-1, in order
+        step_tokens = torch.tensor(tokens)[:, None]  # (b, 1)
+        if index is not None:
+            step_tokens = torch.zeros(self.capacity, 1, dtype=torch.long).index_copy_(0, index, step_tokens)
         logits = self._step(self.cache, step_tokens.to(device))  # (capacity, vocab)
-        self.cache.lengths[owner] += 1
-        return logits[owner.to(device)]
+        if index is None:
+            lengths += 1
+            return logits
+        lengths[index] += 1
+        return logits[index.to(device)]
+
+    def _index(self) -> torch.Tensor | None:
+        """The cache rows of the running rows, or None when they are all of them, in order (no gather needed)."""
+        if self.owner == list(range(self.capacity)):
+            return None
+        return torch.tensor(self.owner)
 
     def _step(self, cache, tokens: torch.Tensor) -> torch.Tensor:
         """The compiled step on every row of `cache` at slots cache.lengths; tokens (capacity, 1)."""
         rows = cache.lengths.to(tokens.device, copy=True)[:, None]  # (capacity, 1): each row's next slot
-        cache.store(tokens, cache.at(rows, None, self.seq_len))  # token ids, for a later re-prime
-        step = compiled_logits_step()
-        return step(self.model, cache.states, tokens, rows, cache.batch_index, self.seq_len)
+        step = compiled_slots_step()
+        return step(self.model, cache.states, cache.tokens, cache.valid, tokens, rows, cache.batch_index, self.seq_len)
 
     def _new_cache(self, capacity: int) -> MaskedMixerCache:
         trunk = self.model.model
