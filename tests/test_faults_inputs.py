@@ -169,3 +169,9 @@ def test_serve_port_out_of_range(tmp_path, capsys, port):
 def test_serve_cap_not_positive(tmp_path, capsys, flag):
     """A cap of 0 is refused before the model loads (RUN_DIR does not exist), naming the flag."""
     expect_one_line(["serve", tmp_path / "no-model", flag, "0"], capsys, names=f"{flag}: must be > 0", item=ITEM)
+
+
+def test_serve_threads_not_positive(tmp_path, capsys):
+    expect_one_line(
+        ["serve", tmp_path / "no-model", "--threads", "0"], capsys, names="--threads: must be >= 1", item=ITEM
+    )

@@ -89,3 +89,25 @@ def test_compile_is_refused_in_one_line_where_it_cannot_serve(tmp_path):
         Engine(llama, None, compile=True)
     with pytest.raises(UserError, match="--compile: the compiled step serves continuous batching"):
         Engine(_model("flat"), None, batching="static", compile=True)
+
+
+def test_compile_on_a_cpu_leaves_a_core_to_the_event_loop(capsys):
+    """serve --compile on a CPU: every core but one unless --threads says (docs/serving.md: measured)."""
+    import argparse
+
+    from masked_mixers.commands.serve import _set_threads
+
+    before = torch.get_num_threads()
+    try:
+        for compile, device, threads, expected in [
+            (True, "cpu", None, 2),
+            (False, "cpu", None, 3),
+            (True, "cuda", None, 3),
+            (True, "cpu", 3, 3),
+        ]:
+            torch.set_num_threads(3)
+            _set_threads(argparse.Namespace(threads=threads, compile=compile), device)
+            assert torch.get_num_threads() == expected, (compile, device, threads)
+    finally:
+        torch.set_num_threads(before)
+    assert "2 torch thread(s), a core left to the event loop" in capsys.readouterr().out
