@@ -172,9 +172,20 @@ def _jobs(body: CompletionRequest, prompts: list, events: asyncio.Queue, limits:
     loop, group, sampling = asyncio.get_running_loop(), next(_requests), body.sampling()
 
     def emitter(index: int):
-        def emit(event: Event) -> None:  # called from the engine's thread
+        held: list[str] = []  # a plain request's text, sent with its end: one wake of the event loop, not one a token
+
+        def post(event: Event) -> None:
             with contextlib.suppress(RuntimeError):  # the event loop is closed: the server has stopped
                 loop.call_soon_threadsafe(events.put_nowait, (index, event))
+
+        def emit(event: Event) -> None:  # called from the engine's thread
+            if event.kind == "text" and not body.stream:
+                held.append(event.text)
+                return
+            if held:
+                post(Event("text", text="".join(held)))
+                held.clear()
+            post(event)
 
         return emit
 
