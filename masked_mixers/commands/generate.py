@@ -156,10 +156,10 @@ def _compiled_run(model, tokenizer, args: argparse.Namespace) -> int:
     import torch
     from transformers import TextStreamer
 
+    from ..generation import encode_prompt
     from ..generation.compiled import check_static_request, static_greedy_generate
-    from ..generation.generate import _encode
 
-    ids = torch.tensor([_encode(tokenizer, args.prompt[0])])  # (1, t): unpadded, as the compiled step needs
+    ids = torch.tensor([encode_prompt(tokenizer, args.prompt[0])])  # (1, t): unpadded, as the compiled step needs
     check_static_request(model, ids, args.max_new_tokens, "compile")  # before anything is printed
     print(args.prompt[0], end="", flush=True)
     streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)

@@ -10,6 +10,7 @@ from .full_window import full_window_generate
 from .generate import (
     check_length,
     cut_at_stop,
+    encode_prompt,
     encode_prompts,
     generate_ids,
     generate_text,
@@ -21,6 +22,7 @@ from .objectives import one_step_text, speculative_ids, speculative_text
 __all__ = [
     "check_length",
     "cut_at_stop",
+    "encode_prompt",
     "encode_prompts",
     "full_window_generate",
     "generate_ids",

@@ -50,7 +50,7 @@ def sampling_kwargs(
     return {**kwargs, "do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p}
 
 
-def _encode(tokenizer: PreTrainedTokenizerBase, prompt: str | list[int]) -> list[int]:
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str | list[int]) -> list[int]:
     """A prompt's token ids; a prompt given as ids (lm-eval hands over encoded contexts) is taken as it is."""
     ids = list(prompt) if isinstance(prompt, (list, tuple)) else tokenizer(prompt)["input_ids"]
     if not ids:  # an empty prompt starts from the start-of-text token
@@ -72,7 +72,7 @@ def encode_prompts(
     if not prompts:
         raise UserError("prompt: give at least one prompt")
     side = input_side(model, tokenizer, GENERATE, override=padding_side)  # runs/layout.py owns the side
-    encoded = [_encode(tokenizer, p) for p in prompts]
+    encoded = [encode_prompt(tokenizer, p) for p in prompts]
     width = max(map(len, encoded))
     if positions_are_rows(model) and side == "left":
         width = max(width, context_length(model.config) - max_new_tokens)
@@ -187,6 +187,7 @@ __all__ = [
     "check_length",
     "cut_at_stop",
     "require_causal_lm",
+    "encode_prompt",
     "encode_prompts",
     "generate_ids",
     "generate_text",

@@ -14,7 +14,7 @@ from ..core.errors import UserError
 from ..models import context_length
 from ..objectives import can_speculate, completion_settings, one_step_ids, speculative_greedy
 from ..runs.layout import pad_token_id
-from .generate import _encode
+from .generate import encode_prompt
 
 
 def _decode(tokenizer: PreTrainedTokenizerBase, row: list[int]) -> str:
@@ -35,7 +35,7 @@ def speculative_ids(
         raise UserError(f"max_new_tokens: must be >= 1, got {max_new_tokens}")
     rows, totals = [], {"passes": 0, "tokens": 0}
     for prompt in prompts:
-        ids = _encode(tokenizer, prompt)
+        ids = encode_prompt(tokenizer, prompt)
         if len(ids) + max_new_tokens > context_length(model):
             raise UserError(
                 f"--speculative: prompt ({len(ids)} tokens) plus {max_new_tokens} new tokens "
@@ -56,7 +56,7 @@ def one_step_text(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pr
     """The L/2 tokens a completion model writes after each prompt, in one forward pass."""
     if completion_settings(model) is None:
         raise UserError("--one-step: the model was not trained with train.objective: completion")
-    ids = one_step_ids(model, [_encode(tokenizer, p) for p in prompts], pad_token_id(tokenizer))
+    ids = one_step_ids(model, [encode_prompt(tokenizer, p) for p in prompts], pad_token_id(tokenizer))
     return [_decode(tokenizer, row) for row in ids.tolist()]
 
 
