@@ -36,7 +36,7 @@ def _model(kind: str):
 
 def _prefill(model, prompt: list[int]):
     """A one-row cache of `prompt` and its next token, as ContinuousBatch.admit makes them."""
-    out = model(input_ids=torch.tensor([prompt]), use_cache=True, sliding_window=True)
+    out = model(input_ids=torch.tensor([prompt], device=model.device), use_cache=True, sliding_window=True)
     return out.cache, int(out.logits[0, -1].argmax())
 
 
@@ -46,10 +46,17 @@ def test_bucket_sizes():
     assert bucket_sizes(6) == [1, 2, 4, 6]
 
 
+CUDA = pytest.param(
+    "cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+)
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("kind", ["flat", "expanded", "multihead", "linear"])
-def test_compiled_rows_give_the_cached_forward_logits(kind, monkeypatch):
+def test_compiled_rows_give_the_cached_forward_logits(kind, device, monkeypatch):
+    """(On CUDA too: scripts/gpu-check.sh runs it, so the host/device bookkeeping is checked where it serves.)"""
     monkeypatch.setattr(rows_module, "compiled_slots_step", lambda: compiled.slots_step)  # the step, uncompiled
-    model, rng = _model(kind), random.Random(0)
+    model, rng = _model(kind).to(device), random.Random(0)
     exact, bucketed = CachedRows(model), CompiledRows(model, 4)
     tokens: list[int] = []
     capacities = []
