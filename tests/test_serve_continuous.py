@@ -180,6 +180,7 @@ def test_bench_serve_loads_every_mode_and_compares_their_texts(tmp_path, monkeyp
         ([], "not a model directory"),
         (["--max-tokens", "5,x"], "--max-tokens must be positive integers"),
         (["--modes", "continuous,fast"], "--modes must be distinct names"),
+        (["--server-threads", "0"], "--server-threads must be >= 1"),
     ],
 )
 def test_bench_serve_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, extra, message):

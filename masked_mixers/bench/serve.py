@@ -186,7 +186,8 @@ def _summary(runs: list[dict], modes: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     from ..runs.rundir import load_model_config
 
-    if min(args.clients, args.requests, args.repeats, args.server_threads or 1) < 1:
+    threads = 1 if args.server_threads is None else args.server_threads
+    if min(args.clients, args.requests, args.repeats, threads) < 1:
         raise UserError("bench serve: --clients, --requests, --repeats and --server-threads must be >= 1")
     modes = modes_of(args.modes)
     load_model_config(args.run_dir)  # a missing or damaged run is one line here, not a server's traceback

@@ -170,7 +170,6 @@ def run(args: argparse.Namespace) -> int:
     model, tokenizer = load_run(args.model_dir)
     require_causal_lm(model, args.model_dir)
     model.to(resolve_device(args.device))
-    _set_threads(args, model.device.type)
     engine = Engine(
         model,
         tokenizer,
@@ -180,7 +179,9 @@ def run(args: argparse.Namespace) -> int:
         max_prompt_tokens=limits.max_prompt_tokens,
         batching=args.batching,
         compile=args.compile,
-    ).start()
+    )
+    _set_threads(args, model.device.type)  # once the engine accepted the flags, before it compiles
+    engine.start()
     name = args.model_name or Path(args.model_dir).resolve().name
     try:
         uvicorn.run(
