@@ -15,6 +15,9 @@ head and argmax, the chosen token written back into the step's input, no host sy
 - "cuda-graph": the step captured once as a CUDA graph (`torch.cuda.CUDAGraph`), CUDA only;
 - "eager": the same step op by op, on any device (how the tests check the step itself).
 
+The server (`serve --compile`, serving/rows.py) compiles `slots_step`: the same step returning logits
+(each row then samples its own way), recording token ids for the sliding window's re-primes.
+
 Hand-written because neither transformers' static-cache compilation (it expects a key/value cache)
 nor `torch.compile(mode="reduce-overhead")` of the model (the cache's tensors are mutated in place
 between calls, which its graph trees copy or refuse) handles this cache as it is; compiling the
@@ -98,7 +101,7 @@ def logits_step(model, states: list[dict], token: torch.Tensor, rows: torch.Tens
     from ..models.masked_mixer.cache import SlotBatch
 
     trunk = model.model
-    # end = L: static shapes. The token ids are not stored (cache.store): only a re-prime reads them.
+    # end = L: static shapes. The token ids are not stored here: only a re-prime reads them (slots_step stores them).
     at = SlotBatch(rows, None, seq_len, batch_index)
     x = trunk.embed_tokens(token)  # (b, 1, d)
     for layer, state in zip(trunk.layers, states):
